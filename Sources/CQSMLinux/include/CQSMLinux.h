@@ -1,0 +1,68 @@
+// The one C target: Linux calls that Swift's Glibc module does not export.
+//
+// Swift cannot see `struct mmsghdr`, `recvmmsg` or `sendmmsg` (they need _GNU_SOURCE,
+// which a header cannot turn on for the already-built Glibc module), nor the epoll and
+// eventfd headers. This shim mirrors the few types with identical layout and forwards
+// each call unchanged; errno is left as the kernel set it, for Swift to read at once.
+#ifndef CQSM_LINUX_H
+#define CQSM_LINUX_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Same layout as `struct mmsghdr` (checked by a static assert in the .c file).
+typedef struct {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+} cqsm_mmsghdr;
+
+/// An epoll event without the x86-64 `packed` attribute, which Swift imports poorly.
+typedef struct {
+    uint32_t events;
+    uint64_t data;
+} cqsm_epoll_event;
+
+enum {
+    CQSM_EPOLLIN = 0x001,
+    CQSM_EPOLLOUT = 0x004,
+    CQSM_EPOLLERR = 0x008,
+    CQSM_EPOLLHUP = 0x010,
+    CQSM_EPOLL_CTL_ADD = 1,
+    CQSM_EPOLL_CTL_DEL = 2,
+    CQSM_EPOLL_CTL_MOD = 3,
+    CQSM_MSG_TRUNC = 0x20,
+    CQSM_IP_MULTICAST_ALL = 49,
+    CQSM_MAX_EPOLL_BATCH = 256,
+};
+
+int cqsm_epoll_create(void);
+int cqsm_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// Waits up to `timeout_ns` nanoseconds (-1 forever, 0 poll) with nanosecond precision
+/// through epoll_pwait2, falling back to epoll_wait (rounded up to whole milliseconds)
+/// on kernels without it. At most CQSM_MAX_EPOLL_BATCH events are returned.
+int cqsm_epoll_wait(int epfd, cqsm_epoll_event *events, int max_events, int64_t timeout_ns);
+
+int cqsm_eventfd(void);
+int cqsm_recvmmsg(int fd, cqsm_mmsghdr *msgs, unsigned int count, int flags);
+int cqsm_sendmmsg(int fd, cqsm_mmsghdr *msgs, unsigned int count, int flags);
+
+/// unshare(CLONE_NEWNET) for the calling thread; threads and processes it creates
+/// afterwards inherit the new namespace.
+int cqsm_unshare_network(void);
+/// Sets IFF_UP on interface `name` in the calling thread's network namespace.
+int cqsm_interface_up(const char *name);
+/// The inode of the calling thread's network namespace (identifies it), or -1.
+int64_t cqsm_network_namespace_id(void);
+/// Names the calling thread (at most 15 bytes are kept).
+void cqsm_set_thread_name(const char *name);
+/// The kernel thread id of the caller.
+int64_t cqsm_gettid(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,75 @@
+/// What kind of traffic a socket or a feed carries. Control and recovery traffic (tokens,
+/// ACKs, NAKs, retransmissions) is handled before regular data, inbound and outbound,
+/// so that reactions to loss are not queued behind bulk data (section 4.2.2, Fig. 4.15).
+public enum TrafficClass: Sendable {
+    case control
+    case data
+}
+
+/// Whether a descriptor is network I/O or local I/O (files, pipes); network comes first.
+public enum IOMedium: Sendable {
+    case network
+    case local
+}
+
+/// Identifies a descriptor registered with an `EventCore`. Events for a registration
+/// that has since been removed are recognised by the generation and ignored.
+public struct RegistrationID: Hashable, Sendable {
+    let slot: Int32
+    let generation: UInt32
+
+    var token: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: slot)) }
+}
+
+/// Receives the datagrams of a registered UDP socket, on the core thread.
+public protocol DatagramHandler: AnyObject {
+    /// - Parameter bytes: the datagram; valid only during the call (its buffer goes back
+    ///   to the pool afterwards), so copy what must be kept.
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress,
+                          on registration: RegistrationID, core: EventCore)
+}
+
+/// One datagram a feed produced into the buffer it was offered.
+public struct OutboundDatagram: Sendable {
+    public var destination: SocketAddress
+    /// Bytes written at the start of the offered buffer.
+    public var length: Int
+    /// Whether the feed wants to be pulled again after this datagram.
+    public var hasMore: Bool
+
+    public init(destination: SocketAddress, length: Int, hasMore: Bool) {
+        self.destination = destination
+        self.length = length
+        self.hasMore = hasMore
+    }
+}
+
+/// A sender in the pull model (section 4.2.2, Fig. 4.16-4.17): it registers intent with a
+/// socket and builds each datagram only when the socket asks for one, from the freshest
+/// state, so nothing waits in buffers going stale.
+public protocol PacketFeed: AnyObject {
+    /// Writes the next datagram into `buffer`, or returns nil when there is nothing to send
+    /// after all (the intent is then withdrawn). Called on the core thread.
+    func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram?
+}
+
+/// Told when a registered non-datagram descriptor (a stream socket, a pipe, a file) is
+/// ready; it does its own I/O.
+public protocol DescriptorHandler: AnyObject {
+    func descriptorReadable(_ registration: RegistrationID, core: EventCore)
+    func descriptorWritable(_ registration: RegistrationID, core: EventCore)
+}
+
+/// Receives alarms scheduled with `EventCore.scheduleAlarm`.
+public protocol AlarmHandler: AnyObject {
+    /// - Parameters:
+    ///   - tag: the value given when scheduling, to tell the handler's alarms apart.
+    ///   - deadline: when the alarm was due; `core.now` is when it actually fired.
+    func alarmFired(tag: UInt64, deadline: Instant, core: EventCore)
+}
+
+/// Work handed to the core from other threads through `EventCoreHandle`.
+public enum CoreRequest: Sendable {
+    /// Runs the closure on the core thread with the core.
+    case perform(@Sendable (EventCore) -> Void)
+}

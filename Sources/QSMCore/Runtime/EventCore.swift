@@ -1,0 +1,425 @@
+/// The single-threaded event core (section 4.2.2, Fig. 4.13-4.14).
+///
+/// One thread owns all protocol state and polls three queues round-robin, each for at most
+/// its quantum: the I/O queue (epoll), the alarm queue (a splay tree) and the lock-free
+/// request queue through which other threads reach it. I/O is handled in two stages, like
+/// interrupts: ready sockets are first drained into six internal priority queues, then the
+/// queues are processed highest priority first. Sending follows the pull model: feeds
+/// register intent with a socket and the socket pulls datagrams when it can take them.
+///
+/// Everything here except `handle` must be used on the thread that calls `run()`.
+public final class EventCore {
+    public let configuration: EventCoreConfiguration
+    /// The thread-safe side: submit requests, stop.
+    public let handle: EventCoreHandle
+    /// The shared packet buffer pool.
+    public let pool: PacketBufferPool
+    /// When the current event began being handled (refreshed at least every 16 events).
+    public private(set) var now: Instant
+    public private(set) var statistics = EventCoreStatistics()
+
+    private let epoll: Epoll
+    private let receiveBatch: DatagramBatch
+    private var registrations: [Registration?] = []
+    private var generations: [UInt32] = []
+    private var freeSlots: [Int32] = []
+    private var queues: [RingBuffer<IOEvent>]
+    private var deferredOutput: [UInt64] = []
+    private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
+    private var lateness = AlarmLatenessMeter()
+    private let ioQuantumNanoseconds: Int64
+    private let alarmQuantumNanoseconds: Int64
+    private let requestQuantumNanoseconds: Int64?
+
+    private static let wakeupToken = UInt64.max
+
+    private struct AlarmEntry {
+        let handler: any AlarmHandler
+        let tag: UInt64
+    }
+
+    /// Creates a core; it does nothing until `run()`.
+    /// - Throws: `ConfigurationError` for an invalid setting, `SystemError` if epoll or the
+    ///   eventfd cannot be created.
+    public init(configuration: EventCoreConfiguration = EventCoreConfiguration()) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        handle = try EventCoreHandle(requestQueueCapacity: configuration.requestQueueCapacity)
+        pool = PacketBufferPool(bufferCount: configuration.packetBufferCount,
+                                bufferCapacity: configuration.packetBufferCapacity)
+        epoll = try Epoll()
+        receiveBatch = DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool)
+        queues = IOPriority.allCases.map { _ in RingBuffer<IOEvent>(initialCapacity: 256) }
+        ioQuantumNanoseconds = configuration.ioQuantum.totalNanoseconds
+        alarmQuantumNanoseconds = configuration.alarmQuantum.totalNanoseconds
+        requestQuantumNanoseconds = configuration.requestQuantum?.totalNanoseconds
+        now = MonotonicClock.now()
+        try epoll.add(handle.wakeup.descriptor, interest: .readable, token: Self.wakeupToken)
+    }
+
+    // MARK: Registration
+
+    /// Registers a UDP socket: its datagrams go to `handler`, and feeds may register
+    /// intent to send on it. The core keeps the socket open until it is unregistered.
+    public func registerDatagramSocket(_ socket: UDPSocket, traffic: TrafficClass,
+                                       handler: any DatagramHandler) throws(SystemError) -> RegistrationID {
+        let state = DatagramSocketState(
+            socket: socket, handler: handler,
+            pending: DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool))
+        return try register(descriptor: socket.descriptor, medium: .network, traffic: traffic,
+                            interest: .readable, kind: .datagramSocket(state))
+    }
+
+    /// Registers any other descriptor (a stream socket, a pipe): `handler` is told when it
+    /// is readable or writable, as `interest` asks, and does its own I/O.
+    public func registerDescriptor(_ descriptor: Int32, medium: IOMedium, traffic: TrafficClass,
+                                   readable: Bool, writable: Bool,
+                                   handler: any DescriptorHandler) throws(SystemError) -> RegistrationID {
+        var interest: Epoll.Interest = []
+        if readable { interest.insert(.readable) }
+        if writable { interest.insert(.writable) }
+        return try register(descriptor: descriptor, medium: medium, traffic: traffic,
+                            interest: interest, kind: .descriptor(handler))
+    }
+
+    /// Changes which readiness of a registered descriptor is reported.
+    public func setInterest(_ id: RegistrationID, readable: Bool, writable: Bool) throws(SystemError) {
+        guard let registration = lookup(id.token), case .descriptor = registration.kind else { return }
+        var interest: Epoll.Interest = []
+        if readable { interest.insert(.readable) }
+        if writable { interest.insert(.writable) }
+        try updateInterest(registration, interest)
+    }
+
+    /// Removes a registration; events already queued for it are discarded. Datagrams
+    /// built for it but not yet sent are dropped (their buffers return to the pool).
+    public func unregister(_ id: RegistrationID) {
+        guard let registration = lookup(id.token) else { return }
+        try? epoll.remove(registration.descriptor)
+        if case .datagramSocket(let state) = registration.kind { state.pending.releaseAll() }
+        registrations[Int(id.slot)] = nil
+        generations[Int(id.slot)] &+= 1
+        freeSlots.append(id.slot)
+    }
+
+    /// Records that `feed` wants to send on the socket `id`; the socket will pull from it
+    /// (control feeds first) when it can take output. Idempotent while the intent stands.
+    public func registerIntent(_ feed: any PacketFeed, on id: RegistrationID, traffic: TrafficClass) {
+        guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
+        state.registerIntent(feed, traffic: traffic)
+        queueOutputIfReady(registration, state)
+    }
+
+    /// Withdraws a feed's intent on socket `id`.
+    public func cancelIntent(_ feed: any PacketFeed, on id: RegistrationID) {
+        guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
+        state.cancelIntent(feed)
+    }
+
+    private func register(descriptor: Int32, medium: IOMedium, traffic: TrafficClass,
+                          interest: Epoll.Interest, kind: Registration.Kind) throws(SystemError) -> RegistrationID {
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(registrations.count)
+            registrations.append(nil)
+            generations.append(0)
+        }
+        let id = RegistrationID(slot: slot, generation: generations[Int(slot)])
+        let registration = Registration(id: id, descriptor: descriptor, medium: medium, traffic: traffic,
+                                        interest: interest, kind: kind)
+        do throws(SystemError) {
+            try epoll.add(descriptor, interest: interest, token: id.token)
+        } catch {
+            freeSlots.append(slot)
+            throw error
+        }
+        registrations[Int(slot)] = registration
+        return id
+    }
+
+    @inline(__always)
+    private func lookup(_ token: UInt64) -> Registration? {
+        let slot = Int(UInt32(truncatingIfNeeded: token))
+        guard slot < registrations.count, let registration = registrations[slot],
+              registration.id.token == token else { return nil }
+        return registration
+    }
+
+    private func updateInterest(_ registration: Registration, _ interest: Epoll.Interest) throws(SystemError) {
+        guard interest != registration.interest else { return }
+        try epoll.modify(registration.descriptor, interest: interest, token: registration.id.token)
+        registration.interest = interest
+    }
+
+    // MARK: Alarms
+
+    /// Schedules `handler.alarmFired(tag:...)` for `deadline`. O(log n) amortized.
+    @discardableResult
+    public func scheduleAlarm(at deadline: Instant, handler: any AlarmHandler, tag: UInt64 = 0) -> AlarmHandle {
+        alarms.schedule(at: deadline, AlarmEntry(handler: handler, tag: tag))
+    }
+
+    /// Cancels a pending alarm; false if it already fired or was cancelled.
+    @discardableResult
+    public func cancelAlarm(_ alarm: AlarmHandle) -> Bool {
+        alarms.cancel(alarm) != nil
+    }
+
+    /// Moves a pending alarm; false if it already fired or was cancelled.
+    @discardableResult
+    public func rescheduleAlarm(_ alarm: AlarmHandle, to deadline: Instant) -> Bool {
+        alarms.reschedule(alarm, to: deadline)
+    }
+
+    /// Alarms pending.
+    public var pendingAlarmCount: Int { alarms.count }
+
+    /// Alarm lateness since the last call (count, mean, max); starts a new interval.
+    public func takeAlarmLatenessInterval() -> AlarmLatenessInterval {
+        lateness.takeInterval()
+    }
+
+    // MARK: The loop
+
+    /// Runs the core on the calling thread until `handle.stop()` is called.
+    /// - Throws: `SystemError` only if epoll itself fails (it cannot on a valid setup).
+    public func run() throws(SystemError) {
+        while !handle.isStopRequested {
+            try runTurn()
+        }
+    }
+
+    /// One round-robin pass: I/O, then alarms, then requests. Blocks in epoll only when
+    /// no queue has work, and then no longer than `maximumWaitNanoseconds` (nil: until the
+    /// next alarm or an event).
+    func runTurn(maximumWaitNanoseconds: Int64? = nil) throws(SystemError) {
+        statistics.turns += 1
+        try ioTurn(maximumWaitNanoseconds: maximumWaitNanoseconds)
+        alarmTurn()
+        requestTurn()
+    }
+
+    private func idleWaitNanoseconds(cap: Int64?) -> Int64 {
+        for queue in queues where !queue.isEmpty { return 0 }
+        var wait: Int64 = -1
+        if let deadline = alarms.nextDeadline() {
+            wait = max(0, deadline.nanoseconds(since: MonotonicClock.now()))
+        }
+        if let cap, cap >= 0, wait < 0 || cap < wait { wait = cap }
+        return wait
+    }
+
+    private func ioTurn(maximumWaitNanoseconds: Int64?) throws(SystemError) {
+        var wait = idleWaitNanoseconds(cap: maximumWaitNanoseconds)
+        let sleeping = wait != 0 && handle.prepareToSleep()
+        if !sleeping { wait = 0 } else { statistics.sleeps += 1 }
+        let ready = try epoll.wait(timeoutNanoseconds: wait)
+        if sleeping { handle.finishedSleeping() }
+        now = MonotonicClock.now()
+
+        // Stage 1: move ready events into the priority queues. Control sockets are drained
+        // first so that a data flood cannot take every buffer before a token arrives.
+        for pass in [TrafficClass.control, .data] {
+            for index in 0..<ready {
+                let event = epoll.event(at: index)
+                if event.token == Self.wakeupToken {
+                    if pass == .control { handle.wakeup.drain() }
+                    continue
+                }
+                guard let registration = lookup(event.token), registration.traffic == pass else { continue }
+                stageEvent(event, for: registration)
+            }
+        }
+
+        // Stage 2: process, highest priority first, until the quantum runs out.
+        let end = now.advanced(byNanoseconds: ioQuantumNanoseconds)
+        var handled = 0
+        processing: for priority in 0..<queues.count {
+            while let event = queues[priority].popFirst() {
+                process(event)
+                handled += 1
+                if handled & 15 == 0 {
+                    now = MonotonicClock.now()
+                    if now >= end {
+                        statistics.ioQuantumExpirations += 1
+                        break processing
+                    }
+                }
+            }
+        }
+        for token in deferredOutput {
+            queues[IOPriority.networkOutboundData.rawValue].append(.output(registration: token))
+        }
+        deferredOutput.removeAll(keepingCapacity: true)
+    }
+
+    private func stageEvent(_ event: Epoll.Event, for registration: Registration) {
+        switch registration.kind {
+        case .datagramSocket(let state):
+            if event.isReadable || event.isError { drain(registration) }
+            if event.isWritable {
+                state.writeBlocked = false
+                try? updateInterest(registration, .readable)
+                queueOutputIfReady(registration, state)
+            }
+        case .descriptor:
+            let token = registration.id.token
+            if event.isReadable || event.isError {
+                queues[IOPriority.inbound(registration.medium, registration.traffic).rawValue]
+                    .append(.descriptorReadable(registration: token))
+            }
+            if event.isWritable {
+                queues[IOPriority.outbound(registration.medium, registration.traffic).rawValue]
+                    .append(.descriptorWritable(registration: token))
+            }
+        }
+    }
+
+    /// Reads everything queued on a datagram socket (batched recvmmsg) into the inbound
+    /// queue of its class, stopping early only if the buffer pool runs dry.
+    private func drain(_ registration: Registration) {
+        let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
+        let token = registration.id.token
+        while true {
+            let result: IOResult<Int>
+            do throws(SystemError) {
+                result = try receiveBatch.receive(on: registration.descriptor)
+            } catch {
+                statistics.receiveErrors += 1
+                statistics.lastSocketError = error
+                return
+            }
+            guard case .completed(let received) = result else { return }
+            if received == 0 {
+                statistics.poolExhaustions += 1
+                return
+            }
+            for index in 0..<received {
+                let buffer = receiveBatch.buffer(at: index)
+                if receiveBatch.isTruncated(at: index) {
+                    statistics.droppedTruncated += 1
+                    pool.release(buffer)
+                    continue
+                }
+                queues[queue].append(.datagram(registration: token, buffer: buffer,
+                                               length: Int32(receiveBatch.length(at: index)),
+                                               source: receiveBatch.address(at: index)))
+            }
+            receiveBatch.detachAll()
+            if received < receiveBatch.capacity { return }
+        }
+    }
+
+    private func process(_ event: IOEvent) {
+        switch event {
+        case .datagram(let token, let buffer, let length, let source):
+            defer { pool.release(buffer) }
+            guard let registration = lookup(token), case .datagramSocket(let state) = registration.kind else { return }
+            statistics.datagramsReceived += 1
+            statistics.bytesReceived += Int(length)
+            let bytes = UnsafeRawBufferPointer(rebasing: pool.bytes(of: buffer)[0..<Int(length)])
+            state.handler.datagramReceived(bytes, from: source, on: registration.id, core: self)
+        case .output(let token):
+            guard let registration = lookup(token), case .datagramSocket(let state) = registration.kind else { return }
+            state.outputQueued = false
+            pullOutput(registration, state)
+        case .descriptorReadable(let token):
+            guard let registration = lookup(token), case .descriptor(let handler) = registration.kind else { return }
+            handler.descriptorReadable(registration.id, core: self)
+        case .descriptorWritable(let token):
+            guard let registration = lookup(token), case .descriptor(let handler) = registration.kind else { return }
+            handler.descriptorWritable(registration.id, core: self)
+        }
+    }
+
+    // MARK: Pull-based output
+
+    private func queueOutputIfReady(_ registration: Registration, _ state: DatagramSocketState) {
+        guard !state.outputQueued, !state.writeBlocked, state.hasOutput else { return }
+        state.outputQueued = true
+        queues[IOPriority.outbound(registration.medium, registration.traffic).rawValue]
+            .append(.output(registration: registration.id.token))
+    }
+
+    /// The socket can take output: build datagrams from registered feeds just in time and
+    /// send them in batches until the kernel pushes back, the feeds run dry, or the
+    /// per-turn allowance is used (then the rest waits for the next turn).
+    private func pullOutput(_ registration: Registration, _ state: DatagramSocketState) {
+        let batch = state.pending
+        for _ in 0..<configuration.outputBatchesPerTurn {
+            while !batch.isFull, let (feed, traffic) = state.takeNextFeed() {
+                guard let buffer = pool.acquire() else {
+                    statistics.poolExhaustions += 1
+                    state.requeue(feed, traffic: traffic)
+                    break
+                }
+                let bytes = pool.bytes(of: buffer)
+                guard let datagram = feed.produceDatagram(into: bytes, core: self) else {
+                    pool.release(buffer)
+                    state.withdraw(feed)
+                    continue
+                }
+                if datagram.hasMore { state.requeue(feed, traffic: traffic) } else { state.withdraw(feed) }
+                guard datagram.length >= 0, datagram.length <= bytes.count else {
+                    statistics.droppedOversizedOutput += 1
+                    pool.release(buffer)
+                    continue
+                }
+                batch.append(buffer, length: datagram.length, to: datagram.destination)
+            }
+            if batch.isEmpty { return }
+            do throws(SystemError) {
+                switch try batch.send(on: registration.descriptor) {
+                case .wouldBlock:
+                    state.writeBlocked = true
+                    try? updateInterest(registration, [.readable, .writable])
+                    return
+                case .completed(let sent):
+                    statistics.datagramsSent += sent
+                }
+            } catch {
+                statistics.droppedSendErrors += 1
+                statistics.lastSocketError = error
+                batch.dropFirst()
+            }
+        }
+        if state.hasOutput && !state.writeBlocked && !state.outputQueued {
+            state.outputQueued = true
+            deferredOutput.append(registration.id.token)
+        }
+    }
+
+    // MARK: Alarms and requests
+
+    private func alarmTurn() {
+        now = MonotonicClock.now()
+        let end = now.advanced(byNanoseconds: alarmQuantumNanoseconds)
+        while let (deadline, entry) = alarms.popFirst(notAfter: now) {
+            lateness.record(latenessNanoseconds: now.nanoseconds(since: deadline))
+            statistics.alarmsFired += 1
+            entry.handler.alarmFired(tag: entry.tag, deadline: deadline, core: self)
+            now = MonotonicClock.now()
+            if now >= end {
+                statistics.alarmQuantumExpirations += 1
+                return
+            }
+        }
+    }
+
+    private func requestTurn() {
+        let limit = handle.requests.capacity
+        let end = requestQuantumNanoseconds.map { MonotonicClock.now().advanced(byNanoseconds: $0) }
+        var handled = 0
+        while handled < limit, let request = handle.requests.dequeue() {
+            switch request {
+            case .perform(let body): body(self)
+            }
+            handled += 1
+            if let end, MonotonicClock.now() >= end { break }
+        }
+        statistics.requestsProcessed += handled
+        if handled > 0 { now = MonotonicClock.now() }
+    }
+}

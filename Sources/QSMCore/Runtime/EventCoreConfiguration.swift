@@ -1,0 +1,58 @@
+/// Settings of one event core. Defaults follow section 4.2.2 where it gives a value.
+public struct EventCoreConfiguration: Sendable {
+    /// Longest stretch spent processing I/O events before alarms and requests get a turn.
+    public var ioQuantum: Duration = .milliseconds(50)
+    /// Longest stretch spent firing alarms before the next turn.
+    public var alarmQuantum: Duration = .milliseconds(5)
+    /// Longest stretch spent on requests; nil means drain the queue (as in QSM), bounded
+    /// only by the queue's capacity so producers cannot starve the core.
+    public var requestQuantum: Duration? = nil
+    /// Slots in the lock-free request queue; a full queue refuses new requests.
+    public var requestQueueCapacity = 16_384
+    /// Preallocated packet buffers shared by receiving and sending.
+    public var packetBufferCount = 2_048
+    /// Bytes per packet buffer: the largest datagram sent or accepted. Longer inbound
+    /// datagrams are dropped and counted, never delivered truncated.
+    public var packetBufferCapacity = 8_192
+    /// Datagrams per recvmmsg/sendmmsg call.
+    public var datagramBatchSize = 64
+    /// Batches pulled and sent per socket per I/O turn before other work gets a turn.
+    public var outputBatchesPerTurn = 16
+
+    public init() {}
+
+    /// Throws a `ConfigurationError` naming the first invalid setting.
+    public func validate() throws(ConfigurationError) {
+        func positive(_ duration: Duration, _ name: String) throws(ConfigurationError) {
+            guard duration > .zero else { throw ConfigurationError("\(name) must be positive, got \(duration)") }
+        }
+        try positive(ioQuantum, "ioQuantum")
+        try positive(alarmQuantum, "alarmQuantum")
+        if let requestQuantum { try positive(requestQuantum, "requestQuantum") }
+        guard (2...(1 << 24)).contains(requestQueueCapacity) else {
+            throw ConfigurationError("requestQueueCapacity must be 2...16777216, got \(requestQueueCapacity)")
+        }
+        guard (1...(1 << 20)).contains(packetBufferCount) else {
+            throw ConfigurationError("packetBufferCount must be 1...1048576, got \(packetBufferCount)")
+        }
+        guard (64...65_536).contains(packetBufferCapacity) else {
+            throw ConfigurationError("packetBufferCapacity must be 64...65536 bytes, got \(packetBufferCapacity)")
+        }
+        guard (1...1024).contains(datagramBatchSize) else {
+            throw ConfigurationError("datagramBatchSize must be 1...1024, got \(datagramBatchSize)")
+        }
+        guard datagramBatchSize <= packetBufferCount else {
+            throw ConfigurationError("datagramBatchSize (\(datagramBatchSize)) must not exceed packetBufferCount (\(packetBufferCount))")
+        }
+        guard outputBatchesPerTurn >= 1 else {
+            throw ConfigurationError("outputBatchesPerTurn must be at least 1, got \(outputBatchesPerTurn)")
+        }
+    }
+}
+
+/// An invalid configuration value, with a message that names it.
+public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

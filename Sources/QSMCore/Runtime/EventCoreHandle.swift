@@ -1,0 +1,74 @@
+import Synchronization
+
+/// The thread-safe side of an `EventCore`: application threads submit requests and stop
+/// the core through it. It never blocks the core and takes no lock.
+///
+/// Waking is coalesced: a submitter writes the eventfd only if the core announced it is
+/// about to sleep and no other submitter has woken it since, so a busy core costs
+/// submitters one atomic load per request and no syscall.
+public final class EventCoreHandle: Sendable {
+    let requests: RequestQueue<CoreRequest>
+    let wakeup: WakeupEvent
+    private let coreSleeping = Atomic<Bool>(false)
+    private let stopRequested = Atomic<Bool>(false)
+    private let wakeupSignals = Atomic<Int>(0)
+
+    init(requestQueueCapacity: Int) throws(SystemError) {
+        requests = RequestQueue(capacity: requestQueueCapacity)
+        wakeup = try WakeupEvent()
+    }
+
+    /// Queues a request for the core thread. Returns false if the request queue is full
+    /// (the request is not queued); never blocks.
+    public func trySubmit(_ request: CoreRequest) -> Bool {
+        guard requests.tryEnqueue(request) else { return false }
+        wakeCoreIfSleeping()
+        return true
+    }
+
+    /// Queues `body` to run on the core thread; false if the queue is full.
+    @discardableResult
+    public func tryPerform(_ body: @escaping @Sendable (EventCore) -> Void) -> Bool {
+        trySubmit(.perform(body))
+    }
+
+    /// Asks the core to stop after its current turn. Safe from any thread, and from the
+    /// core thread itself.
+    public func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        wakeup.signal()
+    }
+
+    public var isStopRequested: Bool { stopRequested.load(ordering: .sequentiallyConsistent) }
+
+    /// How many times a submitter had to write the eventfd.
+    public var wakeupSignalCount: Int { wakeupSignals.load(ordering: .relaxed) }
+
+    private func wakeCoreIfSleeping() {
+        // Sequentially consistent on both sides (here, and in `prepareToSleep` together
+        // with the queue's own seq-cst publication) so that either the core sees the new
+        // request or this thread sees the core asleep.
+        if coreSleeping.load(ordering: .sequentiallyConsistent),
+           coreSleeping.exchange(false, ordering: .sequentiallyConsistent) {
+            wakeupSignals.add(1, ordering: .relaxed)
+            wakeup.signal()
+        }
+    }
+
+    // MARK: Core side
+
+    /// Announces that the core will block. Returns false (and cancels the announcement)
+    /// if a request or a stop arrived meanwhile, in which case the core must not block.
+    func prepareToSleep() -> Bool {
+        coreSleeping.store(true, ordering: .sequentiallyConsistent)
+        if requests.hasReadyElement || isStopRequested {
+            coreSleeping.store(false, ordering: .sequentiallyConsistent)
+            return false
+        }
+        return true
+    }
+
+    func finishedSleeping() {
+        coreSleeping.store(false, ordering: .sequentiallyConsistent)
+    }
+}

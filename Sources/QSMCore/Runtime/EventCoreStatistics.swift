@@ -1,0 +1,29 @@
+/// Counters of one event core since it started. Drops are counted by reason; nothing is
+/// dropped without being counted here.
+public struct EventCoreStatistics: Sendable, Equatable {
+    /// Passes through the three queues (I/O, alarms, requests).
+    public var turns = 0
+    /// Calls to epoll that were allowed to block (the core was idle).
+    public var sleeps = 0
+    public var datagramsReceived = 0
+    public var bytesReceived = 0
+    public var datagramsSent = 0
+    public var bytesSent = 0
+    public var alarmsFired = 0
+    public var requestsProcessed = 0
+    /// Times the I/O or alarm quantum ran out with work left for the next turn.
+    public var ioQuantumExpirations = 0
+    public var alarmQuantumExpirations = 0
+    /// Inbound datagrams longer than a packet buffer: dropped, never delivered cut short.
+    public var droppedTruncated = 0
+    /// Times no packet buffer was free (receive paused or a send postponed).
+    public var poolExhaustions = 0
+    /// Outbound datagrams the kernel refused (other than "would block"), dropped.
+    public var droppedSendErrors = 0
+    /// Feeds that claimed to have written more bytes than their buffer holds; dropped.
+    public var droppedOversizedOutput = 0
+    /// recvmmsg failures other than "would block".
+    public var receiveErrors = 0
+    /// The last send or receive error seen, for diagnosis.
+    public var lastSocketError: SystemError? = nil
+}

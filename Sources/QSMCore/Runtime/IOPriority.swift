@@ -1,0 +1,37 @@
+/// The six I/O priority queues of the event core, highest first (section 4.2.2,
+/// Fig. 4.15): network before local (disk) I/O, inbound before outbound, control and
+/// recovery before data.
+public enum IOPriority: Int, CaseIterable, Sendable {
+    case networkInboundControl
+    case networkInboundData
+    case networkOutboundControl
+    case networkOutboundData
+    case localInbound
+    case localOutbound
+
+    static func inbound(_ medium: IOMedium, _ traffic: TrafficClass) -> IOPriority {
+        switch (medium, traffic) {
+        case (.network, .control): .networkInboundControl
+        case (.network, .data): .networkInboundData
+        case (.local, _): .localInbound
+        }
+    }
+
+    static func outbound(_ medium: IOMedium, _ traffic: TrafficClass) -> IOPriority {
+        switch (medium, traffic) {
+        case (.network, .control): .networkOutboundControl
+        case (.network, .data): .networkOutboundData
+        case (.local, _): .localOutbound
+        }
+    }
+}
+
+/// One unit of I/O work waiting in a priority queue.
+enum IOEvent {
+    /// A received datagram whose buffer the event now owns.
+    case datagram(registration: UInt64, buffer: PacketBuffer, length: Int32, source: SocketAddress)
+    /// A datagram socket that may take more output: pull from its feeds.
+    case output(registration: UInt64)
+    case descriptorReadable(registration: UInt64)
+    case descriptorWritable(registration: UInt64)
+}

@@ -1,0 +1,88 @@
+import Synchronization
+
+/// A bounded, lock-free, multi-producer single-consumer queue: how application threads
+/// hand work to the core thread (section 4.2.2: the core must never block on a lock).
+///
+/// The algorithm is Dmitry Vyukov's bounded queue: each slot carries a sequence number
+/// that says whose turn it is; producers claim a position with one compare-and-swap and
+/// publish the element by advancing the slot's sequence; the single consumer takes
+/// elements in position order. Each producer's items therefore come out in the order it
+/// put them in. Storage is allocated once; a full queue refuses (`tryEnqueue` returns
+/// false) rather than growing, so memory stays bounded.
+///
+/// Sequence stores and loads are sequentially consistent so that the core's "about to
+/// sleep; is anything queued?" check and a producer's "is the core asleep?" check cannot
+/// both miss each other (see `EventCoreHandle`).
+public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
+    /// Slots in the ring (a power of two).
+    public let capacity: Int
+    private let mask: Int
+    private let sequences: UnsafeMutablePointer<Atomic<Int>>
+    private let elements: UnsafeMutablePointer<Element>
+    private let enqueuePosition = Atomic<Int>(0)
+    private let dequeuePosition = Atomic<Int>(0)
+
+    /// - Parameter capacity: slots wanted; rounded up to a power of two, at least 2.
+    public init(capacity: Int) {
+        precondition(capacity > 0 && capacity <= 1 << 30, "request queue capacity must be 1...2^30")
+        var size = 2
+        while size < capacity { size <<= 1 }
+        self.capacity = size
+        mask = size - 1
+        sequences = .allocate(capacity: size)
+        for index in 0..<size {
+            (sequences + index).initialize(to: Atomic(index))
+        }
+        elements = .allocate(capacity: size)
+    }
+
+    deinit {
+        while dequeue() != nil {}
+        sequences.deinitialize(count: capacity)
+        sequences.deallocate()
+        elements.deallocate()
+    }
+
+    /// Adds `element` unless the queue is full. Safe from any thread.
+    /// - Returns: false when full (the element is not queued).
+    public func tryEnqueue(_ element: Element) -> Bool {
+        var position = enqueuePosition.load(ordering: .relaxed)
+        while true {
+            let slot = position & mask
+            let sequence = sequences[slot].load(ordering: .sequentiallyConsistent)
+            let difference = sequence - position
+            if difference == 0 {
+                let (exchanged, current) = enqueuePosition.compareExchange(
+                    expected: position, desired: position + 1, ordering: .relaxed)
+                if exchanged {
+                    (elements + slot).initialize(to: element)
+                    sequences[slot].store(position + 1, ordering: .sequentiallyConsistent)
+                    return true
+                }
+                position = current
+            } else if difference < 0 {
+                return false
+            } else {
+                position = enqueuePosition.load(ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Removes the oldest published element. Only the single consumer may call this.
+    public func dequeue() -> Element? {
+        let position = dequeuePosition.load(ordering: .relaxed)
+        let slot = position & mask
+        let sequence = sequences[slot].load(ordering: .sequentiallyConsistent)
+        guard sequence == position + 1 else { return nil }
+        let element = (elements + slot).move()
+        sequences[slot].store(position + capacity, ordering: .sequentiallyConsistent)
+        dequeuePosition.store(position + 1, ordering: .relaxed)
+        return element
+    }
+
+    /// Whether the next element is ready for the consumer. Only the consumer may call this.
+    public var hasReadyElement: Bool {
+        let position = dequeuePosition.load(ordering: .relaxed)
+        return sequences[position & mask].load(ordering: .sequentiallyConsistent) == position + 1
+    }
+}

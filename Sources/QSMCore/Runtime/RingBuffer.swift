@@ -1,0 +1,52 @@
+/// A growable FIFO ring. Grows by doubling when full and never shrinks, so a queue that
+/// has reached its working size allocates nothing more.
+struct RingBuffer<Element> {
+    private var storage: ContiguousArray<Element?>
+    private var head = 0
+    private(set) var count = 0
+
+    init(initialCapacity: Int = 16) {
+        var size = 1
+        while size < max(initialCapacity, 1) { size <<= 1 }
+        storage = ContiguousArray(repeating: nil, count: size)
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func append(_ element: Element) {
+        if count == storage.count { grow() }
+        storage[(head + count) & (storage.count - 1)] = element
+        count += 1
+    }
+
+    mutating func popFirst() -> Element? {
+        guard count > 0 else { return nil }
+        let element = storage[head].take()
+        head = (head + 1) & (storage.count - 1)
+        count -= 1
+        return element
+    }
+
+    /// Removes every element for which `shouldRemove` is true, keeping the order of the rest.
+    mutating func removeAll(where shouldRemove: (Element) -> Bool) {
+        var kept = 0
+        for offset in 0..<count {
+            let index = (head + offset) & (storage.count - 1)
+            let element = storage[index].take()!
+            if !shouldRemove(element) {
+                storage[(head + kept) & (storage.count - 1)] = element
+                kept += 1
+            }
+        }
+        count = kept
+    }
+
+    private mutating func grow() {
+        var larger = ContiguousArray<Element?>(repeating: nil, count: storage.count * 2)
+        for offset in 0..<count {
+            larger[offset] = storage[(head + offset) & (storage.count - 1)].take()
+        }
+        storage = larger
+        head = 0
+    }
+}

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CQSMLinux
+
+/// Preallocated `recvmmsg`/`sendmmsg` vectors for up to `capacity` datagrams whose bytes
+/// live in `PacketBufferPool` buffers. Built once; reused for every batch.
+final class DatagramBatch {
+    let capacity: Int
+    /// Entries currently held: datagrams received by the last `receive`, or queued to send.
+    private(set) var count = 0
+
+    private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
+    private let vectors: UnsafeMutablePointer<iovec>
+    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private let buffers: UnsafeMutablePointer<PacketBuffer>
+    private let pool: PacketBufferPool
+
+    init(capacity: Int, pool: PacketBufferPool) {
+        precondition(capacity > 0 && capacity <= 1024, "a datagram batch holds 1...1024 entries")
+        self.capacity = capacity
+        self.pool = pool
+        headers = .allocate(capacity: capacity)
+        headers.initialize(repeating: cqsm_mmsghdr(), count: capacity)
+        vectors = .allocate(capacity: capacity)
+        vectors.initialize(repeating: iovec(), count: capacity)
+        addresses = .allocate(capacity: capacity)
+        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        buffers = .allocate(capacity: capacity)
+        buffers.initialize(repeating: PacketBuffer(index: -1), count: capacity)
+        for index in 0..<capacity {
+            headers[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
+            headers[index].msg_hdr.msg_iov = vectors + index
+            headers[index].msg_hdr.msg_iovlen = 1
+        }
+    }
+
+    deinit {
+        releaseAll()
+        headers.deallocate()
+        vectors.deallocate()
+        addresses.deallocate()
+        buffers.deallocate()
+    }
+
+    var isFull: Bool { count == capacity }
+    var isEmpty: Bool { count == 0 }
+
+    func buffer(at index: Int) -> PacketBuffer { buffers[index] }
+    func length(at index: Int) -> Int { Int(headers[index].msg_len) }
+    func address(at index: Int) -> SocketAddress { SocketAddress(addresses[index]) }
+    func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
+
+    /// Gives every held buffer back to the pool and empties the batch.
+    func releaseAll() {
+        for index in 0..<count { pool.release(buffers[index]) }
+        count = 0
+    }
+
+    // MARK: Receiving
+
+    /// Receives up to `capacity` datagrams into fresh pool buffers. Afterwards entries
+    /// `0..<n` are the datagrams; the caller takes ownership of their buffers with
+    /// `detachAll()` or gives them back with `releaseAll()`. Returns `.completed(0)` when
+    /// the pool had no buffer at all (exhaustion is counted by the pool).
+    func receive(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
+        precondition(count == 0, "receive into a batch that still holds datagrams")
+        var prepared = 0
+        while prepared < capacity, let buffer = pool.acquire() {
+            let bytes = pool.bytes(of: buffer)
+            buffers[prepared] = buffer
+            vectors[prepared].iov_base = bytes.baseAddress
+            vectors[prepared].iov_len = bytes.count
+            headers[prepared].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            headers[prepared].msg_hdr.msg_flags = 0
+            headers[prepared].msg_len = 0
+            prepared += 1
+        }
+        guard prepared > 0 else { return .completed(0) }
+        let result: IOResult<Int32>
+        do throws(SystemError) {
+            result = try nonBlockingCall("recvmmsg") {
+                cqsm_recvmmsg(descriptor, headers, UInt32(prepared), Int32(MSG_DONTWAIT))
+            }
+        } catch {
+            for index in 0..<prepared { pool.release(buffers[index]) }
+            throw error
+        }
+        let received: Int
+        switch result {
+        case .wouldBlock: received = 0
+        case .completed(let n): received = Int(n)
+        }
+        for index in received..<prepared { pool.release(buffers[index]) }
+        count = received
+        if received == 0, case .wouldBlock = result { return .wouldBlock }
+        return .completed(received)
+    }
+
+    /// Forgets the held buffers without releasing them: their new owner releases them.
+    func detachAll() { count = 0 }
+
+    // MARK: Sending
+
+    /// Queues a datagram of `length` bytes held in `buffer` (now owned by the batch).
+    func append(_ buffer: PacketBuffer, length: Int, to destination: SocketAddress) {
+        precondition(count < capacity, "append to a full datagram batch")
+        buffers[count] = buffer
+        vectors[count].iov_base = pool.bytes(of: buffer).baseAddress
+        vectors[count].iov_len = length
+        addresses[count] = destination.sockaddr
+        headers[count].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        headers[count].msg_hdr.msg_flags = 0
+        count += 1
+    }
+
+    /// Sends the queued datagrams with one `sendmmsg`. Returns how many left; they are
+    /// removed and their buffers released. On `.wouldBlock` nothing is removed. On an
+    /// error, which `sendmmsg` reports only for the first entry, nothing is removed
+    /// either: the caller decides (typically `dropFirst()`).
+    func send(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
+        guard count > 0 else { return .completed(0) }
+        switch try nonBlockingCall("sendmmsg", { cqsm_sendmmsg(descriptor, headers, UInt32(count), 0) }) {
+        case .wouldBlock:
+            return .wouldBlock
+        case .completed(let sent):
+            removeFirst(Int(sent))
+            return .completed(Int(sent))
+        }
+    }
+
+    /// Drops the first queued datagram (one the kernel refused), releasing its buffer.
+    func dropFirst() { removeFirst(1) }
+
+    private func removeFirst(_ removed: Int) {
+        guard removed > 0 else { return }
+        for index in 0..<removed { pool.release(buffers[index]) }
+        let remaining = count - removed
+        if remaining > 0 {
+            // Rare (a partial send): shift the survivors down, re-pointing their headers.
+            for index in 0..<remaining {
+                buffers[index] = buffers[index + removed]
+                vectors[index] = vectors[index + removed]
+                addresses[index] = addresses[index + removed]
+                headers[index].msg_hdr.msg_namelen = headers[index + removed].msg_hdr.msg_namelen
+            }
+        }
+        count = remaining
+    }
+}

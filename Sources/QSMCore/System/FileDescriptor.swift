@@ -1,0 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
+func closeDescriptor(_ descriptor: Int32) {
+    _ = Glibc.close(descriptor)
+}

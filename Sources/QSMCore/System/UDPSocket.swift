@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CQSMLinux
+
+/// A non-blocking UDP/IPv4 socket that owns its descriptor and closes it on deinit.
+///
+/// Every failing call throws a `SystemError` naming the call; EAGAIN on send or receive
+/// is `.wouldBlock`, never an error.
+public final class UDPSocket {
+    public let descriptor: Int32
+
+    /// Creates a non-blocking, close-on-exec UDP socket. `IP_MULTICAST_ALL` is turned off
+    /// so that the socket receives only the multicast groups it joined itself, not every
+    /// group any socket of this host joined (Linux's surprising default).
+    public init() throws(SystemError) {
+        descriptor = try systemCall("socket") {
+            Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        do throws(SystemError) {
+            try setOption(Int32(IPPROTO_IP), Int32(CQSM_IP_MULTICAST_ALL), Int32(0), "setsockopt(IP_MULTICAST_ALL)")
+        } catch {
+            closeDescriptor(descriptor)
+            throw error
+        }
+    }
+
+    deinit { closeDescriptor(descriptor) }
+
+    // MARK: Binding
+
+    /// Allows several sockets (and processes) on this host to bind the same multicast
+    /// address and port; each then receives its own copy of every datagram.
+    public func setReuseAddress(_ enabled: Bool) throws(SystemError) {
+        try setOption(SOL_SOCKET, SO_REUSEADDR, Int32(enabled ? 1 : 0), "setsockopt(SO_REUSEADDR)")
+    }
+
+    /// Binds to `address`; port 0 asks the kernel for a free port. Returns the address
+    /// actually bound.
+    @discardableResult
+    public func bind(to address: SocketAddress) throws(SystemError) -> SocketAddress {
+        var raw = address.sockaddr
+        _ = try systemCall("bind") {
+            withUnsafePointer(to: &raw) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+        return try localAddress()
+    }
+
+    /// The address and port the socket is bound to.
+    public func localAddress() throws(SystemError) -> SocketAddress {
+        var raw = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = try systemCall("getsockname") {
+            withUnsafeMutablePointer(to: &raw) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.getsockname(descriptor, $0, &length)
+                }
+            }
+        }
+        return SocketAddress(raw)
+    }
+
+    // MARK: Multicast
+
+    /// Joins `group` on the interface with address `interface` (IP_ADD_MEMBERSHIP).
+    public func joinMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
+        let request = ip_mreq(imr_multiaddr: group.inAddr, imr_interface: interface.inAddr)
+        try setOption(Int32(IPPROTO_IP), IP_ADD_MEMBERSHIP, request, "setsockopt(IP_ADD_MEMBERSHIP)")
+    }
+
+    /// Leaves `group` on `interface` (IP_DROP_MEMBERSHIP).
+    public func leaveMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
+        let request = ip_mreq(imr_multiaddr: group.inAddr, imr_interface: interface.inAddr)
+        try setOption(Int32(IPPROTO_IP), IP_DROP_MEMBERSHIP, request, "setsockopt(IP_DROP_MEMBERSHIP)")
+    }
+
+    /// Chooses the interface outgoing multicast leaves by (IP_MULTICAST_IF).
+    public func setMulticastInterface(_ interface: IPv4Address) throws(SystemError) {
+        try setOption(Int32(IPPROTO_IP), IP_MULTICAST_IF, interface.inAddr, "setsockopt(IP_MULTICAST_IF)")
+    }
+
+    /// Whether this host's own sockets receive what this socket multicasts.
+    public func setMulticastLoop(_ enabled: Bool) throws(SystemError) {
+        try setOption(Int32(IPPROTO_IP), IP_MULTICAST_LOOP, Int32(enabled ? 1 : 0), "setsockopt(IP_MULTICAST_LOOP)")
+    }
+
+    /// Time to live of outgoing multicast: 0 keeps it on this host, 1 on the local link.
+    public func setMulticastTimeToLive(_ hops: UInt8) throws(SystemError) {
+        try setOption(Int32(IPPROTO_IP), IP_MULTICAST_TTL, Int32(hops), "setsockopt(IP_MULTICAST_TTL)")
+    }
+
+    // MARK: Kernel buffers
+
+    /// Asks for a receive buffer of `bytes` and returns the size the kernel reports
+    /// granting (Linux doubles the request for bookkeeping and caps it at
+    /// net.core.rmem_max unless the process may use SO_RCVBUFFORCE, which is tried first).
+    @discardableResult
+    public func setReceiveBufferSize(_ bytes: Int) throws(SystemError) -> Int {
+        try setBufferSize(bytes, force: SO_RCVBUFFORCE, plain: SO_RCVBUF, name: "SO_RCVBUF")
+    }
+
+    /// Asks for a send buffer of `bytes`; returns the size granted (see
+    /// `setReceiveBufferSize`).
+    @discardableResult
+    public func setSendBufferSize(_ bytes: Int) throws(SystemError) -> Int {
+        try setBufferSize(bytes, force: SO_SNDBUFFORCE, plain: SO_SNDBUF, name: "SO_SNDBUF")
+    }
+
+    private func setBufferSize(_ bytes: Int, force: Int32, plain: Int32, name: String) throws(SystemError) -> Int {
+        let requested = Int32(clamping: bytes)
+        do throws(SystemError) {
+            try setOption(SOL_SOCKET, force, requested, "setsockopt(\(name)FORCE)")
+        } catch where error.errno == EPERM {
+            try setOption(SOL_SOCKET, plain, requested, "setsockopt(\(name))")
+        }
+        return Int(try getIntOption(SOL_SOCKET, plain, "getsockopt(\(name))"))
+    }
+
+    // MARK: Single datagrams (control paths and tests; the data path uses DatagramBatch)
+
+    /// Sends one datagram. `.wouldBlock` when the send buffer is full.
+    public func send(_ bytes: UnsafeRawBufferPointer, to destination: SocketAddress) throws(SystemError) -> IOResult<Int> {
+        var raw = destination.sockaddr
+        let result = try nonBlockingCall("sendto") {
+            withUnsafePointer(to: &raw) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.sendto(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT),
+                                 $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+        switch result {
+        case .completed(let count): return .completed(count)
+        case .wouldBlock: return .wouldBlock
+        }
+    }
+
+    /// One received datagram: its length, sender, and whether it was longer than the
+    /// buffer (the excess was discarded by the kernel; such a datagram must be dropped).
+    public struct Reception: Equatable, Sendable {
+        public var length: Int
+        public var source: SocketAddress
+        public var truncated: Bool
+    }
+
+    /// Receives one datagram into `buffer`. `.wouldBlock` when nothing is queued.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Reception> {
+        var raw = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let result = try nonBlockingCall("recvfrom") {
+            withUnsafeMutablePointer(to: &raw) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.recvfrom(descriptor, buffer.baseAddress, buffer.count,
+                                   Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC), $0, &length)
+                }
+            }
+        }
+        switch result {
+        case .completed(let size):
+            return .completed(Reception(length: min(size, buffer.count), source: SocketAddress(raw),
+                                        truncated: size > buffer.count))
+        case .wouldBlock:
+            return .wouldBlock
+        }
+    }
+
+    // MARK: Option plumbing
+
+    private func setOption<Value: BitwiseCopyable>(_ level: Int32, _ name: Int32, _ value: Value, _ call: String) throws(SystemError) {
+        var value = value
+        while true {
+            let result = withUnsafeBytes(of: &value) {
+                Glibc.setsockopt(descriptor, level, name, $0.baseAddress, socklen_t($0.count))
+            }
+            if result == 0 { return }
+            let code = Glibc.errno
+            if code != EINTR { throw SystemError(call: call, errno: code) }
+        }
+    }
+
+    private func getIntOption(_ level: Int32, _ name: Int32, _ call: String) throws(SystemError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        let result = Glibc.getsockopt(descriptor, level, name, &value, &length)
+        if result == -1 { throw SystemError(call: call, errno: Glibc.errno) }
+        return value
+    }
+}
