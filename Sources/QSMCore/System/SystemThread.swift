@@ -45,3 +45,8 @@ public final class SystemThread: @unchecked Sendable {
         if joined.setIfClear() { pthread_detach(thread) }
     }
 }
+
+extension SystemThread {
+    /// The kernel's id for the calling thread.
+    public static var currentThreadID: Int64 { cqsm_gettid() }
+}
