@@ -87,7 +87,8 @@ struct EventCoreTests {
                 if recorder.datagrams.count == total { core.handle.stop() }
             }
             _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
-            senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: RecordingHandler())
+            // Send-only: the sender is kept out of epoll unless the kernel pushes back.
+            senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
             core.registerIntent(feed, on: senderID, traffic: .data)
             let watchdog = StopAlarm()
             core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: watchdog)
@@ -107,6 +108,7 @@ struct EventCoreTests {
         #expect(outcome.statistics.datagramsSent == total)
         #expect(outcome.statistics.datagramsReceived == total)
         #expect(outcome.statistics.bytesReceived == total * 1000)
+        #expect(outcome.statistics.bytesSent == total * 1000)
         #expect(outcome.statistics.droppedTruncated == 0)
         #expect(outcome.statistics.droppedSendErrors == 0)
     }
@@ -246,6 +248,80 @@ struct EventCoreTests {
             return (handler.datagrams.map { $0.bytes[0] }, core.statistics)
         }
         #expect(outcome.0 == (0..<100).map { UInt8($0) })
+        #expect(outcome.1.poolExhaustions > 0)
+    }
+
+    @Test func aPoolTooSmallForSendAndReceiveNeverStalls() throws {
+        let total = 2_000
+        let outcome = try NetworkNamespace.runIsolated { () throws -> ([UInt64], EventCoreStatistics, Bool) in
+            var configuration = EventCoreConfiguration()
+            configuration.packetBufferCount = 4
+            configuration.datagramBatchSize = 4
+            let core = try EventCore(configuration: configuration)
+            let (receiver, address) = try loopbackSocket()
+            let (sender, _) = try loopbackSocket()
+            try receiver.setReceiveBufferSize(4 << 20)
+            // A window larger than the pool: sending and receiving compete for buffers.
+            let feed = WindowedFeed(destination: address, total: total, size: 100, window: 64)
+            var senderID: RegistrationID!
+            let handler = RecordingHandler { recorder, core in
+                feed.delivered += 1
+                if feed.canSend { core.registerIntent(feed, on: senderID, traffic: .data) }
+                if recorder.datagrams.count == total { core.handle.stop() }
+            }
+            _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
+            senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
+            core.registerIntent(feed, on: senderID, traffic: .data)
+            let watchdog = StopAlarm()
+            core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: watchdog)
+            try core.run()
+            let sequences = handler.datagrams.map { datagram in
+                datagram.bytes.withUnsafeBytes { raw in
+                    var reader = WireReader(raw)
+                    return (try? reader.readUInt64()) ?? .max
+                }
+            }
+            return (sequences, core.statistics, watchdog.fired)
+        }
+        #expect(!outcome.2, "the core stalled until the watchdog fired")
+        #expect(outcome.0 == (0..<UInt64(total)).map { $0 })
+        #expect(outcome.1.poolExhaustions > 0)
+    }
+
+    @Test func intentSurvivesAnEmptyPoolUntilBuffersReturn() throws {
+        final class ReleaseBuffers: AlarmHandler {
+            var held: [PacketBuffer] = []
+            func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+                held.forEach(core.pool.release)
+                held.removeAll()
+            }
+        }
+        let outcome = try NetworkNamespace.runIsolated { () throws -> (Int, EventCoreStatistics, Bool) in
+            var configuration = EventCoreConfiguration()
+            configuration.packetBufferCount = 4
+            configuration.datagramBatchSize = 4
+            let core = try EventCore(configuration: configuration)
+            let (receiver, address) = try loopbackSocket()
+            let (sender, _) = try loopbackSocket()
+            let feed = WindowedFeed(destination: address, total: 3, size: 10, window: 3)
+            let handler = RecordingHandler { recorder, core in
+                if recorder.datagrams.count == 3 { core.handle.stop() }
+            }
+            _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
+            let senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
+            // Something else holds every buffer when the socket first pulls; nothing but
+            // the standing intent can get the datagrams out once the buffers come back.
+            let release = ReleaseBuffers()
+            while let buffer = core.pool.acquire() { release.held.append(buffer) }
+            core.registerIntent(feed, on: senderID, traffic: .data)
+            core.scheduleAlarm(at: core.now.advanced(by: .milliseconds(20)), handler: release)
+            let watchdog = StopAlarm()
+            core.scheduleAlarm(at: core.now.advanced(by: .seconds(10)), handler: watchdog)
+            try core.run()
+            return (handler.datagrams.count, core.statistics, watchdog.fired)
+        }
+        #expect(!outcome.2, "sending stalled until the watchdog fired")
+        #expect(outcome.0 == 3)
         #expect(outcome.1.poolExhaustions > 0)
     }
 

@@ -1,16 +1,20 @@
+/// One alarm's key and position in `BinaryHeapAlarmQueue`.
+struct HeapSlot {
+    var deadline: Int64
+    var sequence: UInt64
+    var heapIndex: Int32  // -1 when not in the heap
+    var generation: UInt32
+    var nextFree: Int32
+}
+
 /// An indexed binary min-heap with the same contract as `SplayAlarmQueue`.
 ///
 /// The event core uses the splay tree; this heap exists as the yardstick that
 /// `qsm-bench micro` measures the splay tree against, and is tested to the same
 /// reference model so that comparison is between two correct queues.
 public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
-    private struct Slot {
-        var deadline: Int64
-        var sequence: UInt64
-        var heapIndex: Int32  // -1 when not in the heap; next free slot in `nextFree`
-        var generation: UInt32
-        var nextFree: Int32
-    }
+    /// Kept outside the generic class so the sift loops are concrete code.
+    private typealias Slot = HeapSlot
 
     private var slots: [Slot] = []
     private var payloads: [Payload?] = []

@@ -61,13 +61,18 @@ public final class EventCore {
 
     /// Registers a UDP socket: its datagrams go to `handler`, and feeds may register
     /// intent to send on it. The core keeps the socket open until it is unregistered.
+    ///
+    /// - Parameter handler: receives the socket's datagrams; nil makes the socket
+    ///   send-only. A send-only socket is kept out of epoll except while the kernel pushes
+    ///   back on output: an epoll entry on a socket makes the kernel run a wake-up for
+    ///   every packet it frees, a measurable per-packet cost at high rates.
     public func registerDatagramSocket(_ socket: UDPSocket, traffic: TrafficClass,
-                                       handler: any DatagramHandler) throws(SystemError) -> RegistrationID {
+                                       handler: (any DatagramHandler)?) throws(SystemError) -> RegistrationID {
         let state = DatagramSocketState(
             socket: socket, handler: handler,
             pending: DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool))
         return try register(descriptor: socket.descriptor, medium: .network, traffic: traffic,
-                            interest: .readable, kind: .datagramSocket(state))
+                            interest: state.restingInterest, kind: .datagramSocket(state))
     }
 
     /// Registers any other descriptor (a stream socket, a pipe): `handler` is told when it
@@ -95,7 +100,7 @@ public final class EventCore {
     /// built for it but not yet sent are dropped (their buffers return to the pool).
     public func unregister(_ id: RegistrationID) {
         guard let registration = lookup(id.token) else { return }
-        try? epoll.remove(registration.descriptor)
+        if !registration.interest.isEmpty { try? epoll.remove(registration.descriptor) }
         if case .datagramSocket(let state) = registration.kind { state.pending.releaseAll() }
         registrations[Int(id.slot)] = nil
         generations[Int(id.slot)] &+= 1
@@ -130,7 +135,7 @@ public final class EventCore {
         let registration = Registration(id: id, descriptor: descriptor, medium: medium, traffic: traffic,
                                         interest: interest, kind: kind)
         do throws(SystemError) {
-            try epoll.add(descriptor, interest: interest, token: id.token)
+            if !interest.isEmpty { try epoll.add(descriptor, interest: interest, token: id.token) }
         } catch {
             freeSlots.append(slot)
             throw error
@@ -149,7 +154,13 @@ public final class EventCore {
 
     private func updateInterest(_ registration: Registration, _ interest: Epoll.Interest) throws(SystemError) {
         guard interest != registration.interest else { return }
-        try epoll.modify(registration.descriptor, interest: interest, token: registration.id.token)
+        if interest.isEmpty {
+            try epoll.remove(registration.descriptor)
+        } else if registration.interest.isEmpty {
+            try epoll.add(registration.descriptor, interest: interest, token: registration.id.token)
+        } else {
+            try epoll.modify(registration.descriptor, interest: interest, token: registration.id.token)
+        }
         registration.interest = interest
     }
 
@@ -261,7 +272,7 @@ public final class EventCore {
             if event.isReadable || event.isError { drain(registration) }
             if event.isWritable {
                 state.writeBlocked = false
-                try? updateInterest(registration, .readable)
+                try? updateInterest(registration, state.restingInterest)
                 queueOutputIfReady(registration, state)
             }
         case .descriptor:
@@ -320,7 +331,7 @@ public final class EventCore {
             statistics.datagramsReceived += 1
             statistics.bytesReceived += Int(length)
             let bytes = UnsafeRawBufferPointer(rebasing: pool.bytes(of: buffer)[0..<Int(length)])
-            state.handler.datagramReceived(bytes, from: source, on: registration.id, core: self)
+            state.handler?.datagramReceived(bytes, from: source, on: registration.id, core: self)
         case .output(let token):
             guard let registration = lookup(token), case .datagramSocket(let state) = registration.kind else { return }
             state.outputQueued = false
@@ -348,7 +359,7 @@ public final class EventCore {
     /// per-turn allowance is used (then the rest waits for the next turn).
     private func pullOutput(_ registration: Registration, _ state: DatagramSocketState) {
         let batch = state.pending
-        for _ in 0..<configuration.outputBatchesPerTurn {
+        pulling: for _ in 0..<configuration.outputBatchesPerTurn {
             while !batch.isFull, let (feed, traffic) = state.takeNextFeed() {
                 guard let buffer = pool.acquire() else {
                     statistics.poolExhaustions += 1
@@ -369,15 +380,24 @@ public final class EventCore {
                 }
                 batch.append(buffer, length: datagram.length, to: datagram.destination)
             }
-            if batch.isEmpty { return }
+            // Empty: the feeds ran dry, or the pool did (then the intent stands and the
+            // socket is offered again next turn, once buffers have come back).
+            if batch.isEmpty { break pulling }
             do throws(SystemError) {
                 switch try batch.send(on: registration.descriptor) {
                 case .wouldBlock:
-                    state.writeBlocked = true
-                    try? updateInterest(registration, [.readable, .writable])
-                    return
+                    do throws(SystemError) {
+                        try updateInterest(registration, state.restingInterest.union(.writable))
+                        state.writeBlocked = true
+                        return
+                    } catch {
+                        // Without EPOLLOUT nobody would wake this socket: retry next turn.
+                        statistics.lastSocketError = error
+                        break pulling
+                    }
                 case .completed(let sent):
                     statistics.datagramsSent += sent
+                    statistics.bytesSent += batch.lastSentByteCount
                 }
             } catch {
                 statistics.droppedSendErrors += 1

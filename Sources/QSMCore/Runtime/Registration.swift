@@ -4,6 +4,7 @@ final class Registration {
     let descriptor: Int32
     let medium: IOMedium
     let traffic: TrafficClass
+    /// What epoll reports for it; empty means it is not registered with epoll at all.
     var interest: Epoll.Interest
     let kind: Kind
 
@@ -29,7 +30,8 @@ final class Registration {
 /// by the kernel.
 final class DatagramSocketState {
     let socket: UDPSocket
-    let handler: any DatagramHandler
+    /// Nil for a send-only socket.
+    let handler: (any DatagramHandler)?
     let pending: DatagramBatch
     private var controlFeeds = RingBuffer<any PacketFeed>(initialCapacity: 4)
     private var dataFeeds = RingBuffer<any PacketFeed>(initialCapacity: 4)
@@ -39,11 +41,14 @@ final class DatagramSocketState {
     /// An `.output` event for this socket is already queued.
     var outputQueued = false
 
-    init(socket: UDPSocket, handler: any DatagramHandler, pending: DatagramBatch) {
+    init(socket: UDPSocket, handler: (any DatagramHandler)?, pending: DatagramBatch) {
         self.socket = socket
         self.handler = handler
         self.pending = pending
     }
+
+    /// The readiness wanted while not blocked on output.
+    var restingInterest: Epoll.Interest { handler == nil ? [] : .readable }
 
     var hasIntent: Bool { !controlFeeds.isEmpty || !dataFeeds.isEmpty }
     var hasOutput: Bool { hasIntent || !pending.isEmpty }

@@ -1,3 +1,13 @@
+/// One node of `SplayAlarmQueue`, addressed by its slot index (-1 is "none").
+struct SplayNode {
+    var deadline: Int64
+    var sequence: UInt64
+    var left: Int32
+    var right: Int32
+    var generation: UInt32
+    var inTree: Bool
+}
+
 /// The core's alarm queue: a top-down splay tree (Sleator and Tarjan, 1985), as in QSM
 /// (section 4.2.2), keyed by (deadline, sequence number).
 ///
@@ -8,14 +18,9 @@
 /// Nodes live in one array and are recycled through a free list, so steady-state
 /// scheduling allocates nothing. Slot 0 is the splay's scratch header node.
 public final class SplayAlarmQueue<Payload>: AlarmQueue {
-    struct Node {
-        var deadline: Int64
-        var sequence: UInt64
-        var left: Int32
-        var right: Int32
-        var generation: UInt32
-        var inTree: Bool
-    }
+    /// Node fields are kept outside the generic class so all tree surgery is concrete code
+    /// (no generic metadata or value witnesses on the hot path, even across modules).
+    typealias Node = SplayNode
 
     static var none: Int32 { -1 }
     private static var header: Int32 { 0 }
@@ -164,68 +169,16 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
 
     @inline(__always)
     private func less(_ deadline: Int64, _ sequence: UInt64, than node: Int32) -> Bool {
-        let other = nodes[Int(node)]
-        return deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
-    }
-
-    @inline(__always)
-    private func greater(_ deadline: Int64, _ sequence: UInt64, than node: Int32) -> Bool {
-        let other = nodes[Int(node)]
-        return deadline > other.deadline || (deadline == other.deadline && sequence > other.sequence)
+        SplayNode.less(deadline, sequence, than: nodes[Int(node)])
     }
 
     /// Top-down splay of the subtree rooted at `start` for the key (deadline, sequence):
     /// returns the new subtree root, which is the node with that key if present, else
     /// the last node on the search path (its neighbour in key order).
     private func splay(_ start: Int32, deadline: Int64, sequence: UInt64) -> Int32 {
-        let header = Self.header
-        let none = Self.none
-        nodes[Int(header)].left = none
-        nodes[Int(header)].right = none
-        var leftTreeMax = header
-        var rightTreeMin = header
-        var current = start
-        while true {
-            if less(deadline, sequence, than: current) {
-                var child = nodes[Int(current)].left
-                if child == none { break }
-                if less(deadline, sequence, than: child) {
-                    // Zig-zig: rotate right.
-                    nodes[Int(current)].left = nodes[Int(child)].right
-                    nodes[Int(child)].right = current
-                    current = child
-                    child = nodes[Int(current)].left
-                    if child == none { break }
-                }
-                // Link right.
-                nodes[Int(rightTreeMin)].left = current
-                rightTreeMin = current
-                current = child
-            } else if greater(deadline, sequence, than: current) {
-                var child = nodes[Int(current)].right
-                if child == none { break }
-                if greater(deadline, sequence, than: child) {
-                    // Zag-zag: rotate left.
-                    nodes[Int(current)].right = nodes[Int(child)].left
-                    nodes[Int(child)].left = current
-                    current = child
-                    child = nodes[Int(current)].right
-                    if child == none { break }
-                }
-                // Link left.
-                nodes[Int(leftTreeMax)].right = current
-                leftTreeMax = current
-                current = child
-            } else {
-                break
-            }
+        nodes.withUnsafeMutableBufferPointer { nodes in
+            SplayNode.splay(&nodes, start, deadline: deadline, sequence: sequence)
         }
-        // Assemble.
-        nodes[Int(leftTreeMax)].right = nodes[Int(current)].left
-        nodes[Int(rightTreeMin)].left = nodes[Int(current)].right
-        nodes[Int(current)].left = nodes[Int(header)].right
-        nodes[Int(current)].right = nodes[Int(header)].left
-        return current
     }
 
     // MARK: Invariants (for tests)
@@ -256,5 +209,70 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
         }
         if visited != count { return "reachable nodes \(visited) differ from count \(count)" }
         return nil
+    }
+}
+
+extension SplayNode {
+    @inline(__always)
+    static func less(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
+        deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
+    }
+
+    @inline(__always)
+    static func greater(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
+        deadline > other.deadline || (deadline == other.deadline && sequence > other.sequence)
+    }
+
+    /// Sleator's top-down splay over the node array; slot 0 is the scratch header.
+    static func splay(_ nodes: inout UnsafeMutableBufferPointer<SplayNode>, _ start: Int32,
+                      deadline: Int64, sequence: UInt64) -> Int32 {
+        let header = 0
+        let none: Int32 = -1
+        nodes[header].left = none
+        nodes[header].right = none
+        var leftTreeMax = header
+        var rightTreeMin = header
+        var current = Int(start)
+        while true {
+            if less(deadline, sequence, than: nodes[current]) {
+                var child = nodes[current].left
+                if child == none { break }
+                if less(deadline, sequence, than: nodes[Int(child)]) {
+                    // Zig-zig: rotate right.
+                    nodes[current].left = nodes[Int(child)].right
+                    nodes[Int(child)].right = Int32(current)
+                    current = Int(child)
+                    child = nodes[current].left
+                    if child == none { break }
+                }
+                // Link right.
+                nodes[rightTreeMin].left = Int32(current)
+                rightTreeMin = current
+                current = Int(child)
+            } else if greater(deadline, sequence, than: nodes[current]) {
+                var child = nodes[current].right
+                if child == none { break }
+                if greater(deadline, sequence, than: nodes[Int(child)]) {
+                    // Zag-zag: rotate left.
+                    nodes[current].right = nodes[Int(child)].left
+                    nodes[Int(child)].left = Int32(current)
+                    current = Int(child)
+                    child = nodes[current].right
+                    if child == none { break }
+                }
+                // Link left.
+                nodes[leftTreeMax].right = Int32(current)
+                leftTreeMax = current
+                current = Int(child)
+            } else {
+                break
+            }
+        }
+        // Assemble.
+        nodes[leftTreeMax].right = nodes[current].left
+        nodes[rightTreeMin].left = nodes[current].right
+        nodes[current].left = nodes[header].right
+        nodes[current].right = nodes[header].left
+        return Int32(current)
     }
 }

@@ -4,11 +4,14 @@ import Glibc
 import CQSMLinux
 
 /// Preallocated `recvmmsg`/`sendmmsg` vectors for up to `capacity` datagrams whose bytes
-/// live in `PacketBufferPool` buffers. Built once; reused for every batch.
-final class DatagramBatch {
-    let capacity: Int
+/// live in `PacketBufferPool` buffers. Built once and reused for every batch, so batched
+/// I/O allocates nothing. A batch is used either for receiving or for sending.
+public final class DatagramBatch {
+    public let capacity: Int
     /// Entries currently held: datagrams received by the last `receive`, or queued to send.
-    private(set) var count = 0
+    public private(set) var count = 0
+    /// Bytes in the datagrams the last successful `send` handed to the kernel.
+    public private(set) var lastSentByteCount = 0
 
     private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
     private let vectors: UnsafeMutablePointer<iovec>
@@ -16,7 +19,10 @@ final class DatagramBatch {
     private let buffers: UnsafeMutablePointer<PacketBuffer>
     private let pool: PacketBufferPool
 
-    init(capacity: Int, pool: PacketBufferPool) {
+    /// - Parameters:
+    ///   - capacity: datagrams per call, 1...1024.
+    ///   - pool: where the datagrams' bytes live.
+    public init(capacity: Int, pool: PacketBufferPool) {
         precondition(capacity > 0 && capacity <= 1024, "a datagram batch holds 1...1024 entries")
         self.capacity = capacity
         self.pool = pool
@@ -43,16 +49,16 @@ final class DatagramBatch {
         buffers.deallocate()
     }
 
-    var isFull: Bool { count == capacity }
-    var isEmpty: Bool { count == 0 }
+    public var isFull: Bool { count == capacity }
+    public var isEmpty: Bool { count == 0 }
 
-    func buffer(at index: Int) -> PacketBuffer { buffers[index] }
-    func length(at index: Int) -> Int { Int(headers[index].msg_len) }
-    func address(at index: Int) -> SocketAddress { SocketAddress(addresses[index]) }
-    func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
+    public func buffer(at index: Int) -> PacketBuffer { buffers[index] }
+    public func length(at index: Int) -> Int { Int(headers[index].msg_len) }
+    public func address(at index: Int) -> SocketAddress { SocketAddress(addresses[index]) }
+    public func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
 
     /// Gives every held buffer back to the pool and empties the batch.
-    func releaseAll() {
+    public func releaseAll() {
         for index in 0..<count { pool.release(buffers[index]) }
         count = 0
     }
@@ -63,6 +69,10 @@ final class DatagramBatch {
     /// `0..<n` are the datagrams; the caller takes ownership of their buffers with
     /// `detachAll()` or gives them back with `releaseAll()`. Returns `.completed(0)` when
     /// the pool had no buffer at all (exhaustion is counted by the pool).
+    public func receive(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+        try receive(on: socket.descriptor)
+    }
+
     func receive(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
         precondition(count == 0, "receive into a batch that still holds datagrams")
         var prepared = 0
@@ -98,12 +108,12 @@ final class DatagramBatch {
     }
 
     /// Forgets the held buffers without releasing them: their new owner releases them.
-    func detachAll() { count = 0 }
+    public func detachAll() { count = 0 }
 
     // MARK: Sending
 
     /// Queues a datagram of `length` bytes held in `buffer` (now owned by the batch).
-    func append(_ buffer: PacketBuffer, length: Int, to destination: SocketAddress) {
+    public func append(_ buffer: PacketBuffer, length: Int, to destination: SocketAddress) {
         precondition(count < capacity, "append to a full datagram batch")
         buffers[count] = buffer
         vectors[count].iov_base = pool.bytes(of: buffer).baseAddress
@@ -118,19 +128,26 @@ final class DatagramBatch {
     /// removed and their buffers released. On `.wouldBlock` nothing is removed. On an
     /// error, which `sendmmsg` reports only for the first entry, nothing is removed
     /// either: the caller decides (typically `dropFirst()`).
+    public func send(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+        try send(on: socket.descriptor)
+    }
+
     func send(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
         guard count > 0 else { return .completed(0) }
         switch try nonBlockingCall("sendmmsg", { cqsm_sendmmsg(descriptor, headers, UInt32(count), 0) }) {
         case .wouldBlock:
             return .wouldBlock
         case .completed(let sent):
+            var bytes = 0
+            for index in 0..<Int(sent) { bytes += vectors[index].iov_len }
+            lastSentByteCount = bytes
             removeFirst(Int(sent))
             return .completed(Int(sent))
         }
     }
 
     /// Drops the first queued datagram (one the kernel refused), releasing its buffer.
-    func dropFirst() { removeFirst(1) }
+    public func dropFirst() { removeFirst(1) }
 
     private func removeFirst(_ removed: Int) {
         guard removed > 0 else { return }
