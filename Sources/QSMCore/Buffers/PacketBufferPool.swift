@@ -33,6 +33,9 @@ public final class PacketBufferPool {
         self.bufferCapacity = bufferCapacity
         let stride = (bufferCapacity + 63) & ~63
         storage = .allocate(byteCount: stride * bufferCount, alignment: 64)
+        // Zeroed once, so a datagram that is sent without every byte written carries
+        // zeros or an earlier packet's bytes, never uninitialized memory.
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: stride * bufferCount)
         freeStack = .allocate(capacity: bufferCount)
         taken = .allocate(capacity: bufferCount)
         taken.initialize(repeating: false, count: bufferCount)
