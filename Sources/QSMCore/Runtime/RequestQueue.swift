@@ -19,8 +19,18 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     private let mask: Int
     private let sequences: UnsafeMutablePointer<Atomic<Int>>
     private let elements: UnsafeMutablePointer<Element>
-    private let enqueuePosition = Atomic<Int>(0)
-    private let dequeuePosition = Atomic<Int>(0)
+    /// The producers' shared position and the consumer's own position live on separate
+    /// cache lines: every enqueue writes the first and every dequeue the second, and on
+    /// one line the two sides would steal it from each other on every item.
+    private let positions: UnsafeMutableRawPointer
+    private var enqueuePosition: UnsafeMutablePointer<Atomic<Int>> {
+        positions.assumingMemoryBound(to: Atomic<Int>.self)
+    }
+    /// Read and written only by the single consumer, so a plain integer.
+    private var dequeuePosition: UnsafeMutablePointer<Int> {
+        (positions + Self.cacheLine).assumingMemoryBound(to: Int.self)
+    }
+    private static var cacheLine: Int { 128 }
 
     /// - Parameter capacity: slots wanted; rounded up to a power of two, at least 2.
     public init(capacity: Int) {
@@ -34,6 +44,9 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
             (sequences + index).initialize(to: Atomic(index))
         }
         elements = .allocate(capacity: size)
+        positions = .allocate(byteCount: 2 * Self.cacheLine, alignment: Self.cacheLine)
+        positions.bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+        (positions + Self.cacheLine).bindMemory(to: Int.self, capacity: 1).initialize(to: 0)
     }
 
     deinit {
@@ -41,18 +54,20 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
         sequences.deinitialize(count: capacity)
         sequences.deallocate()
         elements.deallocate()
+        enqueuePosition.deinitialize(count: 1)
+        positions.deallocate()
     }
 
     /// Adds `element` unless the queue is full. Safe from any thread.
     /// - Returns: false when full (the element is not queued).
     public func tryEnqueue(_ element: Element) -> Bool {
-        var position = enqueuePosition.load(ordering: .relaxed)
+        var position = enqueuePosition.pointee.load(ordering: .relaxed)
         while true {
             let slot = position & mask
             let sequence = sequences[slot].load(ordering: .sequentiallyConsistent)
             let difference = sequence - position
             if difference == 0 {
-                let (exchanged, current) = enqueuePosition.compareExchange(
+                let (exchanged, current) = enqueuePosition.pointee.compareExchange(
                     expected: position, desired: position + 1, ordering: .relaxed)
                 if exchanged {
                     (elements + slot).initialize(to: element)
@@ -63,26 +78,26 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
             } else if difference < 0 {
                 return false
             } else {
-                position = enqueuePosition.load(ordering: .relaxed)
+                position = enqueuePosition.pointee.load(ordering: .relaxed)
             }
         }
     }
 
     /// Removes the oldest published element. Only the single consumer may call this.
     public func dequeue() -> Element? {
-        let position = dequeuePosition.load(ordering: .relaxed)
+        let position = dequeuePosition.pointee
         let slot = position & mask
         let sequence = sequences[slot].load(ordering: .sequentiallyConsistent)
         guard sequence == position + 1 else { return nil }
         let element = (elements + slot).move()
         sequences[slot].store(position + capacity, ordering: .sequentiallyConsistent)
-        dequeuePosition.store(position + 1, ordering: .relaxed)
+        dequeuePosition.pointee = position + 1
         return element
     }
 
     /// Whether the next element is ready for the consumer. Only the consumer may call this.
     public var hasReadyElement: Bool {
-        let position = dequeuePosition.load(ordering: .relaxed)
+        let position = dequeuePosition.pointee
         return sequences[position & mask].load(ordering: .sequentiallyConsistent) == position + 1
     }
 }
