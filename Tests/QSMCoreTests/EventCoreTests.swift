@@ -190,7 +190,7 @@ struct EventCoreTests {
     }
 
     @Test func requestsFromOtherThreadsRunOnTheCoreThreadInOrder() throws {
-        struct Outcome: Sendable { var log: [(producer: Int, sequence: Int, thread: Int64)]; var coreThread: Int64; var wakeups: Int; var sleeps: Int; var processed: Int }
+        struct Outcome: Sendable { var log: [(producer: Int, sequence: Int, thread: Int64)]; var coreThread: Int64; var wakeups: Int; var announcements: Int; var processed: Int }
         let producers = 2
         let perProducer = 20_000
         let outcome = try NetworkNamespace.runIsolated { () throws -> Outcome in
@@ -216,7 +216,7 @@ struct EventCoreTests {
             try core.run()
             threads.forEach { $0.join() }
             return Outcome(log: log.withLock { $0 }, coreThread: SystemThread.currentThreadID,
-                           wakeups: handle.wakeupSignalCount, sleeps: core.statistics.sleeps,
+                           wakeups: handle.wakeupSignalCount, announcements: core.statistics.sleepAnnouncements,
                            processed: core.statistics.requestsProcessed)
         }
         #expect(outcome.log.count == producers * perProducer)
@@ -227,7 +227,7 @@ struct EventCoreTests {
         }
         // Coalescing: a submitter writes the eventfd only to wake a core that announced
         // it was going to sleep, at most once per such announcement.
-        #expect(outcome.wakeups <= outcome.sleeps)
+        #expect(outcome.wakeups <= outcome.announcements)
     }
 
     @Test func poolExhaustionPausesReceivingWithoutLosingData() throws {

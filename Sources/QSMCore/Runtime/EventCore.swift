@@ -224,8 +224,12 @@ public final class EventCore {
 
     private func ioTurn(maximumWaitNanoseconds: Int64?) throws(SystemError) {
         var wait = idleWaitNanoseconds(cap: maximumWaitNanoseconds)
-        let sleeping = wait != 0 && handle.prepareToSleep()
-        if !sleeping { wait = 0 } else { statistics.sleeps += 1 }
+        var sleeping = false
+        if wait != 0 {
+            statistics.sleepAnnouncements += 1
+            sleeping = handle.prepareToSleep()
+        }
+        if sleeping { statistics.sleeps += 1 } else { wait = 0 }
         let ready = try epoll.wait(timeoutNanoseconds: wait)
         if sleeping { handle.finishedSleeping() }
         now = MonotonicClock.now()

@@ -3,7 +3,11 @@
 public struct EventCoreStatistics: Sendable, Equatable {
     /// Passes through the three queues (I/O, alarms, requests).
     public var turns = 0
-    /// Calls to epoll that were allowed to block (the core was idle).
+    /// Times the core, finding no work, announced it would block in epoll. Submitters
+    /// write the eventfd only to answer an announcement, at most once each.
+    public var sleepAnnouncements = 0
+    /// Announcements that led to a blocking epoll wait (the others were cancelled by a
+    /// request or stop that arrived meanwhile).
     public var sleeps = 0
     public var datagramsReceived = 0
     public var bytesReceived = 0
