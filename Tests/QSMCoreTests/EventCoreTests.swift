@@ -135,6 +135,42 @@ struct EventCoreTests {
         #expect(order == Array(repeating: "control", count: 20) + Array(repeating: "data", count: 20))
     }
 
+    @Test func networkIsHandledBeforeLocalDescriptors() throws {
+        final class PipeReader: DescriptorHandler {
+            let descriptor: Int32
+            var onReadable: () -> Void = {}
+            init(descriptor: Int32) { self.descriptor = descriptor }
+            func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
+                var byte: UInt8 = 0
+                while read(descriptor, &byte, 1) == 1 { onReadable() }
+            }
+            func descriptorWritable(_ registration: RegistrationID, core: EventCore) {}
+        }
+        let order = try NetworkNamespace.runIsolated { () throws -> [String] in
+            let core = try EventCore()
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0, fcntl(ends[0], F_SETFL, O_NONBLOCK) == 0 else { return ["pipe failed"] }
+            defer { close(ends[0]); close(ends[1]) }
+            let (dataSocket, dataAddress) = try loopbackSocket()
+            let (sender, _) = try loopbackSocket()
+            var order: [String] = []
+            let reader = PipeReader(descriptor: ends[0])
+            reader.onReadable = { order.append("local") }
+            // The pipe is registered first and becomes ready first.
+            _ = try core.registerDescriptor(ends[0], medium: .local, traffic: .control, readable: true, writable: false,
+                                            handler: reader)
+            _ = try core.registerDatagramSocket(dataSocket, traffic: .data,
+                                                handler: RecordingHandler { _, _ in order.append("network") })
+            var byte: UInt8 = 1
+            for _ in 0..<3 { _ = write(ends[1], &byte, 1) }
+            for index in 0..<3 { try sendDatagram(sender, [UInt8(index)], to: dataAddress) }
+            guard waitUntilReadable([ends[0], dataSocket.descriptor]) else { return ["not ready"] }
+            try core.runTurn(maximumWaitNanoseconds: 1_000_000_000)
+            return order
+        }
+        #expect(order == ["network", "network", "network", "local", "local", "local"])
+    }
+
     @Test func alarmsFireInDeadlineOrderWithCancelAndReschedule() throws {
         struct Outcome: Sendable {
             var fired: [UInt64]
