@@ -56,7 +56,8 @@ struct MicroBenchmarks {
             }
         }
 
-        var multicast = Table("loopback multicast, \(size) B", "packets/s", "lost", "reordered", "vs bare")
+        var multicast = Table("loopback multicast, \(size) B", "packets/s", "lost", "reordered", "vs bare",
+                              "1 ms alarm late, mean/max µs")
         var multicastNote = ""
         if parts.contains(.multicast) { do {
             try NetworkNamespace.enterPrivate()
@@ -78,8 +79,17 @@ struct MicroBenchmarks {
             let bareRate = median(bare.map(\.packetsPerSecond))
             for results in [core, bare] {
                 let rate = median(results.map(\.packetsPerSecond))
+                var lateness = "-"
+                let intervals = results.compactMap(\.alarmLateness)
+                if !intervals.isEmpty {
+                    let fired = intervals.map(\.alarmsFired).reduce(0, +)
+                    let mean = intervals.map { Double($0.meanNanoseconds) * Double($0.alarmsFired) }.reduce(0, +)
+                        / Double(max(fired, 1)) / 1000
+                    let worst = Double(intervals.map(\.maxNanoseconds).max() ?? 0) / 1000
+                    lateness = "\(formatRate(mean)) / \(formatRate(worst))"
+                }
                 multicast.add(results[0].path, formatRate(rate), "\(results.map(\.lost).reduce(0, +))",
-                              "\(results.map(\.reordered).reduce(0, +))", formatRatio(rate / bareRate))
+                              "\(results.map(\.reordered).reduce(0, +))", formatRatio(rate / bareRate), lateness)
             }
         } catch let error as SystemError {
             multicastNote = "loopback multicast skipped: cannot create a private network namespace (\(error)); run as root"

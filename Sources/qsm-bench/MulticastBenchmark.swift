@@ -11,6 +11,8 @@ enum MulticastBenchmark {
         var seconds: Double
         var lost: Int
         var reordered: Int
+        /// For the event core: how late a 1 ms periodic alarm fired while the core was busy.
+        var alarmLateness: AlarmLatenessInterval? = nil
         var packetsPerSecond: Double { Double(received) / seconds }
     }
 
@@ -145,6 +147,13 @@ enum MulticastBenchmark {
         func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) { core.handle.stop() }
     }
 
+    /// A 1 ms timer, re-armed from its own deadline, as a protocol's token timer would be.
+    private final class Tick: AlarmHandler {
+        func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+            core.scheduleAlarm(at: deadline.advanced(by: .milliseconds(1)), handler: self)
+        }
+    }
+
     static func throughCore(size: Int, seconds: Double) throws -> Result {
         let (receiver, sender, destination) = try sockets()
         var configuration = EventCoreConfiguration()
@@ -158,10 +167,13 @@ enum MulticastBenchmark {
         handler.senderID = senderID
         let start = MonotonicClock.now()
         core.scheduleAlarm(at: start.advanced(byNanoseconds: Int64(seconds * 1e9)), handler: Stop())
+        core.scheduleAlarm(at: start.advanced(by: .milliseconds(1)), handler: Tick())
         core.registerIntent(feed, on: senderID, traffic: .data)
+        _ = core.takeAlarmLatenessInterval()
         try core.run()
         let elapsed = Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
         return Result(path: "through the event core", received: feed.check.received, seconds: elapsed,
-                      lost: feed.check.lost, reordered: feed.check.reordered)
+                      lost: feed.check.lost, reordered: feed.check.reordered,
+                      alarmLateness: core.takeAlarmLatenessInterval())
     }
 }
