@@ -114,25 +114,30 @@ private func compareWithModel<Queue: AlarmQueue<Int>>(
     /// deep trees.
     static let ranges: [Int64] = [4, 64, 1 << 40]
 
-    @Test(arguments: ranges)
-    func splayTreeMatchesReferenceModel(deadlineRange: Int64) {
-        for seed in UInt64(1)...150 {
-            let queue = SplayAlarmQueue<Int>(initialCapacity: 4)
-            if let failure = compareWithModel(queue, seed: seed, operations: 600, deadlineRange: deadlineRange,
-                                              invariantViolation: queue.invariantViolation) {
-                Issue.record("splay tree, seed \(seed), deadline range \(deadlineRange): \(failure)")
-                return
+    enum Implementation: String, CaseIterable {
+        case splayTree = "splay tree"
+        case binaryHeap = "binary heap"
+
+        /// Runs the model comparison on a fresh queue of this kind.
+        func compare(seed: UInt64, deadlineRange: Int64) -> String? {
+            switch self {
+            case .splayTree:
+                let queue = SplayAlarmQueue<Int>(initialCapacity: 4)
+                return compareWithModel(queue, seed: seed, operations: 600, deadlineRange: deadlineRange,
+                                        invariantViolation: queue.invariantViolation)
+            case .binaryHeap:
+                let queue = BinaryHeapAlarmQueue<Int>(initialCapacity: 4)
+                return compareWithModel(queue, seed: seed, operations: 600, deadlineRange: deadlineRange,
+                                        invariantViolation: queue.invariantViolation)
             }
         }
     }
 
-    @Test(arguments: ranges)
-    func binaryHeapMatchesReferenceModel(deadlineRange: Int64) {
+    @Test(arguments: Implementation.allCases, ranges)
+    func matchesReferenceModel(implementation: Implementation, deadlineRange: Int64) {
         for seed in UInt64(1)...150 {
-            let queue = BinaryHeapAlarmQueue<Int>(initialCapacity: 4)
-            if let failure = compareWithModel(queue, seed: seed, operations: 600, deadlineRange: deadlineRange,
-                                              invariantViolation: queue.invariantViolation) {
-                Issue.record("binary heap, seed \(seed), deadline range \(deadlineRange): \(failure)")
+            if let failure = implementation.compare(seed: seed, deadlineRange: deadlineRange) {
+                Issue.record("\(implementation.rawValue), seed \(seed), deadline range \(deadlineRange): \(failure)")
                 return
             }
         }

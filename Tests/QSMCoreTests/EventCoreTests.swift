@@ -46,19 +46,54 @@ private final class OrderedAlarms: AlarmHandler {
     }
 }
 
+/// What a windowed transfer through one core delivered.
+private struct TransferOutcome: Sendable {
+    var sequences: [UInt64]
+    var payloadsIntact: Bool
+    var statistics: EventCoreStatistics
+    var timedOut: Bool
+}
+
+/// Sends `total` numbered datagrams from `sender` to `destination` through `core` with a
+/// `WindowedFeed`, the receiving handler reopening the window, until all have arrived or a
+/// 30 s watchdog stops the core. Run inside `NetworkNamespace.runIsolated`.
+private func runWindowedTransfer(core: EventCore, receiver: UDPSocket, sender: UDPSocket,
+                                 destination: SocketAddress, total: Int, size: Int,
+                                 window: Int) throws -> TransferOutcome {
+    let feed = WindowedFeed(destination: destination, total: total, size: size, window: window)
+    var intact = true
+    var sequences: [UInt64] = []
+    var senderID: RegistrationID!
+    let handler = RecordingHandler { recorder, core in
+        let bytes = recorder.datagrams.removeLast().bytes
+        let sequence = bytes.withUnsafeBytes { raw in
+            var reader = WireReader(raw)
+            return (try? reader.readUInt64()) ?? .max
+        }
+        sequences.append(sequence)
+        for index in 8..<bytes.count where bytes[index] != UInt8(truncatingIfNeeded: Int(sequence) &+ index) {
+            intact = false
+        }
+        feed.delivered += 1
+        if feed.canSend { core.registerIntent(feed, on: senderID, traffic: .data) }
+        if sequences.count == total { core.handle.stop() }
+    }
+    _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
+    // Send-only: the sender is kept out of epoll unless the kernel pushes back.
+    senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
+    core.registerIntent(feed, on: senderID, traffic: .data)
+    let watchdog = StopAlarm()
+    core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: watchdog)
+    try core.run()
+    return TransferOutcome(sequences: sequences, payloadsIntact: intact, statistics: core.statistics,
+                           timedOut: watchdog.fired)
+}
+
 @Suite(.enabled(if: NetworkNamespace.isAvailable, namespaceRequirement))
 struct EventCoreTests {
-    struct MulticastOutcome: Sendable {
-        var sequences: [UInt64]
-        var payloadsIntact: Bool
-        var statistics: EventCoreStatistics
-        var timedOut: Bool
-    }
-
     @Test func multicastFlowsBetweenTwoSocketsThroughTheCore() throws {
         let total = 20_000
-        let outcome = try NetworkNamespace.runIsolated { () throws -> MulticastOutcome in
-            let core = try EventCore()
+        let outcome = try NetworkNamespace.runIsolated { () throws -> TransferOutcome in
             let group = IPv4Address(239, 192, 1, 1)
             let receiver = try UDPSocket()
             try receiver.setReuseAddress(true)
@@ -69,38 +104,8 @@ struct EventCoreTests {
             try sender.setMulticastInterface(.loopback)
             try sender.setMulticastTimeToLive(0)
             try sender.setMulticastLoop(true)
-
-            let feed = WindowedFeed(destination: destination, total: total, size: 1000, window: 512)
-            var intact = true
-            var senderID: RegistrationID!
-            let handler = RecordingHandler { recorder, core in
-                let bytes = recorder.datagrams.last!.bytes
-                let sequence = Int(bytes.withUnsafeBytes { raw in
-                    var reader = WireReader(raw)
-                    return (try? reader.readUInt64()) ?? .max
-                })
-                for index in 8..<bytes.count where bytes[index] != UInt8(truncatingIfNeeded: sequence &+ index) {
-                    intact = false
-                }
-                feed.delivered += 1
-                if feed.canSend { core.registerIntent(feed, on: senderID, traffic: .data) }
-                if recorder.datagrams.count == total { core.handle.stop() }
-            }
-            _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
-            // Send-only: the sender is kept out of epoll unless the kernel pushes back.
-            senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
-            core.registerIntent(feed, on: senderID, traffic: .data)
-            let watchdog = StopAlarm()
-            core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: watchdog)
-            try core.run()
-            let sequences = handler.datagrams.map { datagram in
-                datagram.bytes.withUnsafeBytes { raw in
-                    var reader = WireReader(raw)
-                    return (try? reader.readUInt64()) ?? .max
-                }
-            }
-            return MulticastOutcome(sequences: sequences, payloadsIntact: intact,
-                                    statistics: core.statistics, timedOut: watchdog.fired)
+            return try runWindowedTransfer(core: try EventCore(), receiver: receiver, sender: sender,
+                                           destination: destination, total: total, size: 1000, window: 512)
         }
         #expect(!outcome.timedOut)
         #expect(outcome.sequences == (0..<UInt64(total)).map { $0 })
@@ -289,39 +294,21 @@ struct EventCoreTests {
 
     @Test func aPoolTooSmallForSendAndReceiveNeverStalls() throws {
         let total = 2_000
-        let outcome = try NetworkNamespace.runIsolated { () throws -> ([UInt64], EventCoreStatistics, Bool) in
+        let outcome = try NetworkNamespace.runIsolated { () throws -> TransferOutcome in
             var configuration = EventCoreConfiguration()
             configuration.packetBufferCount = 4
             configuration.datagramBatchSize = 4
-            let core = try EventCore(configuration: configuration)
             let (receiver, address) = try loopbackSocket()
             let (sender, _) = try loopbackSocket()
             try receiver.setReceiveBufferSize(4 << 20)
             // A window larger than the pool: sending and receiving compete for buffers.
-            let feed = WindowedFeed(destination: address, total: total, size: 100, window: 64)
-            var senderID: RegistrationID!
-            let handler = RecordingHandler { recorder, core in
-                feed.delivered += 1
-                if feed.canSend { core.registerIntent(feed, on: senderID, traffic: .data) }
-                if recorder.datagrams.count == total { core.handle.stop() }
-            }
-            _ = try core.registerDatagramSocket(receiver, traffic: .data, handler: handler)
-            senderID = try core.registerDatagramSocket(sender, traffic: .data, handler: nil)
-            core.registerIntent(feed, on: senderID, traffic: .data)
-            let watchdog = StopAlarm()
-            core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: watchdog)
-            try core.run()
-            let sequences = handler.datagrams.map { datagram in
-                datagram.bytes.withUnsafeBytes { raw in
-                    var reader = WireReader(raw)
-                    return (try? reader.readUInt64()) ?? .max
-                }
-            }
-            return (sequences, core.statistics, watchdog.fired)
+            return try runWindowedTransfer(core: try EventCore(configuration: configuration), receiver: receiver,
+                                           sender: sender, destination: address, total: total, size: 100, window: 64)
         }
-        #expect(!outcome.2, "the core stalled until the watchdog fired")
-        #expect(outcome.0 == (0..<UInt64(total)).map { $0 })
-        #expect(outcome.1.poolExhaustions > 0)
+        #expect(!outcome.timedOut, "the core stalled until the watchdog fired")
+        #expect(outcome.sequences == (0..<UInt64(total)).map { $0 })
+        #expect(outcome.payloadsIntact)
+        #expect(outcome.statistics.poolExhaustions > 0)
     }
 
     @Test func intentSurvivesAnEmptyPoolUntilBuffersReturn() throws {
