@@ -23,5 +23,6 @@ let package = Package(
         .executableTarget(name: "qsm-bench", dependencies: ["QSMCore"], swiftSettings: strict),
         .executableTarget(name: "qsm-node", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .testTarget(name: "QSMCoreTests", dependencies: ["QSMCore"], swiftSettings: strict),
+        .testTarget(name: "QSMGMSTests", dependencies: ["QSMGMS", "QSMCore"], swiftSettings: strict),
     ]
 )

@@ -1,25 +1,25 @@
 /// A growable FIFO ring. Grows by doubling when full and never shrinks, so a queue that
 /// has reached its working size allocates nothing more.
-struct RingBuffer<Element> {
+public struct RingBuffer<Element> {
     private var storage: ContiguousArray<Element?>
     private var head = 0
-    private(set) var count = 0
+    public private(set) var count = 0
 
-    init(initialCapacity: Int = 16) {
+    public init(initialCapacity: Int = 16) {
         var size = 1
         while size < max(initialCapacity, 1) { size <<= 1 }
         storage = ContiguousArray(repeating: nil, count: size)
     }
 
-    var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { count == 0 }
 
-    mutating func append(_ element: Element) {
+    public mutating func append(_ element: Element) {
         if count == storage.count { grow() }
         storage[(head + count) & (storage.count - 1)] = element
         count += 1
     }
 
-    mutating func popFirst() -> Element? {
+    public mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let element = storage[head].take()
         head = (head + 1) & (storage.count - 1)
@@ -28,7 +28,7 @@ struct RingBuffer<Element> {
     }
 
     /// Removes every element for which `shouldRemove` is true, keeping the order of the rest.
-    mutating func removeAll(where shouldRemove: (Element) -> Bool) {
+    public mutating func removeAll(where shouldRemove: (Element) -> Bool) {
         var kept = 0
         for offset in 0..<count {
             let index = (head + offset) & (storage.count - 1)

@@ -1,0 +1,168 @@
+import QSMCore
+
+/// What the GMS knows when it applies a batch: who is alive and who belongs to what.
+struct MembershipSnapshot {
+    /// Live nodes and their unicast addresses.
+    var nodes: [NodeID: SocketAddress] = [:]
+    /// Each live node's groups (as a member; publishing alone does not count).
+    var memberships: [NodeID: Set<GroupID>] = [:]
+    /// Every group that exists (has members or publishers), by id.
+    var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
+}
+
+/// What one batch changed.
+struct MembershipChanges: Equatable {
+    var changedRegions: Set<RegionID> = []
+    var removedRegions: Set<RegionID> = []
+    var changedGroups: Set<GroupID> = []
+    var removedGroups: Set<GroupID> = []
+    var isEmpty: Bool { changedRegions.isEmpty && removedRegions.isEmpty && changedGroups.isEmpty && removedGroups.isEmpty }
+}
+
+/// The versioned membership structure of Fig. 4.7: group views, region views, the
+/// mapping between them, partitions, leaders and multicast addresses. Each `apply`
+/// computes the layout for a snapshot and produces new versions only of what changed.
+struct MembershipViews {
+    let configuration: MembershipConfiguration
+    private(set) var regions: [RegionID: RegionView] = [:]
+    private(set) var groups: [GroupID: GroupView] = [:]
+    /// Each group's hierarchy (all 0 in `full` mode).
+    private(set) var hierarchyOf: [GroupID: UInt32] = [:]
+    /// Regions that could not get an address because the pool was empty.
+    private(set) var addressExhaustions = 0
+    private var regionByKey: [RegionKey: RegionID] = [:]
+    private var pool: AddressPool
+    private var nextRegionID: UInt64 = 1
+    private var nextHierarchyID: UInt32 = 1
+
+    struct RegionKey: Hashable {
+        var hierarchy: UInt32
+        var groups: [GroupID]
+    }
+
+    init(configuration: MembershipConfiguration) {
+        self.configuration = configuration
+        pool = AddressPool(start: configuration.addressPoolStart, size: configuration.addressPoolSize)
+    }
+
+    var addressesInUse: Int { pool.inUse }
+
+    mutating func apply(_ snapshot: MembershipSnapshot) -> MembershipChanges {
+        var changes = MembershipChanges()
+        assignHierarchies(snapshot)
+
+        // Region membership: a node's groups, split by hierarchy; each part is a key.
+        var keyMembers: [RegionKey: [NodeID]] = [:]
+        for (node, joined) in snapshot.memberships where snapshot.nodes[node] != nil {
+            var byHierarchy: [UInt32: [GroupID]] = [:]
+            for group in joined where snapshot.groups[group] != nil {
+                byHierarchy[hierarchyOf[group] ?? 0, default: []].append(group)
+            }
+            for (hierarchy, list) in byHierarchy {
+                keyMembers[RegionKey(hierarchy: hierarchy, groups: list.sorted()), default: []].append(node)
+            }
+        }
+
+        // Retire regions whose key vanished.
+        for (key, id) in regionByKey where keyMembers[key] == nil {
+            if let address = regions[id]?.address { pool.release(address.address) }
+            regions[id] = nil
+            regionByKey[key] = nil
+            changes.removedRegions.insert(id)
+        }
+        // New and changed regions.
+        for (key, unsorted) in keyMembers {
+            let memberIDs = unsorted.sorted()
+            let members = memberIDs.map { NodeEntry(id: $0, address: snapshot.nodes[$0]!) }
+            if let id = regionByKey[key], var region = regions[id] {
+                guard region.members != members else { continue }
+                region.viewNumber += 1
+                region.members = members
+                region.partitions = Partitioning.partitions(of: memberIDs, previous: region.partitions,
+                                                            size: configuration.partitionSize)
+                region.regionLeader = Partitioning.regionLeader(of: region.partitions, previous: region.regionLeader)
+                regions[id] = region
+                changes.changedRegions.insert(id)
+            } else {
+                let id = RegionID(nextRegionID)
+                nextRegionID += 1
+                let partitions = Partitioning.partitions(of: memberIDs, previous: [], size: configuration.partitionSize)
+                regions[id] = RegionView(id: id, viewNumber: 1, hierarchy: key.hierarchy, groups: key.groups,
+                                         members: members, partitions: partitions,
+                                         regionLeader: Partitioning.regionLeader(of: partitions, previous: nil),
+                                         address: allocateAddress())
+                regionByKey[key] = id
+                changes.changedRegions.insert(id)
+            }
+        }
+
+        // Groups: members, and the regions that cover them.
+        var groupMembers: [GroupID: [NodeID]] = [:]
+        var groupRegions: [GroupID: [RegionID]] = [:]
+        for region in regions.values {
+            for group in region.groups {
+                groupRegions[group, default: []].append(region.id)
+                groupMembers[group, default: []].append(contentsOf: region.members.map(\.id))
+            }
+        }
+        for (id, group) in groups where snapshot.groups[id] == nil {
+            if let address = group.hybridAddress { pool.release(address.address) }
+            groups[id] = nil
+            changes.removedGroups.insert(id)
+        }
+        for (id, info) in snapshot.groups {
+            let members = (groupMembers[id] ?? []).sorted()
+            let references = (groupRegions[id] ?? []).sorted().map { regionID in
+                let region = regions[regionID]!
+                return RegionReference(id: regionID, viewNumber: region.viewNumber, address: region.address)
+            }
+            var group = groups[id] ?? GroupView(id: id, name: info.name, viewNumber: 0, members: [],
+                                                mappingVersion: 0, regions: [], hybridAddress: nil)
+            let before = group
+            if group.viewNumber == 0 || group.members != members {
+                group.viewNumber += 1
+                group.members = members
+            }
+            if group.mappingVersion == 0 || group.regions != references {
+                group.mappingVersion += 1
+                group.regions = references
+            }
+            if info.hybrid && group.hybridAddress == nil { group.hybridAddress = allocateAddress() }
+            if !info.hybrid, let address = group.hybridAddress {
+                pool.release(address.address)
+                group.hybridAddress = nil
+            }
+            if group != before {
+                groups[id] = group
+                changes.changedGroups.insert(id)
+            }
+        }
+        return changes
+    }
+
+    private mutating func allocateAddress() -> SocketAddress? {
+        guard let address = pool.allocate() else {
+            addressExhaustions += 1
+            return nil
+        }
+        return SocketAddress(address, port: configuration.multicastPort)
+    }
+
+    private mutating func assignHierarchies(_ snapshot: MembershipSnapshot) {
+        guard configuration.mode == .hierarchies else {
+            hierarchyOf = [:]
+            return
+        }
+        var nodeIndex: [NodeID: Int32] = [:]
+        var members: [GroupID: [Int32]] = [:]
+        for (node, joined) in snapshot.memberships where snapshot.nodes[node] != nil {
+            let index = Int32(nodeIndex.count)
+            nodeIndex[node] = index
+            for group in joined where snapshot.groups[group] != nil { members[group, default: []].append(index) }
+        }
+        let groups = members.map { HierarchyDecomposition.Group(id: $0.key, members: $0.value) }
+        hierarchyOf = HierarchyDecomposition.decompose(groups, nodeCount: nodeIndex.count,
+                                                       minimumRegionSize: configuration.minimumRegionSize,
+                                                       previous: hierarchyOf, nextHierarchyID: &nextHierarchyID)
+    }
+}

@@ -1,0 +1,58 @@
+import QSMCore
+
+/// Up to k nodes of a region that run one token ring together, and the one that leads it.
+public struct Partition: Hashable, Sendable {
+    public var members: [NodeID]
+    public var leader: NodeID
+    public init(members: [NodeID], leader: NodeID) {
+        self.members = members
+        self.leader = leader
+    }
+}
+
+/// One numbered view of a region: the nodes whose groups (within one hierarchy) are
+/// exactly `groups`, split into partitions, with the multicast address the region owns.
+public struct RegionView: Hashable, Sendable {
+    public var id: RegionID
+    public var viewNumber: UInt64
+    /// The hierarchy the region belongs to (always 0 in `full` mode).
+    public var hierarchy: UInt32
+    /// The set of groups every member belongs to (within the hierarchy), sorted.
+    public var groups: [GroupID]
+    /// Members sorted by id, with their unicast addresses.
+    public var members: [NodeEntry]
+    public var partitions: [Partition]
+    /// One of the partition leaders.
+    public var regionLeader: NodeID
+    /// Nil only if the address pool was exhausted when the region formed.
+    public var address: SocketAddress?
+
+    /// The partition that holds `node`, if it is a member.
+    public func partition(of node: NodeID) -> Partition? {
+        partitions.first { $0.members.contains(node) }
+    }
+}
+
+/// A region view as a group view refers to it.
+public struct RegionReference: Hashable, Sendable {
+    public var id: RegionID
+    public var viewNumber: UInt64
+    public var address: SocketAddress?
+}
+
+/// One numbered view of a group, and the region views that together hold exactly its
+/// members (section 4.2.1 A, Fig. 4.7).
+public struct GroupView: Hashable, Sendable {
+    public var id: GroupID
+    public var name: GroupName
+    /// Rises whenever the member set changes.
+    public var viewNumber: UInt64
+    /// Members sorted by id.
+    public var members: [NodeID]
+    /// Rises whenever the region list or any listed region's view changes.
+    public var mappingVersion: UInt64
+    /// Disjoint region views whose union is exactly `members`, sorted by region id.
+    public var regions: [RegionReference]
+    /// The group's own multicast address in hybrid mode (section 4.2.1 B), else nil.
+    public var hybridAddress: SocketAddress?
+}
