@@ -1,0 +1,62 @@
+/// Splits a byte stream into frames of a 32-bit big-endian length followed by that many
+/// bytes. A frame longer than `maximumFrameBytes` is a protocol error: the stream cannot
+/// be trusted past it, so the decoder stops and the caller closes the connection.
+public struct FrameDecoder {
+    public enum Failure: Error, Equatable, Sendable {
+        /// A frame announced `length` bytes, more than the limit.
+        case frameTooLarge(length: Int, limit: Int)
+    }
+
+    public let maximumFrameBytes: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    public init(maximumFrameBytes: Int) {
+        self.maximumFrameBytes = maximumFrameBytes
+    }
+
+    /// Bytes received but not yet returned as frames.
+    public var bufferedByteCount: Int { buffer.count - start }
+
+    /// Adds bytes read from the stream.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        if start > 0 && start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next complete frame's payload, nil if more bytes are needed.
+    public mutating func nextFrame() throws(Failure) -> [UInt8]? {
+        guard buffer.count - start >= 4 else { compact(); return nil }
+        let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+        guard length <= maximumFrameBytes else { throw .frameTooLarge(length: length, limit: maximumFrameBytes) }
+        guard buffer.count - start - 4 >= length else { compact(); return nil }
+        let frame = Array(buffer[(start + 4)..<(start + 4 + length)])
+        start += 4 + length
+        return frame
+    }
+
+    /// Moves the unread tail to the front once the consumed part dominates, so the
+    /// buffer's size stays bounded by one frame plus one read.
+    private mutating func compact() {
+        if start > 0 && start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+    }
+
+    /// Prefixes `payload` with its 32-bit big-endian length.
+    public static func frame(_ payload: [UInt8]) -> [UInt8] {
+        var framed = [UInt8]()
+        framed.reserveCapacity(payload.count + 4)
+        let length = UInt32(payload.count)
+        framed.append(UInt8(length >> 24))
+        framed.append(UInt8(length >> 16 & 0xFF))
+        framed.append(UInt8(length >> 8 & 0xFF))
+        framed.append(UInt8(length & 0xFF))
+        framed.append(contentsOf: payload)
+        return framed
+    }
+}

@@ -1,0 +1,137 @@
+import QSMCore
+import Testing
+@testable import QSMGMS
+
+@Suite struct MessageCodecTests {
+    static func randomName(_ random: inout SplitMix64) -> GroupName {
+        GroupName(String((0..<Int.random(in: 1...20, using: &random)).map { _ in "abcxyz-é日".randomElement(using: &random)! }))!
+    }
+
+    static func randomAddress(_ random: inout SplitMix64) -> SocketAddress {
+        SocketAddress(IPv4Address(value: UInt32.random(in: 0...UInt32.max, using: &random)), port: UInt16.random(in: 0...UInt16.max, using: &random))
+    }
+
+    static func randomUpdate(_ random: inout SplitMix64) -> MembershipUpdate {
+        var regions: [RegionView] = []
+        for _ in 0..<Int.random(in: 0...3, using: &random) {
+            let members = (0..<Int.random(in: 1...7, using: &random)).map { index in
+                NodeEntry(id: NodeID(UInt64(index) * 7 + 1), address: randomAddress(&random))
+            }
+            let ids = members.map(\.id)
+            let partitions = stride(from: 0, to: ids.count, by: 3).map { start in
+                let slice = Array(ids[start..<min(start + 3, ids.count)])
+                return Partition(members: slice, leader: slice.randomElement(using: &random)!)
+            }
+            regions.append(RegionView(id: RegionID(UInt64.random(in: 1...1000, using: &random)), viewNumber: UInt64.random(in: 1...99, using: &random),
+                                      hierarchy: UInt32.random(in: 0...5, using: &random), groups: [GroupID(1), GroupID(9)],
+                                      members: members, partitions: partitions, regionLeader: partitions[0].leader,
+                                      address: Bool.random(using: &random) ? randomAddress(&random) : nil))
+        }
+        var groups: [GroupView] = []
+        for _ in 0..<Int.random(in: 0...3, using: &random) {
+            groups.append(GroupView(id: GroupID(UInt32.random(in: 0...99, using: &random)), name: randomName(&random),
+                                    viewNumber: UInt64.random(in: 1...9, using: &random),
+                                    members: (0..<Int.random(in: 0...5, using: &random)).map { NodeID(UInt64($0)) },
+                                    mappingVersion: 3,
+                                    regions: (0..<Int.random(in: 0...3, using: &random)).map { RegionReference(id: RegionID(UInt64($0)), viewNumber: 2, address: randomAddress(&random)) },
+                                    hybridAddress: Bool.random(using: &random) ? randomAddress(&random) : nil))
+        }
+        return MembershipUpdate(baseVersion: UInt64.random(in: 0...9, using: &random), version: 10, isFull: Bool.random(using: &random),
+                                regions: regions, removedRegions: [RegionID(5)], groups: groups, removedGroups: [GroupID(2), GroupID(3)])
+    }
+
+    static func randomClientMessage(_ random: inout SplitMix64) -> ClientMessage {
+        let name = randomName(&random)
+        let id = UInt32.random(in: 0...UInt32.max, using: &random)
+        switch Int.random(in: 0..<8, using: &random) {
+        case 0: return .register(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)), address: randomAddress(&random), protocolVersion: 1)
+        case 1: return .join(request: id, group: name)
+        case 2: return .leave(request: id, group: name)
+        case 3: return .publish(request: id, group: name)
+        case 4: return .unpublish(request: id, group: name)
+        case 5: return .heartbeat
+        case 6: return .resynchronize
+        default: return .goodbye
+        }
+    }
+
+    static func randomServerMessage(_ random: inout SplitMix64) -> ServerMessage {
+        switch Int.random(in: 0..<5, using: &random) {
+        case 0: return .registered(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)))
+        case 1: return .accepted(request: 7)
+        case 2: return .rejected(request: 9, reason: "no: \(randomName(&random).text)")
+        case 3: return .excluded(reason: "no heartbeat")
+        default: return .update(randomUpdate(&random))
+        }
+    }
+
+    @Test func messagesRoundTripExactly() throws {
+        for seed in UInt64(1)...500 {
+            var random = SplitMix64(seed: seed)
+            let client = Self.randomClientMessage(&random)
+            let server = Self.randomServerMessage(&random)
+            #expect(try client.encoded().withUnsafeBytes { try ClientMessage(decoding: $0) } == client, "seed \(seed)")
+            #expect(try server.encoded().withUnsafeBytes { try ServerMessage(decoding: $0) } == server, "seed \(seed)")
+        }
+    }
+
+    @Test func truncatedOrCorruptedMessagesAreErrorsNotTraps() {
+        for seed in UInt64(1)...300 {
+            var random = SplitMix64(seed: seed)
+            let bytes = Self.randomServerMessage(&random).encoded()
+            for cut in 0..<bytes.count {
+                let result = bytes[0..<cut].withUnsafeBytes { raw in Result { () throws(WireError) in try ServerMessage(decoding: raw) } }
+                if case .success = result { Issue.record("seed \(seed): a \(cut)-byte prefix of \(bytes.count) decoded"); return }
+            }
+            // Flipped bytes often land in values (ids, addresses) and still decode; what
+            // matters is that decoding returns or throws, and never traps.
+            for _ in 0..<20 {
+                var corrupted = bytes
+                corrupted[Int.random(in: 0..<corrupted.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                _ = try? corrupted.withUnsafeBytes { try ServerMessage(decoding: $0) }
+            }
+        }
+    }
+
+    @Test func hostileCountsAreRefusedBeforeAllocating() {
+        // An update claiming 2^32-1 regions in a 30-byte frame.
+        var encoder = WireEncoder()
+        encoder.write(UInt8(5))
+        encoder.write(UInt64(0))
+        encoder.write(UInt64(1))
+        encoder.write(UInt8(1))
+        encoder.write(UInt32.max)
+        let result = encoder.bytes.withUnsafeBytes { raw in Result { () throws(WireError) in try ServerMessage(decoding: raw) } }
+        guard case .failure(.malformed(let reason, _)) = result else {
+            Issue.record("expected a malformed count, got \(result)")
+            return
+        }
+        #expect(reason.contains("count"))
+    }
+
+    @Test func invalidNamesAndTrailingBytesAreMalformed() {
+        var bad = ClientMessage.join(request: 1, group: GroupName("ok")!).encoded()
+        bad[bad.count - 1] = 0x07  // "o\u{7}": a control character
+        #expect(throws: WireError.self) { try bad.withUnsafeBytes { try ClientMessage(decoding: $0) } }
+        var trailing = ClientMessage.heartbeat.encoded()
+        trailing.append(0)
+        #expect(throws: WireError.self) { try trailing.withUnsafeBytes { try ClientMessage(decoding: $0) } }
+        let empty: [UInt8] = []
+        #expect(throws: WireError.self) { try empty.withUnsafeBytes { try ClientMessage(decoding: $0) } }
+    }
+
+    @Test func frameDecoderSplitsAndBoundsFrames() throws {
+        var decoder = FrameDecoder(maximumFrameBytes: 100)
+        let stream = FrameDecoder.frame([1, 2, 3]) + FrameDecoder.frame([]) + FrameDecoder.frame([9])
+        // Feed one byte at a time: frames come out whole, in order.
+        var frames: [[UInt8]] = []
+        for byte in stream {
+            [byte].withUnsafeBytes { decoder.append($0) }
+            while let frame = try decoder.nextFrame() { frames.append(frame) }
+        }
+        #expect(frames == [[1, 2, 3], [], [9]])
+        #expect(decoder.bufferedByteCount == 0)
+        FrameDecoder.frame([UInt8](repeating: 0, count: 101)).withUnsafeBytes { decoder.append($0) }
+        #expect(throws: FrameDecoder.Failure.frameTooLarge(length: 101, limit: 100)) { _ = try decoder.nextFrame() }
+    }
+}
