@@ -1,0 +1,279 @@
+import QSMCore
+
+/// What the membership client tells its application (and, later, the protocol).
+public enum MembershipEvent: Equatable, Sendable {
+    /// The GMS accepted the registration. `rejoining` is true when this follows an
+    /// exclusion or a lost connection: the client re-registered and is rejoining its groups.
+    case registered(rejoining: Bool)
+    /// The GMS removed this node as failed; the client is re-registering.
+    case excluded(reason: String)
+    /// The connection to the GMS was lost; the client will reconnect.
+    case disconnected
+    case regionView(RegionView)
+    case regionRemoved(RegionID)
+    case groupView(GroupView)
+    case groupRemoved(GroupID, GroupName)
+    /// The GMS refused a request, or the client refused one of the application's.
+    case rejected(request: String, reason: String)
+}
+
+/// What the client asks its transport to do.
+public enum MembershipClientAction: Equatable, Sendable {
+    case connect
+    case send([UInt8])
+    case close
+}
+
+/// The node side of the GMS protocol, with no I/O and no clock of its own.
+///
+/// The application says which groups it wants to belong and publish to; the client keeps
+/// the GMS in line with that across reconnections and exclusions, sends heartbeats, and
+/// applies the GMS's versioned updates, asking for a full one when it sees a gap.
+public final class MembershipClient {
+    public let node: NodeID
+    public let address: SocketAddress
+    public private(set) var regions: [RegionID: RegionView] = [:]
+    public private(set) var groups: [GroupID: GroupView] = [:]
+    /// The version of the last update applied (0: none yet).
+    public private(set) var version: UInt64 = 0
+    public private(set) var isRegistered = false
+    /// Gaps seen in update versions (each led to a resynchronization).
+    public private(set) var versionGaps = 0
+
+    private(set) var wantedMemberships: Set<GroupName> = []
+    private(set) var wantedPublications: Set<GroupName> = []
+    private var state = State.idle
+    private var hasRegisteredBefore = false
+    private var stopped = false
+    private var awaitingFull = false
+    private var pendingRequests: [UInt32: String] = [:]
+    private var nextRequest: UInt32 = 1
+    private var lastHeartbeat = Instant.zero
+    private var reconnectAt: Instant?
+    private var reconnectDelayNanoseconds: Int64
+    private let heartbeatIntervalNanoseconds: Int64
+    private let minimumReconnectDelay: Int64
+    private let maximumReconnectDelay: Int64 = 5_000_000_000
+    private var actions: [MembershipClientAction] = []
+    private var events: [MembershipEvent] = []
+
+    private enum State {
+        case idle
+        case connecting
+        case registering
+        case registered
+    }
+
+    public init(node: NodeID, address: SocketAddress, heartbeatInterval: Duration = .seconds(1),
+                reconnectDelay: Duration = .milliseconds(200)) {
+        self.node = node
+        self.address = address
+        heartbeatIntervalNanoseconds = heartbeatInterval.totalNanoseconds
+        minimumReconnectDelay = reconnectDelay.totalNanoseconds
+        reconnectDelayNanoseconds = minimumReconnectDelay
+    }
+
+    public func takeActions() -> [MembershipClientAction] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    public func takeEvents() -> [MembershipEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    /// The earliest time `tick` has something to do.
+    public func nextDeadline(after now: Instant) -> Instant {
+        switch state {
+        case .registered, .registering: return lastHeartbeat.advanced(byNanoseconds: heartbeatIntervalNanoseconds)
+        case .idle: return reconnectAt ?? now.advanced(by: .seconds(1))
+        case .connecting: return now.advanced(by: .seconds(1))
+        }
+    }
+
+    // MARK: Application requests
+
+    /// Starts talking to the GMS (asks the transport to connect).
+    public func start(now: Instant) {
+        guard case .idle = state else { return }
+        stopped = false
+        state = .connecting
+        actions.append(.connect)
+    }
+
+    public func join(_ group: GroupName) { change(&wantedMemberships, insert: group, kind: "join") }
+    public func leave(_ group: GroupName) { change(&wantedMemberships, remove: group, kind: "leave") }
+    public func publish(_ group: GroupName) { change(&wantedPublications, insert: group, kind: "publish") }
+    public func unpublish(_ group: GroupName) { change(&wantedPublications, remove: group, kind: "unpublish") }
+
+    /// Leaves everything cleanly and closes the connection.
+    public func stop() {
+        if case .registered = state { sendMessage(.goodbye) }
+        stopped = true
+        state = .idle
+        reconnectAt = nil
+        isRegistered = false
+        actions.append(.close)
+    }
+
+    private func change(_ set: inout Set<GroupName>, insert group: GroupName, kind: String) {
+        guard set.insert(group).inserted else {
+            events.append(.rejected(request: "\(kind) \(group)", reason: kind == "join" ? "already a member of '\(group)'" : "already publishing to '\(group)'"))
+            return
+        }
+        if isRegistered { sendRequest(kind, group) }
+    }
+
+    private func change(_ set: inout Set<GroupName>, remove group: GroupName, kind: String) {
+        guard set.remove(group) != nil else {
+            events.append(.rejected(request: "\(kind) \(group)", reason: kind == "leave" ? "not a member of '\(group)'" : "not publishing to '\(group)'"))
+            return
+        }
+        if isRegistered { sendRequest(kind, group) }
+    }
+
+    private func sendRequest(_ kind: String, _ group: GroupName) {
+        let id = nextRequest
+        nextRequest = nextRequest == UInt32.max ? 1 : nextRequest + 1
+        pendingRequests[id] = "\(kind) \(group)"
+        switch kind {
+        case "join": sendMessage(.join(request: id, group: group))
+        case "leave": sendMessage(.leave(request: id, group: group))
+        case "publish": sendMessage(.publish(request: id, group: group))
+        default: sendMessage(.unpublish(request: id, group: group))
+        }
+    }
+
+    private func sendMessage(_ message: ClientMessage) {
+        actions.append(.send(message.encoded()))
+    }
+
+    // MARK: Transport events
+
+    public func connected(now: Instant) {
+        guard case .connecting = state else { return }
+        state = .registering
+        lastHeartbeat = now
+        sendMessage(.register(node: node, address: address, protocolVersion: membershipProtocolVersion))
+    }
+
+    /// The connection failed or closed; a reconnection is scheduled unless the client was
+    /// stopped, or an exclusion already scheduled an immediate one.
+    public func disconnected(now: Instant) {
+        guard !stopped else { return }
+        if isRegistered { events.append(.disconnected) }
+        forgetViews()
+        isRegistered = false
+        if case .idle = state, reconnectAt != nil { return }
+        scheduleReconnect(now)
+    }
+
+    public func frameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
+        let message: ServerMessage
+        do throws(WireError) {
+            message = try ServerMessage(decoding: frame)
+        } catch {
+            events.append(.rejected(request: "update", reason: "malformed message from the GMS: \(error)"))
+            return
+        }
+        switch message {
+        case .registered:
+            state = .registered
+            isRegistered = true
+            events.append(.registered(rejoining: hasRegisteredBefore))
+            hasRegisteredBefore = true
+            reconnectDelayNanoseconds = minimumReconnectDelay
+            version = 0
+            awaitingFull = true
+            for group in wantedMemberships.sorted() { sendRequest("join", group) }
+            for group in wantedPublications.sorted() { sendRequest("publish", group) }
+        case .accepted(let request):
+            pendingRequests[request] = nil
+        case .rejected(let request, let reason):
+            let what = pendingRequests.removeValue(forKey: request) ?? "request"
+            events.append(.rejected(request: what, reason: reason))
+        case .excluded(let reason):
+            events.append(.excluded(reason: reason))
+            forgetViews()
+            isRegistered = false
+            state = .idle
+            // Re-register at once: exclusion means the GMS is reachable.
+            reconnectAt = now
+        case .update(let update):
+            apply(update)
+        }
+    }
+
+    /// Advances time: heartbeats, and reconnection when due.
+    public func tick(now: Instant) {
+        switch state {
+        case .registered, .registering:
+            if now.nanoseconds(since: lastHeartbeat) >= heartbeatIntervalNanoseconds {
+                lastHeartbeat = now
+                if case .registered = state { sendMessage(.heartbeat) }
+            }
+        case .idle:
+            if let due = reconnectAt, now >= due {
+                reconnectAt = nil
+                state = .connecting
+                actions.append(.connect)
+            }
+        case .connecting:
+            break
+        }
+    }
+
+    private func scheduleReconnect(_ now: Instant) {
+        state = .idle
+        reconnectAt = now.advanced(byNanoseconds: reconnectDelayNanoseconds)
+        reconnectDelayNanoseconds = min(reconnectDelayNanoseconds * 2, maximumReconnectDelay)
+    }
+
+    private func forgetViews() {
+        for id in regions.keys.sorted() { events.append(.regionRemoved(id)) }
+        for group in groups.values.sorted(by: { $0.id < $1.id }) { events.append(.groupRemoved(group.id, group.name)) }
+        regions = [:]
+        groups = [:]
+        version = 0
+    }
+
+    private func apply(_ update: MembershipUpdate) {
+        if update.isFull {
+            awaitingFull = false
+            let keepRegions = Set(update.regions.map(\.id))
+            let keepGroups = Set(update.groups.map(\.id))
+            for id in regions.keys.sorted() where !keepRegions.contains(id) {
+                regions[id] = nil
+                events.append(.regionRemoved(id))
+            }
+            for (id, group) in groups.sorted(by: { $0.key < $1.key }) where !keepGroups.contains(id) {
+                groups[id] = nil
+                events.append(.groupRemoved(id, group.name))
+            }
+        } else {
+            guard !awaitingFull else { return }
+            guard update.baseVersion == version else {
+                versionGaps += 1
+                awaitingFull = true
+                sendMessage(.resynchronize)
+                return
+            }
+            for id in update.removedRegions where regions.removeValue(forKey: id) != nil {
+                events.append(.regionRemoved(id))
+            }
+            for id in update.removedGroups {
+                if let group = groups.removeValue(forKey: id) { events.append(.groupRemoved(id, group.name)) }
+            }
+        }
+        for region in update.regions where regions[region.id] != region {
+            regions[region.id] = region
+            events.append(.regionView(region))
+        }
+        for group in update.groups where groups[group.id] != group {
+            groups[group.id] = group
+            events.append(.groupView(group))
+        }
+        version = update.version
+    }
+}

@@ -1,0 +1,343 @@
+import QSMCore
+
+/// A transport connection as the service sees it (the runtime numbers them).
+public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    public let value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public var description: String { "c\(value)" }
+}
+
+/// What the service asks its transport to do.
+public enum MembershipServiceAction: Equatable, Sendable {
+    /// Send one frame's payload on a connection.
+    case send(ConnectionID, [UInt8])
+    /// Close a connection (after sending what was queued before).
+    case close(ConnectionID)
+}
+
+/// Counters of the membership service; every refusal and drop is counted by reason.
+public struct MembershipServiceStatistics: Sendable, Equatable {
+    public var registrations = 0
+    public var cleanLeaves = 0
+    /// Nodes removed because their connection broke without a goodbye.
+    public var disconnectFailures = 0
+    /// Nodes removed because their heartbeats stopped.
+    public var heartbeatFailures = 0
+    public var batchesApplied = 0
+    public var updatesSent = 0
+    public var malformedFrames = 0
+    public var rejectedRequests = 0
+    public var duplicateRegistrations = 0
+    public var idleConnectionsClosed = 0
+}
+
+/// QSM's centralized Global Membership Service (section 4.2.1 A) as a state machine with
+/// no I/O and no clock of its own: the runtime feeds it connection events, frames and
+/// ticks with the current time, and carries out the actions it returns.
+///
+/// Joins, leaves and failures are collected and applied in batches every
+/// `batchInterval`. Each live node then receives, on its own connection, a versioned
+/// update with just what changed among its regions and its groups.
+public final class MembershipService {
+    public let configuration: MembershipConfiguration
+    public private(set) var statistics = MembershipServiceStatistics()
+
+    private var views: MembershipViews
+    private var connections: [ConnectionID: Connection] = [:]
+    private var nodes: [NodeID: NodeRecord] = [:]
+    private var groupIDs: [GroupName: GroupID] = [:]
+    private var groupRecords: [GroupID: GroupRecord] = [:]
+    private var nextGroupID: UInt32 = 1
+    private var dirty = false
+    private var nextBatch: Instant?
+    private var actions: [MembershipServiceAction] = []
+    private let heartbeatTimeoutNanoseconds: Int64
+    private let batchIntervalNanoseconds: Int64
+
+    private struct Connection {
+        var node: NodeID?
+        var openedAt: Instant
+    }
+
+    private struct NodeRecord {
+        var address: SocketAddress
+        var connection: ConnectionID
+        var lastHeard: Instant
+        var joined: Set<GroupID> = []
+        var publishing: Set<GroupID> = []
+        var sentVersion: UInt64 = 0
+        var needsFull = true
+        var sentRegions: Set<RegionID> = []
+        var sentGroups: Set<GroupID> = []
+    }
+
+    private struct GroupRecord {
+        var name: GroupName
+        var members = 0
+        var publishers = 0
+        var hybrid: Bool
+    }
+
+    /// - Throws: `ConfigurationError` for an invalid configuration.
+    public init(configuration: MembershipConfiguration) throws(ConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        views = MembershipViews(configuration: configuration)
+        heartbeatTimeoutNanoseconds = configuration.heartbeatTimeout.totalNanoseconds
+        batchIntervalNanoseconds = configuration.batchInterval.totalNanoseconds
+    }
+
+    // MARK: Introspection
+
+    public var liveNodeCount: Int { nodes.count }
+    public var groupCount: Int { groupRecords.count }
+    public var regionViews: [RegionView] { Array(views.regions.values) }
+    public var groupViews: [GroupView] { Array(views.groups.values) }
+    public var addressesInUse: Int { views.addressesInUse }
+
+    /// When `tick` next has work (a batch or a heartbeat deadline), at the latest.
+    public func nextDeadline(after now: Instant) -> Instant {
+        var deadline = now.advanced(byNanoseconds: min(heartbeatTimeoutNanoseconds, 1_000_000_000))
+        if dirty, let nextBatch { deadline = min(deadline, nextBatch) }
+        return deadline
+    }
+
+    /// Actions produced since the last call, in order.
+    public func takeActions() -> [MembershipServiceAction] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    // MARK: Transport events
+
+    public func connectionOpened(_ connection: ConnectionID, now: Instant) {
+        connections[connection] = Connection(node: nil, openedAt: now)
+    }
+
+    /// A connection ended. A node that did not say goodbye has failed.
+    public func connectionClosed(_ connection: ConnectionID, now: Instant) {
+        guard let state = connections.removeValue(forKey: connection) else { return }
+        if let node = state.node, nodes[node]?.connection == connection {
+            statistics.disconnectFailures += 1
+            removeNode(node, now: now)
+        }
+    }
+
+    /// One frame's payload arrived on `connection`.
+    public func frameReceived(_ frame: UnsafeRawBufferPointer, on connection: ConnectionID, now: Instant) {
+        guard connections[connection] != nil else { return }
+        let message: ClientMessage
+        do throws(WireError) {
+            message = try ClientMessage(decoding: frame)
+        } catch {
+            statistics.malformedFrames += 1
+            send(.rejected(request: 0, reason: "malformed message: \(error)"), to: connection)
+            return
+        }
+        if let node = connections[connection]?.node { nodes[node]?.lastHeard = now }
+        switch message {
+        case .register(let node, let address, let version):
+            register(node, address: address, protocolVersion: version, on: connection, now: now)
+        case .join(let request, let group), .leave(let request, let group),
+             .publish(let request, let group), .unpublish(let request, let group):
+            handleGroupRequest(message, request: request, group: group, on: connection, now: now)
+        case .heartbeat:
+            if connections[connection]?.node == nil { refuse(0, "heartbeat before registering", on: connection) }
+        case .resynchronize:
+            guard let node = connections[connection]?.node else { return refuse(0, "resynchronize before registering", on: connection) }
+            nodes[node]?.needsFull = true
+            markDirty(now)
+        case .goodbye:
+            if let node = connections[connection]?.node {
+                statistics.cleanLeaves += 1
+                connections[connection]?.node = nil
+                removeNode(node, now: now)
+            }
+            actions.append(.close(connection))
+        }
+    }
+
+    /// Advances time: detects failures, closes idle unregistered connections, and applies
+    /// the pending batch when it is due.
+    public func tick(now: Instant) {
+        for (id, node) in nodes where now.nanoseconds(since: node.lastHeard) > heartbeatTimeoutNanoseconds {
+            statistics.heartbeatFailures += 1
+            let seconds = Double(now.nanoseconds(since: node.lastHeard)) / 1e9
+            send(.excluded(reason: "no heartbeat for \(Int(seconds * 10) / 10) s (timeout \(configuration.heartbeatTimeout))"),
+                 to: node.connection)
+            actions.append(.close(node.connection))
+            connections[node.connection]?.node = nil
+            removeNode(id, now: now)
+        }
+        for (id, connection) in connections where connection.node == nil
+            && now.nanoseconds(since: connection.openedAt) > heartbeatTimeoutNanoseconds {
+            statistics.idleConnectionsClosed += 1
+            send(.rejected(request: 0, reason: "no registration within \(configuration.heartbeatTimeout)"), to: id)
+            actions.append(.close(id))
+            connections[id]?.openedAt = now  // closed by the transport shortly; do not repeat
+        }
+        if dirty, let due = nextBatch, now >= due { applyBatch() }
+    }
+
+    // MARK: Requests
+
+    private func register(_ node: NodeID, address: SocketAddress, protocolVersion: UInt16,
+                          on connection: ConnectionID, now: Instant) {
+        guard protocolVersion == membershipProtocolVersion else {
+            refuse(0, "protocol version \(protocolVersion) not supported (this GMS speaks \(membershipProtocolVersion))", on: connection)
+            actions.append(.close(connection))
+            return
+        }
+        if let current = connections[connection]?.node {
+            return refuse(0, "this connection is already registered as \(current)", on: connection)
+        }
+        guard nodes[node] == nil else {
+            statistics.duplicateRegistrations += 1
+            refuse(0, "node id \(node.value) is already registered on another live connection", on: connection)
+            actions.append(.close(connection))
+            return
+        }
+        guard nodes.count < configuration.maximumNodes else {
+            refuse(0, "the GMS is full (\(configuration.maximumNodes) nodes)", on: connection)
+            actions.append(.close(connection))
+            return
+        }
+        nodes[node] = NodeRecord(address: address, connection: connection, lastHeard: now)
+        connections[connection]?.node = node
+        statistics.registrations += 1
+        send(.registered(node: node), to: connection)
+        markDirty(now)
+    }
+
+    private func handleGroupRequest(_ message: ClientMessage, request: UInt32, group name: GroupName,
+                                    on connection: ConnectionID, now: Instant) {
+        guard let node = connections[connection]?.node, var record = nodes[node] else {
+            return refuse(request, "unknown node: register before sending requests", on: connection)
+        }
+        let existing = groupIDs[name]
+        switch message {
+        case .join, .publish:
+            let isJoin: Bool
+            if case .join = message { isJoin = true } else { isJoin = false }
+            if let existing, isJoin ? record.joined.contains(existing) : record.publishing.contains(existing) {
+                return refuse(request, isJoin ? "already a member of '\(name)'" : "already publishing to '\(name)'", on: connection)
+            }
+            if record.joined.count + record.publishing.count >= configuration.maximumGroupsPerNode {
+                return refuse(request, "limit of \(configuration.maximumGroupsPerNode) groups per node reached", on: connection)
+            }
+            let id: GroupID
+            if let existing {
+                id = existing
+            } else {
+                guard groupRecords.count < configuration.maximumGroups else {
+                    return refuse(request, "the GMS holds its limit of \(configuration.maximumGroups) groups", on: connection)
+                }
+                id = GroupID(nextGroupID)
+                nextGroupID += 1
+                groupIDs[name] = id
+                groupRecords[id] = GroupRecord(name: name, hybrid: configuration.hybridGroups.contains(name.text))
+            }
+            if isJoin {
+                record.joined.insert(id)
+                groupRecords[id]!.members += 1
+            } else {
+                record.publishing.insert(id)
+                groupRecords[id]!.publishers += 1
+            }
+        case .leave, .unpublish:
+            let isLeave: Bool
+            if case .leave = message { isLeave = true } else { isLeave = false }
+            guard let existing, isLeave ? record.joined.contains(existing) : record.publishing.contains(existing) else {
+                return refuse(request, isLeave ? "not a member of '\(name)'" : "not publishing to '\(name)'", on: connection)
+            }
+            if isLeave {
+                record.joined.remove(existing)
+                groupRecords[existing]!.members -= 1
+            } else {
+                record.publishing.remove(existing)
+                groupRecords[existing]!.publishers -= 1
+            }
+        default:
+            return
+        }
+        nodes[node] = record
+        send(.accepted(request: request), to: connection)
+        markDirty(now)
+    }
+
+    private func refuse(_ request: UInt32, _ reason: String, on connection: ConnectionID) {
+        statistics.rejectedRequests += 1
+        send(.rejected(request: request, reason: reason), to: connection)
+    }
+
+    private func removeNode(_ node: NodeID, now: Instant) {
+        guard let record = nodes.removeValue(forKey: node) else { return }
+        for group in record.joined { groupRecords[group]?.members -= 1 }
+        for group in record.publishing { groupRecords[group]?.publishers -= 1 }
+        markDirty(now)
+    }
+
+    private func markDirty(_ now: Instant) {
+        if !dirty {
+            dirty = true
+            nextBatch = now.advanced(byNanoseconds: batchIntervalNanoseconds)
+        }
+    }
+
+    private func send(_ message: ServerMessage, to connection: ConnectionID) {
+        actions.append(.send(connection, message.encoded()))
+    }
+
+    // MARK: Batches
+
+    private func applyBatch() {
+        dirty = false
+        nextBatch = nil
+        statistics.batchesApplied += 1
+        // Groups with neither members nor publishers cease to exist.
+        for (id, record) in groupRecords where record.members <= 0 && record.publishers <= 0 {
+            groupRecords[id] = nil
+            groupIDs[record.name] = nil
+        }
+        var snapshot = MembershipSnapshot()
+        for (id, record) in nodes {
+            snapshot.nodes[id] = record.address
+            snapshot.memberships[id] = record.joined
+        }
+        for (id, record) in groupRecords { snapshot.groups[id] = (record.name, record.hybrid) }
+        let changes = views.apply(snapshot)
+
+        var regionsOf: [NodeID: [RegionID]] = [:]
+        for region in views.regions.values {
+            for member in region.members { regionsOf[member.id, default: []].append(region.id) }
+        }
+        for (id, record) in nodes {
+            let wantedRegions = Set(regionsOf[id] ?? [])
+            let wantedGroups = record.joined.union(record.publishing).filter { views.groups[$0] != nil }
+            var update: MembershipUpdate
+            if record.needsFull {
+                update = MembershipUpdate(baseVersion: 0, version: record.sentVersion + 1, isFull: true,
+                                          regions: wantedRegions.sorted().map { views.regions[$0]! },
+                                          removedRegions: [], groups: wantedGroups.sorted().map { views.groups[$0]! },
+                                          removedGroups: [])
+            } else {
+                let regions = wantedRegions.filter { changes.changedRegions.contains($0) || !record.sentRegions.contains($0) }
+                let groups = wantedGroups.filter { changes.changedGroups.contains($0) || !record.sentGroups.contains($0) }
+                let removedRegions = record.sentRegions.subtracting(wantedRegions)
+                let removedGroups = record.sentGroups.subtracting(wantedGroups)
+                guard !(regions.isEmpty && groups.isEmpty && removedRegions.isEmpty && removedGroups.isEmpty) else { continue }
+                update = MembershipUpdate(baseVersion: record.sentVersion, version: record.sentVersion + 1, isFull: false,
+                                          regions: regions.sorted().map { views.regions[$0]! },
+                                          removedRegions: removedRegions.sorted(),
+                                          groups: groups.sorted().map { views.groups[$0]! },
+                                          removedGroups: removedGroups.sorted())
+            }
+            nodes[id]!.sentVersion = update.version
+            nodes[id]!.needsFull = false
+            nodes[id]!.sentRegions = wantedRegions
+            nodes[id]!.sentGroups = wantedGroups
+            statistics.updatesSent += 1
+            send(.update(update), to: record.connection)
+        }
+    }
+}
