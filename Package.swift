@@ -23,6 +23,7 @@ let package = Package(
         .executableTarget(name: "qsm-bench", dependencies: ["QSMCore"], swiftSettings: strict),
         .executableTarget(name: "qsm-node", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .testTarget(name: "QSMCoreTests", dependencies: ["QSMCore"], swiftSettings: strict),
-        .testTarget(name: "QSMGMSTests", dependencies: ["QSMGMS", "QSMCore"], swiftSettings: strict),
+        // qsm-node is a dependency so that `swift test` builds it: process tests run it.
+        .testTarget(name: "QSMGMSTests", dependencies: ["QSMGMS", "QSMCore", "qsm-node"], swiftSettings: strict),
     ]
 )

@@ -7,6 +7,8 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -112,4 +114,62 @@ void cqsm_set_thread_name(const char *name) {
     strncpy(truncated, name, 15);
     truncated[15] = 0;
     pthread_setname_np(pthread_self(), truncated);
+}
+
+int cqsm_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+static int stop_signal_fd = -1;
+
+static void on_stop_signal(int signal_number) {
+    (void)signal_number;
+    int saved = errno;
+    uint64_t one = 1;
+    ssize_t ignored = write(stop_signal_fd, &one, sizeof one);
+    (void)ignored;
+    errno = saved;
+}
+
+int cqsm_stop_signal_eventfd(void) {
+    if (stop_signal_fd >= 0) return stop_signal_fd;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return -1;
+    stop_signal_fd = fd;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    // A parent may have started us with these blocked (posix_spawn inherits the mask).
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
+    return fd;
+}
+
+void cqsm_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *const argv[], char *const envp[]) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attributes);
+    posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+    posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+    // The child starts with no signal blocked and default dispositions, whatever the
+    // spawning thread had (test runners block some; this process ignores SIGPIPE).
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigfillset(&defaults);
+    posix_spawnattr_setsigmask(&attributes, &empty);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int result = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    return result;
 }

@@ -3,25 +3,43 @@ import Glibc
 #endif
 import QSMCore
 
-// qsm-node is the cluster-machine entry point. Its subcommands (gms, publish, subscribe,
-// run) arrive with the membership and engine work; until then it says so plainly.
+// qsm-node: flags -> validated configuration -> run. Each subcommand lives in its own file.
+
 let usage = """
     usage: qsm-node <subcommand> [flags]
 
     QuickSilver-style scalable multicast node.
 
-    No subcommands are available yet in this build: the membership service (gms) and the
-    engine commands (publish, subscribe, run) are not implemented. Use qsm-bench micro to
-    exercise the event core.
+    subcommands:
+      gms       run the global membership service (qsm-node gms --help)
+      member    register with a GMS, join groups and print membership events as JSON
+                lines (qsm-node member --help)
+
+    The engine commands (publish, subscribe, run) arrive with the engine.
 
     flags:
       -h, --help    show this help
     """
 
-let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.isEmpty || arguments == ["-h"] || arguments == ["--help"] {
-    print(usage)
-    exit(arguments.isEmpty ? 2 : 0)
+func fail(_ message: String, command: String) -> Never {
+    writeToStandardError("qsm-node \(command): \(message)")
+    writeToStandardError("see qsm-node \(command) --help")
+    exit(2)
 }
-writeToStandardError("qsm-node: unknown subcommand or flag '\(arguments[0])'; see qsm-node --help")
-exit(2)
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+switch arguments.first {
+case "gms":
+    GMSCommand.main(Array(arguments.dropFirst()))
+case "member":
+    MemberCommand.main(Array(arguments.dropFirst()))
+case "-h", "--help":
+    print(usage)
+    exit(0)
+case nil:
+    print(usage)
+    exit(2)
+case let other?:
+    writeToStandardError("qsm-node: unknown subcommand or flag '\(other)'; see qsm-node --help")
+    exit(2)
+}

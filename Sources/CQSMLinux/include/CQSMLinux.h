@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +58,17 @@ int cqsm_unshare_network(void);
 int cqsm_interface_up(const char *name);
 /// The inode of the calling thread's network namespace (identifies it), or -1.
 int64_t cqsm_network_namespace_id(void);
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int cqsm_accept(int fd);
+/// Returns a non-blocking eventfd that becomes readable when SIGINT or SIGTERM arrives
+/// (the handler only writes to it), and ignores SIGPIPE so a closed peer is an EPIPE
+/// error rather than a dead process. Call once per process.
+int cqsm_stop_signal_eventfd(void);
+/// posix_spawn with stdin/stdout redirected, an empty signal mask and default signal
+/// dispositions in the child. Returns 0 or an errno value.
+int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *const argv[], char *const envp[]);
+/// Ignores SIGPIPE: writing to a closed pipe or socket then fails with EPIPE.
+void cqsm_ignore_sigpipe(void);
 /// Names the calling thread (at most 15 bytes are kept).
 void cqsm_set_thread_name(const char *name);
 /// The kernel thread id of the caller.

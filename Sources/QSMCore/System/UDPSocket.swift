@@ -52,16 +52,7 @@ public final class UDPSocket {
 
     /// The address and port the socket is bound to.
     public func localAddress() throws(SystemError) -> SocketAddress {
-        var raw = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = try systemCall("getsockname") {
-            withUnsafeMutablePointer(to: &raw) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.getsockname(descriptor, $0, &length)
-                }
-            }
-        }
-        return SocketAddress(raw)
+        try boundAddress(of: descriptor)
     }
 
     // MARK: Multicast

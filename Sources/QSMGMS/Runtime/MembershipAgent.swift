@@ -1,0 +1,99 @@
+import QSMCore
+
+/// Runs a `MembershipClient` on an event core: connects to the GMS over TCP, keeps
+/// heartbeats and reconnections on an alarm, and hands every membership event to
+/// `onEvent` on the core thread.
+///
+/// All methods must be called on the core thread (from other threads, go through the
+/// core's request queue).
+public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
+    public let client: MembershipClient
+    public let gms: SocketAddress
+    private let core: EventCore
+    private let onEvent: (MembershipEvent, MembershipAgent) -> Void
+    private var connection: FramedConnection?
+    private var alarm: AlarmHandle?
+    /// The last connection failure, for diagnosis.
+    public private(set) var lastConnectionProblem: String?
+
+    public init(node: NodeID, address: SocketAddress, gms: SocketAddress, core: EventCore,
+                heartbeatInterval: Duration = .seconds(1),
+                onEvent: @escaping (MembershipEvent, MembershipAgent) -> Void) {
+        client = MembershipClient(node: node, address: address, heartbeatInterval: heartbeatInterval)
+        self.gms = gms
+        self.core = core
+        self.onEvent = onEvent
+    }
+
+    public func start() {
+        client.start(now: core.now)
+        pump()
+    }
+
+    public func join(_ group: GroupName) { client.join(group); pump() }
+    public func leave(_ group: GroupName) { client.leave(group); pump() }
+    public func publish(_ group: GroupName) { client.publish(group); pump() }
+    public func unpublish(_ group: GroupName) { client.unpublish(group); pump() }
+
+    /// Says goodbye to the GMS and stops reconnecting.
+    public func stop() {
+        client.stop()
+        pump()
+        if let alarm { core.cancelAlarm(alarm) }
+        alarm = nil
+    }
+
+    // MARK: Plumbing
+
+    private func pump() {
+        for action in client.takeActions() {
+            switch action {
+            case .connect:
+                do throws(SystemError) {
+                    let stream = try TCPStream.connect(to: gms)
+                    connection = try FramedConnection(stream: stream, connecting: true, core: core, delegate: self,
+                                                      maximumFrameBytes: 256 << 20, maximumQueuedBytes: 16 << 20)
+                } catch {
+                    lastConnectionProblem = "\(error)"
+                    client.disconnected(now: core.now)
+                }
+            case .send(let payload):
+                connection?.send(payload, core: core)
+            case .close:
+                let closing = connection
+                connection = nil
+                closing?.closeAfterFlushing(reason: "membership client stopped", core: core)
+            }
+        }
+        for event in client.takeEvents() { onEvent(event, self) }
+        let deadline = client.nextDeadline(after: core.now)
+        if let alarm, core.rescheduleAlarm(alarm, to: deadline) { return }
+        alarm = core.scheduleAlarm(at: deadline, handler: self)
+    }
+
+    public func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
+        guard connection === self.connection else { return }
+        client.connected(now: core.now)
+        pump()
+    }
+
+    public func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
+        guard connection === self.connection else { return }
+        frame.withUnsafeBytes { client.frameReceived($0, now: core.now) }
+        pump()
+    }
+
+    public func connectionClosed(_ connection: FramedConnection, reason: String, core: EventCore) {
+        guard connection === self.connection else { return }
+        self.connection = nil
+        lastConnectionProblem = reason
+        client.disconnected(now: core.now)
+        pump()
+    }
+
+    public func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+        alarm = nil
+        client.tick(now: core.now)
+        pump()
+    }
+}

@@ -1,0 +1,59 @@
+import QSMCore
+import QSMGMS
+
+/// One JSON object per membership event, on one line, for `qsm-node member`.
+enum MembershipJSON {
+    static func line(for event: MembershipEvent, node: NodeID) -> String {
+        switch event {
+        case .registered(let rejoining):
+            return #"{"event":"registered","node":\#(node.value),"rejoining":\#(rejoining)}"#
+        case .excluded(let reason):
+            return #"{"event":"excluded","reason":\#(quoted(reason))}"#
+        case .disconnected:
+            return #"{"event":"disconnected"}"#
+        case .regionView(let region):
+            let partition = region.partition(of: node)
+            return #"{"event":"region","id":\#(region.id.value),"view":\#(region.viewNumber),"hierarchy":\#(region.hierarchy),"#
+                + #""groups":[\#(region.groups.map { String($0.value) }.joined(separator: ","))],"#
+                + #""members":[\#(region.members.map { String($0.id.value) }.joined(separator: ","))],"#
+                + #""partition":[\#((partition?.members ?? []).map { String($0.value) }.joined(separator: ","))],"#
+                + #""partition_leader":\#(partition.map { String($0.leader.value) } ?? "null"),"#
+                + #""region_leader":\#(region.regionLeader.value),"address":\#(address(region.address))}"#
+        case .regionRemoved(let id):
+            return #"{"event":"region_removed","id":\#(id.value)}"#
+        case .groupView(let group):
+            let regions = group.regions.map { #"{"id":\#($0.id.value),"view":\#($0.viewNumber),"address":\#(address($0.address))}"# }
+            return #"{"event":"group","name":\#(quoted(group.name.text)),"id":\#(group.id.value),"view":\#(group.viewNumber),"#
+                + #""members":[\#(group.members.map { String($0.value) }.joined(separator: ","))],"#
+                + #""mapping":\#(group.mappingVersion),"regions":[\#(regions.joined(separator: ","))],"#
+                + #""hybrid_address":\#(address(group.hybridAddress))}"#
+        case .groupRemoved(let id, let name):
+            return #"{"event":"group_removed","name":\#(quoted(name.text)),"id":\#(id.value)}"#
+        case .rejected(let request, let reason):
+            return #"{"event":"rejected","request":\#(quoted(request)),"reason":\#(quoted(reason))}"#
+        }
+    }
+
+    static func address(_ address: SocketAddress?) -> String {
+        address.map { quoted($0.description) } ?? "null"
+    }
+
+    /// A JSON string literal.
+    static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case let control where control.value < 0x20:
+                let hex = String(control.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}

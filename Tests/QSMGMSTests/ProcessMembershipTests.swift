@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import QSMCore
+import Testing
+
+/// Real processes: one `qsm-node gms` and several `qsm-node member`s, talking TCP inside a
+/// private network namespace, with nodes joining, leaving, killed and frozen.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct ProcessMembershipTests {
+    static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
+
+    /// Follows members' JSON output: the latest view of each group each member reported.
+    final class Observer {
+        var latest: [UInt64: [String: (view: Int, members: [UInt64])]] = [:]
+        var events: [UInt64: [String]] = [:]
+        let members: [UInt64: ChildProcess]
+
+        init(members: [UInt64: ChildProcess]) { self.members = members }
+
+        func drain() {
+            for (id, process) in members {
+                for line in process.availableLines() {
+                    events[id, default: []].append(line)
+                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                          let kind = object["event"] as? String else { continue }
+                    if kind == "group", let name = object["name"] as? String, let view = object["view"] as? Int,
+                       let list = object["members"] as? [Int] {
+                        latest[id, default: [:]][name] = (view, list.map { UInt64($0) })
+                    } else if kind == "group_removed", let name = object["name"] as? String {
+                        latest[id]?[name] = nil
+                    }
+                }
+            }
+        }
+
+        /// Waits (bounded) until every listed member's latest view of each group it
+        /// belongs to has exactly the expected members. Returns what was still off.
+        func waitForConvergence(_ expected: [String: Set<UInt64>], among ids: [UInt64],
+                                timeoutSeconds: Double) -> String? {
+            let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeoutSeconds * 1e9))
+            var problem: String? = "not checked"
+            while MonotonicClock.now() < deadline {
+                drain()
+                problem = nil
+                for id in ids {
+                    for (group, members) in expected where members.contains(id) {
+                        let seen = latest[id]?[group].map { Set($0.members) }
+                        if seen != members { problem = "node \(id) sees \(group) as \(seen.map { $0.sorted() } ?? []), expected \(members.sorted())" }
+                    }
+                }
+                if problem == nil { return nil }
+                var descriptors = members.values.map { pollfd(fd: $0.outputDescriptor, events: Int16(POLLIN), revents: 0) }
+                _ = poll(&descriptors, nfds_t(descriptors.count), 50)
+            }
+            return problem
+        }
+    }
+
+    @Test func nodesConvergeThroughJoinsLeavesAKillAndAFreeze() throws {
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let gms = try ChildProcess(executable: Self.qsmNode,
+                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
+                return "the GMS did not report its address"
+            }
+            let address = String(ready.dropFirst("gms listening on ".count))
+            let joins: [UInt64: [String]] = [1: ["a", "b"], 2: ["a"], 3: ["a", "b"], 4: ["b"], 5: ["a"]]
+            var members: [UInt64: ChildProcess] = [:]
+            for (id, groups) in joins {
+                members[id] = try ChildProcess(executable: Self.qsmNode, arguments: [
+                    "member", "--gms", address, "--id", "\(id)", "--join", groups.joined(separator: ","), "--heartbeat-ms", "200",
+                ])
+            }
+            let observer = Observer(members: members)
+            var expected: [String: Set<UInt64>] = ["a": [1, 2, 3, 5], "b": [1, 3, 4]]
+            if let problem = observer.waitForConvergence(expected, among: [1, 2, 3, 4, 5], timeoutSeconds: 20) {
+                return "initial views: \(problem)"
+            }
+
+            // Node 2 leaves a; node 4 joins it.
+            members[2]!.writeLine("leave a")
+            members[4]!.writeLine("join a")
+            expected = ["a": [1, 3, 4, 5], "b": [1, 3, 4]]
+            if let problem = observer.waitForConvergence(expected, among: [1, 3, 4, 5], timeoutSeconds: 20) {
+                return "after leave and join: \(problem)"
+            }
+
+            // Node 3 is killed outright: its broken connection is a failure.
+            members[3]!.signal(SIGKILL)
+            members[3]!.waitForExit(timeoutMilliseconds: 5000)
+            expected = ["a": [1, 4, 5], "b": [1, 4]]
+            if let problem = observer.waitForConvergence(expected, among: [1, 4, 5], timeoutSeconds: 20) {
+                return "after SIGKILL: \(problem)"
+            }
+
+            // Node 5 freezes for 2 s, under the 5 s timeout: it must ride it out.
+            members[5]!.signal(SIGSTOP)
+            let frozenUntil = MonotonicClock.now().advanced(by: .seconds(2))
+            while MonotonicClock.now() < frozenUntil {
+                var none = pollfd(fd: -1, events: 0, revents: 0)
+                _ = poll(&none, 1, 100)
+                observer.drain()
+            }
+            members[5]!.signal(SIGCONT)
+            if let problem = observer.waitForConvergence(expected, among: [1, 4, 5], timeoutSeconds: 10) {
+                return "after a 2 s freeze: \(problem)"
+            }
+            observer.drain()
+            if observer.events[5, default: []].contains(where: { $0.contains(#""event":"excluded""#) }) {
+                return "a 2 s freeze got node 5 excluded"
+            }
+
+            // Clean exits.
+            for id in [1, 2, 4, 5] as [UInt64] { members[id]!.writeLine("quit") }
+            for id in [1, 2, 4, 5] as [UInt64] {
+                guard members[id]!.waitForExit(timeoutMilliseconds: 10_000) == 0 else { return "member \(id) did not quit cleanly" }
+            }
+            gms.signal(SIGTERM)
+            guard gms.waitForExit(timeoutMilliseconds: 10_000) == 0 else { return "the GMS did not stop cleanly on SIGTERM" }
+            return nil
+        }
+        #expect(failure == nil)
+    }
+
+    @Test func badFlagsAreRefusedWithAClearMessage() throws {
+        for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
+                          ["member", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],
+                          ["member", "--gms", "127.0.0.1:1", "--id", "1", "--join", "a,,b"], ["frobnicate"]] {
+            let process = try ChildProcess(executable: Self.qsmNode, arguments: arguments)
+            #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "qsm-node \(arguments.joined(separator: " "))")
+        }
+    }
+}
