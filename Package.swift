@@ -20,7 +20,7 @@ let package = Package(
         .target(name: "CQSMLinux"),
         .target(name: "QSMCore", dependencies: ["CQSMLinux"], swiftSettings: strict),
         .target(name: "QSMGMS", dependencies: ["QSMCore"], swiftSettings: strict),
-        .executableTarget(name: "qsm-bench", dependencies: ["QSMCore"], swiftSettings: strict),
+        .executableTarget(name: "qsm-bench", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .executableTarget(name: "qsm-node", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .testTarget(name: "QSMCoreTests", dependencies: ["QSMCore"], swiftSettings: strict),
         // qsm-node is a dependency so that `swift test` builds it: process tests run it.

@@ -5,6 +5,7 @@ import QSMCore
 
 let usage = """
     usage: qsm-bench [micro] [flags]
+           qsm-bench regions [flags]
 
     Benchmarks of the QSM engine. All multicast traffic stays inside a private network
     namespace that qsm-bench creates for itself (it must run as root for that).
@@ -20,6 +21,8 @@ let usage = """
                        sendmmsg/recvmmsg loop (the ratio is the figure that matters).
                      The cluster experiments (throughput, latency, perturbations) come
                      with the engine.
+      regions        the region structure the GMS builds for a Zipf membership
+                     (seed Fig. 4.5/4.6); see qsm-bench regions --help
 
     flags:
       --seconds S    seconds per measurement (default 1, > 0)
@@ -82,6 +85,10 @@ func parse(_ commandLine: [String]) -> MicroBenchmarks {
         index += 1
     }
     return benchmarks
+}
+
+if CommandLine.arguments.dropFirst().first == "regions" {
+    RegionsBenchmark.main(Array(CommandLine.arguments.dropFirst(2)))
 }
 
 do {

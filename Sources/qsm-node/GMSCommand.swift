@@ -116,7 +116,8 @@ private final class StatisticsPrinter: AlarmHandler {
             + "addresses=\(service.addressesInUse) connections=\(server.connectionCount) batches=\(s.batchesApplied) "
             + "updates=\(s.updatesSent) registrations=\(s.registrations) leaves=\(s.cleanLeaves) "
             + "failures(disconnect=\(s.disconnectFailures) heartbeat=\(s.heartbeatFailures)) "
-            + "rejected=\(s.rejectedRequests) malformed=\(s.malformedFrames) duplicates=\(s.duplicateRegistrations)")
+            + "rejected=\(s.rejectedRequests) malformed=\(s.malformedFrames) oversized=\(server.oversizedFrames) "
+            + "slow=\(server.slowClientsDisconnected) duplicates=\(s.duplicateRegistrations)")
         core.scheduleAlarm(at: deadline.advanced(by: interval), handler: self)
     }
 }

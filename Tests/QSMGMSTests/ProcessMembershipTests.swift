@@ -124,6 +124,50 @@ struct ProcessMembershipTests {
         #expect(failure == nil)
     }
 
+    @Test func aNodeFrozenPastTheTimeoutIsExcludedAndRejoinsByItself() throws {
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let gms = try ChildProcess(executable: Self.qsmNode, arguments: [
+                "gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--heartbeat-timeout-ms", "1000",
+            ])
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
+                return "the GMS did not report its address"
+            }
+            let address = String(ready.dropFirst("gms listening on ".count))
+            var members: [UInt64: ChildProcess] = [:]
+            for id: UInt64 in [1, 2] {
+                members[id] = try ChildProcess(executable: Self.qsmNode, arguments: [
+                    "member", "--gms", address, "--id", "\(id)", "--join", "a", "--heartbeat-ms", "200",
+                ])
+            }
+            let observer = Observer(members: members)
+            if let problem = observer.waitForConvergence(["a": [1, 2]], among: [1, 2], timeoutSeconds: 20) {
+                return "initial views: \(problem)"
+            }
+            // Frozen for longer than the 1 s timeout: the others see it go.
+            members[2]!.signal(SIGSTOP)
+            if let problem = observer.waitForConvergence(["a": [1]], among: [1], timeoutSeconds: 10) {
+                members[2]!.signal(SIGCONT)
+                return "while node 2 was frozen: \(problem)"
+            }
+            members[2]!.signal(SIGCONT)
+            // Thawed, it learns it was excluded, re-registers, rejoins, and says so.
+            if let problem = observer.waitForConvergence(["a": [1, 2]], among: [1, 2], timeoutSeconds: 20) {
+                return "after thawing: \(problem)"
+            }
+            observer.drain()
+            let events = observer.events[2, default: []]
+            guard events.contains(where: { $0.contains(#""event":"excluded""#) }) else { return "node 2 was not told it was excluded" }
+            guard events.contains(where: { $0.contains(#""rejoining":true"#) }) else { return "node 2 did not report rejoining" }
+            for process in members.values { process.writeLine("quit") }
+            for (id, process) in members where process.waitForExit(timeoutMilliseconds: 10_000) != 0 {
+                return "member \(id) did not quit cleanly"
+            }
+            gms.signal(SIGTERM)
+            return gms.waitForExit(timeoutMilliseconds: 10_000) == 0 ? nil : "the GMS did not stop cleanly"
+        }
+        #expect(failure == nil)
+    }
+
     @Test func badFlagsAreRefusedWithAClearMessage() throws {
         for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
                           ["member", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],

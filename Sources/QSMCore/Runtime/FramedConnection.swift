@@ -1,3 +1,25 @@
+/// Why a `FramedConnection` closed.
+public enum FramedConnectionCloseReason: Sendable, Equatable, CustomStringConvertible {
+    case closedByPeer
+    case failed(SystemError)
+    /// The peer announced a frame over the limit: the stream cannot be trusted past it.
+    case frameTooLarge(length: Int, limit: Int)
+    /// The peer let more than the limit of bytes pile up unsent: it is not reading.
+    case peerTooSlow(limit: Int)
+    /// Closed by this side.
+    case local(String)
+
+    public var description: String {
+        switch self {
+        case .closedByPeer: "closed by peer"
+        case .failed(let error): "\(error)"
+        case .frameTooLarge(let length, let limit): "protocol violation: a frame of \(length) bytes exceeds the limit of \(limit)"
+        case .peerTooSlow(let limit): "peer too slow: more than \(limit) bytes queued"
+        case .local(let reason): reason
+        }
+    }
+}
+
 /// Told what happens on a `FramedConnection`, on the core thread.
 public protocol FramedConnectionDelegate: AnyObject {
     /// A non-blocking connect completed.
@@ -5,7 +27,7 @@ public protocol FramedConnectionDelegate: AnyObject {
     func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore)
     /// The connection is gone (peer closed, error, protocol violation, or too slow a
     /// reader); `reason` says which. Called once; the connection is already unregistered.
-    func connectionClosed(_ connection: FramedConnection, reason: String, core: EventCore)
+    func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore)
 }
 
 /// A TCP stream carrying length-prefixed frames, driven by the event core: reads are
@@ -49,7 +71,7 @@ public final class FramedConnection: DescriptorHandler {
         guard !isClosed else { return false }
         let framed = FrameDecoder.frame(payload)
         guard queuedByteCount + framed.count <= maximumQueuedBytes else {
-            close(reason: "peer too slow: more than \(maximumQueuedBytes) bytes queued", core: core)
+            close(reason: .peerTooSlow(limit: maximumQueuedBytes), core: core)
             return false
         }
         outbound.append(framed)
@@ -59,14 +81,14 @@ public final class FramedConnection: DescriptorHandler {
     }
 
     /// Closes once everything queued so far has been written (or at once if nothing is).
-    public func closeAfterFlushing(reason: String, core: EventCore) {
+    public func closeAfterFlushing(reason: FramedConnectionCloseReason, core: EventCore) {
         guard !isClosed else { return }
         closeWhenFlushed = true
         if queuedByteCount == 0 || isConnecting { close(reason: reason, core: core) } else { flush(core: core) }
     }
 
     /// Closes now, dropping anything queued.
-    public func close(reason: String, core: EventCore) {
+    public func close(reason: FramedConnectionCloseReason, core: EventCore) {
         guard !isClosed else { return }
         isClosed = true
         if let registration { core.unregister(registration) }
@@ -84,18 +106,19 @@ public final class FramedConnection: DescriptorHandler {
                 Result { () throws(SystemError) in try stream.read(into: raw) }
             }
             guard case .success(let result) = outcome else {
-                if case .failure(let error) = outcome { close(reason: "\(error)", core: core) }
+                if case .failure(let error) = outcome { close(reason: .failed(error), core: core) }
                 return
             }
             guard case .completed(let count) = result else { return }
-            if count == 0 { return close(reason: "closed by peer", core: core) }
+            if count == 0 { return close(reason: .closedByPeer, core: core) }
             readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             do throws(FrameDecoder.Failure) {
                 while !isClosed, let frame = try decoder.nextFrame() {
                     delegate?.connection(self, received: frame, core: core)
                 }
             } catch {
-                return close(reason: "protocol violation: \(error)", core: core)
+                guard case .frameTooLarge(let length, let limit) = error else { return }
+                return close(reason: .frameTooLarge(length: length, limit: limit), core: core)
             }
             if count < readBuffer.count { return }
         }
@@ -106,7 +129,7 @@ public final class FramedConnection: DescriptorHandler {
             do throws(SystemError) {
                 try stream.finishConnecting()
             } catch {
-                return close(reason: "\(error)", core: core)
+                return close(reason: .failed(error), core: core)
             }
             isConnecting = false
             delegate?.connectionEstablished(self, core: core)
@@ -122,7 +145,7 @@ public final class FramedConnection: DescriptorHandler {
                 Result { () throws(SystemError) in try stream.write(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
             }
             guard case .success(let result) = outcome else {
-                if case .failure(let error) = outcome { close(reason: "\(error)", core: core) }
+                if case .failure(let error) = outcome { close(reason: .failed(error), core: core) }
                 return
             }
             guard case .completed(let written) = result else {
@@ -137,7 +160,7 @@ public final class FramedConnection: DescriptorHandler {
             }
             outboundOffset = 0
         }
-        if closeWhenFlushed { return close(reason: "closed after flushing", core: core) }
+        if closeWhenFlushed { return close(reason: .local("closed after flushing"), core: core) }
         setInterest(writable: false, core: core)
     }
 
@@ -153,7 +176,7 @@ public final class FramedConnection: DescriptorHandler {
         do throws(SystemError) {
             try core.setInterest(registration, readable: true, writable: writable)
         } catch {
-            close(reason: "\(error)", core: core)
+            close(reason: .failed(error), core: core)
         }
     }
 }

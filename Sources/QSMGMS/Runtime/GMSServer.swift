@@ -10,8 +10,13 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     private var identifiers: [ObjectIdentifier: ConnectionID] = [:]
     private var nextConnection: UInt64 = 1
     private var tickAlarm: AlarmHandle?
+    private var tickDeadline = Instant.zero
     /// Accept failures other than "nothing pending" (e.g. out of descriptors).
     public private(set) var acceptErrors = 0
+    /// Connections cut for announcing a frame over the inbound limit.
+    public private(set) var oversizedFrames = 0
+    /// Connections cut because the client let too much pile up unread.
+    public private(set) var slowClientsDisconnected = 0
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
     public init(configuration: MembershipConfiguration, listeningOn address: SocketAddress, core: EventCore) throws {
@@ -20,7 +25,8 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
         listenAddress = try listener.localAddress()
         _ = try core.registerDescriptor(listener.descriptor, medium: .network, traffic: .control,
                                         readable: true, writable: false, handler: self)
-        tickAlarm = core.scheduleAlarm(at: service.nextDeadline(after: core.now), handler: self)
+        tickDeadline = service.nextDeadline(after: core.now)
+        tickAlarm = core.scheduleAlarm(at: tickDeadline, handler: self)
     }
 
     public var connectionCount: Int { connections.count }
@@ -65,17 +71,24 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
         carryOut(core)
     }
 
-    public func connectionClosed(_ connection: FramedConnection, reason: String, core: EventCore) {
+    public func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
         guard let id = identifiers.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+        switch reason {
+        case .frameTooLarge: oversizedFrames += 1
+        case .peerTooSlow: slowClientsDisconnected += 1
+        default: break
+        }
         connections[id] = nil
         service.connectionClosed(id, now: core.now)
         carryOut(core)
     }
 
     public func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+        tickAlarm = nil
         service.tick(now: core.now)
         carryOut(core)
-        tickAlarm = core.scheduleAlarm(at: service.nextDeadline(after: core.now), handler: self)
+        tickDeadline = service.nextDeadline(after: core.now)
+        tickAlarm = core.scheduleAlarm(at: tickDeadline, handler: self)
     }
 
     /// Performs the service's actions; closing a connection can produce more of them.
@@ -87,12 +100,15 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
                 case .send(let id, let payload):
                     connections[id]?.send(payload, core: core)
                 case .close(let id):
-                    connections[id]?.closeAfterFlushing(reason: "closed by the GMS", core: core)
+                    connections[id]?.closeAfterFlushing(reason: .local("closed by the GMS"), core: core)
                 }
             }
             actions = service.takeActions()
         }
-        // Work may now be due sooner than the pending alarm (a batch was just started).
-        if let tickAlarm { core.rescheduleAlarm(tickAlarm, to: service.nextDeadline(after: core.now)) }
+        // Work may now be due sooner than the pending tick (a batch was just started).
+        // Only ever earlier: pushing the tick later on every frame would starve failure
+        // detection for as long as any node keeps talking.
+        let due = service.nextDeadline(after: core.now)
+        if let tickAlarm, due < tickDeadline, core.rescheduleAlarm(tickAlarm, to: due) { tickDeadline = due }
     }
 }

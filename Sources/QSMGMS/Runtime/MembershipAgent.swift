@@ -62,7 +62,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
             case .close:
                 let closing = connection
                 connection = nil
-                closing?.closeAfterFlushing(reason: "membership client stopped", core: core)
+                closing?.closeAfterFlushing(reason: .local("membership client stopped"), core: core)
             }
         }
         for event in client.takeEvents() { onEvent(event, self) }
@@ -83,10 +83,10 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         pump()
     }
 
-    public func connectionClosed(_ connection: FramedConnection, reason: String, core: EventCore) {
+    public func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
         guard connection === self.connection else { return }
         self.connection = nil
-        lastConnectionProblem = reason
+        lastConnectionProblem = "\(reason)"
         client.disconnected(now: core.now)
         pump()
     }
