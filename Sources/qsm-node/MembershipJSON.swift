@@ -11,6 +11,8 @@ enum MembershipJSON {
             return #"{"event":"excluded","reason":\#(quoted(reason))}"#
         case .disconnected:
             return #"{"event":"disconnected"}"#
+        case .connectionFailed(let reason):
+            return #"{"event":"connection_failed","reason":\#(quoted(reason)),"retrying":true}"#
         case .regionView(let region):
             let partition = region.partition(of: node)
             return #"{"event":"region","id":\#(region.id.value),"view":\#(region.viewNumber),"hierarchy":\#(region.hierarchy),"#

@@ -168,6 +168,20 @@ struct ProcessMembershipTests {
         #expect(failure == nil)
     }
 
+    @Test func anUnreachableGMSIsReportedAndRetried() throws {
+        let lines = try NetworkNamespace.runIsolated { () throws -> [String] in
+            // Nothing listens on port 1 in a fresh namespace.
+            let member = try ChildProcess(executable: Self.qsmNode, arguments: ["member", "--gms", "127.0.0.1:1", "--id", "5"])
+            var lines: [String] = []
+            while lines.count < 2, let line = member.readLine(timeoutMilliseconds: 10_000) { lines.append(line) }
+            member.signal(SIGTERM)
+            member.waitForExit(timeoutMilliseconds: 10_000)
+            return lines
+        }
+        #expect(lines.count == 2, "expected a report per attempt")
+        #expect(lines.allSatisfy { $0.contains(#""event":"connection_failed""#) && $0.contains("Connection refused") })
+    }
+
     @Test func badFlagsAreRefusedWithAClearMessage() throws {
         for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
                           ["member", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],

@@ -101,6 +101,8 @@ public final class FramedConnection: DescriptorHandler {
     // MARK: DescriptorHandler
 
     public func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
+        // A failed connect is reported as an error event: it is the connect's outcome.
+        if isConnecting { return descriptorWritable(registration, core: core) }
         while !isClosed {
             let outcome = readBuffer.withUnsafeMutableBytes { raw in
                 Result { () throws(SystemError) in try stream.read(into: raw) }

@@ -9,6 +9,9 @@ public enum MembershipEvent: Equatable, Sendable {
     case excluded(reason: String)
     /// The connection to the GMS was lost; the client will reconnect.
     case disconnected
+    /// An attempt to reach the GMS failed (refused, unreachable, closed before the
+    /// registration was accepted); the client retries with backoff.
+    case connectionFailed(reason: String)
     case regionView(RegionView)
     case regionRemoved(RegionID)
     case groupView(GroupView)

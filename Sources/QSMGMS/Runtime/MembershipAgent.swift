@@ -55,6 +55,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
                                                       maximumFrameBytes: 256 << 20, maximumQueuedBytes: 16 << 20)
                 } catch {
                     lastConnectionProblem = "\(error)"
+                    onEvent(.connectionFailed(reason: "cannot reach the GMS at \(gms): \(error)"), self)
                     client.disconnected(now: core.now)
                 }
             case .send(let payload):
@@ -87,6 +88,9 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         guard connection === self.connection else { return }
         self.connection = nil
         lastConnectionProblem = "\(reason)"
+        if !client.isRegistered {
+            onEvent(.connectionFailed(reason: "cannot reach the GMS at \(gms): \(reason)"), self)
+        }
         client.disconnected(now: core.now)
         pump()
     }
