@@ -1,4 +1,3 @@
-import QSMCore
 
 /// Hands out multicast addresses from a contiguous range so that no two live regions (or
 /// hybrid groups) ever hold the same one. Released addresses go to the back of the line:

@@ -1,4 +1,3 @@
-import QSMCore
 
 /// Up to k nodes of a region that run one token ring together, and the one that leads it.
 public struct Partition: Hashable, Sendable {
@@ -27,6 +26,18 @@ public struct RegionView: Hashable, Sendable {
     /// Nil only if the address pool was exhausted when the region formed.
     public var address: SocketAddress?
 
+    public init(id: RegionID, viewNumber: UInt64, hierarchy: UInt32, groups: [GroupID], members: [NodeEntry],
+                partitions: [Partition], regionLeader: NodeID, address: SocketAddress?) {
+        self.id = id
+        self.viewNumber = viewNumber
+        self.hierarchy = hierarchy
+        self.groups = groups
+        self.members = members
+        self.partitions = partitions
+        self.regionLeader = regionLeader
+        self.address = address
+    }
+
     /// The partition that holds `node`, if it is a member.
     public func partition(of node: NodeID) -> Partition? {
         partitions.first { $0.members.contains(node) }
@@ -38,6 +49,11 @@ public struct RegionReference: Hashable, Sendable {
     public var id: RegionID
     public var viewNumber: UInt64
     public var address: SocketAddress?
+    public init(id: RegionID, viewNumber: UInt64, address: SocketAddress?) {
+        self.id = id
+        self.viewNumber = viewNumber
+        self.address = address
+    }
 }
 
 /// One numbered view of a group, and the region views that together hold exactly its
@@ -55,4 +71,15 @@ public struct GroupView: Hashable, Sendable {
     public var regions: [RegionReference]
     /// The group's own multicast address in hybrid mode (section 4.2.1 B), else nil.
     public var hybridAddress: SocketAddress?
+
+    public init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], mappingVersion: UInt64,
+                regions: [RegionReference], hybridAddress: SocketAddress?) {
+        self.id = id
+        self.name = name
+        self.viewNumber = viewNumber
+        self.members = members
+        self.mappingVersion = mappingVersion
+        self.regions = regions
+        self.hybridAddress = hybridAddress
+    }
 }

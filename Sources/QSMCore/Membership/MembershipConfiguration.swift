@@ -1,4 +1,3 @@
-import QSMCore
 
 /// How the GMS maps groups to regions (section 4.1.2).
 public enum RegionMode: String, Sendable, CaseIterable {

@@ -1,6 +1,5 @@
-import QSMCore
 import Testing
-@testable import QSMGMS
+@testable import QSMCore
 
 /// Checks every structural invariant of one batch's views against the snapshot that
 /// produced them; returns the first violation found, or nil.

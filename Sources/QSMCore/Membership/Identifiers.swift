@@ -1,4 +1,3 @@
-import QSMCore
 
 /// A node's identity, chosen by the node and stable across its re-registrations.
 public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {

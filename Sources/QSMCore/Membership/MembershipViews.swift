@@ -1,35 +1,35 @@
-import QSMCore
 
 /// What the GMS knows when it applies a batch: who is alive and who belongs to what.
-struct MembershipSnapshot {
+public struct MembershipSnapshot {
     /// Live nodes and their unicast addresses.
-    var nodes: [NodeID: SocketAddress] = [:]
+    public var nodes: [NodeID: SocketAddress] = [:]
     /// Each live node's groups (as a member; publishing alone does not count).
-    var memberships: [NodeID: Set<GroupID>] = [:]
+    public var memberships: [NodeID: Set<GroupID>] = [:]
     /// Every group that exists (has members or publishers), by id.
-    var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
+    public var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
+    public init() {}
 }
 
 /// What one batch changed.
-struct MembershipChanges: Equatable {
-    var changedRegions: Set<RegionID> = []
-    var removedRegions: Set<RegionID> = []
-    var changedGroups: Set<GroupID> = []
-    var removedGroups: Set<GroupID> = []
-    var isEmpty: Bool { changedRegions.isEmpty && removedRegions.isEmpty && changedGroups.isEmpty && removedGroups.isEmpty }
+public struct MembershipChanges: Equatable, Sendable {
+    public var changedRegions: Set<RegionID> = []
+    public var removedRegions: Set<RegionID> = []
+    public var changedGroups: Set<GroupID> = []
+    public var removedGroups: Set<GroupID> = []
+    public var isEmpty: Bool { changedRegions.isEmpty && removedRegions.isEmpty && changedGroups.isEmpty && removedGroups.isEmpty }
 }
 
 /// The versioned membership structure of Fig. 4.7: group views, region views, the
 /// mapping between them, partitions, leaders and multicast addresses. Each `apply`
 /// computes the layout for a snapshot and produces new versions only of what changed.
-struct MembershipViews {
-    let configuration: MembershipConfiguration
-    private(set) var regions: [RegionID: RegionView] = [:]
-    private(set) var groups: [GroupID: GroupView] = [:]
+public struct MembershipViews {
+    public let configuration: MembershipConfiguration
+    public private(set) var regions: [RegionID: RegionView] = [:]
+    public private(set) var groups: [GroupID: GroupView] = [:]
     /// Each group's hierarchy (all 0 in `full` mode).
-    private(set) var hierarchyOf: [GroupID: UInt32] = [:]
+    public private(set) var hierarchyOf: [GroupID: UInt32] = [:]
     /// Regions that could not get an address because the pool was empty.
-    private(set) var addressExhaustions = 0
+    public private(set) var addressExhaustions = 0
     private var regionByKey: [RegionKey: RegionID] = [:]
     private var pool: AddressPool
     private var nextRegionID: UInt64 = 1
@@ -40,14 +40,15 @@ struct MembershipViews {
         var groups: [GroupID]
     }
 
-    init(configuration: MembershipConfiguration) {
+    public init(configuration: MembershipConfiguration) {
         self.configuration = configuration
         pool = AddressPool(start: configuration.addressPoolStart, size: configuration.addressPoolSize)
     }
 
-    var addressesInUse: Int { pool.inUse }
+    public var addressesInUse: Int { pool.inUse }
 
-    mutating func apply(_ snapshot: MembershipSnapshot) -> MembershipChanges {
+    /// Applies one batch: the layout for `snapshot`, with new versions of what changed.
+    public mutating func apply(_ snapshot: MembershipSnapshot) -> MembershipChanges {
         var changes = MembershipChanges()
         assignHierarchies(snapshot)
 

@@ -1,4 +1,3 @@
-import QSMCore
 
 /// Computes the GMS's views for a whole membership table in one batch, exactly as the
 /// service does when it applies a batch: for tools (qsm-bench regions) and tests that
