@@ -6,6 +6,7 @@ import QSMCore
 let usage = """
     usage: qsm-bench [micro] [flags]
            qsm-bench regions [flags]
+           qsm-bench simulate [flags]
 
     Benchmarks of the QSM engine. All multicast traffic stays inside a private network
     namespace that qsm-bench creates for itself (it must run as root for that).
@@ -21,6 +22,8 @@ let usage = """
                        sendmmsg/recvmmsg loop (the ratio is the figure that matters).
                      The cluster experiments (throughput, latency, perturbations) come
                      with the engine.
+      simulate       the protocol core on a simulated network, with invariants
+                     checked (qsm-bench simulate --help)
       regions        the region structure the GMS builds for a Zipf membership
                      (seed Fig. 4.5/4.6); see qsm-bench regions --help
 
@@ -89,6 +92,9 @@ func parse(_ commandLine: [String]) -> MicroBenchmarks {
 
 if CommandLine.arguments.dropFirst().first == "regions" {
     RegionsBenchmark.main(Array(CommandLine.arguments.dropFirst(2)))
+}
+if CommandLine.arguments.dropFirst().first == "simulate" {
+    SimulateCommand.main(Array(CommandLine.arguments.dropFirst(2)))
 }
 
 do {

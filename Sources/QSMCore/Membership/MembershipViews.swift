@@ -64,15 +64,16 @@ public struct MembershipViews {
             }
         }
 
-        // Retire regions whose key vanished.
-        for (key, id) in regionByKey where keyMembers[key] == nil {
+        // Retire regions whose key vanished. (Iteration orders here are sorted: region ids
+        // and addresses must not depend on the process's hash seed.)
+        for (key, id) in regionByKey.sorted(by: { $0.value < $1.value }) where keyMembers[key] == nil {
             if let address = regions[id]?.address { pool.release(address.address) }
             regions[id] = nil
             regionByKey[key] = nil
             changes.removedRegions.insert(id)
         }
         // New and changed regions.
-        for (key, unsorted) in keyMembers {
+        for (key, unsorted) in keyMembers.sorted(by: { Self.keyOrder($0.key, $1.key) }) {
             let memberIDs = unsorted.sorted()
             let members = memberIDs.map { NodeEntry(id: $0, address: snapshot.nodes[$0]!) }
             if let id = regionByKey[key], var region = regions[id] {
@@ -106,12 +107,12 @@ public struct MembershipViews {
                 groupMembers[group, default: []].append(contentsOf: region.members.map(\.id))
             }
         }
-        for (id, group) in groups where snapshot.groups[id] == nil {
+        for (id, group) in groups.sorted(by: { $0.key < $1.key }) where snapshot.groups[id] == nil {
             if let address = group.hybridAddress { pool.release(address.address) }
             groups[id] = nil
             changes.removedGroups.insert(id)
         }
-        for (id, info) in snapshot.groups {
+        for (id, info) in snapshot.groups.sorted(by: { $0.key < $1.key }) {
             let members = (groupMembers[id] ?? []).sorted()
             let references = (groupRegions[id] ?? []).sorted().map { regionID in
                 let region = regions[regionID]!
@@ -139,6 +140,11 @@ public struct MembershipViews {
             }
         }
         return changes
+    }
+
+    private static func keyOrder(_ a: RegionKey, _ b: RegionKey) -> Bool {
+        if a.hierarchy != b.hierarchy { return a.hierarchy < b.hierarchy }
+        return a.groups.lexicographicallyPrecedes(b.groups)
     }
 
     private mutating func allocateAddress() -> SocketAddress? {

@@ -1,0 +1,51 @@
+/// Settings of the dissemination and recovery protocol. Every buffer is bounded by one of
+/// these; `validate()` rejects values that cannot work.
+public struct ProtocolConfiguration: Sendable {
+    /// Largest payload in one datagram; longer messages are fragmented.
+    public var maximumFragmentBytes = 1_400
+    /// Largest message accepted for publishing.
+    public var maximumMessageBytes = 1 << 20
+    /// Flow control: unacknowledged messages and bytes a sender may have outstanding.
+    public var windowMessages = 4_096
+    public var windowBytes = 16 << 20
+    /// Token interval under load, and when the region is idle (the interval adapts
+    /// between them: short while anything is unstable, long when all is quiet).
+    public var busyTokenInterval: Duration = .milliseconds(5)
+    public var idleTokenInterval: Duration = .seconds(1)
+    /// A token that has not come back within this many intervals is given up and a new
+    /// round starts (it was lost, or a member is frozen or dead).
+    public var tokenTimeoutIntervals = 8
+    /// Sequence numbers a node asks for per stream per token visit (recovery rate limit).
+    public var recoveryRequestsPerRound = 128
+    /// Pull attempts at caching peers before a node asks the sender itself.
+    public var peerAttemptsBeforeSender = 2
+    /// Out-of-order packets held per node awaiting a gap repair.
+    public var maximumOutOfOrderPackets = 65_536
+    /// Retransmissions queued per node awaiting the link.
+    public var maximumPendingRetransmissions = 8_192
+    /// Packets from unknown senders or regions held while a view change may be under way.
+    public var maximumUnknownPackets = 1_024
+
+    public init() {}
+
+    public func validate() throws(ConfigurationError) {
+        guard (64...65_000).contains(maximumFragmentBytes) else {
+            throw ConfigurationError("fragment size must be 64...65000 bytes, got \(maximumFragmentBytes)")
+        }
+        guard maximumMessageBytes >= 1, maximumMessageBytes <= maximumFragmentBytes * Int(UInt16.max) else {
+            throw ConfigurationError("maximum message size must be 1...\(maximumFragmentBytes * Int(UInt16.max)) bytes")
+        }
+        guard windowMessages >= 1, windowBytes >= maximumMessageBytes else {
+            throw ConfigurationError("the window must hold at least one message of the maximum size")
+        }
+        guard busyTokenInterval > .zero, idleTokenInterval >= busyTokenInterval else {
+            throw ConfigurationError("token intervals must be positive, busy <= idle")
+        }
+        guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
+            throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
+        }
+        guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
+            throw ConfigurationError("buffer bounds must be positive")
+        }
+    }
+}

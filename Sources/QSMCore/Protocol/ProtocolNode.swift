@@ -1,0 +1,494 @@
+/// One node's part of QSM's dissemination and recovery protocol (section 4.2.1 B-C), as a
+/// state machine with no I/O, no clock and no randomness of its own: its driver (the
+/// simulator, or the event core) feeds it membership, publications, packets and the time,
+/// pulls datagrams from it when a link can take one, and collects deliveries.
+///
+/// Sending to a group is one transmission per region of the group's view, each numbered
+/// in the sender's sequence for that region. Receivers find gaps, recover, and clean up by
+/// those numbers alone. Two levels of token rings (partitions, then partition leaders)
+/// aggregate what every member holds; the region leader acknowledges to senders, members
+/// of one partition per message cache it until it is stable, and gaps are pulled from
+/// caching peers picked at random, or NAKed to the sender, at the pace of the tokens.
+public final class ProtocolNode {
+    public let id: NodeID
+    public let configuration: ProtocolConfiguration
+    public internal(set) var statistics = ProtocolStatistics()
+
+    var random: SplitMix64
+    var now = Instant.zero
+    // Membership.
+    var regions: [RegionID: RegionView] = [:]
+    var groups: [GroupID: GroupView] = [:]
+    var joinedView: [RegionID: UInt64] = [:]
+    var foundingMember: Set<RegionID> = []
+    // Receiving.
+    var streams: [StreamKey: ReceiveStream] = [:]
+    var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
+    var deliveries: [ProtocolDelivery] = []
+    // Sending.
+    var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
+    var regionSend: [RegionID: RegionSendState] = [:]
+    var nextGroupSequence: [GroupID: UInt64] = [:]
+    var nextMessageID: UInt64 = 1
+    var unacknowledgedMessages = 0
+    var unacknowledgedBytes = 0
+    // Output, pulled by the link.
+    var control = RingBuffer<ControlItem>(initialCapacity: 16)
+    var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    // Tokens.
+    var partitionRounds: [RegionID: LeaderRound] = [:]
+    var regionRounds: [RegionID: LeaderRound] = [:]
+    /// Each led partition's last completed round, and whether each record covered all.
+    var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
+    /// Nodes that left a view of one of this node's regions (crashed, or moved away).
+    var departed: Set<NodeID> = []
+    var outOfOrderTotal = 0
+    var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
+    /// What this node, as region leader, last acknowledged per sender.
+    var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
+
+    enum ControlItem {
+        case token(TokenPacket, to: NodeID)
+        case acknowledgement(AcknowledgementPacket, to: NodeID)
+        case request(RequestPacket, to: NodeID)
+    }
+
+    struct LeaderRound {
+        var round: UInt64 = 0
+        var inProgress = false
+        var startedAt = Instant.zero
+        var nextStart = Instant.zero
+        var busy = true
+    }
+
+    /// - Parameter seed: seeds the node's choices of peers to recover from.
+    public init(id: NodeID, configuration: ProtocolConfiguration, seed: UInt64) throws(ConfigurationError) {
+        try configuration.validate()
+        self.id = id
+        self.configuration = configuration
+        random = SplitMix64(seed: seed ^ id.value &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    // MARK: Membership
+
+    /// Installs the current views of this node's regions and of the groups it belongs or
+    /// publishes to (what the GMS sent it). Rings are rebuilt from the new views; tokens of
+    /// older views are dropped when they arrive.
+    public func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
+        self.now = now
+        var next: [RegionID: RegionView] = [:]
+        for region in newRegions where region.members.contains(where: { $0.id == id }) {
+            next[region.id] = region
+            if regions[region.id] == nil {
+                joinedView[region.id] = region.viewNumber
+                if region.viewNumber == 1 { foundingMember.insert(region.id) }
+            }
+        }
+        for (regionID, old) in regions {
+            let stillThere = Set(next[regionID]?.members.map(\.id) ?? [])
+            for member in old.members where !stillThere.contains(member.id) { departed.insert(member.id) }
+        }
+        for region in next.values { for member in region.members { departed.remove(member.id) } }
+        for gone in regions.keys where next[gone] == nil {
+            // Left the region: its streams and leadership go (cached copies with them).
+            streams = streams.filter { $0.key.region != gone }
+            outOfOrderTotal = streams.values.reduce(0) { $0 + $1.outOfOrder.count }
+            partitionRounds[gone] = nil
+            regionRounds[gone] = nil
+            partitionAggregate[gone] = nil
+            announcements[gone] = nil
+            joinedView[gone] = nil
+        }
+        regions = next
+        groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
+        for region in regions.values {
+            if leadsPartition(region), partitionRounds[region.id] == nil {
+                partitionRounds[region.id] = LeaderRound(nextStart: now)
+            } else if !leadsPartition(region) {
+                partitionRounds[region.id] = nil
+            }
+            if region.regionLeader == id, regionRounds[region.id] == nil {
+                regionRounds[region.id] = LeaderRound(nextStart: now)
+            } else if region.regionLeader != id {
+                regionRounds[region.id] = nil
+            }
+            // A new view restarts rounds at once (the old view's tokens are void).
+            partitionRounds[region.id]?.inProgress = false
+            regionRounds[region.id]?.inProgress = false
+        }
+        // Regions a sender's messages are waiting on that no longer exist: nobody is left
+        // to acknowledge, so they are accounted for (section 4.3.7, item 5).
+        let live = Set(regions.keys).union(groups.values.flatMap { $0.regions.map(\.id) })
+        for (region, state) in regionSend where !live.contains(region) {
+            var state = state
+            while let (_, message) = state.awaiting.popFirst() { regionAcknowledged(message) }
+            regionSend[region] = nil
+        }
+        // Packets that arrived early for a view now known.
+        var held = unknownPackets
+        unknownPackets = RingBuffer(initialCapacity: 16)
+        while let bytes = held.popFirst() { receive(bytes, now: now) }
+    }
+
+    func leadsPartition(_ region: RegionView) -> Bool {
+        region.partition(of: id)?.leader == id
+    }
+
+    func isPresent(_ node: NodeID, in region: RegionID) -> Bool {
+        regions[region]?.members.contains { $0.id == node } ?? false
+    }
+
+    // MARK: Publishing
+
+    /// Queues a message to a group, committed to the group's current view. Returns
+    /// `.wouldBlock` while the flow-control window is full.
+    public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
+        self.now = now
+        guard let view = groups[group] else { return .rejected("not publishing to group \(group)") }
+        guard payload.count <= configuration.maximumMessageBytes else {
+            return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
+        }
+        guard unacknowledgedMessages < configuration.windowMessages,
+              unacknowledgedBytes + payload.count <= configuration.windowBytes else { return .wouldBlock }
+        let sequence = (nextGroupSequence[group] ?? 0) + 1
+        nextGroupSequence[group] = sequence
+        let message = OutgoingMessage(id: nextMessageID, group: group, groupView: view.viewNumber, groupSequence: sequence,
+                                      payload: payload, publishedAt: now, regions: view.regions)
+        nextMessageID += 1
+        statistics.published += 1
+        if message.regions.isEmpty {
+            // A group with no members: nothing to send, nothing to wait for.
+            statistics.acknowledged += 1
+            return .accepted(groupSequence: sequence)
+        }
+        unacknowledgedMessages += 1
+        unacknowledgedBytes += payload.count
+        sendQueue.append(message)
+        return .accepted(groupSequence: sequence)
+    }
+
+    /// Messages published but not yet acknowledged by every region.
+    public var unacknowledgedMessageCount: Int { unacknowledgedMessages }
+
+    // MARK: Receiving
+
+    /// One datagram arrived. Malformed ones are dropped and counted.
+    public func receive(_ bytes: [UInt8], now: Instant) {
+        self.now = now
+        let packet: ProtocolPacket
+        let decoded = bytes.withUnsafeBytes { raw in Result { () throws(WireError) in try ProtocolPacket(decoding: raw) } }
+        switch decoded {
+        case .success(let value): packet = value
+        case .failure:
+            statistics.malformedDropped += 1
+            return
+        }
+        switch packet {
+        case .data(let data, let retransmitted):
+            guard regions[data.region] != nil else {
+                // Perhaps a view that has not reached us yet: hold it briefly.
+                if !retransmitted, configuration.maximumUnknownPackets > 0 {
+                    if unknownPackets.count >= configuration.maximumUnknownPackets {
+                        _ = unknownPackets.popFirst()
+                        statistics.unknownDropped += 1
+                    }
+                    unknownPackets.append(bytes)
+                } else {
+                    statistics.unknownDropped += 1
+                }
+                return
+            }
+            receiveData(data)
+        case .token(let token):
+            receiveToken(token)
+        case .acknowledgement(let ack):
+            receiveAcknowledgement(ack)
+        case .request(let request):
+            receiveRequest(request)
+        }
+        updateHeldBytes()
+    }
+
+    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream {
+        if let existing = streams[key] { return existing }
+        let start: UInt64
+        if foundingMember.contains(key.region) {
+            start = 1
+        } else if let packet = firstPacket {
+            start = packet.viewStartSequence
+        } else {
+            start = 1
+        }
+        return ReceiveStream(start: max(start, 1))
+    }
+
+    func receiveData(_ packet: DataPacket) {
+        let key = StreamKey(sender: packet.sender, region: packet.region)
+        var stream = stream(key, firstPacket: packet)
+        defer { streams[key] = stream }
+        let sequence = packet.sequence
+        guard sequence >= stream.start, sequence > stream.contiguous, stream.outOfOrder[sequence] == nil else {
+            statistics.duplicatesDropped += 1
+            return
+        }
+        stream.maximumSeen = max(stream.maximumSeen, sequence)
+        if let noticed = stream.missing.removeValue(forKey: sequence) {
+            statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
+        }
+        if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
+            stream.cache[sequence] = packet
+            stream.cachedBytes += packet.payload.count
+        }
+        if sequence == stream.contiguous + 1 {
+            accept(packet, into: &stream)
+            drainInOrder(&stream)
+        } else {
+            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
+                // Bounded: drop it; the token will bring it back later.
+                statistics.outOfOrderDropped += 1
+                return
+            }
+            stream.outOfOrder[sequence] = packet
+            stream.outOfOrderBytes += packet.payload.count
+            outOfOrderTotal += 1
+            for gap in (stream.contiguous + 1)..<sequence where stream.outOfOrder[gap] == nil && stream.missing[gap] == nil {
+                stream.missing[gap] = (now, 0)
+            }
+        }
+        // New data wakes token rounds that had slowed down for idleness.
+        quickenRounds(in: packet.region)
+    }
+
+    /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
+    func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
+        guard let view = regions[region], let index = view.partitions.firstIndex(where: { $0.members.contains(id) }) else {
+            return false
+        }
+        return Int(sequence % UInt64(view.partitions.count)) == index
+    }
+
+    func outOfOrderCount() -> Int { outOfOrderTotal }
+
+    /// Accepts whatever out-of-order packets now follow the contiguous prefix.
+    func drainInOrder(_ stream: inout ReceiveStream) {
+        while let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
+            stream.outOfOrderBytes -= next.payload.count
+            outOfOrderTotal -= 1
+            accept(next, into: &stream)
+        }
+    }
+
+    /// The next packet in sequence: reassemble and deliver.
+    func accept(_ packet: DataPacket, into stream: inout ReceiveStream) {
+        stream.contiguous = packet.sequence
+        stream.missing[packet.sequence] = nil
+        if packet.fragmentCount == 1 {
+            deliver(packet, payload: packet.payload)
+            return
+        }
+        if packet.fragmentIndex == 0 { stream.fragments.removeAll() }
+        guard Int(packet.fragmentIndex) == stream.fragments.count else {
+            // Joined mid-message: the rest of that message was not addressed to us.
+            stream.fragments.removeAll()
+            return
+        }
+        stream.fragments.append(packet)
+        if packet.fragmentIndex + 1 == packet.fragmentCount {
+            var whole: [UInt8] = []
+            whole.reserveCapacity(stream.fragments.reduce(0) { $0 + $1.payload.count })
+            for fragment in stream.fragments { whole += fragment.payload }
+            stream.fragments.removeAll()
+            deliver(packet, payload: whole[...])
+        }
+    }
+
+    func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
+        statistics.delivered += 1
+        deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
+                                           publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
+                                           regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
+                                           payload: payload))
+    }
+
+    /// Deliveries since the last call, in order.
+    public func takeDeliveries() -> [ProtocolDelivery] {
+        defer { deliveries.removeAll(keepingCapacity: true) }
+        return deliveries
+    }
+
+    // MARK: Acknowledgements and requests
+
+    func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
+        guard ack.sender == id, var state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
+        state.acknowledged = ack.stable
+        for sequence in state.inFlight.keys where sequence <= ack.stable { state.inFlight[sequence] = nil }
+        while let first = state.awaiting.popFirst() {
+            if first.last > ack.stable {
+                // Not yet: put it back at the front.
+                var rebuilt = RingBuffer<(last: UInt64, message: OutgoingMessage)>(initialCapacity: state.awaiting.count + 1)
+                rebuilt.append(first)
+                while let rest = state.awaiting.popFirst() { rebuilt.append(rest) }
+                state.awaiting = rebuilt
+                break
+            }
+            regionAcknowledged(first.message)
+        }
+        regionSend[ack.region] = state
+    }
+
+    func regionAcknowledged(_ message: OutgoingMessage) {
+        message.unacknowledgedRegions -= 1
+        guard message.unacknowledgedRegions == 0 else { return }
+        unacknowledgedMessages -= 1
+        unacknowledgedBytes -= message.payload.count
+        statistics.acknowledged += 1
+        statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
+    }
+
+    func receiveRequest(_ request: RequestPacket) {
+        let key = StreamKey(sender: request.sender, region: request.region)
+        for sequence in request.sequences {
+            guard retransmissions.count < configuration.maximumPendingRetransmissions else {
+                statistics.retransmissionsDropped += 1
+                continue
+            }
+            retransmissions.append((request.requester, key, sequence))
+        }
+    }
+
+    // MARK: Output (pulled by the link)
+
+    /// Whether the link should pull: something is waiting to be built and sent.
+    public var hasOutput: Bool { !control.isEmpty || !retransmissions.isEmpty || !sendQueue.isEmpty }
+
+    /// Builds the next datagram, freshest state first: control, then retransmissions,
+    /// then new data. Nil when there is nothing to send.
+    public func nextDatagram(now: Instant) -> ProtocolDatagram? {
+        self.now = now
+        while let item = control.popFirst() {
+            switch item {
+            case .token(var token, let target):
+                mergeOwnState(into: &token)
+                statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
+                return controlDatagram(.token(token), to: target)
+            case .acknowledgement(let ack, let target):
+                return controlDatagram(.acknowledgement(ack), to: target)
+            case .request(let request, let target):
+                return controlDatagram(.request(request), to: target)
+            }
+        }
+        while let (target, key, sequence) = retransmissions.popFirst() {
+            if let packet = retransmittable(key, sequence) {
+                statistics.retransmissionsSent += 1
+                let bytes = ProtocolPacket.data(packet, retransmitted: true).encoded()
+                return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: false)
+            }
+        }
+        return nextDataDatagram()
+    }
+
+    func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
+        let bytes = packet.encoded()
+        statistics.controlPacketsSent += 1
+        statistics.controlBytesSent += bytes.count
+        return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: true)
+    }
+
+    /// A copy of the packet if this node can retransmit it: as its sender, or from its
+    /// cache or out-of-order buffer.
+    func retransmittable(_ key: StreamKey, _ sequence: UInt64) -> DataPacket? {
+        if key.sender == id, let state = regionSend[key.region], let entry = state.inFlight[sequence] {
+            return dataPacket(entry.message, fragment: entry.fragment, region: key.region, sequence: sequence,
+                              view: entry.view, viewStart: entry.viewStart)
+        }
+        if let stream = streams[key] { return stream.cache[sequence] ?? stream.outOfOrder[sequence] }
+        return nil
+    }
+
+    func fragmentCount(_ message: OutgoingMessage) -> Int {
+        max(1, (message.payload.count + configuration.maximumFragmentBytes - 1) / configuration.maximumFragmentBytes)
+    }
+
+    func dataPacket(_ message: OutgoingMessage, fragment: UInt16, region: RegionID, sequence: UInt64,
+                    view: UInt64, viewStart: UInt64) -> DataPacket {
+        let size = configuration.maximumFragmentBytes
+        let from = Int(fragment) * size
+        let to = min(message.payload.count, from + size)
+        return DataPacket(sender: id, region: region, regionView: view, viewStartSequence: viewStart, sequence: sequence,
+                          group: message.group, groupView: message.groupView, groupSequence: message.groupSequence,
+                          fragmentIndex: fragment, fragmentCount: UInt16(fragmentCount(message)),
+                          publishedAt: message.publishedAt.nanoseconds, payload: message.payload[from..<to])
+    }
+
+    /// The next fragment of the oldest queued message, numbered in its region's sequence.
+    func nextDataDatagram() -> ProtocolDatagram? {
+        guard let message = sendQueue.popFirst() else { return nil }
+        let reference = message.regions[message.regionCursor]
+        var state = regionSend[reference.id] ?? RegionSendState()
+        if reference.viewNumber > state.view {
+            state.view = reference.viewNumber
+            state.viewStartSequence = state.nextSequence
+        }
+        let sequence = state.nextSequence
+        state.nextSequence += 1
+        let fragment = UInt16(message.fragmentCursor)
+        let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
+                                view: state.view, viewStart: state.viewStartSequence)
+        state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
+        message.fragmentCursor += 1
+        if message.fragmentCursor == fragmentCount(message) {
+            message.lastSequence[reference.id] = sequence
+            state.awaiting.append((sequence, message))
+            message.fragmentCursor = 0
+            message.regionCursor += 1
+        }
+        regionSend[reference.id] = state
+        if message.regionCursor < message.regions.count {
+            // More transmissions of this message: it stays at the head of the queue.
+            var rebuilt = RingBuffer<OutgoingMessage>(initialCapacity: sendQueue.count + 1)
+            rebuilt.append(message)
+            while let rest = sendQueue.popFirst() { rebuilt.append(rest) }
+            sendQueue = rebuilt
+        }
+        statistics.dataPacketsSent += 1
+        statistics.dataPayloadBytesSent += packet.payload.count
+        // The sender is a member like any other: it receives its own message (loopback).
+        if regions[reference.id] != nil { receiveData(packet) }
+        return ProtocolDatagram(destination: .region(reference.id),
+                                bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+    }
+
+    // MARK: Accounting
+
+    /// Bytes this node holds on behalf of the protocol: cache, out-of-order packets, and
+    /// messages awaiting acknowledgement.
+    public var heldBytes: Int {
+        var total = unacknowledgedBytes
+        for stream in streams.values { total += stream.heldBytes }
+        return total
+    }
+
+    func updateHeldBytes() {
+        var cached = 0
+        for stream in streams.values { cached += stream.heldBytes }
+        statistics.maximumCachedBytes = max(statistics.maximumCachedBytes, cached)
+        statistics.maximumHeldBytes = max(statistics.maximumHeldBytes, cached + unacknowledgedBytes)
+    }
+
+    /// True when nothing is cached, held, queued or awaited: the node has quiesced.
+    public var isQuiescent: Bool {
+        unacknowledgedMessages == 0 && sendQueue.isEmpty && control.isEmpty && retransmissions.isEmpty
+            && streams.values.allSatisfy { !$0.isActive && $0.cache.isEmpty }
+    }
+
+    /// What still keeps the node from being quiescent, for diagnosis.
+    public var quiescenceReport: String {
+        var parts: [String] = []
+        if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }
+        if !sendQueue.isEmpty { parts.append("\(sendQueue.count) queued") }
+        for (key, stream) in streams where stream.isActive || !stream.cache.isEmpty {
+            parts.append("\(key.sender)@\(key.region): contiguous \(stream.contiguous) max \(stream.maximumSeen) stable \(stream.stable) cache \(stream.cache.count) held \(stream.outOfOrder.count)")
+        }
+        return parts.joined(separator: "; ")
+    }
+}

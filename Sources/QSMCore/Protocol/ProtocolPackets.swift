@@ -1,0 +1,187 @@
+/// The protocol's packets. Data is indexed by the per-(sender, region) sequence number:
+/// loss detection, recovery and cleanup use nothing else; group id, group view and
+/// per-group sequence ride along for delivery only (section 4.2.1 C).
+enum PacketKind: UInt8 {
+    case data = 1
+    case retransmission = 2
+    case partitionToken = 3
+    case regionToken = 4
+    case acknowledgement = 5
+    case negativeAcknowledgement = 6
+    case pull = 7
+}
+
+struct DataPacket: Equatable {
+    var sender: NodeID
+    var region: RegionID
+    var regionView: UInt64
+    /// The first sequence number the sender used in `regionView`: a member that joined
+    /// the region in that view is owed everything from here on.
+    var viewStartSequence: UInt64
+    var sequence: UInt64
+    var group: GroupID
+    var groupView: UInt64
+    var groupSequence: UInt64
+    var fragmentIndex: UInt16
+    var fragmentCount: UInt16
+    /// When the message was published (sender's clock), for latency measurement.
+    var publishedAt: Int64
+    var payload: ArraySlice<UInt8>
+}
+
+/// One active sender's state as a token aggregates it.
+struct TokenRecord: Equatable {
+    var sender: NodeID
+    /// The lowest contiguous prefix among the nodes visited so far.
+    var contiguous: UInt64
+    /// The highest sequence number any visited node has seen.
+    var maximumSeen: UInt64
+    /// The highest sequence number known stable in the whole region.
+    var stable: UInt64
+    /// How many members (partition token) or partitions (region token) contributed their
+    /// `contiguous`. A minimum is only a safe stability point once everyone is in it.
+    var coverage: UInt32
+}
+
+struct TokenPacket: Equatable {
+    var kind: PacketKind
+    var region: RegionID
+    var regionView: UInt64
+    var partition: UInt32
+    var round: UInt64
+    var startedAt: Int64
+    var records: [TokenRecord]
+}
+
+struct AcknowledgementPacket: Equatable {
+    var region: RegionID
+    var sender: NodeID
+    var stable: UInt64
+}
+
+/// A NAK to the sender, or a pull from a caching peer: "send me these".
+struct RequestPacket: Equatable {
+    var kind: PacketKind
+    var sender: NodeID
+    var region: RegionID
+    var requester: NodeID
+    var sequences: [UInt64]
+}
+
+enum ProtocolPacket: Equatable {
+    case data(DataPacket, retransmitted: Bool)
+    case token(TokenPacket)
+    case acknowledgement(AcknowledgementPacket)
+    case request(RequestPacket)
+}
+
+extension ProtocolPacket {
+    func encoded() -> [UInt8] {
+        var e = WireEncoder(reservingCapacity: 96)
+        switch self {
+        case .data(let d, let retransmitted):
+            e.write((retransmitted ? PacketKind.retransmission : .data).rawValue)
+            e.write(d.sender.value)
+            e.write(d.region.value)
+            e.write(d.regionView)
+            e.write(d.viewStartSequence)
+            e.write(d.sequence)
+            e.write(d.group.value)
+            e.write(d.groupView)
+            e.write(d.groupSequence)
+            e.write(d.fragmentIndex)
+            e.write(d.fragmentCount)
+            e.write(d.publishedAt)
+            e.write(UInt32(d.payload.count))
+            e.write(bytes: d.payload)
+        case .token(let t):
+            e.write(t.kind.rawValue)
+            e.write(t.region.value)
+            e.write(t.regionView)
+            e.write(t.partition)
+            e.write(t.round)
+            e.write(t.startedAt)
+            e.write(UInt16(t.records.count))
+            for r in t.records {
+                e.write(r.sender.value)
+                e.write(r.contiguous)
+                e.write(r.maximumSeen)
+                e.write(r.stable)
+                e.write(r.coverage)
+            }
+        case .acknowledgement(let a):
+            e.write(PacketKind.acknowledgement.rawValue)
+            e.write(a.region.value)
+            e.write(a.sender.value)
+            e.write(a.stable)
+        case .request(let r):
+            e.write(r.kind.rawValue)
+            e.write(r.sender.value)
+            e.write(r.region.value)
+            e.write(r.requester.value)
+            e.write(UInt16(r.sequences.count))
+            for s in r.sequences { e.write(s) }
+        }
+        return e.bytes
+    }
+
+    init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+        var r = WireReader(bytes)
+        let kindByte = try r.readUInt8()
+        guard let kind = PacketKind(rawValue: kindByte) else { throw .malformed(reason: "unknown packet kind \(kindByte)", offset: 0) }
+        switch kind {
+        case .data, .retransmission:
+            let sender = NodeID(try r.readUInt64())
+            let region = RegionID(try r.readUInt64())
+            let regionView = try r.readUInt64()
+            let viewStart = try r.readUInt64()
+            let sequence = try r.readUInt64()
+            let group = GroupID(try r.readUInt32())
+            let groupView = try r.readUInt64()
+            let groupSequence = try r.readUInt64()
+            let fragmentIndex = try r.readUInt16()
+            let fragmentCount = try r.readUInt16()
+            let publishedAt = try r.readInt64()
+            let length = Int(try r.readUInt32())
+            let payload = try r.readBytes(count: length)
+            guard fragmentCount >= 1, fragmentIndex < fragmentCount, sequence >= 1, viewStart >= 1, viewStart <= sequence else {
+                throw .malformed(reason: "inconsistent data header", offset: 0)
+            }
+            self = .data(DataPacket(sender: sender, region: region, regionView: regionView, viewStartSequence: viewStart,
+                                    sequence: sequence, group: group, groupView: groupView, groupSequence: groupSequence,
+                                    fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
+                                    payload: ArraySlice(payload)), retransmitted: kind == .retransmission)
+        case .partitionToken, .regionToken:
+            let region = RegionID(try r.readUInt64())
+            let regionView = try r.readUInt64()
+            let partition = try r.readUInt32()
+            let round = try r.readUInt64()
+            let startedAt = try r.readInt64()
+            let count = Int(try r.readUInt16())
+            guard count * 36 <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
+            var records: [TokenRecord] = []
+            records.reserveCapacity(count)
+            for _ in 0..<count {
+                records.append(TokenRecord(sender: NodeID(try r.readUInt64()), contiguous: try r.readUInt64(),
+                                           maximumSeen: try r.readUInt64(), stable: try r.readUInt64(),
+                                           coverage: try r.readUInt32()))
+            }
+            self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
+                                      startedAt: startedAt, records: records))
+        case .acknowledgement:
+            self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
+                                                          stable: try r.readUInt64()))
+        case .negativeAcknowledgement, .pull:
+            let sender = NodeID(try r.readUInt64())
+            let region = RegionID(try r.readUInt64())
+            let requester = NodeID(try r.readUInt64())
+            let count = Int(try r.readUInt16())
+            guard count * 8 <= r.remainingCount else { throw .malformed(reason: "request count \(count)", offset: r.offset) }
+            var sequences: [UInt64] = []
+            sequences.reserveCapacity(count)
+            for _ in 0..<count { sequences.append(try r.readUInt64()) }
+            self = .request(RequestPacket(kind: kind, sender: sender, region: region, requester: requester, sequences: sequences))
+        }
+        try r.expectEnd()
+    }
+}

@@ -1,0 +1,66 @@
+/// Where a protocol datagram goes: one node (unicast) or a whole region (its multicast
+/// address).
+public enum ProtocolDestination: Hashable, Sendable {
+    case node(NodeID)
+    case region(RegionID)
+}
+
+/// A datagram the protocol built when its link asked for one.
+public struct ProtocolDatagram: Sendable {
+    public var destination: ProtocolDestination
+    public var bytes: [UInt8]
+    /// Tokens, ACKs, NAKs and pulls (not data or retransmissions).
+    public var isControl: Bool
+}
+
+/// A message handed to the application: in FIFO order per sender, exactly once.
+public struct ProtocolDelivery: Sendable {
+    public var sender: NodeID
+    public var group: GroupID
+    public var groupSequence: UInt64
+    public var publishedAt: Instant
+    /// The region it came through and its sequence number there (for tools and checks).
+    public var region: RegionID
+    public var regionSequence: UInt64
+    /// The message; shares storage with the packet that carried it (no copy).
+    public var payload: ArraySlice<UInt8>
+}
+
+/// The outcome of publishing.
+public enum PublishResult: Equatable, Sendable {
+    /// Queued for transmission, with the message's per-group sequence number.
+    case accepted(groupSequence: UInt64)
+    /// The flow-control window is full: try again once acknowledgements come back.
+    case wouldBlock
+    case rejected(String)
+}
+
+/// Counters of one protocol node.
+public struct ProtocolStatistics: Sendable, Equatable {
+    public var published = 0
+    public var delivered = 0
+    public var dataPacketsSent = 0
+    public var dataPayloadBytesSent = 0
+    public var retransmissionsSent = 0
+    public var controlPacketsSent = 0
+    public var controlBytesSent = 0
+    public var duplicatesDropped = 0
+    public var outOfOrderDropped = 0
+    public var unknownDropped = 0
+    public var malformedDropped = 0
+    public var staleTokensDropped = 0
+    public var requestsSent = 0
+    public var retransmissionsDropped = 0
+    public var abandonedAfterSenderLeft = 0
+    public var tokenRounds = 0
+    public var tokenTimeouts = 0
+    public var tokenRoundTripNanoseconds: Int64 = 0
+    public var acknowledged = 0
+    public var acknowledgementLatencyNanoseconds: Int64 = 0
+    public var maximumTokenRecords = 0
+    public var maximumHeldBytes = 0
+    /// The most bytes held on the receive side at once (cache and out-of-order packets).
+    public var maximumCachedBytes = 0
+    /// Time from noticing a gap to repairing it, per repaired packet (for percentiles).
+    public var recoveryNanoseconds: [Int64] = []
+}

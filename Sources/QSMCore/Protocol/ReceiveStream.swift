@@ -1,0 +1,55 @@
+/// What one node knows of one sender's traffic in one region: everything is indexed by
+/// the sender's per-region sequence number, whatever group a message belongs to.
+struct ReceiveStream {
+    /// The first sequence number this node is owed (it joined the region then).
+    var start: UInt64
+    /// Every sequence number in start...contiguous has been received.
+    var contiguous: UInt64
+    /// The highest sequence number known to exist (seen here or reported by a token).
+    var maximumSeen: UInt64
+    /// The highest sequence number known stable (held by every member of the region).
+    var stable: UInt64 = 0
+    /// Received beyond a gap, waiting for it to be repaired.
+    var outOfOrder: [UInt64: DataPacket] = [:]
+    /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
+    var cache: [UInt64: DataPacket] = [:]
+    var cachedBytes = 0
+    var outOfOrderBytes = 0
+    /// Missing sequence numbers: when first noticed, and how many requests went out.
+    var missing: [UInt64: (since: Instant, attempts: Int)] = [:]
+    /// Fragments of the message being reassembled, in order.
+    var fragments: [DataPacket] = []
+    /// Rounds in which a gap made no progress after the sender left the views.
+    var roundsWithoutSender = 0
+
+    init(start: UInt64) {
+        self.start = start
+        contiguous = start - 1
+        maximumSeen = start - 1
+    }
+
+    /// Whether anything here still needs a token's attention: gaps, or data not yet
+    /// known stable region-wide. A stream that is all stable drops out of tokens, so a
+    /// token's size follows the number of active senders (section 4.2.1 C).
+    var isActive: Bool { contiguous < maximumSeen || stable < contiguous || !outOfOrder.isEmpty }
+
+    var heldBytes: Int { cachedBytes + outOfOrderBytes }
+
+    /// Drops cached packets now known stable.
+    mutating func learnStable(_ value: UInt64) {
+        guard value > stable else { return }
+        stable = min(value, contiguous)
+        if !cache.isEmpty {
+            for (sequence, packet) in cache where sequence <= stable {
+                cache[sequence] = nil
+                cachedBytes -= packet.payload.count
+            }
+        }
+    }
+}
+
+/// Identifies a stream: one sender in one region.
+struct StreamKey: Hashable {
+    var sender: NodeID
+    var region: RegionID
+}

@@ -1,0 +1,42 @@
+/// One message published by this node, held until every region it was sent to has
+/// acknowledged it (seed section 4.3.6: sender memory = rate x time to acknowledge).
+final class OutgoingMessage {
+    let id: UInt64
+    let group: GroupID
+    let groupView: UInt64
+    let groupSequence: UInt64
+    let payload: [UInt8]
+    let publishedAt: Instant
+    /// The regions of the group view it is committed to.
+    let regions: [RegionReference]
+    /// Next transmission: which region, which fragment.
+    var regionCursor = 0
+    var fragmentCursor = 0
+    var unacknowledgedRegions: Int
+    /// The last sequence number used in each region (set as it is transmitted).
+    var lastSequence: [RegionID: UInt64] = [:]
+
+    init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
+         regions: [RegionReference]) {
+        self.id = id
+        self.group = group
+        self.groupView = groupView
+        self.groupSequence = groupSequence
+        self.payload = payload
+        self.publishedAt = publishedAt
+        self.regions = regions
+        unacknowledgedRegions = regions.count
+    }
+}
+
+/// A sender's state in one region it multicasts to.
+struct RegionSendState {
+    var nextSequence: UInt64 = 1
+    var view: UInt64 = 0
+    var viewStartSequence: UInt64 = 1
+    var acknowledged: UInt64 = 0
+    /// Transmitted, unacknowledged packets by sequence number, for retransmission.
+    var inFlight: [UInt64: (message: OutgoingMessage, fragment: UInt16, view: UInt64, viewStart: UInt64)] = [:]
+    /// Messages in transmission order with their last sequence here, for acknowledgement.
+    var awaiting = RingBuffer<(last: UInt64, message: OutgoingMessage)>(initialCapacity: 64)
+}

@@ -1,0 +1,365 @@
+/// The two-level token rings (section 4.2.1 C, Fig. 4.10-4.11). In each partition the
+/// partition leader starts a token that visits every member, which adds what it holds for
+/// each active sender; back at the leader it becomes the partition's aggregate. Among a
+/// region's partition leaders the region leader circulates a second token that combines
+/// the aggregates: where every partition has reported, the minimum contiguous prefix is
+/// stable region-wide, acknowledged to the sender, and announced on the following rounds
+/// so caches can let go.
+///
+/// Rounds start every `busyTokenInterval` while anything is unstable and slow down to
+/// `idleTokenInterval` when nothing is, so a busy sender is acknowledged quickly and an
+/// idle system costs almost nothing.
+extension ProtocolNode {
+    /// How many visits without progress a gap may last after its sender left before it is
+    /// given up (nobody left in the region holds a copy).
+    static let abandonAfterRounds = 20
+
+    // MARK: Timers
+
+    /// The next time `tick` has work (a round to start, or one to give up on).
+    public func nextDeadline() -> Instant? {
+        var deadline: Instant?
+        func consider(_ round: LeaderRound) {
+            let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds) : round.nextStart
+            deadline = min(deadline ?? due, due)
+        }
+        partitionRounds.values.forEach(consider)
+        regionRounds.values.forEach(consider)
+        return deadline
+    }
+
+    var timeoutNanoseconds: Int64 {
+        configuration.busyTokenInterval.totalNanoseconds * Int64(configuration.tokenTimeoutIntervals)
+    }
+
+    /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
+    public func tick(now: Instant) {
+        self.now = now
+        for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) {
+            guard let region = regions[regionID] else { continue }
+            if round.inProgress, now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds {
+                statistics.tokenTimeouts += 1
+                startPartitionRound(region)
+            } else if !round.inProgress, now >= round.nextStart {
+                startPartitionRound(region)
+            }
+        }
+        for (regionID, round) in regionRounds.sorted(by: { $0.key < $1.key }) {
+            guard let region = regions[regionID] else { continue }
+            if round.inProgress, now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds {
+                statistics.tokenTimeouts += 1
+                startRegionRound(region)
+            } else if !round.inProgress, now >= round.nextStart {
+                startRegionRound(region)
+            }
+        }
+        updateHeldBytes()
+    }
+
+    /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
+    func quickenRounds(in region: RegionID) {
+        let soon = now.advanced(by: configuration.busyTokenInterval)
+        if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon {
+            round.nextStart = soon
+            partitionRounds[region] = round
+        }
+        if var round = regionRounds[region], !round.inProgress, round.nextStart > soon {
+            round.nextStart = soon
+            regionRounds[region] = round
+        }
+    }
+
+    func interval(busy: Bool) -> Duration {
+        busy ? configuration.busyTokenInterval : configuration.idleTokenInterval
+    }
+
+    // MARK: Rings
+
+    func partitionRing(_ region: RegionView) -> (index: Int, members: [NodeID])? {
+        guard let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) else { return nil }
+        let partition = region.partitions[index]
+        return (index, [partition.leader] + partition.members.filter { $0 != partition.leader })
+    }
+
+    /// Partition leaders in partition order, starting with the region leader's partition.
+    func regionRing(_ region: RegionView) -> [NodeID] {
+        let leaders = region.partitions.map(\.leader)
+        guard let start = leaders.firstIndex(of: region.regionLeader) else { return leaders }
+        return Array(leaders[start...] + leaders[..<start])
+    }
+
+    func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
+        guard let index = ring.firstIndex(of: node) else { return ring[0] }
+        return ring[(index + 1) % ring.count]
+    }
+
+    // MARK: Partition tokens
+
+    func startPartitionRound(_ region: RegionView) {
+        guard var round = partitionRounds[region.id], let (index, ring) = partitionRing(region) else { return }
+        round.round += 1
+        round.inProgress = true
+        round.startedAt = now
+        partitionRounds[region.id] = round
+        learnAndRecover(from: [], in: region)
+        var token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
+                                partition: UInt32(index), round: round.round, startedAt: now.nanoseconds, records: [])
+        // Distribute what the region leader announced as stable.
+        for (sender, announcement) in (announcements[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            token.records.append(TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0,
+                                             stable: announcement.stable, coverage: 0))
+        }
+        if ring.count == 1 {
+            mergeOwnState(into: &token)
+            completePartitionRound(token, region)
+        } else {
+            control.append(.token(token, to: ring[1]))
+        }
+    }
+
+    func completePartitionRound(_ token: TokenPacket, _ region: RegionView) {
+        guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
+        var aggregate: [NodeID: (record: TokenRecord, complete: Bool)] = [:]
+        for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
+            let complete = record.coverage >= UInt32(ring.count)
+            // Settled everywhere here: nothing left for the region to do about it.
+            if complete && record.contiguous == record.maximumSeen && record.stable >= record.contiguous { continue }
+            aggregate[record.sender] = (record, complete)
+        }
+        partitionAggregate[region.id] = aggregate
+        // Announcements age by one round each time they have gone around.
+        if var pending = announcements[region.id], region.regionLeader != id {
+            for (sender, entry) in pending {
+                pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1)
+            }
+            announcements[region.id] = pending
+        }
+        round.inProgress = false
+        round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
+        round.nextStart = now.advanced(by: interval(busy: round.busy))
+        partitionRounds[region.id] = round
+    }
+
+    // MARK: Region tokens
+
+    func startRegionRound(_ region: RegionView) {
+        guard var round = regionRounds[region.id] else { return }
+        round.round += 1
+        round.inProgress = true
+        round.startedAt = now
+        regionRounds[region.id] = round
+        var token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
+                                round: round.round, startedAt: now.nanoseconds, records: [])
+        for (sender, announcement) in (announcements[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            token.records.append(TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0,
+                                             stable: announcement.stable, coverage: 0))
+        }
+        let ring = regionRing(region)
+        if ring.count == 1 {
+            mergeOwnState(into: &token)
+            completeRegionRound(token, region)
+        } else {
+            control.append(.token(token, to: ring[1]))
+        }
+    }
+
+    func completeRegionRound(_ token: TokenPacket, _ region: RegionView) {
+        guard var round = regionRounds[region.id] else { return }
+        statistics.tokenRounds += 1
+        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: Instant(nanoseconds: token.startedAt))
+        var pending = announcements[region.id] ?? [:]
+        // Announcements age; fresh stability replaces them.
+        for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
+        var active = false
+        for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
+            active = true
+            guard record.coverage >= UInt32(region.partitions.count), record.contiguous != .max else { continue }
+            let stable = record.contiguous
+            guard stable > (lastAcknowledged[region.id]?[record.sender] ?? 0) else { continue }
+            pending[record.sender] = (stable, 2)
+            lastAcknowledged[region.id, default: [:]][record.sender] = stable
+            streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable)
+            acknowledge(region.id, sender: record.sender, stable: stable)
+        }
+        announcements[region.id] = pending
+        round.inProgress = false
+        round.busy = active || !pending.isEmpty
+        round.nextStart = now.advanced(by: interval(busy: round.busy))
+        regionRounds[region.id] = round
+    }
+
+    func acknowledge(_ region: RegionID, sender: NodeID, stable: UInt64) {
+        let ack = AcknowledgementPacket(region: region, sender: sender, stable: stable)
+        if sender == id {
+            receiveAcknowledgement(ack)
+        } else if !departed.contains(sender) {
+            control.append(.acknowledgement(ack, to: sender))
+        }
+    }
+
+    // MARK: Receiving tokens
+
+    func receiveToken(_ token: TokenPacket) {
+        guard let region = regions[token.region], token.regionView == region.viewNumber else {
+            statistics.staleTokensDropped += 1
+            return
+        }
+        if token.kind == .partitionToken {
+            guard let (index, ring) = partitionRing(region), UInt32(index) == token.partition else {
+                statistics.staleTokensDropped += 1
+                return
+            }
+            if ring[0] == id {
+                guard let round = partitionRounds[region.id], round.inProgress, round.round == token.round else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                completePartitionRound(token, region)
+            } else {
+                learnAndRecover(from: token.records, in: region)
+                control.append(.token(token, to: next(after: id, in: ring)))
+            }
+        } else {
+            let ring = regionRing(region)
+            if region.regionLeader == id {
+                guard let round = regionRounds[region.id], round.inProgress, round.round == token.round else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                completeRegionRound(token, region)
+            } else {
+                guard ring.contains(id) else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                // Stability the region leader announced: pass it on to this partition.
+                for record in token.records where record.stable > 0 {
+                    announcements[region.id, default: [:]][record.sender] = (record.stable, 2)
+                    streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
+                }
+                control.append(.token(token, to: next(after: id, in: ring)))
+            }
+        }
+    }
+
+    /// Adds this node's contribution to a token about to leave it: for a partition token,
+    /// its own streams; for a region token, its partition's last aggregate.
+    func mergeOwnState(into token: inout TokenPacket) {
+        guard let region = regions[token.region], token.regionView == region.viewNumber else { return }
+        var index: [NodeID: Int] = [:]
+        for (position, record) in token.records.enumerated() { index[record.sender] = position }
+        if token.kind == .partitionToken {
+            // Every sender the token mentions gets this node's view of it, even if that
+            // is "nothing yet": a minimum that skipped this node would not be safe.
+            for position in token.records.indices {
+                let key = StreamKey(sender: token.records[position].sender, region: region.id)
+                let stream = streams[key] ?? stream(key, firstPacket: nil)
+                if streams[key] == nil, token.records[position].maximumSeen == 0, stream.stable == 0 { continue }
+                streams[key] = stream
+                token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
+                token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
+                token.records[position].coverage += 1
+            }
+            for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+                where key.region == region.id && index[key.sender] == nil && stream.isActive {
+                token.records.append(TokenRecord(sender: key.sender, contiguous: stream.contiguous,
+                                                 maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 1))
+            }
+        } else {
+            for (sender, entry) in (partitionAggregate[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                if let position = index[sender] {
+                    token.records[position].maximumSeen = max(token.records[position].maximumSeen, entry.record.maximumSeen)
+                    if entry.complete {
+                        token.records[position].contiguous = min(token.records[position].contiguous, entry.record.contiguous)
+                        token.records[position].coverage += 1
+                    }
+                } else {
+                    var record = entry.record
+                    record.coverage = entry.complete ? 1 : 0
+                    if !entry.complete { record.contiguous = .max }
+                    token.records.append(record)
+                }
+            }
+        }
+    }
+
+    // MARK: Recovery
+
+    /// A partition token visits: learn what exists and what is stable, then ask for what
+    /// is missing, a bounded number per stream (no node reacts to loss with a flood).
+    func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
+        for record in records {
+            let key = StreamKey(sender: record.sender, region: region.id)
+            guard record.maximumSeen > 0 || streams[key] != nil else {
+                if record.stable > 0 { streams[key]?.learnStable(record.stable) }
+                continue
+            }
+            var stream = streams[key] ?? stream(key, firstPacket: nil)
+            if record.maximumSeen > stream.maximumSeen {
+                for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...record.maximumSeen where stream.outOfOrder[gap] == nil {
+                    stream.missing[gap] = (now, 0)
+                }
+                stream.maximumSeen = record.maximumSeen
+            }
+            if record.stable > 0 { stream.learnStable(record.stable) }
+            streams[key] = stream
+        }
+        var requests: [NodeID: RequestPacket] = [:]
+        for (key, var stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+            where key.region == region.id && !stream.missing.isEmpty {
+            if departed.contains(key.sender) {
+                stream.roundsWithoutSender += 1
+                if stream.roundsWithoutSender > Self.abandonAfterRounds {
+                    abandonGaps(&stream)
+                    streams[key] = stream
+                    continue
+                }
+            }
+            for sequence in stream.missing.keys.sorted().prefix(configuration.recoveryRequestsPerRound) {
+                let attempts = stream.missing[sequence]!.attempts
+                stream.missing[sequence]!.attempts = attempts + 1
+                let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
+                guard let target else { continue }
+                let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
+                requests[target, default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                                        sequences: [])].sequences.append(sequence)
+            }
+            streams[key] = stream
+        }
+        for (target, request) in requests.sorted(by: { $0.key < $1.key }) {
+            statistics.requestsSent += 1
+            control.append(.request(request, to: target))
+        }
+    }
+
+    /// Caching peers first, picked at random within the partition that caches the
+    /// sequence number (so a long burst is repaired by many peers at once); the sender
+    /// every `peerAttemptsBeforeSender + 1`-th attempt, while it is still around.
+    func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
+        let senderAvailable = !departed.contains(key.sender) && key.sender != id
+        let cycle = configuration.peerAttemptsBeforeSender + 1
+        if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
+        let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
+        var candidates = partition.members.filter { $0 != id && $0 != key.sender }
+        if candidates.isEmpty { candidates = region.members.map(\.id).filter { $0 != id && $0 != key.sender } }
+        if candidates.isEmpty { return senderAvailable ? key.sender : nil }
+        return candidates[Int(random.next() % UInt64(candidates.count))]
+    }
+
+    /// The sender left and nobody answered for many rounds: the missing packets are gone
+    /// for good. Skip them so later messages flow and the stream can quiesce.
+    func abandonGaps(_ stream: inout ReceiveStream) {
+        let limit = stream.maximumSeen
+        while stream.contiguous < limit {
+            if stream.outOfOrder[stream.contiguous + 1] != nil {
+                drainInOrder(&stream)
+                continue
+            }
+            stream.contiguous += 1
+            stream.missing[stream.contiguous] = nil
+            stream.fragments.removeAll()
+            statistics.abandonedAfterSenderLeft += 1
+        }
+        stream.missing.removeAll()
+    }
+}

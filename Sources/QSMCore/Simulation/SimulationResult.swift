@@ -1,0 +1,21 @@
+/// What a simulated run measured, and every invariant it broke (empty: it passed).
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    public var nodes: Int
+    public var groups: Int
+    public var simulatedSeconds: Double
+    public var published: Int
+    public var delivered: Int
+    public var violations: [String]
+    public var tokenRoundTripMillisecondsMean: Double
+    public var acknowledgementLatencyMillisecondsMean: Double
+    public var recoveryMillisecondsP99: Double
+    public var maximumCachedBytesPerNode: Int
+    public var maximumHeldBytesPerNode: Int
+    public var controlBytesPerDataByte: Double
+    public var retransmissions: Int
+    public var maximumTokenRecords: Int
+    public var wallSeconds: Double
+    /// Simulated time from the end of publishing until every live node was quiescent.
+    public var drainSeconds: Double
+}
