@@ -32,6 +32,8 @@ public final class ProtocolNode {
     var nextMessageID: UInt64 = 1
     var unacknowledgedMessages = 0
     var unacknowledgedBytes = 0
+    var lastDataSentAt = Instant.zero
+    var nextSenderStatusAt = Instant.zero
     // Output, pulled by the link.
     var control = RingBuffer<ControlItem>(initialCapacity: 16)
     var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
@@ -48,9 +50,13 @@ public final class ProtocolNode {
     var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
 
     enum ControlItem {
-        case token(TokenPacket, to: NodeID)
+        /// `contribute`: add this node's state as the token leaves (members do; a leader
+        /// adds its own when the token comes back, so records that others append later
+        /// include it too).
+        case token(TokenPacket, to: NodeID, contribute: Bool)
         case acknowledgement(AcknowledgementPacket, to: NodeID)
         case request(RequestPacket, to: NodeID)
+        case senderStatus(RegionID)
     }
 
     struct LeaderRound {
@@ -205,6 +211,8 @@ public final class ProtocolNode {
             receiveAcknowledgement(ack)
         case .request(let request):
             receiveRequest(request)
+        case .senderStatus(let status):
+            receiveSenderStatus(status)
         }
         updateHeldBytes()
     }
@@ -345,6 +353,25 @@ public final class ProtocolNode {
         statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
     }
 
+    func receiveSenderStatus(_ status: SenderStatusPacket) {
+        guard let region = regions[status.region], status.maximumSequence >= 1 else { return }
+        // The sender is still waiting: the region leader repeats the last ACK in case it
+        // was lost (a sender outside the region has no record in its tokens to prompt it).
+        if region.regionLeader == id, let acknowledged = lastAcknowledged[status.region]?[status.sender], acknowledged > 0 {
+            acknowledge(status.region, sender: status.sender, stable: acknowledged)
+        }
+        let key = StreamKey(sender: status.sender, region: status.region)
+        var stream = streams[key] ?? ReceiveStream(start: foundingMember.contains(status.region) ? 1 : max(status.viewStartSequence, 1))
+        if status.maximumSequence > stream.maximumSeen {
+            for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...status.maximumSequence where stream.outOfOrder[gap] == nil {
+                stream.missing[gap] = (now, 0)
+            }
+            stream.maximumSeen = status.maximumSequence
+            quickenRounds(in: status.region)
+        }
+        streams[key] = stream
+    }
+
     func receiveRequest(_ request: RequestPacket) {
         let key = StreamKey(sender: request.sender, region: request.region)
         for sequence in request.sequences {
@@ -367,14 +394,23 @@ public final class ProtocolNode {
         self.now = now
         while let item = control.popFirst() {
             switch item {
-            case .token(var token, let target):
-                mergeOwnState(into: &token)
+            case .token(var token, let target, let contribute):
+                if contribute { mergeOwnState(into: &token) }
                 statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
                 return controlDatagram(.token(token), to: target)
             case .acknowledgement(let ack, let target):
                 return controlDatagram(.acknowledgement(ack), to: target)
             case .request(let request, let target):
                 return controlDatagram(.request(request), to: target)
+            case .senderStatus(let region):
+                // Built now, from the freshest state; skipped if everything got acknowledged.
+                guard let state = regionSend[region], !state.awaiting.isEmpty else { continue }
+                let bytes = ProtocolPacket.senderStatus(SenderStatusPacket(
+                    sender: id, region: region, regionView: state.view, viewStartSequence: state.viewStartSequence,
+                    maximumSequence: state.nextSequence - 1)).encoded()
+                statistics.controlPacketsSent += 1
+                statistics.controlBytesSent += bytes.count
+                return ProtocolDatagram(destination: .region(region), bytes: bytes, isControl: true)
             }
         }
         while let (target, key, sequence) = retransmissions.popFirst() {
@@ -452,6 +488,7 @@ public final class ProtocolNode {
         }
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += packet.payload.count
+        lastDataSentAt = now
         // The sender is a member like any other: it receives its own message (loopback).
         if regions[reference.id] != nil { receiveData(packet) }
         return ProtocolDatagram(destination: .region(reference.id),

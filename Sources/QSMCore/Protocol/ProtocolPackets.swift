@@ -9,6 +9,7 @@ enum PacketKind: UInt8 {
     case acknowledgement = 5
     case negativeAcknowledgement = 6
     case pull = 7
+    case senderStatus = 8
 }
 
 struct DataPacket: Equatable {
@@ -68,7 +69,19 @@ struct RequestPacket: Equatable {
     var sequences: [UInt64]
 }
 
+/// An idle sender's highest sequence number in a region, multicast while some of its
+/// messages there are unacknowledged: without it, a loss of the last packets would go
+/// unnoticed by anyone who did not see anything after them.
+struct SenderStatusPacket: Equatable {
+    var sender: NodeID
+    var region: RegionID
+    var regionView: UInt64
+    var viewStartSequence: UInt64
+    var maximumSequence: UInt64
+}
+
 enum ProtocolPacket: Equatable {
+    case senderStatus(SenderStatusPacket)
     case data(DataPacket, retransmitted: Bool)
     case token(TokenPacket)
     case acknowledgement(AcknowledgementPacket)
@@ -109,6 +122,13 @@ extension ProtocolPacket {
                 e.write(r.stable)
                 e.write(r.coverage)
             }
+        case .senderStatus(let status):
+            e.write(PacketKind.senderStatus.rawValue)
+            e.write(status.sender.value)
+            e.write(status.region.value)
+            e.write(status.regionView)
+            e.write(status.viewStartSequence)
+            e.write(status.maximumSequence)
         case .acknowledgement(let a):
             e.write(PacketKind.acknowledgement.rawValue)
             e.write(a.region.value)
@@ -168,6 +188,10 @@ extension ProtocolPacket {
             }
             self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
                                       startedAt: startedAt, records: records))
+        case .senderStatus:
+            self = .senderStatus(SenderStatusPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
+                                                    regionView: try r.readUInt64(), viewStartSequence: try r.readUInt64(),
+                                                    maximumSequence: try r.readUInt64()))
         case .acknowledgement:
             self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
                                                           stable: try r.readUInt64()))

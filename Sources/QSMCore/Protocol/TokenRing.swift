@@ -25,6 +25,9 @@ extension ProtocolNode {
         }
         partitionRounds.values.forEach(consider)
         regionRounds.values.forEach(consider)
+        if unacknowledgedMessages > 0 && sendQueue.isEmpty {
+            deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
+        }
         return deadline
     }
 
@@ -35,6 +38,16 @@ extension ProtocolNode {
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
     public func tick(now: Instant) {
         self.now = now
+        // An idle sender with unacknowledged messages tells its regions how far it got.
+        if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
+            let pace = configuration.busyTokenInterval.totalNanoseconds
+            if now.nanoseconds(since: lastDataSentAt) >= pace {
+                for (region, state) in regionSend.sorted(by: { $0.key < $1.key }) where !state.awaiting.isEmpty {
+                    control.append(.senderStatus(region))
+                }
+            }
+            nextSenderStatusAt = now.advanced(byNanoseconds: pace)
+        }
         for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) {
             guard let region = regions[regionID] else { continue }
             if round.inProgress, now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds {
@@ -110,15 +123,18 @@ extension ProtocolNode {
                                              stable: announcement.stable, coverage: 0))
         }
         if ring.count == 1 {
-            mergeOwnState(into: &token)
             completePartitionRound(token, region)
         } else {
-            control.append(.token(token, to: ring[1]))
+            control.append(.token(token, to: ring[1], contribute: false))
         }
     }
 
-    func completePartitionRound(_ token: TokenPacket, _ region: RegionView) {
+    func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
+        var token = received
+        mergeOwnState(into: &token)
+        // What the others saw tells the leader of its own gaps, the tail included.
+        if ring.count > 1 { learnAndRecover(from: token.records, in: region) }
         var aggregate: [NodeID: (record: TokenRecord, complete: Bool)] = [:]
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             let complete = record.coverage >= UInt32(ring.count)
@@ -156,15 +172,16 @@ extension ProtocolNode {
         }
         let ring = regionRing(region)
         if ring.count == 1 {
-            mergeOwnState(into: &token)
             completeRegionRound(token, region)
         } else {
-            control.append(.token(token, to: ring[1]))
+            control.append(.token(token, to: ring[1], contribute: false))
         }
     }
 
-    func completeRegionRound(_ token: TokenPacket, _ region: RegionView) {
+    func completeRegionRound(_ received: TokenPacket, _ region: RegionView) {
         guard var round = regionRounds[region.id] else { return }
+        var token = received
+        mergeOwnState(into: &token)
         statistics.tokenRounds += 1
         statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: Instant(nanoseconds: token.startedAt))
         var pending = announcements[region.id] ?? [:]
@@ -173,13 +190,21 @@ extension ProtocolNode {
         var active = false
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             active = true
-            guard record.coverage >= UInt32(region.partitions.count), record.contiguous != .max else { continue }
-            let stable = record.contiguous
-            guard stable > (lastAcknowledged[region.id]?[record.sender] ?? 0) else { continue }
-            pending[record.sender] = (stable, 2)
-            lastAcknowledged[region.id, default: [:]][record.sender] = stable
-            streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable)
-            acknowledge(region.id, sender: record.sender, stable: stable)
+            let previous = lastAcknowledged[region.id]?[record.sender] ?? 0
+            if record.coverage >= UInt32(region.partitions.count), record.contiguous != .max, record.contiguous > previous {
+                // Everyone has everything up to here: stable, acknowledged, announced.
+                let stable = record.contiguous
+                pending[record.sender] = (stable, 2)
+                lastAcknowledged[region.id, default: [:]][record.sender] = stable
+                streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable)
+                acknowledge(region.id, sender: record.sender, stable: stable)
+            } else if previous > 0 {
+                // Still circulating though nothing new is stable: someone missed an
+                // announcement, or the sender missed an ACK. Repeating a value already
+                // found stable is always safe, whoever reported this round.
+                pending[record.sender] = (previous, 2)
+                acknowledge(region.id, sender: record.sender, stable: previous)
+            }
         }
         announcements[region.id] = pending
         round.inProgress = false
@@ -217,7 +242,7 @@ extension ProtocolNode {
                 completePartitionRound(token, region)
             } else {
                 learnAndRecover(from: token.records, in: region)
-                control.append(.token(token, to: next(after: id, in: ring)))
+                control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
         } else {
             let ring = regionRing(region)
@@ -226,18 +251,20 @@ extension ProtocolNode {
                     statistics.staleTokensDropped += 1
                     return
                 }
+                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
                 completeRegionRound(token, region)
             } else {
                 guard ring.contains(id) else {
                     statistics.staleTokensDropped += 1
                     return
                 }
+                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
                 // Stability the region leader announced: pass it on to this partition.
                 for record in token.records where record.stable > 0 {
                     announcements[region.id, default: [:]][record.sender] = (record.stable, 2)
                     streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
                 }
-                control.append(.token(token, to: next(after: id, in: ring)))
+                control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
         }
     }
@@ -260,8 +287,11 @@ extension ProtocolNode {
                 token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
                 token.records[position].coverage += 1
             }
+            // A sender keeps its own record going while it waits for acknowledgements, so a
+            // lost ACK is repeated.
+            let awaiting = !(regionSend[region.id]?.awaiting.isEmpty ?? true)
             for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
-                where key.region == region.id && index[key.sender] == nil && stream.isActive {
+                where key.region == region.id && index[key.sender] == nil && (stream.isActive || (key.sender == id && awaiting)) {
                 token.records.append(TokenRecord(sender: key.sender, contiguous: stream.contiguous,
                                                  maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 1))
             }
