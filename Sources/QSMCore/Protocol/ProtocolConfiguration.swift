@@ -12,6 +12,9 @@ public struct ProtocolConfiguration: Sendable {
     /// between them: short while anything is unstable, long when all is quiet).
     public var busyTokenInterval: Duration = .milliseconds(5)
     public var idleTokenInterval: Duration = .seconds(1)
+    /// Between the two, rounds are paced to about this many new messages per round:
+    /// at 1,000 messages/s rounds come every 64 ms, at 50,000/s every 5 ms (the floor).
+    public var messagesPerTokenRound = 64
     /// A token that has not come back within this many intervals is given up and a new
     /// round starts (it was lost, or a member is frozen or dead).
     public var tokenTimeoutIntervals = 8
@@ -41,6 +44,7 @@ public struct ProtocolConfiguration: Sendable {
         guard busyTokenInterval > .zero, idleTokenInterval >= busyTokenInterval else {
             throw ConfigurationError("token intervals must be positive, busy <= idle")
         }
+        guard messagesPerTokenRound >= 1 else { throw ConfigurationError("messages per token round must be at least 1") }
         guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
             throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
         }

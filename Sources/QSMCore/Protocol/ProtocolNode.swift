@@ -33,6 +33,8 @@ public final class ProtocolNode {
     var unacknowledgedMessages = 0
     var unacknowledgedBytes = 0
     var lastDataSentAt = Instant.zero
+    /// New data packets received per region (paces token rounds).
+    var arrivals: [RegionID: Int] = [:]
     var nextSenderStatusAt = Instant.zero
     // Output, pulled by the link.
     var control = RingBuffer<ControlItem>(initialCapacity: 16)
@@ -65,6 +67,10 @@ public final class ProtocolNode {
         var startedAt = Instant.zero
         var nextStart = Instant.zero
         var busy = true
+        /// The adaptive interval between rounds, and what it was measured against.
+        var paceNanoseconds: Int64 = 0
+        var lastCompletion = Instant.zero
+        var arrivalsAtLastCompletion = 0
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
@@ -240,6 +246,7 @@ public final class ProtocolNode {
             return
         }
         stream.maximumSeen = max(stream.maximumSeen, sequence)
+        arrivals[packet.region, default: 0] += 1
         if let noticed = stream.missing.removeValue(forKey: sequence) {
             statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
         }

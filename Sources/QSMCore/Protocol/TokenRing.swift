@@ -71,19 +71,41 @@ extension ProtocolNode {
 
     /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
     func quickenRounds(in region: RegionID) {
+        // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
         let soon = now.advanced(by: configuration.busyTokenInterval)
-        if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon {
+        let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon,
+           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
             round.nextStart = soon
             partitionRounds[region] = round
         }
-        if var round = regionRounds[region], !round.inProgress, round.nextStart > soon {
+        if var round = regionRounds[region], !round.inProgress, round.nextStart > soon,
+           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
             round.nextStart = soon
             regionRounds[region] = round
         }
     }
 
-    func interval(busy: Bool) -> Duration {
-        busy ? configuration.busyTokenInterval : configuration.idleTokenInterval
+    /// The next interval for a round that just completed: paced to the region's arrival
+    /// rate while busy, kept while only settling, idle when there is nothing to do.
+    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool) -> Int64 {
+        let floor = configuration.busyTokenInterval.totalNanoseconds
+        let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
+        let elapsed = now.nanoseconds(since: round.lastCompletion)
+        round.arrivalsAtLastCompletion = arrivals[region] ?? 0
+        round.lastCompletion = now
+        if count > 0 && elapsed > 0 {
+            let perRound = Double(elapsed) * Double(configuration.messagesPerTokenRound) / Double(count)
+            round.paceNanoseconds = min(max(Int64(perRound), floor), ceiling)
+        } else if !active {
+            round.paceNanoseconds = ceiling
+        } else {
+            // Settling (gaps or stability still to spread, no new data): keep the pace the
+            // traffic had, but never the idle pace while work remains.
+            round.paceNanoseconds = min(max(round.paceNanoseconds, floor), floor * 20)
+        }
+        return round.paceNanoseconds
     }
 
     // MARK: Rings
@@ -116,17 +138,36 @@ extension ProtocolNode {
         partitionRounds[region.id] = round
         learnAndRecover(from: [], in: region)
         var token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
-                                partition: UInt32(index), round: round.round, startedAt: now.nanoseconds, records: [])
-        // Distribute what the region leader announced as stable.
-        for (sender, announcement) in (announcements[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
-            token.records.append(TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0,
-                                             stable: announcement.stable, coverage: 0))
-        }
+                                partition: UInt32(index), round: round.round, startedAt: now.nanoseconds,
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
         if ring.count == 1 {
             completePartitionRound(token, region)
         } else {
             control.append(.token(token, to: ring[1], contribute: false))
         }
+    }
+
+    /// What a leader puts on a token as it leaves: what it knows exists (its own streams
+    /// and its partition's last aggregate) and what is stable, but no coverage: its own
+    /// contiguous prefix is added when the token returns. Without the highest sequence
+    /// numbers here, the member right after the leader would never learn of a lost tail.
+    func informationRecords(_ region: RegionID, aggregate: [NodeID: (record: TokenRecord, complete: Bool)]) -> [TokenRecord] {
+        var records: [NodeID: TokenRecord] = [:]
+        for (key, stream) in streams where key.region == region && stream.isActive {
+            records[key.sender] = TokenRecord(sender: key.sender, contiguous: .max, maximumSeen: stream.maximumSeen,
+                                              stable: stream.stable, coverage: 0)
+        }
+        for (sender, entry) in aggregate {
+            var record = records[sender] ?? TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0, stable: 0, coverage: 0)
+            record.maximumSeen = max(record.maximumSeen, entry.record.maximumSeen)
+            records[sender] = record
+        }
+        for (sender, announcement) in announcements[region] ?? [:] {
+            var record = records[sender] ?? TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0, stable: 0, coverage: 0)
+            record.stable = max(record.stable, announcement.stable)
+            records[sender] = record
+        }
+        return records.values.sorted { $0.sender < $1.sender }
     }
 
     func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
@@ -152,7 +193,7 @@ extension ProtocolNode {
         }
         round.inProgress = false
         round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
-        round.nextStart = now.advanced(by: interval(busy: round.busy))
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy))
         partitionRounds[region.id] = round
     }
 
@@ -165,11 +206,8 @@ extension ProtocolNode {
         round.startedAt = now
         regionRounds[region.id] = round
         var token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
-                                round: round.round, startedAt: now.nanoseconds, records: [])
-        for (sender, announcement) in (announcements[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
-            token.records.append(TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0,
-                                             stable: announcement.stable, coverage: 0))
-        }
+                                round: round.round, startedAt: now.nanoseconds,
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
         let ring = regionRing(region)
         if ring.count == 1 {
             completeRegionRound(token, region)
@@ -209,7 +247,7 @@ extension ProtocolNode {
         announcements[region.id] = pending
         round.inProgress = false
         round.busy = active || !pending.isEmpty
-        round.nextStart = now.advanced(by: interval(busy: round.busy))
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy))
         regionRounds[region.id] = round
     }
 
