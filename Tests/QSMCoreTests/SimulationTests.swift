@@ -81,6 +81,39 @@ import Testing
             s.loss = 0.01
             return s
         },
+        Case(name: "joins during traffic", seeds: 1...6) { seed in
+            var s = base(10, seconds: 3)
+            s.lateJoiners = [.init(node: 3, at: 1.0), .init(node: 7, at: 1.0 + Double(seed % 3) * 0.4)]
+            s.loss = 0.01
+            return s
+        },
+        Case(name: "joins and leaves of groups during traffic", seeds: 1...6) { seed in
+            var s = base(12, seconds: 3)
+            s.groups = 4
+            s.senders = 2
+            s.groupChanges = [
+                .init(node: 2, at: 1.0, kind: .leave(group: Int(seed % 4))),
+                .init(node: 4, at: 1.3, kind: .leaveAll),
+                .init(node: 6, at: 1.6, kind: .leave(group: 1)),
+                .init(node: 6, at: 2.2, kind: .join(group: 1)),
+            ]
+            s.loss = 0.01
+            return s
+        },
+        Case(name: "100 nodes", seeds: 1...2) { seed in
+            var s = base(100, seconds: 2)
+            s.senders = 2
+            s.loss = 0.01
+            return s
+        },
+        Case(name: "irregular overlap, 1000 groups", seeds: 1...2) { seed in
+            var s = base(30, seconds: 2)
+            s.groups = 1000
+            s.overlap = .irregular(probability: 0.05)
+            s.senders = 3
+            s.loss = 0.01
+            return s
+        },
         Case(name: "large messages (fragmented)", seeds: 1...4) { seed in
             var s = base(8, seconds: 2, rate: 100)
             s.messageBytes = 5000 + Int(seed) * 1000

@@ -96,8 +96,11 @@ public final class ProtocolNode {
                 if region.viewNumber == 1 { foundingMember.insert(region.id) }
             }
         }
+        // Departures are seen only in regions this node stays in: leaving a region oneself
+        // says nothing about who else is alive.
         for (regionID, old) in regions {
-            let stillThere = Set(next[regionID]?.members.map(\.id) ?? [])
+            guard let new = next[regionID] else { continue }
+            let stillThere = Set(new.members.map(\.id))
             for member in old.members where !stillThere.contains(member.id) { departed.insert(member.id) }
         }
         for region in next.values { for member in region.members { departed.remove(member.id) } }
@@ -110,6 +113,8 @@ public final class ProtocolNode {
             partitionAggregate[gone] = nil
             announcements[gone] = nil
             joinedView[gone] = nil
+            // Coming back later is a new join: owed only what is sent from then on.
+            foundingMember.remove(gone)
         }
         regions = next
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
@@ -210,7 +215,7 @@ public final class ProtocolNode {
                 }
                 return
             }
-            receiveData(data)
+            receiveData(data, retransmitted: retransmitted)
         case .token(let token):
             receiveToken(token)
         case .acknowledgement(let ack):
@@ -223,22 +228,35 @@ public final class ProtocolNode {
         updateHeldBytes()
     }
 
-    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream {
+    /// The stream for `key`, created if this node can tell where its debt starts: a
+    /// founding member of the region is owed everything; a member that joined later is
+    /// owed what was sent in views from the one it joined, starting at the first such
+    /// view's first sequence number, which only a packet of that view can tell it.
+    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
         if let existing = streams[key] { return existing }
-        let start: UInt64
-        if foundingMember.contains(key.region) {
-            start = 1
-        } else if let packet = firstPacket {
-            start = packet.viewStartSequence
-        } else {
-            start = 1
-        }
-        return ReceiveStream(start: max(start, 1))
+        if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
+        guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
+        return ReceiveStream(start: max(packet.viewStartSequence, 1))
     }
 
-    func receiveData(_ packet: DataPacket) {
+    func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
+        // Whoever sends new data is alive, whatever views said (it may have moved
+        // regions). A retransmission proves nothing: a peer may be repairing a dead
+        // sender's message.
+        if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
-        var stream = stream(key, firstPacket: packet)
+        guard var stream = stream(key, firstPacket: packet) else {
+            // Sent in a view from before this node joined the region: not owed to it.
+            statistics.notOwedDropped += 1
+            return
+        }
+        if let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined,
+           packet.viewStartSequence < stream.start, stream.contiguous == stream.start - 1 {
+            // An earlier owed view than the first packet suggested, before anything was
+            // delivered: the debt starts earlier.
+            stream.start = packet.viewStartSequence
+            stream.contiguous = stream.start - 1
+        }
         defer { streams[key] = stream }
         let sequence = packet.sequence
         guard sequence >= stream.start, sequence > stream.contiguous, stream.outOfOrder[sequence] == nil else {
@@ -362,13 +380,23 @@ public final class ProtocolNode {
 
     func receiveSenderStatus(_ status: SenderStatusPacket) {
         guard let region = regions[status.region], status.maximumSequence >= 1 else { return }
+        departed.remove(status.sender)
         // The sender is still waiting: the region leader repeats the last ACK in case it
         // was lost (a sender outside the region has no record in its tokens to prompt it).
         if region.regionLeader == id, let acknowledged = lastAcknowledged[status.region]?[status.sender], acknowledged > 0 {
             acknowledge(status.region, sender: status.sender, stable: acknowledged)
         }
         let key = StreamKey(sender: status.sender, region: status.region)
-        var stream = streams[key] ?? ReceiveStream(start: foundingMember.contains(status.region) ? 1 : max(status.viewStartSequence, 1))
+        let start: UInt64
+        if foundingMember.contains(status.region) {
+            start = 1
+        } else if let joined = joinedView[status.region], status.regionView < joined {
+            // Everything up to here was sent before this node joined: none of it is owed.
+            start = status.maximumSequence + 1
+        } else {
+            start = max(status.viewStartSequence, 1)
+        }
+        var stream = streams[key] ?? ReceiveStream(start: start)
         if status.maximumSequence > stream.maximumSeen {
             for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...status.maximumSequence where stream.outOfOrder[gap] == nil {
                 stream.missing[gap] = (now, 0)

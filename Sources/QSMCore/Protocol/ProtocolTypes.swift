@@ -47,6 +47,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var duplicatesDropped = 0
     public var outOfOrderDropped = 0
     public var unknownDropped = 0
+    /// Packets of views from before this node joined their region (not owed to it).
+    public var notOwedDropped = 0
     public var malformedDropped = 0
     public var staleTokensDropped = 0
     public var requestsSent = 0

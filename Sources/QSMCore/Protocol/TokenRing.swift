@@ -318,8 +318,11 @@ extension ProtocolNode {
             // is "nothing yet": a minimum that skipped this node would not be safe.
             for position in token.records.indices {
                 let key = StreamKey(sender: token.records[position].sender, region: region.id)
-                let stream = streams[key] ?? stream(key, firstPacket: nil)
-                if streams[key] == nil, token.records[position].maximumSeen == 0, stream.stable == 0 { continue }
+                // No stream and no way to tell where this node's debt starts (it joined
+                // later and has seen nothing of this sender): no contribution, so no
+                // stability is declared past what it may still be owed.
+                guard let stream = stream(key, firstPacket: nil) else { continue }
+                if streams[key] == nil, token.records[position].maximumSeen == 0 { continue }
                 streams[key] = stream
                 token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
                 token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
@@ -362,7 +365,7 @@ extension ProtocolNode {
                 if record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
-            var stream = streams[key] ?? stream(key, firstPacket: nil)
+            guard var stream = stream(key, firstPacket: nil) else { continue }
             if record.maximumSeen > stream.maximumSeen {
                 for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...record.maximumSeen where stream.outOfOrder[gap] == nil {
                     stream.missing[gap] = (now, 0)

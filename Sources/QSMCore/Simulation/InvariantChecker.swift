@@ -15,12 +15,13 @@ final class InvariantChecker {
         /// Per region of the view: its members and how many partitions it had.
         var regions: [RegionID: (members: [Int], partitions: [[Int]])]
         var delivered: [UInt64]
+        var publishedAt: Instant
         var deliveredCount = 0
         var regionSequence: [RegionID: UInt64] = [:]
     }
 
     private(set) var violations: [String] = []
-    private var messages: [MessageKey: Message] = [:]
+    private(set) var messages: [MessageKey: Message] = [:]
     private var lastIndex: [Int: [Int: UInt64]] = [:]
     private let nodes: Int
     private(set) var deliveries = 0
@@ -38,10 +39,10 @@ final class InvariantChecker {
     }
 
     func published(sender: Int, group: GroupID, sequence: UInt64, index: UInt64, members: [Int],
-                   regions: [RegionID: (members: [Int], partitions: [[Int]])]) {
+                   regions: [RegionID: (members: [Int], partitions: [[Int]])], at time: Instant) {
         messages[MessageKey(sender: sender, group: group, sequence: sequence)] = Message(
             index: index, sender: sender, members: members, regions: regions,
-            delivered: [UInt64](repeating: 0, count: (nodes + 63) / 64))
+            delivered: [UInt64](repeating: 0, count: (nodes + 63) / 64), publishedAt: time)
     }
 
     func delivered(at node: Int, _ delivery: ProtocolDelivery, expectedBytes: Int) {
@@ -76,11 +77,18 @@ final class InvariantChecker {
     }
 
     /// The end-of-run completeness check.
-    func checkCompleteness(crashed: Set<Int>, senderCrashed: (Int) -> Bool) {
+    /// - Parameter stayedSince: whether a node has been a member of a region without a
+    ///   break since a time; a node that left the region a message went to (left its
+    ///   groups, or moved to another region by joining or leaving one), even if it came
+    ///   back, is not owed what it had not received.
+    func checkCompleteness(crashed: Set<Int>, senderCrashed: (Int) -> Bool, stayedSince: (Int, RegionID, Instant) -> Bool) {
         for (key, message) in messages {
             func got(_ node: Int) -> Bool { message.delivered[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0 }
+            func stayed(_ node: Int) -> Bool {
+                message.regions.contains { $0.value.members.binarySearchContains(node) && stayedSince(node, $0.key, message.publishedAt) }
+            }
             if !senderCrashed(key.sender) {
-                for member in message.members where !crashed.contains(member) && !got(member) {
+                for member in message.members where !crashed.contains(member) && !got(member) && stayed(member) {
                     violation("node \(member) never delivered \(key.sender + 1)'s message #\(message.index) (\(key.group)#\(key.sequence))")
                     break
                 }
@@ -89,7 +97,8 @@ final class InvariantChecker {
                     guard let sequence = message.regionSequence[region], !layout.partitions.isEmpty else { continue }
                     let caching = layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
                     guard caching.contains(where: { !crashed.contains($0) && got($0) }) else { continue }
-                    for member in layout.members where !crashed.contains(member) && !got(member) {
+                    for member in layout.members where !crashed.contains(member) && !got(member)
+                        && stayedSince(member, region, message.publishedAt) {
                         violation("node \(member) never delivered crashed sender \(key.sender + 1)'s message #\(message.index), which a live caching member holds")
                         break
                     }

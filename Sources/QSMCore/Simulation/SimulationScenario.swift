@@ -36,6 +36,8 @@ public struct SimulationScenario: Sendable {
     public var crashes: [Crash] = []
     /// Nodes that join every group at a time during the run (they are absent before).
     public var lateJoiners: [Join] = []
+    /// Nodes that join or leave a group, or leave everything, during the run.
+    public var groupChanges: [GroupChange] = []
     public var partitionSize = 5
     /// How long the GMS takes to notice a crash, and its batching delay.
     public var failureDetectionSeconds = 1.0
@@ -73,6 +75,22 @@ public struct SimulationScenario: Sendable {
         }
     }
 
+    public struct GroupChange: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable {
+            case join(group: Int)
+            case leave(group: Int)
+            case leaveAll
+        }
+        public var node: Int
+        public var at: Double
+        public var kind: Kind
+        public init(node: Int, at: Double, kind: Kind) {
+            self.node = node
+            self.at = at
+            self.kind = kind
+        }
+    }
+
     public init() {}
 
     public func validate() throws(ConfigurationError) {
@@ -83,7 +101,7 @@ public struct SimulationScenario: Sendable {
             throw ConfigurationError("rate, duration and drain must be positive and messages at least 8 bytes")
         }
         guard (0..<1).contains(loss), (0..<1).contains(duplication) else { throw ConfigurationError("loss and duplication must be in [0, 1)") }
-        for index in burstyLossNodes + freezes.map(\.node) + crashes.map(\.node) + lateJoiners.map(\.node) where !(0..<nodes).contains(index) {
+        for index in burstyLossNodes + freezes.map(\.node) + crashes.map(\.node) + lateJoiners.map(\.node) + groupChanges.map(\.node) where !(0..<nodes).contains(index) {
             throw ConfigurationError("fault names node \(index), but nodes are 0...\(nodes - 1)")
         }
         try protocolConfiguration.validate()

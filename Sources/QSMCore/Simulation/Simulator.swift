@@ -15,6 +15,7 @@ public final class Simulator {
         case thaw(node: Int)
         case crash(node: Int)
         case join(node: Int)
+        case groupChange(SimulationScenario.GroupChange)
         case membershipDue
         case burst(node: Int, on: Bool)
         case drainCheck
@@ -45,8 +46,10 @@ public final class Simulator {
     private var views: MembershipViews
     private var snapshot = MembershipSnapshot()
     private var membershipPending = false
-    private let checker: InvariantChecker
+    let checker: InvariantChecker
     private var crashed: Set<Int> = []
+    /// When each node last became a member of each region (ground truth for the checker).
+    private var joinedRegionAt: [Int: [RegionID: Instant]] = [:]
     private var publishingEnds = Instant.zero
     private var quietAt: Instant?
     private static let inboxLimitBytes = 4 << 20
@@ -90,6 +93,7 @@ public final class Simulator {
         for freeze in scenario.freezes { schedule(.freeze(node: freeze.node, length: freeze.length, every: freeze.every), at: at(freeze.start)) }
         for crash in scenario.crashes { schedule(.crash(node: crash.node), at: at(crash.at)) }
         for join in scenario.lateJoiners { schedule(.join(node: join.node), at: at(join.at)) }
+        for change in scenario.groupChanges { schedule(.groupChange(change), at: at(change.at)) }
         schedule(.drainCheck, at: publishingEnds)
         let deadline = publishingEnds.advanced(byNanoseconds: Int64(scenario.drainSeconds * 1e9))
         while let (time, event) = events.popFirst(notAfter: deadline) {
@@ -97,7 +101,12 @@ public final class Simulator {
             handle(event)
             if quietAt != nil { break }
         }
-        checker.checkCompleteness(crashed: crashed, senderCrashed: { self.crashed.contains($0) })
+        let joinedAt = joinedRegionAt
+        checker.checkCompleteness(crashed: crashed, senderCrashed: { self.crashed.contains($0) },
+                                  stayedSince: { node, region, published in
+                                      guard let since = joinedAt[node]?[region] else { return false }
+                                      return since <= published
+                                  })
         if quietAt == nil {
             let stuck = nodes.enumerated().filter { !$0.element.crashed && $0.element.present && !$0.element.protocolNode.isQuiescent }
             let report = stuck.prefix(3).map { "node \($0.offset): \($0.element.protocolNode.quiescenceReport)" }
@@ -160,6 +169,17 @@ public final class Simulator {
             snapshot.memberships[NodeID(UInt64(index + 1))] = nodes[index].groups
             membershipPending = true
             schedule(.membershipDue, at: now.advanced(byNanoseconds: Int64(scenario.gmsBatchSeconds * 1e9)))
+        case .groupChange(let change):
+            let node = nodes[change.node]
+            guard !node.crashed, node.present else { return }
+            switch change.kind {
+            case .join(let group): node.groups.insert(GroupID(UInt32(group % scenario.groups + 1)))
+            case .leave(let group): node.groups.remove(GroupID(UInt32(group % scenario.groups + 1)))
+            case .leaveAll: node.groups.removeAll()
+            }
+            snapshot.memberships[NodeID(UInt64(change.node + 1))] = node.groups
+            membershipPending = true
+            schedule(.membershipDue, at: now.advanced(byNanoseconds: Int64(scenario.gmsBatchSeconds * 1e9)))
         case .membershipDue:
             applyMembership()
         case .burst(let index, let on):
@@ -199,15 +219,9 @@ public final class Simulator {
             node.nextGroup += 1
             node.backlog -= 1
             if let view {
-                var layout: [RegionID: (members: [Int], partitions: [[Int]])] = [:]
-                for reference in view.regions {
-                    if let region = views.regions[reference.id] {
-                        layout[region.id] = (region.members.map { Int($0.id.value) - 1 },
-                                             region.partitions.map { $0.members.map { Int($0.value) - 1 } })
-                    }
-                }
+                let shape = viewShape(view)
                 checker.published(sender: index, group: group, sequence: sequence, index: node.publishIndex,
-                                  members: view.members.map { Int($0.value) - 1 }, regions: layout)
+                                  members: shape.members, regions: shape.layout, at: now)
             }
         }
         for delivery in protocolNode.takeDeliveries() {
@@ -229,6 +243,26 @@ public final class Simulator {
                 node.timerAt = due
             }
         }
+    }
+
+    private var shapes: [GroupID: (view: UInt64, mapping: UInt64, members: [Int], layout: [RegionID: (members: [Int], partitions: [[Int]])])] = [:]
+
+    /// A group view's members and region layout as node indices, computed once per view
+    /// and shared by every message committed to it.
+    private func viewShape(_ view: GroupView) -> (members: [Int], layout: [RegionID: (members: [Int], partitions: [[Int]])]) {
+        if let cached = shapes[view.id], cached.view == view.viewNumber, cached.mapping == view.mappingVersion {
+            return (cached.members, cached.layout)
+        }
+        var layout: [RegionID: (members: [Int], partitions: [[Int]])] = [:]
+        for reference in view.regions {
+            if let region = views.regions[reference.id] {
+                layout[region.id] = (region.members.map { Int($0.id.value) - 1 },
+                                     region.partitions.map { $0.members.map { Int($0.value) - 1 } })
+            }
+        }
+        let members = view.members.map { Int($0.value) - 1 }
+        shapes[view.id] = (view.viewNumber, view.mappingVersion, members, layout)
+        return (members, layout)
     }
 
     private func transmit(_ datagram: ProtocolDatagram, from index: Int) {
@@ -298,6 +332,13 @@ public final class Simulator {
         var regionsOf: [Int: [RegionView]] = [:]
         for region in views.regions.values.sorted(by: { $0.id < $1.id }) {
             for member in region.members { regionsOf[Int(member.id.value) - 1, default: []].append(region) }
+        }
+        for index in 0..<nodes.count {
+            let current = Set((regionsOf[index] ?? []).map(\.id))
+            var joined = joinedRegionAt[index] ?? [:]
+            for region in joined.keys where !current.contains(region) { joined[region] = nil }
+            for region in current where joined[region] == nil { joined[region] = now }
+            joinedRegionAt[index] = joined
         }
         for (index, node) in nodes.enumerated() where !node.crashed && node.present {
             let groupViews = isSender(index) ? node.groups.sorted().compactMap { views.groups[$0] } : []
