@@ -46,6 +46,12 @@ import Testing
             s.loss = 0.01
             return s
         },
+        Case(name: "a 10 s freeze", seeds: 1...2) { seed in
+            var s = base(8, seconds: 12, rate: 200)
+            s.freezes = [.init(node: 2 + Int(seed % 4), start: 1, length: 10)]
+            s.loss = 0.01
+            return s
+        },
         Case(name: "receiver crash", seeds: 1...6) { seed in
             var s = base(12, seconds: 3)
             s.crashes = [.init(node: 2 + Int(seed % 8), at: 1.5)]
