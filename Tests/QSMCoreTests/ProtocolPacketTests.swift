@@ -4,7 +4,16 @@ import Testing
 @Suite struct ProtocolPacketTests {
     static func randomPacket(_ random: inout SplitMix64) -> ProtocolPacket {
         func u64() -> UInt64 { random.next() }
-        switch random.next() % 5 {
+        switch random.next() % 6 {
+        case 5:
+            let payload = (0..<Int(random.next() % 100)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let headers = (0..<Int(1 + random.next() % 4)).map { _ in
+                RegionHeader(region: RegionID(u64()), regionView: u64(), viewStartSequence: 1, sequence: 1 + random.next() % 99)
+            }
+            return .hybridData(DataPacket(sender: NodeID(u64()), region: headers[0].region, regionView: headers[0].regionView,
+                                          viewStartSequence: headers[0].viewStartSequence, sequence: headers[0].sequence,
+                                          group: GroupID(7), groupView: 3, groupSequence: 4, fragmentIndex: 0, fragmentCount: 1,
+                                          publishedAt: 5, payload: payload[...]), headers: headers)
         case 0:
             let count = UInt16(1 + random.next() % 4)
             let payload = (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }

@@ -120,6 +120,16 @@ import Testing
             s.loss = 0.01
             return s
         },
+        Case(name: "hybrid groups spanning many regions", seeds: 1...4) { seed in
+            var s = base(20, seconds: 2)
+            s.groups = 12
+            s.overlap = .irregular(probability: 0.4)
+            s.hybridGroups = [0, 1, 2, 3]
+            s.senders = 3
+            s.loss = 0.02
+            if seed % 2 == 0 { s.messageBytes = 3000 }
+            return s
+        },
         Case(name: "large messages (fragmented)", seeds: 1...4) { seed in
             var s = base(8, seconds: 2, rate: 100)
             s.messageBytes = 5000 + Int(seed) * 1000
@@ -127,6 +137,27 @@ import Testing
             return s
         },
     ]
+
+    @Test func hybridGroupsAreSentOnceForAllTheirRegions() throws {
+        var scenario = Self.base(20, seconds: 1)
+        scenario.groups = 6
+        scenario.overlap = .irregular(probability: 0.5)
+        scenario.senders = 2
+        scenario.loss = 0.01
+        let plainSimulator = try Simulator(scenario: scenario, seed: 5)
+        let plain = plainSimulator.run()
+        scenario.hybridGroups = Set(0..<6)
+        let simulator = try Simulator(scenario: scenario, seed: 5)
+        let hybrid = simulator.run()
+        #expect(plain.violations.isEmpty && hybrid.violations.isEmpty, "\(plain.violations) \(hybrid.violations)")
+        let transmissions = simulator.debugNodes.reduce(0) { $0 + $1.statistics.hybridTransmissions }
+        let dataPackets = simulator.debugNodes.reduce(0) { $0 + $1.statistics.dataPacketsSent }
+        #expect(transmissions > 0)
+        // One transmission per message instead of one per region: fewer data packets.
+        let plainPackets = plainSimulator.debugNodes.reduce(0) { $0 + $1.statistics.dataPacketsSent }
+        #expect(dataPackets < plainPackets, "hybrid sent \(dataPackets) data packets, per-region \(plainPackets)")
+        #expect(hybrid.delivered == plain.delivered)
+    }
 
     @Test(arguments: cases)
     func invariantsHold(_ testCase: Case) throws {

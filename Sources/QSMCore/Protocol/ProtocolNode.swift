@@ -171,6 +171,7 @@ public final class ProtocolNode {
         nextGroupSequence[group] = sequence
         let message = OutgoingMessage(id: nextMessageID, group: group, groupView: view.viewNumber, groupSequence: sequence,
                                       payload: payload, publishedAt: now, regions: view.regions)
+        message.hybrid = view.hybridAddress != nil && view.regions.count > 1
         nextMessageID += 1
         statistics.published += 1
         if message.regions.isEmpty {
@@ -224,6 +225,16 @@ public final class ProtocolNode {
             receiveRequest(request)
         case .senderStatus(let status):
             receiveSenderStatus(status)
+        case .hybridData(let template, let headers):
+            // Keep the headers of this node's regions; the rest are other regions' business.
+            for header in headers where regions[header.region] != nil {
+                var packet = template
+                packet.region = header.region
+                packet.regionView = header.regionView
+                packet.viewStartSequence = header.viewStartSequence
+                packet.sequence = header.sequence
+                receiveData(packet)
+            }
         }
         updateHeldBytes()
     }
@@ -494,6 +505,7 @@ public final class ProtocolNode {
     /// The next fragment of the oldest queued message, numbered in its region's sequence.
     func nextDataDatagram() -> ProtocolDatagram? {
         guard let message = sendQueue.popFirst() else { return nil }
+        if message.hybrid { return nextHybridDatagram(message) }
         let reference = message.regions[message.regionCursor]
         var state = regionSend[reference.id] ?? RegionSendState()
         if reference.viewNumber > state.view {
@@ -528,6 +540,49 @@ public final class ProtocolNode {
         if regions[reference.id] != nil { receiveData(packet) }
         return ProtocolDatagram(destination: .region(reference.id),
                                 bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+    }
+
+    /// Hybrid mode: the next fragment goes to the group's own address once, numbered in
+    /// every region's sequence at the same time; recovery stays per region.
+    func nextHybridDatagram(_ message: OutgoingMessage) -> ProtocolDatagram? {
+        let fragment = UInt16(message.fragmentCursor)
+        var headers: [RegionHeader] = []
+        var template: DataPacket?
+        for reference in message.regions {
+            var state = regionSend[reference.id] ?? RegionSendState()
+            if reference.viewNumber > state.view {
+                state.view = reference.viewNumber
+                state.viewStartSequence = state.nextSequence
+            }
+            let sequence = state.nextSequence
+            state.nextSequence += 1
+            let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
+                                    view: state.view, viewStart: state.viewStartSequence)
+            template = template ?? packet
+            headers.append(RegionHeader(region: reference.id, regionView: state.view, viewStartSequence: state.viewStartSequence,
+                                        sequence: sequence))
+            state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
+            if Int(fragment) + 1 == fragmentCount(message) {
+                message.lastSequence[reference.id] = sequence
+                state.awaiting.append((sequence, message))
+            }
+            regionSend[reference.id] = state
+            if regions[reference.id] != nil { receiveData(packet) }
+        }
+        message.fragmentCursor += 1
+        if message.fragmentCursor < fragmentCount(message) {
+            var rebuilt = RingBuffer<OutgoingMessage>(initialCapacity: sendQueue.count + 1)
+            rebuilt.append(message)
+            while let rest = sendQueue.popFirst() { rebuilt.append(rest) }
+            sendQueue = rebuilt
+        }
+        guard let template else { return nil }
+        statistics.hybridTransmissions += 1
+        statistics.dataPacketsSent += 1
+        statistics.dataPayloadBytesSent += template.payload.count
+        lastDataSentAt = now
+        return ProtocolDatagram(destination: .group(message.group),
+                                bytes: ProtocolPacket.hybridData(template, headers: headers).encoded(), isControl: false)
     }
 
     // MARK: Accounting

@@ -10,6 +10,17 @@ enum PacketKind: UInt8 {
     case negativeAcknowledgement = 6
     case pull = 7
     case senderStatus = 8
+    /// Hybrid mode (section 4.2.1 B): one datagram to a group's own address carrying
+    /// every region's header; each receiver keeps the headers of its own regions.
+    case hybridData = 9
+}
+
+/// One region's numbering of a hybrid transmission.
+struct RegionHeader: Equatable {
+    var region: RegionID
+    var regionView: UInt64
+    var viewStartSequence: UInt64
+    var sequence: UInt64
 }
 
 struct DataPacket: Equatable {
@@ -81,6 +92,9 @@ struct SenderStatusPacket: Equatable {
 }
 
 enum ProtocolPacket: Equatable {
+    /// A data packet for several regions at once; `template` carries everything but the
+    /// per-region numbering.
+    case hybridData(DataPacket, headers: [RegionHeader])
     case senderStatus(SenderStatusPacket)
     case data(DataPacket, retransmitted: Bool)
     case token(TokenPacket)
@@ -122,6 +136,24 @@ extension ProtocolPacket {
                 e.write(r.stable)
                 e.write(r.coverage)
             }
+        case .hybridData(let d, let headers):
+            e.write(PacketKind.hybridData.rawValue)
+            e.write(d.sender.value)
+            e.write(UInt16(headers.count))
+            for header in headers {
+                e.write(header.region.value)
+                e.write(header.regionView)
+                e.write(header.viewStartSequence)
+                e.write(header.sequence)
+            }
+            e.write(d.group.value)
+            e.write(d.groupView)
+            e.write(d.groupSequence)
+            e.write(d.fragmentIndex)
+            e.write(d.fragmentCount)
+            e.write(d.publishedAt)
+            e.write(UInt32(d.payload.count))
+            e.write(bytes: d.payload)
         case .senderStatus(let status):
             e.write(PacketKind.senderStatus.rawValue)
             e.write(status.sender.value)
@@ -188,6 +220,32 @@ extension ProtocolPacket {
             }
             self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
                                       startedAt: startedAt, records: records))
+        case .hybridData:
+            let sender = NodeID(try r.readUInt64())
+            let count = Int(try r.readUInt16())
+            guard count >= 1, count * 32 <= r.remainingCount else { throw .malformed(reason: "hybrid header count \(count)", offset: r.offset) }
+            var headers: [RegionHeader] = []
+            for _ in 0..<count {
+                let header = RegionHeader(region: RegionID(try r.readUInt64()), regionView: try r.readUInt64(),
+                                          viewStartSequence: try r.readUInt64(), sequence: try r.readUInt64())
+                guard header.sequence >= 1, header.viewStartSequence >= 1, header.viewStartSequence <= header.sequence else {
+                    throw .malformed(reason: "inconsistent hybrid header", offset: r.offset)
+                }
+                headers.append(header)
+            }
+            let group = GroupID(try r.readUInt32())
+            let groupView = try r.readUInt64()
+            let groupSequence = try r.readUInt64()
+            let fragmentIndex = try r.readUInt16()
+            let fragmentCount = try r.readUInt16()
+            let publishedAt = try r.readInt64()
+            let payload = try r.readBytes(count: Int(try r.readUInt32()))
+            guard fragmentCount >= 1, fragmentIndex < fragmentCount else { throw .malformed(reason: "inconsistent fragment", offset: 0) }
+            self = .hybridData(DataPacket(sender: sender, region: headers[0].region, regionView: headers[0].regionView,
+                                          viewStartSequence: headers[0].viewStartSequence, sequence: headers[0].sequence,
+                                          group: group, groupView: groupView, groupSequence: groupSequence,
+                                          fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
+                                          payload: ArraySlice(payload)), headers: headers)
         case .senderStatus:
             self = .senderStatus(SenderStatusPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
                                                     regionView: try r.readUInt64(), viewStartSequence: try r.readUInt64(),

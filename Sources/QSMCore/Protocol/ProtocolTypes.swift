@@ -3,6 +3,8 @@
 public enum ProtocolDestination: Hashable, Sendable {
     case node(NodeID)
     case region(RegionID)
+    /// A hybrid group's own multicast address.
+    case group(GroupID)
 }
 
 /// A datagram the protocol built when its link asked for one.
@@ -41,6 +43,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var delivered = 0
     public var dataPacketsSent = 0
     public var dataPayloadBytesSent = 0
+    /// Data packets sent once to a hybrid group's address for several regions.
+    public var hybridTransmissions = 0
     public var retransmissionsSent = 0
     public var controlPacketsSent = 0
     public var controlBytesSent = 0

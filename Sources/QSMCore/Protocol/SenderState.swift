@@ -13,6 +13,8 @@ final class OutgoingMessage {
     var regionCursor = 0
     var fragmentCursor = 0
     var unacknowledgedRegions: Int
+    /// Sent once to the group's own address with every region's header (hybrid mode).
+    var hybrid = false
     /// The last sequence number used in each region (set as it is transmitted).
     var lastSequence: [RegionID: UInt64] = [:]
 

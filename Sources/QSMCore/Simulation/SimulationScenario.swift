@@ -36,6 +36,9 @@ public struct SimulationScenario: Sendable {
     public var crashes: [Crash] = []
     /// Nodes that join every group at a time during the run (they are absent before).
     public var lateJoiners: [Join] = []
+    /// Groups (by index) that also get their own multicast address: each message to them
+    /// is one transmission carrying every region's header (hybrid mode).
+    public var hybridGroups: Set<Int> = []
     /// Nodes that join or leave a group, or leave everything, during the run.
     public var groupChanges: [GroupChange] = []
     public var partitionSize = 5

@@ -279,6 +279,11 @@ public final class Simulator {
             for member in view.members where Int(member.id.value) - 1 != index {
                 deliver(datagram.bytes, to: Int(member.id.value) - 1, sentAt: sent)
             }
+        case .group(let group):
+            guard let view = views.groups[group] else { return }
+            for member in view.members where Int(member.value) - 1 != index {
+                deliver(datagram.bytes, to: Int(member.value) - 1, sentAt: sent)
+            }
         }
     }
 
@@ -317,7 +322,7 @@ public final class Simulator {
             }
         }
         for group in 0..<scenario.groups {
-            snapshot.groups[GroupID(UInt32(group + 1))] = (GroupName("g\(group + 1)")!, false)
+            snapshot.groups[GroupID(UInt32(group + 1))] = (GroupName("g\(group + 1)")!, scenario.hybridGroups.contains(group))
         }
         applyMembership()
     }
