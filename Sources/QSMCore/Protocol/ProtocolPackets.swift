@@ -113,14 +113,7 @@ extension ProtocolPacket {
             e.write(d.regionView)
             e.write(d.viewStartSequence)
             e.write(d.sequence)
-            e.write(d.group.value)
-            e.write(d.groupView)
-            e.write(d.groupSequence)
-            e.write(d.fragmentIndex)
-            e.write(d.fragmentCount)
-            e.write(d.publishedAt)
-            e.write(UInt32(d.payload.count))
-            e.write(bytes: d.payload)
+            e.writeMessageBody(d)
         case .token(let t):
             e.write(t.kind.rawValue)
             e.write(t.region.value)
@@ -146,14 +139,7 @@ extension ProtocolPacket {
                 e.write(header.viewStartSequence)
                 e.write(header.sequence)
             }
-            e.write(d.group.value)
-            e.write(d.groupView)
-            e.write(d.groupSequence)
-            e.write(d.fragmentIndex)
-            e.write(d.fragmentCount)
-            e.write(d.publishedAt)
-            e.write(UInt32(d.payload.count))
-            e.write(bytes: d.payload)
+            e.writeMessageBody(d)
         case .senderStatus(let status):
             e.write(PacketKind.senderStatus.rawValue)
             e.write(status.sender.value)
@@ -265,5 +251,19 @@ extension ProtocolPacket {
             self = .request(RequestPacket(kind: kind, sender: sender, region: region, requester: requester, sequences: sequences))
         }
         try r.expectEnd()
+    }
+}
+
+extension WireEncoder {
+    /// The part of a data packet that is the same in every region's copy.
+    mutating func writeMessageBody(_ d: DataPacket) {
+        write(d.group.value)
+        write(d.groupView)
+        write(d.groupSequence)
+        write(d.fragmentIndex)
+        write(d.fragmentCount)
+        write(d.publishedAt)
+        write(UInt32(d.payload.count))
+        write(bytes: d.payload)
     }
 }
