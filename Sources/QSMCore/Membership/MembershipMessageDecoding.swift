@@ -1,4 +1,3 @@
-import QSMCore
 
 // Decoding never trusts a count: each is checked against the bytes left (times the
 // smallest encoding of one element) before anything is allocated for it.

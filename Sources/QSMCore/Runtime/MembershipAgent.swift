@@ -1,4 +1,3 @@
-import QSMCore
 
 /// Runs a `MembershipClient` on an event core: connects to the GMS over TCP, keeps
 /// heartbeats and reconnections on an alarm, and hands every membership event to

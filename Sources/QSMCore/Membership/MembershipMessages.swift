@@ -1,4 +1,3 @@
-import QSMCore
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
 public let membershipProtocolVersion: UInt16 = 1
@@ -43,6 +42,17 @@ public struct MembershipUpdate: Equatable, Sendable {
     /// New or changed views of groups the node belongs or publishes to.
     public var groups: [GroupView]
     public var removedGroups: [GroupID]
+
+    public init(baseVersion: UInt64, version: UInt64, isFull: Bool, regions: [RegionView], removedRegions: [RegionID],
+                groups: [GroupView], removedGroups: [GroupID]) {
+        self.baseVersion = baseVersion
+        self.version = version
+        self.isFull = isFull
+        self.regions = regions
+        self.removedRegions = removedRegions
+        self.groups = groups
+        self.removedGroups = removedGroups
+    }
 }
 
 private enum ClientTag: UInt8 {

@@ -1,4 +1,3 @@
-import QSMCore
 
 /// What the membership client tells its application (and, later, the protocol).
 public enum MembershipEvent: Equatable, Sendable {
@@ -43,8 +42,9 @@ public final class MembershipClient {
     /// Gaps seen in update versions (each led to a resynchronization).
     public private(set) var versionGaps = 0
 
-    private(set) var wantedMemberships: Set<GroupName> = []
-    private(set) var wantedPublications: Set<GroupName> = []
+    /// The groups the application wants to belong to, and to publish to.
+    public private(set) var wantedMemberships: Set<GroupName> = []
+    public private(set) var wantedPublications: Set<GroupName> = []
     private var state = State.idle
     private var hasRegisteredBefore = false
     private var stopped = false
