@@ -14,8 +14,8 @@ let usage = """
       gms       run the global membership service (qsm-node gms --help)
       member    register with a GMS, join groups and print membership events as JSON
                 lines (qsm-node member --help)
-
-    The engine commands (publish, subscribe, run) arrive with the engine.
+      publish   publish each line of standard input to a group (qsm-node publish --help)
+      subscribe write each message of a group to standard output (qsm-node subscribe --help)
 
     flags:
       -h, --help    show this help
@@ -33,6 +33,10 @@ case "gms":
     GMSCommand.main(Array(arguments.dropFirst()))
 case "member":
     MemberCommand.main(Array(arguments.dropFirst()))
+case "publish":
+    await PublishCommand.main(Array(arguments.dropFirst()))
+case "subscribe":
+    await SubscribeCommand.main(Array(arguments.dropFirst()))
 case "-h", "--help":
     print(usage)
     exit(0)

@@ -115,6 +115,16 @@ public final class EventCore {
         queueOutputIfReady(registration, state)
     }
 
+    /// Stops or resumes reading a datagram socket. Paused, its datagrams wait in the
+    /// kernel (and beyond its buffer are lost there, to be recovered by the protocol):
+    /// how a consumer that cannot keep up pushes back without the core buffering.
+    public func setReceiving(_ id: RegistrationID, _ enabled: Bool) throws(SystemError) {
+        guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
+        var interest = registration.interest
+        if enabled && state.handler != nil { interest.insert(.readable) } else { interest.remove(.readable) }
+        try updateInterest(registration, interest)
+    }
+
     /// Withdraws a feed's intent on socket `id`.
     public func cancelIntent(_ feed: any PacketFeed, on id: RegistrationID) {
         guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }

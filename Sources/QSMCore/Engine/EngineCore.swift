@@ -1,0 +1,254 @@
+/// The engine on the core thread: the protocol core on real sockets.
+///
+/// One unicast socket carries control traffic and retransmissions and also sends the
+/// node's multicast (so a data packet's source address is the sender's control address);
+/// one multicast socket per region, and per hybrid group, receives data. The protocol is
+/// pulled by the unicast socket (the pull model end to end), membership comes from the
+/// agent, and deliveries and events go out through a lock-free queue. When the
+/// application falls behind, the core stops reading data sockets: the kernel holds or
+/// drops what comes, recovery brings it back later, and the senders' windows fill, so
+/// nothing is dropped silently and nothing grows without bound.
+final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
+    let core: EventCore
+    let configuration: QSMNodeConfiguration
+    let protocolNode: ProtocolNode
+    let window: PublishWindow
+    let outputs: RequestQueue<EngineOutput>
+    let outputWakeup: WakeupEvent
+    private(set) var agent: MembershipAgent!
+    private let unicast: UDPSocket
+    private var unicastID: RegistrationID!
+    let localAddress: SocketAddress
+    private var multicast: [SocketAddress: (socket: UDPSocket, id: RegistrationID)] = [:]
+    private var addressBook: [NodeID: SocketAddress] = [:]
+    private var timer: AlarmHandle?
+    private var timerAt = Instant.zero
+    private var waitingOutputs = RingBuffer<EngineOutput>(initialCapacity: 64)
+    private var receivingPaused = false
+    private var pendingPublishes = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
+    private var lastAcknowledged = 0
+    private var outputsSinceSignal = 0
+
+    init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
+         outputs: RequestQueue<EngineOutput>, outputWakeup: WakeupEvent) throws {
+        self.configuration = configuration
+        self.core = core
+        self.window = window
+        self.outputs = outputs
+        self.outputWakeup = outputWakeup
+        protocolNode = try ProtocolNode(id: node, configuration: configuration.protocolConfiguration, seed: node.value)
+        unicast = try UDPSocket()
+        try unicast.setReceiveBufferSize(configuration.receiveBufferBytes)
+        try unicast.setSendBufferSize(configuration.receiveBufferBytes)
+        localAddress = try unicast.bind(to: SocketAddress(configuration.interface, port: configuration.port))
+        try unicast.setMulticastInterface(configuration.interface)
+        try unicast.setMulticastTimeToLive(configuration.multicastTimeToLive)
+        try unicast.setMulticastLoop(true)
+        unicastID = try core.registerDatagramSocket(unicast, traffic: .control, handler: self)
+        agent = MembershipAgent(node: node, address: localAddress, gms: configuration.gms, core: core,
+                                heartbeatInterval: configuration.heartbeatInterval) { [unowned self] event, agent in
+            self.membershipChanged(event, agent)
+        }
+    }
+
+    func start() {
+        agent.start()
+        settle()
+    }
+
+    // MARK: Application requests (on the core thread)
+
+    func join(_ group: GroupName) { agent.join(group) }
+    func leave(_ group: GroupName) { agent.leave(group) }
+    func addPublisher(_ group: GroupName) { agent.publish(group) }
+
+    /// Publishes; the caller reserved a window slot for it already.
+    func publish(_ payload: [UInt8], to group: GroupName) {
+        pendingPublishes.append((group, payload))
+        settle()
+    }
+
+    func statistics() -> QSMNodeStatistics {
+        QSMNodeStatistics(node: protocolNode.id, protocolStatistics: protocolNode.statistics, core: core.statistics,
+                          alarmLateness: core.takeAlarmLatenessInterval(),
+                          unacknowledgedMessages: protocolNode.unacknowledgedMessageCount, heldBytes: protocolNode.heldBytes,
+                          regions: agent.client.regions.count, deliveriesWaiting: waitingOutputs.count)
+    }
+
+    func emit(_ output: EngineOutput) {
+        if !waitingOutputs.isEmpty || !outputs.tryEnqueue(output) {
+            waitingOutputs.append(output)
+        } else {
+            outputsSinceSignal += 1
+        }
+    }
+
+    // MARK: Membership
+
+    private func membershipChanged(_ event: MembershipEvent, _ agent: MembershipAgent) {
+        let client = agent.client
+        for region in client.regions.values {
+            for member in region.members { addressBook[member.id] = member.address }
+        }
+        protocolNode.installMembership(regions: Array(client.regions.values), groups: Array(client.groups.values), now: core.now)
+        // One multicast socket per address this node must listen on: its regions, and
+        // the hybrid groups it belongs to.
+        var wanted = Set(client.regions.values.compactMap(\.address))
+        for group in client.groups.values where group.members.contains(protocolNode.id) {
+            if let hybrid = group.hybridAddress { wanted.insert(hybrid) }
+        }
+        for (address, entry) in multicast where !wanted.contains(address) {
+            core.unregister(entry.id)
+            try? entry.socket.leaveMulticastGroup(address.address, interface: configuration.interface)
+            multicast[address] = nil
+        }
+        for address in wanted where multicast[address] == nil {
+            do {
+                let socket = try UDPSocket()
+                try socket.setReuseAddress(true)
+                try socket.setReceiveBufferSize(configuration.receiveBufferBytes)
+                try socket.bind(to: address)
+                try socket.joinMulticastGroup(address.address, interface: configuration.interface)
+                let id = try core.registerDatagramSocket(socket, traffic: .data, handler: self)
+                if receivingPaused { try core.setReceiving(id, false) }
+                multicast[address] = (socket, id)
+            } catch {
+                emit(.membership(.rejected(request: "listen on \(address)", reason: "\(error)")))
+            }
+        }
+        emit(.membership(event))
+        settle()
+    }
+
+    // MARK: Packets
+
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, on registration: RegistrationID,
+                          core: EventCore) {
+        // Data, hybrid data and sender status name their sender right after the kind:
+        // learn where it sends from (senders outside this node's regions are not listed).
+        if bytes.count >= 9, [1, 8, 9].contains(bytes[0]) {
+            var sender: UInt64 = 0
+            for index in 1...8 { sender = sender << 8 | UInt64(bytes[index]) }
+            if sender != protocolNode.id.value { addressBook[NodeID(sender)] = source }
+        }
+        protocolNode.receive(Array(bytes), now: core.now)
+        settle()
+    }
+
+    func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram? {
+        while let datagram = protocolNode.nextDatagram(now: core.now) {
+            let destination: SocketAddress?
+            switch datagram.destination {
+            case .node(let node): destination = addressBook[node]
+            case .region(let region): destination = agent.client.regions[region]?.address ?? regionAddress(region)
+            case .group(let group): destination = agent.client.groups[group]?.hybridAddress
+            }
+            guard let destination, datagram.bytes.count <= buffer.count else { continue }
+            datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            collectDeliveries()
+            return OutboundDatagram(destination: destination, length: datagram.bytes.count, hasMore: protocolNode.hasOutput)
+        }
+        collectDeliveries()
+        return nil
+    }
+
+    /// A region this node sends to but is not a member of: its address is in the group views.
+    private func regionAddress(_ region: RegionID) -> SocketAddress? {
+        for group in agent.client.groups.values {
+            if let reference = group.regions.first(where: { $0.id == region }) { return reference.address }
+        }
+        return nil
+    }
+
+    func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+        timer = nil
+        protocolNode.tick(now: core.now)
+        settle()
+    }
+
+    // MARK: After every event
+
+    /// Publishes what the window allows, hands deliveries out, asks the socket to pull,
+    /// and re-arms the protocol's timer.
+    func settle() {
+        while let (group, payload) = pendingPublishes.popFirst() {
+            guard let id = agent.client.groups.values.first(where: { $0.name == group })?.id else {
+                // Not yet in the group's view (registration under way): keep it for later.
+                var rebuilt = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: pendingPublishes.count + 1)
+                rebuilt.append((group, payload))
+                while let rest = pendingPublishes.popFirst() { rebuilt.append(rest) }
+                pendingPublishes = rebuilt
+                break
+            }
+            switch protocolNode.publish(group: id, payload: payload, now: core.now) {
+            case .accepted: continue
+            case .wouldBlock:
+                var rebuilt = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: pendingPublishes.count + 1)
+                rebuilt.append((group, payload))
+                while let rest = pendingPublishes.popFirst() { rebuilt.append(rest) }
+                pendingPublishes = rebuilt
+            case .rejected(let reason):
+                window.release(1)
+                emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))
+                continue
+            }
+            break
+        }
+        collectDeliveries()
+        let acknowledged = protocolNode.statistics.acknowledged
+        if acknowledged > lastAcknowledged {
+            window.release(acknowledged - lastAcknowledged)
+            emit(.acknowledged(count: acknowledged - lastAcknowledged))
+            lastAcknowledged = acknowledged
+        }
+        flushOutputs()
+        if protocolNode.hasOutput { core.registerIntent(self, on: unicastID, traffic: .data) }
+        if let deadline = protocolNode.nextDeadline() {
+            if let timer {
+                if deadline != timerAt, core.rescheduleAlarm(timer, to: deadline) { timerAt = deadline }
+            } else {
+                timer = core.scheduleAlarm(at: deadline, handler: self)
+                timerAt = deadline
+            }
+        }
+    }
+
+    private func collectDeliveries() {
+        for delivery in protocolNode.takeDeliveries() {
+            guard let group = agent.client.groups[delivery.group]?.name ?? groupName(delivery.group) else { continue }
+            emit(.delivery(QSMDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
+                                       payload: Array(delivery.payload))))
+        }
+    }
+
+    private func groupName(_ id: GroupID) -> GroupName? { agent.client.groups[id]?.name }
+
+    /// Moves held outputs to the queue as room appears, wakes the application side, and
+    /// pauses or resumes reading data accordingly.
+    func flushOutputs() {
+        while let output = waitingOutputs.popFirst() {
+            if !outputs.tryEnqueue(output) {
+                var rebuilt = RingBuffer<EngineOutput>(initialCapacity: waitingOutputs.count + 1)
+                rebuilt.append(output)
+                while let rest = waitingOutputs.popFirst() { rebuilt.append(rest) }
+                waitingOutputs = rebuilt
+                break
+            }
+            outputsSinceSignal += 1
+        }
+        if outputsSinceSignal > 0 {
+            outputWakeup.signal()
+            outputsSinceSignal = 0
+        }
+        let shouldPause = waitingOutputs.count > 0
+        if shouldPause != receivingPaused {
+            receivingPaused = shouldPause
+            for entry in multicast.values { try? core.setReceiving(entry.id, !shouldPause) }
+        }
+    }
+
+    /// Leaves cleanly: goodbye to the GMS (the connection flushes it).
+    func stop() {
+        agent.stop()
+    }
+}

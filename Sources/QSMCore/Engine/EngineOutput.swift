@@ -1,0 +1,35 @@
+import Synchronization
+
+/// What the core hands to the application side, through a lock-free queue.
+enum EngineOutput: Sendable {
+    case delivery(QSMDelivery)
+    case membership(MembershipEvent)
+    case statistics(token: UInt64, QSMNodeStatistics)
+    /// Published messages that were acknowledged by all their regions (frees window).
+    case acknowledged(count: Int)
+}
+
+/// The flow-control window as application threads see it: a publisher reserves a slot
+/// before its message goes to the core, and the core returns slots as messages are
+/// acknowledged, so "would block" is answered without asking the core.
+final class PublishWindow: Sendable {
+    let capacity: Int
+    private let reserved = Atomic<Int>(0)
+    private let released = Atomic<Int>(0)
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func tryReserve() -> Bool {
+        while true {
+            let taken = reserved.load(ordering: .acquiring)
+            if taken - released.load(ordering: .acquiring) >= capacity { return false }
+            if reserved.compareExchange(expected: taken, desired: taken + 1, ordering: .acquiringAndReleasing).exchanged {
+                return true
+            }
+        }
+    }
+
+    func release(_ count: Int) { released.add(count, ordering: .releasing) }
+
+    var inUse: Int { reserved.load(ordering: .acquiring) - released.load(ordering: .acquiring) }
+}

@@ -1,0 +1,60 @@
+/// Everything a node needs to run; defaults suit one machine with a GMS on loopback.
+/// `validate()` (called before anything starts) rejects what cannot work, naming it.
+public struct QSMNodeConfiguration: Sendable {
+    /// The membership service.
+    public var gms: SocketAddress
+    /// The local interface to send and receive multicast on (its IPv4 address).
+    public var interface: IPv4Address = .loopback
+    /// The unicast port for control traffic and retransmissions; 0 picks a free one.
+    public var port: UInt16 = 0
+    /// This node's identity; nil picks a random one.
+    public var nodeID: UInt64?
+    /// Multicast time to live: 0 stays on this host, 1 on the local network.
+    public var multicastTimeToLive: UInt8 = 1
+    /// Kernel receive buffer asked for each socket.
+    public var receiveBufferBytes = 8 << 20
+    /// Deliveries and events waiting for the application before the node stops reading
+    /// data (backpressure through flow control, never a drop).
+    public var deliveryQueueCapacity = 16_384
+    public var heartbeatInterval: Duration = .seconds(1)
+    public var protocolConfiguration = ProtocolConfiguration()
+    public var eventCoreConfiguration = EventCoreConfiguration()
+
+    public init(gms: SocketAddress) { self.gms = gms }
+
+    public func validate() throws(ConfigurationError) {
+        guard gms.port != 0 else { throw ConfigurationError("the GMS address needs a port") }
+        guard !interface.isMulticast else { throw ConfigurationError("the interface must be a unicast address, got \(interface)") }
+        guard nodeID != 0 else { throw ConfigurationError("node id 0 is reserved") }
+        guard receiveBufferBytes >= 65_536 else { throw ConfigurationError("receive buffer must be at least 65536 bytes") }
+        guard deliveryQueueCapacity >= 16 else { throw ConfigurationError("delivery queue capacity must be at least 16") }
+        guard heartbeatInterval > .zero else { throw ConfigurationError("heartbeat interval must be positive") }
+        try protocolConfiguration.validate()
+        try eventCoreConfiguration.validate()
+        guard protocolConfiguration.maximumFragmentBytes + 128 <= eventCoreConfiguration.packetBufferCapacity else {
+            throw ConfigurationError("packet buffers (\(eventCoreConfiguration.packetBufferCapacity) B) must hold a fragment (\(protocolConfiguration.maximumFragmentBytes) B) plus headers")
+        }
+    }
+}
+
+/// A message delivered to the application.
+public struct QSMDelivery: Sendable {
+    public var group: GroupName
+    public var sender: NodeID
+    /// The sender's sequence number for this group: consecutive per sender and group.
+    public var sequence: UInt64
+    public var payload: [UInt8]
+}
+
+/// A counters snapshot of a node.
+public struct QSMNodeStatistics: Sendable {
+    public var node: NodeID
+    public var protocolStatistics: ProtocolStatistics
+    public var core: EventCoreStatistics
+    public var alarmLateness: AlarmLatenessInterval
+    public var unacknowledgedMessages: Int
+    public var heldBytes: Int
+    public var regions: Int
+    /// Deliveries held back because the application had not taken the earlier ones.
+    public var deliveriesWaiting: Int
+}

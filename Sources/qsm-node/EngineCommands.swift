@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import Synchronization
+
+
+/// Flags shared by publish, subscribe and run.
+struct NodeFlags {
+    static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds"]
+    static let help = """
+          --gms HOST:PORT          the membership service
+          --group NAME             the group
+          --interface IP           local interface address for multicast (default 127.0.0.1)
+          --port P                 unicast port for control traffic (default: any free port)
+          --id N                   this node's id (default: random)
+          --ttl N                  multicast time to live, 0...255 (default 1)
+          --timeout-seconds S      give up if the GMS cannot be reached, or (publish) if the
+                                   messages are not all acknowledged, within S seconds
+                                   (default 30)
+        """
+
+    static func configuration(_ flags: CommandLineFlags) throws(ConfigurationError) -> (QSMNodeConfiguration, GroupName, Double) {
+        guard let gms = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
+        var configuration = QSMNodeConfiguration(gms: gms)
+        if let text = try flags.value("--interface") {
+            guard let interface = IPv4Address(text) else { throw ConfigurationError("--interface must be an IPv4 address, got '\(text)'") }
+            configuration.interface = interface
+        }
+        configuration.port = UInt16(try flags.integer("--port", in: 0...65535, default: 0))
+        if let text = try flags.value("--id") {
+            guard let id = UInt64(text), id > 0 else { throw ConfigurationError("--id must be 1...18446744073709551615, got '\(text)'") }
+            configuration.nodeID = id
+        }
+        configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+        let groupText = try flags.required("--group")
+        guard let group = GroupName(groupText) else { throw ConfigurationError("--group '\(groupText)' is not a group name") }
+        let timeout = Double(try flags.integer("--timeout-seconds", in: 1...86_400, default: 30))
+        try configuration.validate()
+        return (configuration, group, timeout)
+    }
+}
+
+/// Waits until the node is registered with the GMS, or gives up with the last reason.
+func waitForRegistration(_ node: QSMNode, timeoutSeconds: Double, command: String) async {
+    let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeoutSeconds * 1e9))
+    while !node.isRegistered {
+        if MonotonicClock.now() >= deadline {
+            let reason = node.lastConnectionProblem ?? "no answer"
+            writeToStandardError("qsm-node \(command): could not register with the GMS at \(node.configuration.gms) within \(Int(timeoutSeconds)) s: \(reason)")
+            node.stop()
+            exit(1)
+        }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// Stops the node cleanly on SIGINT/SIGTERM, then exits with `code`.
+func stopOnSignals(_ node: QSMNode, exitCode: Int32) {
+    guard let descriptor = try? StopSignals.descriptor() else { return }
+    _ = try? SystemThread(name: "qsm-signals") {
+        var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        while poll(&poller, 1, -1) < 0 {}
+        node.stop()
+        exit(exitCode)
+    }
+}
+
+enum PublishCommand {
+    static let usage = """
+        usage: qsm-node publish --gms HOST:PORT --group NAME [flags]
+
+        Joins NAME and publishes each line of standard input as one message. At the end of
+        input, waits until every message is acknowledged by every member, leaves, and exits
+        0; exits 1 with a reason if the GMS cannot be reached or acknowledgement does not
+        come within the timeout.
+
+        flags:
+        \(NodeFlags.help)
+          --wait-members N         before publishing, wait until the group has N members
+                                   besides this node
+          -h, --help               show this help
+        """
+
+    static func main(_ arguments: [String]) async -> Never {
+        let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
+        do throws(ConfigurationError) {
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help"])
+            if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
+            (configuration, group, timeout) = try NodeFlags.configuration(flags)
+            waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
+        } catch {
+            fail(error.message, command: "publish")
+        }
+        do {
+            let node = try QSMNode(configuration: configuration)
+            try node.start()
+            stopOnSignals(node, exitCode: 130)
+            try node.join(group.text)
+            await waitForRegistration(node, timeoutSeconds: timeout, command: "publish")
+            if waitMembers > 0 { await node.waitForMembers(waitMembers + 1, in: group) }
+            var published = 0
+            while let line = readLine(strippingNewline: true) {
+                try await node.publish(Array(line.utf8), to: group)
+                published += 1
+            }
+            let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeout * 1e9))
+            while node.unacknowledgedMessages > 0 {
+                if MonotonicClock.now() >= deadline {
+                    writeToStandardError("qsm-node publish: \(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(Int(timeout)) s")
+                    node.stop()
+                    exit(1)
+                }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            node.stop()
+            exit(0)
+        } catch {
+            writeToStandardError("qsm-node publish: \(error)")
+            exit(1)
+        }
+    }
+}
+
+enum SubscribeCommand {
+    static let usage = """
+        usage: qsm-node subscribe --gms HOST:PORT --group NAME [flags]
+
+        Joins NAME and writes each delivered message to standard output as one line, in
+        delivery order. With --count N, leaves cleanly and exits 0 after N messages;
+        otherwise runs until SIGINT or SIGTERM, then leaves cleanly.
+
+        flags:
+        \(NodeFlags.help)
+          --count N                exit after N messages
+          -h, --help               show this help
+        """
+
+    static func main(_ arguments: [String]) async -> Never {
+        let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
+        do throws(ConfigurationError) {
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help"])
+            if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
+            (configuration, group, timeout) = try NodeFlags.configuration(flags)
+            count = try flags.integer("--count", in: 0...Int.max, default: 0)
+        } catch {
+            fail(error.message, command: "subscribe")
+        }
+        do {
+            let node = try QSMNode(configuration: configuration)
+            let received = Atomic<Int>(0)
+            let done = Atomic<Bool>(false)
+            node.onDelivery { delivery in
+                guard delivery.group == group, !done.load(ordering: .acquiring) else { return }
+                var line = delivery.payload
+                line.append(UInt8(ascii: "\n"))
+                line.withUnsafeBytes { bytes in
+                    var offset = 0
+                    while offset < bytes.count {
+                        let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+                        if written <= 0 { if errno == EINTR { continue }; break }
+                        offset += written
+                    }
+                }
+                let total = received.add(1, ordering: .acquiringAndReleasing).newValue
+                if count > 0 && total >= count { done.store(true, ordering: .releasing) }
+            }
+            try node.start()
+            stopOnSignals(node, exitCode: 0)
+            try node.join(group.text)
+            await waitForRegistration(node, timeoutSeconds: timeout, command: "subscribe")
+            while !done.load(ordering: .acquiring) { try? await Task.sleep(for: .milliseconds(10)) }
+            node.stop()
+            exit(0)
+        } catch {
+            writeToStandardError("qsm-node subscribe: \(error)")
+            exit(1)
+        }
+    }
+}
