@@ -9,7 +9,7 @@ import CQSMLinux
 public final class ChildProcess {
     public let pid: pid_t
     public let arguments: [String]
-    private let input: Int32
+    private var input: Int32
     private let output: Int32
     private var buffered: [UInt8] = []
     private var outputClosed = false
@@ -47,8 +47,21 @@ public final class ChildProcess {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
-        close(input)
+        if input >= 0 { close(input) }
         close(output)
+    }
+
+    /// Hands the child's standard input to a writer of its own, for another thread to feed.
+    public func detachInput() -> ProcessInput {
+        defer { input = -1 }
+        return ProcessInput(descriptor: input)
+    }
+
+    /// Closes the child's standard input (it sees end of input).
+    public func closeInput() {
+        guard input >= 0 else { return }
+        close(input)
+        input = -1
     }
 
     /// The read end of the child's standard output, for polling several children at once.
@@ -58,6 +71,7 @@ public final class ChildProcess {
     /// (SIGPIPE is ignored in this process, so that is EPIPE, not death).
     @discardableResult
     public func writeLine(_ line: String) -> Bool {
+        guard input >= 0 else { return false }
         var text = line + "\n"
         return text.withUTF8 { bytes in
             var offset = 0
@@ -142,4 +156,32 @@ public final class ChildProcess {
         let path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
     }
+}
+
+/// A child's standard input, detached so one thread can feed it while another reads the
+/// child's output. Writes are not shared: one owner, one thread.
+public struct ProcessInput: Sendable {
+    let descriptor: Int32
+
+    /// Writes a line; false once the child stopped reading.
+    @discardableResult
+    public func writeLine(_ line: String) -> Bool {
+        guard descriptor >= 0 else { return false }
+        var text = line + "\n"
+        return text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
+
+    /// Closes it: the child sees end of input.
+    public func close() { if descriptor >= 0 { _ = Glibc.close(descriptor) } }
 }
