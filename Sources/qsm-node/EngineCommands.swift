@@ -178,3 +178,78 @@ enum SubscribeCommand {
         }
     }
 }
+
+enum RunCommand {
+    static let usage = """
+        usage: qsm-node run --gms HOST:PORT --groups NAME[,NAME...] [flags]
+
+        The long-running mode for cluster machines: joins the groups, counts what it
+        receives, prints statistics every few seconds on standard output, and leaves
+        cleanly on SIGINT or SIGTERM.
+
+        flags:
+          --gms HOST:PORT          the membership service
+          --groups LIST            groups to join, comma-separated (repeatable)
+          --interface IP           local interface address for multicast (default 127.0.0.1)
+          --port P                 unicast port for control traffic (default: any free port)
+          --id N                   this node's id (default: random)
+          --ttl N                  multicast time to live (default 1)
+          --stats-seconds S        statistics interval (default 5)
+          -h, --help               show this help
+        """
+
+    static func main(_ arguments: [String]) async -> Never {
+        var configuration: QSMNodeConfiguration
+        var groups: [GroupName] = []
+        let interval: Int
+        do throws(ConfigurationError) {
+            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds"],
+                                             switches: ["-h", "--help"])
+            if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
+            guard let gms = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
+            configuration = QSMNodeConfiguration(gms: gms)
+            if let text = try flags.value("--interface") {
+                guard let interface = IPv4Address(text) else { throw ConfigurationError("--interface must be an IPv4 address, got '\(text)'") }
+                configuration.interface = interface
+            }
+            configuration.port = UInt16(try flags.integer("--port", in: 0...65535, default: 0))
+            if let text = try flags.value("--id") {
+                guard let id = UInt64(text), id > 0 else { throw ConfigurationError("--id must be 1...18446744073709551615, got '\(text)'") }
+                configuration.nodeID = id
+            }
+            configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+            groups = try MemberCommand.names(flags.all("--groups"), flag: "--groups")
+            guard !groups.isEmpty else { throw ConfigurationError("--groups is required") }
+            interval = try flags.integer("--stats-seconds", in: 1...86_400, default: 5)
+            try configuration.validate()
+        } catch {
+            fail(error.message, command: "run")
+        }
+        do {
+            let node = try QSMNode(configuration: configuration)
+            let received = Atomic<Int>(0)
+            node.onDelivery { _ in received.add(1, ordering: .relaxed) }
+            try node.start()
+            stopOnSignals(node, exitCode: 0)
+            for group in groups { try node.join(group.text) }
+            writeToStandardOutput("node \(node.id.value) at \(node.address) joining \(groups.map(\.text).joined(separator: ","))")
+            while true {
+                try? await Task.sleep(for: .seconds(interval))
+                let s = await node.statistics()
+                let p = s.protocolStatistics
+                let rtt = p.tokenRounds == 0 ? 0 : Double(p.tokenRoundTripNanoseconds) / Double(p.tokenRounds) / 1e6
+                let ack = p.acknowledged == 0 ? 0 : Double(p.acknowledgementLatencyNanoseconds) / Double(p.acknowledged) / 1e6
+                writeToStandardOutput("stats registered=\(node.isRegistered) regions=\(s.regions) received=\(received.load(ordering: .relaxed)) "
+                    + "sent=\(p.dataPacketsSent) delivered=\(p.delivered) retransmitted=\(p.retransmissionsSent) "
+                    + "naks_sent=\(p.requestsSent) naks_received=\(p.requestsReceived) token_rtt_ms=\(Int(rtt * 1000) / 1000) "
+                    + "ack_ms=\(Int(ack * 1000) / 1000) pending_ack=\(s.unacknowledgedMessages) cached_bytes=\(s.heldBytes) "
+                    + "alarm_late_max_us=\(s.alarmLateness.maxNanoseconds / 1000) "
+                    + "drops(malformed=\(p.malformedDropped) unknown=\(p.unknownDropped) out_of_window=\(p.outOfOrderDropped) "
+                    + "pool_exhausted=\(s.core.poolExhaustions))")
+            }
+        } catch {
+            writeToStandardError("qsm-node run: \(error)")
+            exit(1)
+        }
+    }
+}

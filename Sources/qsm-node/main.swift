@@ -16,6 +16,7 @@ let usage = """
                 lines (qsm-node member --help)
       publish   publish each line of standard input to a group (qsm-node publish --help)
       subscribe write each message of a group to standard output (qsm-node subscribe --help)
+      run       join groups and print statistics until stopped (qsm-node run --help)
 
     flags:
       -h, --help    show this help
@@ -37,6 +38,8 @@ case "publish":
     await PublishCommand.main(Array(arguments.dropFirst()))
 case "subscribe":
     await SubscribeCommand.main(Array(arguments.dropFirst()))
+case "run":
+    await RunCommand.main(Array(arguments.dropFirst()))
 case "-h", "--help":
     print(usage)
     exit(0)

@@ -419,6 +419,7 @@ public final class ProtocolNode {
     }
 
     func receiveRequest(_ request: RequestPacket) {
+        statistics.requestsReceived += 1
         let key = StreamKey(sender: request.sender, region: request.region)
         for sequence in request.sequences {
             guard retransmissions.count < configuration.maximumPendingRetransmissions else {

@@ -55,7 +55,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var notOwedDropped = 0
     public var malformedDropped = 0
     public var staleTokensDropped = 0
+    /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
     public var requestsSent = 0
+    public var requestsReceived = 0
     public var retransmissionsDropped = 0
     public var abandonedAfterSenderLeft = 0
     public var tokenRounds = 0

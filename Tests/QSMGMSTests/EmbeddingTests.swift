@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore  // the public API only: no @testable here
+import Testing
+
+/// An application embedding two nodes through the public API: join, publish with
+/// backpressure, receive through the async sequence and the callback, statistics.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct EmbeddingTests {
+    @Test func publishAndReceiveThroughThePublicAPI() async throws {
+        // Sockets and threads are made inside the namespace; the rest can run anywhere.
+        let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
+            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
+                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
+                  let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
+                throw ConfigurationError("the GMS did not start")
+            }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.nodeID = 1
+            let publisher = try QSMNode(configuration: configuration)
+            configuration.nodeID = 2
+            let subscriber = try QSMNode(configuration: configuration)
+            try publisher.start()
+            try subscriber.start()
+            // The GMS process must outlive this scope (its owner would kill it on the way
+            // out): keep it, and kill it by pid at the end of the test.
+            _ = Unmanaged.passRetained(gms)
+            return (gms.pid, publisher, subscriber)
+        }
+        defer {
+            publisher.stop()
+            subscriber.stop()
+            kill(gmsPID, SIGTERM)
+        }
+        let group = try publisher.join("embedded")
+        _ = try subscriber.join("embedded")
+        try await within(seconds: 30) { await publisher.waitForMembers(2, in: group) }
+        try await within(seconds: 30) { await subscriber.waitForMembers(2, in: group) }
+
+        let count = 500
+        let callbackCount = SharedCount()
+        subscriber.onDelivery { _ in callbackCount.increment() }
+        let stream = subscriber.deliveries()
+        let receiver = Task { () -> [String] in
+            var messages: [String] = []
+            for await delivery in stream where delivery.sender == publisher.id {
+                messages.append(String(decoding: delivery.payload, as: UTF8.self))
+                if messages.count == count { break }
+            }
+            return messages
+        }
+        try await within(seconds: 60) {
+            for index in 1...count { try? await publisher.publish(Array("message \(index)".utf8), to: group) }
+        }
+        let received = try await within(seconds: 60) { await receiver.value }
+        #expect(received == (1...count).map { "message \($0)" })
+        #expect(callbackCount.value >= count)
+        // A member publishing to its own group receives its own messages, exactly once.
+        let own = await publisher.statistics()
+        #expect(own.protocolStatistics.delivered == count)
+        // Everything is eventually acknowledged.
+        try await within(seconds: 30) {
+            while publisher.unacknowledgedMessages > 0 { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+        let statistics = await subscriber.statistics()
+        #expect(statistics.protocolStatistics.delivered == count)
+        #expect(statistics.regions == 1)
+        // The non-blocking variant reports a full window instead of waiting.
+        #expect(publisher.tryPublish([UInt8](repeating: 0, count: 2 << 20), to: group) != .accepted)
+    }
+}
+
+struct TimedOut: Error {}
+
+/// Runs `body`, failing with `TimedOut` if it takes longer than `seconds`.
+func within<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { await body() }
+        group.addTask { try? await Task.sleep(for: .seconds(seconds)); return nil }
+        guard let first = try await group.next(), let value = first else {
+            group.cancelAll()
+            throw TimedOut()
+        }
+        group.cancelAll()
+        return value
+    }
+}
+
+final class SharedCount: @unchecked Sendable {
+    private var count = 0
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(lock, nil) }
+    func increment() { pthread_mutex_lock(lock); count += 1; pthread_mutex_unlock(lock) }
+    var value: Int { pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }; return count }
+}
