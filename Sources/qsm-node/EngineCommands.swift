@@ -20,7 +20,8 @@ struct NodeFlags {
                                    (default 30)
         """
 
-    static func configuration(_ flags: CommandLineFlags) throws(ConfigurationError) -> (QSMNodeConfiguration, GroupName, Double) {
+    /// The node settings every engine command shares: GMS, interface, port, id, TTL.
+    static func node(_ flags: CommandLineFlags) throws(ConfigurationError) -> QSMNodeConfiguration {
         guard let gms = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
         var configuration = QSMNodeConfiguration(gms: gms)
         if let text = try flags.value("--interface") {
@@ -33,6 +34,11 @@ struct NodeFlags {
             configuration.nodeID = id
         }
         configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+        return configuration
+    }
+
+    static func configuration(_ flags: CommandLineFlags) throws(ConfigurationError) -> (QSMNodeConfiguration, GroupName, Double) {
+        let configuration = try node(flags)
         let groupText = try flags.required("--group")
         guard let group = GroupName(groupText) else { throw ConfigurationError("--group '\(groupText)' is not a group name") }
         let timeout = Double(try flags.integer("--timeout-seconds", in: 1...86_400, default: 30))
@@ -206,18 +212,7 @@ enum RunCommand {
             let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds"],
                                              switches: ["-h", "--help"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
-            guard let gms = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
-            configuration = QSMNodeConfiguration(gms: gms)
-            if let text = try flags.value("--interface") {
-                guard let interface = IPv4Address(text) else { throw ConfigurationError("--interface must be an IPv4 address, got '\(text)'") }
-                configuration.interface = interface
-            }
-            configuration.port = UInt16(try flags.integer("--port", in: 0...65535, default: 0))
-            if let text = try flags.value("--id") {
-                guard let id = UInt64(text), id > 0 else { throw ConfigurationError("--id must be 1...18446744073709551615, got '\(text)'") }
-                configuration.nodeID = id
-            }
-            configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+            configuration = try NodeFlags.node(flags)
             groups = try MemberCommand.names(flags.all("--groups"), flag: "--groups")
             guard !groups.isEmpty else { throw ConfigurationError("--groups is required") }
             interval = try flags.integer("--stats-seconds", in: 1...86_400, default: 5)

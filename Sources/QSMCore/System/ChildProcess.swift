@@ -71,6 +71,29 @@ public final class ChildProcess {
     /// (SIGPIPE is ignored in this process, so that is EPIPE, not death).
     @discardableResult
     public func writeLine(_ line: String) -> Bool {
+        ProcessInput(descriptor: input).writeLine(line)
+    }
+
+    /// Hands the child's standard input to a writer of its own, for another thread to feed.
+    public func detachInput() -> ProcessInput {
+        defer { input = -1 }
+        return ProcessInput(descriptor: input)
+    }
+
+    /// Closes the child's standard input (it sees end of input).
+    public func closeInput() {
+        guard input >= 0 else { return }
+        close(input)
+        input = -1
+    }
+
+    /// The read end of the child's standard output, for polling several children at once.
+    public var outputDescriptor: Int32 { output }
+
+    /// Writes a line to the child's standard input; false if the child no longer reads
+    /// (SIGPIPE is ignored in this process, so that is EPIPE, not death).
+    @discardableResult
+    public func writeLine(_ line: String) -> Bool {
         guard input >= 0 else { return false }
         var text = line + "\n"
         return text.withUTF8 { bytes in
