@@ -74,42 +74,6 @@ public final class ChildProcess {
         ProcessInput(descriptor: input).writeLine(line)
     }
 
-    /// Hands the child's standard input to a writer of its own, for another thread to feed.
-    public func detachInput() -> ProcessInput {
-        defer { input = -1 }
-        return ProcessInput(descriptor: input)
-    }
-
-    /// Closes the child's standard input (it sees end of input).
-    public func closeInput() {
-        guard input >= 0 else { return }
-        close(input)
-        input = -1
-    }
-
-    /// The read end of the child's standard output, for polling several children at once.
-    public var outputDescriptor: Int32 { output }
-
-    /// Writes a line to the child's standard input; false if the child no longer reads
-    /// (SIGPIPE is ignored in this process, so that is EPIPE, not death).
-    @discardableResult
-    public func writeLine(_ line: String) -> Bool {
-        guard input >= 0 else { return false }
-        var text = line + "\n"
-        return text.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(input, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                offset += written
-            }
-            return true
-        }
-    }
-
     /// Reads whatever output is available now, without waiting; returns complete lines.
     public func availableLines() -> [String] {
         var chunk = [UInt8](repeating: 0, count: 65536)
