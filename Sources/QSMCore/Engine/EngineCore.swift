@@ -171,28 +171,16 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
     /// Publishes what the window allows, hands deliveries out, asks the socket to pull,
     /// and re-arms the protocol's timer.
     func settle() {
-        while let (group, payload) = pendingPublishes.popFirst() {
-            guard let id = agent.client.groups.values.first(where: { $0.name == group })?.id else {
-                // Not yet in the group's view (registration under way): keep it for later.
-                var rebuilt = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: pendingPublishes.count + 1)
-                rebuilt.append((group, payload))
-                while let rest = pendingPublishes.popFirst() { rebuilt.append(rest) }
-                pendingPublishes = rebuilt
-                break
-            }
-            switch protocolNode.publish(group: id, payload: payload, now: core.now) {
-            case .accepted: continue
-            case .wouldBlock:
-                var rebuilt = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: pendingPublishes.count + 1)
-                rebuilt.append((group, payload))
-                while let rest = pendingPublishes.popFirst() { rebuilt.append(rest) }
-                pendingPublishes = rebuilt
-            case .rejected(let reason):
+        while let (group, payload) = pendingPublishes.first {
+            // Not yet in the group's view (registration under way): keep it for later.
+            guard let id = agent.client.groups.values.first(where: { $0.name == group })?.id else { break }
+            let result = protocolNode.publish(group: id, payload: payload, now: core.now)
+            if result == .wouldBlock { break }
+            _ = pendingPublishes.popFirst()
+            if case .rejected(let reason) = result {
                 window.release(1)
                 emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))
-                continue
             }
-            break
         }
         collectDeliveries()
         let acknowledged = protocolNode.statistics.acknowledged
@@ -226,14 +214,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
     /// Moves held outputs to the queue as room appears, wakes the application side, and
     /// pauses or resumes reading data accordingly.
     func flushOutputs() {
-        while let output = waitingOutputs.popFirst() {
-            if !outputs.tryEnqueue(output) {
-                var rebuilt = RingBuffer<EngineOutput>(initialCapacity: waitingOutputs.count + 1)
-                rebuilt.append(output)
-                while let rest = waitingOutputs.popFirst() { rebuilt.append(rest) }
-                waitingOutputs = rebuilt
-                break
-            }
+        while let output = waitingOutputs.first, outputs.tryEnqueue(output) {
+            _ = waitingOutputs.popFirst()
             outputsSinceSignal += 1
         }
         if outputsSinceSignal > 0 {

@@ -366,15 +366,8 @@ public final class ProtocolNode {
         guard ack.sender == id, var state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
         state.acknowledged = ack.stable
         for sequence in state.inFlight.keys where sequence <= ack.stable { state.inFlight[sequence] = nil }
-        while let first = state.awaiting.popFirst() {
-            if first.last > ack.stable {
-                // Not yet: put it back at the front.
-                var rebuilt = RingBuffer<(last: UInt64, message: OutgoingMessage)>(initialCapacity: state.awaiting.count + 1)
-                rebuilt.append(first)
-                while let rest = state.awaiting.popFirst() { rebuilt.append(rest) }
-                state.awaiting = rebuilt
-                break
-            }
+        while let first = state.awaiting.first, first.last <= ack.stable {
+            _ = state.awaiting.popFirst()
             regionAcknowledged(first.message)
         }
         regionSend[ack.region] = state
@@ -505,7 +498,8 @@ public final class ProtocolNode {
 
     /// The next fragment of the oldest queued message, numbered in its region's sequence.
     func nextDataDatagram() -> ProtocolDatagram? {
-        guard let message = sendQueue.popFirst() else { return nil }
+        // The head stays queued until its last transmission has gone.
+        guard let message = sendQueue.first else { return nil }
         if message.hybrid { return nextHybridDatagram(message) }
         let reference = message.regions[message.regionCursor]
         var state = regionSend[reference.id] ?? RegionSendState()
@@ -527,13 +521,7 @@ public final class ProtocolNode {
             message.regionCursor += 1
         }
         regionSend[reference.id] = state
-        if message.regionCursor < message.regions.count {
-            // More transmissions of this message: it stays at the head of the queue.
-            var rebuilt = RingBuffer<OutgoingMessage>(initialCapacity: sendQueue.count + 1)
-            rebuilt.append(message)
-            while let rest = sendQueue.popFirst() { rebuilt.append(rest) }
-            sendQueue = rebuilt
-        }
+        if message.regionCursor == message.regions.count { _ = sendQueue.popFirst() }
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += packet.payload.count
         lastDataSentAt = now
@@ -571,12 +559,7 @@ public final class ProtocolNode {
             if regions[reference.id] != nil { receiveData(packet) }
         }
         message.fragmentCursor += 1
-        if message.fragmentCursor < fragmentCount(message) {
-            var rebuilt = RingBuffer<OutgoingMessage>(initialCapacity: sendQueue.count + 1)
-            rebuilt.append(message)
-            while let rest = sendQueue.popFirst() { rebuilt.append(rest) }
-            sendQueue = rebuilt
-        }
+        if message.fragmentCursor == fragmentCount(message) { _ = sendQueue.popFirst() }
         guard let template else { return nil }
         statistics.hybridTransmissions += 1
         statistics.dataPacketsSent += 1

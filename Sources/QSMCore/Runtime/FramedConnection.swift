@@ -151,26 +151,19 @@ public final class FramedConnection: DescriptorHandler {
                 return
             }
             guard case .completed(let written) = result else {
-                requeueFront(chunk)
+                outbound.prepend(chunk)
                 return setInterest(writable: true, core: core)
             }
             queuedByteCount -= written
             outboundOffset += written
             if outboundOffset < chunk.count {
-                requeueFront(chunk)
+                outbound.prepend(chunk)
                 return setInterest(writable: true, core: core)
             }
             outboundOffset = 0
         }
         if closeWhenFlushed { return close(reason: .local("closed after flushing"), core: core) }
         setInterest(writable: false, core: core)
-    }
-
-    private func requeueFront(_ chunk: [UInt8]) {
-        var rebuilt = RingBuffer<[UInt8]>(initialCapacity: outbound.count + 1)
-        rebuilt.append(chunk)
-        while let next = outbound.popFirst() { rebuilt.append(next) }
-        outbound = rebuilt
     }
 
     private func setInterest(writable: Bool, core: EventCore) {

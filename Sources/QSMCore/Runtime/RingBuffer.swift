@@ -19,6 +19,17 @@ public struct RingBuffer<Element> {
         count += 1
     }
 
+    /// The oldest element, left in place.
+    public var first: Element? { count > 0 ? storage[head] : nil }
+
+    /// Puts an element back at the front (it becomes the next `popFirst()`).
+    public mutating func prepend(_ element: Element) {
+        if count == storage.count { grow() }
+        head = (head - 1 + storage.count) & (storage.count - 1)
+        storage[head] = element
+        count += 1
+    }
+
     public mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let element = storage[head].take()
