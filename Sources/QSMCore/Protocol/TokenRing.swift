@@ -48,25 +48,24 @@ extension ProtocolNode {
             }
             nextSenderStatusAt = now.advanced(byNanoseconds: pace)
         }
-        for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) {
-            guard let region = regions[regionID] else { continue }
-            if round.inProgress, now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds {
-                statistics.tokenTimeouts += 1
-                startPartitionRound(region)
-            } else if !round.inProgress, now >= round.nextStart {
-                startPartitionRound(region)
-            }
+        for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+            if let region = regions[regionID] { startPartitionRound(region) }
         }
-        for (regionID, round) in regionRounds.sorted(by: { $0.key < $1.key }) {
-            guard let region = regions[regionID] else { continue }
-            if round.inProgress, now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds {
-                statistics.tokenTimeouts += 1
-                startRegionRound(region)
-            } else if !round.inProgress, now >= round.nextStart {
-                startRegionRound(region)
-            }
+        for (regionID, round) in regionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+            if let region = regions[regionID] { startRegionRound(region) }
         }
         updateHeldBytes()
+    }
+
+    /// A round starts when its time comes, or when its token has been out too long (lost,
+    /// or held by a frozen or dead member): then it is given up and counted.
+    func roundIsDue(_ round: LeaderRound) -> Bool {
+        if round.inProgress {
+            guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds else { return false }
+            statistics.tokenTimeouts += 1
+            return true
+        }
+        return now >= round.nextStart
     }
 
     /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
