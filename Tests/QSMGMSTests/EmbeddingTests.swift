@@ -19,7 +19,10 @@ struct EmbeddingTests {
             }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.nodeID = 1
+            // A small window, so the non-blocking variant can be seen to refuse.
+            configuration.protocolConfiguration.windowMessages = 64
             let publisher = try QSMNode(configuration: configuration)
+            configuration.protocolConfiguration = ProtocolConfiguration()
             configuration.nodeID = 2
             let subscriber = try QSMNode(configuration: configuration)
             try publisher.start()
@@ -56,7 +59,7 @@ struct EmbeddingTests {
         }
         let received = try await within(seconds: 60) { await receiver.value }
         #expect(received == (1...count).map { "message \($0)" })
-        #expect(callbackCount.value >= count)
+        #expect(callbackCount.value == count)
         // A member publishing to its own group receives its own messages, exactly once.
         let own = await publisher.statistics()
         #expect(own.protocolStatistics.delivered == count)
@@ -67,8 +70,25 @@ struct EmbeddingTests {
         let statistics = await subscriber.statistics()
         #expect(statistics.protocolStatistics.delivered == count)
         #expect(statistics.regions == 1)
-        // The non-blocking variant reports a full window instead of waiting.
-        #expect(publisher.tryPublish([UInt8](repeating: 0, count: 2 << 20), to: group) != .accepted)
+        // The non-blocking variant reports a full window instead of waiting: a burst takes
+        // microseconds, and acknowledgement needs at least one token round (5 ms).
+        var accepted = 0
+        var refused = false
+        for index in 0..<1000 {
+            switch publisher.tryPublish(Array("burst \(index)".utf8), to: group) {
+            case .accepted: accepted += 1
+            case .wouldBlock: refused = true
+            case .rejected(let reason): Issue.record("rejected: \(reason)")
+            }
+            if refused { break }
+        }
+        #expect(refused)
+        #expect(accepted >= 1 && accepted <= 64)
+        // A message over the size limit is refused with a reason, not queued.
+        guard case .rejected = publisher.tryPublish([UInt8](repeating: 0, count: 2 << 20), to: group) else {
+            Issue.record("an oversized message was not rejected")
+            return
+        }
     }
 }
 
