@@ -61,6 +61,21 @@ import Testing
         }
     }
 
+    @Test func onlyOriginalTransmissionsNameTheirSender() {
+        let data = DataPacket(sender: NodeID(77), region: RegionID(1), regionView: 1, viewStartSequence: 1, sequence: 3,
+                              group: GroupID(1), groupView: 1, groupSequence: 1, fragmentIndex: 0, fragmentCount: 1,
+                              publishedAt: 0, payload: [1, 2][...])
+        let status = SenderStatusPacket(sender: NodeID(78), region: RegionID(1), regionView: 1, viewStartSequence: 1, maximumSequence: 9)
+        func origin(_ packet: ProtocolPacket) -> NodeID? { packet.encoded().withUnsafeBytes { ProtocolPacket.originalSender(of: $0) } }
+        #expect(origin(.data(data, retransmitted: false)) == NodeID(77))
+        #expect(origin(.senderStatus(status)) == NodeID(78))
+        #expect(origin(.hybridData(data, headers: [RegionHeader(region: RegionID(1), regionView: 1, viewStartSequence: 1, sequence: 3)])) == NodeID(77))
+        // A retransmission may come from a peer: its source address is not the sender's.
+        #expect(origin(.data(data, retransmitted: true)) == nil)
+        #expect(origin(.acknowledgement(AcknowledgementPacket(region: RegionID(1), sender: NodeID(5), stable: 1))) == nil)
+        #expect([UInt8]([1, 0]).withUnsafeBytes { ProtocolPacket.originalSender(of: $0) } == nil)
+    }
+
     @Test func hostileBytesAreCountedDropsAtANode() throws {
         let node = try ProtocolNode(id: NodeID(1), configuration: ProtocolConfiguration(), seed: 1)
         var random = SplitMix64(seed: 9)

@@ -124,12 +124,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
 
     func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, on registration: RegistrationID,
                           core: EventCore) {
-        // Data, hybrid data and sender status name their sender right after the kind:
-        // learn where it sends from (senders outside this node's regions are not listed).
-        if bytes.count >= 9, [1, 8, 9].contains(bytes[0]) {
-            var sender: UInt64 = 0
-            for index in 1...8 { sender = sender << 8 | UInt64(bytes[index]) }
-            if sender != protocolNode.id.value { addressBook[NodeID(sender)] = source }
+        // Learn where senders send from: those outside this node's regions are listed in
+        // no view, and they must be acknowledged and NAKed all the same.
+        if let sender = ProtocolPacket.originalSender(of: bytes), sender != protocolNode.id {
+            addressBook[sender] = source
         }
         protocolNode.receive(Array(bytes), now: core.now)
         settle()

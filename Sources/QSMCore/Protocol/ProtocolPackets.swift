@@ -254,6 +254,18 @@ extension ProtocolPacket {
     }
 }
 
+extension ProtocolPacket {
+    /// The node that originated a datagram, if the datagram says so and comes from it:
+    /// data, hybrid data and sender status carry their sender right after the kind. A
+    /// retransmission may come from any peer, so it names no origin here.
+    static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+        guard bytes.count >= 9, let kind = PacketKind(rawValue: bytes[0]),
+              kind == .data || kind == .hybridData || kind == .senderStatus else { return nil }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[1..<9]))
+        return (try? reader.readUInt64()).map(NodeID.init)
+    }
+}
+
 extension WireEncoder {
     /// The part of a data packet that is the same in every region's copy.
     mutating func writeMessageBody(_ d: DataPacket) {

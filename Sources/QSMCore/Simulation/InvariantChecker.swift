@@ -21,7 +21,7 @@ final class InvariantChecker {
     }
 
     private(set) var violations: [String] = []
-    private(set) var messages: [MessageKey: Message] = [:]
+    private var messages: [MessageKey: Message] = [:]
     private var lastIndex: [Int: [Int: UInt64]] = [:]
     private let nodes: Int
     private(set) var deliveries = 0

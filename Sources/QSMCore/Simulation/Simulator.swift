@@ -46,7 +46,7 @@ public final class Simulator {
     private var views: MembershipViews
     private var snapshot = MembershipSnapshot()
     private var membershipPending = false
-    let checker: InvariantChecker
+    private let checker: InvariantChecker
     private var crashed: Set<Int> = []
     /// When each node last became a member of each region (ground truth for the checker).
     private var joinedRegionAt: [Int: [RegionID: Instant]] = [:]
