@@ -502,6 +502,25 @@ public final class ProtocolNode {
         guard let message = sendQueue.first else { return nil }
         if message.hybrid { return nextHybridDatagram(message) }
         let reference = message.regions[message.regionCursor]
+        let packet = numberFragment(message, fragment: UInt16(message.fragmentCursor), in: reference)
+        message.fragmentCursor += 1
+        if message.fragmentCursor == fragmentCount(message) {
+            message.fragmentCursor = 0
+            message.regionCursor += 1
+        }
+        if message.regionCursor == message.regions.count { _ = sendQueue.popFirst() }
+        statistics.dataPacketsSent += 1
+        statistics.dataPayloadBytesSent += packet.payload.count
+        lastDataSentAt = now
+        return ProtocolDatagram(destination: .region(reference.id),
+                                bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+    }
+
+    /// Numbers one fragment of a message in one region's sequence: adopts a newer view of
+    /// the region (its first sequence number is where members who joined in it start),
+    /// keeps the fragment for retransmission until acknowledged, awaits the message's
+    /// acknowledgement after its last fragment, and loops it back if this node is a member.
+    func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
         var state = regionSend[reference.id] ?? RegionSendState()
         if reference.viewNumber > state.view {
             state.view = reference.viewNumber
@@ -509,26 +528,17 @@ public final class ProtocolNode {
         }
         let sequence = state.nextSequence
         state.nextSequence += 1
-        let fragment = UInt16(message.fragmentCursor)
         let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
                                 view: state.view, viewStart: state.viewStartSequence)
         state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
-        message.fragmentCursor += 1
-        if message.fragmentCursor == fragmentCount(message) {
+        if Int(fragment) + 1 == fragmentCount(message) {
             message.lastSequence[reference.id] = sequence
             state.awaiting.append((sequence, message))
-            message.fragmentCursor = 0
-            message.regionCursor += 1
         }
         regionSend[reference.id] = state
-        if message.regionCursor == message.regions.count { _ = sendQueue.popFirst() }
-        statistics.dataPacketsSent += 1
-        statistics.dataPayloadBytesSent += packet.payload.count
-        lastDataSentAt = now
-        // The sender is a member like any other: it receives its own message (loopback).
+        // The sender is a member like any other: it receives its own message.
         if regions[reference.id] != nil { receiveData(packet) }
-        return ProtocolDatagram(destination: .region(reference.id),
-                                bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+        return packet
     }
 
     /// Hybrid mode: the next fragment goes to the group's own address once, numbered in
@@ -538,25 +548,10 @@ public final class ProtocolNode {
         var headers: [RegionHeader] = []
         var template: DataPacket?
         for reference in message.regions {
-            var state = regionSend[reference.id] ?? RegionSendState()
-            if reference.viewNumber > state.view {
-                state.view = reference.viewNumber
-                state.viewStartSequence = state.nextSequence
-            }
-            let sequence = state.nextSequence
-            state.nextSequence += 1
-            let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
-                                    view: state.view, viewStart: state.viewStartSequence)
+            let packet = numberFragment(message, fragment: fragment, in: reference)
             template = template ?? packet
-            headers.append(RegionHeader(region: reference.id, regionView: state.view, viewStartSequence: state.viewStartSequence,
-                                        sequence: sequence))
-            state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
-            if Int(fragment) + 1 == fragmentCount(message) {
-                message.lastSequence[reference.id] = sequence
-                state.awaiting.append((sequence, message))
-            }
-            regionSend[reference.id] = state
-            if regions[reference.id] != nil { receiveData(packet) }
+            headers.append(RegionHeader(region: reference.id, regionView: packet.regionView,
+                                        viewStartSequence: packet.viewStartSequence, sequence: packet.sequence))
         }
         message.fragmentCursor += 1
         if message.fragmentCursor == fragmentCount(message) { _ = sendQueue.popFirst() }
