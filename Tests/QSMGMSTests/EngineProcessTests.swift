@@ -32,10 +32,11 @@ struct EngineProcessTests {
     /// Reads every process's output at once (a reader that waited on one while the others
     /// filled their pipes would stall them, and through flow control, everyone) until all
     /// have exited or the deadline passes.
-    static func collectAll(_ processes: [ChildProcess], into lines: inout [[String]], until deadline: Instant) {
+    static func collectAll(_ processes: [ChildProcess], into lines: inout [[String]], until deadline: Instant,
+                           stopWhen done: ([[String]]) -> Bool = { _ in false }) {
         while lines.count < processes.count { lines.append([]) }
         var finished = Set<Int>()
-        while MonotonicClock.now() < deadline && finished.count < processes.count {
+        while MonotonicClock.now() < deadline && finished.count < processes.count && !done(lines) {
             for (index, process) in processes.enumerated() where !finished.contains(index) {
                 lines[index] += process.availableLines()
                 if process.waitForExit(timeoutMilliseconds: 0) != nil {
@@ -136,18 +137,13 @@ struct EngineProcessTests {
                 "publish", "--gms", address, "--group", "a", "--wait-members", "3", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "m\($0)" }
             let feeder = try Self.feed(publisher, expected)
-            // Kill the victim once it has seen some traffic.
-            var seen: [String] = []
-            let killBy = MonotonicClock.now().advanced(by: .seconds(60))
-            while seen.count < 2000 && MonotonicClock.now() < killBy {
-                seen += victim.availableLines()
-                var descriptor = pollfd(fd: victim.outputDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 50)
-            }
-            victim.signal(SIGKILL)
-            let deadline = MonotonicClock.now().advanced(by: .seconds(120))
+            // Kill the victim once it has seen some traffic (reading everyone meanwhile).
             var outputs: [[String]] = []
-            Self.collectAll(survivors, into: &outputs, until: deadline)
+            Self.collectAll(survivors + [victim], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(60)),
+                            stopWhen: { $0[2].count >= 2000 })
+            victim.signal(SIGKILL)
+            outputs.removeLast()
+            Self.collectAll(survivors, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
             let status = Self.finish(feeder, publisher, timeoutMilliseconds: 60_000)
             for (index, lines) in outputs.enumerated() where lines != expected {
                 return "survivor \(index + 1) got \(lines.count) lines, expected \(count) in order"
@@ -169,25 +165,13 @@ struct EngineProcessTests {
                 "publish", "--gms", address, "--group", "a", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "f\($0)" }
             let feeder = try Self.feed(publisher, expected)
-            var early: [String] = []
-            let waitBy = MonotonicClock.now().advanced(by: .seconds(60))
-            while early.count < 1000 && MonotonicClock.now() < waitBy {
-                early += frozen.availableLines()
-                var descriptor = pollfd(fd: frozen.outputDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 20)
-            }
+            var outputs: [[String]] = []
+            Self.collectAll([frozen, steady], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(60)),
+                            stopWhen: { $0[0].count >= 1000 })
             frozen.signal(SIGSTOP)
-            let thaw = MonotonicClock.now().advanced(by: .seconds(2))
-            var steadyLines: [String] = []
-            while MonotonicClock.now() < thaw {
-                steadyLines += steady.availableLines()
-                var descriptor = pollfd(fd: steady.outputDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 20)
-            }
+            Self.collectAll([frozen, steady], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(2)))
             frozen.signal(SIGCONT)
-            let deadline = MonotonicClock.now().advanced(by: .seconds(120))
-            var outputs = [early, steadyLines]
-            Self.collectAll([frozen, steady], into: &outputs, until: deadline)
+            Self.collectAll([frozen, steady], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
             let status = Self.finish(feeder, publisher, timeoutMilliseconds: 60_000)
             if outputs[0] != expected { return "the frozen subscriber got \(outputs[0].count) lines, expected \(count) in order" }
             if outputs[1] != expected { return "the steady subscriber got \(outputs[1].count) lines" }
@@ -206,13 +190,10 @@ struct EngineProcessTests {
                 "publish", "--gms", address, "--group", "a", "--wait-members", "1", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "j\($0)" }
             let feeder = try Self.feed(publisher, expected)
-            var earlyLines: [String] = []
-            let joinBy = MonotonicClock.now().advanced(by: .seconds(60))
-            while earlyLines.count < 3000 && MonotonicClock.now() < joinBy {
-                earlyLines += early.availableLines()
-                var descriptor = pollfd(fd: early.outputDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 20)
-            }
+            var earlyOutput: [[String]] = []
+            Self.collectAll([early], into: &earlyOutput, until: MonotonicClock.now().advanced(by: .seconds(60)),
+                            stopWhen: { $0[0].count >= 3000 })
+            var earlyLines = earlyOutput[0]
             // A latecomer without --count: it runs until told to stop.
             let late = try ChildProcess(executable: Self.qsmNode, arguments: ["subscribe", "--gms", address, "--group", "a", "--id", "52"])
             let deadline = MonotonicClock.now().advanced(by: .seconds(120))
