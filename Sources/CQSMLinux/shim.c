@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -108,6 +109,8 @@ int64_t cqsm_network_namespace_id(void) {
 }
 
 int64_t cqsm_gettid(void) { return (int64_t)syscall(SYS_gettid); }
+
+int cqsm_exit_with_parent(void) { return prctl(PR_SET_PDEATHSIG, SIGKILL); }
 
 void cqsm_set_thread_name(const char *name) {
     char truncated[16];

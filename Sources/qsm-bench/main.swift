@@ -90,6 +90,12 @@ func parse(_ commandLine: [String]) -> MicroBenchmarks {
     return benchmarks
 }
 
+if CommandLine.arguments.dropFirst().first == "_worker" {
+    await WorkerCommand.main(Array(CommandLine.arguments.dropFirst(2)))
+}
+if CommandLine.arguments.count == 1 || CommandLine.arguments.dropFirst().first == "run" {
+    RunCommand.main(Array(CommandLine.arguments.dropFirst(CommandLine.arguments.count == 1 ? 1 : 2)))
+}
 if CommandLine.arguments.dropFirst().first == "regions" {
     RegionsBenchmark.main(Array(CommandLine.arguments.dropFirst(2)))
 }

@@ -36,6 +36,7 @@ enum {
     CQSM_EPOLL_CTL_DEL = 2,
     CQSM_EPOLL_CTL_MOD = 3,
     CQSM_MSG_TRUNC = 0x20,
+    CQSM_MSG_WAITFORONE = 0x10000,
     CQSM_IP_MULTICAST_ALL = 49,
     CQSM_MAX_EPOLL_BATCH = 256,
 };
@@ -69,6 +70,9 @@ int cqsm_stop_signal_eventfd(void);
 int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *const argv[], char *const envp[]);
 /// Ignores SIGPIPE: writing to a closed pipe or socket then fails with EPIPE.
 void cqsm_ignore_sigpipe(void);
+/// Asks the kernel to SIGKILL this process when its parent dies (worker processes of
+/// a benchmark must never outlive it). Returns 0 or -1 with errno.
+int cqsm_exit_with_parent(void);
 /// Names the calling thread (at most 15 bytes are kept).
 void cqsm_set_thread_name(const char *name);
 /// The kernel thread id of the caller.

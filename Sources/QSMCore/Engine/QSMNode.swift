@@ -174,16 +174,21 @@ public final class QSMNode: Sendable {
             switch tryPublish(payload, to: group) {
             case .accepted: return
             case .rejected(let reason): throw ConfigurationError(reason)
-            case .wouldBlock:
-                await withCheckedContinuation { continuation in
-                    let free = state.withLock { state -> Bool in
-                        if window.inUse < window.capacity { return true }
-                        state.windowWaiters.append(continuation)
-                        return false
-                    }
-                    if free { continuation.resume() }
-                }
+            case .wouldBlock: await waitForWindow()
             }
+        }
+    }
+
+    /// Waits until the flow-control window has room for another message (or the node
+    /// stops). For publishers that build each message just before `tryPublish`.
+    public func waitForWindow() async {
+        await withCheckedContinuation { continuation in
+            let free = state.withLock { state -> Bool in
+                if window.inUse < window.capacity || stopping.load(ordering: .acquiring) { return true }
+                state.windowWaiters.append(continuation)
+                return false
+            }
+            if free { continuation.resume() }
         }
     }
 
@@ -229,6 +234,15 @@ public final class QSMNode: Sendable {
             }
             submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
         }
+    }
+
+    // MARK: Experiments
+
+    /// Fault injection for experiments: for `duration`, every datagram that reaches this
+    /// node is thrown away on arrival (counted in `core.droppedByInjectedLoss`), as if
+    /// the network dropped all its inbound traffic. Recovery must repair the gap.
+    public func injectInboundLoss(for duration: Duration) {
+        submit { engine in engine.core.discardInbound(until: engine.core.now.advanced(by: duration)) }
     }
 
     // MARK: Plumbing

@@ -137,7 +137,6 @@ public final class ProtocolNode {
         // to acknowledge, so they are accounted for (section 4.3.7, item 5).
         let live = Set(regions.keys).union(groups.values.flatMap { $0.regions.map(\.id) })
         for (region, state) in regionSend where !live.contains(region) {
-            var state = state
             while let (_, message) = state.awaiting.popFirst() { regionAcknowledged(message) }
             regionSend[region] = nil
         }
@@ -256,7 +255,7 @@ public final class ProtocolNode {
         // sender's message.
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
-        guard var stream = stream(key, firstPacket: packet) else {
+        guard let stream = stream(key, firstPacket: packet) else {
             // Sent in a view from before this node joined the region: not owed to it.
             statistics.notOwedDropped += 1
             return
@@ -284,8 +283,8 @@ public final class ProtocolNode {
             stream.cachedBytes += packet.payload.count
         }
         if sequence == stream.contiguous + 1 {
-            accept(packet, into: &stream)
-            drainInOrder(&stream)
+            accept(packet, into: stream)
+            drainInOrder(stream)
         } else {
             guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
                 // Bounded: drop it; the token will bring it back later.
@@ -314,16 +313,16 @@ public final class ProtocolNode {
     func outOfOrderCount() -> Int { outOfOrderTotal }
 
     /// Accepts whatever out-of-order packets now follow the contiguous prefix.
-    func drainInOrder(_ stream: inout ReceiveStream) {
+    func drainInOrder(_ stream: ReceiveStream) {
         while let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
             stream.outOfOrderBytes -= next.payload.count
             outOfOrderTotal -= 1
-            accept(next, into: &stream)
+            accept(next, into: stream)
         }
     }
 
     /// The next packet in sequence: reassemble and deliver.
-    func accept(_ packet: DataPacket, into stream: inout ReceiveStream) {
+    func accept(_ packet: DataPacket, into stream: ReceiveStream) {
         stream.contiguous = packet.sequence
         stream.missing[packet.sequence] = nil
         if packet.fragmentCount == 1 {
@@ -363,7 +362,7 @@ public final class ProtocolNode {
     // MARK: Acknowledgements and requests
 
     func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
-        guard ack.sender == id, var state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
+        guard ack.sender == id, let state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
         state.acknowledged = ack.stable
         for sequence in state.inFlight.keys where sequence <= ack.stable { state.inFlight[sequence] = nil }
         while let first = state.awaiting.first, first.last <= ack.stable {
@@ -400,7 +399,7 @@ public final class ProtocolNode {
         } else {
             start = max(status.viewStartSequence, 1)
         }
-        var stream = streams[key] ?? ReceiveStream(start: start)
+        let stream = streams[key] ?? ReceiveStream(start: start)
         if status.maximumSequence > stream.maximumSeen {
             for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...status.maximumSequence where stream.outOfOrder[gap] == nil {
                 stream.missing[gap] = (now, 0)
@@ -521,7 +520,7 @@ public final class ProtocolNode {
     /// keeps the fragment for retransmission until acknowledged, awaits the message's
     /// acknowledgement after its last fragment, and loops it back if this node is a member.
     func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
-        var state = regionSend[reference.id] ?? RegionSendState()
+        let state = regionSend[reference.id] ?? RegionSendState()
         if reference.viewNumber > state.view {
             state.view = reference.viewNumber
             state.viewStartSequence = state.nextSequence

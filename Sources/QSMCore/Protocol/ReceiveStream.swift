@@ -1,6 +1,9 @@
 /// What one node knows of one sender's traffic in one region: everything is indexed by
 /// the sender's per-region sequence number, whatever group a message belongs to.
-struct ReceiveStream {
+///
+/// A class, updated in place: as a value in the streams dictionary every packet would
+/// copy its cache and out-of-order tables (O(window) work per packet).
+final class ReceiveStream {
     /// The first sequence number this node is owed (it joined the region then).
     var start: UInt64
     /// Every sequence number in start...contiguous has been received.
@@ -36,7 +39,7 @@ struct ReceiveStream {
     var heldBytes: Int { cachedBytes + outOfOrderBytes }
 
     /// Drops cached packets now known stable.
-    mutating func learnStable(_ value: UInt64) {
+    func learnStable(_ value: UInt64) {
         guard value > stable else { return }
         stable = min(value, contiguous)
         if !cache.isEmpty {

@@ -31,8 +31,9 @@ final class OutgoingMessage {
     }
 }
 
-/// A sender's state in one region it multicasts to.
-struct RegionSendState {
+/// A sender's state in one region it multicasts to. A class, updated in place: as a
+/// value every transmission would copy the in-flight table (O(window) per packet).
+final class RegionSendState {
     var nextSequence: UInt64 = 1
     var view: UInt64 = 0
     var viewStartSequence: UInt64 = 1

@@ -136,7 +136,7 @@ extension ProtocolNode {
         round.startedAt = now
         partitionRounds[region.id] = round
         learnAndRecover(from: [], in: region)
-        var token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
+        let token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
                                 partition: UInt32(index), round: round.round, startedAt: now.nanoseconds,
                                 records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
         if ring.count == 1 {
@@ -204,7 +204,7 @@ extension ProtocolNode {
         round.inProgress = true
         round.startedAt = now
         regionRounds[region.id] = round
-        var token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
+        let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
                                 round: round.round, startedAt: now.nanoseconds,
                                 records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
         let ring = regionRing(region)
@@ -364,7 +364,7 @@ extension ProtocolNode {
                 if record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
-            guard var stream = stream(key, firstPacket: nil) else { continue }
+            guard let stream = stream(key, firstPacket: nil) else { continue }
             if record.maximumSeen > stream.maximumSeen {
                 for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...record.maximumSeen where stream.outOfOrder[gap] == nil {
                     stream.missing[gap] = (now, 0)
@@ -375,12 +375,12 @@ extension ProtocolNode {
             streams[key] = stream
         }
         var requests: [NodeID: RequestPacket] = [:]
-        for (key, var stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
             where key.region == region.id && !stream.missing.isEmpty {
             if departed.contains(key.sender) {
                 stream.roundsWithoutSender += 1
                 if stream.roundsWithoutSender > Self.abandonAfterRounds {
-                    abandonGaps(&stream)
+                    abandonGaps(stream)
                     streams[key] = stream
                     continue
                 }
@@ -418,11 +418,11 @@ extension ProtocolNode {
 
     /// The sender left and nobody answered for many rounds: the missing packets are gone
     /// for good. Skip them so later messages flow and the stream can quiesce.
-    func abandonGaps(_ stream: inout ReceiveStream) {
+    func abandonGaps(_ stream: ReceiveStream) {
         let limit = stream.maximumSeen
         while stream.contiguous < limit {
             if stream.outOfOrder[stream.contiguous + 1] != nil {
-                drainInOrder(&stream)
+                drainInOrder(stream)
                 continue
             }
             stream.contiguous += 1

@@ -25,6 +25,7 @@ public final class EventCore {
     private var freeSlots: [Int32] = []
     private var queues: [RingBuffer<IOEvent>]
     private var deferredOutput: [UInt64] = []
+    private var discardInboundUntil = Instant.zero
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
     private var lateness = AlarmLatenessMeter()
     private let ioQuantumNanoseconds: Int64
@@ -197,6 +198,11 @@ public final class EventCore {
     /// Alarms pending.
     public var pendingAlarmCount: Int { alarms.count }
 
+    /// Fault injection for experiments: every datagram that arrives before `deadline` is
+    /// read and thrown away (counted in `droppedByInjectedLoss`), as if the network had
+    /// lost it on the way in.
+    public func discardInbound(until deadline: Instant) { discardInboundUntil = deadline }
+
     /// Alarm lateness since the last call (count, mean, max); starts a new interval.
     public func takeAlarmLatenessInterval() -> AlarmLatenessInterval {
         lateness.takeInterval()
@@ -325,6 +331,11 @@ public final class EventCore {
                 let buffer = receiveBatch.buffer(at: index)
                 if receiveBatch.isTruncated(at: index) {
                     statistics.droppedTruncated += 1
+                    pool.release(buffer)
+                    continue
+                }
+                if now < discardInboundUntil {
+                    statistics.droppedByInjectedLoss += 1
                     pool.release(buffer)
                     continue
                 }

@@ -26,6 +26,8 @@ public struct EventCoreStatistics: Sendable, Equatable {
     public var droppedSendErrors = 0
     /// Feeds that claimed to have written more bytes than their buffer holds; dropped.
     public var droppedOversizedOutput = 0
+    /// Inbound datagrams thrown away by `discardInbound(until:)` (fault injection).
+    public var droppedByInjectedLoss = 0
     /// recvmmsg failures other than "would block".
     public var receiveErrors = 0
     /// The last send or receive error seen, for diagnosis.

@@ -67,6 +67,9 @@ public final class ChildProcess {
     /// The read end of the child's standard output, for polling several children at once.
     public var outputDescriptor: Int32 { output }
 
+    /// Whether the child closed its standard output (it exited, or is about to).
+    public var outputEnded: Bool { outputClosed }
+
     /// Writes a line to the child's standard input; false if the child no longer reads
     /// (SIGPIPE is ignored in this process, so that is EPIPE, not death).
     @discardableResult
@@ -133,6 +136,12 @@ public final class ChildProcess {
             var descriptor = pollfd(fd: output, events: 0, revents: 0)
             _ = poll(&descriptor, 1, 20)
         }
+    }
+
+    /// Makes the kernel kill this process when its parent dies, so that a worker never
+    /// outlives the tool that started it, whatever happens to that tool.
+    public static func exitWithParent() throws(SystemError) {
+        _ = try systemCall("prctl(PR_SET_PDEATHSIG)") { cqsm_exit_with_parent() }
     }
 
     /// The absolute path of the running executable's directory (to find sibling tools).

@@ -73,7 +73,13 @@ public final class DatagramBatch {
         try receive(on: socket.descriptor)
     }
 
-    func receive(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
+    /// Like `receive(on:)`, on a socket set to block: waits for the first datagram (up
+    /// to the socket's receive timeout), then takes what else is queued without waiting.
+    public func receiveWaitingForOne(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+        try receive(on: socket.descriptor, flags: Int32(CQSM_MSG_WAITFORONE))
+    }
+
+    func receive(on descriptor: Int32, flags: Int32 = Int32(MSG_DONTWAIT)) throws(SystemError) -> IOResult<Int> {
         precondition(count == 0, "receive into a batch that still holds datagrams")
         var prepared = 0
         while prepared < capacity, let buffer = pool.acquire() {
@@ -90,7 +96,7 @@ public final class DatagramBatch {
         let result: IOResult<Int32>
         do throws(SystemError) {
             result = try nonBlockingCall("recvmmsg") {
-                cqsm_recvmmsg(descriptor, headers, UInt32(prepared), Int32(MSG_DONTWAIT))
+                cqsm_recvmmsg(descriptor, headers, UInt32(prepared), flags)
             }
         } catch {
             for index in 0..<prepared { pool.release(buffers[index]) }

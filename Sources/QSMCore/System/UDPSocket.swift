@@ -159,6 +159,20 @@ public final class UDPSocket {
         }
     }
 
+    /// Makes receives block (for a dedicated receiving thread, as in a raw baseline),
+    /// each for at most `timeout`, after which they report `.wouldBlock`. The event core
+    /// never uses a blocking socket.
+    public func setBlockingReceive(timeout: Duration) throws(SystemError) {
+        let flags = Glibc.fcntl(descriptor, F_GETFL)
+        if flags == -1 { throw SystemError(call: "fcntl(F_GETFL)", errno: Glibc.errno) }
+        if Glibc.fcntl(descriptor, F_SETFL, flags & ~Int32(O_NONBLOCK)) == -1 {
+            throw SystemError(call: "fcntl(F_SETFL)", errno: Glibc.errno)
+        }
+        let (seconds, attoseconds) = timeout.components
+        let interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        try setOption(SOL_SOCKET, SO_RCVTIMEO, interval, "setsockopt(SO_RCVTIMEO)")
+    }
+
     // MARK: Option plumbing
 
     private func setOption<Value: BitwiseCopyable>(_ level: Int32, _ name: Int32, _ value: Value, _ call: String) throws(SystemError) {

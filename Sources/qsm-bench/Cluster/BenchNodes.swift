@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import Synchronization
+
+/// The groups of a benchmark run: all receivers join all of them, senders publish to
+/// them round robin (the seed's Fig. 4.46 workload).
+enum BenchGroups {
+    static func name(_ index: Int) -> GroupName { GroupName("bench-\(index)")! }
+    static func index(of name: GroupName) -> Int? {
+        guard name.text.hasPrefix("bench-") else { return nil }
+        return Int(name.text.dropFirst(6))
+    }
+}
+
+/// A benchmark receiver: a QSM node in every group that checks each delivery and
+/// reports progress.
+final class BenchReceiver: Sendable {
+    let node: QSMNode
+    let groups: Int
+    private let check: Mutex<DeliveryCheck>
+    private let delivered = Atomic<Int>(0)
+
+    init(configuration: QSMNodeConfiguration, groups: Int, senders: Int) throws {
+        node = try QSMNode(configuration: configuration)
+        self.groups = groups
+        check = Mutex(DeliveryCheck(senders: senders, groups: groups))
+        node.onDelivery { [self] delivery in
+            let now = MonotonicClock.now()
+            let group = BenchGroups.index(of: delivery.group) ?? Int.max
+            check.withLock { $0.observe(group: group, sequence: delivery.sequence, payload: delivery.payload, at: now) }
+            delivered.add(1, ordering: .relaxed)
+        }
+        try node.start()
+        try joinAll()
+    }
+
+    func joinAll() throws {
+        check.withLock { $0.rejoined() }
+        for index in 0..<groups { try node.join(BenchGroups.name(index).text) }
+    }
+
+    func leaveAll() {
+        for index in 0..<groups { node.leave(BenchGroups.name(index)) }
+    }
+
+    var deliveredCount: Int { delivered.load(ordering: .relaxed) }
+
+    func result() async -> WorkerLine {
+        let statistics = await node.statistics()
+        let check = self.check.withLock { $0 }
+        let memory = ProcessMetrics.residentMegabytes()
+        let protocolStatistics = statistics.protocolStatistics
+        return WorkerLine("result", [
+            ("delivered", check.delivered), ("duplicates", check.duplicates), ("gaps", check.gaps),
+            ("corrupt", check.corrupt),
+            ("unique", check.uniqueBySender.map(String.init).joined(separator: ",")),
+            ("first_ns", check.firstAt?.nanoseconds ?? 0), ("last_ns", check.lastAt?.nanoseconds ?? 0),
+            ("latency", check.latency.encoded.isEmpty ? "-" : check.latency.encoded),
+            ("latency_max_us", check.latency.maximumMicroseconds),
+            ("cpu_s", ProcessMetrics.cpuSeconds), ("rss_mb", memory.peak),
+            ("retransmissions", protocolStatistics.retransmissionsSent),
+            ("requests", protocolStatistics.requestsSent),
+            ("token_rounds", protocolStatistics.tokenRounds),
+            ("token_rtt_ns", protocolStatistics.tokenRoundTripNanoseconds),
+            ("token_timeouts", protocolStatistics.tokenTimeouts),
+            ("injected_drops", statistics.core.droppedByInjectedLoss),
+            ("cached_mb", Double(protocolStatistics.maximumCachedBytes) / 1_048_576),
+        ])
+    }
+}
+
+/// A benchmark sender: publishes to every group round robin, as fast as flow control
+/// allows or at a fixed rate, for a duration or a message count.
+final class BenchSender: Sendable {
+    let node: QSMNode
+    let index: Int
+    let groups: Int
+    private let sent = Atomic<Int>(0)
+
+    init(configuration: QSMNodeConfiguration, index: Int, groups: Int) throws {
+        node = try QSMNode(configuration: configuration)
+        self.index = index
+        self.groups = groups
+        try node.start()
+        for group in 0..<groups { node.publishWithoutJoining(BenchGroups.name(group)) }
+    }
+
+    func waitForReceivers(_ receivers: Int) async {
+        for group in 0..<groups { await node.waitForMembers(receivers, in: BenchGroups.name(group)) }
+    }
+
+    var sentCount: Int { sent.load(ordering: .relaxed) }
+
+    /// Publishes until `seconds` pass or `count` messages are out (whichever is given
+    /// and comes first); `rate` 0 means as fast as the window allows.
+    func run(size: Int, seconds: Double?, count: Int?, rate: Double) async throws -> Double {
+        let start = MonotonicClock.now()
+        let deadline = seconds.map { start.advanced(byNanoseconds: Int64($0 * 1e9)) }
+        var payload = [UInt8](repeating: 0, count: size)
+        let groupNames = (0..<groups).map(BenchGroups.name)
+        var sequence: UInt64 = 0
+        while count.map({ Int(sequence) < $0 }) ?? true {
+            var now = MonotonicClock.now()
+            if let deadline, now >= deadline { break }
+            if rate > 0 {
+                let due = start.advanced(byNanoseconds: Int64(Double(sequence) / rate * 1e9))
+                if due > now {
+                    let wait = due.nanoseconds(since: now)
+                    var pause = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
+                    nanosleep(&pause, nil)
+                    now = MonotonicClock.now()
+                }
+            }
+            let group = groupNames[Int(sequence % UInt64(groups))]
+            BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: now)
+            publishing: while true {
+                switch node.tryPublish(payload, to: group) {
+                case .accepted: break publishing
+                case .rejected(let reason): throw ConfigurationError(reason)
+                case .wouldBlock:
+                    // Window full: wait for acknowledgements, then stamp the message again.
+                    await node.waitForWindow()
+                    BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: MonotonicClock.now())
+                }
+            }
+            sequence += 1
+            sent.store(Int(sequence), ordering: .relaxed)
+        }
+        return Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
+    }
+
+    func result() async -> WorkerLine {
+        let statistics = await node.statistics()
+        let protocolStatistics = statistics.protocolStatistics
+        let memory = ProcessMetrics.residentMegabytes()
+        return WorkerLine("result", [
+            ("sent", sentCount), ("cpu_s", ProcessMetrics.cpuSeconds), ("rss_mb", memory.peak),
+            ("retransmissions", protocolStatistics.retransmissionsSent),
+            ("acknowledged", protocolStatistics.acknowledged),
+            ("ack_latency_ns", protocolStatistics.acknowledgementLatencyNanoseconds),
+            ("unacknowledged", statistics.unacknowledgedMessages),
+            ("held_mb", Double(protocolStatistics.maximumHeldBytes) / 1_048_576),
+        ])
+    }
+}

@@ -1,0 +1,48 @@
+import QSMCore
+
+/// The bytes a benchmark sender publishes: who sent it, its number in that sender's
+/// stream, when it was published (CLOCK_MONOTONIC, the same clock in every process on
+/// the host), then a pattern derived from the number, so that receivers detect any
+/// corruption, not just loss.
+enum BenchPayload {
+    static let headerBytes = 24
+    static let minimumSize = headerBytes
+
+    /// Writes message `sequence` of sender `sender` into `bytes` (its count is the size).
+    static func fill(_ bytes: inout [UInt8], sender: Int, sequence: UInt64, publishedAt: Instant) {
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: UInt32(sender).bigEndian, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+            raw.storeBytes(of: sequence.bigEndian, toByteOffset: 8, as: UInt64.self)
+            raw.storeBytes(of: publishedAt.nanoseconds.bigEndian, toByteOffset: 16, as: Int64.self)
+            var value = UInt8(truncatingIfNeeded: sequence)
+            for index in headerBytes..<raw.count {
+                raw[index] = value
+                value &+= 1
+            }
+        }
+    }
+
+    struct Header {
+        var sender: Int
+        var sequence: UInt64
+        var publishedAt: Instant
+    }
+
+    /// The header of a received message, or nil when it is too short or its pattern is
+    /// wrong (corrupted).
+    static func check(_ bytes: [UInt8]) -> Header? {
+        guard bytes.count >= headerBytes else { return nil }
+        return bytes.withUnsafeBytes { raw -> Header? in
+            let sender = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            let sequence = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            let published = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: Int64.self))
+            var value = UInt8(truncatingIfNeeded: sequence)
+            for index in headerBytes..<raw.count {
+                if raw[index] != value { return nil }
+                value &+= 1
+            }
+            return Header(sender: Int(sender), sequence: sequence, publishedAt: Instant(nanoseconds: published))
+        }
+    }
+}

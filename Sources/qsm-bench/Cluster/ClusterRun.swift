@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+
+/// One cluster experiment on this host, in the caller's network namespace: a GMS
+/// process, sender and receiver processes. First the raw limit is measured with those
+/// same processes (unreliable blasts, two receiving techniques), then the engine runs
+/// the workload while the coordinator applies the perturbation and shows progress, and
+/// finally every receiver reports what it checked.
+struct ClusterRun {
+    let options: RunOptions
+    /// Progress and diagnostics (standard error in the command).
+    let log: (String) -> Void
+
+    static let rawGroup = SocketAddress(IPv4Address(239, 255, 77, 1), port: 17_999)
+
+    func execute() throws -> RunReport {
+        var report = RunReport(options: options)
+        let gms = try WorkerProcess(name: "gms", arguments: ["gms", "\(options.heartbeatTimeoutMilliseconds)"])
+        let gmsAddress = try gms.expect("gms", within: 10)["address"] ?? ""
+        let senders = try (0..<options.senders).map { try WorkerProcess(name: "sender \($0)", arguments: ["node"]) }
+        let receivers = try (0..<options.receivers).map { try WorkerProcess(name: "receiver \($0)", arguments: ["node"]) }
+        defer {
+            for worker in senders + receivers + [gms] where worker.process.waitForExit(timeoutMilliseconds: 0) == nil {
+                worker.signal(SIGKILL)
+                worker.process.waitForExit(timeoutMilliseconds: 2000)
+            }
+        }
+
+        if options.measureRaw {
+            var search = RawLimitSearch(sender: senders[0], receivers: receivers, size: options.size, group: Self.rawGroup,
+                                        interface: options.interface, trialSeconds: options.rawTrialSeconds, log: log)
+            report.rawBlocking = try search.run(mode: .blocking)
+            report.rawPolling = try search.run(mode: .polling)
+        }
+
+        // The engine: receivers join every group, senders wait until all are in.
+        for receiver in receivers {
+            try receiver.send(WorkerLine("receive", [("gms", gmsAddress), ("groups", options.groups),
+                                                     ("senders", options.senders), ("interface", options.interface)]))
+        }
+        for receiver in receivers { _ = try receiver.expect("node", within: 30) }
+        for (index, sender) in senders.enumerated() {
+            var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
+                                           ("receivers", options.receivers), ("interface", options.interface)]
+            if let window = options.window { fields.append(("window", window)) }
+            try sender.send(WorkerLine("send", fields))
+        }
+        let joinTimeout = 30 + Double(options.groups) / 100
+        for sender in senders { _ = try sender.expect("node", within: joinTimeout) }
+        log("engine: \(options.receivers) receivers in \(options.groups) group(s), \(options.senders) sender(s) ready")
+
+        var go: [(String, Any)] = [("size", options.size), ("rate", options.rate)]
+        if let seconds = options.seconds { go.append(("seconds", seconds)) }
+        if let count = options.count { go.append(("count", count)) }
+        let start = MonotonicClock.now()
+        report.startNanoseconds = start.nanoseconds
+        for sender in senders { try sender.send(WorkerLine("go", go)) }
+
+        var schedule = PerturbationSchedule(options: options)
+        var lastLog = start
+        var sendingDone: Instant?
+        var sentTotal = 0
+        while true {
+            WorkerProcess.waitForOutput(senders + receivers, milliseconds: 20)
+            let now = MonotonicClock.now()
+            let elapsed = Double(now.nanoseconds(since: start)) / 1e9
+            schedule.apply(at: elapsed, sendingDone: sendingDone != nil, receivers: receivers, log: log)
+            if sendingDone == nil, senders.allSatisfy({ $0.has("sent") }) {
+                sendingDone = now
+                sentTotal = 0
+                for sender in senders {
+                    let line = try sender.expect("sent", within: 1)
+                    report.sentBySender.append(line.int("count") ?? 0)
+                    report.sendSeconds = max(report.sendSeconds, line.double("seconds") ?? 0)
+                }
+                sentTotal = report.sentBySender.reduce(0, +)
+                log("senders done: \(sentTotal) messages in \(format(report.sendSeconds, 1)) s; waiting for receivers")
+            }
+            if now.nanoseconds(since: lastLog) >= 1_000_000_000 {
+                lastLog = now
+                let sent = senders.map(\.latestCount).reduce(0, +)
+                let checked = options.checkedReceivers.map { receivers[$0].latestCount }
+                log("  \(format(elapsed, 1)) s: sent \(sent), slowest receiver \(checked.min() ?? 0)"
+                    + (schedule.activeNote.map { " [\($0)]" } ?? ""))
+            }
+            if let done = sendingDone {
+                let complete = options.checkedReceivers.allSatisfy { receivers[$0].latestCount >= sentTotal }
+                if complete, schedule.finished { break }
+                if Double(now.nanoseconds(since: done)) / 1e9 > options.drainSeconds {
+                    log("receivers still missing messages \(Int(options.drainSeconds)) s after the senders finished; stopping")
+                    break
+                }
+            }
+            for worker in receivers where worker.process.outputEnded && !worker.killed {
+                throw WorkerProcess.Failure(description: "\(worker.name) exited during the run")
+            }
+        }
+        schedule.finishAll(receivers: receivers)
+        report.events = schedule.events
+
+        // Results: every live worker reports what it saw.
+        for worker in senders + receivers where !worker.killed { try worker.send(WorkerLine("finish")) }
+        for sender in senders { report.senderResults.append(try sender.expect("result", within: 30)) }
+        for (index, receiver) in receivers.enumerated() {
+            report.receiverResults.append(receiver.killed ? nil : try receiver.expect("result", within: 30))
+            report.receiverProgress.append(receiver.progress)
+            _ = index
+        }
+        report.senderProgress = senders.map(\.progress)
+        for worker in senders + receivers where !worker.killed { worker.process.waitForExit(timeoutMilliseconds: 5000) }
+        gms.signal(SIGTERM)
+        return report
+    }
+}
+
+/// When to do what to receiver 0 (or, for churn, to the churning receivers), in
+/// seconds since sending started. Records what it did for the report.
+struct PerturbationSchedule {
+    let options: RunOptions
+    private(set) var events: [(start: Double, end: Double)] = []
+    private var stoppedUntil: Double?
+    private var nextAt: Double
+    private var churnIndex = 0
+    private var churnLeft: [Bool]
+    private var crashed = false
+
+    init(options: RunOptions) {
+        self.options = options
+        churnLeft = [Bool](repeating: false, count: options.churningReceivers)
+        switch options.perturbation {
+        case .sleep: nextAt = 2.5
+        case .loss: nextAt = 1
+        case .freeze: nextAt = min(3, (options.seconds ?? 10) * 0.2)
+        case .crash: nextAt = (options.seconds ?? 10) * 0.4
+        case .churn: nextAt = 0.5
+        case .none: nextAt = .infinity
+        }
+    }
+
+    /// Whether nothing remains to undo (no receiver left stopped or out of its groups).
+    var finished: Bool { stoppedUntil == nil && !churnLeft.contains(true) }
+
+    var activeNote: String? {
+        stoppedUntil != nil ? "receiver 0 stopped" : (crashed ? "receiver 0 killed" : nil)
+    }
+
+    mutating func apply(at elapsed: Double, sendingDone: Bool, receivers: [WorkerProcess], log: (String) -> Void) {
+        if let until = stoppedUntil, elapsed >= until {
+            receivers[0].signal(SIGCONT)
+            stoppedUntil = nil
+            log("  receiver 0 continued (SIGCONT)")
+        }
+        if sendingDone {
+            nextAt = .infinity
+            rejoinAll(receivers: receivers)
+            return
+        }
+        guard elapsed >= nextAt else { return }
+        switch options.perturbation {
+        case .none:
+            break
+        case .sleep, .freeze:
+            let length = options.perturbation == .sleep ? 0.5 : 10
+            receivers[0].signal(SIGSTOP)
+            stoppedUntil = elapsed + length
+            events.append((elapsed, elapsed + length))
+            log("  receiver 0 stopped (SIGSTOP) for \(length) s")
+            nextAt = options.perturbation == .sleep ? nextAt + 5 : .infinity
+        case .loss:
+            try? receivers[0].send(WorkerLine("lose", [("ms", 10)]))
+            events.append((elapsed, elapsed + 0.01))
+            nextAt += 1
+        case .crash:
+            receivers[0].signal(SIGKILL)
+            crashed = true
+            events.append((elapsed, elapsed))
+            log("  receiver 0 killed (SIGKILL)")
+            nextAt = .infinity
+        case .churn:
+            let index = churnIndex % churnLeft.count
+            churnIndex += 1
+            churnLeft[index].toggle()
+            try? receivers[index].send(WorkerLine(churnLeft[index] ? "leave" : "join"))
+            events.append((elapsed, elapsed))
+            log("  receiver \(index) \(churnLeft[index] ? "leaves" : "rejoins") all groups")
+            nextAt += 0.5
+        }
+    }
+
+    /// Undoes whatever is still in effect (a stopped receiver continues, churned ones
+    /// rejoin), so that every worker can report.
+    mutating func finishAll(receivers: [WorkerProcess]) {
+        if stoppedUntil != nil {
+            receivers[0].signal(SIGCONT)
+            stoppedUntil = nil
+        }
+    }
+
+    /// Makes churned receivers rejoin once the senders are done.
+    private mutating func rejoinAll(receivers: [WorkerProcess]) {
+        for index in churnLeft.indices where churnLeft[index] {
+            try? receivers[index].send(WorkerLine("join"))
+            churnLeft[index] = false
+        }
+    }
+}
+
+func format(_ value: Double, _ decimals: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: ".") {
+        let fraction = text[text.index(after: dot)...]
+        if fraction.count < decimals { text += String(repeating: "0", count: decimals - fraction.count) }
+        if decimals == 0 { text = String(text[..<dot]) }
+    }
+    return text
+}

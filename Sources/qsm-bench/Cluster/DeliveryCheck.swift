@@ -1,0 +1,55 @@
+import QSMCore
+
+/// What a benchmark receiver checks of every delivery, against what the senders sent:
+/// per sender and group the sequence numbers must be consecutive (FIFO, nothing
+/// skipped), none may come twice, and the payload must be intact. It also keeps the
+/// send-to-deliver latency and the times of the first and last delivery.
+struct DeliveryCheck {
+    private(set) var delivered = 0
+    private(set) var duplicates = 0
+    /// Deliveries that skipped ahead of the next expected sequence number.
+    private(set) var gaps = 0
+    private(set) var corrupt = 0
+    private(set) var firstAt: Instant?
+    private(set) var lastAt: Instant?
+    private(set) var latency = LatencyHistogram()
+    /// Distinct messages per sender index.
+    private(set) var uniqueBySender: [Int]
+    private var expected: [[UInt64]]
+    /// Per group: a rejoin happened, so the next delivery may start anywhere.
+    private var resynchronize: [Bool]
+
+    init(senders: Int, groups: Int) {
+        uniqueBySender = [Int](repeating: 0, count: senders)
+        expected = [[UInt64]](repeating: [UInt64](repeating: 1, count: groups), count: senders)
+        resynchronize = [Bool](repeating: false, count: groups)
+    }
+
+    /// After rejoining groups, the stream resumes at whatever the new view starts with.
+    mutating func rejoined() {
+        for index in resynchronize.indices { resynchronize[index] = true }
+    }
+
+    mutating func observe(group: Int, sequence: UInt64, payload: [UInt8], at now: Instant) {
+        delivered += 1
+        if firstAt == nil { firstAt = now }
+        lastAt = now
+        guard let header = BenchPayload.check(payload), header.sender < uniqueBySender.count,
+              group < resynchronize.count else {
+            corrupt += 1
+            return
+        }
+        latency.record(microseconds: Int(now.nanoseconds(since: header.publishedAt) / 1000))
+        let next = expected[header.sender][group]
+        if resynchronize[group], sequence >= next {
+            resynchronize[group] = false
+        } else if sequence < next {
+            duplicates += 1
+            return
+        } else if sequence > next {
+            gaps += 1
+        }
+        expected[header.sender][group] = sequence + 1
+        uniqueBySender[header.sender] += 1
+    }
+}

@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+
+/// What a worker process reports about itself: CPU time and memory.
+enum ProcessMetrics {
+    /// CPU seconds (user + system) this process used so far.
+    static var cpuSeconds: Double { Double(ProcessCPUClock.nanoseconds()) / 1e9 }
+
+    /// Resident set size now and at its peak, in megabytes, from /proc/self/status.
+    static func residentMegabytes() -> (current: Double, peak: Double) {
+        guard let file = fopen("/proc/self/status", "r") else { return (0, 0) }
+        defer { fclose(file) }
+        var current = 0.0
+        var peak = 0.0
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+            guard fields.count >= 2, let kilobytes = Double(fields[1]) else { continue }
+            if fields[0] == "VmRSS:" { current = kilobytes / 1024 }
+            if fields[0] == "VmHWM:" { peak = kilobytes / 1024 }
+        }
+        return (current, peak)
+    }
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import Synchronization
+
+/// The raw kernel limit: an unreliable sendmmsg/recvmmsg blast on the same kind of
+/// sockets the engine uses (UDP multicast, same receive buffer), no protocol at all.
+/// Each datagram carries its trial number and its index in the trial, so that a
+/// receiver counts what it got of the current trial.
+enum RawReceiveMode: String, CaseIterable, Sendable {
+    /// A thread blocking in recvmmsg (MSG_WAITFORONE): one wake-up per burst.
+    case blocking
+    /// Non-blocking recvmmsg with a spin, yield, sleep backoff when nothing is there:
+    /// no wake-up per packet while traffic flows.
+    case polling
+}
+
+/// A receiving thread for raw trials. Counts are read from another thread.
+final class RawReceiver: Sendable {
+    let mode: RawReceiveMode
+    private let trial = Atomic<Int>(-1)
+    private let received = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let thread: Mutex<SystemThread?> = Mutex(nil)
+
+    init(mode: RawReceiveMode, group: SocketAddress, interface: IPv4Address, receiveBufferBytes: Int) throws {
+        self.mode = mode
+        let socket = try UDPSocket()
+        try socket.setReuseAddress(true)
+        _ = try socket.setReceiveBufferSize(receiveBufferBytes)
+        _ = try socket.bind(to: group)
+        try socket.joinMulticastGroup(group.address, interface: interface)
+        if mode == .blocking { try socket.setBlockingReceive(timeout: .milliseconds(50)) }
+        let box = CoreConfinedSocket(socket)
+        let started = try SystemThread(name: "raw-receive") { [self] in receive(on: box.socket) }
+        thread.withLock { $0 = started }
+    }
+
+    /// Datagrams of `trial` received so far.
+    func count(of trial: Int) -> Int {
+        self.trial.load(ordering: .acquiring) == trial ? received.load(ordering: .acquiring) : 0
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        thread.withLock { $0 }?.join()
+    }
+
+    private func receive(on socket: UDPSocket) {
+        let pool = PacketBufferPool(bufferCount: 64, bufferCapacity: 65_536)
+        let batch = DatagramBatch(capacity: 64, pool: pool)
+        var idle = 0
+        while !stopping.load(ordering: .relaxed) {
+            let result: IOResult<Int>
+            do {
+                result = mode == .blocking ? try batch.receiveWaitingForOne(on: socket) : try batch.receive(on: socket)
+            } catch {
+                writeToStandardError("raw receiver: \(error)")
+                return
+            }
+            guard case .completed(let count) = result, count > 0 else {
+                if mode == .polling { Self.backOff(&idle) }
+                continue
+            }
+            idle = 0
+            for index in 0..<count where batch.length(at: index) >= 8 {
+                let bytes = pool.bytes(of: batch.buffer(at: index))
+                let packetTrial = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+                let current = trial.load(ordering: .relaxed)
+                if packetTrial == current {
+                    received.add(1, ordering: .relaxed)
+                } else if packetTrial > current {
+                    received.store(1, ordering: .relaxed)
+                    trial.store(packetTrial, ordering: .releasing)
+                }
+            }
+            batch.releaseAll()
+        }
+    }
+
+    /// Spin a little, then yield the CPU, then sleep for growing intervals up to 1 ms:
+    /// cheap when packets come back quickly, gentle on the other processes when not.
+    static func backOff(_ idle: inout Int) {
+        idle += 1
+        if idle < 50 { return }
+        if idle < 100 {
+            sched_yield()
+            return
+        }
+        var pause = timespec(tv_sec: 0, tv_nsec: min(1_000_000, 20_000 << min(6, (idle - 100) / 8)))
+        nanosleep(&pause, nil)
+    }
+}
+
+/// Hands a socket to the thread that alone uses it.
+final class CoreConfinedSocket: @unchecked Sendable {
+    let socket: UDPSocket
+    init(_ socket: UDPSocket) { self.socket = socket }
+}
+
+/// Sends a raw trial: `count` datagrams of `size` bytes to `group`, paced at `rate` per
+/// second, in sendmmsg batches.
+final class RawSender {
+    private let socket: UDPSocket
+    private let pool: PacketBufferPool
+    private let batch: DatagramBatch
+    private let batchSize = 32
+
+    init(interface: IPv4Address, timeToLive: UInt8) throws {
+        socket = try UDPSocket()
+        _ = try socket.setSendBufferSize(8 << 20)
+        try socket.setMulticastInterface(interface)
+        try socket.setMulticastTimeToLive(timeToLive)
+        try socket.setMulticastLoop(true)
+        pool = PacketBufferPool(bufferCount: 2 * batchSize, bufferCapacity: 65_536)
+        batch = DatagramBatch(capacity: batchSize, pool: pool)
+    }
+
+    /// Returns the seconds the trial took to send.
+    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: SocketAddress) throws -> Double {
+        let start = MonotonicClock.now()
+        var sent = 0
+        while sent < count {
+            let elapsed = Double(MonotonicClock.now().nanoseconds(since: start))
+            let due = min(count, Int(elapsed * rate / 1e9) + 1)
+            if due <= sent {
+                // Ahead of schedule: wait for the next datagram's time.
+                let wait = Int((Double(sent) / rate * 1e9) - elapsed)
+                if wait > 60_000 {
+                    var pause = timespec(tv_sec: 0, tv_nsec: wait - 50_000)
+                    nanosleep(&pause, nil)
+                } else {
+                    sched_yield()
+                }
+                continue
+            }
+            while !batch.isFull, sent + batch.count < due, let buffer = pool.acquire() {
+                let bytes = pool.bytes(of: buffer)
+                bytes.storeBytes(of: UInt32(trial).bigEndian, toByteOffset: 0, as: UInt32.self)
+                bytes.storeBytes(of: UInt32(truncatingIfNeeded: sent + batch.count).bigEndian, toByteOffset: 4, as: UInt32.self)
+                batch.append(buffer, length: size, to: group)
+            }
+            switch try batch.send(on: socket) {
+            case .completed(let accepted): sent += accepted
+            case .wouldBlock: sched_yield()
+            }
+        }
+        return Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
+    }
+}

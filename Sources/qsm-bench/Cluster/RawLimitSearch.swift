@@ -1,0 +1,106 @@
+import QSMCore
+
+/// Finds the raw kernel limit with the run's own processes: the highest paced rate at
+/// which an unreliable blast from one sender reaches every receiver without a loss.
+/// Doubling finds a lossy rate, bisection narrows the gap to 5%, and the answer is
+/// confirmed with a trial twice as long (stepping down 10% at a time if it fails).
+struct RawLimitSearch {
+    let sender: WorkerProcess
+    let receivers: [WorkerProcess]
+    let size: Int
+    let group: SocketAddress
+    let interface: IPv4Address
+    /// Length of one trial.
+    let trialSeconds: Double
+    let log: (String) -> Void
+    private var nextTrial = 1
+
+    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: SocketAddress, interface: IPv4Address,
+         trialSeconds: Double, log: @escaping (String) -> Void) {
+        self.sender = sender
+        self.receivers = receivers
+        self.size = size
+        self.group = group
+        self.interface = interface
+        self.trialSeconds = trialSeconds
+        self.log = log
+    }
+
+    /// The lossless rate in messages per second for receivers in `mode`.
+    mutating func run(mode: RawReceiveMode) throws -> Double {
+        for receiver in receivers {
+            try receiver.send(WorkerLine("raw-open", [("mode", mode.rawValue), ("group", group), ("interface", interface),
+                                                     ("size", size)]))
+        }
+        for receiver in receivers { _ = try receiver.expect("raw-ready", within: 10) }
+        defer {
+            for receiver in receivers { try? receiver.send(WorkerLine("raw-close")) }
+            for receiver in receivers { _ = try? receiver.expect("raw-closed", within: 10) }
+        }
+        var lossless = 0.0
+        var lossy: Double?
+        var rate = 20_000.0
+        while lossy == nil, rate <= 4_000_000 {
+            let outcome = try trial(rate: rate, seconds: trialSeconds)
+            if outcome.lossless {
+                lossless = max(lossless, outcome.achieved)
+                // The sender could not go faster: this is the limit from its side.
+                if outcome.achieved < rate * 0.9 { lossy = rate; break }
+                rate *= 2
+            } else {
+                lossy = rate
+            }
+        }
+        while let high = lossy, high - lossless > 0.05 * high {
+            let middle = (lossless + high) / 2
+            let outcome = try trial(rate: middle, seconds: trialSeconds)
+            if outcome.lossless {
+                lossless = max(lossless, min(middle, outcome.achieved))
+                if outcome.achieved < middle * 0.95 { break }
+            } else {
+                lossy = middle
+            }
+        }
+        for _ in 0..<5 where lossless > 0 {
+            if try trial(rate: lossless, seconds: 2 * trialSeconds).lossless { break }
+            lossless *= 0.9
+        }
+        log("raw limit, \(mode.rawValue) receivers: \(Int(lossless)) msg/s")
+        return lossless
+    }
+
+    private mutating func trial(rate: Double, seconds: Double) throws -> (lossless: Bool, achieved: Double) {
+        let trial = nextTrial
+        nextTrial += 1
+        let count = max(1000, Int(rate * seconds))
+        try sender.send(WorkerLine("raw-blast", [("trial", trial), ("count", count), ("rate", rate), ("size", size),
+                                                 ("group", group), ("interface", interface)]))
+        let blasted = try sender.expect("raw-blasted", within: 60)
+        let achieved = Double(count) / max(1e-6, blasted.double("seconds") ?? 1)
+        // Let the receivers drain their sockets: done when all have everything, or when
+        // nobody's count moved for 100 ms.
+        var counts = [Int](repeating: -1, count: receivers.count)
+        var stableSince = MonotonicClock.now()
+        while true {
+            var latest: [Int] = []
+            for receiver in receivers {
+                try receiver.send(WorkerLine("raw-count", [("trial", trial)]))
+                latest.append(try receiver.expect("raw-count", within: 10).int("count") ?? 0)
+            }
+            let moved = latest != counts
+            counts = latest
+            if latest.allSatisfy({ $0 >= count }) { break }
+            if moved {
+                stableSince = MonotonicClock.now()
+            } else if MonotonicClock.now().nanoseconds(since: stableSince) > 100_000_000 {
+                break
+            }
+            WorkerProcess.waitForOutput([], milliseconds: 10)
+        }
+        let received = counts.min() ?? 0
+        let lossless = received >= count
+        log("  raw trial \(Int(rate)) msg/s (sent at \(Int(achieved))): "
+            + (lossless ? "lossless" : "lost \(count - received) of \(count) at the worst receiver"))
+        return (lossless, achieved)
+    }
+}

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+
+/// `qsm-bench run` (and the default run): one cluster experiment with a table or JSON.
+enum RunCommand {
+    static let usage = """
+        usage: qsm-bench run [flags]
+               qsm-bench            (the same as: qsm-bench run)
+
+        Starts a GMS, sender and receiver processes inside a private network namespace
+        (root needed) and measures, in this order and with the same processes:
+          1. the raw kernel limit: an unreliable sendmmsg/recvmmsg multicast blast of the
+             same message size, searched for the highest paced rate at which no receiver
+             loses anything, once with receivers blocking in recvmmsg and once with
+             receivers polling with a spin/yield/sleep backoff; the better one counts;
+          2. the engine: every receiver joins every group, the senders publish to the
+             groups round robin, and each receiver checks every delivery (every message,
+             FIFO per sender and group, none twice, payload intact).
+        Progress goes to standard error; the result table (or JSON) to standard output.
+        The default: 1 sender, 4 receivers, 1 group, 1000-byte messages, 10 seconds.
+
+        flags:
+          --senders N          sender processes (default 1, 1...64)
+          --receivers N        receiver processes (default 4, 1...256)
+          --groups N           groups (default 1, 1...100000)
+          --size BYTES         message size (default 1000, 24...65000)
+          --seconds S          send for S seconds (default 10)
+          --count N            send N messages per sender (stops at whichever of
+                               --seconds and --count comes first; --count alone lifts
+                               the time limit)
+          --rate R             messages per second per sender (default 0: as fast as
+                               flow control allows); latency is meaningful at a fixed rate
+          --perturb KIND       done to receiver 0 during the run:
+                                 none    (default)
+                                 sleep   SIGSTOP for 0.5 s every 5 s
+                                 loss    all its inbound packets dropped for 10 ms every
+                                         second
+                                 freeze  SIGSTOP once for 10 s (needs --seconds >= 15)
+                                 crash   SIGKILL at 40% of the run
+                                 churn   half the receivers leave and rejoin all groups
+                                         in turn, an event every 0.5 s
+          --window N           sender flow-control window in messages (default: the
+                               engine's, 4096)
+          --no-raw             skip the raw-limit search (no ratio is reported)
+          --raw-trial-seconds S  length of one raw trial (default 0.5)
+          --drain-seconds S    after sending, how long to wait for receivers to have
+                               everything before reporting them incomplete (default 60)
+          --json               print one JSON object instead of the table
+          -h, --help           show this help
+
+        exit status: 0 when every checked receiver got everything, in order, once;
+        3 when anything was lost, duplicated, reordered or corrupted; 1 on an error;
+        2 on bad flags.
+        """
+
+    static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
+        let flags = try CommandLineFlags(arguments, valued: [
+            "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
+            "--window", "--raw-trial-seconds", "--drain-seconds",
+        ], switches: ["--json", "--no-raw", "-h", "--help"])
+        if flags.has("-h") || flags.has("--help") {
+            print(usage)
+            exit(0)
+        }
+        var options = RunOptions()
+        options.senders = try flags.integer("--senders", in: 1...64, default: 1)
+        options.receivers = try flags.integer("--receivers", in: 1...256, default: 4)
+        options.groups = try flags.integer("--groups", in: 1...100_000, default: 1)
+        options.size = try flags.integer("--size", in: BenchPayload.minimumSize...65_000, default: 1000)
+        if let text = try flags.value("--perturb") {
+            guard let kind = Perturbation(rawValue: text) else {
+                throw ConfigurationError("--perturb takes none, sleep, loss, freeze, crash or churn, got '\(text)'")
+            }
+            options.perturbation = kind
+            if kind == .freeze { options.seconds = 20 }
+        }
+        if let text = try flags.value("--count") {
+            guard let count = Int(text), count >= 1 else { throw ConfigurationError("--count must be a whole number >= 1, got '\(text)'") }
+            options.count = count
+            options.seconds = nil
+        }
+        if let text = try flags.value("--seconds") { options.seconds = try seconds(text, flag: "--seconds") }
+        if let text = try flags.value("--rate") {
+            guard let rate = Double(text), rate >= 0, rate <= 10_000_000 else {
+                throw ConfigurationError("--rate must be 0...10000000 messages per second, got '\(text)'")
+            }
+            options.rate = rate
+        }
+        if let text = try flags.value("--window") {
+            guard let window = Int(text), (1...1_000_000).contains(window) else { throw ConfigurationError("--window must be 1...1000000, got '\(text)'") }
+            options.window = window
+        }
+        options.measureRaw = !flags.has("--no-raw")
+        if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
+        if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
+        try options.validate()
+        return (options, flags.has("--json"))
+    }
+
+    private static func seconds(_ text: String, flag: String) throws(ConfigurationError) -> Double {
+        guard let value = Double(text), value > 0, value <= 86_400 else {
+            throw ConfigurationError("\(flag) must be a number of seconds in (0, 86400], got '\(text)'")
+        }
+        return value
+    }
+
+    static func main(_ arguments: [String]) -> Never {
+        let options: RunOptions
+        let json: Bool
+        do throws(ConfigurationError) {
+            (options, json) = try parse(arguments)
+        } catch {
+            fail(error.message)
+        }
+        BenchNamespace.enter()
+        let report: RunReport
+        do {
+            writeToStandardError("qsm-bench run: \(RunTable.describe(options))")
+            report = try ClusterRun(options: options, log: { writeToStandardError($0) }).execute()
+        } catch {
+            writeToStandardError("qsm-bench run: \(error)")
+            exit(1)
+        }
+        writeToStandardOutput(json ? RunJSON.object(report) : RunTable.render(report))
+        exit(report.complete && report.inOrder && report.duplicates == 0 && report.corrupt == 0 ? 0 : 3)
+    }
+}
+
+/// Every cluster command runs in a private network namespace of its own: multicast
+/// never leaves this host, and runs cannot disturb each other.
+enum BenchNamespace {
+    static func enter() {
+        do {
+            try NetworkNamespace.enterPrivate()
+        } catch {
+            writeToStandardError("qsm-bench: cannot create a private network namespace (\(error)); run as root")
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// The table a person reads after a run.
+enum RunTable {
+    static func describe(_ options: RunOptions) -> String {
+        let length = options.count.map { "\($0) messages per sender" + (options.seconds.map { " or \(format($0, 1)) s" } ?? "") }
+            ?? "\(format(options.seconds ?? 0, 1)) s"
+        return "\(options.senders) sender(s), \(options.receivers) receiver(s), \(options.groups) group(s), "
+            + "\(options.size)-byte messages, \(length), "
+            + (options.rate > 0 ? "\(formatRate(options.rate)) msg/s per sender" : "as fast as flow control allows")
+            + (options.perturbation == .none ? "" : ", perturbation: \(options.perturbation.rawValue)")
+    }
+
+    static func render(_ report: RunReport) -> String {
+        var table = Table("path", "msg/s", "MB/s", "ratio to raw")
+        let size = Double(report.options.size)
+        if let raw = report.rawBlocking { table.add("raw blast, blocking receivers", formatRate(raw), format(raw * size / 1e6, 1), "") }
+        if let raw = report.rawPolling { table.add("raw blast, polling receivers", formatRate(raw), format(raw * size / 1e6, 1), "") }
+        let rate = report.messagesPerSecondMinimum
+        table.add("QSM, slowest receiver", formatRate(rate), format(rate * size / 1e6, 1),
+                  report.rawLossless.map { formatRatio(rate / $0) } ?? "-")
+        var lines = ["qsm-bench run: " + describe(report.options), "", table.render(), ""]
+        let verdict = report.complete && report.inOrder && report.duplicates == 0 && report.corrupt == 0
+        lines.append((verdict ? "delivery: complete, in order, no duplicates" : "DELIVERY FAILED: "
+                      + [report.complete ? nil : "incomplete", report.inOrder ? nil : "out of order",
+                         report.duplicates == 0 ? nil : "\(report.duplicates) duplicates",
+                         report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
+                     + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum))")
+        let latency = report.latency
+        if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {
+            lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
+                         + (report.options.rate > 0 ? "" : " (as fast as possible: includes queueing in the window)"))
+        }
+        lines.append("sender: \(format(report.senderCPUSeconds, 2)) s CPU, peak RSS \(format(report.senderRSSMegabytes, 1)) MB; "
+                     + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
+        lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
+                     + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
+                     + "retransmissions \(report.retransmissions)")
+        if report.options.perturbation != .none {
+            lines.append("perturbation \(report.options.perturbation.rawValue): \(report.events.count) event(s); recovery "
+                         + (report.recoverySeconds.map { format($0, 2) + " s (worst)" } ?? "not measured"))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The JSON object of `qsm-bench run --json`, keys in a fixed order.
+enum RunJSON {
+    static func object(_ report: RunReport) -> String {
+        let latency = report.latency
+        let rate = report.messagesPerSecondMinimum
+        let options = report.options
+        let fields: [(String, String)] = [
+            ("senders", "\(options.senders)"), ("receivers", "\(options.receivers)"), ("groups", "\(options.groups)"),
+            ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
+            ("perturbation", string(options.perturbation.rawValue)),
+            ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
+            ("complete", "\(report.complete)"), ("in_order", "\(report.inOrder)"),
+            ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),
+            ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),
+            ("raw_blocking_msgs_per_sec", optional(report.rawBlocking)),
+            ("raw_polling_msgs_per_sec", optional(report.rawPolling)),
+            ("raw_lossless_msgs_per_sec", optional(report.rawLossless)),
+            ("ratio_to_raw", optional(report.rawLossless.map { rate / $0 })),
+            ("latency_us_p50", optional(latency.percentile(0.5).map(Double.init))),
+            ("latency_us_p99", optional(latency.percentile(0.99).map(Double.init))),
+            ("latency_us_max", "\(latency.maximumMicroseconds)"),
+            ("sender_cpu_s", number(report.senderCPUSeconds)), ("receivers_cpu_s", number(report.receiversCPUSeconds)),
+            ("sender_rss_mb", number(report.senderRSSMegabytes)),
+            ("receiver_rss_mb_max", number(report.receiverRSSMegabytesMaximum)),
+            ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
+            ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),
+            ("retransmissions", "\(report.retransmissions)"),
+            ("recovery_s", optional(report.recoverySeconds)),
+        ]
+        return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+    }
+
+    static func number(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        return format(value, 3)
+    }
+
+    static func optional(_ value: Double?) -> String { value.map(number) ?? "null" }
+
+    static func string(_ text: String) -> String { "\"\(text)\"" }
+}

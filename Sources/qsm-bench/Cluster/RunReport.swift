@@ -1,0 +1,152 @@
+/// Everything a cluster run measured, and the figures derived from it.
+struct RunReport {
+    let options: RunOptions
+    var rawBlocking: Double?
+    var rawPolling: Double?
+    var startNanoseconds: Int64 = 0
+    var sentBySender: [Int] = []
+    var sendSeconds = 0.0
+    var senderResults: [WorkerLine] = []
+    /// nil for a receiver that was killed.
+    var receiverResults: [WorkerLine?] = []
+    var receiverProgress: [[(time: Int64, count: Int)]] = []
+    var senderProgress: [[(time: Int64, count: Int)]] = []
+    var events: [(start: Double, end: Double)] = []
+
+    init(options: RunOptions) { self.options = options }
+
+    var sent: Int { sentBySender.reduce(0, +) }
+
+    var rawLossless: Double? {
+        switch (rawBlocking, rawPolling) {
+        case let (a?, b?): return max(a, b)
+        case let (a?, nil), let (nil, a?): return a
+        default: return nil
+        }
+    }
+
+    private var checked: [WorkerLine] { options.checkedReceivers.compactMap { receiverResults[$0] } }
+    private var live: [WorkerLine] { receiverResults.compactMap { $0 } }
+
+    private func unique(_ line: WorkerLine) -> [Int] {
+        (line["unique"] ?? "").split(separator: ",").map { Int($0) ?? 0 }
+    }
+
+    /// Distinct messages at the receiver that got the fewest (of those that must get all).
+    var deliveredMinimum: Int { checked.map { unique($0).reduce(0, +) }.min() ?? 0 }
+
+    /// Every checked receiver has every message of every sender, intact.
+    var complete: Bool {
+        checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
+            unique(line) == sentBySender && (line.int("corrupt") ?? 1) == 0
+        }
+    }
+
+    /// No receiver (churning ones included) saw a sequence number skip ahead.
+    var inOrder: Bool { live.allSatisfy { ($0.int("gaps") ?? 1) == 0 } }
+    var duplicates: Int { live.map { $0.int("duplicates") ?? 0 }.reduce(0, +) }
+    var corrupt: Int { live.map { $0.int("corrupt") ?? 0 }.reduce(0, +) }
+
+    /// Delivered messages per second at the slowest checked receiver, between its first
+    /// and last delivery.
+    var messagesPerSecondMinimum: Double {
+        checked.map { line -> Double in
+            let first = line.int("first_ns") ?? 0
+            let last = line.int("last_ns") ?? 0
+            let seconds = Double(last - first) / 1e9
+            return seconds > 0 ? Double(line.int("delivered") ?? 0) / seconds : 0
+        }.min() ?? 0
+    }
+
+    var latency: LatencyHistogram {
+        var merged = LatencyHistogram()
+        for line in checked {
+            if let histogram = LatencyHistogram(encoded: line["latency"] == "-" ? "" : line["latency"] ?? "",
+                                                maximumMicroseconds: line.int("latency_max_us") ?? 0) {
+                merged.merge(histogram)
+            }
+        }
+        return merged
+    }
+
+    var senderCPUSeconds: Double { senderResults.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
+    var receiversCPUSeconds: Double { live.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
+    var senderRSSMegabytes: Double { senderResults.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
+    var receiverRSSMegabytesMaximum: Double { live.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
+
+    var tokenRoundTripMilliseconds: Double? {
+        let rounds = live.map { $0.int("token_rounds") ?? 0 }.reduce(0, +)
+        let total = live.map { $0.int("token_rtt_ns") ?? 0 }.reduce(0, +)
+        return rounds > 0 ? Double(total) / Double(rounds) / 1e6 : nil
+    }
+
+    var acknowledgementLatencyMilliseconds: Double? {
+        let acknowledged = senderResults.map { $0.int("acknowledged") ?? 0 }.reduce(0, +)
+        let total = senderResults.map { $0.int("ack_latency_ns") ?? 0 }.reduce(0, +)
+        return acknowledged > 0 ? Double(total) / Double(acknowledged) / 1e6 : nil
+    }
+
+    var retransmissions: Int {
+        (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
+    }
+
+    // MARK: Over time
+
+    /// Messages per second per interval of `step` seconds for one progress series,
+    /// from the start of sending.
+    func rates(_ series: [(time: Int64, count: Int)], step: Double) -> [(time: Double, rate: Double)] {
+        guard let lastTime = series.last?.time else { return [] }
+        var result: [(Double, Double)] = []
+        var index = 0
+        var previousCount = 0
+        var edge = Double(startNanoseconds) + step * 1e9
+        while edge <= Double(lastTime) + step * 1e9 {
+            while index < series.count, Double(series[index].time) <= edge { index += 1 }
+            let count = index > 0 ? series[index - 1].count : 0
+            result.append(((edge - Double(startNanoseconds)) / 1e9, Double(count - previousCount) / step))
+            previousCount = count
+            edge += step * 1e9
+        }
+        return result
+    }
+
+    /// The seconds, after each perturbation ended, until the perturbed receiver caught
+    /// up with the slowest healthy one (lag under a tenth of a second of traffic); for a
+    /// crash, until the survivors' throughput was back to 80% of what it was before.
+    /// The worst over all events; nil when nothing was perturbed or it never recovered.
+    var recoverySeconds: Double? {
+        guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers else { return nil }
+        let healthy = options.checkedReceivers.filter { $0 != 0 }
+        guard !healthy.isEmpty || options.perturbation == .crash else { return nil }
+        func count(_ receiver: Int, at time: Double) -> Int {
+            let limit = Int64(time * 1e9) + startNanoseconds
+            return receiverProgress[receiver].last { $0.time <= limit }?.count ?? 0
+        }
+        let end = Double((receiverProgress.flatMap { $0 }.map(\.time).max() ?? startNanoseconds) - startNanoseconds) / 1e9
+        var worst = 0.0
+        for event in events {
+            if options.perturbation == .crash {
+                let survivors = healthy
+                func rate(_ from: Double, _ to: Double) -> Double {
+                    survivors.map { Double(count($0, at: to) - count($0, at: from)) / (to - from) }.min() ?? 0
+                }
+                let before = rate(max(0, event.start - 2), event.start)
+                var time = event.end + 0.1
+                while time + 0.5 <= end, rate(time, time + 0.5) < 0.8 * before { time += 0.1 }
+                if time + 0.5 > end { return nil }
+                worst = max(worst, time - event.end)
+            } else {
+                var time = event.end
+                while time <= end {
+                    let slowest = healthy.map { count($0, at: time) }.min() ?? 0
+                    let rate = Double(healthy.map { count($0, at: time) - count($0, at: max(0, time - 1)) }.min() ?? 0)
+                    if Double(slowest - count(0, at: time)) <= max(100, rate * 0.1) { break }
+                    time += 0.1
+                }
+                if time > end { return nil }
+                worst = max(worst, time - event.end)
+            }
+        }
+        return worst
+    }
+}

@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import QSMGMS
+import Synchronization
+
+/// `qsm-bench _worker ROLE`: a process of a cluster run, started by the coordinator in
+/// the same network namespace. It reads commands from standard input and answers with
+/// `WorkerLine`s on standard output; it dies with the coordinator.
+enum WorkerCommand {
+    static func main(_ arguments: [String]) async -> Never {
+        do {
+            try ChildProcess.exitWithParent()
+            switch arguments.first {
+            case "gms": try runMembershipService(Array(arguments.dropFirst()))
+            case "node": try await runNode()
+            default: writeToStandardError("qsm-bench _worker: unknown role \(arguments.first ?? "(none)")")
+            }
+            exit(0)
+        } catch {
+            writeToStandardError("qsm-bench worker: \(error)")
+            exit(1)
+        }
+    }
+
+    static func say(_ line: WorkerLine) { writeToStandardOutput(line.description) }
+
+    // MARK: The GMS
+
+    private static func runMembershipService(_ arguments: [String]) throws -> Never {
+        var configuration = MembershipConfiguration()
+        if let timeout = arguments.first.flatMap(Int.init) { configuration.heartbeatTimeout = .milliseconds(timeout) }
+        let core = try EventCore()
+        let server = try GMSServer(configuration: configuration, listeningOn: SocketAddress(.loopback, port: 0), core: core)
+        say(WorkerLine("gms", [("address", server.listenAddress)]))
+        try core.run()
+        exit(0)
+    }
+
+    // MARK: A node process (raw blasts, then a QSM node)
+
+    private static func runNode() async throws {
+        var rawReceiver: RawReceiver?
+        var rawSender: RawSender?
+        var receiver: BenchReceiver?
+        var sender: BenchSender?
+        var progress: ProgressReporter?
+        while let text = readLine() {
+            guard let command = WorkerLine(parsing: text) else { continue }
+            switch command.verb {
+            case "raw-open":
+                rawReceiver?.stop()
+                rawReceiver = try RawReceiver(mode: RawReceiveMode(rawValue: command["mode"] ?? "") ?? .blocking,
+                                              group: try address(command, "group"), interface: try interface(command),
+                                              receiveBufferBytes: command.int("buffer") ?? 8 << 20)
+                say(WorkerLine("raw-ready"))
+            case "raw-count":
+                let trial = command.int("trial") ?? -1
+                say(WorkerLine("raw-count", [("trial", trial), ("count", rawReceiver?.count(of: trial) ?? 0)]))
+            case "raw-close":
+                rawReceiver?.stop()
+                rawReceiver = nil
+                say(WorkerLine("raw-closed"))
+            case "raw-blast":
+                if rawSender == nil { rawSender = try RawSender(interface: try interface(command), timeToLive: 1) }
+                let seconds = try rawSender!.blast(trial: command.int("trial") ?? 0, count: command.int("count") ?? 0,
+                                                   rate: command.double("rate") ?? 1000, size: command.int("size") ?? 1000,
+                                                   to: try address(command, "group"))
+                say(WorkerLine("raw-blasted", [("seconds", seconds)]))
+            case "receive":
+                let groups = command.int("groups") ?? 1
+                receiver = try BenchReceiver(configuration: try nodeConfiguration(command), groups: groups,
+                                             senders: command.int("senders") ?? 1)
+                progress = ProgressReporter { [receiver] in receiver!.deliveredCount }
+                say(WorkerLine("node", [("id", receiver!.node.id.value)]))
+            case "send":
+                sender = try BenchSender(configuration: try nodeConfiguration(command), index: command.int("index") ?? 0,
+                                         groups: command.int("groups") ?? 1)
+                await sender!.waitForReceivers(command.int("receivers") ?? 1)
+                say(WorkerLine("node", [("id", sender!.node.id.value)]))
+            case "go":
+                guard let sender else { throw ConfigurationError("go before send") }
+                progress = ProgressReporter { sender.sentCount }
+                let seconds = try await sender.run(size: command.int("size") ?? 1000, seconds: command.double("seconds"),
+                                                   count: command.int("count"), rate: command.double("rate") ?? 0)
+                say(WorkerLine("sent", [("count", sender.sentCount), ("seconds", seconds)]))
+            case "lose":
+                receiver?.node.injectInboundLoss(for: .milliseconds(command.int("ms") ?? 10))
+            case "leave":
+                receiver?.leaveAll()
+            case "join":
+                try receiver?.joinAll()
+            case "finish":
+                progress?.stop()
+                if let receiver { say(await receiver.result()) }
+                if let sender { say(await sender.result()) }
+                receiver?.node.stop()
+                sender?.node.stop()
+                return
+            default:
+                throw ConfigurationError("unknown worker command '\(command.verb)'")
+            }
+        }
+    }
+
+    private static func address(_ command: WorkerLine, _ key: String) throws -> SocketAddress {
+        guard let text = command[key], let address = SocketAddress(text) else { throw ConfigurationError("worker: bad \(key)") }
+        return address
+    }
+
+    private static func interface(_ command: WorkerLine) throws -> IPv4Address {
+        guard let text = command["interface"] else { return .loopback }
+        guard let address = IPv4Address(text) else { throw ConfigurationError("worker: bad interface") }
+        return address
+    }
+
+    private static func nodeConfiguration(_ command: WorkerLine) throws -> QSMNodeConfiguration {
+        var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
+        configuration.interface = try interface(command)
+        if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
+        try configuration.validate()
+        return configuration
+    }
+}
+
+/// Prints `p t=NANOSECONDS n=COUNT` every 100 ms from a thread of its own, so that the
+/// coordinator can draw throughput over time.
+final class ProgressReporter: Sendable {
+    private let thread: SystemThread?
+    private let stopping = SharedFlag()
+
+    init(count: @escaping @Sendable () -> Int) {
+        let stopping = self.stopping
+        thread = try? SystemThread(name: "progress") {
+            while !stopping.isSet {
+                var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+                nanosleep(&pause, nil)
+                WorkerCommand.say(WorkerLine("p", [("t", MonotonicClock.now().nanoseconds), ("n", count())]))
+            }
+        }
+    }
+
+    func stop() {
+        stopping.set()
+        thread?.join()
+    }
+}
+
+/// A flag one thread sets and another polls.
+final class SharedFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
