@@ -14,7 +14,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
     let protocolNode: ProtocolNode
     let window: PublishWindow
     let outputs: RequestQueue<EngineOutput>
-    let outputWakeup: WakeupEvent
+    let outputWakeup: ConsumerWakeup
+    let outputsHeld: HeldOutputsFlag
     private(set) var agent: MembershipAgent!
     private let unicast: UDPSocket
     private var unicastID: RegistrationID!
@@ -30,12 +31,13 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
     private var outputsSinceSignal = 0
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
-         outputs: RequestQueue<EngineOutput>, outputWakeup: WakeupEvent) throws {
+         outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
         self.configuration = configuration
         self.core = core
         self.window = window
         self.outputs = outputs
         self.outputWakeup = outputWakeup
+        self.outputsHeld = outputsHeld
         protocolNode = try ProtocolNode(id: node, configuration: configuration.protocolConfiguration, seed: node.value)
         unicast = try UDPSocket()
         try unicast.setReceiveBufferSize(configuration.receiveBufferBytes)
@@ -217,10 +219,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
             outputsSinceSignal += 1
         }
         if outputsSinceSignal > 0 {
-            outputWakeup.signal()
+            outputWakeup.signalIfSleeping()
             outputsSinceSignal = 0
         }
         let shouldPause = waitingOutputs.count > 0
+        outputsHeld.set(shouldPause)
         if shouldPause != receivingPaused {
             receivingPaused = shouldPause
             for entry in multicast.values { try? core.setReceiving(entry.id, !shouldPause) }

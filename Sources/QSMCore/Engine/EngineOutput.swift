@@ -33,3 +33,13 @@ final class PublishWindow: Sendable {
 
     var inUse: Int { reserved.load(ordering: .acquiring) - released.load(ordering: .acquiring) }
 }
+
+/// Set by the core while it holds outputs back because the queue to the application was
+/// full, so that the dispatcher asks it to hand them over only when there are some.
+final class HeldOutputsFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set(_ held: Bool) {
+        if value.load(ordering: .relaxed) != held { value.store(held, ordering: .releasing) }
+    }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}

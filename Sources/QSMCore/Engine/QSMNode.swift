@@ -30,7 +30,8 @@ public final class QSMNode: Sendable {
     private let engine: CoreConfined<EngineCore>
     private let window: PublishWindow
     private let outputs: RequestQueue<EngineOutput>
-    private let outputWakeup: WakeupEvent
+    private let outputWakeup: ConsumerWakeup
+    private let outputsHeld = HeldOutputsFlag()
     private let state: Mutex<DispatcherState>
     private let coreThread: Mutex<SystemThread?> = Mutex(nil)
     private let dispatcherThread: Mutex<SystemThread?> = Mutex(nil)
@@ -63,11 +64,11 @@ public final class QSMNode: Sendable {
         id = NodeID(configuration.nodeID ?? max(1, seed.next() >> 1))
         window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages)
         outputs = RequestQueue(capacity: configuration.deliveryQueueCapacity)
-        outputWakeup = try WakeupEvent()
+        outputWakeup = try ConsumerWakeup()
         let core = try EventCore(configuration: configuration.eventCoreConfiguration)
         handle = core.handle
         let engine = try EngineCore(configuration: configuration, core: core, node: id, window: window,
-                                    outputs: outputs, outputWakeup: outputWakeup)
+                                    outputs: outputs, outputWakeup: outputWakeup, outputsHeld: outputsHeld)
         address = engine.localAddress
         self.engine = CoreConfined(engine)
         state = Mutex(DispatcherState())
@@ -97,7 +98,7 @@ public final class QSMNode: Sendable {
             core.scheduleAlarm(at: core.now.advanced(by: .milliseconds(50)), handler: StopCore())
         }) { handle.stop() }
         coreThread.withLock { $0 }?.join()
-        outputWakeup.signal()
+        outputWakeup.event.signal()
         dispatcherThread.withLock { $0 }?.join()
         state.withLock { state in
             for continuation in state.deliveryContinuations { continuation.finish() }
@@ -258,19 +259,33 @@ public final class QSMNode: Sendable {
     /// The dispatcher thread: takes what the core produced and hands it to the
     /// application, in order, then lets the core send more.
     private func dispatch() {
-        var descriptor = pollfd(fd: outputWakeup.descriptor, events: Int16(POLLIN), revents: 0)
+        var descriptor = pollfd(fd: outputWakeup.event.descriptor, events: Int16(POLLIN), revents: 0)
+        let busyPoll = configuration.eventCoreConfiguration.busyPoll.totalNanoseconds
+        var lastWork = MonotonicClock.now()
         while !stopping.load(ordering: .acquiring) {
-            _ = poll(&descriptor, 1, 100)
-            outputWakeup.drain()
             var taken = 0
             while let output = outputs.dequeue() {
                 taken += 1
                 handle(output)
             }
             if taken > 0 {
-                // Room in the queue again: the core may have held outputs back.
-                let engine = self.engine
-                _ = self.handle.tryPerform { _ in engine.value.flushOutputs() }
+                lastWork = MonotonicClock.now()
+                if outputsHeld.isSet {
+                    // Room in the queue again, and the core is holding outputs back.
+                    let engine = self.engine
+                    _ = self.handle.tryPerform { _ in engine.value.flushOutputs() }
+                }
+                continue
+            }
+            // Deliveries are flowing: look again soon rather than sleep and be woken for
+            // every few of them.
+            if MonotonicClock.now().nanoseconds(since: lastWork) < busyPoll {
+                SystemThread.yieldProcessor()
+                continue
+            }
+            if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {
+                _ = poll(&descriptor, 1, 100)
+                outputWakeup.finishedSleeping()
             }
         }
     }

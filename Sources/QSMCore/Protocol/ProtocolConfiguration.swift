@@ -20,6 +20,10 @@ public struct ProtocolConfiguration: Sendable {
     public var tokenTimeoutIntervals = 8
     /// Sequence numbers a node asks for per stream per token visit (recovery rate limit).
     public var recoveryRequestsPerRound = 128
+    /// How old a gap must be before it is first asked for: packets a token reports may
+    /// still be queued at this node, unread, and asking for them would only cause
+    /// needless retransmissions.
+    public var gapGracePeriod: Duration = .milliseconds(2)
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -48,6 +52,7 @@ public struct ProtocolConfiguration: Sendable {
         guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
             throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
         }
+        guard gapGracePeriod >= .zero else { throw ConfigurationError("the gap grace period cannot be negative") }
         guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
             throw ConfigurationError("buffer bounds must be positive")
         }

@@ -385,8 +385,14 @@ extension ProtocolNode {
                     continue
                 }
             }
-            for sequence in stream.missing.keys.sorted().prefix(configuration.recoveryRequestsPerRound) {
-                let attempts = stream.missing[sequence]!.attempts
+            var asked = 0
+            for sequence in stream.missing.keys.sorted() {
+                guard asked < configuration.recoveryRequestsPerRound else { break }
+                let (since, attempts) = stream.missing[sequence]!
+                // A gap just learned of is usually still in this node's socket queue (the
+                // token came on the control path, ahead of the data): ask on a later visit.
+                if attempts == 0, now.nanoseconds(since: since) < configuration.gapGracePeriod.totalNanoseconds { continue }
+                asked += 1
                 stream.missing[sequence]!.attempts = attempts + 1
                 let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
                 guard let target else { continue }

@@ -29,6 +29,9 @@ public final class EventCore {
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
     private var lateness = AlarmLatenessMeter()
     private let ioQuantumNanoseconds: Int64
+    private let busyPollNanoseconds: Int64
+    /// When the core last handled an I/O event or a request (for busy polling).
+    private var lastActivity = Instant.zero
     private let alarmQuantumNanoseconds: Int64
     private let requestQuantumNanoseconds: Int64?
 
@@ -52,6 +55,7 @@ public final class EventCore {
         receiveBatch = DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool)
         queues = IOPriority.allCases.map { _ in RingBuffer<IOEvent>(initialCapacity: 256) }
         ioQuantumNanoseconds = configuration.ioQuantum.totalNanoseconds
+        busyPollNanoseconds = configuration.busyPoll.totalNanoseconds
         alarmQuantumNanoseconds = configuration.alarmQuantum.totalNanoseconds
         requestQuantumNanoseconds = configuration.requestQuantum?.totalNanoseconds
         now = MonotonicClock.now()
@@ -241,6 +245,13 @@ public final class EventCore {
     private func ioTurn(maximumWaitNanoseconds: Int64?) throws(SystemError) {
         var wait = idleWaitNanoseconds(cap: maximumWaitNanoseconds)
         var sleeping = false
+        if wait != 0, busyPollNanoseconds > 0, MonotonicClock.now().nanoseconds(since: lastActivity) < busyPollNanoseconds {
+            // Traffic is flowing: look again after letting other threads run, instead of
+            // paying a sleep and a wake-up for every few packets.
+            statistics.busyPolls += 1
+            SystemThread.yieldProcessor()
+            wait = 0
+        }
         if wait != 0 {
             statistics.sleepAnnouncements += 1
             sleeping = handle.prepareToSleep()
@@ -267,6 +278,7 @@ public final class EventCore {
         // Stage 2: process, highest priority first, until the quantum runs out.
         let end = now.advanced(byNanoseconds: ioQuantumNanoseconds)
         var handled = 0
+        defer { if handled > 0 { lastActivity = now } }
         processing: for priority in 0..<queues.count {
             while let event = queues[priority].popFirst() {
                 process(event)
@@ -465,6 +477,9 @@ public final class EventCore {
             if let end, MonotonicClock.now() >= end { break }
         }
         statistics.requestsProcessed += handled
-        if handled > 0 { now = MonotonicClock.now() }
+        if handled > 0 {
+            now = MonotonicClock.now()
+            lastActivity = now
+        }
     }
 }

@@ -9,6 +9,8 @@ public struct EventCoreStatistics: Sendable, Equatable {
     /// Announcements that led to a blocking epoll wait (the others were cancelled by a
     /// request or stop that arrived meanwhile).
     public var sleeps = 0
+    /// Turns that polled instead of sleeping because traffic was flowing.
+    public var busyPolls = 0
     public var datagramsReceived = 0
     public var bytesReceived = 0
     public var datagramsSent = 0

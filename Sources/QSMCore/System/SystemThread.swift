@@ -49,4 +49,7 @@ public final class SystemThread: @unchecked Sendable {
 extension SystemThread {
     /// The kernel's id for the calling thread.
     public static var currentThreadID: Int64 { cqsm_gettid() }
+
+    /// Lets other runnable threads have the processor (sched_yield).
+    public static func yieldProcessor() { sched_yield() }
 }
