@@ -8,7 +8,7 @@
 /// application falls behind, the core stops reading data sockets: the kernel holds or
 /// drops what comes, recovery brings it back later, and the senders' windows fill, so
 /// nothing is dropped silently and nothing grows without bound.
-final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
+final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserver {
     let core: EventCore
     let configuration: QSMNodeConfiguration
     let protocolNode: ProtocolNode
@@ -29,6 +29,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
     private var pendingPublishes = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
     private var lastAcknowledged = 0
     private var outputsSinceSignal = 0
+    /// Datagrams arrived since the last settle: settle once per batch, not per datagram.
+    private var settlePending = false
+    /// Group names by id, for deliveries (kept with the membership).
+    private var groupNames: [GroupID: GroupName] = [:]
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
          outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -47,6 +51,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
         try unicast.setMulticastTimeToLive(configuration.multicastTimeToLive)
         try unicast.setMulticastLoop(true)
         unicastID = try core.registerDatagramSocket(unicast, traffic: .control, handler: self)
+        core.ioTurnObserver = self
         agent = MembershipAgent(node: node, address: localAddress, gms: configuration.gms, core: core,
                                 heartbeatInterval: configuration.heartbeatInterval) { [unowned self] event, agent in
             self.membershipChanged(event, agent)
@@ -96,6 +101,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
         // One multicast socket per address this node must listen on: its regions, and
         // the hybrid groups it belongs to.
         var wanted = Set(client.regions.values.compactMap(\.address))
+        groupNames = Dictionary(client.groups.values.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         for group in client.groups.values where group.members.contains(protocolNode.id) {
             if let hybrid = group.hybridAddress { wanted.insert(hybrid) }
         }
@@ -132,7 +138,14 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
             addressBook[sender] = source
         }
         protocolNode.receive(Array(bytes), now: core.now)
-        settle()
+        settlePending = true
+    }
+
+    func ioTurnEnded(core: EventCore) {
+        if settlePending {
+            settlePending = false
+            settle()
+        }
     }
 
     func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram? {
@@ -203,13 +216,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler {
 
     private func collectDeliveries() {
         for delivery in protocolNode.takeDeliveries() {
-            guard let group = agent.client.groups[delivery.group]?.name ?? groupName(delivery.group) else { continue }
+            guard let group = groupNames[delivery.group] else { continue }
             emit(.delivery(QSMDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                        payload: Array(delivery.payload))))
         }
     }
-
-    private func groupName(_ id: GroupID) -> GroupName? { agent.client.groups[id]?.name }
 
     /// Moves held outputs to the queue as room appears, wakes the application side, and
     /// pauses or resumes reading data accordingly.

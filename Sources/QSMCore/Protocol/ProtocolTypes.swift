@@ -60,9 +60,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var requestsReceived = 0
     public var retransmissionsDropped = 0
     public var abandonedAfterSenderLeft = 0
+    /// Token rounds this node led around a ring of more than one node, and their total
+    /// round-trip time (partition and region rings alike).
     public var tokenRounds = 0
-    public var tokenTimeouts = 0
     public var tokenRoundTripNanoseconds: Int64 = 0
+    public var tokenTimeouts = 0
     public var acknowledged = 0
     public var acknowledgementLatencyNanoseconds: Int64 = 0
     public var maximumTokenRecords = 0

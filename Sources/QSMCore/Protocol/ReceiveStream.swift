@@ -41,12 +41,20 @@ final class ReceiveStream {
     /// Drops cached packets now known stable.
     func learnStable(_ value: UInt64) {
         guard value > stable else { return }
+        let previous = stable
         stable = min(value, contiguous)
-        if !cache.isEmpty {
-            for (sequence, packet) in cache where sequence <= stable {
-                cache[sequence] = nil
-                cachedBytes -= packet.payload.count
+        guard !cache.isEmpty, stable > previous else { return }
+        // Everything cached lies above the previous stable point (only packets beyond the
+        // contiguous prefix are ever added), so only the newly stable range is removed:
+        // work in proportion to what became stable, not to the cache's size.
+        if stable - previous <= UInt64(cache.count) {
+            for sequence in (previous + 1)...stable {
+                if let packet = cache.removeValue(forKey: sequence) { cachedBytes -= packet.payload.count }
             }
+        } else {
+            let limit = stable
+            cache = cache.filter { $0.key > limit }
+            cachedBytes = cache.values.reduce(0) { $0 + $1.payload.count }
         }
     }
 }

@@ -173,8 +173,11 @@ extension ProtocolNode {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
         var token = received
         mergeOwnState(into: &token)
-        // What the others saw tells the leader of its own gaps, the tail included.
-        if ring.count > 1 { learnAndRecover(from: token.records, in: region) }
+        if ring.count > 1 {
+            countRoundTrip(of: token)
+            // What the others saw tells the leader of its own gaps, the tail included.
+            learnAndRecover(from: token.records, in: region)
+        }
         var aggregate: [NodeID: (record: TokenRecord, complete: Bool)] = [:]
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             let complete = record.coverage >= UInt32(ring.count)
@@ -194,6 +197,12 @@ extension ProtocolNode {
         round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
         round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy))
         partitionRounds[region.id] = round
+    }
+
+    /// Round trips of tokens that went around a ring of more than one node.
+    func countRoundTrip(of token: TokenPacket) {
+        statistics.tokenRounds += 1
+        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: Instant(nanoseconds: token.startedAt))
     }
 
     // MARK: Region tokens
@@ -219,8 +228,7 @@ extension ProtocolNode {
         guard var round = regionRounds[region.id] else { return }
         var token = received
         mergeOwnState(into: &token)
-        statistics.tokenRounds += 1
-        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: Instant(nanoseconds: token.startedAt))
+        if regionRing(region).count > 1 { countRoundTrip(of: token) }
         var pending = announcements[region.id] ?? [:]
         // Announcements age; fresh stability replaces them.
         for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }

@@ -29,6 +29,12 @@ public protocol DatagramHandler: AnyObject {
                           on registration: RegistrationID, core: EventCore)
 }
 
+/// Told when the core finished processing a batch of I/O events, so that work which
+/// only needs doing once per batch (not per datagram) can be done then.
+public protocol IOTurnObserver: AnyObject {
+    func ioTurnEnded(core: EventCore)
+}
+
 /// One datagram a feed produced into the buffer it was offered.
 public struct OutboundDatagram: Sendable {
     public var destination: SocketAddress

@@ -26,6 +26,8 @@ public final class EventCore {
     private var queues: [RingBuffer<IOEvent>]
     private var deferredOutput: [UInt64] = []
     private var discardInboundUntil = Instant.zero
+    /// Called after every I/O turn that handled at least one event.
+    public weak var ioTurnObserver: (any IOTurnObserver)?
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
     private var lateness = AlarmLatenessMeter()
     private let ioQuantumNanoseconds: Int64
@@ -292,6 +294,7 @@ public final class EventCore {
                 }
             }
         }
+        if handled > 0 { ioTurnObserver?.ioTurnEnded(core: self) }
         for token in deferredOutput {
             queues[IOPriority.networkOutboundData.rawValue].append(.output(registration: token))
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import QSMCore
 
 /// The bytes a benchmark sender publishes: who sent it, its number in that sender's
@@ -23,6 +26,9 @@ enum BenchPayload {
         }
     }
 
+    /// 0, 1, ..., 255, 0, 1, ... long enough for any offset plus the largest body.
+    private static let patternTable: [UInt8] = (0..<(256 + 65_536)).map { UInt8(truncatingIfNeeded: $0) }
+
     struct Header {
         var sender: Int
         var sequence: UInt64
@@ -37,11 +43,13 @@ enum BenchPayload {
             let sender = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
             let sequence = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             let published = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: Int64.self))
-            var value = UInt8(truncatingIfNeeded: sequence)
-            for index in headerBytes..<raw.count {
-                if raw[index] != value { return nil }
-                value &+= 1
+            // The pattern is a window into a table of repeating 0...255: one memcmp.
+            let body = raw.count - headerBytes
+            let offset = Int(UInt8(truncatingIfNeeded: sequence))
+            let intact = patternTable.withUnsafeBytes { table in
+                memcmp(raw.baseAddress! + headerBytes, table.baseAddress! + offset, body) == 0
             }
+            guard intact else { return nil }
             return Header(sender: Int(sender), sequence: sequence, publishedAt: Instant(nanoseconds: published))
         }
     }

@@ -109,6 +109,10 @@ struct ClusterRun {
             _ = index
         }
         report.senderProgress = senders.map(\.progress)
+        if options.verbose {
+            for (index, line) in report.senderResults.enumerated() { log("sender \(index): \(line)") }
+            for (index, line) in report.receiverResults.enumerated() { log("receiver \(index): \(line.map(\.description) ?? "killed")") }
+        }
         for worker in senders + receivers where !worker.killed { worker.process.waitForExit(timeoutMilliseconds: 5000) }
         gms.signal(SIGTERM)
         return report

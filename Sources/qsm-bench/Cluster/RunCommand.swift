@@ -48,6 +48,7 @@ enum RunCommand {
           --drain-seconds S    after sending, how long to wait for receivers to have
                                everything before reporting them incomplete (default 60)
           --json               print one JSON object instead of the table
+          --verbose            also log every worker's full result line
           -h, --help           show this help
 
         exit status: 0 when every checked receiver got everything, in order, once;
@@ -59,7 +60,7 @@ enum RunCommand {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--raw-trial-seconds", "--drain-seconds",
-        ], switches: ["--json", "--no-raw", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--verbose", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -93,6 +94,7 @@ enum RunCommand {
             options.window = window
         }
         options.measureRaw = !flags.has("--no-raw")
+        options.verbose = flags.has("--verbose")
         if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
         if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
         try options.validate()

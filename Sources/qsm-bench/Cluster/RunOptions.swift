@@ -39,6 +39,8 @@ struct RunOptions {
     /// everything.
     var drainSeconds = 60.0
     var interface = IPv4Address.loopback
+    /// Log every worker's full result line.
+    var verbose = false
 
     /// Receivers that must end with every message (the others crashed or churned).
     var checkedReceivers: Range<Int> {
