@@ -137,7 +137,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         if let sender = ProtocolPacket.originalSender(of: bytes), sender != protocolNode.id {
             addressBook[sender] = source
         }
-        protocolNode.receive(Array(bytes), now: core.now)
+        protocolNode.receive(bytes, now: core.now)
         settlePending = true
     }
 

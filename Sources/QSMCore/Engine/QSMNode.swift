@@ -264,9 +264,18 @@ public final class QSMNode: Sendable {
         var lastWork = MonotonicClock.now()
         while !stopping.load(ordering: .acquiring) {
             var taken = 0
+            // Who receives deliveries, looked up once per batch rather than per message.
+            var receivers: DeliveryReceivers?
             while let output = outputs.dequeue() {
                 taken += 1
-                handle(output)
+                if case .delivery(let delivery) = output {
+                    if receivers == nil {
+                        receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, continuations: $0.deliveryContinuations) }
+                    }
+                    deliver(delivery, to: receivers!)
+                } else {
+                    handle(output)
+                }
             }
             if taken > 0 {
                 lastWork = MonotonicClock.now()
@@ -280,7 +289,7 @@ public final class QSMNode: Sendable {
             // Deliveries are flowing: look again soon rather than sleep and be woken for
             // every few of them.
             if MonotonicClock.now().nanoseconds(since: lastWork) < busyPoll {
-                SystemThread.yieldProcessor()
+                SystemThread.yieldProcessor(pause: configuration.eventCoreConfiguration.busyPollPause)
                 continue
             }
             if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {
@@ -290,21 +299,30 @@ public final class QSMNode: Sendable {
         }
     }
 
+    private struct DeliveryReceivers {
+        var handler: (@Sendable (QSMDelivery) -> Void)?
+        var continuations: [AsyncStream<QSMDelivery>.Continuation]
+    }
+
+    private func deliver(_ delivery: QSMDelivery, to receivers: DeliveryReceivers) {
+        receivers.handler?(delivery)
+        let continuations = receivers.continuations
+        if !continuations.isEmpty {
+            // Wait (this thread only) until async consumers have caught up.
+            while outstanding.value.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,
+                  !stopping.load(ordering: .acquiring) {
+                var none = pollfd(fd: -1, events: 0, revents: 0)
+                _ = poll(&none, 1, 1)
+            }
+            outstanding.value.add(1, ordering: .acquiringAndReleasing)
+            for continuation in continuations { continuation.yield(delivery) }
+        }
+    }
+
     private func handle(_ output: EngineOutput) {
         switch output {
         case .delivery(let delivery):
-            let (handler, continuations) = state.withLock { ($0.deliveryHandler, $0.deliveryContinuations) }
-            handler?(delivery)
-            if !continuations.isEmpty {
-                // Wait (this thread only) until async consumers have caught up.
-                while outstanding.value.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,
-                      !stopping.load(ordering: .acquiring) {
-                    var none = pollfd(fd: -1, events: 0, revents: 0)
-                    _ = poll(&none, 1, 1)
-                }
-                outstanding.value.add(1, ordering: .acquiringAndReleasing)
-                for continuation in continuations { continuation.yield(delivery) }
-            }
+            deliver(delivery, to: state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, continuations: $0.deliveryContinuations) })
         case .membership(let event):
             let (handler, continuations, ready) = state.withLock { state -> ((@Sendable (MembershipEvent) -> Void)?, [AsyncStream<MembershipEvent>.Continuation], [CheckedContinuation<Void, Never>]) in
                 switch event {

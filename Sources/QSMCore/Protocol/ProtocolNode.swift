@@ -191,12 +191,17 @@ public final class ProtocolNode {
 
     /// One datagram arrived. Malformed ones are dropped and counted.
     public func receive(_ bytes: [UInt8], now: Instant) {
+        bytes.withUnsafeBytes { receive($0, now: now) }
+    }
+
+    /// One datagram arrived, read in place (valid only during the call): only the
+    /// payload is copied out, once.
+    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
         self.now = now
         let packet: ProtocolPacket
-        let decoded = bytes.withUnsafeBytes { raw in Result { () throws(WireError) in try ProtocolPacket(decoding: raw) } }
-        switch decoded {
-        case .success(let value): packet = value
-        case .failure:
+        do throws(WireError) {
+            packet = try ProtocolPacket(decoding: bytes)
+        } catch {
             statistics.malformedDropped += 1
             return
         }
@@ -209,7 +214,7 @@ public final class ProtocolNode {
                         _ = unknownPackets.popFirst()
                         statistics.unknownDropped += 1
                     }
-                    unknownPackets.append(bytes)
+                    unknownPackets.append(Array(bytes))
                 } else {
                     statistics.unknownDropped += 1
                 }

@@ -251,7 +251,7 @@ public final class EventCore {
             // Traffic is flowing: look again after letting other threads run, instead of
             // paying a sleep and a wake-up for every few packets.
             statistics.busyPolls += 1
-            SystemThread.yieldProcessor()
+            SystemThread.yieldProcessor(pause: configuration.busyPollPause)
             wait = 0
         }
         if wait != 0 {

@@ -24,6 +24,9 @@ public struct EventCoreConfiguration: Sendable {
     /// saves a sleep and a wake-up per few packets; when traffic stops it costs at most
     /// this much spinning. Zero blocks at once.
     public var busyPoll: Duration = .microseconds(500)
+    /// Between two looks while busy polling: a short sleep that packets do not cut short,
+    /// so they gather into larger batches; zero only yields the processor.
+    public var busyPollPause: Duration = .zero
 
     public init() {}
 
@@ -36,6 +39,9 @@ public struct EventCoreConfiguration: Sendable {
         try positive(alarmQuantum, "alarmQuantum")
         guard busyPoll >= .zero, busyPoll <= .seconds(1) else {
             throw ConfigurationError("busyPoll must be 0...1 s, got \(busyPoll)")
+        }
+        guard busyPollPause >= .zero, busyPollPause <= busyPoll || busyPoll == .zero else {
+            throw ConfigurationError("busyPollPause must be 0...busyPoll, got \(busyPollPause)")
         }
         if let requestQuantum { try positive(requestQuantum, "requestQuantum") }
         guard (2...(1 << 24)).contains(requestQueueCapacity) else {
