@@ -261,6 +261,8 @@ public final class QSMNode: Sendable {
     private func dispatch() {
         var descriptor = pollfd(fd: outputWakeup.event.descriptor, events: Int16(POLLIN), revents: 0)
         let busyPoll = configuration.eventCoreConfiguration.busyPoll.totalNanoseconds
+        let busyPollAttempts = configuration.eventCoreConfiguration.busyPollAttempts
+        var emptyPolls = 0
         var lastWork = MonotonicClock.now()
         while !stopping.load(ordering: .acquiring) {
             var taken = 0
@@ -279,6 +281,7 @@ public final class QSMNode: Sendable {
             }
             if taken > 0 {
                 lastWork = MonotonicClock.now()
+                emptyPolls = 0
                 if outputsHeld.isSet {
                     // Room in the queue again, and the core is holding outputs back.
                     let engine = self.engine
@@ -288,8 +291,9 @@ public final class QSMNode: Sendable {
             }
             // Deliveries are flowing: look again soon rather than sleep and be woken for
             // every few of them.
-            if MonotonicClock.now().nanoseconds(since: lastWork) < busyPoll {
-                SystemThread.yieldProcessor(pause: configuration.eventCoreConfiguration.busyPollPause)
+            if emptyPolls < busyPollAttempts, MonotonicClock.now().nanoseconds(since: lastWork) < busyPoll {
+                emptyPolls += 1
+                SystemThread.yieldProcessor()
                 continue
             }
             if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {

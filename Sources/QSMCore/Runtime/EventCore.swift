@@ -34,6 +34,8 @@ public final class EventCore {
     private let busyPollNanoseconds: Int64
     /// When the core last handled an I/O event or a request (for busy polling).
     private var lastActivity = Instant.zero
+    /// Polls in a row that found nothing.
+    private var emptyPolls = 0
     private let alarmQuantumNanoseconds: Int64
     private let requestQuantumNanoseconds: Int64?
 
@@ -247,11 +249,14 @@ public final class EventCore {
     private func ioTurn(maximumWaitNanoseconds: Int64?) throws(SystemError) {
         var wait = idleWaitNanoseconds(cap: maximumWaitNanoseconds)
         var sleeping = false
-        if wait != 0, busyPollNanoseconds > 0, MonotonicClock.now().nanoseconds(since: lastActivity) < busyPollNanoseconds {
+        if wait != 0, emptyPolls < configuration.busyPollAttempts,
+           MonotonicClock.now().nanoseconds(since: lastActivity) < busyPollNanoseconds {
             // Traffic is flowing: look again after letting other threads run, instead of
-            // paying a sleep and a wake-up for every few packets.
+            // paying a sleep and a wake-up for every few packets. Under light traffic the
+            // attempts run out long before the next packet and the core sleeps as usual.
             statistics.busyPolls += 1
-            SystemThread.yieldProcessor(pause: configuration.busyPollPause)
+            emptyPolls += 1
+            SystemThread.yieldProcessor()
             wait = 0
         }
         if wait != 0 {
@@ -280,7 +285,12 @@ public final class EventCore {
         // Stage 2: process, highest priority first, until the quantum runs out.
         let end = now.advanced(byNanoseconds: ioQuantumNanoseconds)
         var handled = 0
-        defer { if handled > 0 { lastActivity = now } }
+        defer {
+            if handled > 0 {
+                lastActivity = now
+                emptyPolls = 0
+            }
+        }
         processing: for priority in 0..<queues.count {
             while let event = queues[priority].popFirst() {
                 process(event)
@@ -483,6 +493,7 @@ public final class EventCore {
         if handled > 0 {
             now = MonotonicClock.now()
             lastActivity = now
+            emptyPolls = 0
         }
     }
 }

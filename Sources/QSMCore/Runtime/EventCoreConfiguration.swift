@@ -20,13 +20,13 @@ public struct EventCoreConfiguration: Sendable {
     public var outputBatchesPerTurn = 16
 
     /// After handling I/O or a request, the core keeps polling (yielding the processor
-    /// between looks) for this long before it blocks in epoll: under heavy traffic that
-    /// saves a sleep and a wake-up per few packets; when traffic stops it costs at most
-    /// this much spinning. Zero blocks at once.
+    /// between looks) for up to this long, and at most `busyPollAttempts` empty looks in
+    /// a row, before it blocks in epoll. Under heavy traffic, when other threads keep the
+    /// processor busy between looks, that saves a sleep and a wake-up per few packets;
+    /// under light traffic the attempts run out quickly and the core sleeps. Zero turns
+    /// polling off.
     public var busyPoll: Duration = .microseconds(500)
-    /// Between two looks while busy polling: a short sleep that packets do not cut short,
-    /// so they gather into larger batches; zero only yields the processor.
-    public var busyPollPause: Duration = .zero
+    public var busyPollAttempts = 4
 
     public init() {}
 
@@ -40,9 +40,7 @@ public struct EventCoreConfiguration: Sendable {
         guard busyPoll >= .zero, busyPoll <= .seconds(1) else {
             throw ConfigurationError("busyPoll must be 0...1 s, got \(busyPoll)")
         }
-        guard busyPollPause >= .zero, busyPollPause <= busyPoll || busyPoll == .zero else {
-            throw ConfigurationError("busyPollPause must be 0...busyPoll, got \(busyPollPause)")
-        }
+        guard busyPollAttempts >= 0 else { throw ConfigurationError("busyPollAttempts cannot be negative") }
         if let requestQuantum { try positive(requestQuantum, "requestQuantum") }
         guard (2...(1 << 24)).contains(requestQueueCapacity) else {
             throw ConfigurationError("requestQueueCapacity must be 2...16777216, got \(requestQueueCapacity)")

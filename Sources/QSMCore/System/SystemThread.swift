@@ -50,15 +50,6 @@ extension SystemThread {
     /// The kernel's id for the calling thread.
     public static var currentThreadID: Int64 { cqsm_gettid() }
 
-    /// Lets other threads have the processor: for `pause` (nanosleep, not cut short by
-    /// I/O), or, for a zero pause, until the scheduler comes back (sched_yield).
-    public static func yieldProcessor(pause: Duration = .zero) {
-        guard pause > .zero else {
-            sched_yield()
-            return
-        }
-        let (seconds, attoseconds) = pause.components
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        nanosleep(&request, nil)
-    }
+    /// Lets other runnable threads have the processor (sched_yield).
+    public static func yieldProcessor() { sched_yield() }
 }
