@@ -44,3 +44,17 @@ func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
 }
+
+/// A number with exactly `decimals` digits after the point (none for 0).
+func format(_ value: Double, _ decimals: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: ".") {
+        let fraction = text[text.index(after: dot)...]
+        if fraction.count < decimals { text += String(repeating: "0", count: decimals - fraction.count) }
+        if decimals == 0 { text = String(text[..<dot]) }
+    }
+    return text
+}

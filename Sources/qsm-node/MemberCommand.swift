@@ -56,8 +56,8 @@ enum MemberCommand {
         do {
             let core = try EventCore()
             let agent = MembershipAgent(node: node, address: address, gms: gms, core: core,
-                                        heartbeatInterval: .milliseconds(heartbeat)) { event, agent in
-                writeToStandardOutput(MembershipJSON.line(for: event, node: agent.client.node))
+                                        heartbeatInterval: .milliseconds(heartbeat)) { events, agent in
+                for event in events { writeToStandardOutput(MembershipJSON.line(for: event, node: agent.client.node)) }
             }
             for group in joins { agent.join(group) }
             for group in publishes { agent.publish(group) }

@@ -33,6 +33,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     private var settlePending = false
     /// Group names by id, for deliveries (kept with the membership).
     private var groupNames: [GroupID: GroupName] = [:]
+    private var groupIDs: [GroupName: GroupID] = [:]
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
          outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -53,8 +54,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         unicastID = try core.registerDatagramSocket(unicast, traffic: .control, handler: self)
         core.ioTurnObserver = self
         agent = MembershipAgent(node: node, address: localAddress, gms: configuration.gms, core: core,
-                                heartbeatInterval: configuration.heartbeatInterval) { [unowned self] event, agent in
-            self.membershipChanged(event, agent)
+                                heartbeatInterval: configuration.heartbeatInterval) { [unowned self] events, agent in
+            self.membershipChanged(events, agent)
         }
     }
 
@@ -92,7 +93,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     // MARK: Membership
 
-    private func membershipChanged(_ event: MembershipEvent, _ agent: MembershipAgent) {
+    private func membershipChanged(_ events: [MembershipEvent], _ agent: MembershipAgent) {
         let client = agent.client
         for region in client.regions.values {
             for member in region.members { addressBook[member.id] = member.address }
@@ -102,6 +103,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         // the hybrid groups it belongs to.
         var wanted = Set(client.regions.values.compactMap(\.address))
         groupNames = Dictionary(client.groups.values.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        groupIDs = Dictionary(client.groups.values.map { ($0.name, $0.id) }, uniquingKeysWith: { first, _ in first })
         for group in client.groups.values where group.members.contains(protocolNode.id) {
             if let hybrid = group.hybridAddress { wanted.insert(hybrid) }
         }
@@ -124,7 +126,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                 emit(.membership(.rejected(request: "listen on \(address)", reason: "\(error)")))
             }
         }
-        emit(.membership(event))
+        for event in events { emit(.membership(event)) }
         settle()
     }
 
@@ -186,7 +188,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     func settle() {
         while let (group, payload) = pendingPublishes.first {
             // Not yet in the group's view (registration under way): keep it for later.
-            guard let id = agent.client.groups.values.first(where: { $0.name == group })?.id else { break }
+            guard let id = groupIDs[group] else { break }
             let result = protocolNode.publish(group: id, payload: payload, now: core.now)
             if result == .wouldBlock { break }
             _ = pendingPublishes.popFirst()

@@ -116,6 +116,7 @@ public final class ProtocolNode {
             // Coming back later is a new join: owed only what is sent from then on.
             foundingMember.remove(gone)
         }
+        let previous = regions
         regions = next
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         for region in regions.values {
@@ -129,9 +130,12 @@ public final class ProtocolNode {
             } else if region.regionLeader != id {
                 regionRounds[region.id] = nil
             }
-            // A new view restarts rounds at once (the old view's tokens are void).
-            partitionRounds[region.id]?.inProgress = false
-            regionRounds[region.id]?.inProgress = false
+            // A new view restarts rounds at once (the old view's tokens are void); an
+            // unchanged one (only some group changed) lets the rounds under way finish.
+            if previous[region.id]?.viewNumber != region.viewNumber {
+                partitionRounds[region.id]?.inProgress = false
+                regionRounds[region.id]?.inProgress = false
+            }
         }
         // Regions a sender's messages are waiting on that no longer exist: nobody is left
         // to acknowledge, so they are accounted for (section 4.3.7, item 5).

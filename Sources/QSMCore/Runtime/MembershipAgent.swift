@@ -1,7 +1,9 @@
 
 /// Runs a `MembershipClient` on an event core: connects to the GMS over TCP, keeps
-/// heartbeats and reconnections on an alarm, and hands every membership event to
-/// `onEvent` on the core thread.
+/// heartbeats and reconnections on an alarm, and hands membership events to `onEvents`
+/// on the core thread, all the events of one update together (one update from the GMS
+/// may change thousands of group views; acting once per update, not once per event,
+/// keeps that linear).
 ///
 /// All methods must be called on the core thread (from other threads, go through the
 /// core's request queue).
@@ -9,7 +11,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
     public let client: MembershipClient
     public let gms: SocketAddress
     private let core: EventCore
-    private let onEvent: (MembershipEvent, MembershipAgent) -> Void
+    private let onEvents: ([MembershipEvent], MembershipAgent) -> Void
     private var connection: FramedConnection?
     private var alarm: AlarmHandle?
     /// The last connection failure, for diagnosis.
@@ -17,11 +19,11 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
 
     public init(node: NodeID, address: SocketAddress, gms: SocketAddress, core: EventCore,
                 heartbeatInterval: Duration = .seconds(1),
-                onEvent: @escaping (MembershipEvent, MembershipAgent) -> Void) {
+                onEvents: @escaping ([MembershipEvent], MembershipAgent) -> Void) {
         client = MembershipClient(node: node, address: address, heartbeatInterval: heartbeatInterval)
         self.gms = gms
         self.core = core
-        self.onEvent = onEvent
+        self.onEvents = onEvents
     }
 
     public func start() {
@@ -54,7 +56,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
                                                       maximumFrameBytes: 256 << 20, maximumQueuedBytes: 16 << 20)
                 } catch {
                     lastConnectionProblem = "\(error)"
-                    onEvent(.connectionFailed(reason: "cannot reach the GMS at \(gms): \(error)"), self)
+                    onEvents([.connectionFailed(reason: "cannot reach the GMS at \(gms): \(error)")], self)
                     client.disconnected(now: core.now)
                 }
             case .send(let payload):
@@ -65,7 +67,8 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
                 closing?.closeAfterFlushing(reason: .local("membership client stopped"), core: core)
             }
         }
-        for event in client.takeEvents() { onEvent(event, self) }
+        let events = client.takeEvents()
+        if !events.isEmpty { onEvents(events, self) }
         let deadline = client.nextDeadline(after: core.now)
         if let alarm, core.rescheduleAlarm(alarm, to: deadline) { return }
         alarm = core.scheduleAlarm(at: deadline, handler: self)
@@ -88,7 +91,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         self.connection = nil
         lastConnectionProblem = "\(reason)"
         if !client.isRegistered {
-            onEvent(.connectionFailed(reason: "cannot reach the GMS at \(gms): \(reason)"), self)
+            onEvents([.connectionFailed(reason: "cannot reach the GMS at \(gms): \(reason)")], self)
         }
         client.disconnected(now: core.now)
         pump()

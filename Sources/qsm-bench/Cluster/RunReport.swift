@@ -86,6 +86,9 @@ struct RunReport {
         return acknowledged > 0 ? Double(total) / Double(acknowledged) / 1e6 : nil
     }
 
+    /// Datagrams thrown away on arrival by injected loss (the `loss` perturbation).
+    var injectedDrops: Int { live.map { $0.int("injected_drops") ?? 0 }.reduce(0, +) }
+
     var retransmissions: Int {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
