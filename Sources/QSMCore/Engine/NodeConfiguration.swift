@@ -11,8 +11,11 @@ public struct QSMNodeConfiguration: Sendable {
     public var nodeID: UInt64?
     /// Multicast time to live: 0 stays on this host, 1 on the local network.
     public var multicastTimeToLive: UInt8 = 1
-    /// Kernel receive buffer asked for each socket.
-    public var receiveBufferBytes = 8 << 20
+    /// Kernel receive buffer asked for each socket. It should hold a whole flow-control
+    /// window as the kernel counts it (about twice the payload for 1000-byte datagrams),
+    /// so that a node paused for a while loses nothing the senders could still send;
+    /// the memory is used only while packets wait.
+    public var receiveBufferBytes = 32 << 20
     /// Deliveries and events waiting for the application before the node stops reading
     /// data (backpressure through flow control, never a drop).
     public var deliveryQueueCapacity = 16_384
