@@ -35,6 +35,9 @@ public final class ProtocolNode {
     var lastDataSentAt = Instant.zero
     /// New data packets received per region (paces token rounds).
     var arrivals: [RegionID: Int] = [:]
+    /// Per region: this node's partition and the number of partitions (which sequence
+    /// numbers it caches), from the current view.
+    var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
     var nextSenderStatusAt = Instant.zero
     // Output, pulled by the link.
     var control = RingBuffer<ControlItem>(initialCapacity: 16)
@@ -118,6 +121,12 @@ public final class ProtocolNode {
         }
         let previous = regions
         regions = next
+        cachePartition = [:]
+        for region in next.values {
+            if let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) {
+                cachePartition[region.id] = (index, region.partitions.count)
+            }
+        }
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         for region in regions.values {
             if leadsPartition(region), partitionRounds[region.id] == nil {
@@ -269,8 +278,8 @@ public final class ProtocolNode {
             statistics.notOwedDropped += 1
             return
         }
-        if let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined,
-           packet.viewStartSequence < stream.start, stream.contiguous == stream.start - 1 {
+        if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,
+           let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
             // An earlier owed view than the first packet suggested, before anything was
             // delivered: the debt starts earlier.
             stream.start = packet.viewStartSequence
@@ -278,13 +287,14 @@ public final class ProtocolNode {
         }
         defer { streams[key] = stream }
         let sequence = packet.sequence
-        guard sequence >= stream.start, sequence > stream.contiguous, stream.outOfOrder[sequence] == nil else {
+        guard sequence >= stream.start, sequence > stream.contiguous,
+              stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
             statistics.duplicatesDropped += 1
             return
         }
         stream.maximumSeen = max(stream.maximumSeen, sequence)
         arrivals[packet.region, default: 0] += 1
-        if let noticed = stream.missing.removeValue(forKey: sequence) {
+        if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
         }
         if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
@@ -313,17 +323,15 @@ public final class ProtocolNode {
 
     /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
     func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
-        guard let view = regions[region], let index = view.partitions.firstIndex(where: { $0.members.contains(id) }) else {
-            return false
-        }
-        return Int(sequence % UInt64(view.partitions.count)) == index
+        guard let (index, count) = cachePartition[region] else { return false }
+        return Int(sequence % UInt64(count)) == index
     }
 
     func outOfOrderCount() -> Int { outOfOrderTotal }
 
     /// Accepts whatever out-of-order packets now follow the contiguous prefix.
     func drainInOrder(_ stream: ReceiveStream) {
-        while let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
+        while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
             stream.outOfOrderBytes -= next.payload.count
             outOfOrderTotal -= 1
             accept(next, into: stream)
@@ -333,7 +341,7 @@ public final class ProtocolNode {
     /// The next packet in sequence: reassemble and deliver.
     func accept(_ packet: DataPacket, into stream: ReceiveStream) {
         stream.contiguous = packet.sequence
-        stream.missing[packet.sequence] = nil
+        if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
         if packet.fragmentCount == 1 {
             deliver(packet, payload: packet.payload)
             return
@@ -372,8 +380,15 @@ public final class ProtocolNode {
 
     func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
         guard ack.sender == id, let state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
+        let previous = state.acknowledged
         state.acknowledged = ack.stable
-        for sequence in state.inFlight.keys where sequence <= ack.stable { state.inFlight[sequence] = nil }
+        // Everything in flight lies above the previous acknowledgement: remove just the
+        // newly acknowledged range (in place, no copy of the table).
+        if ack.stable - previous <= UInt64(state.inFlight.count) {
+            for sequence in (previous + 1)...ack.stable { state.inFlight.removeValue(forKey: sequence) }
+        } else {
+            state.inFlight = state.inFlight.filter { $0.key > ack.stable }
+        }
         while let first = state.awaiting.first, first.last <= ack.stable {
             _ = state.awaiting.popFirst()
             regionAcknowledged(first.message)

@@ -68,6 +68,8 @@ final class BenchReceiver: Sendable {
             ("token_rtt_ns", protocolStatistics.tokenRoundTripNanoseconds),
             ("token_timeouts", protocolStatistics.tokenTimeouts),
             ("injected_drops", statistics.core.droppedByInjectedLoss),
+            ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
+            ("requests_received", protocolStatistics.requestsReceived),
             ("out_of_order_dropped", protocolStatistics.outOfOrderDropped),
             ("duplicates_dropped", protocolStatistics.duplicatesDropped),
             ("datagrams", statistics.core.datagramsReceived), ("sleeps", statistics.core.sleeps),
@@ -145,6 +147,7 @@ final class BenchSender: Sendable {
         let memory = ProcessMetrics.residentMegabytes()
         return WorkerLine("result", [
             ("sent", sentCount), ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
+            ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("retransmissions", protocolStatistics.retransmissionsSent),
             ("acknowledged", protocolStatistics.acknowledged),
             ("ack_latency_ns", protocolStatistics.acknowledgementLatencyNanoseconds),

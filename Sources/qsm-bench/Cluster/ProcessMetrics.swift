@@ -24,4 +24,25 @@ enum ProcessMetrics {
         }
         return (current, peak)
     }
+
+    /// The UDP receive-buffer overflow count of this network namespace (all sockets in
+    /// it), from /proc/self/net/snmp: datagrams the kernel dropped because a socket
+    /// was full.
+    static func udpReceiveBufferErrors() -> Int {
+        guard let file = fopen("/proc/self/net/snmp", "r") else { return -1 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 1024)
+        var header: [Substring] = []
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard text.hasPrefix("Udp: ") else { continue }
+            let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if header.isEmpty {
+                header = fields
+            } else if let index = header.firstIndex(of: "RcvbufErrors"), index < fields.count {
+                return Int(fields[index]) ?? -1
+            }
+        }
+        return -1
+    }
 }

@@ -33,7 +33,7 @@ enum RunTable {
                      + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
-                     + "retransmissions \(report.retransmissions)")
+                     + "retransmissions \(report.retransmissions), kernel socket-buffer drops \(report.kernelReceiveDrops)")
         if report.options.perturbation != .none {
             lines.append("perturbation \(report.options.perturbation.rawValue): \(report.events.count) event(s); recovery "
                          + (report.recoverySeconds.map { format($0, 2) + " s (worst)" } ?? "not measured"))
@@ -69,6 +69,8 @@ enum RunJSON {
             ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
             ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),
             ("retransmissions", "\(report.retransmissions)"),
+            ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
+            ("packets_dropped_by_injection", "\(report.injectedDrops)"),
             ("recovery_s", optional(report.recoverySeconds)),
         ]
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"

@@ -89,6 +89,10 @@ struct RunReport {
     /// Datagrams thrown away on arrival by injected loss (the `loss` perturbation).
     var injectedDrops: Int { live.map { $0.int("injected_drops") ?? 0 }.reduce(0, +) }
 
+    /// Datagrams the kernel dropped because a socket buffer was full, in the run's
+    /// namespace (each worker reads the namespace-wide counter; the largest is the total).
+    var kernelReceiveDrops: Int { (senderResults + live).map { $0.int("udp_rcvbuf_errors") ?? 0 }.max() ?? 0 }
+
     var retransmissions: Int {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
