@@ -23,7 +23,8 @@ let package = Package(
         .executableTarget(name: "qsm-bench", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .executableTarget(name: "qsm-node", dependencies: ["QSMCore", "QSMGMS"], swiftSettings: strict),
         .testTarget(name: "QSMCoreTests", dependencies: ["QSMCore"], swiftSettings: strict),
-        // qsm-node is a dependency so that `swift test` builds it: process tests run it.
-        .testTarget(name: "QSMGMSTests", dependencies: ["QSMGMS", "QSMCore", "qsm-node"], swiftSettings: strict),
+        // The executables are dependencies so that `swift test` builds them: process
+        // tests run them.
+        .testTarget(name: "QSMGMSTests", dependencies: ["QSMGMS", "QSMCore", "qsm-node", "qsm-bench"], swiftSettings: strict),
     ]
 )

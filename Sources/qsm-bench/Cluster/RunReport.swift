@@ -1,3 +1,5 @@
+import QSMCore
+
 /// Everything a cluster run measured, and the figures derived from it.
 struct RunReport {
     let options: RunOptions

@@ -1,19 +1,21 @@
-/// Latencies in a fixed number of log-linear buckets (16 per power of two, so about 4%
-/// resolution), from 1 µs to about 70 s: bounded memory however many samples come.
-struct LatencyHistogram {
+/// Latencies in a fixed number of log-linear buckets (16 per power of two, so about 6%
+/// resolution at worst), from 1 µs to about 18 minutes: bounded memory however many
+/// samples come. Percentiles report the upper edge of the bucket (never below the true
+/// value, at most one bucket width above it).
+public struct LatencyHistogram: Sendable, Equatable {
     private static let subBuckets = 16
     private var counts = [Int](repeating: 0, count: 27 * 16)
-    private(set) var count = 0
-    private(set) var maximumMicroseconds = 0
+    public private(set) var count = 0
+    public private(set) var maximumMicroseconds = 0
 
-    mutating func record(microseconds value: Int) {
+    public mutating func record(microseconds value: Int) {
         let value = max(0, value)
         count += 1
         maximumMicroseconds = max(maximumMicroseconds, value)
         counts[Self.bucket(of: value)] += 1
     }
 
-    mutating func merge(_ other: LatencyHistogram) {
+    public mutating func merge(_ other: LatencyHistogram) {
         for index in counts.indices { counts[index] += other.counts[index] }
         count += other.count
         maximumMicroseconds = max(maximumMicroseconds, other.maximumMicroseconds)
@@ -21,7 +23,7 @@ struct LatencyHistogram {
 
     /// The value below which `fraction` of the samples lie (upper edge of its bucket),
     /// or nil without samples.
-    func percentile(_ fraction: Double) -> Int? {
+    public func percentile(_ fraction: Double) -> Int? {
         guard count > 0 else { return nil }
         let rank = max(1, Int((fraction * Double(count)).rounded(.up)))
         var seen = 0
@@ -33,13 +35,13 @@ struct LatencyHistogram {
     }
 
     /// Bucket counts as "index:count" pairs, for shipping between processes.
-    var encoded: String {
+    public var encoded: String {
         counts.enumerated().filter { $0.element > 0 }.map { "\($0.offset):\($0.element)" }.joined(separator: ",")
     }
 
-    init() {}
+    public init() {}
 
-    init?(encoded: String, maximumMicroseconds: Int) {
+    public init?(encoded: String, maximumMicroseconds: Int) {
         self.maximumMicroseconds = maximumMicroseconds
         guard !encoded.isEmpty else { return }
         for pair in encoded.split(separator: ",") {

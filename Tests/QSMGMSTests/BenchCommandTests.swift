@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import QSMCore
+import Testing
+
+/// qsm-bench as a user runs it: real GMS, sender and receiver processes in the private
+/// namespace the tool creates for itself. These check that the benchmark measures and
+/// reports truthfully (every message checked, keys present, faults applied), not how
+/// fast anything is: speed is the benchmark's own business.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct BenchCommandTests {
+    static var qsmBench: String { ChildProcess.currentExecutableDirectory + "/qsm-bench" }
+
+    /// Runs qsm-bench to the end (bounded) and returns its exit status and output.
+    static func run(_ arguments: [String], timeoutSeconds: Int = 120) throws -> (status: Int32?, output: String) {
+        let process = try ChildProcess(executable: qsmBench, arguments: arguments)
+        process.closeInput()
+        var lines: [String] = []
+        let deadline = MonotonicClock.now().advanced(by: .seconds(timeoutSeconds))
+        while MonotonicClock.now() < deadline {
+            if let line = process.readLine(timeoutMilliseconds: 200) {
+                lines.append(line)
+            } else if process.outputEnded {
+                break
+            }
+        }
+        let status = process.waitForExit(timeoutMilliseconds: 5_000)
+        if status == nil { process.signal(SIGKILL) }
+        return (status, lines.joined(separator: "\n"))
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8))
+        return try #require(object as? [String: Any])
+    }
+
+    static let requiredKeys = [
+        "senders", "receivers", "groups", "size", "seconds", "sent", "delivered_min", "complete", "in_order", "duplicates",
+        "msgs_per_sec_min", "mbytes_per_sec_min", "raw_lossless_msgs_per_sec", "ratio_to_raw", "latency_us_p50",
+        "latency_us_p99", "sender_cpu_s", "receivers_cpu_s", "sender_rss_mb", "receiver_rss_mb_max", "token_rtt_ms",
+        "ack_latency_ms", "retransmissions",
+    ]
+
+    @Test func aShortRunWithTheRawSearchReportsEveryKeyAndCompleteDelivery() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--raw-trial-seconds", "0.2", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        for key in Self.requiredKeys { #expect(result[key] != nil, "missing \(key)") }
+        #expect(result["complete"] as? Bool == true)
+        #expect(result["in_order"] as? Bool == true)
+        #expect(result["duplicates"] as? Int == 0)
+        let sent = try #require(result["sent"] as? Int)
+        #expect(sent > 0)
+        #expect(result["delivered_min"] as? Int == sent)
+        let raw = try #require(result["raw_lossless_msgs_per_sec"] as? Double)
+        #expect(raw > 0)
+        let rate = try #require(result["msgs_per_sec_min"] as? Double)
+        let ratio = try #require(result["ratio_to_raw"] as? Double)
+        #expect(abs(ratio - rate / raw) < 0.01)
+    }
+
+    @Test func aCrashedReceiverIsLeftOutAndTheSurvivorsGetEverything() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "3", "--seconds", "3", "--no-raw", "--perturb", "crash", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        #expect(result["perturbation"] as? String == "crash")
+        #expect(result["complete"] as? Bool == true)
+        #expect(result["delivered_min"] as? Int == result["sent"] as? Int)
+    }
+
+    @Test func injectedLossIsRepairedAndCounted() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "3", "--no-raw", "--perturb", "loss", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        #expect(result["complete"] as? Bool == true)
+        #expect(result["duplicates"] as? Int == 0)
+        let dropped = try #require(result["packets_dropped_by_injection"] as? Int)
+        #expect(dropped > 0, "the loss perturbation dropped nothing")
+        #expect((result["retransmissions"] as? Int ?? 0) > 0)
+    }
+
+    @Test func aFixedRateRunMeasuresLatency() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--no-raw", "--rate", "2000", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        let sent = try #require(result["sent"] as? Int)
+        // Paced: about 2000 in one second, certainly not the thousands per ms of a blast.
+        #expect((1500...2500).contains(sent))
+        let p50 = try #require(result["latency_us_p50"] as? Double)
+        let p99 = try #require(result["latency_us_p99"] as? Double)
+        #expect(p50 > 0 && p50 <= p99)
+    }
+
+    @Test func anExperimentWritesItsCSVAndCharts() throws {
+        let directory = "/tmp/qsm-bench-test-\(getpid())"
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let (status, output) = try Self.run(["experiment", "latency", "--quick", "--seconds", "1", "--out", directory], timeoutSeconds: 180)
+        #expect(status == 0, "output: \(output)")
+        let csv = try String(contentsOfFile: directory + "/latency.csv", encoding: .utf8)
+        let rows = csv.split(separator: "\n")
+        #expect(rows.first?.hasPrefix("size,rate,") == true)
+        #expect(rows.count == 3, "a header and one row per quick point: \(csv)")
+        for chart in ["latency-p50.svg", "latency-p99.svg"] {
+            let svg = try String(contentsOfFile: directory + "/" + chart, encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.contains("<polyline"))
+        }
+    }
+
+    @Test(arguments: [
+        (["run", "--receivers", "0"], "--receivers"),
+        (["run", "--size", "10"], "--size"),
+        (["run", "--perturb", "melt"], "--perturb"),
+        (["run", "--perturb", "crash", "--receivers", "1"], "at least 2 receivers"),
+        (["run", "--perturb", "freeze", "--seconds", "5"], "--seconds 15"),
+        (["run", "--rate", "-3"], "--rate"),
+        (["experiment", "colours"], "unknown experiment"),
+        (["nonsense"], "unknown subcommand"),
+    ])
+    func badFlagsAreRefusedWithAReason(arguments: [String], reason: String) throws {
+        // Through a shell, so that the reason (on standard error) is read too.
+        let process = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec \"$0\" \"$@\" 2>&1", Self.qsmBench] + arguments)
+        var lines: [String] = []
+        while let line = process.readLine(timeoutMilliseconds: 10_000) { lines.append(line) }
+        #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2)
+        #expect(lines.first?.contains(reason) == true, "got: \(lines)")
+    }
+}
