@@ -28,7 +28,9 @@ public final class ProtocolNode {
     // Sending.
     var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     var regionSend: [RegionID: RegionSendState] = [:]
-    var nextGroupSequence: [GroupID: UInt64] = [:]
+    /// Per group: what publishing needs. Kept when a group leaves the views, so that its
+    /// sequence numbers continue if it comes back.
+    var publishTargets: [GroupID: PublishTarget] = [:]
     var nextMessageID: UInt64 = 1
     var unacknowledgedMessages = 0
     var unacknowledgedBytes = 0
@@ -128,6 +130,7 @@ public final class ProtocolNode {
             }
         }
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
+        updatePublishTargets()
         for region in regions.values {
             if leadsPartition(region), partitionRounds[region.id] == nil {
                 partitionRounds[region.id] = LeaderRound(nextStart: now)
@@ -173,17 +176,17 @@ public final class ProtocolNode {
     /// `.wouldBlock` while the flow-control window is full.
     public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
         self.now = now
-        guard let view = groups[group] else { return .rejected("not publishing to group \(group)") }
+        guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
         guard payload.count <= configuration.maximumMessageBytes else {
             return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
         }
         guard unacknowledgedMessages < configuration.windowMessages,
               unacknowledgedBytes + payload.count <= configuration.windowBytes else { return .wouldBlock }
-        let sequence = (nextGroupSequence[group] ?? 0) + 1
-        nextGroupSequence[group] = sequence
-        let message = OutgoingMessage(id: nextMessageID, group: group, groupView: view.viewNumber, groupSequence: sequence,
-                                      payload: payload, publishedAt: now, regions: view.regions)
-        message.hybrid = view.hybridAddress != nil && view.regions.count > 1
+        target.lastSequence += 1
+        let sequence = target.lastSequence
+        let message = OutgoingMessage(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
+                                      payload: payload, publishedAt: now, regions: target.regions)
+        message.hybrid = target.hybrid
         nextMessageID += 1
         statistics.published += 1
         if message.regions.isEmpty {
@@ -200,180 +203,22 @@ public final class ProtocolNode {
     /// Messages published but not yet acknowledged by every region.
     public var unacknowledgedMessageCount: Int { unacknowledgedMessages }
 
-    // MARK: Receiving
-
-    /// One datagram arrived. Malformed ones are dropped and counted.
-    public func receive(_ bytes: [UInt8], now: Instant) {
-        bytes.withUnsafeBytes { receive($0, now: now) }
-    }
-
-    /// One datagram arrived, read in place (valid only during the call): only the
-    /// payload is copied out, once.
-    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
-        self.now = now
-        let packet: ProtocolPacket
-        do throws(WireError) {
-            packet = try ProtocolPacket(decoding: bytes)
-        } catch {
-            statistics.malformedDropped += 1
-            return
+    /// Brings the publishing records in line with the group views. Groups with the same
+    /// region list share one array, so thousands of groups over one region keep one
+    /// list hot in the cache instead of thousands.
+    func updatePublishTargets() {
+        var shared: [[RegionReference]: [RegionReference]] = [:]
+        for target in publishTargets.values { target.inView = false }
+        for view in groups.values {
+            let regions = shared[view.regions] ?? view.regions
+            shared[view.regions] = regions
+            let target = publishTargets[view.id] ?? PublishTarget()
+            target.inView = true
+            target.viewNumber = view.viewNumber
+            target.regions = regions
+            target.hybrid = view.hybridAddress != nil && regions.count > 1
+            publishTargets[view.id] = target
         }
-        switch packet {
-        case .data(let data, let retransmitted):
-            guard regions[data.region] != nil else {
-                // Perhaps a view that has not reached us yet: hold it briefly.
-                if !retransmitted, configuration.maximumUnknownPackets > 0 {
-                    if unknownPackets.count >= configuration.maximumUnknownPackets {
-                        _ = unknownPackets.popFirst()
-                        statistics.unknownDropped += 1
-                    }
-                    unknownPackets.append(Array(bytes))
-                } else {
-                    statistics.unknownDropped += 1
-                }
-                return
-            }
-            receiveData(data, retransmitted: retransmitted)
-        case .token(let token):
-            receiveToken(token)
-        case .acknowledgement(let ack):
-            receiveAcknowledgement(ack)
-        case .request(let request):
-            receiveRequest(request)
-        case .senderStatus(let status):
-            receiveSenderStatus(status)
-        case .hybridData(let template, let headers):
-            // Keep the headers of this node's regions; the rest are other regions' business.
-            for header in headers where regions[header.region] != nil {
-                var packet = template
-                packet.region = header.region
-                packet.regionView = header.regionView
-                packet.viewStartSequence = header.viewStartSequence
-                packet.sequence = header.sequence
-                receiveData(packet)
-            }
-        }
-        updateHeldBytes()
-    }
-
-    /// The stream for `key`, created if this node can tell where its debt starts: a
-    /// founding member of the region is owed everything; a member that joined later is
-    /// owed what was sent in views from the one it joined, starting at the first such
-    /// view's first sequence number, which only a packet of that view can tell it.
-    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
-        if let existing = streams[key] { return existing }
-        if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
-        guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
-        return ReceiveStream(start: max(packet.viewStartSequence, 1))
-    }
-
-    func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
-        // Whoever sends new data is alive, whatever views said (it may have moved
-        // regions). A retransmission proves nothing: a peer may be repairing a dead
-        // sender's message.
-        if !retransmitted { departed.remove(packet.sender) }
-        let key = StreamKey(sender: packet.sender, region: packet.region)
-        guard let stream = stream(key, firstPacket: packet) else {
-            // Sent in a view from before this node joined the region: not owed to it.
-            statistics.notOwedDropped += 1
-            return
-        }
-        if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,
-           let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
-            // An earlier owed view than the first packet suggested, before anything was
-            // delivered: the debt starts earlier.
-            stream.start = packet.viewStartSequence
-            stream.contiguous = stream.start - 1
-        }
-        defer { streams[key] = stream }
-        let sequence = packet.sequence
-        guard sequence >= stream.start, sequence > stream.contiguous,
-              stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
-            statistics.duplicatesDropped += 1
-            return
-        }
-        stream.maximumSeen = max(stream.maximumSeen, sequence)
-        arrivals[packet.region, default: 0] += 1
-        if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
-            statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
-        }
-        if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
-            stream.cache[sequence] = packet
-            stream.cachedBytes += packet.payload.count
-        }
-        if sequence == stream.contiguous + 1 {
-            accept(packet, into: stream)
-            drainInOrder(stream)
-        } else {
-            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
-                // Bounded: drop it; the token will bring it back later.
-                statistics.outOfOrderDropped += 1
-                return
-            }
-            stream.outOfOrder[sequence] = packet
-            stream.outOfOrderBytes += packet.payload.count
-            outOfOrderTotal += 1
-            for gap in (stream.contiguous + 1)..<sequence where stream.outOfOrder[gap] == nil && stream.missing[gap] == nil {
-                stream.missing[gap] = (now, 0)
-            }
-        }
-        // New data wakes token rounds that had slowed down for idleness.
-        quickenRounds(in: packet.region)
-    }
-
-    /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
-    func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
-        guard let (index, count) = cachePartition[region] else { return false }
-        return Int(sequence % UInt64(count)) == index
-    }
-
-    func outOfOrderCount() -> Int { outOfOrderTotal }
-
-    /// Accepts whatever out-of-order packets now follow the contiguous prefix.
-    func drainInOrder(_ stream: ReceiveStream) {
-        while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
-            stream.outOfOrderBytes -= next.payload.count
-            outOfOrderTotal -= 1
-            accept(next, into: stream)
-        }
-    }
-
-    /// The next packet in sequence: reassemble and deliver.
-    func accept(_ packet: DataPacket, into stream: ReceiveStream) {
-        stream.contiguous = packet.sequence
-        if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
-        if packet.fragmentCount == 1 {
-            deliver(packet, payload: packet.payload)
-            return
-        }
-        if packet.fragmentIndex == 0 { stream.fragments.removeAll() }
-        guard Int(packet.fragmentIndex) == stream.fragments.count else {
-            // Joined mid-message: the rest of that message was not addressed to us.
-            stream.fragments.removeAll()
-            return
-        }
-        stream.fragments.append(packet)
-        if packet.fragmentIndex + 1 == packet.fragmentCount {
-            var whole: [UInt8] = []
-            whole.reserveCapacity(stream.fragments.reduce(0) { $0 + $1.payload.count })
-            for fragment in stream.fragments { whole += fragment.payload }
-            stream.fragments.removeAll()
-            deliver(packet, payload: whole[...])
-        }
-    }
-
-    func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
-        statistics.delivered += 1
-        deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
-                                           publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
-                                           regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
-                                           payload: payload))
-    }
-
-    /// Deliveries since the last call, in order.
-    public func takeDeliveries() -> [ProtocolDelivery] {
-        defer { deliveries.removeAll(keepingCapacity: true) }
-        return deliveries
     }
 
     // MARK: Acknowledgements and requests

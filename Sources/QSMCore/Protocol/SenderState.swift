@@ -43,3 +43,14 @@ final class RegionSendState {
     /// Messages in transmission order with their last sequence here, for acknowledgement.
     var awaiting = RingBuffer<(last: UInt64, message: OutgoingMessage)>(initialCapacity: 64)
 }
+
+/// What publishing to one group needs, looked up once per message: the group's view
+/// number and regions (from the current group view) and its last sequence number.
+final class PublishTarget {
+    var inView = false
+    var viewNumber: UInt64 = 0
+    var regions: [RegionReference] = []
+    /// Sent once to the group's own address (hybrid mode, more than one region).
+    var hybrid = false
+    var lastSequence: UInt64 = 0
+}

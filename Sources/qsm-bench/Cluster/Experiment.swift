@@ -222,4 +222,63 @@ struct Experiment {
              "recovery_s", "retransmissions", "packets_dropped_by_injection", "sender_rss_mb", "receiver_rss_mb_max"], rows),
             charts: charts)
     }
+
+    // MARK: The targets
+
+    /// Each target measured three times (medians; rounds alternate so drift hits every
+    /// side alike), then checked.
+    mutating func targets() throws {
+        var ratios: [Int: [Double]] = [4: [], 8: []]
+        var tails: [Double] = []
+        var oneGroup: [Double] = [], manyGroups: [Double] = []
+        var senderMemory = 0.0
+        var lossless = true
+        for round in 1...3 {
+            for receivers in [4, 8] {
+                var options = RunOptions()
+                options.receivers = receivers
+                options.seconds = settings.seconds
+                let report = try run(options, label: "round \(round): ratio to raw, \(receivers) receivers")
+                if let raw = report.rawLossless { ratios[receivers]!.append(report.messagesPerSecondMinimum / raw) }
+                senderMemory = max(senderMemory, report.senderRSSMegabytes)
+                lossless = lossless && report.complete && report.duplicates == 0 && report.inOrder
+            }
+            var paced = RunOptions()
+            paced.rate = 10_000
+            paced.seconds = settings.seconds
+            paced.measureRaw = false
+            let latency = try run(paced, label: "round \(round): latency at 10,000 msg/s")
+            tails.append(Double(latency.latency.percentile(0.99) ?? .max))
+            lossless = lossless && latency.complete && latency.duplicates == 0 && latency.inOrder
+            for groups in round % 2 == 1 ? [1, 8192] : [8192, 1] {
+                var options = RunOptions()
+                options.groups = groups
+                options.seconds = settings.seconds
+                options.measureRaw = false
+                let report = try run(options, label: "round \(round): \(groups) group(s)")
+                if groups == 1 { oneGroup.append(report.messagesPerSecondMinimum) } else { manyGroups.append(report.messagesPerSecondMinimum) }
+                senderMemory = max(senderMemory, report.senderRSSMegabytes)
+                lossless = lossless && report.complete && report.duplicates == 0 && report.inOrder
+            }
+        }
+        var table = Table("target", "goal", "measured (median of 3)", "met")
+        var rows: [[String]] = []
+        func add(_ name: String, _ goal: String, _ value: String, _ met: Bool) {
+            table.add(name, goal, value, met ? "yes" : "NO")
+            rows.append([name, goal, value, "\(met)"])
+        }
+        for receivers in [4, 8] {
+            let value = median(ratios[receivers]!)
+            add("ratio to raw, \(receivers) receivers", ">= 0.60",
+                formatRatio(value) + " (" + ratios[receivers]!.map(formatRatio).joined(separator: ", ") + ")", value >= 0.6)
+        }
+        add("sender peak RSS at full rate", "< 64 MB", format(senderMemory, 1) + " MB (largest)", senderMemory < 64)
+        let tail = median(tails)
+        add("p99 latency at 10,000 msg/s", "< 300 us", "\(Int(tail)) us (" + tails.map { "\(Int($0))" }.joined(separator: ", ") + ")", tail < 300)
+        let share = median(manyGroups) / max(1, median(oneGroup))
+        add("8192 groups vs 1 group", ">= 90%", format(share * 100, 0) + "% (" + formatRate(median(manyGroups)) + " vs "
+            + formatRate(median(oneGroup)) + " msg/s)", share >= 0.9)
+        add("nothing lost, duplicated or reordered", "always", lossless ? "none in any run" : "FAILED", lossless)
+        try finish("targets", table: table, csv: OutputFiles.csv(["target", "goal", "measured", "met"], rows), charts: [])
+    }
 }

@@ -1,0 +1,178 @@
+/// Receiving data (section 4.2.1 B): decoding datagrams, per-stream ordering with
+/// out-of-order holding and gap tracking, the cooperative cache share, reassembly of
+/// fragments, and FIFO delivery.
+extension ProtocolNode {
+    /// One datagram arrived. Malformed ones are dropped and counted.
+    public func receive(_ bytes: [UInt8], now: Instant) {
+        bytes.withUnsafeBytes { receive($0, now: now) }
+    }
+
+    /// One datagram arrived, read in place (valid only during the call): only the
+    /// payload is copied out, once.
+    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
+        self.now = now
+        let packet: ProtocolPacket
+        do throws(WireError) {
+            packet = try ProtocolPacket(decoding: bytes)
+        } catch {
+            statistics.malformedDropped += 1
+            return
+        }
+        switch packet {
+        case .data(let data, let retransmitted):
+            guard regions[data.region] != nil else {
+                // Perhaps a view that has not reached us yet: hold it briefly.
+                if !retransmitted, configuration.maximumUnknownPackets > 0 {
+                    if unknownPackets.count >= configuration.maximumUnknownPackets {
+                        _ = unknownPackets.popFirst()
+                        statistics.unknownDropped += 1
+                    }
+                    unknownPackets.append(Array(bytes))
+                } else {
+                    statistics.unknownDropped += 1
+                }
+                return
+            }
+            receiveData(data, retransmitted: retransmitted)
+        case .token(let token):
+            receiveToken(token)
+        case .acknowledgement(let ack):
+            receiveAcknowledgement(ack)
+        case .request(let request):
+            receiveRequest(request)
+        case .senderStatus(let status):
+            receiveSenderStatus(status)
+        case .hybridData(let template, let headers):
+            // Keep the headers of this node's regions; the rest are other regions' business.
+            for header in headers where regions[header.region] != nil {
+                var packet = template
+                packet.region = header.region
+                packet.regionView = header.regionView
+                packet.viewStartSequence = header.viewStartSequence
+                packet.sequence = header.sequence
+                receiveData(packet)
+            }
+        }
+        updateHeldBytes()
+    }
+
+    /// The stream for `key`, created if this node can tell where its debt starts: a
+    /// founding member of the region is owed everything; a member that joined later is
+    /// owed what was sent in views from the one it joined, starting at the first such
+    /// view's first sequence number, which only a packet of that view can tell it.
+    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
+        if let existing = streams[key] { return existing }
+        if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
+        guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
+        return ReceiveStream(start: max(packet.viewStartSequence, 1))
+    }
+
+    func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
+        // Whoever sends new data is alive, whatever views said (it may have moved
+        // regions). A retransmission proves nothing: a peer may be repairing a dead
+        // sender's message.
+        if !retransmitted { departed.remove(packet.sender) }
+        let key = StreamKey(sender: packet.sender, region: packet.region)
+        guard let stream = stream(key, firstPacket: packet) else {
+            // Sent in a view from before this node joined the region: not owed to it.
+            statistics.notOwedDropped += 1
+            return
+        }
+        if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,
+           let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
+            // An earlier owed view than the first packet suggested, before anything was
+            // delivered: the debt starts earlier.
+            stream.start = packet.viewStartSequence
+            stream.contiguous = stream.start - 1
+        }
+        defer { streams[key] = stream }
+        let sequence = packet.sequence
+        guard sequence >= stream.start, sequence > stream.contiguous,
+              stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
+            statistics.duplicatesDropped += 1
+            return
+        }
+        stream.maximumSeen = max(stream.maximumSeen, sequence)
+        arrivals[packet.region, default: 0] += 1
+        if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
+            statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
+        }
+        if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
+            stream.cache[sequence] = packet
+            stream.cachedBytes += packet.payload.count
+        }
+        if sequence == stream.contiguous + 1 {
+            accept(packet, into: stream)
+            drainInOrder(stream)
+        } else {
+            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
+                // Bounded: drop it; the token will bring it back later.
+                statistics.outOfOrderDropped += 1
+                return
+            }
+            stream.outOfOrder[sequence] = packet
+            stream.outOfOrderBytes += packet.payload.count
+            outOfOrderTotal += 1
+            for gap in (stream.contiguous + 1)..<sequence where stream.outOfOrder[gap] == nil && stream.missing[gap] == nil {
+                stream.missing[gap] = (now, 0)
+            }
+        }
+        // New data wakes token rounds that had slowed down for idleness.
+        quickenRounds(in: packet.region)
+    }
+
+    /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
+    func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
+        guard let (index, count) = cachePartition[region] else { return false }
+        return Int(sequence % UInt64(count)) == index
+    }
+
+    func outOfOrderCount() -> Int { outOfOrderTotal }
+
+    /// Accepts whatever out-of-order packets now follow the contiguous prefix.
+    func drainInOrder(_ stream: ReceiveStream) {
+        while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
+            stream.outOfOrderBytes -= next.payload.count
+            outOfOrderTotal -= 1
+            accept(next, into: stream)
+        }
+    }
+
+    /// The next packet in sequence: reassemble and deliver.
+    func accept(_ packet: DataPacket, into stream: ReceiveStream) {
+        stream.contiguous = packet.sequence
+        if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
+        if packet.fragmentCount == 1 {
+            deliver(packet, payload: packet.payload)
+            return
+        }
+        if packet.fragmentIndex == 0 { stream.fragments.removeAll() }
+        guard Int(packet.fragmentIndex) == stream.fragments.count else {
+            // Joined mid-message: the rest of that message was not addressed to us.
+            stream.fragments.removeAll()
+            return
+        }
+        stream.fragments.append(packet)
+        if packet.fragmentIndex + 1 == packet.fragmentCount {
+            var whole: [UInt8] = []
+            whole.reserveCapacity(stream.fragments.reduce(0) { $0 + $1.payload.count })
+            for fragment in stream.fragments { whole += fragment.payload }
+            stream.fragments.removeAll()
+            deliver(packet, payload: whole[...])
+        }
+    }
+
+    func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
+        statistics.delivered += 1
+        deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
+                                           publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
+                                           regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
+                                           payload: payload))
+    }
+
+    /// Deliveries since the last call, in order.
+    public func takeDeliveries() -> [ProtocolDelivery] {
+        defer { deliveries.removeAll(keepingCapacity: true) }
+        return deliveries
+    }
+}
