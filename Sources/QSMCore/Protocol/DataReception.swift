@@ -93,6 +93,7 @@ extension ProtocolNode {
             return
         }
         stream.maximumSeen = max(stream.maximumSeen, sequence)
+        stream.maximumReceived = max(stream.maximumReceived, sequence)
         arrivals[packet.region, default: 0] += 1
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
@@ -114,7 +115,7 @@ extension ProtocolNode {
             stream.outOfOrderBytes += packet.payload.count
             outOfOrderTotal += 1
             for gap in (stream.contiguous + 1)..<sequence where stream.outOfOrder[gap] == nil && stream.missing[gap] == nil {
-                stream.missing[gap] = (now, 0)
+                stream.missing[gap] = (now, 0, .zero)
             }
         }
         // New data wakes token rounds that had slowed down for idleness.

@@ -24,6 +24,11 @@ public struct ProtocolConfiguration: Sendable {
     /// still be queued at this node, unread, and asking for them would only cause
     /// needless retransmissions.
     public var gapGracePeriod: Duration = .milliseconds(2)
+    /// The same for missing packets beyond the highest one this node received itself
+    /// (a lost tail, or data still queued behind a backlog of tokens after a freeze).
+    public var tailGracePeriod: Duration = .milliseconds(25)
+    /// How long a node waits for a requested packet before asking again (elsewhere).
+    public var requestRetryInterval: Duration = .milliseconds(20)
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -52,7 +57,9 @@ public struct ProtocolConfiguration: Sendable {
         guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
             throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
         }
-        guard gapGracePeriod >= .zero else { throw ConfigurationError("the gap grace period cannot be negative") }
+        guard gapGracePeriod >= .zero, tailGracePeriod >= .zero, requestRetryInterval >= .zero else {
+            throw ConfigurationError("grace periods and the request retry interval cannot be negative")
+        }
         guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
             throw ConfigurationError("buffer bounds must be positive")
         }

@@ -271,7 +271,7 @@ public final class ProtocolNode {
         let stream = streams[key] ?? ReceiveStream(start: start)
         if status.maximumSequence > stream.maximumSeen {
             for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...status.maximumSequence where stream.outOfOrder[gap] == nil {
-                stream.missing[gap] = (now, 0)
+                stream.missing[gap] = (now, 0, .zero)
             }
             stream.maximumSeen = status.maximumSequence
             quickenRounds(in: status.region)

@@ -10,6 +10,8 @@ final class ReceiveStream {
     var contiguous: UInt64
     /// The highest sequence number known to exist (seen here or reported by a token).
     var maximumSeen: UInt64
+    /// The highest sequence number that reached this node itself (not just reported).
+    var maximumReceived: UInt64 = 0
     /// The highest sequence number known stable (held by every member of the region).
     var stable: UInt64 = 0
     /// Received beyond a gap, waiting for it to be repaired.
@@ -19,7 +21,7 @@ final class ReceiveStream {
     var cachedBytes = 0
     var outOfOrderBytes = 0
     /// Missing sequence numbers: when first noticed, and how many requests went out.
-    var missing: [UInt64: (since: Instant, attempts: Int)] = [:]
+    var missing: [UInt64: (since: Instant, attempts: Int, askedAt: Instant)] = [:]
     /// Fragments of the message being reassembled, in order.
     var fragments: [DataPacket] = []
     /// Rounds in which a gap made no progress after the sender left the views.

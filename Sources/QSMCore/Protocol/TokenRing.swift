@@ -375,7 +375,7 @@ extension ProtocolNode {
             guard let stream = stream(key, firstPacket: nil) else { continue }
             if record.maximumSeen > stream.maximumSeen {
                 for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...record.maximumSeen where stream.outOfOrder[gap] == nil {
-                    stream.missing[gap] = (now, 0)
+                    stream.missing[gap] = (now, 0, .zero)
                 }
                 stream.maximumSeen = record.maximumSeen
             }
@@ -396,12 +396,22 @@ extension ProtocolNode {
             var asked = 0
             for sequence in stream.missing.keys.sorted() {
                 guard asked < configuration.recoveryRequestsPerRound else { break }
-                let (since, attempts) = stream.missing[sequence]!
-                // A gap just learned of is usually still in this node's socket queue (the
-                // token came on the control path, ahead of the data): ask on a later visit.
-                if attempts == 0, now.nanoseconds(since: since) < configuration.gapGracePeriod.totalNanoseconds { continue }
+                let (since, attempts, askedAt) = stream.missing[sequence]!
+                // Asked recently: the answer is probably on its way; asking again now would
+                // only duplicate it.
+                if attempts > 0, now.nanoseconds(since: askedAt) < configuration.requestRetryInterval.totalNanoseconds { continue }
+                // A gap just learned of may still be in this node's socket queue (tokens
+                // come on the control path, ahead of the data). A hole below what arrived
+                // here is lost (links are FIFO per sender) and is asked for after a short
+                // grace; a tail beyond it waits longer, since after a freeze a node reads
+                // many tokens before its data backlog.
+                if attempts == 0 {
+                    let grace = sequence < stream.maximumReceived ? configuration.gapGracePeriod : configuration.tailGracePeriod
+                    if now.nanoseconds(since: since) < grace.totalNanoseconds { continue }
+                }
                 asked += 1
                 stream.missing[sequence]!.attempts = attempts + 1
+                stream.missing[sequence]!.askedAt = now
                 let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
                 guard let target else { continue }
                 let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
