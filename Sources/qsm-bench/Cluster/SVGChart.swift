@@ -87,10 +87,17 @@ struct SVGChart {
     /// Tick positions in data units.
     private func xTicks(minimum: Double, maximum: Double) -> [Double] {
         if logarithmicX {
+            // Powers of ten; over a short range also 2x and 5x, so that a sweep of
+            // 1-16 still has labels to read off.
+            let multiples: [Double] = maximum - minimum <= 2 ? [1, 2, 5] : [1]
             var ticks: [Double] = []
             var power = minimum.rounded(.down)
             while power <= maximum + 1e-9 {
-                ticks.append(Glibc.pow(10, power))
+                for multiple in multiples {
+                    let tick = multiple * Glibc.pow(10, power)
+                    let position = Glibc.log10(tick)
+                    if position >= minimum - 1e-9, position <= maximum + 1e-9 { ticks.append(tick) }
+                }
                 power += 1
             }
             return ticks
