@@ -29,7 +29,9 @@ enum RunTable {
             lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
                          + (report.options.rate > 0 ? "" : " (as fast as possible: includes queueing in the window)"))
         }
-        lines.append("sender: \(format(report.senderCPUSeconds, 2)) s CPU, peak RSS \(format(report.senderRSSMegabytes, 1)) MB; "
+        lines.append((report.options.senders == 1 ? "sender: \(format(report.senderCPUSeconds, 2)) s CPU, peak RSS "
+                      : "senders: \(format(report.senderCPUSeconds, 2)) s CPU in all, peak RSS ")
+                     + "\(format(report.senderRSSMegabytes, 1)) MB; "
                      + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
