@@ -9,6 +9,7 @@ let overview = """
            qsm-bench micro [flags]      the event core's building blocks
            qsm-bench simulate [flags]   the protocol on a simulated network
            qsm-bench regions [flags]    the GMS's region structure
+           qsm-bench fuzz [flags]       hostile input through every decoder
 
     Benchmarks of the QSM engine. With no arguments: a GMS, 1 sender and 4 receiver
     processes, 1000-byte messages for 10 seconds, against the raw kernel limit measured
@@ -103,6 +104,8 @@ case "run":
     RunCommand.main(Array(arguments.dropFirst()))
 case "experiment":
     ExperimentCommand.main(Array(arguments.dropFirst()))
+case "fuzz":
+    FuzzCommand.main(Array(arguments.dropFirst()))
 case "regions":
     RegionsBenchmark.main(Array(arguments.dropFirst()))
 case "simulate":

@@ -127,3 +127,14 @@ struct BenchCommandTests {
         #expect(lines.first?.contains(reason) == true, "got: \(lines)")
     }
 }
+
+/// The fuzz target, bounded: every decoder and state machine that takes bytes from the
+/// network, fed random and mutated valid inputs, with no crash, hang or broken bound.
+struct FuzzTests {
+    @Test(arguments: [3, 11])
+    func hostileInputNeitherCrashesNorGrowsAnything(seed: Int) throws {
+        let (status, output) = try BenchCommandTests.run(["fuzz", "--cases", "6000", "--seed", "\(seed)"], timeoutSeconds: 300)
+        #expect(status == 0, "output: \(output)")
+        #expect(output.contains("no failure"))
+    }
+}

@@ -67,12 +67,46 @@ extension ProtocolNode {
         return ReceiveStream(start: max(packet.viewStartSequence, 1))
     }
 
+    /// The highest sequence number this node will wait for in `stream`: at most
+    /// `maximumSequenceJump` beyond its contiguous prefix. A legitimate sender cannot be
+    /// further ahead (its window is smaller); a forged or corrupt number could be, and
+    /// tracking every gap below it would take unbounded memory.
+    func plausibleLimit(_ stream: ReceiveStream) -> UInt64 {
+        let jump = UInt64(configuration.maximumSequenceJump)
+        return stream.contiguous > UInt64.max - jump ? UInt64.max : stream.contiguous + jump
+    }
+
+    /// Marks as missing what lies between what this node knows of `stream` and
+    /// `reported` (capped at the plausible limit, the excess counted); true if anything
+    /// new became known.
+    @discardableResult
+    func learnMaximum(_ reported: UInt64, in stream: ReceiveStream) -> Bool {
+        let limit = plausibleLimit(stream)
+        if reported > limit { statistics.implausibleDropped += 1 }
+        let target = min(reported, limit)
+        guard target > stream.maximumSeen else { return false }
+        for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...target where stream.outOfOrder[gap] == nil {
+            stream.missing[gap] = (now, 0, .zero)
+        }
+        stream.maximumSeen = target
+        return true
+    }
+
+    /// Whether a stream for `key` exists or may be created: their number is bounded, so
+    /// that packets from made-up senders cannot grow this node's memory without end.
+    func hasRoomForStream(_ key: StreamKey) -> Bool {
+        if streams[key] != nil || streams.count < configuration.maximumStreams { return true }
+        statistics.streamLimitDropped += 1
+        return false
+    }
+
     func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
         // Whoever sends new data is alive, whatever views said (it may have moved
         // regions). A retransmission proves nothing: a peer may be repairing a dead
         // sender's message.
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
+        guard hasRoomForStream(key) else { return }
         guard let stream = stream(key, firstPacket: packet) else {
             // Sent in a view from before this node joined the region: not owed to it.
             statistics.notOwedDropped += 1
@@ -87,6 +121,12 @@ extension ProtocolNode {
         }
         defer { streams[key] = stream }
         let sequence = packet.sequence
+        guard sequence <= plausibleLimit(stream) else {
+            // Absurdly far ahead (forged or corrupt): waiting for every gap below it
+            // would take unbounded memory.
+            statistics.implausibleDropped += 1
+            return
+        }
         guard sequence >= stream.start, sequence > stream.contiguous,
               stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
             statistics.duplicatesDropped += 1

@@ -35,6 +35,14 @@ public struct ProtocolConfiguration: Sendable {
     public var maximumOutOfOrderPackets = 65_536
     /// Retransmissions queued per node awaiting the link.
     public var maximumPendingRetransmissions = 8_192
+    /// How far beyond its contiguous prefix a node accepts a sequence number (in a
+    /// packet, a token or a sender's status). Senders never get further ahead than their
+    /// window, so this only stops forged or corrupt numbers from making a node track
+    /// billions of gaps.
+    public var maximumSequenceJump = 65_536
+    /// Streams (sender and region pairs) a node keeps at most; packets that would open
+    /// more are dropped and counted.
+    public var maximumStreams = 4_096
     /// Packets from unknown senders or regions held while a view change may be under way.
     public var maximumUnknownPackets = 1_024
 
@@ -60,6 +68,10 @@ public struct ProtocolConfiguration: Sendable {
         guard gapGracePeriod >= .zero, tailGracePeriod >= .zero, requestRetryInterval >= .zero else {
             throw ConfigurationError("grace periods and the request retry interval cannot be negative")
         }
+        guard maximumSequenceJump >= windowMessages else {
+            throw ConfigurationError("the maximum sequence jump (\(maximumSequenceJump)) must be at least the window (\(windowMessages) messages)")
+        }
+        guard maximumStreams >= 1 else { throw ConfigurationError("maximum streams must be at least 1") }
         guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
             throw ConfigurationError("buffer bounds must be positive")
         }

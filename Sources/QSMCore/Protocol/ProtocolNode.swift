@@ -268,14 +268,9 @@ public final class ProtocolNode {
         } else {
             start = max(status.viewStartSequence, 1)
         }
+        guard hasRoomForStream(key) else { return }
         let stream = streams[key] ?? ReceiveStream(start: start)
-        if status.maximumSequence > stream.maximumSeen {
-            for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...status.maximumSequence where stream.outOfOrder[gap] == nil {
-                stream.missing[gap] = (now, 0, .zero)
-            }
-            stream.maximumSeen = status.maximumSequence
-            quickenRounds(in: status.region)
-        }
+        if learnMaximum(status.maximumSequence, in: stream) { quickenRounds(in: status.region) }
         streams[key] = stream
     }
 

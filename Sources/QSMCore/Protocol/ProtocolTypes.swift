@@ -54,6 +54,10 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Packets of views from before this node joined their region (not owed to it).
     public var notOwedDropped = 0
     public var malformedDropped = 0
+    /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
+    /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
+    public var implausibleDropped = 0
+    public var streamLimitDropped = 0
     public var staleTokensDropped = 0
     /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
     public var requestsSent = 0
@@ -73,4 +77,12 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var maximumCachedBytes = 0
     /// Time from noticing a gap to repairing it, per repaired packet (for percentiles).
     public var recoveryNanoseconds: [Int64] = []
+}
+
+extension UInt32 {
+    /// Adds one, stopping at the maximum: a count that came off the network may already
+    /// be there, and a forged packet must not trap the process.
+    mutating func saturatingIncrement() {
+        if self < .max { self += 1 }
+    }
 }

@@ -330,10 +330,11 @@ extension ProtocolNode {
                 // stability is declared past what it may still be owed.
                 guard let stream = stream(key, firstPacket: nil) else { continue }
                 if streams[key] == nil, token.records[position].maximumSeen == 0 { continue }
+                guard hasRoomForStream(key) else { continue }
                 streams[key] = stream
                 token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
                 token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
-                token.records[position].coverage += 1
+                token.records[position].coverage.saturatingIncrement()
             }
             // A sender keeps its own record going while it waits for acknowledgements, so a
             // lost ACK is repeated.
@@ -349,7 +350,7 @@ extension ProtocolNode {
                     token.records[position].maximumSeen = max(token.records[position].maximumSeen, entry.record.maximumSeen)
                     if entry.complete {
                         token.records[position].contiguous = min(token.records[position].contiguous, entry.record.contiguous)
-                        token.records[position].coverage += 1
+                        token.records[position].coverage.saturatingIncrement()
                     }
                 } else {
                     var record = entry.record
@@ -372,13 +373,8 @@ extension ProtocolNode {
                 if record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
-            guard let stream = stream(key, firstPacket: nil) else { continue }
-            if record.maximumSeen > stream.maximumSeen {
-                for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...record.maximumSeen where stream.outOfOrder[gap] == nil {
-                    stream.missing[gap] = (now, 0, .zero)
-                }
-                stream.maximumSeen = record.maximumSeen
-            }
+            guard hasRoomForStream(key), let stream = stream(key, firstPacket: nil) else { continue }
+            learnMaximum(record.maximumSeen, in: stream)
             if record.stable > 0 { stream.learnStable(record.stable) }
             streams[key] = stream
         }
