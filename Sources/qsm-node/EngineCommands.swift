@@ -7,7 +7,8 @@ import Synchronization
 
 /// Flags shared by publish, subscribe and run.
 struct NodeFlags {
-    static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds"]
+    static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds",
+                                      "--secret-file"]
     static let help = """
           --gms HOST:PORT          the membership service
           --group NAME             the group
@@ -15,6 +16,10 @@ struct NodeFlags {
           --port P                 unicast port for control traffic (default: any free port)
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live, 0...255 (default 1)
+          --secret-file PATH       the cluster secret (at least 16 bytes; a trailing newline
+                                   is ignored): every datagram is authenticated with
+                                   HMAC-SHA256, and forged ones are dropped and counted.
+                                   Every node of the cluster needs the same file.
           --timeout-seconds S      give up if the GMS cannot be reached, or (publish) if the
                                    messages are not all acknowledged, within S seconds
                                    (default 30)
@@ -34,7 +39,23 @@ struct NodeFlags {
             configuration.nodeID = id
         }
         configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+        if let path = try flags.value("--secret-file") { configuration.clusterSecret = try readSecret(path) }
         return configuration
+    }
+
+    /// The bytes of a secret file, without a trailing newline.
+    static func readSecret(_ path: String) throws(ConfigurationError) -> [UInt8] {
+        guard let file = fopen(path, "r") else { throw ConfigurationError("cannot read the secret file '\(path)': \(String(cString: strerror(errno)))") }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        while bytes.count <= 65_536 {
+            let character = fgetc(file)
+            if character == EOF { break }
+            bytes.append(UInt8(truncatingIfNeeded: character))
+        }
+        while bytes.last == UInt8(ascii: "\n") || bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        guard bytes.count >= 16 else { throw ConfigurationError("the secret in '\(path)' must be at least 16 bytes, got \(bytes.count)") }
+        return bytes
     }
 
     static func configuration(_ flags: CommandLineFlags) throws(ConfigurationError) -> (QSMNodeConfiguration, GroupName, Double) {
@@ -200,6 +221,7 @@ enum RunCommand {
           --port P                 unicast port for control traffic (default: any free port)
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live (default 1)
+          --secret-file PATH       the cluster secret (see qsm-node publish --help)
           --stats-seconds S        statistics interval (default 5)
           -h, --help               show this help
         """
@@ -209,7 +231,8 @@ enum RunCommand {
         var groups: [GroupName] = []
         let interval: Int
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds"],
+            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds",
+                                                                 "--secret-file"],
                                              switches: ["-h", "--help"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)

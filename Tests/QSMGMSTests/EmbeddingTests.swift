@@ -92,6 +92,67 @@ struct EmbeddingTests {
     }
 }
 
+/// Packet authentication: nodes that share the cluster secret talk; a node with another
+/// secret (a forger, as far as they can tell) is ignored, and every one of its datagrams
+/// is counted as dropped.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct AuthenticationTests {
+    @Test func onlyNodesWithTheClusterSecretAreHeard() async throws {
+        let (gmsPID, nodes) = try NetworkNamespace.runIsolated { () throws -> (Int32, [QSMNode]) in
+            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
+                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
+                  let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
+                throw ConfigurationError("the GMS did not start")
+            }
+            var nodes: [QSMNode] = []
+            for (id, secret) in [(1, "the cluster's shared secret"), (2, "the cluster's shared secret"), (3, "a forger's different secret")] {
+                var configuration = QSMNodeConfiguration(gms: address)
+                configuration.nodeID = UInt64(id)
+                configuration.clusterSecret = Array(secret.utf8)
+                nodes.append(try QSMNode(configuration: configuration))
+            }
+            for node in nodes { try node.start() }
+            _ = Unmanaged.passRetained(gms)
+            return (gms.pid, nodes)
+        }
+        defer {
+            for node in nodes { node.stop() }
+            kill(gmsPID, SIGTERM)
+        }
+        let (member, receiver, forger) = (nodes[0], nodes[1], nodes[2])
+        let group = try member.join("signed")
+        _ = try receiver.join("signed")
+        forger.publishWithoutJoining(group)
+        try await within(seconds: 30) { await member.waitForMembers(2, in: group) }
+        try await within(seconds: 30) { await forger.waitForMembers(2, in: group) }
+        let stream = receiver.deliveries()
+        for index in 1...20 {
+            try await forger.publish(Array("forged \(index)".utf8), to: group)
+            try await member.publish(Array("genuine \(index)".utf8), to: group)
+        }
+        let received = try await within(seconds: 30) { () -> [String] in
+            var messages: [String] = []
+            for await delivery in stream {
+                messages.append(String(decoding: delivery.payload, as: UTF8.self))
+                if messages.count == 20 { break }
+            }
+            return messages
+        }
+        #expect(received == (1...20).map { "genuine \($0)" })
+        // Whatever else might have come in the meantime, nothing forged was delivered,
+        // and the forger's datagrams were counted as they were dropped.
+        let statistics = await receiver.statistics()
+        #expect(statistics.protocolStatistics.delivered == 20)
+        #expect(statistics.droppedUnauthenticated >= 20)
+        #expect(member.configuration.clusterSecret != nil)
+        // A secret too short to be one is refused before anything starts.
+        var weak = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 7000))
+        weak.clusterSecret = Array("short".utf8)
+        #expect(throws: ConfigurationError.self) { try weak.validate() }
+    }
+}
+
 struct TimedOut: Error {}
 
 /// Runs `body`, failing with `TimedOut` if it takes longer than `seconds`.

@@ -34,6 +34,9 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// Group names by id, for deliveries (kept with the membership).
     private var groupNames: [GroupID: GroupName] = [:]
     private var groupIDs: [GroupName: GroupID] = [:]
+    /// Tags and checks every datagram when the cluster has a secret.
+    private let authenticator: PacketAuthenticator?
+    private var droppedUnauthenticated = 0
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
          outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -43,6 +46,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         self.outputs = outputs
         self.outputWakeup = outputWakeup
         self.outputsHeld = outputsHeld
+        authenticator = configuration.clusterSecret.map { PacketAuthenticator(secret: $0) }
         protocolNode = try ProtocolNode(id: node, configuration: configuration.protocolConfiguration, seed: node.value)
         unicast = try UDPSocket()
         try unicast.setReceiveBufferSize(configuration.receiveBufferBytes)
@@ -80,7 +84,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         QSMNodeStatistics(node: protocolNode.id, protocolStatistics: protocolNode.statistics, core: core.statistics,
                           alarmLateness: core.takeAlarmLatenessInterval(),
                           unacknowledgedMessages: protocolNode.unacknowledgedMessageCount, heldBytes: protocolNode.heldBytes,
-                          regions: agent.client.regions.count, deliveriesWaiting: waitingOutputs.count)
+                          regions: agent.client.regions.count, deliveriesWaiting: waitingOutputs.count,
+                          droppedUnauthenticated: droppedUnauthenticated)
     }
 
     func emit(_ output: EngineOutput) {
@@ -132,8 +137,16 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     // MARK: Packets
 
-    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, on registration: RegistrationID,
+    func datagramReceived(_ datagram: UnsafeRawBufferPointer, from source: SocketAddress, on registration: RegistrationID,
                           core: EventCore) {
+        var bytes = datagram
+        if let authenticator {
+            guard authenticator.verify(datagram) else {
+                droppedUnauthenticated += 1
+                return
+            }
+            bytes = UnsafeRawBufferPointer(rebasing: datagram[0..<(datagram.count - PacketAuthenticator.tagBytes)])
+        }
         // Learn where senders send from: those outside this node's regions are listed in
         // no view, and they must be acknowledged and NAKed all the same.
         if let sender = ProtocolPacket.originalSender(of: bytes), sender != protocolNode.id {
@@ -158,10 +171,14 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
             case .region(let region): destination = agent.client.regions[region]?.address ?? regionAddress(region)
             case .group(let group): destination = agent.client.groups[group]?.hybridAddress
             }
-            guard let destination, datagram.bytes.count <= buffer.count else { continue }
+            let tagBytes = authenticator == nil ? 0 : PacketAuthenticator.tagBytes
+            guard let destination, datagram.bytes.count + tagBytes <= buffer.count else { continue }
+            let length = datagram.bytes.count
             datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            authenticator?.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<length]),
+                                 into: UnsafeMutableRawBufferPointer(rebasing: buffer[length...]), length: tagBytes)
             collectDeliveries()
-            return OutboundDatagram(destination: destination, length: datagram.bytes.count, hasMore: protocolNode.hasOutput)
+            return OutboundDatagram(destination: destination, length: length + tagBytes, hasMore: protocolNode.hasOutput)
         }
         collectDeliveries()
         return nil

@@ -20,6 +20,12 @@ public struct QSMNodeConfiguration: Sendable {
     /// data (backpressure through flow control, never a drop).
     public var deliveryQueueCapacity = 16_384
     public var heartbeatInterval: Duration = .seconds(1)
+    /// A secret shared by every node of the cluster. When set, every datagram carries a
+    /// 16-byte HMAC-SHA256 tag, and datagrams without a valid one are dropped and
+    /// counted (`droppedUnauthenticated`): forged packets are never acted on. Replays of
+    /// genuine packets still verify; sequence numbers make them harmless (never
+    /// delivered twice). Nodes with and without a secret cannot talk to each other.
+    public var clusterSecret: [UInt8]?
     public var protocolConfiguration = ProtocolConfiguration()
     public var eventCoreConfiguration = EventCoreConfiguration()
 
@@ -32,9 +38,12 @@ public struct QSMNodeConfiguration: Sendable {
         guard receiveBufferBytes >= 65_536 else { throw ConfigurationError("receive buffer must be at least 65536 bytes") }
         guard deliveryQueueCapacity >= 16 else { throw ConfigurationError("delivery queue capacity must be at least 16") }
         guard heartbeatInterval > .zero else { throw ConfigurationError("heartbeat interval must be positive") }
+        if let clusterSecret, clusterSecret.count < 16 {
+            throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+        }
         try protocolConfiguration.validate()
         try eventCoreConfiguration.validate()
-        guard protocolConfiguration.maximumFragmentBytes + 128 <= eventCoreConfiguration.packetBufferCapacity else {
+        guard protocolConfiguration.maximumFragmentBytes + 128 + PacketAuthenticator.tagBytes <= eventCoreConfiguration.packetBufferCapacity else {
             throw ConfigurationError("packet buffers (\(eventCoreConfiguration.packetBufferCapacity) B) must hold a fragment (\(protocolConfiguration.maximumFragmentBytes) B) plus headers")
         }
     }
@@ -60,4 +69,7 @@ public struct QSMNodeStatistics: Sendable {
     public var regions: Int
     /// Deliveries held back because the application had not taken the earlier ones.
     public var deliveriesWaiting: Int
+    /// Datagrams dropped because their authentication tag was missing or wrong (only
+    /// with a cluster secret).
+    public var droppedUnauthenticated: Int
 }

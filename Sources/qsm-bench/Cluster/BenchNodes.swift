@@ -68,6 +68,7 @@ final class BenchReceiver: Sendable {
             ("token_rtt_ns", protocolStatistics.tokenRoundTripNanoseconds),
             ("token_timeouts", protocolStatistics.tokenTimeouts),
             ("injected_drops", statistics.core.droppedByInjectedLoss),
+            ("unauthenticated_drops", statistics.droppedUnauthenticated),
             ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("requests_received", protocolStatistics.requestsReceived),
             ("out_of_order_dropped", protocolStatistics.outOfOrderDropped),

@@ -37,14 +37,17 @@ struct ClusterRun {
 
         // The engine: receivers join every group, senders wait until all are in.
         for receiver in receivers {
-            try receiver.send(WorkerLine("receive", [("gms", gmsAddress), ("groups", options.groups),
-                                                     ("senders", options.senders), ("interface", options.interface)]))
+            var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
+                                           ("interface", options.interface)]
+            if let secret = options.secret { fields.append(("secret", secret)) }
+            try receiver.send(WorkerLine("receive", fields))
         }
         for receiver in receivers { _ = try receiver.expect("node", within: 30) }
         for (index, sender) in senders.enumerated() {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
                                            ("receivers", options.receivers), ("interface", options.interface)]
             if let window = options.window { fields.append(("window", window)) }
+            if let secret = options.secret { fields.append(("secret", secret)) }
             try sender.send(WorkerLine("send", fields))
         }
         let joinTimeout = 30 + Double(options.groups) / 100

@@ -48,6 +48,8 @@ enum RunCommand {
           --raw-trial-seconds S  length of one raw trial (default 0.5)
           --drain-seconds S    after sending, how long to wait for receivers to have
                                everything before reporting them incomplete (default 60)
+          --authenticate       give every node one random cluster secret: every datagram
+                               carries an HMAC-SHA256 tag (to measure what that costs)
           --json               print one JSON object instead of the table
           --verbose            also log every worker's full result line
           -h, --help           show this help
@@ -61,7 +63,7 @@ enum RunCommand {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--raw-trial-seconds", "--drain-seconds",
-        ], switches: ["--json", "--no-raw", "--verbose", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -96,6 +98,7 @@ enum RunCommand {
         }
         options.measureRaw = !flags.has("--no-raw")
         options.verbose = flags.has("--verbose")
+        if flags.has("--authenticate") { options.secret = RunOptions.randomSecret() }
         if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
         if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
         try options.validate()

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import QSMCore
 
 /// What is done to one receiver (receiver 0) during a run.
@@ -41,6 +44,8 @@ struct RunOptions {
     var interface = IPv4Address.loopback
     /// Log every worker's full result line.
     var verbose = false
+    /// A cluster secret (hex) for every node: packets carry HMAC-SHA256 tags.
+    var secret: String?
 
     /// Receivers that must end with every message (the others crashed or churned).
     var checkedReceivers: Range<Int> {
@@ -49,6 +54,15 @@ struct RunOptions {
         case .churn: return churningReceivers..<receivers
         default: return 0..<receivers
         }
+    }
+
+    /// 32 random bytes as hex, from the clock and the process id (a benchmark's secret).
+    static func randomSecret() -> String {
+        var random = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()) << 32)
+        return (0..<32).map { _ in
+            let byte = UInt8(truncatingIfNeeded: random.next())
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
     }
 
     var churningReceivers: Int { perturbation == .churn ? max(1, receivers / 2) : 0 }

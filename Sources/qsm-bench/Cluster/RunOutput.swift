@@ -7,6 +7,7 @@ enum RunTable {
             + "\(options.size)-byte messages, \(length), "
             + (options.rate > 0 ? "\(formatRate(options.rate)) msg/s per sender" : "as fast as flow control allows")
             + (options.perturbation == .none ? "" : ", perturbation: \(options.perturbation.rawValue)")
+            + (options.secret == nil ? "" : ", packets authenticated (HMAC-SHA256)")
     }
 
     static func render(_ report: RunReport) -> String {
@@ -54,6 +55,7 @@ enum RunJSON {
             ("senders", "\(options.senders)"), ("receivers", "\(options.receivers)"), ("groups", "\(options.groups)"),
             ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
             ("perturbation", string(options.perturbation.rawValue)),
+            ("authenticated", "\(options.secret != nil)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
             ("complete", "\(report.complete)"), ("in_order", "\(report.inOrder)"),
             ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),

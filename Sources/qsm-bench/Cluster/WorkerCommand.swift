@@ -119,6 +119,16 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
+        if let secret = command["secret"] {
+            var bytes: [UInt8] = []
+            var index = secret.startIndex
+            while index < secret.endIndex, let next = secret.index(index, offsetBy: 2, limitedBy: secret.endIndex),
+                  let byte = UInt8(secret[index..<next], radix: 16) {
+                bytes.append(byte)
+                index = next
+            }
+            configuration.clusterSecret = bytes
+        }
         try configuration.validate()
         return configuration
     }

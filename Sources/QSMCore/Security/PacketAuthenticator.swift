@@ -1,0 +1,58 @@
+/// HMAC-SHA256 (RFC 2104 with FIPS 180-4), truncated to 16 bytes (RFC 4868 style), over
+/// every datagram of a cluster that shares a secret. The key's inner and outer states
+/// are computed once; a tag then costs two SHA-256 passes and no allocation.
+public struct PacketAuthenticator: Sendable {
+    /// Bytes of tag appended to every datagram.
+    public static let tagBytes = 16
+
+    private let inner: SHA256
+    private let outer: SHA256
+
+    /// - Parameter secret: the cluster secret; at least 16 bytes (longer than a block is
+    ///   hashed first, as HMAC specifies).
+    public init(secret: [UInt8]) {
+        var key = secret.count > SHA256.blockBytes ? SHA256.hash(secret) : secret
+        key += [UInt8](repeating: 0, count: SHA256.blockBytes - key.count)
+        var inner = SHA256()
+        inner.update(key.map { $0 ^ 0x36 })
+        var outer = SHA256()
+        outer.update(key.map { $0 ^ 0x5c })
+        self.inner = inner
+        self.outer = outer
+    }
+
+    /// The full 32-byte HMAC of `message` (for checking against published vectors).
+    public func code(for message: UnsafeRawBufferPointer) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: SHA256.digestBytes)
+        result.withUnsafeMutableBytes { write(code: message, into: $0, length: SHA256.digestBytes) }
+        return result
+    }
+
+    /// Writes the first `length` bytes of the HMAC of `message` into `output`.
+    public func write(code message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, length: Int) {
+        var innerHash = inner
+        innerHash.update(message)
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { raw in
+            innerHash.finalize(into: raw)
+            var outerHash = outer
+            outerHash.update(UnsafeRawBufferPointer(raw))
+            outerHash.finalize(into: raw)
+            for index in 0..<length { output[index] = raw[index] }
+        }
+    }
+
+    /// Whether the last `tagBytes` bytes of `datagram` are the tag of the rest, compared
+    /// in constant time.
+    public func verify(_ datagram: UnsafeRawBufferPointer) -> Bool {
+        guard datagram.count >= Self.tagBytes else { return false }
+        let body = UnsafeRawBufferPointer(rebasing: datagram[0..<(datagram.count - Self.tagBytes)])
+        var expected: (UInt64, UInt64) = (0, 0)
+        return withUnsafeMutableBytes(of: &expected) { raw in
+            write(code: body, into: raw, length: Self.tagBytes)
+            var difference: UInt8 = 0
+            for index in 0..<Self.tagBytes { difference |= raw[index] ^ datagram[body.count + index] }
+            return difference == 0
+        }
+    }
+}
