@@ -81,6 +81,19 @@ struct BenchCommandTests {
         #expect((result["retransmissions"] as? Int ?? 0) > 0)
     }
 
+    @Test func authenticatedTrafficFlowsThroughAHostileSpray() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "3", "--no-raw", "--perturb", "hostile",
+                                             "--authenticate", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        #expect(result["authenticated"] as? Bool == true)
+        #expect(result["complete"] as? Bool == true)
+        #expect(result["stalled"] as? Bool == false)
+        #expect(result["foreign_deliveries"] as? Int == 0)
+        #expect((result["hostile_datagrams"] as? Int ?? 0) > 1_000)
+        #expect((result["hostile_drops_counted"] as? Int ?? 0) > 1_000)
+    }
+
     @Test func aFixedRateRunMeasuresLatency() throws {
         let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--no-raw", "--rate", "2000", "--json"])
         #expect(status == 0, "output: \(output)")

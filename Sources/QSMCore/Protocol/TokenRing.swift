@@ -174,7 +174,7 @@ extension ProtocolNode {
         var token = received
         mergeOwnState(into: &token)
         if ring.count > 1 {
-            countRoundTrip(of: token)
+            countRoundTrip(since: round.startedAt)
             // What the others saw tells the leader of its own gaps, the tail included.
             learnAndRecover(from: token.records, in: region)
         }
@@ -199,10 +199,11 @@ extension ProtocolNode {
         partitionRounds[region.id] = round
     }
 
-    /// Round trips of tokens that went around a ring of more than one node.
-    func countRoundTrip(of token: TokenPacket) {
+    /// Round trips of tokens that went around a ring of more than one node, timed by
+    /// the leader's own clock (not the token's field, which a forger could set).
+    func countRoundTrip(since start: Instant) {
         statistics.tokenRounds += 1
-        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: Instant(nanoseconds: token.startedAt))
+        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: start)
     }
 
     // MARK: Region tokens
@@ -228,7 +229,7 @@ extension ProtocolNode {
         guard var round = regionRounds[region.id] else { return }
         var token = received
         mergeOwnState(into: &token)
-        if regionRing(region).count > 1 { countRoundTrip(of: token) }
+        if regionRing(region).count > 1 { countRoundTrip(since: round.startedAt) }
         var pending = announcements[region.id] ?? [:]
         // Announcements age; fresh stability replaces them.
         for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }

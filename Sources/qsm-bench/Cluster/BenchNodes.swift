@@ -21,6 +21,8 @@ final class BenchReceiver: Sendable {
     let groups: Int
     private let check: Mutex<DeliveryCheck>
     private let delivered = Atomic<Int>(0)
+    /// The multicast addresses of this node's regions, from its membership events.
+    private let regionAddresses = Mutex<Set<SocketAddress>>([])
     /// CPU time used before the node existed (the raw phase), left out of its figure.
     private let cpuBaseline = ProcessMetrics.cpuSeconds
 
@@ -28,10 +30,15 @@ final class BenchReceiver: Sendable {
         node = try QSMNode(configuration: configuration)
         self.groups = groups
         check = Mutex(DeliveryCheck(senders: senders, groups: groups))
+        node.onMembershipEvent { [self] event in
+            if case .regionView(let view) = event, let address = view.address {
+                regionAddresses.withLock { _ = $0.insert(address) }
+            }
+        }
         node.onDelivery { [self] delivery in
             let now = MonotonicClock.now()
             let group = BenchGroups.index(of: delivery.group) ?? Int.max
-            check.withLock { $0.observe(group: group, sequence: delivery.sequence, payload: delivery.payload, at: now) }
+            check.withLock { $0.observe(sender: delivery.sender, group: group, sequence: delivery.sequence, payload: delivery.payload, at: now) }
             delivered.add(1, ordering: .relaxed)
         }
         try node.start()
@@ -49,6 +56,10 @@ final class BenchReceiver: Sendable {
 
     var deliveredCount: Int { delivered.load(ordering: .relaxed) }
 
+    var multicastAddresses: [SocketAddress] { regionAddresses.withLock { Array($0) } }
+
+    func knowSenders(_ ids: [NodeID]) { check.withLock { $0.knowSenders(ids) } }
+
     func result() async -> WorkerLine {
         let statistics = await node.statistics()
         let check = self.check.withLock { $0 }
@@ -56,7 +67,7 @@ final class BenchReceiver: Sendable {
         let protocolStatistics = statistics.protocolStatistics
         return WorkerLine("result", [
             ("delivered", check.delivered), ("duplicates", check.duplicates), ("gaps", check.gaps),
-            ("corrupt", check.corrupt),
+            ("corrupt", check.corrupt), ("foreign", check.foreign),
             ("unique", check.uniqueBySender.map(String.init).joined(separator: ",")),
             ("first_ns", check.firstAt?.nanoseconds ?? 0), ("last_ns", check.lastAt?.nanoseconds ?? 0),
             ("latency", check.latency.encoded.isEmpty ? "-" : check.latency.encoded),
@@ -68,6 +79,9 @@ final class BenchReceiver: Sendable {
             ("token_rtt_ns", protocolStatistics.tokenRoundTripNanoseconds),
             ("token_timeouts", protocolStatistics.tokenTimeouts),
             ("injected_drops", statistics.core.droppedByInjectedLoss),
+            ("malformed_dropped", protocolStatistics.malformedDropped),
+            ("implausible_dropped", protocolStatistics.implausibleDropped + protocolStatistics.streamLimitDropped),
+            ("unknown_dropped", protocolStatistics.unknownDropped), ("truncated_dropped", statistics.core.droppedTruncated),
             ("unauthenticated_drops", statistics.droppedUnauthenticated),
             ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("requests_received", protocolStatistics.requestsReceived),

@@ -42,7 +42,10 @@ struct ClusterRun {
             if let secret = options.secret { fields.append(("secret", secret)) }
             try receiver.send(WorkerLine("receive", fields))
         }
-        for receiver in receivers { _ = try receiver.expect("node", within: 30) }
+        var unicast: [SocketAddress] = []
+        for receiver in receivers {
+            if let address = SocketAddress(try receiver.expect("node", within: 30)["address"] ?? "") { unicast.append(address) }
+        }
         for (index, sender) in senders.enumerated() {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
                                            ("receivers", options.receivers), ("interface", options.interface)]
@@ -51,7 +54,24 @@ struct ClusterRun {
             try sender.send(WorkerLine("send", fields))
         }
         let joinTimeout = 30 + Double(options.groups) / 100
-        for sender in senders { _ = try sender.expect("node", within: joinTimeout) }
+        var senderIDs: [String] = []
+        for sender in senders {
+            let line = try sender.expect("node", within: joinTimeout)
+            senderIDs.append(line["id"] ?? "")
+            if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
+        }
+        // Receivers tell the run's messages from anything else that might be delivered.
+        for receiver in receivers { try receiver.send(WorkerLine("senders", [("ids", senderIDs.joined(separator: ","))])) }
+        for receiver in receivers { _ = try receiver.expect("senders-known", within: 10) }
+        var injector: HostileInjector?
+        if options.perturbation == .hostile, let gmsSocket = SocketAddress(gmsAddress) {
+            try receivers[0].send(WorkerLine("targets"))
+            let multicast = (try receivers[0].expect("targets", within: 10)["multicast"] ?? "")
+                .split(separator: ",").compactMap { SocketAddress(String($0)) }
+            injector = try HostileInjector(targets: unicast + multicast + [gmsSocket], gms: gmsSocket,
+                                           interface: options.interface, seed: 99)
+            log("hostile: injecting garbage at \(unicast.count) unicast and \(multicast.count) multicast addresses and the GMS")
+        }
         log("engine: \(options.receivers) receivers in \(options.groups) group(s), \(options.senders) sender(s) ready")
 
         var go: [(String, Any)] = [("size", options.size), ("rate", options.rate)]
@@ -79,6 +99,10 @@ struct ClusterRun {
                     report.sendSeconds = max(report.sendSeconds, line.double("seconds") ?? 0)
                 }
                 sentTotal = report.sentBySender.reduce(0, +)
+                if let injector {
+                    injector.stop()
+                    report.hostileDatagrams = injector.datagramsSent
+                }
                 log("senders done: \(sentTotal) messages in \(format(report.sendSeconds, 1)) s; waiting for receivers")
             }
             if now.nanoseconds(since: lastLog) >= 1_000_000_000 {
@@ -87,6 +111,17 @@ struct ClusterRun {
                 let checked = options.checkedReceivers.map { receivers[$0].latestCount }
                 log("  \(format(elapsed, 1)) s: sent \(sent), slowest receiver \(checked.min() ?? 0)"
                     + (schedule.activeNote.map { " [\($0)]" } ?? ""))
+            }
+            if sendingDone == nil, let seconds = options.seconds, elapsed > seconds + options.drainSeconds {
+                // The senders are stuck (a window that never opens): a stalled run is
+                // reported as such, not waited for forever.
+                log("the senders did not finish within \(Int(seconds + options.drainSeconds)) s: the run STALLED; stopping")
+                report.stalled = true
+                for sender in senders {
+                    report.sentBySender.append(sender.latestCount)
+                    sender.signal(SIGKILL)
+                }
+                break
             }
             if let done = sendingDone {
                 let complete = options.checkedReceivers.allSatisfy { receivers[$0].latestCount >= sentTotal }
@@ -100,12 +135,14 @@ struct ClusterRun {
                 throw WorkerProcess.Failure(description: "\(worker.name) exited during the run")
             }
         }
+        injector?.stop()
+        if let injector { report.hostileDatagrams = injector.datagramsSent }
         schedule.finishAll(receivers: receivers)
         report.events = schedule.events
 
         // Results: every live worker reports what it saw.
         for worker in senders + receivers where !worker.killed { try worker.send(WorkerLine("finish")) }
-        for sender in senders { report.senderResults.append(try sender.expect("result", within: 30)) }
+        for sender in senders where !sender.killed { report.senderResults.append(try sender.expect("result", within: 30)) }
         for (index, receiver) in receivers.enumerated() {
             report.receiverResults.append(receiver.killed ? nil : try receiver.expect("result", within: 30))
             report.receiverProgress.append(receiver.progress)

@@ -10,6 +10,11 @@ struct DeliveryCheck {
     /// Deliveries that skipped ahead of the next expected sequence number.
     private(set) var gaps = 0
     private(set) var corrupt = 0
+    /// Deliveries from nodes that are not senders of this run (forged packets accepted
+    /// because the cluster has no secret).
+    private(set) var foreign = 0
+    /// The run's senders by node id, once known: index in the payload must match.
+    private var senderIndexes: [NodeID: Int] = [:]
     private(set) var firstAt: Instant?
     private(set) var lastAt: Instant?
     private(set) var latency = LatencyHistogram()
@@ -30,12 +35,20 @@ struct DeliveryCheck {
         for index in resynchronize.indices { resynchronize[index] = true }
     }
 
-    mutating func observe(group: Int, sequence: UInt64, payload: [UInt8], at now: Instant) {
+    mutating func knowSenders(_ ids: [NodeID]) {
+        for (index, id) in ids.enumerated() { senderIndexes[id] = index }
+    }
+
+    mutating func observe(sender: NodeID, group: Int, sequence: UInt64, payload: [UInt8], at now: Instant) {
+        if !senderIndexes.isEmpty, senderIndexes[sender] == nil {
+            foreign += 1
+            return
+        }
         delivered += 1
         if firstAt == nil { firstAt = now }
         lastAt = now
         guard let header = BenchPayload.check(payload), header.sender < uniqueBySender.count,
-              group < resynchronize.count else {
+              senderIndexes.isEmpty || senderIndexes[sender] == header.sender, group < resynchronize.count else {
             corrupt += 1
             return
         }

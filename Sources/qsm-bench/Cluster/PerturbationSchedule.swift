@@ -22,7 +22,7 @@ struct PerturbationSchedule {
         case .freeze: nextAt = min(3, (options.seconds ?? 10) * 0.2)
         case .crash: nextAt = (options.seconds ?? 10) * 0.4
         case .churn: nextAt = 0.5
-        case .none: nextAt = .infinity
+        case .none, .hostile: nextAt = .infinity
         }
     }
 
@@ -46,7 +46,7 @@ struct PerturbationSchedule {
         }
         guard elapsed >= nextAt else { return }
         switch options.perturbation {
-        case .none:
+        case .none, .hostile:
             break
         case .sleep, .freeze:
             let length = options.perturbation == .sleep ? 0.5 : 10

@@ -42,6 +42,9 @@ enum RunCommand {
                                  crash   SIGKILL at 40% of the run
                                  churn   half the receivers leave and rejoin all groups
                                          in turn, an event every 0.5 s
+                                 hostile a hostile sender sprays ~20,000 datagrams/s of
+                                         garbage, oversized and forged packets at every
+                                         node and region address, and junk at the GMS
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
           --no-raw             skip the raw-limit search (no ratio is reported)
@@ -75,7 +78,7 @@ enum RunCommand {
         options.size = try flags.integer("--size", in: BenchPayload.minimumSize...65_000, default: 1000)
         if let text = try flags.value("--perturb") {
             guard let kind = Perturbation(rawValue: text) else {
-                throw ConfigurationError("--perturb takes none, sleep, loss, freeze, crash or churn, got '\(text)'")
+                throw ConfigurationError("--perturb takes none, sleep, loss, freeze, crash, churn or hostile, got '\(text)'")
             }
             options.perturbation = kind
             if kind == .freeze { options.seconds = 20 }

@@ -17,6 +17,8 @@ enum Perturbation: String, CaseIterable, Sendable {
     /// Half the receivers (at least one) leave and rejoin all groups in turn, an event
     /// every half second.
     case churn
+    /// A hostile process sprays garbage and forged packets at every node and the GMS.
+    case hostile
 }
 
 /// One cluster run: who takes part, what is sent, what is done to it.

@@ -21,7 +21,7 @@ enum RunTable {
         var lines = ["qsm-bench run: " + describe(report.options), "", table.render(), ""]
         let verdict = report.complete && report.inOrder && report.duplicates == 0 && report.corrupt == 0
         lines.append((verdict ? "delivery: complete, in order, no duplicates" : "DELIVERY FAILED: "
-                      + [report.complete ? nil : "incomplete", report.inOrder ? nil : "out of order",
+                      + [report.stalled ? "STALLED (senders stuck with full windows)" : nil, report.complete ? nil : "incomplete", report.inOrder ? nil : "out of order",
                          report.duplicates == 0 ? nil : "\(report.duplicates) duplicates",
                          report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
                      + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum))")
@@ -37,7 +37,13 @@ enum RunTable {
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "retransmissions \(report.retransmissions), kernel socket-buffer drops \(report.kernelReceiveDrops)")
-        if report.options.perturbation != .none {
+        if report.options.perturbation == .hostile {
+            lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
+                         + "(malformed, implausible, unknown, oversized or unauthenticated); "
+                         + "\(report.foreignDeliveries) forged messages delivered"
+                         + (report.options.secret == nil ? " (no cluster secret: give --authenticate to refuse them)" : ""))
+        }
+        if report.options.perturbation != .none, report.options.perturbation != .hostile {
             lines.append("perturbation \(report.options.perturbation.rawValue): \(report.events.count) event(s); recovery "
                          + (report.recoverySeconds.map { format($0, 2) + " s (worst)" } ?? "not measured"))
         }
@@ -57,7 +63,7 @@ enum RunJSON {
             ("perturbation", string(options.perturbation.rawValue)),
             ("authenticated", "\(options.secret != nil)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
-            ("complete", "\(report.complete)"), ("in_order", "\(report.inOrder)"),
+            ("complete", "\(report.complete)"), ("stalled", "\(report.stalled)"), ("in_order", "\(report.inOrder)"),
             ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),
             ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),
             ("raw_blocking_msgs_per_sec", optional(report.rawBlocking)),
@@ -75,6 +81,8 @@ enum RunJSON {
             ("retransmissions", "\(report.retransmissions)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
             ("packets_dropped_by_injection", "\(report.injectedDrops)"),
+            ("hostile_datagrams", "\(report.hostileDatagrams)"), ("hostile_drops_counted", "\(report.hostileDrops)"),
+            ("foreign_deliveries", "\(report.foreignDeliveries)"),
             ("recovery_s", optional(report.recoverySeconds)),
         ]
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"

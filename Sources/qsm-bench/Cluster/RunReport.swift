@@ -14,6 +14,10 @@ struct RunReport {
     var receiverProgress: [[(time: Int64, count: Int)]] = []
     var senderProgress: [[(time: Int64, count: Int)]] = []
     var events: [(start: Double, end: Double)] = []
+    /// The senders never finished (their windows stayed full) and were stopped.
+    var stalled = false
+    /// Datagrams the hostile injector sent (the `hostile` perturbation).
+    var hostileDatagrams = 0
 
     init(options: RunOptions) { self.options = options }
 
@@ -39,7 +43,7 @@ struct RunReport {
 
     /// Every checked receiver has every message of every sender, intact.
     var complete: Bool {
-        checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
+        !stalled && checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
             unique(line) == sentBySender && (line.int("corrupt") ?? 1) == 0
         }
     }
@@ -48,6 +52,17 @@ struct RunReport {
     var inOrder: Bool { live.allSatisfy { ($0.int("gaps") ?? 1) == 0 } }
     var duplicates: Int { live.map { $0.int("duplicates") ?? 0 }.reduce(0, +) }
     var corrupt: Int { live.map { $0.int("corrupt") ?? 0 }.reduce(0, +) }
+    /// Deliveries from nodes that were not senders of the run (forged, accepted for want
+    /// of a cluster secret).
+    var foreignDeliveries: Int { live.map { $0.int("foreign") ?? 0 }.reduce(0, +) }
+    /// Datagrams the nodes dropped as malformed, implausible, unknown, oversized or
+    /// unauthenticated, summed over the nodes.
+    var hostileDrops: Int {
+        (senderResults + live).map { line in
+            ["malformed_dropped", "implausible_dropped", "unknown_dropped", "truncated_dropped", "unauthenticated_drops"]
+                .map { line.int($0) ?? 0 }.reduce(0, +)
+        }.reduce(0, +)
+    }
 
     /// Delivered messages per second at the slowest checked receiver, between its first
     /// and last delivery.

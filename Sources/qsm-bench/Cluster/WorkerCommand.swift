@@ -73,18 +73,25 @@ enum WorkerCommand {
                 receiver = try BenchReceiver(configuration: try nodeConfiguration(command), groups: groups,
                                              senders: command.int("senders") ?? 1)
                 progress = ProgressReporter { [receiver] in receiver!.deliveredCount }
-                say(WorkerLine("node", [("id", receiver!.node.id.value)]))
+                say(WorkerLine("node", [("id", receiver!.node.id.value), ("address", receiver!.node.address)]))
             case "send":
                 sender = try BenchSender(configuration: try nodeConfiguration(command), index: command.int("index") ?? 0,
                                          groups: command.int("groups") ?? 1)
                 await sender!.waitForReceivers(command.int("receivers") ?? 1)
-                say(WorkerLine("node", [("id", sender!.node.id.value)]))
+                say(WorkerLine("node", [("id", sender!.node.id.value), ("address", sender!.node.address)]))
             case "go":
                 guard let sender else { throw ConfigurationError("go before send") }
                 progress = ProgressReporter { sender.sentCount }
                 let seconds = try await sender.run(size: command.int("size") ?? 1000, seconds: command.double("seconds"),
                                                    count: command.int("count"), rate: command.double("rate") ?? 0)
                 say(WorkerLine("sent", [("count", sender.sentCount), ("seconds", seconds)]))
+            case "senders":
+                let ids = (command["ids"] ?? "").split(separator: ",").compactMap { UInt64($0) }.map(NodeID.init)
+                receiver?.knowSenders(ids)
+                say(WorkerLine("senders-known"))
+            case "targets":
+                let addresses = receiver?.multicastAddresses.map(\.description).joined(separator: ",") ?? ""
+                say(WorkerLine("targets", [("multicast", addresses.isEmpty ? "-" : addresses)]))
             case "lose":
                 receiver?.node.injectInboundLoss(for: .milliseconds(command.int("ms") ?? 10))
             case "leave":
