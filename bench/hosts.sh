@@ -2,7 +2,7 @@
 # Several "hosts" on one machine: Linux network namespaces qsmh-1..N, each with an eth0
 # (10.77.0.I/24) on a bridge in namespace qsmh-br, with real kernel IP multicast across
 # the bridge (snooping off, so groups flood). Faults are nftables rules inside a host.
-# It only ever touches namespaces named qsmh-*; `down` removes them all.
+# It only ever touches namespaces named qsmh-* (QSMH_PREFIX-*); `down` removes them all.
 #
 #   bench/hosts.sh up N              create N hosts (removes old ones first)
 #   bench/hosts.sh exec I CMD...     run CMD on host I
@@ -14,7 +14,8 @@
 #   bench/hosts.sh down              remove every qsmh-* namespace
 set -euo pipefail
 
-prefix=qsmh
+prefix=${QSMH_PREFIX:-qsmh}
+[[ "$prefix" =~ ^[a-z0-9]{1,8}$ ]] || { echo "hosts.sh: QSMH_PREFIX must be 1-8 lowercase letters or digits" >&2; exit 2; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "hosts.sh: needs root (network namespaces)" >&2; exit 2; }; }
 need_nft() { command -v nft >/dev/null || { echo "hosts.sh: needs nftables (apt-get install nftables)" >&2; exit 2; }; }
 host_exists() { ip netns list | grep -qw "$prefix-$1" || { echo "hosts.sh: no host $1 (run: hosts.sh up N)" >&2; exit 2; }; }

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import Testing
+
+/// Real hosts as network namespaces on a bridge (bench/hosts.sh), real kernel IP
+/// multicast between them, and a real fault: nftables dropping 5% of what one receiver's
+/// host takes in. Needs root and nftables; skips with a message otherwise.
+@Suite(.enabled(if: MultiHostEnvironment.available, "needs root and nftables (apt-get install nftables) for namespaced hosts"))
+struct MultiHostTests {
+    static var script: String { MultiHostEnvironment.script }
+    static let prefix = "qt\(getpid() % 100_000)"
+    static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
+
+    /// `bench/hosts.sh ARGS` with this test's namespace prefix, as a child process whose
+    /// standard error is merged into its output.
+    static func hosts(_ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess(executable: "/bin/sh", arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\" 2>&1", script] + arguments)
+    }
+
+    static func hostsSucceed(_ arguments: [String]) throws -> Bool {
+        try hosts(arguments).waitForExit(timeoutMilliseconds: 30_000) == 0
+    }
+
+    @Test func fivePercentLossAtOneHostLosesNothing() throws {
+        #expect(try Self.hostsSucceed(["up", "3"]))
+        defer { _ = try? Self.hostsSucceed(["down"]) }
+        let gms = try Self.hosts(["exec", "1", Self.qsmNode, "gms", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
+        defer { gms.signal(SIGTERM) }
+        #expect(gms.readLine(timeoutMilliseconds: 20_000)?.hasPrefix("gms listening on") == true)
+        #expect(try Self.hostsSucceed(["loss", "3", "5"]))
+        let count = 5_000
+        let subscribers = try [2, 3].map { host in
+            try Self.hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--gms", "10.77.0.1:7000", "--group", "lossy",
+                            "--interface", "10.77.0.\(host)", "--count", "\(count)", "--id", "\(host)"])
+        }
+        let publisher = try Self.hosts(["exec", "1", Self.qsmNode, "publish", "--gms", "10.77.0.1:7000", "--group", "lossy",
+                                        "--interface", "10.77.0.1", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
+        let expected = (1...count).map { "message \($0)" }
+        let feeder = try EngineProcessTests.feed(publisher, expected)
+        var outputs: [[String]] = []
+        EngineProcessTests.collectAll(subscribers, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
+        #expect(EngineProcessTests.finish(feeder, publisher, timeoutMilliseconds: 60_000) == 0)
+        for (index, lines) in outputs.enumerated() {
+            #expect(lines == expected, "host \(index + 2) got \(lines.count) of \(count) lines")
+        }
+        // The fault was real: nftables counted what it dropped.
+        let ruleset = try Self.hosts(["exec", "3", "nft", "list", "ruleset"])
+        var text: [String] = []
+        while let line = ruleset.readLine(timeoutMilliseconds: 5_000) { text.append(line) }
+        let dropped = text.first { $0.contains("counter packets") }
+            .flatMap { $0.split(separator: " ").drop { $0 != "packets" }.dropFirst().first }
+            .flatMap { Int($0) } ?? 0
+        #expect(dropped > 0, "nft dropped nothing: \(text)")
+    }
+}
+
+enum MultiHostEnvironment {
+    static let script: String = {
+        // Tests/QSMGMSTests/MultiHostTests.swift -> the package root.
+        var path = #filePath
+        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path + "/bench/hosts.sh"
+    }()
+
+    static var available: Bool {
+        getuid() == 0 && access("/usr/sbin/nft", X_OK) == 0 && access(script, X_OK) == 0
+    }
+}
