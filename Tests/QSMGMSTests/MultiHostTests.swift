@@ -54,6 +54,43 @@ struct MultiHostTests {
             .flatMap { Int($0) } ?? 0
         #expect(dropped > 0, "nft dropped nothing: \(text)")
     }
+
+    @Test func aHostCutOffForThreeSecondsCatchesUpAndNothingIsLost() throws {
+        let prefix = "qc\(getpid() % 100_000)"
+        func hosts(_ arguments: [String]) throws -> ChildProcess {
+            try ChildProcess(executable: "/bin/sh", arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\" 2>&1", Self.script] + arguments)
+        }
+        #expect(try hosts(["up", "3"]).waitForExit(timeoutMilliseconds: 30_000) == 0)
+        defer { _ = try? hosts(["down"]).waitForExit(timeoutMilliseconds: 30_000) }
+        let gms = try hosts(["exec", "1", Self.qsmNode, "gms", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
+        defer { gms.signal(SIGTERM) }
+        #expect(gms.readLine(timeoutMilliseconds: 20_000)?.hasPrefix("gms listening on") == true)
+        let count = 20_000
+        let subscribers = try [2, 3].map { host in
+            try hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--gms", "10.77.0.1:7000", "--group", "cut",
+                       "--interface", "10.77.0.\(host)", "--count", "\(count)", "--id", "\(host)"])
+        }
+        let publisher = try hosts(["exec", "1", Self.qsmNode, "publish", "--gms", "10.77.0.1:7000", "--group", "cut",
+                                   "--interface", "10.77.0.1", "--wait-members", "2", "--id", "1", "--timeout-seconds", "120"])
+        let expected = (1...count).map { "message \($0)" }
+        // Wait until host 3 is receiving, cut it off for 3 s (less than the GMS's 5 s
+        // heartbeat timeout), then heal it: it must catch up, not lose anything.
+        let feeder = try EngineProcessTests.feed(publisher, expected)
+        var early: [String] = []
+        let started = MonotonicClock.now()
+        while early.count < 100, MonotonicClock.now().nanoseconds(since: started) < 30_000_000_000 {
+            if let line = subscribers[1].readLine(timeoutMilliseconds: 1_000) { early.append(line) }
+        }
+        #expect(try hosts(["cut", "3"]).waitForExit(timeoutMilliseconds: 10_000) == 0)
+        var pause = timespec(tv_sec: 3, tv_nsec: 0)
+        nanosleep(&pause, nil)  // the length of the fault, not a synchronization
+        #expect(try hosts(["heal", "3"]).waitForExit(timeoutMilliseconds: 10_000) == 0)
+        var outputs: [[String]] = []
+        EngineProcessTests.collectAll(subscribers, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
+        #expect(EngineProcessTests.finish(feeder, publisher, timeoutMilliseconds: 60_000) == 0)
+        #expect(outputs[0] == expected, "host 2 got \(outputs[0].count) of \(count) lines")
+        #expect(early + outputs[1] == expected, "host 3 got \(early.count + outputs[1].count) of \(count) lines")
+    }
 }
 
 enum MultiHostEnvironment {
