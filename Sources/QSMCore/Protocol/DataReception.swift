@@ -60,8 +60,10 @@ extension ProtocolNode {
     /// founding member of the region is owed everything; a member that joined later is
     /// owed what was sent in views from the one it joined, starting at the first such
     /// view's first sequence number, which only a packet of that view can tell it.
+    /// Also nil when the node already keeps `maximumStreams` streams (counted).
     func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
         if let existing = streams[key] { return existing }
+        guard hasRoomForNewStream() else { return nil }
         if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
         guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
         return ReceiveStream(start: max(packet.viewStartSequence, 1))
@@ -92,10 +94,11 @@ extension ProtocolNode {
         return true
     }
 
-    /// Whether a stream for `key` exists or may be created: their number is bounded, so
-    /// that packets from made-up senders cannot grow this node's memory without end.
-    func hasRoomForStream(_ key: StreamKey) -> Bool {
-        if streams[key] != nil || streams.count < configuration.maximumStreams { return true }
+    /// Whether one more stream may be created: their number is bounded, so that packets
+    /// from made-up senders cannot grow this node's memory without end. Asked only when
+    /// a stream would be created, never on the per-packet path of an existing one.
+    func hasRoomForNewStream() -> Bool {
+        if streams.count < configuration.maximumStreams { return true }
         statistics.streamLimitDropped += 1
         return false
     }
@@ -106,10 +109,10 @@ extension ProtocolNode {
         // sender's message.
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
-        guard hasRoomForStream(key) else { return }
         guard let stream = stream(key, firstPacket: packet) else {
-            // Sent in a view from before this node joined the region: not owed to it.
-            statistics.notOwedDropped += 1
+            // Sent in a view from before this node joined the region: not owed to it (or
+            // no room for another stream, counted as such).
+            if streams.count < configuration.maximumStreams { statistics.notOwedDropped += 1 }
             return
         }
         if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,

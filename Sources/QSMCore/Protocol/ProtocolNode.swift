@@ -268,8 +268,7 @@ public final class ProtocolNode {
         } else {
             start = max(status.viewStartSequence, 1)
         }
-        guard hasRoomForStream(key) else { return }
-        let stream = streams[key] ?? ReceiveStream(start: start)
+        guard let stream = streams[key] ?? (hasRoomForNewStream() ? ReceiveStream(start: start) : nil) else { return }
         if learnMaximum(status.maximumSequence, in: stream) { quickenRounds(in: status.region) }
         streams[key] = stream
     }

@@ -331,7 +331,6 @@ extension ProtocolNode {
                 // stability is declared past what it may still be owed.
                 guard let stream = stream(key, firstPacket: nil) else { continue }
                 if streams[key] == nil, token.records[position].maximumSeen == 0 { continue }
-                guard hasRoomForStream(key) else { continue }
                 streams[key] = stream
                 token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
                 token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
@@ -374,7 +373,7 @@ extension ProtocolNode {
                 if record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
-            guard hasRoomForStream(key), let stream = stream(key, firstPacket: nil) else { continue }
+            guard let stream = stream(key, firstPacket: nil) else { continue }
             learnMaximum(record.maximumSeen, in: stream)
             if record.stable > 0 { stream.learnStable(record.stable) }
             streams[key] = stream
