@@ -15,7 +15,8 @@ struct MultiHostTests {
 
     /// `bench/hosts.sh ARGS` with this test's namespace prefix, as a child process whose
     /// standard error is merged into its output.
-    static func hosts(_ arguments: [String]) throws -> ChildProcess {
+    /// Each test has its own prefix, so tests running at once build separate hosts.
+    static func hosts(_ arguments: [String], prefix: String = prefix) throws -> ChildProcess {
         try ChildProcess(executable: "/bin/sh", arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\" 2>&1", script] + arguments)
     }
 
@@ -57,9 +58,7 @@ struct MultiHostTests {
 
     @Test func aHostCutOffForThreeSecondsCatchesUpAndNothingIsLost() throws {
         let prefix = "qc\(getpid() % 100_000)"
-        func hosts(_ arguments: [String]) throws -> ChildProcess {
-            try ChildProcess(executable: "/bin/sh", arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\" 2>&1", Self.script] + arguments)
-        }
+        func hosts(_ arguments: [String]) throws -> ChildProcess { try Self.hosts(arguments, prefix: prefix) }
         #expect(try hosts(["up", "3"]).waitForExit(timeoutMilliseconds: 30_000) == 0)
         defer { _ = try? hosts(["down"]).waitForExit(timeoutMilliseconds: 30_000) }
         let gms = try hosts(["exec", "1", Self.qsmNode, "gms", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])

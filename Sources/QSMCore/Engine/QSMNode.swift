@@ -297,7 +297,7 @@ public final class QSMNode: Sendable {
                 continue
             }
             if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {
-                _ = poll(&descriptor, 1, 100)
+                if poll(&descriptor, 1, 100) > 0 { outputWakeup.event.drain() }
                 outputWakeup.finishedSleeping()
             }
         }

@@ -2,18 +2,27 @@ import Synchronization
 
 /// Wakes a consumer thread that blocks on an eventfd, writing it only when the consumer
 /// announced that it is about to sleep: a busy consumer costs its producer one atomic
-/// load per batch and no syscall (the same handshake the event core uses for requests).
+/// load and no syscall. The event core's request queue and the engine's delivery queue
+/// both wake their consumer through it.
+///
+/// Sequentially consistent on both sides (the producer's check here, the consumer's
+/// announcement with the queue's own seq-cst publication) so that either the consumer
+/// sees the new work or the producer sees the consumer asleep.
 final class ConsumerWakeup: Sendable {
     let event: WakeupEvent
     private let sleeping = Atomic<Bool>(false)
 
     init() throws(SystemError) { event = try WakeupEvent() }
 
-    /// Producer side: wakes the consumer if it is asleep or about to be.
-    func signalIfSleeping() {
-        if sleeping.load(ordering: .sequentiallyConsistent), sleeping.exchange(false, ordering: .sequentiallyConsistent) {
-            event.signal()
+    /// Producer side: wakes the consumer if it is asleep or about to be. Returns whether
+    /// it wrote the eventfd.
+    @discardableResult
+    func signalIfSleeping() -> Bool {
+        guard sleeping.load(ordering: .sequentiallyConsistent), sleeping.exchange(false, ordering: .sequentiallyConsistent) else {
+            return false
         }
+        event.signal()
+        return true
     }
 
     /// Consumer side: announces sleep. Returns false (announcement withdrawn) if
@@ -27,8 +36,9 @@ final class ConsumerWakeup: Sendable {
         return true
     }
 
+    /// Consumer side, after the wait: no wake-up is owed any more. Draining the eventfd
+    /// is the consumer's business (only when it was readable).
     func finishedSleeping() {
         sleeping.store(false, ordering: .sequentiallyConsistent)
-        event.drain()
     }
 }

@@ -8,14 +8,13 @@ import Synchronization
 /// submitters one atomic load per request and no syscall.
 public final class EventCoreHandle: Sendable {
     let requests: RequestQueue<CoreRequest>
-    let wakeup: WakeupEvent
-    private let coreSleeping = Atomic<Bool>(false)
+    private let coreWakeup: ConsumerWakeup
     private let stopRequested = Atomic<Bool>(false)
     private let wakeupSignals = Atomic<Int>(0)
 
     init(requestQueueCapacity: Int) throws(SystemError) {
         requests = RequestQueue(capacity: requestQueueCapacity)
-        wakeup = try WakeupEvent()
+        coreWakeup = try ConsumerWakeup()
     }
 
     /// Queues a request for the core thread. Returns false if the request queue is full
@@ -44,15 +43,11 @@ public final class EventCoreHandle: Sendable {
     /// How many times a submitter had to write the eventfd.
     public var wakeupSignalCount: Int { wakeupSignals.load(ordering: .relaxed) }
 
+    /// The eventfd the core's epoll watches for wake-ups.
+    var wakeup: WakeupEvent { coreWakeup.event }
+
     private func wakeCoreIfSleeping() {
-        // Sequentially consistent on both sides (here, and in `prepareToSleep` together
-        // with the queue's own seq-cst publication) so that either the core sees the new
-        // request or this thread sees the core asleep.
-        if coreSleeping.load(ordering: .sequentiallyConsistent),
-           coreSleeping.exchange(false, ordering: .sequentiallyConsistent) {
-            wakeupSignals.add(1, ordering: .relaxed)
-            wakeup.signal()
-        }
+        if coreWakeup.signalIfSleeping() { wakeupSignals.add(1, ordering: .relaxed) }
     }
 
     // MARK: Core side
@@ -60,15 +55,8 @@ public final class EventCoreHandle: Sendable {
     /// Announces that the core will block. Returns false (and cancels the announcement)
     /// if a request or a stop arrived meanwhile, in which case the core must not block.
     func prepareToSleep() -> Bool {
-        coreSleeping.store(true, ordering: .sequentiallyConsistent)
-        if requests.hasReadyElement || isStopRequested {
-            coreSleeping.store(false, ordering: .sequentiallyConsistent)
-            return false
-        }
-        return true
+        coreWakeup.prepareToSleep { requests.hasReadyElement || isStopRequested }
     }
 
-    func finishedSleeping() {
-        coreSleeping.store(false, ordering: .sequentiallyConsistent)
-    }
+    func finishedSleeping() { coreWakeup.finishedSleeping() }
 }
