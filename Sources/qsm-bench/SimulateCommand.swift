@@ -25,6 +25,9 @@ enum SimulateCommand {
           --crash N@T         node N crashes at T simulated seconds (repeatable)
           --seconds T         simulated seconds of publishing (default 5)
           --seed X            random seed (default 1)
+          --outside           senders publish without joining the groups (as qsm-bench
+                              run's senders do): acknowledged by the region leader,
+                              repaired by negative acknowledgement
           --json              print one JSON object
           -h, --help          show this help
         """
@@ -36,7 +39,7 @@ enum SimulateCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
                                                                  "--loss", "--bursty", "--freeze", "--crash", "--seconds", "--seed"],
-                                             switches: ["--json", "-h", "--help"])
+                                             switches: ["--json", "--outside", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -75,6 +78,7 @@ enum SimulateCommand {
             guard let parsed = UInt64(seedText) else { throw ConfigurationError("--seed must be a non-negative integer, got '\(seedText)'") }
             seed = parsed
             json = flags.has("--json")
+            scenario.sendersOutsideGroups = flags.has("--outside")
             try scenario.validate()
         } catch {
             writeToStandardError("qsm-bench simulate: \(error.message)")

@@ -27,6 +27,15 @@ import Testing
             s.senders = 1 + Int(seed % 2)
             return s
         },
+        // The sender's window bounds the rate: when it fills, arrivals stop and only
+        // recovery rounds can reopen it (they once slowed to the idle pace instead).
+        Case(name: "5% loss everywhere, window-bound sender outside the group", seeds: 1...4) { seed in
+            var s = base(5, seconds: 0.5, rate: 100_000)
+            s.loss = 0.05
+            s.sendersOutsideGroups = true
+            s.drainSeconds = 5
+            return s
+        },
         Case(name: "reordering, duplication, several senders", seeds: 1...8) { seed in
             var s = base(15)
             s.senders = 3

@@ -37,6 +37,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// Tags and checks every datagram when the cluster has a secret.
     private let authenticator: PacketAuthenticator?
     private var droppedUnauthenticated = 0
+    private var droppedNoAddress = 0
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
          outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -85,7 +86,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                           alarmLateness: core.takeAlarmLatenessInterval(),
                           unacknowledgedMessages: protocolNode.unacknowledgedMessageCount, heldBytes: protocolNode.heldBytes,
                           regions: agent.client.regions.count, deliveriesWaiting: waitingOutputs.count,
-                          droppedUnauthenticated: droppedUnauthenticated)
+                          droppedUnauthenticated: droppedUnauthenticated, droppedNoAddress: droppedNoAddress)
     }
 
     func emit(_ output: EngineOutput) {
@@ -148,9 +149,14 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
             bytes = UnsafeRawBufferPointer(rebasing: datagram[0..<(datagram.count - PacketAuthenticator.tagBytes)])
         }
         // Learn where senders send from: those outside this node's regions are listed in
-        // no view, and they must be acknowledged and NAKed all the same.
+        // no view, and they must be acknowledged and NAKed all the same. A sender outside
+        // the region likewise learns its requesters from their NAKs, or it could never
+        // repair a packet every receiver lost.
         if let sender = ProtocolPacket.originalSender(of: bytes), sender != protocolNode.id {
             addressBook[sender] = source
+        } else if let requester = ProtocolPacket.requester(of: bytes), requester != protocolNode.id,
+                  addressBook[requester] == nil {
+            addressBook[requester] = source
         }
         protocolNode.receive(bytes, now: core.now)
         settlePending = true
@@ -172,7 +178,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
             case .group(let group): destination = agent.client.groups[group]?.hybridAddress
             }
             let tagBytes = authenticator == nil ? 0 : PacketAuthenticator.tagBytes
-            guard let destination, datagram.bytes.count + tagBytes <= buffer.count else { continue }
+            guard let destination else {
+                droppedNoAddress += 1
+                continue
+            }
+            guard datagram.bytes.count + tagBytes <= buffer.count else { continue }
             let length = datagram.bytes.count
             datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             authenticator?.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<length]),

@@ -72,4 +72,7 @@ public struct QSMNodeStatistics: Sendable {
     /// Datagrams dropped because their authentication tag was missing or wrong (only
     /// with a cluster secret).
     public var droppedUnauthenticated: Int
+    /// Datagrams the protocol addressed to a node whose address this node does not know
+    /// (not in its views, and never heard from).
+    public var droppedNoAddress: Int
 }

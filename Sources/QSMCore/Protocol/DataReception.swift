@@ -119,8 +119,12 @@ extension ProtocolNode {
            let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
             // An earlier owed view than the first packet suggested, before anything was
             // delivered: the debt starts earlier.
+            let previousContiguous = stream.contiguous
             stream.start = packet.viewStartSequence
             stream.contiguous = stream.start - 1
+            // The newly owed range (below the old start, so nonempty) is missing until it
+            // arrives; this packet may be in it.
+            for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (now, 0, .zero) }
         }
         defer { streams[key] = stream }
         let sequence = packet.sequence
@@ -135,6 +139,9 @@ extension ProtocolNode {
             statistics.duplicatesDropped += 1
             return
         }
+        // Everything in contiguous+1...maximumSeen is already held or known missing, so
+        // only numbers beyond the old maximum can be new gaps.
+        let firstUnknown = max(stream.maximumSeen, stream.contiguous) + 1
         stream.maximumSeen = max(stream.maximumSeen, sequence)
         stream.maximumReceived = max(stream.maximumReceived, sequence)
         arrivals[packet.region, default: 0] += 1
@@ -149,17 +156,21 @@ extension ProtocolNode {
             accept(packet, into: stream)
             drainInOrder(stream)
         } else {
+            // New gaps below this packet. (Walking the whole range from the contiguous
+            // prefix instead cost O(window) lookups per packet behind a hole: CPU-bound
+            // receivers under loss.)
+            if firstUnknown < sequence {
+                for gap in firstUnknown..<sequence { stream.missing[gap] = (now, 0, .zero) }
+            }
             guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
-                // Bounded: drop it; the token will bring it back later.
+                // Bounded: drop it, and ask for it again like any other gap.
                 statistics.outOfOrderDropped += 1
+                if stream.missing[sequence] == nil { stream.missing[sequence] = (now, 0, .zero) }
                 return
             }
             stream.outOfOrder[sequence] = packet
             stream.outOfOrderBytes += packet.payload.count
             outOfOrderTotal += 1
-            for gap in (stream.contiguous + 1)..<sequence where stream.outOfOrder[gap] == nil && stream.missing[gap] == nil {
-                stream.missing[gap] = (now, 0, .zero)
-            }
         }
         // New data wakes token rounds that had slowed down for idleness.
         quickenRounds(in: packet.region)

@@ -258,6 +258,14 @@ extension ProtocolPacket {
     /// The node that originated a datagram, if the datagram says so and comes from it:
     /// data, hybrid data and sender status carry their sender right after the kind. A
     /// retransmission may come from any peer, so it names no origin here.
+    /// The node that asks, in a NAK or pull (read in place, without decoding the rest).
+    static func requester(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+        guard bytes.count >= 25, let kind = PacketKind(rawValue: bytes[0]),
+              kind == .negativeAcknowledgement || kind == .pull else { return nil }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[17..<25]))
+        return (try? reader.readUInt64()).map(NodeID.init)
+    }
+
     static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
         guard bytes.count >= 9, let kind = PacketKind(rawValue: bytes[0]),
               kind == .data || kind == .hybridData || kind == .senderStatus else { return nil }

@@ -86,26 +86,38 @@ extension ProtocolNode {
     }
 
     /// The next interval for a round that just completed: paced to the region's arrival
-    /// rate while busy, kept while only settling, idle when there is nothing to do.
-    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool) -> Int64 {
+    /// rate while data flows, at the busy pace while a gap is being repaired, never
+    /// slower than a few busy intervals while anything is unstable, idle when nothing is.
+    ///
+    /// Pacing by arrivals alone starves recovery: a sender whose window is full waits for
+    /// stability and sends nothing, so arrivals fall to a trickle of retransmissions and
+    /// the rounds that would repair the gaps (and make the data stable) slow to the idle
+    /// pace. Under loss at every receiver that feedback collapsed throughput to a few
+    /// thousand messages a second.
+    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
         let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
         let elapsed = now.nanoseconds(since: round.lastCompletion)
         round.arrivalsAtLastCompletion = arrivals[region] ?? 0
         round.lastCompletion = now
-        if count > 0 && elapsed > 0 {
+        if repairing {
+            round.paceNanoseconds = floor
+        } else if count > 0 && elapsed > 0 {
             let perRound = Double(elapsed) * Double(configuration.messagesPerTokenRound) / Double(count)
-            round.paceNanoseconds = min(max(Int64(perRound), floor), ceiling)
+            round.paceNanoseconds = min(max(Int64(perRound), floor), active ? floor * Self.settlingIntervals : ceiling)
         } else if !active {
             round.paceNanoseconds = ceiling
         } else {
-            // Settling (gaps or stability still to spread, no new data): keep the pace the
+            // Settling (stability still to spread, no new data): keep the pace the
             // traffic had, but never the idle pace while work remains.
-            round.paceNanoseconds = min(max(round.paceNanoseconds, floor), floor * 20)
+            round.paceNanoseconds = min(max(round.paceNanoseconds, floor), floor * Self.settlingIntervals)
         }
         return round.paceNanoseconds
     }
+
+    /// The slowest pace, in busy intervals, of a round with unstable data to settle.
+    static let settlingIntervals: Int64 = 4
 
     // MARK: Rings
 
@@ -195,7 +207,8 @@ extension ProtocolNode {
         }
         round.inProgress = false
         round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
-        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy))
+        let repairing = aggregate.values.contains { $0.record.maximumSeen > $0.record.contiguous && $0.record.contiguous != .max }
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
         partitionRounds[region.id] = round
     }
 
@@ -234,8 +247,10 @@ extension ProtocolNode {
         // Announcements age; fresh stability replaces them.
         for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
         var active = false
+        var repairing = false
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             active = true
+            if record.contiguous != .max, record.maximumSeen > record.contiguous { repairing = true }
             let previous = lastAcknowledged[region.id]?[record.sender] ?? 0
             if record.coverage >= UInt32(region.partitions.count), record.contiguous != .max, record.contiguous > previous {
                 // Everyone has everything up to here: stable, acknowledged, announced.
@@ -255,7 +270,7 @@ extension ProtocolNode {
         announcements[region.id] = pending
         round.inProgress = false
         round.busy = active || !pending.isEmpty
-        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy))
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
         regionRounds[region.id] = round
     }
 

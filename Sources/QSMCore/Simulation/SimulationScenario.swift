@@ -14,6 +14,10 @@ public struct SimulationScenario: Sendable {
     /// Senders are the last `senders` nodes (so the region leader, the lowest id, is not
     /// a sender unless every node is).
     public var senders = 1
+    /// Senders publish to the groups without joining them (they are in no region, like
+    /// `QSMNode.publishWithoutJoining`): their messages are acknowledged to them by the
+    /// region leader and repaired from them by negative acknowledgement.
+    public var sendersOutsideGroups = false
     /// Messages per simulated second per sender.
     public var rate = 1000.0
     public var messageBytes = 1000

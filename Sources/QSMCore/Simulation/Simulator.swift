@@ -318,7 +318,7 @@ public final class Simulator {
             nodes[index].present = !late
             if !late {
                 snapshot.nodes[NodeID(UInt64(index + 1))] = SocketAddress(.loopback, port: UInt16(1000 + index % 60000))
-                snapshot.memberships[NodeID(UInt64(index + 1))] = joined
+                snapshot.memberships[NodeID(UInt64(index + 1))] = scenario.sendersOutsideGroups && isSender(index) ? [] : joined
             }
         }
         for group in 0..<scenario.groups {
