@@ -163,10 +163,14 @@ public final class MembershipClient {
 
     /// The connection failed or closed; a reconnection is scheduled unless the client was
     /// stopped, or an exclusion already scheduled an immediate one.
+    ///
+    /// The views are kept until the GMS sends new ones: the data path does not need the
+    /// GMS, so traffic flows on through its restart or a broken connection, and the first
+    /// full update after re-registering replaces whatever changed meanwhile. (Forgetting
+    /// them here dropped every region at once, and with it every message still in flight.)
     public func disconnected(now: Instant) {
         guard !stopped else { return }
         if isRegistered { events.append(.disconnected) }
-        forgetViews()
         isRegistered = false
         if case .idle = state, reconnectAt != nil { return }
         scheduleReconnect(now)

@@ -38,6 +38,12 @@ public struct MembershipConfiguration: Sendable {
     public var maximumInboundFrameBytes = 64 << 10
     public var maximumQueuedBytesPerClient = 64 << 20
 
+    /// Distinguishes this run of the GMS from earlier ones: region ids are
+    /// `incarnation << 32 | n`, so a restarted GMS never hands out an id an earlier run
+    /// used for a different region (nodes would mix the two regions' sequence numbers).
+    /// 0 leaves ids small (tests, the simulator); `GMSServer` picks a random one.
+    public var incarnation: UInt32 = 0
+
     public init() {}
 
     public func validate() throws(ConfigurationError) {

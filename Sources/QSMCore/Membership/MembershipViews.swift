@@ -43,6 +43,7 @@ public struct MembershipViews {
     public init(configuration: MembershipConfiguration) {
         self.configuration = configuration
         pool = AddressPool(start: configuration.addressPoolStart, size: configuration.addressPoolSize)
+        nextRegionID = UInt64(configuration.incarnation) << 32 | 1
     }
 
     public var addressesInUse: Int { pool.inUse }

@@ -19,7 +19,11 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     public private(set) var slowClientsDisconnected = 0
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
+    /// A configuration whose `incarnation` is 0 gets a random one: every run of a server
+    /// numbers its regions apart from earlier runs'.
     public init(configuration: MembershipConfiguration, listeningOn address: SocketAddress, core: EventCore) throws {
+        var configuration = configuration
+        if configuration.incarnation == 0 { configuration.incarnation = UInt32.random(in: 1...UInt32.max) }
         service = try MembershipService(configuration: configuration)
         listener = try TCPListener(bindingTo: address)
         listenAddress = try listener.localAddress()
