@@ -23,6 +23,7 @@ final class BenchReceiver: Sendable {
     private let delivered = Atomic<Int>(0)
     /// The multicast addresses of this node's regions, from its membership events.
     private let regionAddresses = Mutex<Set<SocketAddress>>([])
+    private let regionView = Mutex<RegionView?>(nil)
     /// CPU time used before the node existed (the raw phase), left out of its figure.
     private let cpuBaseline = ProcessMetrics.cpuSeconds
 
@@ -31,8 +32,16 @@ final class BenchReceiver: Sendable {
         self.groups = groups
         check = Mutex(DeliveryCheck(senders: senders, groups: groups))
         node.onMembershipEvent { [self] event in
-            if case .regionView(let view) = event, let address = view.address {
-                regionAddresses.withLock { _ = $0.insert(address) }
+            switch event {
+            case .regionView(let view):
+                if let address = view.address { regionAddresses.withLock { _ = $0.insert(address) } }
+                regionView.withLock { $0 = view }
+            case .regionRemoved:
+                // Moved to other regions (a new GMS numbers its regions afresh): the
+                // streams resume there, possibly past messages in flight in the old one.
+                check.withLock { $0.rejoined() }
+            default:
+                break
             }
         }
         node.onDelivery { [self] delivery in
@@ -58,6 +67,9 @@ final class BenchReceiver: Sendable {
 
     var multicastAddresses: [SocketAddress] { regionAddresses.withLock { Array($0) } }
 
+    /// The newest view of a region this node is in (who leads the rings).
+    var latestRegionView: RegionView? { regionView.withLock { $0 } }
+
     func knowSenders(_ ids: [NodeID]) { check.withLock { $0.knowSenders(ids) } }
 
     func result() async -> WorkerLine {
@@ -69,6 +81,7 @@ final class BenchReceiver: Sendable {
             ("delivered", check.delivered), ("duplicates", check.duplicates), ("gaps", check.gaps),
             ("corrupt", check.corrupt), ("foreign", check.foreign),
             ("unique", check.uniqueBySender.map(String.init).joined(separator: ",")),
+            ("last", check.lastBySender.map(String.init).joined(separator: ",")), ("skipped", check.skipped),
             ("first_ns", check.firstAt?.nanoseconds ?? 0), ("last_ns", check.lastAt?.nanoseconds ?? 0),
             ("latency", check.latency.encoded.isEmpty ? "-" : check.latency.encoded),
             ("latency_max_us", check.latency.maximumMicroseconds),
@@ -126,6 +139,8 @@ final class BenchSender: Sendable {
         var payload = [UInt8](repeating: 0, count: size)
         let groupNames = (0..<groups).map(BenchGroups.name)
         var sequence: UInt64 = 0
+        let watchdog = watchForStalls()
+        defer { watchdog.cancel() }
         while count.map({ Int(sequence) < $0 }) ?? true {
             var now = MonotonicClock.now()
             if let deadline, now >= deadline { break }
@@ -154,6 +169,30 @@ final class BenchSender: Sendable {
             sent.store(Int(sequence), ordering: .relaxed)
         }
         return Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
+    }
+
+    /// Watches the run: if no message goes out for 5 s, says so on standard error with
+    /// the node's figures (what a stalled run needs explained), once per stall.
+    private func watchForStalls() -> Task<Void, Never> {
+        Task { [self] in
+            var last = -1
+            var quietSeconds = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = sentCount
+                quietSeconds = now == last ? quietSeconds + 1 : 0
+                last = now
+                guard quietSeconds == 5 else { continue }
+                let statistics = await node.statistics()
+                let figures = statistics.protocolStatistics
+                writeToStandardError("sender \(index): nothing sent for 5 s after \(now) messages: "
+                                     + "\(statistics.unacknowledgedMessages) unacknowledged, \(figures.acknowledged) acknowledged, "
+                                     + "\(figures.dataPacketsSent) data packets and \(figures.retransmissionsSent) retransmissions sent, "
+                                     + "\(figures.requestsReceived) requests received, \(statistics.core.datagramsSent) datagrams out, "
+                                     + "\(statistics.core.droppedSendErrors) send errors (last: \(statistics.core.lastSocketError.map { "\($0)" } ?? "none")), "
+                                     + "\(statistics.core.datagramsReceived) datagrams in")
+            }
+        }
     }
 
     func result() async -> WorkerLine {

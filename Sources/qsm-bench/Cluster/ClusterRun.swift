@@ -17,38 +17,34 @@ struct ClusterRun {
 
     func execute() throws -> RunReport {
         var report = RunReport(options: options)
-        let gms = try WorkerProcess(name: "gms", arguments: ["gms", "\(options.heartbeatTimeoutMilliseconds)"])
-        let gmsAddress = try gms.expect("gms", within: 10)["address"] ?? ""
-        let senders = try (0..<options.senders).map { try WorkerProcess(name: "sender \($0)", arguments: ["node"]) }
-        let receivers = try (0..<options.receivers).map { try WorkerProcess(name: "receiver \($0)", arguments: ["node"]) }
-        defer {
-            for worker in senders + receivers + [gms] where worker.process.waitForExit(timeoutMilliseconds: 0) == nil {
-                worker.signal(SIGKILL)
-                worker.process.waitForExit(timeoutMilliseconds: 2000)
-            }
-        }
+        let cluster = try ClusterProcesses(options: options, log: log)
+        let gmsAddress = cluster.gmsAddress
+        let senders = cluster.senders
 
         if options.measureRaw {
-            var search = RawLimitSearch(sender: senders[0], receivers: receivers, size: options.size, group: Self.rawGroup,
-                                        interface: options.interface, trialSeconds: options.rawTrialSeconds, log: log)
+            var search = RawLimitSearch(sender: senders[0], receivers: cluster.receivers, size: options.size, group: Self.rawGroup,
+                                        trialSeconds: options.rawTrialSeconds, log: log)
             report.rawBlocking = try search.run(mode: .blocking)
             report.rawPolling = try search.run(mode: .polling)
         }
 
         // The engine: receivers join every group, senders wait until all are in.
-        for receiver in receivers {
+        for receiver in cluster.receivers {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
-                                           ("interface", options.interface)]
+                                           ("interface", receiver.interface)]
             if let secret = options.secret { fields.append(("secret", secret)) }
             try receiver.send(WorkerLine("receive", fields))
         }
         var unicast: [SocketAddress] = []
-        for receiver in receivers {
-            if let address = SocketAddress(try receiver.expect("node", within: 30)["address"] ?? "") { unicast.append(address) }
+        var receiverIDs: [UInt64] = []
+        for receiver in cluster.receivers {
+            let line = try receiver.expect("node", within: 30)
+            receiverIDs.append(UInt64(line["id"] ?? "") ?? 0)
+            if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
         }
         for (index, sender) in senders.enumerated() {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
-                                           ("receivers", options.receivers), ("interface", options.interface)]
+                                           ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             try sender.send(WorkerLine("send", fields))
@@ -61,15 +57,20 @@ struct ClusterRun {
             if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
         }
         // Receivers tell the run's messages from anything else that might be delivered.
-        for receiver in receivers { try receiver.send(WorkerLine("senders", [("ids", senderIDs.joined(separator: ","))])) }
-        for receiver in receivers { _ = try receiver.expect("senders-known", within: 10) }
-        var injector: HostileInjector?
-        if options.perturbation == .hostile, let gmsSocket = SocketAddress(gmsAddress) {
+        for receiver in cluster.receivers { try receiver.send(WorkerLine("senders", [("ids", senderIDs.joined(separator: ","))])) }
+        for receiver in cluster.receivers { _ = try receiver.expect("senders-known", within: 10) }
+        try chooseVictim(cluster, receiverIDs: receiverIDs)
+        let receivers = cluster.receivers
+        var hostile: WorkerProcess?
+        if options.perturbation == .hostile {
             try receivers[0].send(WorkerLine("targets"))
             let multicast = (try receivers[0].expect("targets", within: 10)["multicast"] ?? "")
                 .split(separator: ",").compactMap { SocketAddress(String($0)) }
-            injector = try HostileInjector(targets: unicast + multicast + [gmsSocket], gms: gmsSocket,
-                                           interface: options.interface, seed: 99)
+            let injector = try WorkerProcess(name: "hostile", arguments: ["hostile"], host: cluster.hostileHost, network: cluster.network)
+            let targets = (unicast + multicast + [gmsAddress]).map(\.description).joined(separator: ",")
+            try injector.send(WorkerLine("hostile", [("targets", targets), ("gms", gmsAddress), ("interface", injector.interface)]))
+            _ = try injector.expect("hostile-started", within: 10)
+            hostile = injector
             log("hostile: injecting garbage at \(unicast.count) unicast and \(multicast.count) multicast addresses and the GMS")
         }
         log("engine: \(options.receivers) receivers in \(options.groups) group(s), \(options.senders) sender(s) ready")
@@ -85,25 +86,31 @@ struct ClusterRun {
         var lastLog = start
         var sendingDone: Instant?
         var sentTotal = 0
+        // crash-sender: when the live receivers last changed or disagreed.
+        var lastDisagreement = start
+        var previousCounts: [Int] = []
+        let liveSenders = { senders.filter { !$0.killed } }
         while true {
             WorkerProcess.waitForOutput(senders + receivers, milliseconds: 20)
             let now = MonotonicClock.now()
             let elapsed = Double(now.nanoseconds(since: start)) / 1e9
-            schedule.apply(at: elapsed, sendingDone: sendingDone != nil, receivers: receivers, log: log)
-            if sendingDone == nil, senders.allSatisfy({ $0.has("sent") }) {
+            try schedule.apply(at: elapsed, sendingDone: sendingDone != nil, cluster: cluster, log: log)
+            if sendingDone == nil, !liveSenders().isEmpty || options.perturbation == .crashSender,
+               liveSenders().allSatisfy({ $0.has("sent") }) {
                 sendingDone = now
-                sentTotal = 0
                 for sender in senders {
+                    if sender.killed {
+                        report.sentBySender.append(sender.latestCount)
+                        continue
+                    }
                     let line = try sender.expect("sent", within: 1)
                     report.sentBySender.append(line.int("count") ?? 0)
                     report.sendSeconds = max(report.sendSeconds, line.double("seconds") ?? 0)
                 }
-                sentTotal = report.sentBySender.reduce(0, +)
-                if let injector {
-                    injector.stop()
-                    report.hostileDatagrams = injector.datagramsSent
-                }
-                log("senders done: \(sentTotal) messages in \(format(report.sendSeconds, 1)) s; waiting for receivers")
+                sentTotal = zip(senders, report.sentBySender).filter { !$0.0.killed }.map(\.1).reduce(0, +)
+                if let hostile { report.hostileDatagrams = try stopHostile(hostile) }
+                hostile = nil
+                log("senders done: \(report.sentBySender.reduce(0, +)) messages in \(format(report.sendSeconds, 1)) s; waiting for receivers")
             }
             if now.nanoseconds(since: lastLog) >= 1_000_000_000 {
                 lastLog = now
@@ -124,7 +131,19 @@ struct ClusterRun {
                 break
             }
             if let done = sendingDone {
-                let complete = options.checkedReceivers.allSatisfy { receivers[$0].latestCount >= sentTotal }
+                let counts = options.checkedReceivers.map { receivers[$0].latestCount }
+                var complete = counts.allSatisfy { $0 >= sentTotal }
+                if options.perturbation == .crashSender {
+                    // Nobody knows how much the dead sender got out: the live receivers must
+                    // agree, and stay agreed, for two seconds.
+                    if counts != previousCounts || Set(counts).count > 1 { lastDisagreement = now }
+                    previousCounts = counts
+                    if report.agreementSeconds == nil, now.nanoseconds(since: lastDisagreement) >= 2_000_000_000 {
+                        report.agreementSeconds = Double(lastDisagreement.nanoseconds(since: start)) / 1e9
+                            - (schedule.events.first?.start ?? 0)
+                    }
+                    complete = complete && report.agreementSeconds != nil
+                }
                 if complete, schedule.finished { break }
                 if Double(now.nanoseconds(since: done)) / 1e9 > options.drainSeconds {
                     log("receivers still missing messages \(Int(options.drainSeconds)) s after the senders finished; stopping")
@@ -135,18 +154,18 @@ struct ClusterRun {
                 throw WorkerProcess.Failure(description: "\(worker.name) exited during the run")
             }
         }
-        injector?.stop()
-        if let injector { report.hostileDatagrams = injector.datagramsSent }
-        schedule.finishAll(receivers: receivers)
+        if let hostile { report.hostileDatagrams = try stopHostile(hostile) }
+        schedule.finishAll(at: Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9, cluster: cluster)
         report.events = schedule.events
+        report.burstMilliseconds = schedule.burstMilliseconds
+        if let network = cluster.network { report.networkDrops = cluster.faultHosts.map(network.droppedPackets).reduce(0, +) }
 
         // Results: every live worker reports what it saw.
         for worker in senders + receivers where !worker.killed { try worker.send(WorkerLine("finish")) }
         for sender in senders where !sender.killed { report.senderResults.append(try sender.expect("result", within: 30)) }
-        for (index, receiver) in receivers.enumerated() {
+        for receiver in receivers {
             report.receiverResults.append(receiver.killed ? nil : try receiver.expect("result", within: 30))
             report.receiverProgress.append(receiver.progress)
-            _ = index
         }
         report.senderProgress = senders.map(\.progress)
         if options.verbose {
@@ -154,7 +173,38 @@ struct ClusterRun {
             for (index, line) in report.receiverResults.enumerated() { log("receiver \(index): \(line.map(\.description) ?? "killed")") }
         }
         for worker in senders + receivers where !worker.killed { worker.process.waitForExit(timeoutMilliseconds: 5000) }
-        gms.signal(SIGTERM)
+        cluster.gms.signal(SIGTERM)
         return report
+    }
+
+    private func stopHostile(_ hostile: WorkerProcess) throws -> Int {
+        try hostile.send(WorkerLine("finish"))
+        return try hostile.expect("result", within: 10).int("datagrams") ?? 0
+    }
+
+    /// Puts the receiver the perturbation is aimed at first: for a crash, one that leads
+    /// nothing; for a leader crash, the region leader or a partition leader that is not
+    /// also the region leader. The views are read from one receiver, after everyone
+    /// joined.
+    private func chooseVictim(_ cluster: ClusterProcesses, receiverIDs: [UInt64]) throws {
+        guard options.perturbation.killsReceiver else { return }
+        let reader = cluster.receivers[cluster.receivers.count - 1]
+        try reader.send(WorkerLine("view"))
+        let view = try reader.expect("view", within: 10)
+        let regionLeader = UInt64(view["region_leader"] ?? "") ?? 0
+        let partitionLeaders = Set((view["partition_leaders"] ?? "").split(separator: ",").compactMap { UInt64($0) })
+        let victimID: UInt64?
+        switch options.perturbation {
+        case .crashRegionLeader: victimID = regionLeader
+        case .crashPartitionLeader: victimID = partitionLeaders.subtracting([regionLeader]).min()
+        default: victimID = receiverIDs.first { !partitionLeaders.contains($0) && $0 != regionLeader }
+        }
+        guard let victimID, let index = receiverIDs.firstIndex(of: victimID) else {
+            throw WorkerProcess.Failure(description: "no receiver has the role --perturb \(options.perturbation.rawValue) needs "
+                                        + "(region leader \(regionLeader), partition leaders \(partitionLeaders.sorted()))")
+        }
+        cluster.makeReceiverZero(index)
+        log("\(options.perturbation.rawValue): the victim is node \(victimID) (\(cluster.receivers[0].name)); "
+            + "region leader \(regionLeader), partition leaders \(partitionLeaders.sorted().map(String.init).joined(separator: ","))")
     }
 }

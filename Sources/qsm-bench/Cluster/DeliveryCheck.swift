@@ -21,19 +21,28 @@ struct DeliveryCheck {
     /// Distinct messages per sender index.
     private(set) var uniqueBySender: [Int]
     private var expected: [[UInt64]]
-    /// Per group: a rejoin happened, so the next delivery may start anywhere.
-    private var resynchronize: [Bool]
+    /// Per sender and group: a rejoin happened, so the next delivery may start anywhere
+    /// beyond what was delivered (never before it: that would be a duplicate).
+    private var resynchronize: [[Bool]]
+    /// Messages jumped over when a stream resumed after a rejoin.
+    private(set) var skipped = 0
 
     init(senders: Int, groups: Int) {
         uniqueBySender = [Int](repeating: 0, count: senders)
         expected = [[UInt64]](repeating: [UInt64](repeating: 1, count: groups), count: senders)
-        resynchronize = [Bool](repeating: false, count: groups)
+        resynchronize = [[Bool]](repeating: [Bool](repeating: false, count: groups), count: senders)
     }
 
     /// After rejoining groups, the stream resumes at whatever the new view starts with.
     mutating func rejoined() {
-        for index in resynchronize.indices { resynchronize[index] = true }
+        for sender in resynchronize.indices {
+            for group in resynchronize[sender].indices { resynchronize[sender][group] = true }
+        }
     }
+
+    /// Per sender: the last message delivered in each group, summed (equal to what the
+    /// sender sent when the end of every stream arrived).
+    var lastBySender: [Int] { expected.map { $0.reduce(0) { $0 + Int($1) - 1 } } }
 
     mutating func knowSenders(_ ids: [NodeID]) {
         for (index, id) in ids.enumerated() { senderIndexes[id] = index }
@@ -48,14 +57,15 @@ struct DeliveryCheck {
         if firstAt == nil { firstAt = now }
         lastAt = now
         guard let header = BenchPayload.check(payload), header.sender < uniqueBySender.count,
-              senderIndexes.isEmpty || senderIndexes[sender] == header.sender, group < resynchronize.count else {
+              senderIndexes.isEmpty || senderIndexes[sender] == header.sender, group < expected[header.sender].count else {
             corrupt += 1
             return
         }
         latency.record(microseconds: Int(now.nanoseconds(since: header.publishedAt) / 1000))
         let next = expected[header.sender][group]
-        if resynchronize[group], sequence >= next {
-            resynchronize[group] = false
+        if resynchronize[header.sender][group], sequence >= next {
+            resynchronize[header.sender][group] = false
+            skipped += Int(sequence - next)
         } else if sequence < next {
             duplicates += 1
             return

@@ -1,43 +1,77 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import QSMCore
 
-/// When to do what to receiver 0 (or, for churn, to the churning receivers), in
-/// seconds since sending started. Records what it did for the report.
+/// When to do what during a run, in seconds since sending started: to receiver 0 (or,
+/// for churn, to the churning receivers), to receivers' hosts, to sender 0 or to the
+/// GMS. Records what it did for the report.
 struct PerturbationSchedule {
     let options: RunOptions
+    /// Each perturbation's start and end, in seconds since sending started.
     private(set) var events: [(start: Double, end: Double)] = []
+    /// How long each drop-all burst really lasted (from the rule in place until its
+    /// removal was done), ms.
+    private(set) var burstMilliseconds: [Double] = []
     private var stoppedUntil: Double?
+    private var faultUntil: Double?
+    private var gmsDownUntil: Double?
     private var nextAt: Double
     private var churnIndex = 0
+    private var churnEventsLeft: Int
     private var churnLeft: [Bool]
-    private var crashed = false
+    private(set) var killed: String?
 
     init(options: RunOptions) {
         self.options = options
         churnLeft = [Bool](repeating: false, count: options.churningReceivers)
+        churnEventsLeft = options.churnEvents ?? .max
+        let seconds = options.seconds ?? 10
         switch options.perturbation {
         case .sleep: nextAt = 2.5
         case .loss: nextAt = 1
-        case .freeze: nextAt = min(3, (options.seconds ?? 10) * 0.2)
-        case .crash: nextAt = (options.seconds ?? 10) * 0.4
-        case .churn: nextAt = 0.5
+        case .randomLoss: nextAt = options.faultStart ?? 0
+        case .cut: nextAt = options.faultStart ?? seconds * 0.3
+        case .freeze: nextAt = min(3, seconds * 0.2)
+        case .crash, .crashRegionLeader, .crashPartitionLeader, .crashSender, .gmsRestart: nextAt = seconds * 0.4
+        case .churn: nextAt = Self.churnInterval(options)
         case .none, .hostile: nextAt = .infinity
         }
     }
 
-    /// Whether nothing remains to undo (no receiver left stopped or out of its groups).
-    var finished: Bool { stoppedUntil == nil && !churnLeft.contains(true) }
-
-    var activeNote: String? {
-        stoppedUntil != nil ? "receiver 0 stopped" : (crashed ? "receiver 0 killed" : nil)
+    private static func churnInterval(_ options: RunOptions) -> Double {
+        guard let events = options.churnEvents else { return 0.5 }
+        return (options.seconds ?? 10) * 0.9 / Double(events)
     }
 
-    mutating func apply(at elapsed: Double, sendingDone: Bool, receivers: [WorkerProcess], log: (String) -> Void) {
+    /// Whether nothing remains to undo (no receiver stopped or out of its groups, no
+    /// fault rule in place, the GMS up).
+    var finished: Bool { stoppedUntil == nil && faultUntil == nil && gmsDownUntil == nil && !churnLeft.contains(true) }
+
+    var activeNote: String? {
+        if stoppedUntil != nil { return "receiver 0 stopped" }
+        if faultUntil != nil { return "network fault in place" }
+        if gmsDownUntil != nil { return "GMS down" }
+        return killed
+    }
+
+    mutating func apply(at elapsed: Double, sendingDone: Bool, cluster: ClusterProcesses, log: (String) -> Void) throws {
+        let receivers = cluster.receivers
         if let until = stoppedUntil, elapsed >= until {
             receivers[0].signal(SIGCONT)
             stoppedUntil = nil
-            log("  receiver 0 continued (SIGCONT)")
+            log("  \(receivers[0].name) continued (SIGCONT)")
+        }
+        if let until = faultUntil, elapsed >= until || (sendingDone && options.faultSeconds == nil) {
+            try healNetwork(cluster)
+            events[events.count - 1].end = elapsed
+            log("  network fault removed after \(format(elapsed - events[events.count - 1].start, 1)) s")
+        }
+        if let until = gmsDownUntil, elapsed >= until {
+            try cluster.restartGMS()
+            gmsDownUntil = nil
+            events[events.count - 1].end = elapsed
+            log("  GMS started again on \(cluster.gmsAddress), with no memory of the old one")
         }
         if sendingDone {
             nextAt = .infinity
@@ -53,36 +87,88 @@ struct PerturbationSchedule {
             receivers[0].signal(SIGSTOP)
             stoppedUntil = elapsed + length
             events.append((elapsed, elapsed + length))
-            log("  receiver 0 stopped (SIGSTOP) for \(length) s")
+            log("  \(receivers[0].name) stopped (SIGSTOP) for \(length) s")
             nextAt = options.perturbation == .sleep ? nextAt + 5 : .infinity
         case .loss:
-            try? receivers[0].send(WorkerLine("lose", [("ms", 10)]))
+            if let network = cluster.network {
+                // A drop-all rule for 10 ms: both changes are started ahead, so applying
+                // them costs nft's own work only (the report gives the real length).
+                let add = try network.prepare(.dropInbound, on: cluster.faultHosts)
+                let heal = try network.prepare(nil, on: cluster.faultHosts)
+                try add.apply()
+                let started = MonotonicClock.now()
+                var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+                nanosleep(&pause, nil)
+                try heal.apply()
+                burstMilliseconds.append(Double(MonotonicClock.now().nanoseconds(since: started)) / 1e6)
+            } else {
+                for receiver in options.faultAtAllReceivers ? receivers : [receivers[0]] {
+                    try? receiver.send(WorkerLine("lose", [("ms", 10)]))
+                }
+            }
             events.append((elapsed, elapsed + 0.01))
             nextAt += 1
-        case .crash:
+        case .randomLoss, .cut:
+            let fault: HostNetwork.Fault = options.perturbation == .cut ? .cutOff : .randomLoss(percent: options.lossPercent)
+            for host in cluster.faultHosts { try cluster.network!.setFault(fault, on: host) }
+            let length = options.faultSeconds ?? (options.perturbation == .cut ? 5 : .infinity)
+            faultUntil = elapsed + length
+            events.append((elapsed, elapsed + length))
+            log("  host(s) \(cluster.faultHosts.map(String.init).joined(separator: ",")): "
+                + (options.perturbation == .cut ? "cut off" : "\(options.lossPercent)% inbound loss")
+                + (length.isFinite ? " for \(format(length, 1)) s" : " until sending ends"))
+            nextAt = .infinity
+        case .crash, .crashRegionLeader, .crashPartitionLeader:
             receivers[0].signal(SIGKILL)
-            crashed = true
+            killed = "\(receivers[0].name) killed"
             events.append((elapsed, elapsed))
-            log("  receiver 0 killed (SIGKILL)")
+            log("  \(receivers[0].name) killed (SIGKILL)")
+            nextAt = .infinity
+        case .crashSender:
+            cluster.senders[0].signal(SIGKILL)
+            killed = "sender 0 killed"
+            events.append((elapsed, elapsed))
+            log("  sender 0 killed (SIGKILL)")
+            nextAt = .infinity
+        case .gmsRestart:
+            cluster.killGMS()
+            gmsDownUntil = elapsed + 1
+            events.append((elapsed, elapsed + 1))
+            log("  GMS killed (SIGKILL); it starts again in 1 s")
             nextAt = .infinity
         case .churn:
+            guard churnEventsLeft > 0 else { nextAt = .infinity; break }
+            churnEventsLeft -= 1
             let index = churnIndex % churnLeft.count
             churnIndex += 1
             churnLeft[index].toggle()
             try? receivers[index].send(WorkerLine(churnLeft[index] ? "leave" : "join"))
             events.append((elapsed, elapsed))
-            log("  receiver \(index) \(churnLeft[index] ? "leaves" : "rejoins") all groups")
-            nextAt += 0.5
+            log("  \(receivers[index].name) \(churnLeft[index] ? "leaves" : "rejoins") all groups")
+            nextAt += Self.churnInterval(options)
         }
     }
 
-    /// Undoes whatever is still in effect (a stopped receiver continues, churned ones
-    /// rejoin), so that every worker can report.
-    mutating func finishAll(receivers: [WorkerProcess]) {
+    /// Undoes whatever is still in effect (a stopped receiver continues, fault rules go,
+    /// the GMS comes back), so that every worker can report.
+    mutating func finishAll(at elapsed: Double, cluster: ClusterProcesses) {
         if stoppedUntil != nil {
-            receivers[0].signal(SIGCONT)
+            cluster.receivers[0].signal(SIGCONT)
             stoppedUntil = nil
         }
+        if faultUntil != nil {
+            try? healNetwork(cluster)
+            events[events.count - 1].end = min(events[events.count - 1].end, elapsed)
+        }
+        if gmsDownUntil != nil {
+            try? cluster.restartGMS()
+            gmsDownUntil = nil
+        }
+    }
+
+    private mutating func healNetwork(_ cluster: ClusterProcesses) throws {
+        for host in cluster.faultHosts { try cluster.network!.heal(host) }
+        faultUntil = nil
     }
 
     /// Makes churned receivers rejoin once the senders are done.

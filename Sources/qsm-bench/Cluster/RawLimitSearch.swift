@@ -10,7 +10,6 @@ struct RawLimitSearch {
     let receivers: [WorkerProcess]
     let size: Int
     let group: SocketAddress
-    let interface: IPv4Address
     /// Length of one trial.
     let trialSeconds: Double
     /// The engine's default receive buffer (the same sockets as the engine's).
@@ -18,13 +17,12 @@ struct RawLimitSearch {
     let log: (String) -> Void
     private var nextTrial = 1
 
-    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: SocketAddress, interface: IPv4Address,
+    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: SocketAddress,
          trialSeconds: Double, log: @escaping (String) -> Void) {
         self.sender = sender
         self.receivers = receivers
         self.size = size
         self.group = group
-        self.interface = interface
         self.trialSeconds = trialSeconds
         self.log = log
     }
@@ -32,8 +30,8 @@ struct RawLimitSearch {
     /// The lossless rate in messages per second for receivers in `mode`.
     mutating func run(mode: RawReceiveMode) throws -> Double {
         for receiver in receivers {
-            try receiver.send(WorkerLine("raw-open", [("mode", mode.rawValue), ("group", group), ("interface", interface),
-                                                     ("size", size), ("buffer", receiveBufferBytes)]))
+            try receiver.send(WorkerLine("raw-open", [("mode", mode.rawValue), ("group", group),
+                                                     ("interface", receiver.interface), ("size", size), ("buffer", receiveBufferBytes)]))
         }
         for receiver in receivers { _ = try receiver.expect("raw-ready", within: 10) }
         defer {
@@ -84,7 +82,7 @@ struct RawLimitSearch {
         nextTrial += 1
         let count = max(1000, Int(rate * seconds))
         try sender.send(WorkerLine("raw-blast", [("trial", trial), ("count", count), ("rate", rate), ("size", size),
-                                                 ("group", group), ("interface", interface)]))
+                                                 ("group", group), ("interface", sender.interface)]))
         let blasted = try sender.expect("raw-blasted", within: 60)
         let achieved = Double(count) / max(1e-6, blasted.double("seconds") ?? 1)
         // Let the receivers drain their sockets: done when all have everything, or when

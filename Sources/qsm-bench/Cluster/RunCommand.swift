@@ -33,18 +33,48 @@ enum RunCommand {
                                the time limit)
           --rate R             messages per second per sender (default 0: as fast as
                                flow control allows); latency is meaningful at a fixed rate
-          --perturb KIND       done to receiver 0 during the run:
+          --perturb KIND       what is done during the run (to "receiver 0": a receiver
+                               picked for its role where that matters):
                                  none    (default)
-                                 sleep   SIGSTOP for 0.5 s every 5 s
-                                 loss    all its inbound packets dropped for 10 ms every
-                                         second
-                                 freeze  SIGSTOP once for 10 s (needs --seconds >= 15)
-                                 crash   SIGKILL at 40% of the run
+                                 sleep   receiver 0 SIGSTOPped for 0.5 s every 5 s
+                                 loss    all of receiver 0's inbound packets dropped for
+                                         10 ms every second (with --hosts: an nftables
+                                         drop-all rule; else the node's injection hook)
+                                 random-loss  (--hosts) nftables drops --loss-percent of
+                                         receiver 0's inbound packets at random
+                                 freeze  receiver 0 SIGSTOPped once for 10 s (needs
+                                         --seconds >= 15; the default becomes 20)
+                                 cut     (--hosts) receiver 0's host cut off both ways
+                                         for 5 s from 30% of the run
+                                 crash   a receiver that leads no ring SIGKILLed at 40%
+                                 crash-region-leader     the region leader, at 40%
+                                 crash-partition-leader  a partition leader that is not
+                                         the region leader, at 40% (needs more receivers
+                                         than --partition-size)
+                                 crash-sender  sender 0 SIGKILLed at 40%: the live
+                                         receivers must end with the same set of its
+                                         messages, none twice
+                                 gms-restart  the GMS SIGKILLed at 40% and started again
+                                         on the same address 1 s later, empty
                                  churn   half the receivers leave and rejoin all groups
                                          in turn, an event every 0.5 s
-                                 hostile a hostile sender sprays ~20,000 datagrams/s of
+                                 hostile a hostile process sprays ~20,000 datagrams/s of
                                          garbage, oversized and forged packets at every
                                          node and region address, and junk at the GMS
+          --hosts              run every process on a host of its own: network
+                               namespaces on a bridge with real kernel IP multicast
+                               between them (10.77.0.0/24, removed afterwards)
+          --fault-at one|all   network faults (loss, random-loss, cut) hit receiver 0's
+                               host or every receiver's host (default one)
+          --loss-percent P     random-loss: share of inbound packets dropped (default 5)
+          --fault-start S      random-loss, cut: seconds into the run the fault starts
+                               (default: random-loss at once, cut at 30%)
+          --fault-seconds S    random-loss, cut: how long it lasts (default: random-loss
+                               until sending ends, cut 5 s)
+          --churn-events N     churn: N join/leave events spread over the run
+          --partition-size N   nodes per token ring in the GMS (default 5)
+          --heartbeat-timeout S  seconds the GMS waits for a silent node before it
+                               excludes it (default 15: longer than a freeze)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
           --no-raw             skip the raw-limit search (no ratio is reported)
@@ -65,8 +95,9 @@ enum RunCommand {
     static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
-            "--window", "--raw-trial-seconds", "--drain-seconds",
-        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "-h", "--help"])
+            "--window", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
+            "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
+        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -78,7 +109,7 @@ enum RunCommand {
         options.size = try flags.integer("--size", in: BenchPayload.minimumSize...65_000, default: 1000)
         if let text = try flags.value("--perturb") {
             guard let kind = Perturbation(rawValue: text) else {
-                throw ConfigurationError("--perturb takes none, sleep, loss, freeze, crash, churn or hostile, got '\(text)'")
+                throw ConfigurationError("--perturb takes \(Perturbation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
             }
             options.perturbation = kind
             if kind == .freeze { options.seconds = 20 }
@@ -104,6 +135,26 @@ enum RunCommand {
         if flags.has("--authenticate") { options.secret = RunOptions.randomSecret() }
         if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
         if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
+        options.hosts = flags.has("--hosts")
+        if let text = try flags.value("--fault-at") {
+            guard text == "one" || text == "all" else { throw ConfigurationError("--fault-at takes one or all, got '\(text)'") }
+            options.faultAtAllReceivers = text == "all"
+        }
+        options.lossPercent = try flags.integer("--loss-percent", in: 1...100, default: 5)
+        if let text = try flags.value("--fault-start") {
+            guard let start = Double(text), start >= 0, start <= 86_400 else {
+                throw ConfigurationError("--fault-start must be 0...86400 seconds, got '\(text)'")
+            }
+            options.faultStart = start
+        }
+        if let text = try flags.value("--fault-seconds") { options.faultSeconds = try seconds(text, flag: "--fault-seconds") }
+        if try flags.value("--churn-events") != nil {
+            options.churnEvents = try flags.integer("--churn-events", in: 1...10_000, default: 1)
+        }
+        options.partitionSize = try flags.integer("--partition-size", in: 1...64, default: 5)
+        if let text = try flags.value("--heartbeat-timeout") {
+            options.heartbeatTimeoutMilliseconds = Int(try seconds(text, flag: "--heartbeat-timeout") * 1000)
+        }
         try options.validate()
         return (options, flags.has("--json"))
     }

@@ -3,22 +3,45 @@ import Glibc
 #endif
 import QSMCore
 
-/// What is done to one receiver (receiver 0) during a run.
+/// What is done during a run: to one receiver (receiver 0, chosen for its role where
+/// that matters), to every receiver's host, to a sender or to the GMS.
 enum Perturbation: String, CaseIterable, Sendable {
     case none
     /// SIGSTOP for 0.5 s every 5 s.
     case sleep
-    /// All inbound packets dropped for 10 ms every second.
+    /// All inbound packets dropped for 10 ms every second (on hosts: an nftables
+    /// drop-all rule added and removed; on loopback: the node's fault-injection hook).
     case loss
+    /// A share of inbound packets dropped at random by nftables (hosts only).
+    case randomLoss = "random-loss"
     /// SIGSTOP once, for 10 s.
     case freeze
-    /// SIGKILL mid-run.
+    /// A host cut off from the network, both ways, for a while (hosts only).
+    case cut
+    /// SIGKILL mid-run to a receiver that leads nothing.
     case crash
+    /// SIGKILL mid-run to the region leader.
+    case crashRegionLeader = "crash-region-leader"
+    /// SIGKILL mid-run to a partition leader that is not the region leader.
+    case crashPartitionLeader = "crash-partition-leader"
+    /// SIGKILL mid-run to sender 0: the live receivers must end with the same messages.
+    case crashSender = "crash-sender"
+    /// The GMS killed mid-run and started again on the same address a second later.
+    case gmsRestart = "gms-restart"
     /// Half the receivers (at least one) leave and rejoin all groups in turn, an event
-    /// every half second.
+    /// every half second (or `--churn-events` spread over the run).
     case churn
     /// A hostile process sprays garbage and forged packets at every node and the GMS.
     case hostile
+
+    /// nftables faults need hosts of their own.
+    var needsHosts: Bool { self == .randomLoss || self == .cut }
+
+    /// A receiver is killed (and is not checked).
+    var killsReceiver: Bool { self == .crash || self == .crashRegionLeader || self == .crashPartitionLeader }
+
+    /// Applied with nftables when the run has hosts (and so can hit every receiver).
+    var isNetworkFault: Bool { self == .loss || self == .randomLoss || self == .cut }
 }
 
 /// One cluster run: who takes part, what is sent, what is done to it.
@@ -48,11 +71,26 @@ struct RunOptions {
     var verbose = false
     /// A cluster secret (hex) for every node: packets carry HMAC-SHA256 tags.
     var secret: String?
+    /// Every process on a namespaced host of its own, on a bridge (instead of all of
+    /// them on loopback in one namespace).
+    var hosts = false
+    /// Network faults hit every receiver's host, not only receiver 0's.
+    var faultAtAllReceivers = false
+    /// `random-loss`: the share of inbound packets dropped.
+    var lossPercent = 5
+    /// When a timed fault (random-loss, cut) starts and how long it lasts; nil: from the
+    /// start of sending to its end (random-loss), or 5 s from 30% of the run (cut).
+    var faultStart: Double?
+    var faultSeconds: Double?
+    /// `churn`: this many join/leave events spread over the run (nil: one every 0.5 s).
+    var churnEvents: Int?
+    /// Nodes per partition (token ring) in the GMS.
+    var partitionSize = 5
 
     /// Receivers that must end with every message (the others crashed or churned).
     var checkedReceivers: Range<Int> {
         switch perturbation {
-        case .crash: return 1..<receivers
+        case .crash, .crashRegionLeader, .crashPartitionLeader: return 1..<receivers
         case .churn: return churningReceivers..<receivers
         default: return 0..<receivers
         }
@@ -80,9 +118,23 @@ struct RunOptions {
         if let seconds, !(seconds > 0 && seconds <= 86_400) { throw ConfigurationError("--seconds must be in (0, 86400]") }
         if let count, count < 1 { throw ConfigurationError("--count must be at least 1") }
         guard rate >= 0, rate <= 10_000_000 else { throw ConfigurationError("--rate must be 0 (as fast as possible) to 10000000") }
-        if perturbation == .crash || perturbation == .churn, receivers < 2 {
+        if perturbation.needsHosts, !hosts {
+            throw ConfigurationError("--perturb \(perturbation.rawValue) uses nftables on a host of its own: add --hosts")
+        }
+        if perturbation.killsReceiver || perturbation == .churn, receivers < 2 {
             throw ConfigurationError("--perturb \(perturbation.rawValue) needs at least 2 receivers (someone must stay to check)")
         }
+        if perturbation == .crashPartitionLeader, receivers <= partitionSize {
+            throw ConfigurationError("--perturb crash-partition-leader needs more receivers than --partition-size (\(partitionSize)), "
+                                     + "so that some partition is not led by the region leader")
+        }
+        if perturbation == .crashSender, seconds == nil {
+            throw ConfigurationError("--perturb crash-sender kills the sender at 40% of --seconds: give --seconds")
+        }
+        guard (1...64).contains(partitionSize) else { throw ConfigurationError("--partition-size must be 1...64") }
+        guard (1...100).contains(lossPercent) else { throw ConfigurationError("--loss-percent must be 1...100") }
+        if let churnEvents, !(1...10_000).contains(churnEvents) { throw ConfigurationError("--churn-events must be 1...10000") }
+        if hosts, senders + receivers + 2 > 200 { throw ConfigurationError("--hosts builds at most 200 hosts: fewer processes") }
         if perturbation == .freeze, let seconds, seconds < 15 {
             throw ConfigurationError("--perturb freeze stops a receiver for 10 s: give --seconds 15 or more")
         }

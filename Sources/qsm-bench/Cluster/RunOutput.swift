@@ -7,7 +7,9 @@ enum RunTable {
             + "\(options.size)-byte messages, \(length), "
             + (options.rate > 0 ? "\(formatRate(options.rate)) msg/s per sender" : "as fast as flow control allows")
             + (options.perturbation == .none ? "" : ", perturbation: \(options.perturbation.rawValue)")
+            + (options.perturbation.isNetworkFault && options.faultAtAllReceivers ? " at every receiver" : "")
             + (options.secret == nil ? "" : ", packets authenticated (HMAC-SHA256)")
+            + (options.hosts ? ", every process on a namespaced host of its own" : ", on loopback")
     }
 
     static func render(_ report: RunReport) -> String {
@@ -24,7 +26,10 @@ enum RunTable {
                       + [report.stalled ? "STALLED (senders stuck with full windows)" : nil, report.complete ? nil : "incomplete", report.inOrder ? nil : "out of order",
                          report.duplicates == 0 ? nil : "\(report.duplicates) duplicates",
                          report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
-                     + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum))")
+                     + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum), lost \(report.lost)"
+                     + (report.killedSenders.isEmpty ? "" : ", \(report.diedWithSender) died with the killed sender before anyone had them")
+                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAtRejoin) in flight at the region switch skipped" : "")
+                     + ")")
         let latency = report.latency
         if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {
             lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
@@ -34,6 +39,8 @@ enum RunTable {
                       : "senders: \(format(report.senderCPUSeconds, 2)) s CPU in all, peak RSS ")
                      + "\(format(report.senderRSSMegabytes, 1)) MB; "
                      + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
+        lines.append("protocol memory at its peak: sender held \(format(report.senderHeldMegabytesMaximum, 1)) MB unacknowledged, "
+                     + "a receiver cached \(format(report.receiverCachedMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "retransmissions \(report.retransmissions), kernel socket-buffer drops \(report.kernelReceiveDrops)")
@@ -45,7 +52,11 @@ enum RunTable {
         }
         if report.options.perturbation != .none, report.options.perturbation != .hostile {
             lines.append("perturbation \(report.options.perturbation.rawValue): \(report.events.count) event(s); recovery "
-                         + (report.recoverySeconds.map { format($0, 2) + " s (worst)" } ?? "not measured"))
+                         + (report.recoverySeconds.map { format($0, 2) + " s (worst)" } ?? "not measured")
+                         + (report.networkDrops > 0 ? "; nftables dropped \(report.networkDrops) packets" : "")
+                         + (report.meanBurstMilliseconds.map { "; drop-all bursts lasted \(format($0, 1)) ms on average" } ?? "")
+                         + (report.injectedDrops > 0 ? "; injected loss dropped \(report.injectedDrops) datagrams" : "")
+                         + (report.retransmissionsPerDroppedPacket.map { "; \(format($0, 2)) retransmissions per dropped packet" } ?? ""))
         }
         return lines.joined(separator: "\n")
     }
@@ -61,8 +72,11 @@ enum RunJSON {
             ("senders", "\(options.senders)"), ("receivers", "\(options.receivers)"), ("groups", "\(options.groups)"),
             ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
             ("perturbation", string(options.perturbation.rawValue)),
-            ("authenticated", "\(options.secret != nil)"),
+            ("authenticated", "\(options.secret != nil)"), ("hosts", "\(options.hosts)"),
+            ("fault_at_all", "\(options.faultAtAllReceivers)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
+            ("lost", "\(report.lost)"), ("died_with_sender", "\(report.diedWithSender)"),
+            ("skipped_at_region_switch", "\(report.skippedAtRejoin)"),
             ("complete", "\(report.complete)"), ("stalled", "\(report.stalled)"), ("in_order", "\(report.inOrder)"),
             ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),
             ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),
@@ -76,11 +90,16 @@ enum RunJSON {
             ("sender_cpu_s", number(report.senderCPUSeconds)), ("receivers_cpu_s", number(report.receiversCPUSeconds)),
             ("sender_rss_mb", number(report.senderRSSMegabytes)),
             ("receiver_rss_mb_max", number(report.receiverRSSMegabytesMaximum)),
+            ("sender_held_mb_max", number(report.senderHeldMegabytesMaximum)),
+            ("receiver_cached_mb_max", number(report.receiverCachedMegabytesMaximum)),
             ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
             ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),
             ("retransmissions", "\(report.retransmissions)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
             ("packets_dropped_by_injection", "\(report.injectedDrops)"),
+            ("packets_dropped_by_nftables", "\(report.networkDrops)"),
+            ("fault_burst_ms", optional(report.meanBurstMilliseconds)),
+            ("retransmissions_per_dropped_packet", optional(report.retransmissionsPerDroppedPacket)),
             ("hostile_datagrams", "\(report.hostileDatagrams)"), ("hostile_drops_counted", "\(report.hostileDrops)"),
             ("foreign_deliveries", "\(report.foreignDeliveries)"),
             ("recovery_s", optional(report.recoverySeconds)),

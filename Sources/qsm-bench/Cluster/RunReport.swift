@@ -18,6 +18,20 @@ struct RunReport {
     var stalled = false
     /// Datagrams the hostile injector sent (the `hostile` perturbation).
     var hostileDatagrams = 0
+    /// Packets the nftables fault rules dropped (network faults on hosts).
+    var networkDrops = 0
+    /// The real length of each drop-all burst (hosts), in milliseconds.
+    var burstMilliseconds: [Double] = []
+    var meanBurstMilliseconds: Double? {
+        burstMilliseconds.isEmpty ? nil : burstMilliseconds.reduce(0, +) / Double(burstMilliseconds.count)
+    }
+    /// crash-sender: seconds from the kill until the live receivers agreed for good on
+    /// what they had of the dead sender's messages.
+    var agreementSeconds: Double?
+    /// Senders killed during the run (by index): nobody knows exactly what they sent.
+    var killedSenders: Set<Int> {
+        options.perturbation == .crashSender && !events.isEmpty ? [0] : []
+    }
 
     init(options: RunOptions) { self.options = options }
 
@@ -41,11 +55,47 @@ struct RunReport {
     /// Distinct messages at the receiver that got the fewest (of those that must get all).
     var deliveredMinimum: Int { checked.map { unique($0).reduce(0, +) }.min() ?? 0 }
 
-    /// Every checked receiver has every message of every sender, intact.
+    /// What each checked receiver must have of each sender: everything a live sender
+    /// sent; of a killed sender, whatever any checked receiver has (the per-region
+    /// guarantee: live members end with the same set).
+    private var expectedBySender: [Int] {
+        sentBySender.indices.map { sender in
+            killedSenders.contains(sender) ? (checked.map { unique($0).indices.contains(sender) ? unique($0)[sender] : 0 }.max() ?? 0)
+                : sentBySender[sender]
+        }
+    }
+
+    /// Every checked receiver has every message it must have, intact. Across a GMS
+    /// restart that is everything from where its streams resumed to the end (messages in
+    /// flight when the regions changed may be skipped, never delivered twice).
     var complete: Bool {
         !stalled && checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
-            unique(line) == sentBySender && (line.int("corrupt") ?? 1) == 0
+            (options.perturbation == .gmsRestart ? last(line) : unique(line)) == expectedBySender
+                && (line.int("corrupt") ?? 1) == 0
         }
+    }
+
+    private func last(_ line: WorkerLine) -> [Int] {
+        (line["last"] ?? "").split(separator: ",").map { Int($0) ?? 0 }
+    }
+
+    /// Messages a checked receiver should have and does not, summed over them.
+    var lost: Int {
+        let expected = expectedBySender
+        return checked.map { line in
+            let got = options.perturbation == .gmsRestart ? last(line) : unique(line)
+            return expected.indices.map { max(0, expected[$0] - (got.indices.contains($0) ? got[$0] : 0)) }.reduce(0, +)
+        }.reduce(0, +) + (options.checkedReceivers.count - checked.count) * expected.reduce(0, +)
+    }
+
+    /// Messages skipped when streams resumed in new regions (GMS restart), summed over
+    /// the receivers.
+    var skippedAtRejoin: Int { live.map { $0.int("skipped") ?? 0 }.reduce(0, +) }
+
+    /// Messages a killed sender had handed to its node that no live receiver delivered
+    /// (they died with it: allowed, as long as all live receivers agree).
+    var diedWithSender: Int {
+        killedSenders.map { max(0, sentBySender[$0] - expectedBySender[$0]) }.reduce(0, +)
     }
 
     /// No receiver (churning ones included) saw a sequence number skip ahead.
@@ -90,6 +140,16 @@ struct RunReport {
     var receiversCPUSeconds: Double { live.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
     var senderRSSMegabytes: Double { senderResults.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
     var receiverRSSMegabytesMaximum: Double { live.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
+    /// The most a receiver's protocol cache held at once, and the most a sender held
+    /// unacknowledged (bounded by the window: 4,096 messages or 16 MB by default).
+    var receiverCachedMegabytesMaximum: Double { live.map { $0.double("cached_mb") ?? 0 }.max() ?? 0 }
+    var senderHeldMegabytesMaximum: Double { senderResults.map { $0.double("held_mb") ?? 0 }.max() ?? 0 }
+
+    /// Retransmissions per packet a fault dropped (nftables rules or injected loss).
+    var retransmissionsPerDroppedPacket: Double? {
+        let dropped = networkDrops + injectedDrops
+        return dropped > 0 ? Double(retransmissions) / Double(dropped) : nil
+    }
 
     var tokenRoundTripMilliseconds: Double? {
         let rounds = live.map { $0.int("token_rounds") ?? 0 }.reduce(0, +)
@@ -134,25 +194,28 @@ struct RunReport {
         return result
     }
 
-    /// The seconds, after each perturbation ended, until the perturbed receiver caught
-    /// up with the slowest healthy one (lag under a tenth of a second of traffic); for a
-    /// crash, until the survivors' throughput was back to 80% of what it was before.
-    /// The worst over all events; nil when nothing was perturbed or it never recovered.
+    /// Seconds to recover from the perturbation, the worst over its events; nil when
+    /// nothing was perturbed or it never recovered.
+    /// - A receiver stopped or a network fault: after each event ends, until every
+    ///   perturbed receiver has delivered as many messages as had been sent when it ended.
+    /// - A receiver crash or a GMS restart: until the survivors' throughput is back to 80%
+    ///   of what it was in the two seconds before.
+    /// - A sender crash: until the live receivers agreed on what they had of its messages.
     var recoverySeconds: Double? {
         guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers else { return nil }
-        let healthy = options.checkedReceivers.filter { $0 != 0 }
-        guard !healthy.isEmpty || options.perturbation == .crash else { return nil }
-        func count(_ receiver: Int, at time: Double) -> Int {
+        if options.perturbation == .crashSender { return agreementSeconds }
+        func count(_ series: [(time: Int64, count: Int)], at time: Double) -> Int {
             let limit = Int64(time * 1e9) + startNanoseconds
-            return receiverProgress[receiver].last { $0.time <= limit }?.count ?? 0
+            return series.last { $0.time <= limit }?.count ?? 0
         }
         let end = Double((receiverProgress.flatMap { $0 }.map(\.time).max() ?? startNanoseconds) - startNanoseconds) / 1e9
         var worst = 0.0
         for event in events {
-            if options.perturbation == .crash {
-                let survivors = healthy
+            if options.perturbation.killsReceiver || options.perturbation == .gmsRestart {
+                let survivors = options.checkedReceivers
                 func rate(_ from: Double, _ to: Double) -> Double {
-                    survivors.map { Double(count($0, at: to) - count($0, at: from)) / (to - from) }.min() ?? 0
+                    survivors.map { Double(count(receiverProgress[$0], at: to) - count(receiverProgress[$0], at: from)) / (to - from) }
+                        .min() ?? 0
                 }
                 let before = rate(max(0, event.start - 2), event.start)
                 var time = event.end + 0.1
@@ -160,13 +223,11 @@ struct RunReport {
                 if time + 0.5 > end { return nil }
                 worst = max(worst, time - event.end)
             } else {
+                let sentThen = senderProgress.map { count($0, at: event.end) }.reduce(0, +)
+                let perturbed = options.faultAtAllReceivers && options.perturbation.isNetworkFault
+                    ? Array(0..<options.receivers) : [0]
                 var time = event.end
-                while time <= end {
-                    let slowest = healthy.map { count($0, at: time) }.min() ?? 0
-                    let rate = Double(healthy.map { count($0, at: time) - count($0, at: max(0, time - 1)) }.min() ?? 0)
-                    if Double(slowest - count(0, at: time)) <= max(100, rate * 0.1) { break }
-                    time += 0.1
-                }
+                while time <= end, perturbed.contains(where: { count(receiverProgress[$0], at: time) < sentThen }) { time += 0.05 }
                 if time > end { return nil }
                 worst = max(worst, time - event.end)
             }

@@ -15,6 +15,7 @@ enum WorkerCommand {
             switch arguments.first {
             case "gms": try runMembershipService(Array(arguments.dropFirst()))
             case "node": try await runNode()
+            case "hostile": try runHostile()
             default: writeToStandardError("qsm-bench _worker: unknown role \(arguments.first ?? "(none)")")
             }
             exit(0)
@@ -28,14 +29,41 @@ enum WorkerCommand {
 
     // MARK: The GMS
 
+    /// Arguments: heartbeat timeout in milliseconds, partition size, listening address.
     private static func runMembershipService(_ arguments: [String]) throws -> Never {
         var configuration = MembershipConfiguration()
         if let timeout = arguments.first.flatMap(Int.init) { configuration.heartbeatTimeout = .milliseconds(timeout) }
+        if arguments.count > 1, let size = Int(arguments[1]) { configuration.partitionSize = size }
+        let listen = arguments.count > 2 ? SocketAddress(arguments[2]) : nil
         let core = try EventCore()
-        let server = try GMSServer(configuration: configuration, listeningOn: SocketAddress(.loopback, port: 0), core: core)
+        let server = try GMSServer(configuration: configuration, listeningOn: listen ?? SocketAddress(.loopback, port: 0), core: core)
         say(WorkerLine("gms", [("address", server.listenAddress)]))
         try core.run()
         exit(0)
+    }
+
+    // MARK: A hostile process
+
+    /// Waits for `hostile targets=… gms=… interface=…`, sprays until `finish`, then
+    /// reports how many datagrams it sent.
+    private static func runHostile() throws {
+        var injector: HostileInjector?
+        while let text = readLine() {
+            guard let command = WorkerLine(parsing: text) else { continue }
+            switch command.verb {
+            case "hostile":
+                let targets = (command["targets"] ?? "").split(separator: ",").compactMap { SocketAddress(String($0)) }
+                injector = try HostileInjector(targets: targets, gms: try address(command, "gms"),
+                                               interface: try interface(command), seed: UInt64(command.int("seed") ?? 99))
+                say(WorkerLine("hostile-started"))
+            case "finish":
+                injector?.stop()
+                say(WorkerLine("result", [("datagrams", injector?.datagramsSent ?? 0)]))
+                return
+            default:
+                throw ConfigurationError("unknown hostile command '\(command.verb)'")
+            }
+        }
     }
 
     // MARK: A node process (raw blasts, then a QSM node)
@@ -89,6 +117,10 @@ enum WorkerCommand {
                 let ids = (command["ids"] ?? "").split(separator: ",").compactMap { UInt64($0) }.map(NodeID.init)
                 receiver?.knowSenders(ids)
                 say(WorkerLine("senders-known"))
+            case "view":
+                let view = receiver?.latestRegionView
+                say(WorkerLine("view", [("region_leader", view?.regionLeader.value ?? 0),
+                                        ("partition_leaders", view.map { $0.partitions.map { "\($0.leader.value)" }.joined(separator: ",") } ?? "-")]))
             case "targets":
                 let addresses = receiver?.multicastAddresses.map(\.description).joined(separator: ",") ?? ""
                 say(WorkerLine("targets", [("multicast", addresses.isEmpty ? "-" : addresses)]))

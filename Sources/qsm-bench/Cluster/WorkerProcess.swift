@@ -12,14 +12,25 @@ final class WorkerProcess {
 
     let name: String
     let process: ChildProcess
+    /// The address its nodes and sockets use: its host's, or loopback.
+    let interface: IPv4Address
     private var pending: [WorkerLine] = []
     /// (monotonic nanoseconds, count) from `p` lines.
     private(set) var progress: [(time: Int64, count: Int)] = []
     private(set) var killed = false
 
-    init(name: String, arguments: [String]) throws {
+    /// Starts `qsm-bench _worker ARGUMENTS`, on `host` of `network` if given, else in
+    /// the coordinator's namespace.
+    init(name: String, arguments: [String], host: Int? = nil, network: HostNetwork? = nil) throws {
         self.name = name
-        process = try ChildProcess(executable: WorkerProcess.executable, arguments: ["_worker"] + arguments)
+        if let host, let network {
+            let (launcher, full) = network.command(on: host, [WorkerProcess.executable, "_worker"] + arguments)
+            process = try ChildProcess(executable: launcher, arguments: full)
+            interface = HostNetwork.address(of: host)
+        } else {
+            process = try ChildProcess(executable: WorkerProcess.executable, arguments: ["_worker"] + arguments)
+            interface = .loopback
+        }
     }
 
     static var executable: String { ChildProcess.currentExecutableDirectory + "/qsm-bench" }
