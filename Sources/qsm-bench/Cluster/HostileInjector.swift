@@ -4,8 +4,8 @@ import Glibc
 import QSMCore
 import Synchronization
 
-/// The `hostile` perturbation: a process on the network (here a thread of the
-/// coordinator, in the same namespace) sending, at about 20,000 datagrams per second,
+/// The `hostile` perturbation: a process on the network (`qsm-bench _worker hostile`, on
+/// a host of its own with --hosts) sending, at about 20,000 datagrams per second,
 /// random bytes, truncated and oversized datagrams, and mutated valid protocol packets
 /// (wrong kinds, made-up senders, absurd sequence numbers, forged tokens, replays) to
 /// every node's unicast port and the region's multicast address, and opening TCP
