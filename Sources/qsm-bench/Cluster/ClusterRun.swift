@@ -168,6 +168,7 @@ struct ClusterRun {
             report.receiverProgress.append(receiver.progress)
         }
         report.senderProgress = senders.map(\.progress)
+        report.settleKilledSenderCounts()
         if options.verbose {
             for (index, line) in report.senderResults.enumerated() { log("sender \(index): \(line)") }
             for (index, line) in report.receiverResults.enumerated() { log("receiver \(index): \(line.map(\.description) ?? "killed")") }

@@ -28,7 +28,7 @@ enum RunTable {
                          report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
                      + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum), lost \(report.lost)"
                      + (report.killedSenders.isEmpty ? "" : ", \(report.diedWithSender) died with the killed sender before anyone had them")
-                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAtRejoin) in flight at the region switch skipped" : "")
+                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAfterRejoin) in flight at the region switch skipped" : "")
                      + ")")
         let latency = report.latency
         if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {
@@ -76,7 +76,7 @@ enum RunJSON {
             ("fault_at_all", "\(options.faultAtAllReceivers)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
             ("lost", "\(report.lost)"), ("died_with_sender", "\(report.diedWithSender)"),
-            ("skipped_at_region_switch", "\(report.skippedAtRejoin)"),
+            ("skipped_after_rejoin", "\(report.skippedAfterRejoin)"),
             ("complete", "\(report.complete)"), ("stalled", "\(report.stalled)"), ("in_order", "\(report.inOrder)"),
             ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),
             ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),

@@ -88,9 +88,19 @@ struct RunReport {
         }.reduce(0, +) + (options.checkedReceivers.count - checked.count) * expected.reduce(0, +)
     }
 
-    /// Messages skipped when streams resumed in new regions (GMS restart), summed over
-    /// the receivers.
-    var skippedAtRejoin: Int { live.map { $0.int("skipped") ?? 0 }.reduce(0, +) }
+    /// Messages a receiver did not get because its streams resumed in other regions (it
+    /// left and rejoined, or a restarted GMS moved everyone): sent while it was away, or
+    /// in flight at the switch. Summed over the receivers.
+    var skippedAfterRejoin: Int { live.map { $0.int("skipped") ?? 0 }.reduce(0, +) }
+
+    /// A killed sender's count is its last progress report before the kill; the
+    /// receivers may have more of its messages than that: the count is raised to them.
+    mutating func settleKilledSenderCounts() {
+        for sender in killedSenders where sender < sentBySender.count {
+            let delivered = live.map { unique($0).indices.contains(sender) ? unique($0)[sender] : 0 }.max() ?? 0
+            sentBySender[sender] = max(sentBySender[sender], delivered)
+        }
+    }
 
     /// Messages a killed sender had handed to its node that no live receiver delivered
     /// (they died with it: allowed, as long as all live receivers agree).
