@@ -128,8 +128,6 @@ struct BenchCommandTests {
         (["run", "--perturb", "crash", "--receivers", "1"], "at least 2 receivers"),
         (["run", "--perturb", "freeze", "--seconds", "5"], "--seconds 15"),
         (["run", "--rate", "-3"], "--rate"),
-        (["run", "--perturb", "cut"], "--hosts"),
-        (["run", "--perturb", "random-loss"], "--hosts"),
         (["run", "--hosts", "--fault-at", "some"], "--fault-at"),
         (["run", "--hosts", "--loss-percent", "0"], "--loss-percent"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),

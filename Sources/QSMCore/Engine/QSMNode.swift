@@ -243,7 +243,19 @@ public final class QSMNode: Sendable {
     /// node is thrown away on arrival (counted in `core.droppedByInjectedLoss`), as if
     /// the network dropped all its inbound traffic. Recovery must repair the gap.
     public func injectInboundLoss(for duration: Duration) {
-        submit { engine in engine.core.discardInbound(until: engine.core.now.advanced(by: duration)) }
+        injectFault(inboundLossPercent: 100, dropOutbound: false, for: duration)
+    }
+
+    /// Fault injection for experiments (loopback runs, where no firewall can single out
+    /// one node): for `duration`, `inboundLossPercent`% of the datagrams reaching this
+    /// node are thrown away at random, and with `dropOutbound` everything it sends too,
+    /// as if its host were cut off. Counted in `core.droppedByInjectedLoss`; a zero
+    /// duration ends a fault in effect.
+    public func injectFault(inboundLossPercent: Int, dropOutbound: Bool, for duration: Duration) {
+        submit { engine in
+            engine.core.injectFault(inboundLossPercent: inboundLossPercent, dropOutbound: dropOutbound,
+                                    until: engine.core.now.advanced(by: duration))
+        }
     }
 
     // MARK: Plumbing

@@ -26,6 +26,11 @@ public final class EventCore {
     private var queues: [RingBuffer<IOEvent>]
     private var deferredOutput: [UInt64] = []
     private var discardInboundUntil = Instant.zero
+    /// Injected faults (experiments only): a share of inbound datagrams, and outbound
+    /// ones too if asked, thrown away until `injectedFaultUntil`.
+    private var injectedLossPercent: UInt64 = 100
+    private var injectedOutboundDrop = false
+    private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
     /// Called after every I/O turn that handled at least one event.
     public weak var ioTurnObserver: (any IOTurnObserver)?
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
@@ -209,7 +214,25 @@ public final class EventCore {
     /// Fault injection for experiments: every datagram that arrives before `deadline` is
     /// read and thrown away (counted in `droppedByInjectedLoss`), as if the network had
     /// lost it on the way in.
-    public func discardInbound(until deadline: Instant) { discardInboundUntil = deadline }
+    public func discardInbound(until deadline: Instant) {
+        injectFault(inboundLossPercent: 100, dropOutbound: false, until: deadline)
+    }
+
+    /// Fault injection for experiments, as a network fault would act on this host: until
+    /// `deadline`, `inboundLossPercent`% of arriving datagrams (chosen at random) are
+    /// read and thrown away, and with `dropOutbound` every datagram this core would send
+    /// is thrown away too (a host cut off). All counted in `droppedByInjectedLoss`. A
+    /// deadline in the past ends the fault.
+    public func injectFault(inboundLossPercent: Int, dropOutbound: Bool, until deadline: Instant) {
+        injectedLossPercent = UInt64(min(max(inboundLossPercent, 0), 100))
+        injectedOutboundDrop = dropOutbound
+        discardInboundUntil = deadline
+    }
+
+    private func injectedInboundLoss() -> Bool {
+        guard now < discardInboundUntil else { return false }
+        return injectedLossPercent >= 100 || injectionRandom.next() % 100 < injectedLossPercent
+    }
 
     /// Alarm lateness since the last call (count, mean, max); starts a new interval.
     public func takeAlarmLatenessInterval() -> AlarmLatenessInterval {
@@ -359,7 +382,7 @@ public final class EventCore {
                     pool.release(buffer)
                     continue
                 }
-                if now < discardInboundUntil {
+                if injectedInboundLoss() {
                     statistics.droppedByInjectedLoss += 1
                     pool.release(buffer)
                     continue
@@ -423,6 +446,11 @@ public final class EventCore {
                     continue
                 }
                 if datagram.hasMore { state.requeue(feed, traffic: traffic) } else { state.withdraw(feed) }
+                if injectedOutboundDrop, now < discardInboundUntil {
+                    statistics.droppedByInjectedLoss += 1
+                    pool.release(buffer)
+                    continue
+                }
                 guard datagram.length >= 0, datagram.length <= bytes.count else {
                     statistics.droppedOversizedOutput += 1
                     pool.release(buffer)

@@ -168,7 +168,7 @@ struct Experiment {
     // MARK: Perturbations (Fig. 4.31-4.36, 4.61-4.63)
 
     mutating func perturbations() throws {
-        let kinds: [Perturbation] = settings.quick ? [.none, .sleep, .crash] : Perturbation.allCases.filter { !$0.needsHosts && $0 != .crashPartitionLeader }
+        let kinds: [Perturbation] = settings.quick ? [.none, .sleep, .crash] : Perturbation.allCases.filter { $0 != .crashPartitionLeader }
         var table = Table("perturbation", "sent", "fewest delivered", "lost", "dup", "in order", "msg/s", "recovery s",
                           "retransmitted", "dropped in")
         var rows: [[String]] = []

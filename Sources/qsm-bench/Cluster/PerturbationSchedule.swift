@@ -102,19 +102,27 @@ struct PerturbationSchedule {
                 try heal.apply()
                 burstMilliseconds.append(Double(MonotonicClock.now().nanoseconds(since: started)) / 1e6)
             } else {
-                for receiver in options.faultAtAllReceivers ? receivers : [receivers[0]] {
-                    try? receiver.send(WorkerLine("lose", [("ms", 10)]))
-                }
+                for receiver in faultedReceivers(cluster) { try? receiver.send(WorkerLine("lose", [("ms", 10)])) }
             }
             events.append((elapsed, elapsed + 0.01))
             nextAt += 1
         case .randomLoss, .cut:
-            let fault: HostNetwork.Fault = options.perturbation == .cut ? .cutOff : .randomLoss(percent: options.lossPercent)
-            for host in cluster.faultHosts { try cluster.network!.setFault(fault, on: host) }
             let length = options.faultSeconds ?? (options.perturbation == .cut ? 5 : .infinity)
+            if let network = cluster.network {
+                let fault: HostNetwork.Fault = options.perturbation == .cut ? .cutOff : .randomLoss(percent: options.lossPercent)
+                for host in cluster.faultHosts { try network.setFault(fault, on: host) }
+            } else {
+                // On loopback the nodes' own fault injection stands in for the firewall.
+                let cut = options.perturbation == .cut
+                for receiver in faultedReceivers(cluster) {
+                    try? receiver.send(WorkerLine("fault", [("percent", cut ? 100 : options.lossPercent), ("out", cut ? 1 : 0),
+                                                            ("ms", length.isFinite ? Int(length * 1000) : 86_400_000)]))
+                }
+            }
             faultUntil = elapsed + length
             events.append((elapsed, elapsed + length))
-            log("  host(s) \(cluster.faultHosts.map(String.init).joined(separator: ",")): "
+            log("  " + (cluster.network == nil ? "receiver(s) \(faultedReceivers(cluster).map(\.name).joined(separator: ", "))"
+                           : "host(s) \(cluster.faultHosts.map(String.init).joined(separator: ","))") + ": "
                 + (options.perturbation == .cut ? "cut off" : "\(options.lossPercent)% inbound loss")
                 + (length.isFinite ? " for \(format(length, 1)) s" : " until sending ends"))
             nextAt = .infinity
@@ -167,8 +175,16 @@ struct PerturbationSchedule {
     }
 
     private mutating func healNetwork(_ cluster: ClusterProcesses) throws {
-        for host in cluster.faultHosts { try cluster.network!.heal(host) }
+        if let network = cluster.network {
+            for host in cluster.faultHosts { try network.heal(host) }
+        } else {
+            for receiver in faultedReceivers(cluster) { try? receiver.send(WorkerLine("fault", [("ms", 0)])) }
+        }
         faultUntil = nil
+    }
+
+    private func faultedReceivers(_ cluster: ClusterProcesses) -> [WorkerProcess] {
+        options.faultAtAllReceivers ? cluster.receivers : [cluster.receivers[0]]
     }
 
     /// Makes churned receivers rejoin once the senders are done.

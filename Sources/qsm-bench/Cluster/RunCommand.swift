@@ -40,12 +40,14 @@ enum RunCommand {
                                  loss    all of receiver 0's inbound packets dropped for
                                          10 ms every second (with --hosts: an nftables
                                          drop-all rule; else the node's injection hook)
-                                 random-loss  (--hosts) nftables drops --loss-percent of
-                                         receiver 0's inbound packets at random
+                                 random-loss  --loss-percent of receiver 0's inbound
+                                         packets dropped at random (with --hosts by
+                                         nftables; else the node's injection hook)
                                  freeze  receiver 0 SIGSTOPped once for 10 s (needs
                                          --seconds >= 15; the default becomes 20)
-                                 cut     (--hosts) receiver 0's host cut off both ways
-                                         for 5 s from 30% of the run
+                                 cut     receiver 0 cut off both ways for 5 s from 30%
+                                         of the run (with --hosts by nftables on its
+                                         host; else the node drops all in and out)
                                  crash   a receiver that leads no ring SIGKILLed at 40%
                                  crash-region-leader     the region leader, at 40%
                                  crash-partition-leader  a partition leader that is not

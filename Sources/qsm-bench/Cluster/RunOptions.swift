@@ -12,11 +12,13 @@ enum Perturbation: String, CaseIterable, Sendable {
     /// All inbound packets dropped for 10 ms every second (on hosts: an nftables
     /// drop-all rule added and removed; on loopback: the node's fault-injection hook).
     case loss
-    /// A share of inbound packets dropped at random by nftables (hosts only).
+    /// A share of inbound packets dropped at random (nftables on hosts; on loopback the
+    /// node's fault injection).
     case randomLoss = "random-loss"
     /// SIGSTOP once, for 10 s.
     case freeze
-    /// A host cut off from the network, both ways, for a while (hosts only).
+    /// A host cut off from the network, both ways, for a while (nftables on hosts; on
+    /// loopback the node's fault injection drops everything in and out).
     case cut
     /// SIGKILL mid-run to a receiver that leads nothing.
     case crash
@@ -34,8 +36,6 @@ enum Perturbation: String, CaseIterable, Sendable {
     /// A hostile process sprays garbage and forged packets at every node and the GMS.
     case hostile
 
-    /// nftables faults need hosts of their own.
-    var needsHosts: Bool { self == .randomLoss || self == .cut }
 
     /// A receiver is killed (and is not checked).
     var killsReceiver: Bool { self == .crash || self == .crashRegionLeader || self == .crashPartitionLeader }
@@ -118,9 +118,6 @@ struct RunOptions {
         if let seconds, !(seconds > 0 && seconds <= 86_400) { throw ConfigurationError("--seconds must be in (0, 86400]") }
         if let count, count < 1 { throw ConfigurationError("--count must be at least 1") }
         guard rate >= 0, rate <= 10_000_000 else { throw ConfigurationError("--rate must be 0 (as fast as possible) to 10000000") }
-        if perturbation.needsHosts, !hosts {
-            throw ConfigurationError("--perturb \(perturbation.rawValue) uses nftables on a host of its own: add --hosts")
-        }
         if perturbation.killsReceiver || perturbation == .churn, receivers < 2 {
             throw ConfigurationError("--perturb \(perturbation.rawValue) needs at least 2 receivers (someone must stay to check)")
         }

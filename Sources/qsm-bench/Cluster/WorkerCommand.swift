@@ -126,6 +126,9 @@ enum WorkerCommand {
                 say(WorkerLine("targets", [("multicast", addresses.isEmpty ? "-" : addresses)]))
             case "lose":
                 receiver?.node.injectInboundLoss(for: .milliseconds(command.int("ms") ?? 10))
+            case "fault":
+                receiver?.node.injectFault(inboundLossPercent: command.int("percent") ?? 100, dropOutbound: command["out"] == "1",
+                                           for: .milliseconds(command.int("ms") ?? 0))
             case "leave":
                 receiver?.leaveAll()
             case "join":
