@@ -60,6 +60,14 @@ struct FaultScenarioTests {
             let perDrop = json["retransmissions_per_dropped_packet"] as? Double ?? .infinity
             #expect(perDrop <= 3, "\(perDrop) retransmissions per dropped packet")
         },
+        // Cut off for longer than the GMS's heartbeat timeout: excluded, then rejoining
+        // cleanly (owed what is sent from its new views on), never stalling the others.
+        Scenario(name: "a host cut off for 5 s, excluded and rejoining",
+                 arguments: ["--perturb", "cut", "--heartbeat-timeout", "2", "--seconds", "14", "--rate", "5000"],
+                 timeoutSeconds: 150) { json in
+            #expect((json["packets_dropped_by_nftables"] as? Int ?? 0) > 0, "the fault dropped nothing: not a real fault")
+            #expect((json["skipped_after_rejoin"] as? Int ?? 0) > 0, "the cut-off receiver was never excluded")
+        },
         Scenario(name: "a GMS restart", arguments: ["--perturb", "gms-restart", "--seconds", "8", "--rate", "5000"],
                  timeoutSeconds: 150, checks: recovered),
         Scenario(name: "20 join/leave events in a 60 s stream",

@@ -164,9 +164,8 @@ public final class MembershipClient {
     /// The connection failed or closed; a reconnection is scheduled unless the client was
     /// stopped, or an exclusion already scheduled an immediate one.
     ///
-    /// The views are kept until the GMS sends new ones: the data path does not need the
-    /// GMS, so traffic flows on through its restart or a broken connection, and the first
-    /// full update after re-registering replaces whatever changed meanwhile. (Forgetting
+    /// The views are kept until the node registers again: the data path does not need the
+    /// GMS, so traffic flows on through its restart or a broken connection. (Forgetting
     /// them here dropped every region at once, and with it every message still in flight.)
     public func disconnected(now: Instant) {
         guard !stopped else { return }
@@ -186,6 +185,9 @@ public final class MembershipClient {
         }
         switch message {
         case .registered:
+            // Registered again: whatever was excluded or changed meanwhile, the views
+            // start over from the full update that follows.
+            if hasRegisteredBefore { forgetViews() }
             state = .registered
             isRegistered = true
             events.append(.registered(rejoining: hasRegisteredBefore))

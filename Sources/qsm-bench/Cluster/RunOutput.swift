@@ -28,7 +28,9 @@ enum RunTable {
                          report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
                      + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum), lost \(report.lost)"
                      + (report.killedSenders.isEmpty ? "" : ", \(report.diedWithSender) died with the killed sender before anyone had them")
-                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAfterRejoin) in flight at the region switch skipped" : "")
+                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAfterRejoin) in flight at the region switch skipped"
+                        : report.options.perturbation != .churn && report.skippedAfterRejoin > 0
+                        ? ", \(report.skippedAfterRejoin) sent while a receiver was excluded (it rejoined)" : "")
                      + ")")
         let latency = report.latency
         if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {

@@ -68,11 +68,19 @@ struct RunReport {
     /// Every checked receiver has every message it must have, intact. Across a GMS
     /// restart that is everything from where its streams resumed to the end (messages in
     /// flight when the regions changed may be skipped, never delivered twice).
+    /// A receiver excluded while cut off rejoins the same way, and is owed what is sent
+    /// from its new views on.
     var complete: Bool {
         !stalled && checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
-            (options.perturbation == .gmsRestart ? last(line) : unique(line)) == expectedBySender
-                && (line.int("corrupt") ?? 1) == 0
+            owed(line) == expectedBySender && (line.int("corrupt") ?? 1) == 0
         }
+    }
+
+    /// What a receiver has of each sender, as far as it is owed: every message, or, for
+    /// one whose streams resumed in new views (GMS restart, exclusion and rejoin), every
+    /// message up to the last.
+    private func owed(_ line: WorkerLine) -> [Int] {
+        options.perturbation == .gmsRestart || (line.int("skipped") ?? 0) > 0 ? last(line) : unique(line)
     }
 
     private func last(_ line: WorkerLine) -> [Int] {
@@ -83,7 +91,7 @@ struct RunReport {
     var lost: Int {
         let expected = expectedBySender
         return checked.map { line in
-            let got = options.perturbation == .gmsRestart ? last(line) : unique(line)
+            let got = owed(line)
             return expected.indices.map { max(0, expected[$0] - (got.indices.contains($0) ? got[$0] : 0)) }.reduce(0, +)
         }.reduce(0, +) + (options.checkedReceivers.count - checked.count) * expected.reduce(0, +)
     }
