@@ -10,7 +10,8 @@ enum RunCommand {
                qsm-bench            (the same as: qsm-bench run)
 
         Starts a GMS, sender and receiver processes inside a private network namespace
-        (root needed) and measures, in this order and with the same processes:
+        (root needed; with --hosts, each on a namespaced host of its own) and measures,
+        in this order and with the same processes:
           1. the raw kernel limit: an unreliable sendmmsg/recvmmsg multicast blast of the
              same message size and socket buffers, searched for the highest paced rate
              at which no receiver loses anything (confirmed by a trial four times as
