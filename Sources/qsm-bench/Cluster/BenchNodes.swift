@@ -65,6 +65,10 @@ final class BenchReceiver: Sendable {
 
     var deliveredCount: Int { delivered.load(ordering: .relaxed) }
 
+    /// The last message delivered of every stream, summed: equal to the delivered count
+    /// unless messages were skipped while this node was out of its groups.
+    var tailCount: Int { check.withLock { $0.lastBySender.reduce(0, +) } }
+
     var multicastAddresses: [SocketAddress] { regionAddresses.withLock { Array($0) } }
 
     /// The newest view of a region this node is in (who leads the rings).

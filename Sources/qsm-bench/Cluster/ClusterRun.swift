@@ -132,7 +132,9 @@ struct ClusterRun {
             }
             if let done = sendingDone {
                 let counts = options.checkedReceivers.map { receivers[$0].latestCount }
-                var complete = counts.allSatisfy { $0 >= sentTotal }
+                // By how far the streams have come: a receiver that rejoined after an
+                // exclusion is owed only what was sent from then on, up to the last.
+                var complete = options.checkedReceivers.allSatisfy { receivers[$0].latestTail >= sentTotal }
                 if options.perturbation == .crashSender {
                     // Nobody knows how much the dead sender got out: the live receivers must
                     // agree, and stay agreed, for two seconds.
@@ -166,6 +168,7 @@ struct ClusterRun {
         for receiver in receivers {
             report.receiverResults.append(receiver.killed ? nil : try receiver.expect("result", within: 30))
             report.receiverProgress.append(receiver.progress)
+            report.receiverTails.append(receiver.tailProgress)
         }
         report.senderProgress = senders.map(\.progress)
         report.settleKilledSenderCounts()

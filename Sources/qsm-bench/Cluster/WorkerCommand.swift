@@ -100,7 +100,8 @@ enum WorkerCommand {
                 let groups = command.int("groups") ?? 1
                 receiver = try BenchReceiver(configuration: try nodeConfiguration(command), groups: groups,
                                              senders: command.int("senders") ?? 1)
-                progress = ProgressReporter { [receiver] in receiver!.deliveredCount }
+                progress = ProgressReporter(count: { [receiver] in receiver!.deliveredCount },
+                                            tail: { [receiver] in receiver!.tailCount })
                 say(WorkerLine("node", [("id", receiver!.node.id.value), ("address", receiver!.node.address)]))
             case "send":
                 sender = try BenchSender(configuration: try nodeConfiguration(command), index: command.int("index") ?? 0,
@@ -177,18 +178,22 @@ enum WorkerCommand {
 }
 
 /// Prints `p t=NANOSECONDS n=COUNT` every 100 ms from a thread of its own, so that the
-/// coordinator can draw throughput over time.
+/// coordinator can draw throughput over time; with `tail`, also `l=TAIL`: how far the
+/// streams have come (for a receiver that skipped messages while away, more than its
+/// count), which tells the coordinator when it has everything it is owed.
 final class ProgressReporter: Sendable {
     private let thread: SystemThread?
     private let stopping = SharedFlag()
 
-    init(count: @escaping @Sendable () -> Int) {
+    init(count: @escaping @Sendable () -> Int, tail: (@Sendable () -> Int)? = nil) {
         let stopping = self.stopping
         thread = try? SystemThread(name: "progress") {
             while !stopping.isSet {
                 var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
                 nanosleep(&pause, nil)
-                WorkerCommand.say(WorkerLine("p", [("t", MonotonicClock.now().nanoseconds), ("n", count())]))
+                var fields: [(String, Any)] = [("t", MonotonicClock.now().nanoseconds), ("n", count())]
+                if let tail { fields.append(("l", tail())) }
+                WorkerCommand.say(WorkerLine("p", fields))
             }
         }
     }

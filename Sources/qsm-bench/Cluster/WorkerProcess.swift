@@ -45,6 +45,7 @@ final class WorkerProcess {
             guard let line = WorkerLine(parsing: text) else { continue }
             if line.verb == "p", let time = line[ "t"].flatMap({ Int64($0) }), let count = line.int("n") {
                 progress.append((time, count))
+                tailProgress.append((time, line.int("l") ?? count))
             } else {
                 pending.append(line)
             }
@@ -52,6 +53,9 @@ final class WorkerProcess {
     }
 
     var latestCount: Int { progress.last?.count ?? 0 }
+    /// How far the worker's streams have come (see `ProgressReporter`), over time.
+    private(set) var tailProgress: [(time: Int64, count: Int)] = []
+    var latestTail: Int { tailProgress.last?.count ?? 0 }
 
     /// Waits for the next line with `verb`, up to `seconds`.
     func expect(_ verb: String, within seconds: Double) throws -> WorkerLine {
