@@ -104,13 +104,6 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         for region in client.regions.values {
             for member in region.members { addressBook[member.id] = member.address }
         }
-        // Registered again after a lost connection: the GMS may have excluded this node
-        // meanwhile (or be a new one), so every region is joined afresh, owed only what is
-        // sent from the new views on. Kept, the old streams would wait for messages the
-        // others made stable while this node was away, and stall everyone's acknowledgements.
-        if events.contains(where: { if case .registered(rejoining: true) = $0 { return true } else { return false } }) {
-            protocolNode.installMembership(regions: [], groups: [], now: core.now)
-        }
         protocolNode.installMembership(regions: Array(client.regions.values), groups: Array(client.groups.values), now: core.now)
         // One multicast socket per address this node must listen on: its regions, and
         // the hybrid groups it belongs to.

@@ -185,8 +185,12 @@ public final class MembershipClient {
         }
         switch message {
         case .registered:
-            // Registered again: whatever was excluded or changed meanwhile, the views
-            // start over from the full update that follows.
+            // Registered again: the GMS may have excluded this node meanwhile, or be a new
+            // one. The views start over from the full update that follows, so every region
+            // is joined afresh, owed only what is sent from its new view on. (The agent
+            // hands these events over before the next frame is read, so the protocol sees
+            // the empty views.) Kept, the old streams would wait for messages the others
+            // made stable while this node was away, and stall everyone's acknowledgements.
             if hasRegisteredBefore { forgetViews() }
             state = .registered
             isRegistered = true

@@ -224,7 +224,8 @@ struct RunReport {
     ///   of what it was in the two seconds before.
     /// - A sender crash: until the live receivers agreed on what they had of its messages.
     var recoverySeconds: Double? {
-        guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers else { return nil }
+        guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers,
+              receiverTails.count == options.receivers else { return nil }
         if options.perturbation == .crashSender { return agreementSeconds }
         func count(_ series: [(time: Int64, count: Int)], at time: Double) -> Int {
             let limit = Int64(time * 1e9) + startNanoseconds
@@ -249,8 +250,7 @@ struct RunReport {
                 let perturbed = options.faultAtAllReceivers && options.perturbation.isNetworkFault
                     ? Array(0..<options.receivers) : [0]
                 var time = event.end
-                let series = receiverTails.count == options.receivers ? receiverTails : receiverProgress
-                while time <= end, perturbed.contains(where: { count(series[$0], at: time) < sentThen }) { time += 0.05 }
+                while time <= end, perturbed.contains(where: { count(receiverTails[$0], at: time) < sentThen }) { time += 0.05 }
                 if time > end { return nil }
                 worst = max(worst, time - event.end)
             }
