@@ -60,8 +60,9 @@ struct EmbeddingTests {
         let received = try await within(seconds: 60) { await receiver.value }
         #expect(received == (1...count).map { "message \($0)" })
         #expect(callbackCount.value == count)
-        // A member publishing to its own group receives its own messages, exactly once.
-        let own = await publisher.statistics()
+        // A member publishing to its own group receives its own messages, exactly once
+        // (over the multicast loopback, so possibly a little after the subscriber).
+        let own = await awaitStatistics(of: publisher, within: 30) { $0.protocolStatistics.delivered >= count }
         #expect(own.protocolStatistics.delivered == count)
         // Everything is eventually acknowledged.
         try await within(seconds: 30) {
@@ -70,8 +71,9 @@ struct EmbeddingTests {
         let statistics = await subscriber.statistics()
         #expect(statistics.protocolStatistics.delivered == count)
         #expect(statistics.regions == 1)
-        // The non-blocking variant reports a full window instead of waiting: a burst takes
-        // microseconds, and acknowledgement needs at least one token round (5 ms).
+        // The non-blocking variant reports a full window instead of waiting. How many a
+        // burst gets in depends on how many acknowledgements arrive meanwhile (this
+        // thread can be descheduled mid-burst), so only the refusal is asserted.
         var accepted = 0
         var refused = false
         for index in 0..<1000 {
@@ -83,7 +85,7 @@ struct EmbeddingTests {
             if refused { break }
         }
         #expect(refused)
-        #expect(accepted >= 1 && accepted <= 64)
+        #expect(accepted >= 1)
         // A message over the size limit is refused with a reason, not queued.
         guard case .rejected = publisher.tryPublish([UInt8](repeating: 0, count: 2 << 20), to: group) else {
             Issue.record("an oversized message was not rejected")
@@ -140,11 +142,12 @@ struct AuthenticationTests {
             return messages
         }
         #expect(received == (1...20).map { "genuine \($0)" })
-        // Whatever else might have come in the meantime, nothing forged was delivered,
-        // and the forger's datagrams were counted as they were dropped.
-        let statistics = await receiver.statistics()
-        #expect(statistics.protocolStatistics.delivered == 20)
+        // The forger's datagrams are counted as they are dropped. They race the genuine
+        // ones (two cores, other tests running), so the count is awaited, bounded.
+        let statistics = await awaitStatistics(of: receiver, within: 30) { $0.droppedUnauthenticated >= 20 }
         #expect(statistics.droppedUnauthenticated >= 20)
+        // Whatever else came in the meantime, nothing forged was delivered.
+        #expect(statistics.protocolStatistics.delivered == 20)
         #expect(member.configuration.clusterSecret != nil)
         // A secret too short to be one is refused before anything starts.
         var weak = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 7000))
@@ -166,6 +169,18 @@ func within<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async -
         }
         group.cancelAll()
         return value
+    }
+}
+
+/// `node`'s statistics once `satisfied` holds for them, or the last snapshot after
+/// `seconds`: counters that other threads are still catching up on are awaited, bounded.
+func awaitStatistics(of node: QSMNode, within seconds: Double,
+                until satisfied: (QSMNodeStatistics) -> Bool) async -> QSMNodeStatistics {
+    let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(seconds * 1e9))
+    while true {
+        let snapshot = await node.statistics()
+        if satisfied(snapshot) || MonotonicClock.now() >= deadline { return snapshot }
+        try? await Task.sleep(for: .milliseconds(20))
     }
 }
 
