@@ -104,7 +104,8 @@ enum SimulateCommand {
             ("max_cached_bytes_per_node", "\(result.maximumCachedBytesPerNode)"),
             ("max_held_bytes_per_node", "\(result.maximumHeldBytesPerNode)"),
             ("control_bytes_per_data_byte", f(result.controlBytesPerDataByte)),
-            ("retransmissions", "\(result.retransmissions)"), ("max_token_records", "\(result.maximumTokenRecords)"),
+            ("retransmissions", "\(result.retransmissions)"), ("duplicates_received", "\(result.duplicatesReceived)"),
+            ("max_token_records", "\(result.maximumTokenRecords)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {

@@ -168,6 +168,22 @@ import Testing
         #expect(hybrid.delivered == plain.delivered)
     }
 
+    /// A frozen node's socket keeps what arrives while it is stopped (the backlog fits
+    /// the buffer here), and reading that backlog takes time once it runs again. Nothing
+    /// was lost, so nothing may be asked for: neither on account of the paused time, nor
+    /// for a tail that is still queued behind the packets being read. (Both once caused a
+    /// retransmission of most of the backlog, each one arriving as a duplicate.)
+    @Test(arguments: 1...4 as ClosedRange<UInt64>)
+    func aFreezeWhoseBacklogFitsTheSocketCostsNoRetransmission(seed: UInt64) throws {
+        var scenario = Self.base(5, seconds: 6, rate: 6_000)
+        scenario.freezes = [.init(node: Int(seed % 4), start: 1, length: 0.5, every: 2)]
+        let result = try Simulator(scenario: scenario, seed: seed).run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(result.delivered >= result.published && result.published > 0)
+        #expect(result.retransmissions == 0, "seed \(seed)")
+        #expect(result.duplicatesReceived == 0, "seed \(seed)")
+    }
+
     @Test(arguments: cases)
     func invariantsHold(_ testCase: Case) throws {
         for seed in testCase.seeds {

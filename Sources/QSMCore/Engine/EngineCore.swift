@@ -163,6 +163,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     }
 
     func ioTurnEnded(core: EventCore) {
+        if !core.hasQueuedInput, protocolNode.inputCaughtUp(now: core.now) { settlePending = true }
         if settlePending {
             settlePending = false
             settle()

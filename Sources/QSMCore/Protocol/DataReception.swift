@@ -10,7 +10,7 @@ extension ProtocolNode {
     /// One datagram arrived, read in place (valid only during the call): only the
     /// payload is copied out, once.
     public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
-        self.now = now
+        enter(now)
         let packet: ProtocolPacket
         do throws(WireError) {
             packet = try ProtocolPacket(decoding: bytes)
@@ -88,7 +88,7 @@ extension ProtocolNode {
         let target = min(reported, limit)
         guard target > stream.maximumSeen else { return false }
         for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...target where stream.outOfOrder[gap] == nil {
-            stream.missing[gap] = (now, 0, .zero)
+            stream.missing[gap] = (runningNow, 0, .zero)
         }
         stream.maximumSeen = target
         return true
@@ -124,7 +124,7 @@ extension ProtocolNode {
             stream.contiguous = stream.start - 1
             // The newly owed range (below the old start, so nonempty) is missing until it
             // arrives; this packet may be in it.
-            for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (now, 0, .zero) }
+            for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (runningNow, 0, .zero) }
         }
         defer { streams[key] = stream }
         let sequence = packet.sequence
@@ -143,10 +143,16 @@ extension ProtocolNode {
         // only numbers beyond the old maximum can be new gaps.
         let firstUnknown = max(stream.maximumSeen, stream.contiguous) + 1
         stream.maximumSeen = max(stream.maximumSeen, sequence)
-        stream.maximumReceived = max(stream.maximumReceived, sequence)
+        if !retransmitted {
+            // Only the sender's own transmissions share one FIFO path: a retransmission
+            // (unicast, read ahead of the multicast backlog) says nothing about what is
+            // still queued, and counting it made the whole backlog look lost.
+            stream.maximumReceived = max(stream.maximumReceived, sequence)
+            stream.lastArrivalAt = runningNow
+        }
         arrivals[packet.region, default: 0] += 1
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
-            statistics.recoveryNanoseconds.append(now.nanoseconds(since: noticed.since))
+            statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
         if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
             stream.cache[sequence] = packet
@@ -160,12 +166,12 @@ extension ProtocolNode {
             // prefix instead cost O(window) lookups per packet behind a hole: CPU-bound
             // receivers under loss.)
             if firstUnknown < sequence {
-                for gap in firstUnknown..<sequence { stream.missing[gap] = (now, 0, .zero) }
+                for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
             }
             guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
                 // Bounded: drop it, and ask for it again like any other gap.
                 statistics.outOfOrderDropped += 1
-                if stream.missing[sequence] == nil { stream.missing[sequence] = (now, 0, .zero) }
+                if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
                 return
             }
             stream.outOfOrder[sequence] = packet

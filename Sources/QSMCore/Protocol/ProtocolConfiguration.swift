@@ -29,6 +29,11 @@ public struct ProtocolConfiguration: Sendable {
     public var tailGracePeriod: Duration = .milliseconds(25)
     /// How long a node waits for a requested packet before asking again (elsewhere).
     public var requestRetryInterval: Duration = .milliseconds(20)
+    /// How much a pause between two events counts toward the grace periods and the retry
+    /// interval. A node that did not run (frozen, descheduled) has not read what arrived
+    /// meanwhile; counting the whole pause would make it ask for its own socket backlog.
+    /// Below the tail grace, so a pause alone never makes a tail due.
+    public var pauseAllowance: Duration = .milliseconds(10)
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -65,8 +70,8 @@ public struct ProtocolConfiguration: Sendable {
         guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
             throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
         }
-        guard gapGracePeriod >= .zero, tailGracePeriod >= .zero, requestRetryInterval >= .zero else {
-            throw ConfigurationError("grace periods and the request retry interval cannot be negative")
+        guard gapGracePeriod >= .zero, tailGracePeriod >= .zero, requestRetryInterval >= .zero, pauseAllowance >= .zero else {
+            throw ConfigurationError("grace periods, the request retry interval and the pause allowance cannot be negative")
         }
         guard maximumSequenceJump >= windowMessages else {
             throw ConfigurationError("the maximum sequence jump (\(maximumSequenceJump)) must be at least the window (\(windowMessages) messages)")

@@ -16,6 +16,11 @@ public final class ProtocolNode {
 
     var random: SplitMix64
     var now = Instant.zero
+    /// The clock of recovery's grace periods and retries: it follows `now`, except that
+    /// a pause between two events (the process frozen or descheduled) counts for at most
+    /// `pauseAllowance`. What arrived during a pause is still unread in the sockets, and
+    /// asking for it again the moment the node runs would only duplicate it.
+    var runningNow = Instant.zero
     // Membership.
     var regions: [RegionID: RegionView] = [:]
     var groups: [GroupID: GroupView] = [:]
@@ -51,6 +56,8 @@ public final class ProtocolNode {
     var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
     /// Nodes that left a view of one of this node's regions (crashed, or moved away).
     var departed: Set<NodeID> = []
+    /// Regions whose token visit left missing tails for the next `inputCaughtUp(now:)`.
+    var tailsAwaitingInput: Set<RegionID> = []
     var outOfOrderTotal = 0
     var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
     /// What this node, as region leader, last acknowledged per sender.
@@ -86,13 +93,21 @@ public final class ProtocolNode {
         random = SplitMix64(seed: seed ^ id.value &* 0x9E37_79B9_7F4A_7C15)
     }
 
+    /// Every event enters here with its time: `now` follows it, `runningNow` too but
+    /// counts a pause since the previous event for at most `pauseAllowance`.
+    func enter(_ time: Instant) {
+        let elapsed = max(0, time.nanoseconds(since: now))
+        runningNow = runningNow.advanced(byNanoseconds: min(elapsed, configuration.pauseAllowance.totalNanoseconds))
+        now = time
+    }
+
     // MARK: Membership
 
     /// Installs the current views of this node's regions and of the groups it belongs or
     /// publishes to (what the GMS sent it). Rings are rebuilt from the new views; tokens of
     /// older views are dropped when they arrive.
     public func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
-        self.now = now
+        enter(now)
         var next: [RegionID: RegionView] = [:]
         for region in newRegions where region.members.contains(where: { $0.id == id }) {
             next[region.id] = region
@@ -175,7 +190,7 @@ public final class ProtocolNode {
     /// Queues a message to a group, committed to the group's current view. Returns
     /// `.wouldBlock` while the flow-control window is full.
     public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
-        self.now = now
+        enter(now)
         guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
         guard payload.count <= configuration.maximumMessageBytes else {
             return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
@@ -293,7 +308,7 @@ public final class ProtocolNode {
     /// Builds the next datagram, freshest state first: control, then retransmissions,
     /// then new data. Nil when there is nothing to send.
     public func nextDatagram(now: Instant) -> ProtocolDatagram? {
-        self.now = now
+        enter(now)
         while let item = control.popFirst() {
             switch item {
             case .token(var token, let target, let contribute):

@@ -61,6 +61,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var staleTokensDropped = 0
     /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
     public var requestsSent = 0
+    /// Sequence numbers asked for: holes below what arrived, tails beyond it, and ones
+    /// asked for again (the answer did not come within the retry interval).
+    public var holesAsked = 0
+    public var tailsAsked = 0
+    public var askedAgain = 0
     public var requestsReceived = 0
     public var retransmissionsDropped = 0
     public var abandonedAfterSenderLeft = 0
@@ -75,8 +80,10 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var maximumHeldBytes = 0
     /// The most bytes held on the receive side at once (cache and out-of-order packets).
     public var maximumCachedBytes = 0
-    /// Time from noticing a gap to repairing it, per repaired packet (for percentiles).
-    public var recoveryNanoseconds: [Int64] = []
+    /// Time from noticing a gap to repairing it, in microseconds of the node's running
+    /// time (see `ProtocolConfiguration.pauseAllowance`). A histogram: bounded however
+    /// many packets are repaired.
+    public var recoveryMicroseconds = LatencyHistogram()
 }
 
 extension UInt32 {

@@ -10,7 +10,8 @@ final class ReceiveStream {
     var contiguous: UInt64
     /// The highest sequence number known to exist (seen here or reported by a token).
     var maximumSeen: UInt64
-    /// The highest sequence number that reached this node itself (not just reported).
+    /// The highest sequence number that reached this node itself (not just reported) in
+    /// the sender's own transmission, not a retransmission.
     var maximumReceived: UInt64 = 0
     /// The highest sequence number known stable (held by every member of the region).
     var stable: UInt64 = 0
@@ -20,7 +21,11 @@ final class ReceiveStream {
     var cache: [UInt64: DataPacket] = [:]
     var cachedBytes = 0
     var outOfOrderBytes = 0
-    /// Missing sequence numbers: when first noticed, and how many requests went out.
+    /// When (in the node's running time) a new packet of this stream last arrived: while
+    /// packets keep coming, a missing tail may still be queued behind them.
+    var lastArrivalAt = Instant.zero
+    /// Missing sequence numbers: when first noticed, how many requests went out and when
+    /// the last did (in the node's running time).
     var missing: [UInt64: (since: Instant, attempts: Int, askedAt: Instant)] = [:]
     /// Fragments of the message being reassembled, in order.
     var fragments: [DataPacket] = []

@@ -37,7 +37,7 @@ extension ProtocolNode {
 
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
     public func tick(now: Instant) {
-        self.now = now
+        enter(now)
         // An idle sender with unacknowledged messages tells its regions how far it got.
         if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
             let pace = configuration.busyTokenInterval.totalNanoseconds
@@ -375,96 +375,5 @@ extension ProtocolNode {
                 }
             }
         }
-    }
-
-    // MARK: Recovery
-
-    /// A partition token visits: learn what exists and what is stable, then ask for what
-    /// is missing, a bounded number per stream (no node reacts to loss with a flood).
-    func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
-        for record in records {
-            let key = StreamKey(sender: record.sender, region: region.id)
-            guard record.maximumSeen > 0 || streams[key] != nil else {
-                if record.stable > 0 { streams[key]?.learnStable(record.stable) }
-                continue
-            }
-            guard let stream = stream(key, firstPacket: nil) else { continue }
-            learnMaximum(record.maximumSeen, in: stream)
-            if record.stable > 0 { stream.learnStable(record.stable) }
-            streams[key] = stream
-        }
-        var requests: [NodeID: RequestPacket] = [:]
-        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
-            where key.region == region.id && !stream.missing.isEmpty {
-            if departed.contains(key.sender) {
-                stream.roundsWithoutSender += 1
-                if stream.roundsWithoutSender > Self.abandonAfterRounds {
-                    abandonGaps(stream)
-                    streams[key] = stream
-                    continue
-                }
-            }
-            var asked = 0
-            for sequence in stream.missing.keys.sorted() {
-                guard asked < configuration.recoveryRequestsPerRound else { break }
-                let (since, attempts, askedAt) = stream.missing[sequence]!
-                // Asked recently: the answer is probably on its way; asking again now would
-                // only duplicate it.
-                if attempts > 0, now.nanoseconds(since: askedAt) < configuration.requestRetryInterval.totalNanoseconds { continue }
-                // A gap just learned of may still be in this node's socket queue (tokens
-                // come on the control path, ahead of the data). A hole below what arrived
-                // here is lost (links are FIFO per sender) and is asked for after a short
-                // grace; a tail beyond it waits longer, since after a freeze a node reads
-                // many tokens before its data backlog.
-                if attempts == 0 {
-                    let grace = sequence < stream.maximumReceived ? configuration.gapGracePeriod : configuration.tailGracePeriod
-                    if now.nanoseconds(since: since) < grace.totalNanoseconds { continue }
-                }
-                asked += 1
-                stream.missing[sequence]!.attempts = attempts + 1
-                stream.missing[sequence]!.askedAt = now
-                let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
-                guard let target else { continue }
-                let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-                requests[target, default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
-                                                        sequences: [])].sequences.append(sequence)
-            }
-            streams[key] = stream
-        }
-        for (target, request) in requests.sorted(by: { $0.key < $1.key }) {
-            statistics.requestsSent += 1
-            control.append(.request(request, to: target))
-        }
-    }
-
-    /// Caching peers first, picked at random within the partition that caches the
-    /// sequence number (so a long burst is repaired by many peers at once); the sender
-    /// every `peerAttemptsBeforeSender + 1`-th attempt, while it is still around.
-    func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
-        let senderAvailable = !departed.contains(key.sender) && key.sender != id
-        let cycle = configuration.peerAttemptsBeforeSender + 1
-        if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
-        let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
-        var candidates = partition.members.filter { $0 != id && $0 != key.sender }
-        if candidates.isEmpty { candidates = region.members.map(\.id).filter { $0 != id && $0 != key.sender } }
-        if candidates.isEmpty { return senderAvailable ? key.sender : nil }
-        return candidates[Int(random.next() % UInt64(candidates.count))]
-    }
-
-    /// The sender left and nobody answered for many rounds: the missing packets are gone
-    /// for good. Skip them so later messages flow and the stream can quiesce.
-    func abandonGaps(_ stream: ReceiveStream) {
-        let limit = stream.maximumSeen
-        while stream.contiguous < limit {
-            if stream.outOfOrder[stream.contiguous + 1] != nil {
-                drainInOrder(stream)
-                continue
-            }
-            stream.contiguous += 1
-            stream.missing[stream.contiguous] = nil
-            stream.fragments.removeAll()
-            statistics.abandonedAfterSenderLeft += 1
-        }
-        stream.missing.removeAll()
     }
 }

@@ -33,6 +33,12 @@ public final class EventCore {
     private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
     /// Called after every I/O turn that handled at least one event.
     public weak var ioTurnObserver: (any IOTurnObserver)?
+
+    /// Whether datagrams read off the sockets still wait to be handed to their handlers
+    /// (an I/O turn ran out of its quantum before it got through them).
+    public var hasQueuedInput: Bool {
+        !queues[IOPriority.networkInboundControl.rawValue].isEmpty || !queues[IOPriority.networkInboundData.rawValue].isEmpty
+    }
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
     private var lateness = AlarmLatenessMeter()
     private let ioQuantumNanoseconds: Int64

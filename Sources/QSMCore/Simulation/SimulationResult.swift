@@ -14,6 +14,9 @@ public struct SimulationResult: Sendable {
     public var maximumHeldBytesPerNode: Int
     public var controlBytesPerDataByte: Double
     public var retransmissions: Int
+    /// Data packets that reached a node that already had them: needless retransmissions
+    /// (asked for too early, or answered by more than one peer) and network duplicates.
+    public var duplicatesReceived: Int
     public var maximumTokenRecords: Int
     public var wallSeconds: Double
     /// Simulated time from the end of publishing until every live node was quiescent.

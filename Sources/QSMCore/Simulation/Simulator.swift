@@ -8,6 +8,8 @@ public final class Simulator {
 
     private enum Event {
         case arrival(node: Int, bytes: [UInt8])
+        /// A data packet read from a socket queue that built up (after a freeze).
+        case read(node: Int, bytes: [UInt8])
         case linkFree(node: Int)
         case timer(node: Int)
         case publish(node: Int)
@@ -30,6 +32,10 @@ public final class Simulator {
         var dropping = false
         var inbox = RingBuffer<[UInt8]>(initialCapacity: 16)
         var inboxBytes = 0
+        /// Until when the node is still reading a backlog of data off its socket: data
+        /// arriving meanwhile queues behind it (control packets come on the unicast
+        /// socket, which the engine reads first).
+        var readingBacklogUntil = Instant.zero
         var timer: AlarmHandle?
         var timerAt = Instant.zero
         var groups: Set<GroupID> = []
@@ -53,6 +59,10 @@ public final class Simulator {
     private var publishingEnds = Instant.zero
     private var quietAt: Instant?
     private static let inboxLimitBytes = 4 << 20
+    /// What reading and handling one queued data packet costs a thawed node: a backlog
+    /// takes time to work through, as in the engine, and meanwhile tokens report packets
+    /// that are still in the queue.
+    private static let backlogReadNanoseconds: Int64 = 10_000
 
     public init(scenario: SimulationScenario, seed: UInt64) throws(ConfigurationError) {
         try scenario.validate()
@@ -127,6 +137,22 @@ public final class Simulator {
                 node.inboxBytes += bytes.count
                 return
             }
+            if now < node.readingBacklogUntil && Self.isMulticastData(bytes) {
+                queueBehindBacklog(bytes, at: index)
+                return
+            }
+            node.protocolNode.receive(bytes, now: now)
+            settle(index)
+        case .read(let index, let bytes):
+            let node = nodes[index]
+            guard !node.crashed, node.present else { return }
+            if node.frozen {
+                // Frozen again before the backlog was read: it waits in the queue.
+                guard node.inboxBytes + bytes.count <= Self.inboxLimitBytes else { return }
+                node.inbox.append(bytes)
+                node.inboxBytes += bytes.count
+                return
+            }
             node.protocolNode.receive(bytes, now: now)
             settle(index)
         case .linkFree(let index):
@@ -154,9 +180,15 @@ public final class Simulator {
             let node = nodes[index]
             guard !node.crashed else { return }
             node.frozen = false
-            while let bytes = node.inbox.popFirst() { node.protocolNode.receive(bytes, now: now) }
+            // Control first (the engine reads its unicast socket ahead of multicast data),
+            // then the data backlog, one packet at a time.
+            var data: [[UInt8]] = []
+            while let bytes = node.inbox.popFirst() {
+                if Self.isMulticastData(bytes) { data.append(bytes) } else { node.protocolNode.receive(bytes, now: now) }
+            }
             node.inboxBytes = 0
             node.protocolNode.tick(now: now)
+            for bytes in data { queueBehindBacklog(bytes, at: index) }
             settle(index)
         case .crash(let index):
             nodes[index].crashed = true
@@ -199,11 +231,23 @@ public final class Simulator {
         }
     }
 
+    private static func isMulticastData(_ bytes: [UInt8]) -> Bool {
+        bytes.first == PacketKind.data.rawValue || bytes.first == PacketKind.hybridData.rawValue
+    }
+
+    /// Appends a data packet to the socket queue a node is still working through.
+    private func queueBehindBacklog(_ bytes: [UInt8], at index: Int) {
+        let node = nodes[index]
+        node.readingBacklogUntil = max(node.readingBacklogUntil, now).advanced(byNanoseconds: Self.backlogReadNanoseconds)
+        schedule(.read(node: index, bytes: bytes), at: node.readingBacklogUntil)
+    }
+
     /// After anything happened at a node: collect deliveries, publish what the window
     /// allows, let the link pull, and re-arm the node's timer.
     private func settle(_ index: Int) {
         let node = nodes[index]
         let protocolNode = node.protocolNode
+        if now >= node.readingBacklogUntil { protocolNode.inputCaughtUp(now: now) }
         while node.backlog > 0 && !node.groups.isEmpty {
             let groups = node.groups.sorted()
             let group = groups[node.nextGroup % groups.count]
@@ -356,20 +400,21 @@ public final class Simulator {
 
     private func result(wallSeconds: Double) -> SimulationResult {
         var tokenRounds = 0, tokenTime: Int64 = 0, acknowledged = 0, ackTime: Int64 = 0
-        var recoveries: [Int64] = []
+        var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
-        var published = 0
+        var published = 0, duplicates = 0
         for node in nodes {
             let s = node.protocolNode.statistics
             tokenRounds += s.tokenRounds
             tokenTime += s.tokenRoundTripNanoseconds
             acknowledged += s.acknowledged
             ackTime += s.acknowledgementLatencyNanoseconds
-            recoveries += s.recoveryNanoseconds
+            recoveries.merge(s.recoveryMicroseconds)
             maximumCached = max(maximumCached, s.maximumCachedBytes)
             maximumHeld = max(maximumHeld, s.maximumHeldBytes)
             controlBytes += s.controlBytesSent
             dataBytes += s.dataPayloadBytesSent
+            duplicates += s.duplicatesDropped
             retransmissions += s.retransmissionsSent
             tokenRecords = max(tokenRecords, s.maximumTokenRecords)
             published += s.published
@@ -379,8 +424,7 @@ public final class Simulator {
             + configuration.maximumOutOfOrderPackets * configuration.maximumFragmentBytes
         if maximumHeld > bound { checker.violation("a node held \(maximumHeld) bytes, above the bound of \(bound)") }
         if tokenRecords > scenario.senders { checker.violation("a token carried \(tokenRecords) records for \(scenario.senders) senders") }
-        recoveries.sort()
-        let p99 = recoveries.isEmpty ? 0 : Double(recoveries[min(recoveries.count - 1, recoveries.count * 99 / 100)]) / 1e6
+        let p99 = Double(recoveries.percentile(0.99) ?? 0) / 1e3
         return SimulationResult(
             seed: seed, nodes: scenario.nodes, groups: scenario.groups,
             simulatedSeconds: Double(now.nanoseconds) / 1e9, published: published, delivered: checker.deliveries,
@@ -389,7 +433,7 @@ public final class Simulator {
             acknowledgementLatencyMillisecondsMean: acknowledged == 0 ? 0 : Double(ackTime) / Double(acknowledged) / 1e6,
             recoveryMillisecondsP99: p99, maximumCachedBytesPerNode: maximumCached, maximumHeldBytesPerNode: maximumHeld,
             controlBytesPerDataByte: dataBytes == 0 ? 0 : Double(controlBytes) / Double(dataBytes),
-            retransmissions: retransmissions, maximumTokenRecords: tokenRecords, wallSeconds: wallSeconds,
+            retransmissions: retransmissions, duplicatesReceived: duplicates, maximumTokenRecords: tokenRecords, wallSeconds: wallSeconds,
             drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds)
     }
 }
