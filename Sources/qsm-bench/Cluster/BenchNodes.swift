@@ -92,6 +92,8 @@ final class BenchReceiver: Sendable {
             ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
             ("retransmissions", protocolStatistics.retransmissionsSent),
             ("requests", protocolStatistics.requestsSent),
+            ("asked_holes", protocolStatistics.holesAsked), ("asked_tails", protocolStatistics.tailsAsked),
+            ("asked_again", protocolStatistics.askedAgain),
             ("token_rounds", protocolStatistics.tokenRounds),
             ("token_rtt_ns", protocolStatistics.tokenRoundTripNanoseconds),
             ("token_timeouts", protocolStatistics.tokenTimeouts),

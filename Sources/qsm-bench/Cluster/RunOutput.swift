@@ -45,7 +45,8 @@ enum RunTable {
                      + "a receiver cached \(format(report.receiverCachedMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
-                     + "retransmissions \(report.retransmissions), kernel socket-buffer drops \(report.kernelReceiveDrops)")
+                     + "retransmissions \(report.retransmissions) (\(report.duplicatePacketsReceived) arrived as duplicates), "
+                     + "kernel socket-buffer drops \(report.kernelReceiveDrops)")
         if report.options.perturbation == .hostile {
             lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
                          + "(malformed, implausible, unknown, oversized or unauthenticated); "
@@ -97,6 +98,7 @@ enum RunJSON {
             ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
             ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),
             ("retransmissions", "\(report.retransmissions)"),
+            ("duplicate_packets_received", "\(report.duplicatePacketsReceived)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
             ("packets_dropped_by_injection", "\(report.injectedDrops)"),
             ("packets_dropped_by_nftables", "\(report.networkDrops)"),
@@ -105,6 +107,7 @@ enum RunJSON {
             ("hostile_datagrams", "\(report.hostileDatagrams)"), ("hostile_drops_counted", "\(report.hostileDrops)"),
             ("foreign_deliveries", "\(report.foreignDeliveries)"),
             ("recovery_s", optional(report.recoverySeconds)),
+            ("sender_rate_ratio_during_freeze", optional(report.senderRateRatioDuringFreeze)),
         ]
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
     }

@@ -191,6 +191,10 @@ struct RunReport {
     /// namespace (each worker reads the namespace-wide counter; the largest is the total).
     var kernelReceiveDrops: Int { (senderResults + live).map { $0.int("udp_rcvbuf_errors") ?? 0 }.max() ?? 0 }
 
+    /// Data packets that reached a receiver which already had them: retransmissions
+    /// asked for needlessly (or answered twice).
+    var duplicatePacketsReceived: Int { live.map { $0.int("duplicates_dropped") ?? 0 }.reduce(0, +) }
+
     var retransmissions: Int {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
@@ -215,6 +219,25 @@ struct RunReport {
         return result
     }
 
+    /// The count a progress series had reached `time` seconds after the start.
+    private func count(_ series: [(time: Int64, count: Int)], at time: Double) -> Int {
+        let limit = Int64(time * 1e9) + startNanoseconds
+        return series.last { $0.time <= limit }?.count ?? 0
+    }
+
+    /// For a freeze: the senders' rate while the receiver was stopped (leaving out the
+    /// first second, in which the window fills) over their rate in the two seconds
+    /// before. Flow control should bring it near zero (Fig. 4.62).
+    var senderRateRatioDuringFreeze: Double? {
+        guard options.perturbation == .freeze, let event = events.first, event.end - event.start > 1.5,
+              event.start >= 0.5 else { return nil }
+        func rate(_ from: Double, _ to: Double) -> Double {
+            Double(senderProgress.map { count($0, at: to) - count($0, at: from) }.reduce(0, +)) / (to - from)
+        }
+        let before = rate(max(0, event.start - 2), event.start)
+        return before > 0 ? rate(event.start + 1, event.end) / before : nil
+    }
+
     /// Seconds to recover from the perturbation, the worst over its events; nil when
     /// nothing was perturbed or it never recovered.
     /// - A receiver stopped or a network fault: after each event ends, until every
@@ -227,10 +250,6 @@ struct RunReport {
         guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers,
               receiverTails.count == options.receivers else { return nil }
         if options.perturbation == .crashSender { return agreementSeconds }
-        func count(_ series: [(time: Int64, count: Int)], at time: Double) -> Int {
-            let limit = Int64(time * 1e9) + startNanoseconds
-            return series.last { $0.time <= limit }?.count ?? 0
-        }
         let end = Double((receiverProgress.flatMap { $0 }.map(\.time).max() ?? startNanoseconds) - startNanoseconds) / 1e9
         var worst = 0.0
         for event in events {
