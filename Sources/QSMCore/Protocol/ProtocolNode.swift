@@ -1,7 +1,9 @@
 /// One node's part of QSM's dissemination and recovery protocol (section 4.2.1 B-C), as a
 /// state machine with no I/O, no clock and no randomness of its own: its driver (the
 /// simulator, or the event core) feeds it membership, publications, packets and the time,
-/// pulls datagrams from it when a link can take one, and collects deliveries.
+/// pulls datagrams from it when a link can take one, collects deliveries, and calls
+/// `inputCaughtUp(now:)` whenever it has handed over everything that had arrived (missing
+/// tails are asked for only then).
 ///
 /// Sending to a group is one transmission per region of the group's view, each numbered
 /// in the sender's sequence for that region. Receivers find gaps, recover, and clean up by

@@ -188,13 +188,22 @@ struct ClusterRun {
 
     /// Puts the receiver the perturbation is aimed at first: for a crash, one that leads
     /// nothing; for a leader crash, the region leader or a partition leader that is not
-    /// also the region leader. The views are read from one receiver, after everyone
-    /// joined.
+    /// also the region leader. The views are read from one receiver once its region view
+    /// has every receiver in it (the group views that said everyone joined can reach it
+    /// before the region view does).
     private func chooseVictim(_ cluster: ClusterProcesses, receiverIDs: [UInt64]) throws {
         guard options.perturbation.killsReceiver else { return }
         let reader = cluster.receivers[cluster.receivers.count - 1]
-        try reader.send(WorkerLine("view"))
-        let view = try reader.expect("view", within: 10)
+        let deadline = MonotonicClock.now().advanced(by: .seconds(20))
+        var view: WorkerLine
+        while true {
+            try reader.send(WorkerLine("view"))
+            view = try reader.expect("view", within: 10)
+            let members = Set((view["members"] ?? "").split(separator: ",").compactMap { UInt64($0) })
+            if members.isSuperset(of: receiverIDs) || MonotonicClock.now() >= deadline { break }
+            var none = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&none, 1, 50)
+        }
         let regionLeader = UInt64(view["region_leader"] ?? "") ?? 0
         let partitionLeaders = Set((view["partition_leaders"] ?? "").split(separator: ",").compactMap { UInt64($0) })
         let victimID: UInt64?

@@ -121,7 +121,8 @@ enum WorkerCommand {
             case "view":
                 let view = receiver?.latestRegionView
                 say(WorkerLine("view", [("region_leader", view?.regionLeader.value ?? 0),
-                                        ("partition_leaders", view.map { $0.partitions.map { "\($0.leader.value)" }.joined(separator: ",") } ?? "-")]))
+                                        ("partition_leaders", view.map { $0.partitions.map { "\($0.leader.value)" }.joined(separator: ",") } ?? "-"),
+                                        ("members", view.map { $0.members.map { "\($0.id.value)" }.joined(separator: ",") } ?? "-")]))
             case "targets":
                 let addresses = receiver?.multicastAddresses.map(\.description).joined(separator: ",") ?? ""
                 say(WorkerLine("targets", [("multicast", addresses.isEmpty ? "-" : addresses)]))

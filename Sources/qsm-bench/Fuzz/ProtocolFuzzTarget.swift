@@ -61,6 +61,7 @@ final class ProtocolFuzzTarget {
                 }
             }
             for node in nodes {
+                node.inputCaughtUp(now: now)
                 node.tick(now: now)
                 while let datagram = node.nextDatagram(now: now) {
                     // Keep a sample of every kind, not a million data packets.
@@ -111,6 +112,7 @@ final class ProtocolFuzzTarget {
         now = now.advanced(by: .microseconds(200))
         victim.receive(bytes, now: now)
         if caseNumber % 16 == 0 {
+            victim.inputCaughtUp(now: now)
             victim.tick(now: now)
             var drained = 0
             while let _ = victim.nextDatagram(now: now) {
