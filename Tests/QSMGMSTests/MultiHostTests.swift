@@ -13,11 +13,16 @@ struct MultiHostTests {
     static let prefix = "qt\(getpid() % 100_000)"
     static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
 
-    /// `bench/hosts.sh ARGS` with this test's namespace prefix, as a child process whose
-    /// standard error is merged into its output.
+    /// `bench/hosts.sh ARGS` with this test's namespace prefix, as a child process.
     /// Each test has its own prefix, so tests running at once build separate hosts.
+    /// The script's own commands have their standard error merged into the output; a
+    /// command run on a host (`exec`) keeps it apart, because its output is compared line
+    /// by line and `ip netns exec` can warn there ("Peer netns reference is invalid")
+    /// while other tests add and delete namespaces.
     static func hosts(_ arguments: [String], prefix: String = prefix) throws -> ChildProcess {
-        try ChildProcess(executable: "/bin/sh", arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\" 2>&1", script] + arguments)
+        let redirect = arguments.first == "exec" ? "" : " 2>&1"
+        return try ChildProcess(executable: "/bin/sh",
+                                arguments: ["-c", "QSMH_PREFIX=\(prefix) exec \"$0\" \"$@\"\(redirect)", script] + arguments)
     }
 
     static func hostsSucceed(_ arguments: [String]) throws -> Bool {
