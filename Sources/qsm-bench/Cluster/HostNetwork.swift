@@ -45,7 +45,7 @@ final class HostNetwork {
         precondition((1...200).contains(count))
         prefix = "qb\(getpid())"
         self.count = count
-        try Self.removeOrphans()
+        Self.removeOrphans()
         do {
             try build()
         } catch {
@@ -140,7 +140,7 @@ final class HostNetwork {
     func tearDown() {
         guard !torndown else { return }
         torndown = true
-        for name in (try? Self.namespaces()) ?? [] where name.hasPrefix(prefix + "-") {
+        for name in Self.namespaces() where name.hasPrefix(prefix + "-") {
             _ = try? Self.run(Self.ip, ["netns", "delete", name])
         }
     }
@@ -178,16 +178,28 @@ final class HostNetwork {
 
     /// Deletes hosts of earlier runs ("qb<pid>-…") whose process no longer exists, so an
     /// interrupted run leaves nothing behind for long.
-    private static func removeOrphans() throws {
-        for name in try namespaces() where name.hasPrefix("qb") {
+    private static func removeOrphans() {
+        for name in namespaces() where name.hasPrefix("qb") {
             guard let dash = name.firstIndex(of: "-"), let pid = Int32(name[name.index(name.startIndex, offsetBy: 2)..<dash])
             else { continue }
             if kill(pid, 0) != 0, errno == ESRCH { _ = try? run(ip, ["netns", "delete", name]) }
         }
     }
 
-    private static func namespaces() throws -> [String] {
-        try runChecked(ip, ["netns", "list"]).split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+    /// The named network namespaces, read from the directory where `ip netns` keeps one
+    /// file per name: `ip netns list` can print warnings among the names ("Peer netns
+    /// reference is invalid") while other runs add and delete namespaces.
+    private static func namespaces() -> [String] {
+        guard let directory = opendir("/run/netns") else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 
     // MARK: Running commands
