@@ -18,11 +18,14 @@ prefix=${QSMH_PREFIX:-qsmh}
 [[ "$prefix" =~ ^[a-z0-9]{1,8}$ ]] || { echo "hosts.sh: QSMH_PREFIX must be 1-8 lowercase letters or digits" >&2; exit 2; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "hosts.sh: needs root (network namespaces)" >&2; exit 2; }; }
 need_nft() { command -v nft >/dev/null || { echo "hosts.sh: needs nftables (apt-get install nftables)" >&2; exit 2; }; }
-host_exists() { ip netns list | grep -qw "$prefix-$1" || { echo "hosts.sh: no host $1 (run: hosts.sh up N)" >&2; exit 2; }; }
+# Names come from /run/netns (one file per named namespace): `ip netns list` can warn
+# among its output, and fail, while other runs add and delete namespaces.
+namespaces() { ls /run/netns 2>/dev/null || true; }
+host_exists() { namespaces | grep -qx "$prefix-$1" || { echo "hosts.sh: no host $1 (run: hosts.sh up N)" >&2; exit 2; }; }
 number() { [[ "$1" =~ ^[0-9]+$ ]] || { echo "hosts.sh: '$1' is not a number" >&2; exit 2; }; }
 
 down() {
-    for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix-" || true); do ip netns delete "$ns"; done
+    for ns in $(namespaces | grep "^$prefix-" || true); do ip netns delete "$ns"; done
 }
 
 up() {
