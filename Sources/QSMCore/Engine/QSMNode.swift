@@ -133,6 +133,9 @@ public final class QSMNode: Sendable {
     /// Why the last attempt to reach the GMS failed, if one did.
     public var lastConnectionProblem: String? { state.withLock { $0.lastConnectionProblem } }
 
+    /// How many members this node's current view of `group` has; nil before it has one.
+    public func memberCount(of group: GroupName) -> Int? { state.withLock { $0.views[group]?.members.count } }
+
     /// Waits until this node's view of `group` has at least `members` members.
     public func waitForMembers(_ members: Int, in group: GroupName) async {
         await withCheckedContinuation { continuation in

@@ -135,6 +135,13 @@ final class BenchSender: Sendable {
         for group in 0..<groups { await node.waitForMembers(receivers, in: BenchGroups.name(group)) }
     }
 
+    /// Where a node stands with the GMS, for reports of a wait that takes too long.
+    static func membershipState(of node: QSMNode) -> String {
+        let members = node.memberCount(of: BenchGroups.name(0)).map(String.init) ?? "no view"
+        return "registered \(node.isRegistered), \(BenchGroups.name(0).text): \(members) members, "
+            + "last connection problem: \(node.lastConnectionProblem ?? "none")"
+    }
+
     var sentCount: Int { sent.load(ordering: .relaxed) }
 
     /// Publishes until `seconds` pass or `count` messages are out (whichever is given

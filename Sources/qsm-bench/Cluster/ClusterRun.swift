@@ -49,10 +49,24 @@ struct ClusterRun {
             if let secret = options.secret { fields.append(("secret", secret)) }
             try sender.send(WorkerLine("send", fields))
         }
-        let joinTimeout = 30 + Double(options.groups) / 100
+        // Joining takes well under a second here; the bound is generous because a run that
+        // gives up wastes everything before it (once, a sender waited past 30 s in a
+        // loaded test run, cause unknown; a wait past 10 s now reports its state).
+        let joinTimeout = 60 + Double(options.groups) / 100
         var senderIDs: [String] = []
         for sender in senders {
-            let line = try sender.expect("node", within: joinTimeout)
+            let line: WorkerLine
+            do {
+                line = try sender.expect("node", within: joinTimeout)
+            } catch {
+                // Say what the receivers saw, so that a run that gives up here is explained.
+                let seen = cluster.receivers.map { receiver -> String in
+                    guard (try? receiver.send(WorkerLine("view"))) != nil,
+                          let view = try? receiver.expect("view", within: 5) else { return "\(receiver.name): no answer" }
+                    return "\(receiver.name): registered \(view["registered"] ?? "?"), \(view["group_members"] ?? "?") group members"
+                }
+                throw WorkerProcess.Failure(description: "\(error); \(seen.joined(separator: "; "))")
+            }
             senderIDs.append(line["id"] ?? "")
             if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
         }

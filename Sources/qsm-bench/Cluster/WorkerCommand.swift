@@ -106,7 +106,17 @@ enum WorkerCommand {
             case "send":
                 sender = try BenchSender(configuration: try nodeConfiguration(command), index: command.int("index") ?? 0,
                                          groups: command.int("groups") ?? 1)
+                // A wait that takes long says where it stands (on standard error, which
+                // the run passes on), so a run that gives up can be explained.
+                let node = sender!.node
+                let report = Task {
+                    for _ in 0..<6 {
+                        try await Task.sleep(for: .seconds(10))
+                        writeToStandardError("sender waiting for its receivers: \(BenchSender.membershipState(of: node))")
+                    }
+                }
                 await sender!.waitForReceivers(command.int("receivers") ?? 1)
+                report.cancel()
                 say(WorkerLine("node", [("id", sender!.node.id.value), ("address", sender!.node.address)]))
             case "go":
                 guard let sender else { throw ConfigurationError("go before send") }
@@ -120,7 +130,9 @@ enum WorkerCommand {
                 say(WorkerLine("senders-known"))
             case "view":
                 let view = receiver?.latestRegionView
-                say(WorkerLine("view", [("region_leader", view?.regionLeader.value ?? 0),
+                say(WorkerLine("view", [("registered", receiver?.node.isRegistered ?? false),
+                                        ("group_members", receiver?.node.memberCount(of: BenchGroups.name(0)) ?? -1),
+                                        ("region_leader", view?.regionLeader.value ?? 0),
                                         ("partition_leaders", view.map { $0.partitions.map { "\($0.leader.value)" }.joined(separator: ",") } ?? "-"),
                                         ("members", view.map { $0.members.map { "\($0.id.value)" }.joined(separator: ",") } ?? "-")]))
             case "targets":
