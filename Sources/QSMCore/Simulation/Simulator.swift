@@ -43,6 +43,13 @@ public final class Simulator {
         var backlog = 0
         var nextGroup = 0
         init(_ node: ProtocolNode) { protocolNode = node }
+
+        /// A frozen process's socket buffer fills, then overflows.
+        func queueWhileFrozen(_ bytes: [UInt8]) {
+            guard inboxBytes + bytes.count <= Simulator.inboxLimitBytes else { return }
+            inbox.append(bytes)
+            inboxBytes += bytes.count
+        }
     }
 
     private var now = Instant.zero
@@ -58,7 +65,7 @@ public final class Simulator {
     private var joinedRegionAt: [Int: [RegionID: Instant]] = [:]
     private var publishingEnds = Instant.zero
     private var quietAt: Instant?
-    private static let inboxLimitBytes = 4 << 20
+    fileprivate static let inboxLimitBytes = 4 << 20
     /// What reading and handling one queued data packet costs a thawed node: a backlog
     /// takes time to work through, as in the engine, and meanwhile tokens report packets
     /// that are still in the queue.
@@ -131,10 +138,7 @@ public final class Simulator {
             let node = nodes[index]
             guard !node.crashed, node.present, !node.dropping else { return }
             if node.frozen {
-                // A frozen process's socket buffer fills, then overflows.
-                guard node.inboxBytes + bytes.count <= Self.inboxLimitBytes else { return }
-                node.inbox.append(bytes)
-                node.inboxBytes += bytes.count
+                node.queueWhileFrozen(bytes)
                 return
             }
             if now < node.readingBacklogUntil && Self.isMulticastData(bytes) {
@@ -148,9 +152,7 @@ public final class Simulator {
             guard !node.crashed, node.present else { return }
             if node.frozen {
                 // Frozen again before the backlog was read: it waits in the queue.
-                guard node.inboxBytes + bytes.count <= Self.inboxLimitBytes else { return }
-                node.inbox.append(bytes)
-                node.inboxBytes += bytes.count
+                node.queueWhileFrozen(bytes)
                 return
             }
             node.protocolNode.receive(bytes, now: now)
