@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Alarm queue throughput with `pending` alarms held throughout. Each step pops the
 /// earliest alarm and schedules its successor, moves one random pending alarm, and cancels

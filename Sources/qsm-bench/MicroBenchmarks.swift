@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// `qsm-bench micro`: the event core's building blocks against their baselines.
 struct MicroBenchmarks {

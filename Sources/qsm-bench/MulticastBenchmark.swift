@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Loopback multicast packets per second of one size, sender and receiver on one thread,
 /// measured two ways in the same run: through the event core (pull-based feed, epoll,

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import QSMGMS
 
 /// `qsm-bench regions`: the scenario of the seed's Fig. 4.5-4.6. Each node joins a

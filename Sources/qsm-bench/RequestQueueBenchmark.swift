@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Synchronization
 
 /// Items per second from `producers` threads to one consumer thread, through the

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import QSMCore
+import QSMSimulation
+import QSMHarness
 
 /// `qsm-bench simulate`: one deterministic simulated run of the real protocol core.
 enum SimulateCommand {
@@ -93,7 +95,9 @@ enum SimulateCommand {
             exit(2)
         }
         if !json { writeToStandardError("qsm-bench simulate: \(scenario.nodes) nodes, \(scenario.groups) groups, seed \(seed)...") }
-        let result = simulator.run()
+        let wallStart = MonotonicClock.now()
+        var result = simulator.run()
+        result.wallSeconds = Double(MonotonicClock.now().nanoseconds(since: wallStart)) / 1e9
         let fields: [(String, String)] = [
             ("nodes", "\(result.nodes)"), ("groups", "\(result.groups)"), ("senders", "\(scenario.senders)"), ("seed", "\(seed)"),
             ("sim_seconds", f(result.simulatedSeconds)), ("published", "\(result.published)"), ("delivered", "\(result.delivered)"),

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 let overview = """
     usage: qsm-bench [run] [flags]      the cluster benchmark (the default)

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 import QSMGMS
 
 /// One JSON object per membership event, on one line, for `qsm-node member`.

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Turns SIGINT/SIGTERM into an event on the core: `action` runs on the core thread.
 final class StopOnSignal: DescriptorHandler {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 // qsm-node: flags -> validated configuration -> run. Each subcommand lives in its own file.
 

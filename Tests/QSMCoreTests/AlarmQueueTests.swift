@@ -1,5 +1,8 @@
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 /// The reference model: a plain array, searched linearly for the earliest
 /// (deadline, scheduling order) entry.

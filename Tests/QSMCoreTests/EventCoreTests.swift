@@ -4,6 +4,9 @@ import Glibc
 import Synchronization
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 /// Sends numbered datagrams to one destination, at most `window` ahead of what the
 /// receiver has seen: a pull-model feed that withdraws when its window is full and

@@ -1,5 +1,8 @@
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 /// The bounds the fuzzer showed were missing: a forged sequence number far ahead, or
 /// packets from endless made-up senders, must not make a node track unbounded state.

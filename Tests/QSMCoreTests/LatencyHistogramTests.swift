@@ -1,4 +1,7 @@
-import QSMCore
+@testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 import Testing
 
 /// The latency histogram against the exact percentiles of the same samples.

@@ -1,4 +1,7 @@
-import QSMCore
+@testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 import Testing
 
 /// SHA-256 against FIPS 180-4's examples, HMAC-SHA256 against RFC 4231's test cases.

@@ -1,5 +1,8 @@
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 @Suite struct ProtocolPacketTests {
     static func randomPacket(_ random: inout SplitMix64) -> ProtocolPacket {

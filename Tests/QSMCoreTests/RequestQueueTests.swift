@@ -4,6 +4,9 @@ import Glibc
 import Synchronization
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 @Suite struct RequestQueueTests {
     struct Item: Sendable {

@@ -1,5 +1,8 @@
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 @Suite struct RingBufferTests {
     /// Against an array, over many seeds: growth and wrap-around at every position.

@@ -1,5 +1,8 @@
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 /// The protocol under the deterministic simulator: every scenario over many seeds, every
 /// invariant checked at the end of every run; a failure names the seed that replays it.

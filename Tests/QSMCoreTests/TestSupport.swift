@@ -3,6 +3,9 @@ import Glibc
 #endif
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 /// Why namespace-bound tests are skipped where they cannot run.
 let namespaceRequirement: Comment = "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"

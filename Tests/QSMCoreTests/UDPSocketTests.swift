@@ -3,6 +3,9 @@ import Glibc
 #endif
 import Testing
 @testable import QSMCore
+@testable import QSMProtocol
+@testable import QSMSimulation
+import QSMHarness
 
 @Suite(.enabled(if: NetworkNamespace.isAvailable, namespaceRequirement))
 struct UDPSocketTests {

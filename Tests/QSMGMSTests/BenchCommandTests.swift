@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import QSMCore
+import QSMHarness
 import Testing
 
 /// qsm-bench as a user runs it: real GMS, sender and receiver processes in the private

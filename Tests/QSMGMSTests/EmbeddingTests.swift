@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore  // the public API only: no @testable here
+import QSMHarness
 import Testing
 
 /// An application embedding two nodes through the public API: join, publish with

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Testing
 
 /// The engine end to end: real qsm-node processes over real multicast in a private

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Testing
 
 /// The fault scenarios, each a real `qsm-bench run --hosts`: a GMS, a sender and four

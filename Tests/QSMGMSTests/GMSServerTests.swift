@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Synchronization
 import Testing
 @testable import QSMGMS

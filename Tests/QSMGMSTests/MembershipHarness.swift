@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 @testable import QSMGMS
 
 /// A GMS and its clients wired together in memory, on virtual time. Frames are delivered

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 import Testing
 @testable import QSMGMS
 

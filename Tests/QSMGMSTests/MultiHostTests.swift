@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Testing
 
 /// Real hosts as network namespaces on a bridge (bench/hosts.sh), real kernel IP

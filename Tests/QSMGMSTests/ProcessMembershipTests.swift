@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import QSMCore
+import QSMHarness
 import Testing
 
 /// Real processes: one `qsm-node gms` and several `qsm-node member`s, talking TCP inside a

@@ -62,10 +62,3 @@ public struct EventCoreConfiguration: Sendable {
         }
     }
 }
-
-/// An invalid configuration value, with a message that names it.
-public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}

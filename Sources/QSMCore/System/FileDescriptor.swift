@@ -3,6 +3,6 @@ import Glibc
 #endif
 
 /// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
-func closeDescriptor(_ descriptor: Int32) {
+package func closeDescriptor(_ descriptor: Int32) {
     _ = Glibc.close(descriptor)
 }

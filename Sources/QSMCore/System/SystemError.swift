@@ -30,7 +30,7 @@ extension IOResult: Equatable where Value: Equatable {}
 
 /// Runs a raw syscall: retries EINTR, reads errno at once after a -1, and throws it typed.
 @inline(__always)
-func systemCall<Result: FixedWidthInteger>(
+package func systemCall<Result: FixedWidthInteger>(
     _ name: StaticString, _ body: () -> Result
 ) throws(SystemError) -> Result {
     while true {
@@ -44,7 +44,7 @@ func systemCall<Result: FixedWidthInteger>(
 
 /// Like `systemCall`, but EAGAIN/EWOULDBLOCK becomes `.wouldBlock` rather than an error.
 @inline(__always)
-func nonBlockingCall<Result: FixedWidthInteger>(
+package func nonBlockingCall<Result: FixedWidthInteger>(
     _ name: StaticString, _ body: () -> Result
 ) throws(SystemError) -> IOResult<Result> {
     while true {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Synchronization
 
 /// The groups of a benchmark run: all receivers join all of them, senders publish to

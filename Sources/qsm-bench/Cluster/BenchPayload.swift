@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// The bytes a benchmark sender publishes: who sent it, its number in that sender's
 /// stream, when it was published (CLOCK_MONOTONIC, the same clock in every process on

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// The processes of a run and where they live. On loopback every process shares the
 /// coordinator's private namespace; with hosts, each has a namespaced host of its own:

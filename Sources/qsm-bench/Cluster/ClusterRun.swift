@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// One cluster experiment on this host, in the caller's network namespace: a GMS
 /// process, sender and receiver processes. First the raw limit is measured with those

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// What a benchmark receiver checks of every delivery, against what the senders sent:
 /// per sender and group the sequence numbers must be consecutive (FIFO, nothing

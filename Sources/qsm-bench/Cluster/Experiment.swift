@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// The sweeps behind `qsm-bench experiment`: each runs clusters, prints a table and
 /// writes CSV and SVG files.

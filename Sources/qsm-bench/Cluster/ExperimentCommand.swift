@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// `qsm-bench experiment NAME`: sweeps of cluster runs reproducing the seed's figures,
 /// each written as CSV and SVG and printed as a table.

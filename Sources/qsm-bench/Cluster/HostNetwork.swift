@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// Several "hosts" on this machine for one run: network namespaces PREFIX-1...N, each
 /// with an eth0 (10.77.0.I/24) on a bridge in namespace PREFIX-br, with real kernel IP

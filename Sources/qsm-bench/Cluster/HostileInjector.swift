@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Synchronization
 
 /// The `hostile` perturbation: a process on the network (`qsm-bench _worker hostile`, on

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// Writes an experiment's CSV and SVG files into its output directory.
 struct OutputFiles {

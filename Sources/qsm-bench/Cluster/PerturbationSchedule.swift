@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// When to do what during a run, in seconds since sending started: to receiver 0 (or,
 /// for churn, to the churning receivers), to receivers' hosts, to sender 0 or to the

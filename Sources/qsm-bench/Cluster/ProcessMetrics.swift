@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// What a worker process reports about itself: CPU time and memory.
 enum ProcessMetrics {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 import Synchronization
 
 /// The raw kernel limit: an unreliable sendmmsg/recvmmsg blast on the same kind of

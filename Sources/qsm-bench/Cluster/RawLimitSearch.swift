@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Finds the raw kernel limit with the run's own processes: the highest paced rate at
 /// which an unreliable blast from one sender reaches every receiver without a loss.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// `qsm-bench run` (and the default run): one cluster experiment with a table or JSON.
 enum RunCommand {

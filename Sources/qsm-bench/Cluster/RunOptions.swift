@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// What is done during a run: to one receiver (receiver 0, chosen for its role where
 /// that matters), to every receiver's host, to a sender or to the GMS.

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Everything a cluster run measured, and the figures derived from it.
 struct RunReport {

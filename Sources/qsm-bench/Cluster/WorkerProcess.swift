@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// The coordinator's side of a worker process: commands in, `WorkerLine`s out. Progress
 /// lines are kept as a time series; other lines wait in order for `expect`.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMHarness
 
 /// `qsm-bench fuzz`: hostile input through every decoder and state machine that takes
 /// bytes from the network, with checks after every case.

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 import QSMGMS
 
 /// The membership protocol under hostile frames: the GMS's state machine fed mutated

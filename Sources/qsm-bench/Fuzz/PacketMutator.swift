@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// Turns valid packets into hostile ones: random bytes, bit flips, boundary values
 /// written over fields, truncation, extension, splicing, kind changes, and replays.

@@ -1,4 +1,5 @@
 import QSMCore
+import QSMHarness
 
 /// The protocol's decoders and state machine under hostile packets. A small in-memory
 /// cluster (5 nodes, 2 partitions, 2 senders, some loss) produces every kind of valid

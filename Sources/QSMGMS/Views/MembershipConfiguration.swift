@@ -1,0 +1,81 @@
+import QSMProtocol
+
+
+/// How the GMS maps groups to regions (section 4.1.2).
+public enum RegionMode: String, Sendable, CaseIterable {
+    /// QSM's scheme: one region per distinct set of groups; every node is in one region.
+    case full
+    /// Groups are first decomposed greedily into perfect hierarchies; regions are formed
+    /// per hierarchy, so a node is in at most one region per hierarchy.
+    case hierarchies
+}
+
+/// Settings of the membership service. Invalid values are rejected by `validate()`.
+public struct MembershipConfiguration: Sendable {
+    public var mode: RegionMode = .full
+    /// Most nodes per partition (k in section 4.2.1 C).
+    public var partitionSize = 5
+    /// In `hierarchies` mode, a group is not added to a hierarchy if that would leave a
+    /// region of it with fewer nodes than this (1 disables the constraint).
+    public var minimumRegionSize = 1
+    /// First address of the multicast pool and how many addresses it holds. The default,
+    /// 239.192.0.0/14, is IPv4 organization-local scope (RFC 2365).
+    public var addressPoolStart = IPv4Address(239, 192, 0, 0)
+    public var addressPoolSize = 1 << 18
+    /// The UDP port every region's and hybrid group's multicast address uses.
+    public var multicastPort: UInt16 = 17_000
+    /// Pending joins, leaves and failures are applied together at this interval.
+    public var batchInterval: Duration = .milliseconds(100)
+    /// A node whose heartbeats stop for this long is excluded as failed. Long enough that
+    /// a node frozen for a couple of seconds rides it out (section 4.1.1, item 8).
+    public var heartbeatTimeout: Duration = .seconds(5)
+    /// Limits, each enforced with a clear error.
+    public var maximumNodes = 10_000
+    public var maximumGroups = 100_000
+    public var maximumGroupsPerNode = 10_000
+    /// Groups that also get a per-group multicast address (hybrid mode, section 4.2.1 B).
+    public var hybridGroups: Set<String> = []
+    /// Largest frame accepted from a client, and most bytes queued for one client before
+    /// it is disconnected as too slow.
+    public var maximumInboundFrameBytes = 64 << 10
+    public var maximumQueuedBytesPerClient = 64 << 20
+
+    /// Distinguishes this run of the GMS from earlier ones: region ids are
+    /// `incarnation << 32 | n`, so a restarted GMS never hands out an id an earlier run
+    /// used for a different region (nodes would mix the two regions' sequence numbers).
+    /// 0 leaves ids small (tests, the simulator); `GMSServer` picks a random one.
+    public var incarnation: UInt32 = 0
+
+    public init() {}
+
+    public func validate() throws(ConfigurationError) {
+        guard (1...1000).contains(partitionSize) else {
+            throw ConfigurationError("partition size must be 1...1000, got \(partitionSize)")
+        }
+        guard minimumRegionSize >= 1 else {
+            throw ConfigurationError("minimum region size must be at least 1, got \(minimumRegionSize)")
+        }
+        guard addressPoolStart.isMulticast else {
+            throw ConfigurationError("address pool must start at a multicast address (224.0.0.0/4), got \(addressPoolStart)")
+        }
+        guard addressPoolSize >= 1,
+              UInt64(addressPoolStart.value) + UInt64(addressPoolSize) - 1 <= UInt64(IPv4Address(239, 255, 255, 255).value) else {
+            throw ConfigurationError("address pool of \(addressPoolSize) from \(addressPoolStart) leaves the multicast range")
+        }
+        guard multicastPort != 0 else { throw ConfigurationError("multicast port must not be 0") }
+        guard batchInterval > .zero else { throw ConfigurationError("batch interval must be positive") }
+        guard heartbeatTimeout > .zero else { throw ConfigurationError("heartbeat timeout must be positive") }
+        guard maximumNodes >= 1, maximumGroups >= 1, maximumGroupsPerNode >= 1 else {
+            throw ConfigurationError("node and group limits must be at least 1")
+        }
+        for name in hybridGroups where GroupName(name) == nil {
+            throw ConfigurationError("hybrid group name '\(name)' is not a valid group name (1-255 bytes, no control characters)")
+        }
+        guard maximumInboundFrameBytes >= 1024 else {
+            throw ConfigurationError("maximum inbound frame must be at least 1024 bytes")
+        }
+        guard maximumQueuedBytesPerClient >= 1 << 16 else {
+            throw ConfigurationError("per-client queue limit must be at least 65536 bytes")
+        }
+    }
+}

@@ -1,0 +1,152 @@
+
+// Decoding never trusts a count: each is checked against the bytes left (times the
+// smallest encoding of one element) before anything is allocated for it.
+
+extension ClientMessage {
+    public init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+        var reader = WireReader(bytes)
+        let tag = try reader.readUInt8()
+        func requestFields() throws(WireError) -> (UInt32, GroupName) {
+            (try reader.readUInt32(), try reader.readGroupName())
+        }
+        switch tag {
+        case 1:
+            let version = try reader.readUInt16()
+            let node = NodeID(try reader.readUInt64())
+            self = .register(node: node, address: try reader.readSocketAddress(), protocolVersion: version)
+        case 2: let (id, group) = try requestFields(); self = .join(request: id, group: group)
+        case 3: let (id, group) = try requestFields(); self = .leave(request: id, group: group)
+        case 4: let (id, group) = try requestFields(); self = .publish(request: id, group: group)
+        case 5: let (id, group) = try requestFields(); self = .unpublish(request: id, group: group)
+        case 6: self = .heartbeat
+        case 7: self = .resynchronize
+        case 8: self = .goodbye
+        default: throw .malformed(reason: "unknown client message kind \(tag)", offset: 0)
+        }
+        try reader.expectEnd()
+    }
+}
+
+extension ServerMessage {
+    public init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+        var reader = WireReader(bytes)
+        let tag = try reader.readUInt8()
+        switch tag {
+        case 1: self = .registered(node: NodeID(try reader.readUInt64()))
+        case 2: self = .accepted(request: try reader.readUInt32())
+        case 3: self = .rejected(request: try reader.readUInt32(), reason: try reader.readString())
+        case 4: self = .excluded(reason: try reader.readString())
+        case 5: self = .update(try reader.readUpdate())
+        default: throw .malformed(reason: "unknown server message kind \(tag)", offset: 0)
+        }
+        try reader.expectEnd()
+    }
+}
+
+extension WireReader {
+    package mutating func readString() throws(WireError) -> String {
+        let start = offset
+        let raw = try readLengthPrefixedBytes()
+        guard let text = String(validating: raw, as: UTF8.self) else {
+            throw .malformed(reason: "text is not valid UTF-8", offset: start)
+        }
+        return text
+    }
+
+    package mutating func readGroupName() throws(WireError) -> GroupName {
+        let start = offset
+        let text = try readString()
+        guard let name = GroupName(text) else {
+            throw .malformed(reason: "invalid group name (1-\(GroupName.maximumByteCount) bytes, no control characters)", offset: start)
+        }
+        return name
+    }
+
+    package mutating func readSocketAddress() throws(WireError) -> SocketAddress {
+        SocketAddress(IPv4Address(value: try readUInt32()), port: try readUInt16())
+    }
+
+    package mutating func readOptionalAddress() throws(WireError) -> SocketAddress? {
+        let start = offset
+        switch try readUInt8() {
+        case 0: return nil
+        case 1: return try readSocketAddress()
+        case let flag: throw .malformed(reason: "address flag \(flag)", offset: start)
+        }
+    }
+
+    /// A count of elements each at least `elementBytes` long, checked against what is left.
+    package mutating func readCount(elementBytes: Int) throws(WireError) -> Int {
+        let start = offset
+        let count = Int(try readUInt32())
+        guard count <= remainingCount / max(elementBytes, 1) else {
+            throw .malformed(reason: "count \(count) exceeds the \(remainingCount) bytes left", offset: start)
+        }
+        return count
+    }
+
+    package mutating func readUpdate() throws(WireError) -> MembershipUpdate {
+        let base = try readUInt64()
+        let version = try readUInt64()
+        let fullFlag = try readUInt8()
+        guard fullFlag <= 1 else { throw .malformed(reason: "full flag \(fullFlag)", offset: offset - 1) }
+        var regions: [RegionView] = []
+        for _ in 0..<(try readCount(elementBytes: 40)) { regions.append(try readRegion()) }
+        var removedRegions: [RegionID] = []
+        for _ in 0..<(try readCount(elementBytes: 8)) { removedRegions.append(RegionID(try readUInt64())) }
+        var groups: [GroupView] = []
+        for _ in 0..<(try readCount(elementBytes: 32)) { groups.append(try readGroup()) }
+        var removedGroups: [GroupID] = []
+        for _ in 0..<(try readCount(elementBytes: 4)) { removedGroups.append(GroupID(try readUInt32())) }
+        return MembershipUpdate(baseVersion: base, version: version, isFull: fullFlag == 1, regions: regions,
+                                removedRegions: removedRegions, groups: groups, removedGroups: removedGroups)
+    }
+
+    package mutating func readRegion() throws(WireError) -> RegionView {
+        let start = offset
+        let id = RegionID(try readUInt64())
+        let viewNumber = try readUInt64()
+        let hierarchy = try readUInt32()
+        var groups: [GroupID] = []
+        for _ in 0..<(try readCount(elementBytes: 4)) { groups.append(GroupID(try readUInt32())) }
+        var members: [NodeEntry] = []
+        for _ in 0..<(try readCount(elementBytes: 14)) {
+            members.append(NodeEntry(id: NodeID(try readUInt64()), address: try readSocketAddress()))
+        }
+        func member(_ index: UInt32) throws(WireError) -> NodeID {
+            guard Int(index) < members.count else {
+                throw .malformed(reason: "member index \(index) of \(members.count)", offset: offset)
+            }
+            return members[Int(index)].id
+        }
+        var partitions: [Partition] = []
+        for _ in 0..<(try readCount(elementBytes: 8)) {
+            var partitionMembers: [NodeID] = []
+            for _ in 0..<(try readCount(elementBytes: 4)) { partitionMembers.append(try member(try readUInt32())) }
+            let leader = try member(try readUInt32())
+            partitions.append(Partition(members: partitionMembers, leader: leader))
+        }
+        let leader = try member(try readUInt32())
+        guard !members.isEmpty, !partitions.isEmpty else {
+            throw .malformed(reason: "region \(id) without members or partitions", offset: start)
+        }
+        return RegionView(id: id, viewNumber: viewNumber, hierarchy: hierarchy, groups: groups, members: members,
+                          partitions: partitions, regionLeader: leader, address: try readOptionalAddress())
+    }
+
+    package mutating func readGroup() throws(WireError) -> GroupView {
+        let id = GroupID(try readUInt32())
+        let name = try readGroupName()
+        let viewNumber = try readUInt64()
+        var members: [NodeID] = []
+        for _ in 0..<(try readCount(elementBytes: 8)) { members.append(NodeID(try readUInt64())) }
+        let mappingVersion = try readUInt64()
+        var regions: [RegionReference] = []
+        for _ in 0..<(try readCount(elementBytes: 17)) {
+            regions.append(RegionReference(id: RegionID(try readUInt64()), viewNumber: try readUInt64(),
+                                           address: try readOptionalAddress()))
+        }
+        return GroupView(id: id, name: name, viewNumber: viewNumber, members: members, mappingVersion: mappingVersion,
+                         regions: regions, hybridAddress: try readOptionalAddress())
+    }
+}

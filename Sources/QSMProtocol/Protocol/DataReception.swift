@@ -1,0 +1,239 @@
+/// Receiving data (section 4.2.1 B): decoding datagrams, per-stream ordering with
+/// out-of-order holding and gap tracking, the cooperative cache share, reassembly of
+/// fragments, and FIFO delivery.
+extension ProtocolNode {
+    /// One datagram arrived. Malformed ones are dropped and counted.
+    public func receive(_ bytes: [UInt8], now: Instant) {
+        bytes.withUnsafeBytes { receive($0, now: now) }
+    }
+
+    /// One datagram arrived, read in place (valid only during the call): only the
+    /// payload is copied out, once.
+    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
+        enter(now)
+        let packet: ProtocolPacket
+        do throws(WireError) {
+            packet = try ProtocolPacket(decoding: bytes)
+        } catch {
+            statistics.malformedDropped += 1
+            return
+        }
+        switch packet {
+        case .data(let data, let retransmitted):
+            guard regions[data.region] != nil else {
+                // Perhaps a view that has not reached us yet: hold it briefly.
+                if !retransmitted, configuration.maximumUnknownPackets > 0 {
+                    if unknownPackets.count >= configuration.maximumUnknownPackets {
+                        _ = unknownPackets.popFirst()
+                        statistics.unknownDropped += 1
+                    }
+                    unknownPackets.append(Array(bytes))
+                } else {
+                    statistics.unknownDropped += 1
+                }
+                return
+            }
+            receiveData(data, retransmitted: retransmitted)
+        case .token(let token):
+            receiveToken(token)
+        case .acknowledgement(let ack):
+            receiveAcknowledgement(ack)
+        case .request(let request):
+            receiveRequest(request)
+        case .senderStatus(let status):
+            receiveSenderStatus(status)
+        case .hybridData(let template, let headers):
+            // Keep the headers of this node's regions; the rest are other regions' business.
+            for header in headers where regions[header.region] != nil {
+                var packet = template
+                packet.region = header.region
+                packet.regionView = header.regionView
+                packet.viewStartSequence = header.viewStartSequence
+                packet.sequence = header.sequence
+                receiveData(packet)
+            }
+        }
+        updateHeldBytes()
+    }
+
+    /// The stream for `key`, created if this node can tell where its debt starts: a
+    /// founding member of the region is owed everything; a member that joined later is
+    /// owed what was sent in views from the one it joined, starting at the first such
+    /// view's first sequence number, which only a packet of that view can tell it.
+    /// Also nil when the node already keeps `maximumStreams` streams (counted).
+    package func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
+        if let existing = streams[key] { return existing }
+        guard hasRoomForNewStream() else { return nil }
+        if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
+        guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
+        return ReceiveStream(start: max(packet.viewStartSequence, 1))
+    }
+
+    /// The highest sequence number this node will wait for in `stream`: at most
+    /// `maximumSequenceJump` beyond its contiguous prefix. A legitimate sender cannot be
+    /// further ahead (its window is smaller); a forged or corrupt number could be, and
+    /// tracking every gap below it would take unbounded memory.
+    package func plausibleLimit(_ stream: ReceiveStream) -> UInt64 {
+        let jump = UInt64(configuration.maximumSequenceJump)
+        return stream.contiguous > UInt64.max - jump ? UInt64.max : stream.contiguous + jump
+    }
+
+    /// Marks as missing what lies between what this node knows of `stream` and
+    /// `reported` (capped at the plausible limit, the excess counted); true if anything
+    /// new became known.
+    @discardableResult
+    package func learnMaximum(_ reported: UInt64, in stream: ReceiveStream) -> Bool {
+        let limit = plausibleLimit(stream)
+        if reported > limit { statistics.implausibleDropped += 1 }
+        let target = min(reported, limit)
+        guard target > stream.maximumSeen else { return false }
+        for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...target where stream.outOfOrder[gap] == nil {
+            stream.missing[gap] = (runningNow, 0, .zero)
+        }
+        stream.maximumSeen = target
+        return true
+    }
+
+    /// Whether one more stream may be created: their number is bounded, so that packets
+    /// from made-up senders cannot grow this node's memory without end. Asked only when
+    /// a stream would be created, never on the per-packet path of an existing one.
+    package func hasRoomForNewStream() -> Bool {
+        if streams.count < configuration.maximumStreams { return true }
+        statistics.streamLimitDropped += 1
+        return false
+    }
+
+    package func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
+        // Whoever sends new data is alive, whatever views said (it may have moved
+        // regions). A retransmission proves nothing: a peer may be repairing a dead
+        // sender's message.
+        if !retransmitted { departed.remove(packet.sender) }
+        let key = StreamKey(sender: packet.sender, region: packet.region)
+        guard let stream = stream(key, firstPacket: packet) else {
+            // Sent in a view from before this node joined the region: not owed to it (or
+            // no room for another stream, counted as such).
+            if streams.count < configuration.maximumStreams { statistics.notOwedDropped += 1 }
+            return
+        }
+        if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,
+           let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
+            // An earlier owed view than the first packet suggested, before anything was
+            // delivered: the debt starts earlier.
+            let previousContiguous = stream.contiguous
+            stream.start = packet.viewStartSequence
+            stream.contiguous = stream.start - 1
+            // The newly owed range (below the old start, so nonempty) is missing until it
+            // arrives; this packet may be in it.
+            for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (runningNow, 0, .zero) }
+        }
+        defer { streams[key] = stream }
+        let sequence = packet.sequence
+        guard sequence <= plausibleLimit(stream) else {
+            // Absurdly far ahead (forged or corrupt): waiting for every gap below it
+            // would take unbounded memory.
+            statistics.implausibleDropped += 1
+            return
+        }
+        guard sequence >= stream.start, sequence > stream.contiguous,
+              stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
+            statistics.duplicatesDropped += 1
+            return
+        }
+        // Everything in contiguous+1...maximumSeen is already held or known missing, so
+        // only numbers beyond the old maximum can be new gaps.
+        let firstUnknown = max(stream.maximumSeen, stream.contiguous) + 1
+        stream.maximumSeen = max(stream.maximumSeen, sequence)
+        if !retransmitted {
+            // Only the sender's own transmissions share one FIFO path: a retransmission
+            // (unicast, read ahead of the multicast backlog) says nothing about what is
+            // still queued, and counting it made the whole backlog look lost.
+            stream.maximumReceived = max(stream.maximumReceived, sequence)
+            stream.lastArrivalAt = runningNow
+        }
+        arrivals[packet.region, default: 0] += 1
+        if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
+            statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
+        }
+        if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
+            stream.cache[sequence] = packet
+            stream.cachedBytes += packet.payload.count
+        }
+        if sequence == stream.contiguous + 1 {
+            accept(packet, into: stream)
+            drainInOrder(stream)
+        } else {
+            // New gaps below this packet. (Walking the whole range from the contiguous
+            // prefix instead cost O(window) lookups per packet behind a hole: CPU-bound
+            // receivers under loss.)
+            if firstUnknown < sequence {
+                for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
+            }
+            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
+                // Bounded: drop it, and ask for it again like any other gap.
+                statistics.outOfOrderDropped += 1
+                if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
+                return
+            }
+            stream.outOfOrder[sequence] = packet
+            stream.outOfOrderBytes += packet.payload.count
+            outOfOrderTotal += 1
+        }
+        // New data wakes token rounds that had slowed down for idleness.
+        quickenRounds(in: packet.region)
+    }
+
+    /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
+    package func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
+        guard let (index, count) = cachePartition[region] else { return false }
+        return Int(sequence % UInt64(count)) == index
+    }
+
+    package func outOfOrderCount() -> Int { outOfOrderTotal }
+
+    /// Accepts whatever out-of-order packets now follow the contiguous prefix.
+    package func drainInOrder(_ stream: ReceiveStream) {
+        while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
+            stream.outOfOrderBytes -= next.payload.count
+            outOfOrderTotal -= 1
+            accept(next, into: stream)
+        }
+    }
+
+    /// The next packet in sequence: reassemble and deliver.
+    package func accept(_ packet: DataPacket, into stream: ReceiveStream) {
+        stream.contiguous = packet.sequence
+        if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
+        if packet.fragmentCount == 1 {
+            deliver(packet, payload: packet.payload)
+            return
+        }
+        if packet.fragmentIndex == 0 { stream.fragments.removeAll() }
+        guard Int(packet.fragmentIndex) == stream.fragments.count else {
+            // Joined mid-message: the rest of that message was not addressed to us.
+            stream.fragments.removeAll()
+            return
+        }
+        stream.fragments.append(packet)
+        if packet.fragmentIndex + 1 == packet.fragmentCount {
+            var whole: [UInt8] = []
+            whole.reserveCapacity(stream.fragments.reduce(0) { $0 + $1.payload.count })
+            for fragment in stream.fragments { whole += fragment.payload }
+            stream.fragments.removeAll()
+            deliver(packet, payload: whole[...])
+        }
+    }
+
+    package func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
+        statistics.delivered += 1
+        deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
+                                           publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
+                                           regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
+                                           payload: payload))
+    }
+
+    /// Deliveries since the last call, in order.
+    public func takeDeliveries() -> [ProtocolDelivery] {
+        defer { deliveries.removeAll(keepingCapacity: true) }
+        return deliveries
+    }
+}

@@ -1,0 +1,138 @@
+/// Gap recovery (section 4.2.1 B-C): what tokens report and this node lacks is asked
+/// for, a bounded number per stream per visit, from caching peers or the sender.
+///
+/// When to ask is most of the design. A hole below a packet that arrived is lost (each
+/// sender's transmissions reach a node in order) and is asked for after a short grace.
+/// A tail beyond the last arrival may be lost or may still be queued, unread: it is asked
+/// for only once the driver reports its input caught up and the stream has been quiet
+/// for the tail grace. Time the node spent not running counts only in part (see
+/// `runningNow`). Asking early costs a needless retransmission per packet, and after a
+/// freeze that was most of the backlog.
+extension ProtocolNode {
+    /// A partition token visits: learn what exists and what is stable, then ask for what
+    /// is missing, a bounded number per stream (no node reacts to loss with a flood).
+    /// Missing tails wait for `inputCaughtUp(now:)`.
+    package func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
+        for record in records {
+            let key = StreamKey(sender: record.sender, region: region.id)
+            guard record.maximumSeen > 0 || streams[key] != nil else {
+                if record.stable > 0 { streams[key]?.learnStable(record.stable) }
+                continue
+            }
+            guard let stream = stream(key, firstPacket: nil) else { continue }
+            learnMaximum(record.maximumSeen, in: stream)
+            if record.stable > 0 { stream.learnStable(record.stable) }
+            streams[key] = stream
+        }
+        askForMissing(in: region, includingTails: false)
+    }
+
+    /// The driver has handed over everything that had arrived (its input queues are
+    /// empty). Tails that waited for this are asked for now, if still missing: anything
+    /// of theirs that was queued has been read by now. True if there was anything to do.
+    @discardableResult
+    public func inputCaughtUp(now: Instant) -> Bool {
+        guard !tailsAwaitingInput.isEmpty else { return false }
+        enter(now)
+        let due = tailsAwaitingInput.sorted()
+        tailsAwaitingInput.removeAll()
+        for id in due {
+            if let region = regions[id] { askForMissing(in: region, includingTails: true) }
+        }
+        return true
+    }
+
+    /// Asks for missing packets of `region`'s streams. A token visit (without tails)
+    /// also counts a round for gaps whose sender is gone.
+    private func askForMissing(in region: RegionView, includingTails: Bool) {
+        var requests: [NodeID: RequestPacket] = [:]
+        var tailsWaiting = false
+        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+            where key.region == region.id && !stream.missing.isEmpty {
+            if !includingTails, departed.contains(key.sender) {
+                stream.roundsWithoutSender += 1
+                if stream.roundsWithoutSender > Self.abandonAfterRounds {
+                    abandonGaps(stream)
+                    streams[key] = stream
+                    continue
+                }
+            }
+            var asked = 0
+            for sequence in stream.missing.keys.sorted() {
+                guard asked < configuration.recoveryRequestsPerRound else { break }
+                let (since, attempts, askedAt) = stream.missing[sequence]!
+                // Asked recently: the answer is probably on its way; asking again now would
+                // only duplicate it.
+                if attempts > 0, runningNow.nanoseconds(since: askedAt) < configuration.requestRetryInterval.totalNanoseconds { continue }
+                // A gap just learned of may still be in this node's socket queue (tokens
+                // come on the control path, ahead of the data). A hole is asked for after
+                // a short grace. A tail waits for the input to catch up (at a token's
+                // visit it may be in the backlog behind the token), then for the stream
+                // to have been quiet for the longer tail grace (while its packets keep
+                // arriving, it is most likely queued behind them).
+                if attempts == 0 {
+                    let isHole = sequence < stream.maximumReceived
+                    if !isHole && !includingTails {
+                        tailsWaiting = true
+                        continue
+                    }
+                    let grace = isHole ? configuration.gapGracePeriod : configuration.tailGracePeriod
+                    let reference = isHole ? since : max(since, stream.lastArrivalAt)
+                    if runningNow.nanoseconds(since: reference) < grace.totalNanoseconds { continue }
+                }
+                asked += 1
+                if attempts > 0 {
+                    statistics.askedAgain += 1
+                } else if sequence < stream.maximumReceived {
+                    statistics.holesAsked += 1
+                } else {
+                    statistics.tailsAsked += 1
+                }
+                stream.missing[sequence]!.attempts = attempts + 1
+                stream.missing[sequence]!.askedAt = runningNow
+                let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
+                guard let target else { continue }
+                let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
+                requests[target, default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                                        sequences: [])].sequences.append(sequence)
+            }
+            streams[key] = stream
+        }
+        for (target, request) in requests.sorted(by: { $0.key < $1.key }) {
+            statistics.requestsSent += 1
+            control.append(.request(request, to: target))
+        }
+        if tailsWaiting { tailsAwaitingInput.insert(region.id) }
+    }
+
+    /// Caching peers first, picked at random within the partition that caches the
+    /// sequence number (so a long burst is repaired by many peers at once); the sender
+    /// every `peerAttemptsBeforeSender + 1`-th attempt, while it is still around.
+    package func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
+        let senderAvailable = !departed.contains(key.sender) && key.sender != id
+        let cycle = configuration.peerAttemptsBeforeSender + 1
+        if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
+        let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
+        var candidates = partition.members.filter { $0 != id && $0 != key.sender }
+        if candidates.isEmpty { candidates = region.members.map(\.id).filter { $0 != id && $0 != key.sender } }
+        if candidates.isEmpty { return senderAvailable ? key.sender : nil }
+        return candidates[Int(random.next() % UInt64(candidates.count))]
+    }
+
+    /// The sender left and nobody answered for many rounds: the missing packets are gone
+    /// for good. Skip them so later messages flow and the stream can quiesce.
+    package func abandonGaps(_ stream: ReceiveStream) {
+        let limit = stream.maximumSeen
+        while stream.contiguous < limit {
+            if stream.outOfOrder[stream.contiguous + 1] != nil {
+                drainInOrder(stream)
+                continue
+            }
+            stream.contiguous += 1
+            stream.missing[stream.contiguous] = nil
+            stream.fragments.removeAll()
+            statistics.abandonedAfterSenderLeft += 1
+        }
+        stream.missing.removeAll()
+    }
+}

@@ -1,0 +1,479 @@
+/// One node's part of QSM's dissemination and recovery protocol (section 4.2.1 B-C), as a
+/// state machine with no I/O, no clock and no randomness of its own: its driver (the
+/// simulator, or the event core) feeds it membership, publications, packets and the time,
+/// pulls datagrams from it when a link can take one, collects deliveries, and calls
+/// `inputCaughtUp(now:)` whenever it has handed over everything that had arrived (missing
+/// tails are asked for only then).
+///
+/// Sending to a group is one transmission per region of the group's view, each numbered
+/// in the sender's sequence for that region. Receivers find gaps, recover, and clean up by
+/// those numbers alone. Two levels of token rings (partitions, then partition leaders)
+/// aggregate what every member holds; the region leader acknowledges to senders, members
+/// of one partition per message cache it until it is stable, and gaps are pulled from
+/// caching peers picked at random, or NAKed to the sender, at the pace of the tokens.
+public final class ProtocolNode {
+    public let id: NodeID
+    public let configuration: ProtocolConfiguration
+    public internal(set) var statistics = ProtocolStatistics()
+
+    package var random: SplitMix64
+    package var now = Instant.zero
+    /// The clock of recovery's grace periods and retries: it follows `now`, except that
+    /// a pause between two events (the process frozen or descheduled) counts for at most
+    /// `pauseAllowance`. What arrived during a pause is still unread in the sockets, and
+    /// asking for it again the moment the node runs would only duplicate it.
+    package var runningNow = Instant.zero
+    // Membership.
+    package var regions: [RegionID: RegionView] = [:]
+    package var groups: [GroupID: GroupView] = [:]
+    package var joinedView: [RegionID: UInt64] = [:]
+    package var foundingMember: Set<RegionID> = []
+    // Receiving.
+    package var streams: [StreamKey: ReceiveStream] = [:]
+    package var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
+    package var deliveries: [ProtocolDelivery] = []
+    // Sending.
+    package var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
+    package var regionSend: [RegionID: RegionSendState] = [:]
+    /// Per group: what publishing needs. Kept when a group leaves the views, so that its
+    /// sequence numbers continue if it comes back.
+    package var publishTargets: [GroupID: PublishTarget] = [:]
+    package var nextMessageID: UInt64 = 1
+    package var unacknowledgedMessages = 0
+    package var unacknowledgedBytes = 0
+    package var lastDataSentAt = Instant.zero
+    /// New data packets received per region (paces token rounds).
+    package var arrivals: [RegionID: Int] = [:]
+    /// Per region: this node's partition and the number of partitions (which sequence
+    /// numbers it caches), from the current view.
+    package var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
+    package var nextSenderStatusAt = Instant.zero
+    // Output, pulled by the link.
+    package var control = RingBuffer<ControlItem>(initialCapacity: 16)
+    package var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    // Tokens.
+    package var partitionRounds: [RegionID: LeaderRound] = [:]
+    package var regionRounds: [RegionID: LeaderRound] = [:]
+    /// Each led partition's last completed round, and whether each record covered all.
+    package var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
+    /// Nodes that left a view of one of this node's regions (crashed, or moved away).
+    package var departed: Set<NodeID> = []
+    /// Regions whose token visit left missing tails for the next `inputCaughtUp(now:)`.
+    package var tailsAwaitingInput: Set<RegionID> = []
+    package var outOfOrderTotal = 0
+    package var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
+    /// What this node, as region leader, last acknowledged per sender.
+    package var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
+
+    package enum ControlItem {
+        /// `contribute`: add this node's state as the token leaves (members do; a leader
+        /// adds its own when the token comes back, so records that others append later
+        /// include it too).
+        case token(TokenPacket, to: NodeID, contribute: Bool)
+        case acknowledgement(AcknowledgementPacket, to: NodeID)
+        case request(RequestPacket, to: NodeID)
+        case senderStatus(RegionID)
+    }
+
+    package struct LeaderRound {
+        package var round: UInt64 = 0
+        package var inProgress = false
+        package var startedAt = Instant.zero
+        package var nextStart = Instant.zero
+        package var busy = true
+        /// The adaptive interval between rounds, and what it was measured against.
+        package var paceNanoseconds: Int64 = 0
+        package var lastCompletion = Instant.zero
+        package var arrivalsAtLastCompletion = 0
+    }
+
+    /// - Parameter seed: seeds the node's choices of peers to recover from.
+    public init(id: NodeID, configuration: ProtocolConfiguration, seed: UInt64) throws(ConfigurationError) {
+        try configuration.validate()
+        self.id = id
+        self.configuration = configuration
+        random = SplitMix64(seed: seed ^ id.value &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Every event enters here with its time: `now` follows it, `runningNow` too but
+    /// counts a pause since the previous event for at most `pauseAllowance`.
+    package func enter(_ time: Instant) {
+        let elapsed = max(0, time.nanoseconds(since: now))
+        runningNow = runningNow.advanced(byNanoseconds: min(elapsed, configuration.pauseAllowance.totalNanoseconds))
+        now = time
+    }
+
+    // MARK: Membership
+
+    /// Installs the current views of this node's regions and of the groups it belongs or
+    /// publishes to (what the GMS sent it). Rings are rebuilt from the new views; tokens of
+    /// older views are dropped when they arrive.
+    public func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
+        enter(now)
+        var next: [RegionID: RegionView] = [:]
+        for region in newRegions where region.members.contains(where: { $0.id == id }) {
+            next[region.id] = region
+            if regions[region.id] == nil {
+                joinedView[region.id] = region.viewNumber
+                if region.viewNumber == 1 { foundingMember.insert(region.id) }
+            }
+        }
+        // Departures are seen only in regions this node stays in: leaving a region oneself
+        // says nothing about who else is alive.
+        for (regionID, old) in regions {
+            guard let new = next[regionID] else { continue }
+            let stillThere = Set(new.members.map(\.id))
+            for member in old.members where !stillThere.contains(member.id) { departed.insert(member.id) }
+        }
+        for region in next.values { for member in region.members { departed.remove(member.id) } }
+        for gone in regions.keys where next[gone] == nil {
+            // Left the region: its streams and leadership go (cached copies with them).
+            streams = streams.filter { $0.key.region != gone }
+            outOfOrderTotal = streams.values.reduce(0) { $0 + $1.outOfOrder.count }
+            partitionRounds[gone] = nil
+            regionRounds[gone] = nil
+            partitionAggregate[gone] = nil
+            announcements[gone] = nil
+            joinedView[gone] = nil
+            // Coming back later is a new join: owed only what is sent from then on.
+            foundingMember.remove(gone)
+        }
+        let previous = regions
+        regions = next
+        cachePartition = [:]
+        for region in next.values {
+            if let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) {
+                cachePartition[region.id] = (index, region.partitions.count)
+            }
+        }
+        groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
+        updatePublishTargets()
+        for region in regions.values {
+            if leadsPartition(region), partitionRounds[region.id] == nil {
+                partitionRounds[region.id] = LeaderRound(nextStart: now)
+            } else if !leadsPartition(region) {
+                partitionRounds[region.id] = nil
+            }
+            if region.regionLeader == id, regionRounds[region.id] == nil {
+                regionRounds[region.id] = LeaderRound(nextStart: now)
+            } else if region.regionLeader != id {
+                regionRounds[region.id] = nil
+            }
+            // A new view restarts rounds at once (the old view's tokens are void); an
+            // unchanged one (only some group changed) lets the rounds under way finish.
+            if previous[region.id]?.viewNumber != region.viewNumber {
+                partitionRounds[region.id]?.inProgress = false
+                regionRounds[region.id]?.inProgress = false
+            }
+        }
+        // Regions a sender's messages are waiting on that no longer exist: nobody is left
+        // to acknowledge, so they are accounted for (section 4.3.7, item 5).
+        let live = Set(regions.keys).union(groups.values.flatMap { $0.regions.map(\.id) })
+        for (region, state) in regionSend where !live.contains(region) {
+            while let (_, message) = state.awaiting.popFirst() { regionAcknowledged(message) }
+            regionSend[region] = nil
+        }
+        // Packets that arrived early for a view now known.
+        var held = unknownPackets
+        unknownPackets = RingBuffer(initialCapacity: 16)
+        while let bytes = held.popFirst() { receive(bytes, now: now) }
+    }
+
+    package func leadsPartition(_ region: RegionView) -> Bool {
+        region.partition(of: id)?.leader == id
+    }
+
+    package func isPresent(_ node: NodeID, in region: RegionID) -> Bool {
+        regions[region]?.members.contains { $0.id == node } ?? false
+    }
+
+    // MARK: Publishing
+
+    /// Queues a message to a group, committed to the group's current view. Returns
+    /// `.wouldBlock` while the flow-control window is full.
+    public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
+        enter(now)
+        guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
+        guard payload.count <= configuration.maximumMessageBytes else {
+            return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
+        }
+        guard unacknowledgedMessages < configuration.windowMessages,
+              unacknowledgedBytes + payload.count <= configuration.windowBytes else { return .wouldBlock }
+        target.lastSequence += 1
+        let sequence = target.lastSequence
+        let message = OutgoingMessage(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
+                                      payload: payload, publishedAt: now, regions: target.regions)
+        message.hybrid = target.hybrid
+        nextMessageID += 1
+        statistics.published += 1
+        if message.regions.isEmpty {
+            // A group with no members: nothing to send, nothing to wait for.
+            statistics.acknowledged += 1
+            return .accepted(groupSequence: sequence)
+        }
+        unacknowledgedMessages += 1
+        unacknowledgedBytes += payload.count
+        sendQueue.append(message)
+        return .accepted(groupSequence: sequence)
+    }
+
+    /// Messages published but not yet acknowledged by every region.
+    public var unacknowledgedMessageCount: Int { unacknowledgedMessages }
+
+    /// Brings the publishing records in line with the group views. Groups with the same
+    /// region list share one array, so thousands of groups over one region keep one
+    /// list hot in the cache instead of thousands.
+    package func updatePublishTargets() {
+        var shared: [[RegionReference]: [RegionReference]] = [:]
+        for target in publishTargets.values { target.inView = false }
+        for view in groups.values {
+            let regions = shared[view.regions] ?? view.regions
+            shared[view.regions] = regions
+            let target = publishTargets[view.id] ?? PublishTarget()
+            target.inView = true
+            target.viewNumber = view.viewNumber
+            target.regions = regions
+            target.hybrid = view.hybridAddress != nil && regions.count > 1
+            publishTargets[view.id] = target
+        }
+    }
+
+    // MARK: Acknowledgements and requests
+
+    package func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
+        guard ack.sender == id, let state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
+        let previous = state.acknowledged
+        state.acknowledged = ack.stable
+        // Everything in flight lies above the previous acknowledgement: remove just the
+        // newly acknowledged range (in place, no copy of the table).
+        if ack.stable - previous <= UInt64(state.inFlight.count) {
+            for sequence in (previous + 1)...ack.stable { state.inFlight.removeValue(forKey: sequence) }
+        } else {
+            state.inFlight = state.inFlight.filter { $0.key > ack.stable }
+        }
+        while let first = state.awaiting.first, first.last <= ack.stable {
+            _ = state.awaiting.popFirst()
+            regionAcknowledged(first.message)
+        }
+        regionSend[ack.region] = state
+    }
+
+    package func regionAcknowledged(_ message: OutgoingMessage) {
+        message.unacknowledgedRegions -= 1
+        guard message.unacknowledgedRegions == 0 else { return }
+        unacknowledgedMessages -= 1
+        unacknowledgedBytes -= message.payload.count
+        statistics.acknowledged += 1
+        statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
+    }
+
+    package func receiveSenderStatus(_ status: SenderStatusPacket) {
+        guard let region = regions[status.region], status.maximumSequence >= 1 else { return }
+        departed.remove(status.sender)
+        // The sender is still waiting: the region leader repeats the last ACK in case it
+        // was lost (a sender outside the region has no record in its tokens to prompt it).
+        if region.regionLeader == id, let acknowledged = lastAcknowledged[status.region]?[status.sender], acknowledged > 0 {
+            acknowledge(status.region, sender: status.sender, stable: acknowledged)
+        }
+        let key = StreamKey(sender: status.sender, region: status.region)
+        let start: UInt64
+        if foundingMember.contains(status.region) {
+            start = 1
+        } else if let joined = joinedView[status.region], status.regionView < joined {
+            // Everything up to here was sent before this node joined: none of it is owed.
+            start = status.maximumSequence + 1
+        } else {
+            start = max(status.viewStartSequence, 1)
+        }
+        guard let stream = streams[key] ?? (hasRoomForNewStream() ? ReceiveStream(start: start) : nil) else { return }
+        if learnMaximum(status.maximumSequence, in: stream) { quickenRounds(in: status.region) }
+        streams[key] = stream
+    }
+
+    package func receiveRequest(_ request: RequestPacket) {
+        statistics.requestsReceived += 1
+        let key = StreamKey(sender: request.sender, region: request.region)
+        for sequence in request.sequences {
+            guard retransmissions.count < configuration.maximumPendingRetransmissions else {
+                statistics.retransmissionsDropped += 1
+                continue
+            }
+            retransmissions.append((request.requester, key, sequence))
+        }
+    }
+
+    // MARK: Output (pulled by the link)
+
+    /// Whether the link should pull: something is waiting to be built and sent.
+    public var hasOutput: Bool { !control.isEmpty || !retransmissions.isEmpty || !sendQueue.isEmpty }
+
+    /// Builds the next datagram, freshest state first: control, then retransmissions,
+    /// then new data. Nil when there is nothing to send.
+    public func nextDatagram(now: Instant) -> ProtocolDatagram? {
+        enter(now)
+        while let item = control.popFirst() {
+            switch item {
+            case .token(var token, let target, let contribute):
+                if contribute { mergeOwnState(into: &token) }
+                statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
+                return controlDatagram(.token(token), to: target)
+            case .acknowledgement(let ack, let target):
+                return controlDatagram(.acknowledgement(ack), to: target)
+            case .request(let request, let target):
+                return controlDatagram(.request(request), to: target)
+            case .senderStatus(let region):
+                // Built now, from the freshest state; skipped if everything got acknowledged.
+                guard let state = regionSend[region], !state.awaiting.isEmpty else { continue }
+                let bytes = ProtocolPacket.senderStatus(SenderStatusPacket(
+                    sender: id, region: region, regionView: state.view, viewStartSequence: state.viewStartSequence,
+                    maximumSequence: state.nextSequence - 1)).encoded()
+                statistics.controlPacketsSent += 1
+                statistics.controlBytesSent += bytes.count
+                return ProtocolDatagram(destination: .region(region), bytes: bytes, isControl: true)
+            }
+        }
+        while let (target, key, sequence) = retransmissions.popFirst() {
+            if let packet = retransmittable(key, sequence) {
+                statistics.retransmissionsSent += 1
+                let bytes = ProtocolPacket.data(packet, retransmitted: true).encoded()
+                return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: false)
+            }
+        }
+        return nextDataDatagram()
+    }
+
+    package func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
+        let bytes = packet.encoded()
+        statistics.controlPacketsSent += 1
+        statistics.controlBytesSent += bytes.count
+        return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: true)
+    }
+
+    /// A copy of the packet if this node can retransmit it: as its sender, or from its
+    /// cache or out-of-order buffer.
+    package func retransmittable(_ key: StreamKey, _ sequence: UInt64) -> DataPacket? {
+        if key.sender == id, let state = regionSend[key.region], let entry = state.inFlight[sequence] {
+            return dataPacket(entry.message, fragment: entry.fragment, region: key.region, sequence: sequence,
+                              view: entry.view, viewStart: entry.viewStart)
+        }
+        if let stream = streams[key] { return stream.cache[sequence] ?? stream.outOfOrder[sequence] }
+        return nil
+    }
+
+    package func fragmentCount(_ message: OutgoingMessage) -> Int {
+        max(1, (message.payload.count + configuration.maximumFragmentBytes - 1) / configuration.maximumFragmentBytes)
+    }
+
+    package func dataPacket(_ message: OutgoingMessage, fragment: UInt16, region: RegionID, sequence: UInt64,
+                    view: UInt64, viewStart: UInt64) -> DataPacket {
+        let size = configuration.maximumFragmentBytes
+        let from = Int(fragment) * size
+        let to = min(message.payload.count, from + size)
+        return DataPacket(sender: id, region: region, regionView: view, viewStartSequence: viewStart, sequence: sequence,
+                          group: message.group, groupView: message.groupView, groupSequence: message.groupSequence,
+                          fragmentIndex: fragment, fragmentCount: UInt16(fragmentCount(message)),
+                          publishedAt: message.publishedAt.nanoseconds, payload: message.payload[from..<to])
+    }
+
+    /// The next fragment of the oldest queued message, numbered in its region's sequence.
+    package func nextDataDatagram() -> ProtocolDatagram? {
+        // The head stays queued until its last transmission has gone.
+        guard let message = sendQueue.first else { return nil }
+        if message.hybrid { return nextHybridDatagram(message) }
+        let reference = message.regions[message.regionCursor]
+        let packet = numberFragment(message, fragment: UInt16(message.fragmentCursor), in: reference)
+        message.fragmentCursor += 1
+        if message.fragmentCursor == fragmentCount(message) {
+            message.fragmentCursor = 0
+            message.regionCursor += 1
+        }
+        if message.regionCursor == message.regions.count { _ = sendQueue.popFirst() }
+        statistics.dataPacketsSent += 1
+        statistics.dataPayloadBytesSent += packet.payload.count
+        lastDataSentAt = now
+        return ProtocolDatagram(destination: .region(reference.id),
+                                bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+    }
+
+    /// Numbers one fragment of a message in one region's sequence: adopts a newer view of
+    /// the region (its first sequence number is where members who joined in it start),
+    /// keeps the fragment for retransmission until acknowledged, awaits the message's
+    /// acknowledgement after its last fragment, and loops it back if this node is a member.
+    package func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
+        let state = regionSend[reference.id] ?? RegionSendState()
+        if reference.viewNumber > state.view {
+            state.view = reference.viewNumber
+            state.viewStartSequence = state.nextSequence
+        }
+        let sequence = state.nextSequence
+        state.nextSequence += 1
+        let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
+                                view: state.view, viewStart: state.viewStartSequence)
+        state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
+        if Int(fragment) + 1 == fragmentCount(message) {
+            message.lastSequence[reference.id] = sequence
+            state.awaiting.append((sequence, message))
+        }
+        regionSend[reference.id] = state
+        // The sender is a member like any other: it receives its own message.
+        if regions[reference.id] != nil { receiveData(packet) }
+        return packet
+    }
+
+    /// Hybrid mode: the next fragment goes to the group's own address once, numbered in
+    /// every region's sequence at the same time; recovery stays per region.
+    package func nextHybridDatagram(_ message: OutgoingMessage) -> ProtocolDatagram? {
+        let fragment = UInt16(message.fragmentCursor)
+        var headers: [RegionHeader] = []
+        var template: DataPacket?
+        for reference in message.regions {
+            let packet = numberFragment(message, fragment: fragment, in: reference)
+            template = template ?? packet
+            headers.append(RegionHeader(region: reference.id, regionView: packet.regionView,
+                                        viewStartSequence: packet.viewStartSequence, sequence: packet.sequence))
+        }
+        message.fragmentCursor += 1
+        if message.fragmentCursor == fragmentCount(message) { _ = sendQueue.popFirst() }
+        guard let template else { return nil }
+        statistics.hybridTransmissions += 1
+        statistics.dataPacketsSent += 1
+        statistics.dataPayloadBytesSent += template.payload.count
+        lastDataSentAt = now
+        return ProtocolDatagram(destination: .group(message.group),
+                                bytes: ProtocolPacket.hybridData(template, headers: headers).encoded(), isControl: false)
+    }
+
+    // MARK: Accounting
+
+    /// Bytes this node holds on behalf of the protocol: cache, out-of-order packets, and
+    /// messages awaiting acknowledgement.
+    public var heldBytes: Int {
+        var total = unacknowledgedBytes
+        for stream in streams.values { total += stream.heldBytes }
+        return total
+    }
+
+    package func updateHeldBytes() {
+        var cached = 0
+        for stream in streams.values { cached += stream.heldBytes }
+        statistics.maximumCachedBytes = max(statistics.maximumCachedBytes, cached)
+        statistics.maximumHeldBytes = max(statistics.maximumHeldBytes, cached + unacknowledgedBytes)
+    }
+
+    /// True when nothing is cached, held, queued or awaited: the node has quiesced.
+    public var isQuiescent: Bool {
+        unacknowledgedMessages == 0 && sendQueue.isEmpty && control.isEmpty && retransmissions.isEmpty
+            && streams.values.allSatisfy { !$0.isActive && $0.cache.isEmpty }
+    }
+
+    /// What still keeps the node from being quiescent, for diagnosis.
+    public var quiescenceReport: String {
+        var parts: [String] = []
+        if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }
+        if !sendQueue.isEmpty { parts.append("\(sendQueue.count) queued") }
+        for (key, stream) in streams where stream.isActive || !stream.cache.isEmpty {
+            parts.append("\(key.sender)@\(key.region): contiguous \(stream.contiguous) max \(stream.maximumSeen) stable \(stream.stable) cache \(stream.cache.count) held \(stream.outOfOrder.count)")
+        }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,289 @@
+/// The protocol's packets. Data is indexed by the per-(sender, region) sequence number:
+/// loss detection, recovery and cleanup use nothing else; group id, group view and
+/// per-group sequence ride along for delivery only (section 4.2.1 C).
+package enum PacketKind: UInt8 {
+    case data = 1
+    case retransmission = 2
+    case partitionToken = 3
+    case regionToken = 4
+    case acknowledgement = 5
+    case negativeAcknowledgement = 6
+    case pull = 7
+    case senderStatus = 8
+    /// Hybrid mode (section 4.2.1 B): one datagram to a group's own address carrying
+    /// every region's header; each receiver keeps the headers of its own regions.
+    case hybridData = 9
+}
+
+/// One region's numbering of a hybrid transmission.
+package struct RegionHeader: Equatable {
+    package var region: RegionID
+    package var regionView: UInt64
+    package var viewStartSequence: UInt64
+    package var sequence: UInt64
+}
+
+package struct DataPacket: Equatable {
+    package var sender: NodeID
+    package var region: RegionID
+    package var regionView: UInt64
+    /// The first sequence number the sender used in `regionView`: a member that joined
+    /// the region in that view is owed everything from here on.
+    package var viewStartSequence: UInt64
+    package var sequence: UInt64
+    package var group: GroupID
+    package var groupView: UInt64
+    package var groupSequence: UInt64
+    package var fragmentIndex: UInt16
+    package var fragmentCount: UInt16
+    /// When the message was published (sender's clock), for latency measurement.
+    package var publishedAt: Int64
+    package var payload: ArraySlice<UInt8>
+}
+
+/// One active sender's state as a token aggregates it.
+package struct TokenRecord: Equatable {
+    package var sender: NodeID
+    /// The lowest contiguous prefix among the nodes visited so far.
+    package var contiguous: UInt64
+    /// The highest sequence number any visited node has seen.
+    package var maximumSeen: UInt64
+    /// The highest sequence number known stable in the whole region.
+    package var stable: UInt64
+    /// How many members (partition token) or partitions (region token) contributed their
+    /// `contiguous`. A minimum is only a safe stability point once everyone is in it.
+    package var coverage: UInt32
+}
+
+package struct TokenPacket: Equatable {
+    package var kind: PacketKind
+    package var region: RegionID
+    package var regionView: UInt64
+    package var partition: UInt32
+    package var round: UInt64
+    package var startedAt: Int64
+    package var records: [TokenRecord]
+}
+
+package struct AcknowledgementPacket: Equatable {
+    package var region: RegionID
+    package var sender: NodeID
+    package var stable: UInt64
+}
+
+/// A NAK to the sender, or a pull from a caching peer: "send me these".
+package struct RequestPacket: Equatable {
+    package var kind: PacketKind
+    package var sender: NodeID
+    package var region: RegionID
+    package var requester: NodeID
+    package var sequences: [UInt64]
+}
+
+/// An idle sender's highest sequence number in a region, multicast while some of its
+/// messages there are unacknowledged: without it, a loss of the last packets would go
+/// unnoticed by anyone who did not see anything after them.
+package struct SenderStatusPacket: Equatable {
+    package var sender: NodeID
+    package var region: RegionID
+    package var regionView: UInt64
+    package var viewStartSequence: UInt64
+    package var maximumSequence: UInt64
+}
+
+package enum ProtocolPacket: Equatable {
+    /// A data packet for several regions at once; `template` carries everything but the
+    /// per-region numbering.
+    case hybridData(DataPacket, headers: [RegionHeader])
+    case senderStatus(SenderStatusPacket)
+    case data(DataPacket, retransmitted: Bool)
+    case token(TokenPacket)
+    case acknowledgement(AcknowledgementPacket)
+    case request(RequestPacket)
+}
+
+extension ProtocolPacket {
+    package func encoded() -> [UInt8] {
+        var e = WireEncoder(reservingCapacity: 96)
+        switch self {
+        case .data(let d, let retransmitted):
+            e.write((retransmitted ? PacketKind.retransmission : .data).rawValue)
+            e.write(d.sender.value)
+            e.write(d.region.value)
+            e.write(d.regionView)
+            e.write(d.viewStartSequence)
+            e.write(d.sequence)
+            e.writeMessageBody(d)
+        case .token(let t):
+            e.write(t.kind.rawValue)
+            e.write(t.region.value)
+            e.write(t.regionView)
+            e.write(t.partition)
+            e.write(t.round)
+            e.write(t.startedAt)
+            e.write(UInt16(t.records.count))
+            for r in t.records {
+                e.write(r.sender.value)
+                e.write(r.contiguous)
+                e.write(r.maximumSeen)
+                e.write(r.stable)
+                e.write(r.coverage)
+            }
+        case .hybridData(let d, let headers):
+            e.write(PacketKind.hybridData.rawValue)
+            e.write(d.sender.value)
+            e.write(UInt16(headers.count))
+            for header in headers {
+                e.write(header.region.value)
+                e.write(header.regionView)
+                e.write(header.viewStartSequence)
+                e.write(header.sequence)
+            }
+            e.writeMessageBody(d)
+        case .senderStatus(let status):
+            e.write(PacketKind.senderStatus.rawValue)
+            e.write(status.sender.value)
+            e.write(status.region.value)
+            e.write(status.regionView)
+            e.write(status.viewStartSequence)
+            e.write(status.maximumSequence)
+        case .acknowledgement(let a):
+            e.write(PacketKind.acknowledgement.rawValue)
+            e.write(a.region.value)
+            e.write(a.sender.value)
+            e.write(a.stable)
+        case .request(let r):
+            e.write(r.kind.rawValue)
+            e.write(r.sender.value)
+            e.write(r.region.value)
+            e.write(r.requester.value)
+            e.write(UInt16(r.sequences.count))
+            for s in r.sequences { e.write(s) }
+        }
+        return e.bytes
+    }
+
+    package init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+        var r = WireReader(bytes)
+        let kindByte = try r.readUInt8()
+        guard let kind = PacketKind(rawValue: kindByte) else { throw .malformed(reason: "unknown packet kind \(kindByte)", offset: 0) }
+        switch kind {
+        case .data, .retransmission:
+            let sender = NodeID(try r.readUInt64())
+            let region = RegionID(try r.readUInt64())
+            let regionView = try r.readUInt64()
+            let viewStart = try r.readUInt64()
+            let sequence = try r.readUInt64()
+            let group = GroupID(try r.readUInt32())
+            let groupView = try r.readUInt64()
+            let groupSequence = try r.readUInt64()
+            let fragmentIndex = try r.readUInt16()
+            let fragmentCount = try r.readUInt16()
+            let publishedAt = try r.readInt64()
+            let length = Int(try r.readUInt32())
+            let payload = try r.readBytes(count: length)
+            guard fragmentCount >= 1, fragmentIndex < fragmentCount, sequence >= 1, viewStart >= 1, viewStart <= sequence else {
+                throw .malformed(reason: "inconsistent data header", offset: 0)
+            }
+            self = .data(DataPacket(sender: sender, region: region, regionView: regionView, viewStartSequence: viewStart,
+                                    sequence: sequence, group: group, groupView: groupView, groupSequence: groupSequence,
+                                    fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
+                                    payload: ArraySlice(payload)), retransmitted: kind == .retransmission)
+        case .partitionToken, .regionToken:
+            let region = RegionID(try r.readUInt64())
+            let regionView = try r.readUInt64()
+            let partition = try r.readUInt32()
+            let round = try r.readUInt64()
+            let startedAt = try r.readInt64()
+            let count = Int(try r.readUInt16())
+            guard count * 36 <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
+            var records: [TokenRecord] = []
+            records.reserveCapacity(count)
+            for _ in 0..<count {
+                records.append(TokenRecord(sender: NodeID(try r.readUInt64()), contiguous: try r.readUInt64(),
+                                           maximumSeen: try r.readUInt64(), stable: try r.readUInt64(),
+                                           coverage: try r.readUInt32()))
+            }
+            self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
+                                      startedAt: startedAt, records: records))
+        case .hybridData:
+            let sender = NodeID(try r.readUInt64())
+            let count = Int(try r.readUInt16())
+            guard count >= 1, count * 32 <= r.remainingCount else { throw .malformed(reason: "hybrid header count \(count)", offset: r.offset) }
+            var headers: [RegionHeader] = []
+            for _ in 0..<count {
+                let header = RegionHeader(region: RegionID(try r.readUInt64()), regionView: try r.readUInt64(),
+                                          viewStartSequence: try r.readUInt64(), sequence: try r.readUInt64())
+                guard header.sequence >= 1, header.viewStartSequence >= 1, header.viewStartSequence <= header.sequence else {
+                    throw .malformed(reason: "inconsistent hybrid header", offset: r.offset)
+                }
+                headers.append(header)
+            }
+            let group = GroupID(try r.readUInt32())
+            let groupView = try r.readUInt64()
+            let groupSequence = try r.readUInt64()
+            let fragmentIndex = try r.readUInt16()
+            let fragmentCount = try r.readUInt16()
+            let publishedAt = try r.readInt64()
+            let payload = try r.readBytes(count: Int(try r.readUInt32()))
+            guard fragmentCount >= 1, fragmentIndex < fragmentCount else { throw .malformed(reason: "inconsistent fragment", offset: 0) }
+            self = .hybridData(DataPacket(sender: sender, region: headers[0].region, regionView: headers[0].regionView,
+                                          viewStartSequence: headers[0].viewStartSequence, sequence: headers[0].sequence,
+                                          group: group, groupView: groupView, groupSequence: groupSequence,
+                                          fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
+                                          payload: ArraySlice(payload)), headers: headers)
+        case .senderStatus:
+            self = .senderStatus(SenderStatusPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
+                                                    regionView: try r.readUInt64(), viewStartSequence: try r.readUInt64(),
+                                                    maximumSequence: try r.readUInt64()))
+        case .acknowledgement:
+            self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
+                                                          stable: try r.readUInt64()))
+        case .negativeAcknowledgement, .pull:
+            let sender = NodeID(try r.readUInt64())
+            let region = RegionID(try r.readUInt64())
+            let requester = NodeID(try r.readUInt64())
+            let count = Int(try r.readUInt16())
+            guard count * 8 <= r.remainingCount else { throw .malformed(reason: "request count \(count)", offset: r.offset) }
+            var sequences: [UInt64] = []
+            sequences.reserveCapacity(count)
+            for _ in 0..<count { sequences.append(try r.readUInt64()) }
+            self = .request(RequestPacket(kind: kind, sender: sender, region: region, requester: requester, sequences: sequences))
+        }
+        try r.expectEnd()
+    }
+}
+
+extension ProtocolPacket {
+    /// The node that originated a datagram, if the datagram says so and comes from it:
+    /// data, hybrid data and sender status carry their sender right after the kind. A
+    /// retransmission may come from any peer, so it names no origin here.
+    /// The node that asks, in a NAK or pull (read in place, without decoding the rest).
+    package static func requester(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+        guard bytes.count >= 25, let kind = PacketKind(rawValue: bytes[0]),
+              kind == .negativeAcknowledgement || kind == .pull else { return nil }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[17..<25]))
+        return (try? reader.readUInt64()).map(NodeID.init)
+    }
+
+    package static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+        guard bytes.count >= 9, let kind = PacketKind(rawValue: bytes[0]),
+              kind == .data || kind == .hybridData || kind == .senderStatus else { return nil }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[1..<9]))
+        return (try? reader.readUInt64()).map(NodeID.init)
+    }
+}
+
+extension WireEncoder {
+    /// The part of a data packet that is the same in every region's copy.
+    package mutating func writeMessageBody(_ d: DataPacket) {
+        write(d.group.value)
+        write(d.groupView)
+        write(d.groupSequence)
+        write(d.fragmentIndex)
+        write(d.fragmentCount)
+        write(d.publishedAt)
+        write(UInt32(d.payload.count))
+        write(bytes: d.payload)
+    }
+}

@@ -1,0 +1,95 @@
+/// Where a protocol datagram goes: one node (unicast) or a whole region (its multicast
+/// address).
+public enum ProtocolDestination: Hashable, Sendable {
+    case node(NodeID)
+    case region(RegionID)
+    /// A hybrid group's own multicast address.
+    case group(GroupID)
+}
+
+/// A datagram the protocol built when its link asked for one.
+public struct ProtocolDatagram: Sendable {
+    public var destination: ProtocolDestination
+    public var bytes: [UInt8]
+    /// Tokens, ACKs, NAKs and pulls (not data or retransmissions).
+    public var isControl: Bool
+}
+
+/// A message handed to the application: in FIFO order per sender, exactly once.
+public struct ProtocolDelivery: Sendable {
+    public var sender: NodeID
+    public var group: GroupID
+    public var groupSequence: UInt64
+    public var publishedAt: Instant
+    /// The region it came through and its sequence number there (for tools and checks).
+    public var region: RegionID
+    public var regionSequence: UInt64
+    /// The message; shares storage with the packet that carried it (no copy).
+    public var payload: ArraySlice<UInt8>
+}
+
+/// The outcome of publishing.
+public enum PublishResult: Equatable, Sendable {
+    /// Queued for transmission, with the message's per-group sequence number.
+    case accepted(groupSequence: UInt64)
+    /// The flow-control window is full: try again once acknowledgements come back.
+    case wouldBlock
+    case rejected(String)
+}
+
+/// Counters of one protocol node.
+public struct ProtocolStatistics: Sendable, Equatable {
+    public var published = 0
+    public var delivered = 0
+    public var dataPacketsSent = 0
+    public var dataPayloadBytesSent = 0
+    /// Data packets sent once to a hybrid group's address for several regions.
+    public var hybridTransmissions = 0
+    public var retransmissionsSent = 0
+    public var controlPacketsSent = 0
+    public var controlBytesSent = 0
+    public var duplicatesDropped = 0
+    public var outOfOrderDropped = 0
+    public var unknownDropped = 0
+    /// Packets of views from before this node joined their region (not owed to it).
+    public var notOwedDropped = 0
+    public var malformedDropped = 0
+    /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
+    /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
+    public var implausibleDropped = 0
+    public var streamLimitDropped = 0
+    public var staleTokensDropped = 0
+    /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
+    public var requestsSent = 0
+    /// Sequence numbers asked for: holes below what arrived, tails beyond it, and ones
+    /// asked for again (the answer did not come within the retry interval).
+    public var holesAsked = 0
+    public var tailsAsked = 0
+    public var askedAgain = 0
+    public var requestsReceived = 0
+    public var retransmissionsDropped = 0
+    public var abandonedAfterSenderLeft = 0
+    /// Token rounds this node led around a ring of more than one node, and their total
+    /// round-trip time (partition and region rings alike).
+    public var tokenRounds = 0
+    public var tokenRoundTripNanoseconds: Int64 = 0
+    public var tokenTimeouts = 0
+    public var acknowledged = 0
+    public var acknowledgementLatencyNanoseconds: Int64 = 0
+    public var maximumTokenRecords = 0
+    public var maximumHeldBytes = 0
+    /// The most bytes held on the receive side at once (cache and out-of-order packets).
+    public var maximumCachedBytes = 0
+    /// Time from noticing a gap to repairing it, in microseconds of the node's running
+    /// time (see `ProtocolConfiguration.pauseAllowance`). A histogram: bounded however
+    /// many packets are repaired.
+    public var recoveryMicroseconds = LatencyHistogram()
+}
+
+extension UInt32 {
+    /// Adds one, stopping at the maximum: a count that came off the network may already
+    /// be there, and a forged packet must not trap the process.
+    package mutating func saturatingIncrement() {
+        if self < .max { self += 1 }
+    }
+}

@@ -1,0 +1,379 @@
+/// The two-level token rings (section 4.2.1 C, Fig. 4.10-4.11). In each partition the
+/// partition leader starts a token that visits every member, which adds what it holds for
+/// each active sender; back at the leader it becomes the partition's aggregate. Among a
+/// region's partition leaders the region leader circulates a second token that combines
+/// the aggregates: where every partition has reported, the minimum contiguous prefix is
+/// stable region-wide, acknowledged to the sender, and announced on the following rounds
+/// so caches can let go.
+///
+/// Rounds start every `busyTokenInterval` while anything is unstable and slow down to
+/// `idleTokenInterval` when nothing is, so a busy sender is acknowledged quickly and an
+/// idle system costs almost nothing.
+extension ProtocolNode {
+    /// How many visits without progress a gap may last after its sender left before it is
+    /// given up (nobody left in the region holds a copy).
+    package static let abandonAfterRounds = 20
+
+    // MARK: Timers
+
+    /// The next time `tick` has work (a round to start, or one to give up on).
+    public func nextDeadline() -> Instant? {
+        var deadline: Instant?
+        func consider(_ round: LeaderRound) {
+            let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds) : round.nextStart
+            deadline = min(deadline ?? due, due)
+        }
+        partitionRounds.values.forEach(consider)
+        regionRounds.values.forEach(consider)
+        if unacknowledgedMessages > 0 && sendQueue.isEmpty {
+            deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
+        }
+        return deadline
+    }
+
+    package var timeoutNanoseconds: Int64 {
+        configuration.busyTokenInterval.totalNanoseconds * Int64(configuration.tokenTimeoutIntervals)
+    }
+
+    /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
+    public func tick(now: Instant) {
+        enter(now)
+        // An idle sender with unacknowledged messages tells its regions how far it got.
+        if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
+            let pace = configuration.busyTokenInterval.totalNanoseconds
+            if now.nanoseconds(since: lastDataSentAt) >= pace {
+                for (region, state) in regionSend.sorted(by: { $0.key < $1.key }) where !state.awaiting.isEmpty {
+                    control.append(.senderStatus(region))
+                }
+            }
+            nextSenderStatusAt = now.advanced(byNanoseconds: pace)
+        }
+        for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+            if let region = regions[regionID] { startPartitionRound(region) }
+        }
+        for (regionID, round) in regionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+            if let region = regions[regionID] { startRegionRound(region) }
+        }
+        updateHeldBytes()
+    }
+
+    /// A round starts when its time comes, or when its token has been out too long (lost,
+    /// or held by a frozen or dead member): then it is given up and counted.
+    package func roundIsDue(_ round: LeaderRound) -> Bool {
+        if round.inProgress {
+            guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds else { return false }
+            statistics.tokenTimeouts += 1
+            return true
+        }
+        return now >= round.nextStart
+    }
+
+    /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
+    package func quickenRounds(in region: RegionID) {
+        // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
+        let soon = now.advanced(by: configuration.busyTokenInterval)
+        let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon,
+           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
+            round.nextStart = soon
+            partitionRounds[region] = round
+        }
+        if var round = regionRounds[region], !round.inProgress, round.nextStart > soon,
+           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
+            round.nextStart = soon
+            regionRounds[region] = round
+        }
+    }
+
+    /// The next interval for a round that just completed: paced to the region's arrival
+    /// rate while data flows, at the busy pace while a gap is being repaired, never
+    /// slower than a few busy intervals while anything is unstable, idle when nothing is.
+    ///
+    /// Pacing by arrivals alone starves recovery: a sender whose window is full waits for
+    /// stability and sends nothing, so arrivals fall to a trickle of retransmissions and
+    /// the rounds that would repair the gaps (and make the data stable) slow to the idle
+    /// pace. Under loss at every receiver that feedback collapsed throughput to a few
+    /// thousand messages a second.
+    package func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool) -> Int64 {
+        let floor = configuration.busyTokenInterval.totalNanoseconds
+        let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
+        let elapsed = now.nanoseconds(since: round.lastCompletion)
+        round.arrivalsAtLastCompletion = arrivals[region] ?? 0
+        round.lastCompletion = now
+        if repairing {
+            round.paceNanoseconds = floor
+        } else if count > 0 && elapsed > 0 {
+            let perRound = Double(elapsed) * Double(configuration.messagesPerTokenRound) / Double(count)
+            round.paceNanoseconds = min(max(Int64(perRound), floor), active ? floor * Self.settlingIntervals : ceiling)
+        } else if !active {
+            round.paceNanoseconds = ceiling
+        } else {
+            // Settling (stability still to spread, no new data): keep the pace the
+            // traffic had, but never the idle pace while work remains.
+            round.paceNanoseconds = min(max(round.paceNanoseconds, floor), floor * Self.settlingIntervals)
+        }
+        return round.paceNanoseconds
+    }
+
+    /// The slowest pace, in busy intervals, of a round with unstable data to settle.
+    package static let settlingIntervals: Int64 = 4
+
+    // MARK: Rings
+
+    package func partitionRing(_ region: RegionView) -> (index: Int, members: [NodeID])? {
+        guard let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) else { return nil }
+        let partition = region.partitions[index]
+        return (index, [partition.leader] + partition.members.filter { $0 != partition.leader })
+    }
+
+    /// Partition leaders in partition order, starting with the region leader's partition.
+    package func regionRing(_ region: RegionView) -> [NodeID] {
+        let leaders = region.partitions.map(\.leader)
+        guard let start = leaders.firstIndex(of: region.regionLeader) else { return leaders }
+        return Array(leaders[start...] + leaders[..<start])
+    }
+
+    package func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
+        guard let index = ring.firstIndex(of: node) else { return ring[0] }
+        return ring[(index + 1) % ring.count]
+    }
+
+    // MARK: Partition tokens
+
+    package func startPartitionRound(_ region: RegionView) {
+        guard var round = partitionRounds[region.id], let (index, ring) = partitionRing(region) else { return }
+        round.round += 1
+        round.inProgress = true
+        round.startedAt = now
+        partitionRounds[region.id] = round
+        learnAndRecover(from: [], in: region)
+        let token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
+                                partition: UInt32(index), round: round.round, startedAt: now.nanoseconds,
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
+        if ring.count == 1 {
+            completePartitionRound(token, region)
+        } else {
+            control.append(.token(token, to: ring[1], contribute: false))
+        }
+    }
+
+    /// What a leader puts on a token as it leaves: what it knows exists (its own streams
+    /// and its partition's last aggregate) and what is stable, but no coverage: its own
+    /// contiguous prefix is added when the token returns. Without the highest sequence
+    /// numbers here, the member right after the leader would never learn of a lost tail.
+    package func informationRecords(_ region: RegionID, aggregate: [NodeID: (record: TokenRecord, complete: Bool)]) -> [TokenRecord] {
+        var records: [NodeID: TokenRecord] = [:]
+        for (key, stream) in streams where key.region == region && stream.isActive {
+            records[key.sender] = TokenRecord(sender: key.sender, contiguous: .max, maximumSeen: stream.maximumSeen,
+                                              stable: stream.stable, coverage: 0)
+        }
+        for (sender, entry) in aggregate {
+            var record = records[sender] ?? TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0, stable: 0, coverage: 0)
+            record.maximumSeen = max(record.maximumSeen, entry.record.maximumSeen)
+            records[sender] = record
+        }
+        for (sender, announcement) in announcements[region] ?? [:] {
+            var record = records[sender] ?? TokenRecord(sender: sender, contiguous: .max, maximumSeen: 0, stable: 0, coverage: 0)
+            record.stable = max(record.stable, announcement.stable)
+            records[sender] = record
+        }
+        return records.values.sorted { $0.sender < $1.sender }
+    }
+
+    package func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
+        guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
+        var token = received
+        mergeOwnState(into: &token)
+        if ring.count > 1 {
+            countRoundTrip(since: round.startedAt)
+            // What the others saw tells the leader of its own gaps, the tail included.
+            learnAndRecover(from: token.records, in: region)
+        }
+        var aggregate: [NodeID: (record: TokenRecord, complete: Bool)] = [:]
+        for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
+            let complete = record.coverage >= UInt32(ring.count)
+            // Settled everywhere here: nothing left for the region to do about it.
+            if complete && record.contiguous == record.maximumSeen && record.stable >= record.contiguous { continue }
+            aggregate[record.sender] = (record, complete)
+        }
+        partitionAggregate[region.id] = aggregate
+        // Announcements age by one round each time they have gone around.
+        if var pending = announcements[region.id], region.regionLeader != id {
+            for (sender, entry) in pending {
+                pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1)
+            }
+            announcements[region.id] = pending
+        }
+        round.inProgress = false
+        round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
+        let repairing = aggregate.values.contains { $0.record.maximumSeen > $0.record.contiguous && $0.record.contiguous != .max }
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
+        partitionRounds[region.id] = round
+    }
+
+    /// Round trips of tokens that went around a ring of more than one node, timed by
+    /// the leader's own clock (not the token's field, which a forger could set).
+    package func countRoundTrip(since start: Instant) {
+        statistics.tokenRounds += 1
+        statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: start)
+    }
+
+    // MARK: Region tokens
+
+    package func startRegionRound(_ region: RegionView) {
+        guard var round = regionRounds[region.id] else { return }
+        round.round += 1
+        round.inProgress = true
+        round.startedAt = now
+        regionRounds[region.id] = round
+        let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
+                                round: round.round, startedAt: now.nanoseconds,
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
+        let ring = regionRing(region)
+        if ring.count == 1 {
+            completeRegionRound(token, region)
+        } else {
+            control.append(.token(token, to: ring[1], contribute: false))
+        }
+    }
+
+    package func completeRegionRound(_ received: TokenPacket, _ region: RegionView) {
+        guard var round = regionRounds[region.id] else { return }
+        var token = received
+        mergeOwnState(into: &token)
+        if regionRing(region).count > 1 { countRoundTrip(since: round.startedAt) }
+        var pending = announcements[region.id] ?? [:]
+        // Announcements age; fresh stability replaces them.
+        for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
+        var active = false
+        var repairing = false
+        for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
+            active = true
+            if record.contiguous != .max, record.maximumSeen > record.contiguous { repairing = true }
+            let previous = lastAcknowledged[region.id]?[record.sender] ?? 0
+            if record.coverage >= UInt32(region.partitions.count), record.contiguous != .max, record.contiguous > previous {
+                // Everyone has everything up to here: stable, acknowledged, announced.
+                let stable = record.contiguous
+                pending[record.sender] = (stable, 2)
+                lastAcknowledged[region.id, default: [:]][record.sender] = stable
+                streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable)
+                acknowledge(region.id, sender: record.sender, stable: stable)
+            } else if previous > 0 {
+                // Still circulating though nothing new is stable: someone missed an
+                // announcement, or the sender missed an ACK. Repeating a value already
+                // found stable is always safe, whoever reported this round.
+                pending[record.sender] = (previous, 2)
+                acknowledge(region.id, sender: record.sender, stable: previous)
+            }
+        }
+        announcements[region.id] = pending
+        round.inProgress = false
+        round.busy = active || !pending.isEmpty
+        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
+        regionRounds[region.id] = round
+    }
+
+    package func acknowledge(_ region: RegionID, sender: NodeID, stable: UInt64) {
+        let ack = AcknowledgementPacket(region: region, sender: sender, stable: stable)
+        if sender == id {
+            receiveAcknowledgement(ack)
+        } else if !departed.contains(sender) {
+            control.append(.acknowledgement(ack, to: sender))
+        }
+    }
+
+    // MARK: Receiving tokens
+
+    package func receiveToken(_ token: TokenPacket) {
+        guard let region = regions[token.region], token.regionView == region.viewNumber else {
+            statistics.staleTokensDropped += 1
+            return
+        }
+        if token.kind == .partitionToken {
+            guard let (index, ring) = partitionRing(region), UInt32(index) == token.partition else {
+                statistics.staleTokensDropped += 1
+                return
+            }
+            if ring[0] == id {
+                guard let round = partitionRounds[region.id], round.inProgress, round.round == token.round else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                completePartitionRound(token, region)
+            } else {
+                learnAndRecover(from: token.records, in: region)
+                control.append(.token(token, to: next(after: id, in: ring), contribute: true))
+            }
+        } else {
+            let ring = regionRing(region)
+            if region.regionLeader == id {
+                guard let round = regionRounds[region.id], round.inProgress, round.round == token.round else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
+                completeRegionRound(token, region)
+            } else {
+                guard ring.contains(id) else {
+                    statistics.staleTokensDropped += 1
+                    return
+                }
+                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
+                // Stability the region leader announced: pass it on to this partition.
+                for record in token.records where record.stable > 0 {
+                    announcements[region.id, default: [:]][record.sender] = (record.stable, 2)
+                    streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
+                }
+                control.append(.token(token, to: next(after: id, in: ring), contribute: true))
+            }
+        }
+    }
+
+    /// Adds this node's contribution to a token about to leave it: for a partition token,
+    /// its own streams; for a region token, its partition's last aggregate.
+    package func mergeOwnState(into token: inout TokenPacket) {
+        guard let region = regions[token.region], token.regionView == region.viewNumber else { return }
+        var index: [NodeID: Int] = [:]
+        for (position, record) in token.records.enumerated() { index[record.sender] = position }
+        if token.kind == .partitionToken {
+            // Every sender the token mentions gets this node's view of it, even if that
+            // is "nothing yet": a minimum that skipped this node would not be safe.
+            for position in token.records.indices {
+                let key = StreamKey(sender: token.records[position].sender, region: region.id)
+                // No stream and no way to tell where this node's debt starts (it joined
+                // later and has seen nothing of this sender): no contribution, so no
+                // stability is declared past what it may still be owed.
+                guard let stream = stream(key, firstPacket: nil) else { continue }
+                if streams[key] == nil, token.records[position].maximumSeen == 0 { continue }
+                streams[key] = stream
+                token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
+                token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
+                token.records[position].coverage.saturatingIncrement()
+            }
+            // A sender keeps its own record going while it waits for acknowledgements, so a
+            // lost ACK is repeated.
+            let awaiting = !(regionSend[region.id]?.awaiting.isEmpty ?? true)
+            for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+                where key.region == region.id && index[key.sender] == nil && (stream.isActive || (key.sender == id && awaiting)) {
+                token.records.append(TokenRecord(sender: key.sender, contiguous: stream.contiguous,
+                                                 maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 1))
+            }
+        } else {
+            for (sender, entry) in (partitionAggregate[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                if let position = index[sender] {
+                    token.records[position].maximumSeen = max(token.records[position].maximumSeen, entry.record.maximumSeen)
+                    if entry.complete {
+                        token.records[position].contiguous = min(token.records[position].contiguous, entry.record.contiguous)
+                        token.records[position].coverage.saturatingIncrement()
+                    }
+                } else {
+                    var record = entry.record
+                    record.coverage = entry.complete ? 1 : 0
+                    if !entry.complete { record.contiguous = .max }
+                    token.records.append(record)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import QSMProtocol
+import QSMGMS
+
+/// What a simulated run measured, and every invariant it broke (empty: it passed).
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    public var nodes: Int
+    public var groups: Int
+    public var simulatedSeconds: Double
+    public var published: Int
+    public var delivered: Int
+    public var violations: [String]
+    public var tokenRoundTripMillisecondsMean: Double
+    public var acknowledgementLatencyMillisecondsMean: Double
+    public var recoveryMillisecondsP99: Double
+    public var maximumCachedBytesPerNode: Int
+    public var maximumHeldBytesPerNode: Int
+    public var controlBytesPerDataByte: Double
+    public var retransmissions: Int
+    /// Data packets that reached a node that already had them: needless retransmissions
+    /// (asked for too early, or answered by more than one peer) and network duplicates.
+    public var duplicatesReceived: Int
+    public var maximumTokenRecords: Int
+    /// Filled in by the caller, who owns a clock (the simulator has none).
+    public var wallSeconds: Double
+    /// Simulated time from the end of publishing until every live node was quiescent.
+    public var drainSeconds: Double
+}
