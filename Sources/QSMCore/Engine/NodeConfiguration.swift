@@ -41,11 +41,20 @@ public struct QSMNodeConfiguration: Sendable {
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
         }
-        try protocolConfiguration.validate()
         try eventCoreConfiguration.validate()
-        guard protocolConfiguration.maximumFragmentBytes + 128 + PacketAuthenticator.tagBytes <= eventCoreConfiguration.packetBufferCapacity else {
-            throw ConfigurationError("packet buffers (\(eventCoreConfiguration.packetBufferCapacity) B) must hold a fragment (\(protocolConfiguration.maximumFragmentBytes) B) plus headers")
-        }
+        try machineConfiguration(id: NodeID(nodeID ?? 1), address: SocketAddress(interface, port: port)).validate()
+    }
+
+    /// The node machine's settings: its datagrams fit the core's packet buffers.
+    func machineConfiguration(id: NodeID, address: SocketAddress) -> NodeMachineConfiguration {
+        var machine = NodeMachineConfiguration(id: id, address: address)
+        machine.protocolConfiguration = protocolConfiguration
+        machine.heartbeatInterval = heartbeatInterval
+        machine.clusterSecret = clusterSecret
+        machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity
+        machine.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages, bytes: protocolConfiguration.windowBytes)
+        machine.seed = id.value
+        return machine
     }
 }
 
@@ -69,10 +78,12 @@ public struct QSMNodeStatistics: Sendable {
     public var regions: Int
     /// Deliveries held back because the application had not taken the earlier ones.
     public var deliveriesWaiting: Int
+    /// What the node machine dropped, and why (unauthenticated, no address, oversized).
+    public var machine: NodeMachineStatistics
     /// Datagrams dropped because their authentication tag was missing or wrong (only
     /// with a cluster secret).
-    public var droppedUnauthenticated: Int
+    public var droppedUnauthenticated: Int { machine.droppedUnauthenticated }
     /// Datagrams the protocol addressed to a node whose address this node does not know
     /// (not in its views, and never heard from).
-    public var droppedNoAddress: Int
+    public var droppedNoAddress: Int { machine.droppedNoAddress }
 }

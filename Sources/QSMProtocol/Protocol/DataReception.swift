@@ -3,21 +3,35 @@
 /// fragments, and FIFO delivery.
 extension ProtocolNode {
     /// One datagram arrived. Malformed ones are dropped and counted.
-    public func receive(_ bytes: [UInt8], now: Instant) {
+    @discardableResult
+    public func receive(_ bytes: [UInt8], now: Instant) -> PacketOrigin {
         bytes.withUnsafeBytes { receive($0, now: now) }
     }
 
     /// One datagram arrived, read in place (valid only during the call): only the
-    /// payload is copied out, once.
-    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) {
+    /// payload is copied out, once. Returns who the packet says it comes from, for the
+    /// driver's address book (decoded once, here).
+    @discardableResult
+    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) -> PacketOrigin {
         enter(now)
         let packet: ProtocolPacket
         do throws(WireError) {
             packet = try ProtocolPacket(decoding: bytes)
         } catch {
             statistics.malformedDropped += 1
-            return
+            return .unknown
         }
+        defer { updateHeldBytes() }
+        switch packet {
+        case .data(let data, false): handle(packet, bytes); return .sender(data.sender)
+        case .hybridData(let data, _): handle(packet, bytes); return .sender(data.sender)
+        case .senderStatus(let status): handle(packet, bytes); return .sender(status.sender)
+        case .request(let request): handle(packet, bytes); return .requester(request.requester)
+        default: handle(packet, bytes); return .unknown
+        }
+    }
+
+    private func handle(_ packet: ProtocolPacket, _ bytes: UnsafeRawBufferPointer) {
         switch packet {
         case .data(let data, let retransmitted):
             guard regions[data.region] != nil else {
@@ -35,7 +49,7 @@ extension ProtocolNode {
             }
             receiveData(data, retransmitted: retransmitted)
         case .token(let token):
-            receiveToken(token)
+            if let whole = assemble(token) { receiveToken(whole) }
         case .acknowledgement(let ack):
             receiveAcknowledgement(ack)
         case .request(let request):
@@ -53,7 +67,6 @@ extension ProtocolNode {
                 receiveData(packet)
             }
         }
-        updateHeldBytes()
     }
 
     /// The stream for `key`, created if this node can tell where its debt starts: a
@@ -151,6 +164,7 @@ extension ProtocolNode {
             stream.lastArrivalAt = runningNow
         }
         arrivals[packet.region, default: 0] += 1
+        arrivalBytes[packet.region, default: 0] += packet.payload.count
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
@@ -233,7 +247,25 @@ extension ProtocolNode {
 
     /// Deliveries since the last call, in order.
     public func takeDeliveries() -> [ProtocolDelivery] {
-        defer { deliveries.removeAll(keepingCapacity: true) }
-        return deliveries
+        var taken: [ProtocolDelivery] = []
+        while let delivery = takeDelivery() { taken.append(delivery) }
+        return taken
     }
+
+    /// The next delivery, in order; nil when none is waiting. Allocates nothing: the
+    /// list is reused once it has been taken to its end.
+    public func takeDelivery() -> ProtocolDelivery? {
+        guard deliveryCursor < deliveries.count else {
+            if !deliveries.isEmpty {
+                deliveries.removeAll(keepingCapacity: true)
+                deliveryCursor = 0
+            }
+            return nil
+        }
+        defer { deliveryCursor += 1 }
+        return deliveries[deliveryCursor]
+    }
+
+    /// Whether a delivery is waiting.
+    public var hasDelivery: Bool { deliveryCursor < deliveries.count }
 }

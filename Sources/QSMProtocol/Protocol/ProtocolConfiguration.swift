@@ -3,6 +3,11 @@
 public struct ProtocolConfiguration: Sendable {
     /// Largest payload in one datagram; longer messages are fragmented.
     public var maximumFragmentBytes = 1_400
+    /// Largest datagram the protocol builds, headers included (its driver may add an
+    /// authentication tag after it). Nothing is ever sent larger: a token with more
+    /// senders' records than fit travels in parts, a hybrid transmission with more
+    /// region headers than fit goes out as several datagrams, and requests are bounded.
+    public var maximumPacketBytes = 8_176
     /// Largest message accepted for publishing.
     public var maximumMessageBytes = 1 << 20
     /// Flow control: unacknowledged messages and bytes a sender may have outstanding.
@@ -16,8 +21,20 @@ public struct ProtocolConfiguration: Sendable {
     /// at 1,000 messages/s rounds come every 64 ms, at 50,000/s every 5 ms (the floor).
     public var messagesPerTokenRound = 64
     /// A token that has not come back within this many intervals is given up and a new
-    /// round starts (it was lost, or a member is frozen or dead).
+    /// round starts (it was lost, or a member is frozen or dead). For long rings the
+    /// timeout grows with the ring: see `tokenTimeoutRoundTrips`.
     public var tokenTimeoutIntervals = 8
+    /// A ring's timeout is also at least this many of its expected round trips: its
+    /// length times the hop time the leader measured on earlier rounds (or
+    /// `initialTokenHopEstimate` before any), so a ring of hundreds of leaders is not
+    /// timed out by a limit meant for five. A timed-out round doubles the ring's hop
+    /// estimate, so a ring whose hops are slower than estimated still converges.
+    public var tokenTimeoutRoundTrips = 4
+    public var initialTokenHopEstimate: Duration = .microseconds(500)
+    /// Token traffic a region may cost, in bytes of tokens per byte of new data arriving:
+    /// rounds of a large region are spaced so that its rings (whose cost grows with the
+    /// number of members) stay within it while data flows. Small regions never reach it.
+    public var tokenBytesPerDataByte = 0.25
     /// Sequence numbers a node asks for per stream per token visit (recovery rate limit).
     public var recoveryRequestsPerRound = 128
     /// How old a gap must be before it is first asked for: packets a token reports may
@@ -59,6 +76,16 @@ public struct ProtocolConfiguration: Sendable {
         }
         guard maximumMessageBytes >= 1, maximumMessageBytes <= maximumFragmentBytes * Int(UInt16.max) else {
             throw ConfigurationError("maximum message size must be 1...\(maximumFragmentBytes * Int(UInt16.max)) bytes")
+        }
+        let largestData = maximumFragmentBytes + max(DataPacket.headerBytes, DataPacket.hybridHeaderBytes + RegionHeader.bytes)
+        guard maximumPacketBytes >= largestData, maximumPacketBytes <= 65_507 - 32 else {
+            throw ConfigurationError("maximum packet size must be \(largestData)...65475 bytes (a fragment of \(maximumFragmentBytes) bytes plus headers), got \(maximumPacketBytes)")
+        }
+        guard RequestPacket.headerBytes + recoveryRequestsPerRound * 8 <= maximumPacketBytes else {
+            throw ConfigurationError("\(recoveryRequestsPerRound) recovery requests per round do not fit one packet of \(maximumPacketBytes) bytes")
+        }
+        guard tokenTimeoutRoundTrips >= 1, initialTokenHopEstimate > .zero, tokenBytesPerDataByte > 0 else {
+            throw ConfigurationError("token timeout round trips, hop estimate and token budget must be positive")
         }
         guard windowMessages >= 1, windowBytes >= maximumMessageBytes else {
             throw ConfigurationError("the window must hold at least one message of the maximum size")

@@ -32,6 +32,7 @@ public final class ProtocolNode {
     package var streams: [StreamKey: ReceiveStream] = [:]
     package var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
     package var deliveries: [ProtocolDelivery] = []
+    package var deliveryCursor = 0
     // Sending.
     package var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     package var regionSend: [RegionID: RegionSendState] = [:]
@@ -42,14 +43,25 @@ public final class ProtocolNode {
     package var unacknowledgedMessages = 0
     package var unacknowledgedBytes = 0
     package var lastDataSentAt = Instant.zero
-    /// New data packets received per region (paces token rounds).
+    /// New data packets, and their payload bytes, received per region (pace token rounds).
     package var arrivals: [RegionID: Int] = [:]
+    package var arrivalBytes: [RegionID: Int] = [:]
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
     package var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
     package var nextSenderStatusAt = Instant.zero
     // Output, pulled by the link.
     package var control = RingBuffer<ControlItem>(initialCapacity: 16)
+    /// The remaining parts of a token too large for one datagram, sent before anything else.
+    package var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
+    /// Tokens arriving in parts, per ring, until every part is in.
+    package var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
+    /// The remaining region headers of a hybrid transmission too large for one datagram.
+    package var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
+    /// Messages whose every region acknowledged them (or that needed no region), not
+    /// yet taken by the driver: what flow control gives back.
+    package var releasedMessages = 0
+    package var releasedBytes = 0
     package var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
     // Tokens.
     package var partitionRounds: [RegionID: LeaderRound] = [:]
@@ -85,6 +97,15 @@ public final class ProtocolNode {
         package var paceNanoseconds: Int64 = 0
         package var lastCompletion = Instant.zero
         package var arrivalsAtLastCompletion = 0
+        package var arrivalBytesAtLastCompletion = 0
+        /// Nodes on the ring this round, and the time a hop took on earlier rounds (zero
+        /// until one completes): the round's timeout follows both.
+        package var ringLength = 1
+        package var hopEstimateNanoseconds: Int64 = 0
+        /// Before any round completed: the guess, doubled by each timeout.
+        package var unmeasuredHopNanoseconds: Int64 = 0
+        /// The interval the token budget asks for (`tokenBytesPerDataByte`).
+        package var budgetNanoseconds: Int64 = 0
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
@@ -133,6 +154,7 @@ public final class ProtocolNode {
             partitionRounds[gone] = nil
             regionRounds[gone] = nil
             partitionAggregate[gone] = nil
+            tokenAssembly = tokenAssembly.filter { $0.key.region != gone }
             announcements[gone] = nil
             joinedView[gone] = nil
             // Coming back later is a new join: owed only what is sent from then on.
@@ -189,16 +211,15 @@ public final class ProtocolNode {
 
     // MARK: Publishing
 
-    /// Queues a message to a group, committed to the group's current view. Returns
-    /// `.wouldBlock` while the flow-control window is full.
+    /// Queues a message to a group, committed to the group's current view. Flow control
+    /// is the driver's (`NodeMachine` admits a message only while its window has room);
+    /// `unacknowledgedMessageCount` and `takeReleased()` are what it counts with.
     public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
         enter(now)
         guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
         guard payload.count <= configuration.maximumMessageBytes else {
             return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
         }
-        guard unacknowledgedMessages < configuration.windowMessages,
-              unacknowledgedBytes + payload.count <= configuration.windowBytes else { return .wouldBlock }
         target.lastSequence += 1
         let sequence = target.lastSequence
         let message = OutgoingMessage(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
@@ -209,6 +230,8 @@ public final class ProtocolNode {
         if message.regions.isEmpty {
             // A group with no members: nothing to send, nothing to wait for.
             statistics.acknowledged += 1
+            releasedMessages += 1
+            releasedBytes += payload.count
             return .accepted(groupSequence: sequence)
         }
         unacknowledgedMessages += 1
@@ -217,8 +240,16 @@ public final class ProtocolNode {
         return .accepted(groupSequence: sequence)
     }
 
-    /// Messages published but not yet acknowledged by every region.
+    /// Messages published but not yet acknowledged by every region, and their bytes.
     public var unacknowledgedMessageCount: Int { unacknowledgedMessages }
+    public var unacknowledgedByteCount: Int { unacknowledgedBytes }
+
+    /// Messages (and their payload bytes) acknowledged by all their regions since the
+    /// last call: the window they held is free again.
+    public func takeReleased() -> (messages: Int, bytes: Int) {
+        defer { releasedMessages = 0; releasedBytes = 0 }
+        return (releasedMessages, releasedBytes)
+    }
 
     /// Brings the publishing records in line with the group views. Groups with the same
     /// region list share one array, so thousands of groups over one region keep one
@@ -263,6 +294,8 @@ public final class ProtocolNode {
         guard message.unacknowledgedRegions == 0 else { return }
         unacknowledgedMessages -= 1
         unacknowledgedBytes -= message.payload.count
+        releasedMessages += 1
+        releasedBytes += message.payload.count
         statistics.acknowledged += 1
         statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
     }
@@ -305,17 +338,21 @@ public final class ProtocolNode {
     // MARK: Output (pulled by the link)
 
     /// Whether the link should pull: something is waiting to be built and sent.
-    public var hasOutput: Bool { !control.isEmpty || !retransmissions.isEmpty || !sendQueue.isEmpty }
+    public var hasOutput: Bool {
+        !tokenPartsOut.isEmpty || !control.isEmpty || !retransmissions.isEmpty || !hybridHeadersOut.isEmpty || !sendQueue.isEmpty
+    }
 
     /// Builds the next datagram, freshest state first: control, then retransmissions,
     /// then new data. Nil when there is nothing to send.
     public func nextDatagram(now: Instant) -> ProtocolDatagram? {
         enter(now)
+        if let (part, target) = tokenPartsOut.popFirst() { return controlDatagram(.token(part), to: target) }
         while let item = control.popFirst() {
             switch item {
             case .token(var token, let target, let contribute):
                 if contribute { mergeOwnState(into: &token) }
                 statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
+                splitIntoParts(&token, to: target)
                 return controlDatagram(.token(token), to: target)
             case .acknowledgement(let ack, let target):
                 return controlDatagram(.acknowledgement(ack), to: target)
@@ -339,7 +376,26 @@ public final class ProtocolNode {
                 return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: false)
             }
         }
+        if let (template, headers) = hybridHeadersOut.popFirst() { return hybridDatagram(template, headers: headers) }
         return nextDataDatagram()
+    }
+
+    /// Leaves in `token` the records of its first datagram and queues the other parts.
+    func splitIntoParts(_ token: inout TokenPacket, to target: NodeID) {
+        let perPart = TokenPacket.recordsPerDatagram(packetBytes: configuration.maximumPacketBytes)
+        guard token.records.count > perPart else { return }
+        let parts = (token.records.count + perPart - 1) / perPart
+        for index in 1..<parts {
+            var part = token
+            part.records = Array(token.records[(index * perPart)..<min(token.records.count, (index + 1) * perPart)])
+            part.part = UInt16(index)
+            part.parts = UInt16(parts)
+            tokenPartsOut.append((part, target))
+        }
+        token.records.removeSubrange(perPart...)
+        token.part = 0
+        token.parts = UInt16(parts)
+        statistics.tokensSplit += 1
     }
 
     package func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
@@ -436,11 +492,27 @@ public final class ProtocolNode {
         if message.fragmentCursor == fragmentCount(message) { _ = sendQueue.popFirst() }
         guard let template else { return nil }
         statistics.hybridTransmissions += 1
+        lastDataSentAt = now
+        // As many region headers as fit beside the payload; the rest follow in more
+        // datagrams to the same address, each a complete transmission for its regions.
+        let room = configuration.maximumPacketBytes - DataPacket.hybridHeaderBytes - template.payload.count
+        let perDatagram = max(1, room / RegionHeader.bytes)
+        var rest = headers[...]
+        let first = rest.prefix(perDatagram)
+        rest = rest.dropFirst(perDatagram)
+        while !rest.isEmpty {
+            hybridHeadersOut.append((template, rest.prefix(perDatagram)))
+            rest = rest.dropFirst(perDatagram)
+            statistics.hybridTransmissionsSplit += 1
+        }
+        return hybridDatagram(template, headers: first)
+    }
+
+    func hybridDatagram(_ template: DataPacket, headers: ArraySlice<RegionHeader>) -> ProtocolDatagram {
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += template.payload.count
-        lastDataSentAt = now
-        return ProtocolDatagram(destination: .group(message.group),
-                                bytes: ProtocolPacket.hybridData(template, headers: headers).encoded(), isControl: false)
+        return ProtocolDatagram(destination: .group(template.group),
+                                bytes: ProtocolPacket.hybridData(template, headers: Array(headers)).encoded(), isControl: false)
     }
 
     // MARK: Accounting
@@ -462,7 +534,7 @@ public final class ProtocolNode {
 
     /// True when nothing is cached, held, queued or awaited: the node has quiesced.
     public var isQuiescent: Bool {
-        unacknowledgedMessages == 0 && sendQueue.isEmpty && control.isEmpty && retransmissions.isEmpty
+        unacknowledgedMessages == 0 && !hasOutput
             && streams.values.allSatisfy { !$0.isActive && $0.cache.isEmpty }
     }
 

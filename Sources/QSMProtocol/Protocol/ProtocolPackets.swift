@@ -63,6 +63,40 @@ package struct TokenPacket: Equatable {
     package var round: UInt64
     package var startedAt: Int64
     package var records: [TokenRecord]
+    /// A token with more records than one datagram holds travels as `parts` datagrams,
+    /// each with a share of the records; the next member acts on it once it has them all.
+    package var part: UInt16 = 0
+    package var parts: UInt16 = 1
+}
+
+extension TokenPacket {
+    /// Bytes of a token datagram before its records, and of each record.
+    package static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 2
+    package static let recordBytes = 8 + 8 + 8 + 8 + 4
+
+    /// How many records fit in one datagram of at most `packetBytes`.
+    package static func recordsPerDatagram(packetBytes: Int) -> Int {
+        max(1, (packetBytes - headerBytes) / recordBytes)
+    }
+}
+
+extension RegionHeader {
+    /// Bytes of one region's header in a hybrid datagram.
+    package static let bytes = 8 + 8 + 8 + 8
+}
+
+extension DataPacket {
+    /// Bytes of a data datagram besides its payload.
+    package static let headerBytes = 1 + 8 + 8 + 8 + 8 + 8 + messageBodyHeaderBytes
+    /// Bytes of a hybrid datagram besides its payload and its region headers.
+    package static let hybridHeaderBytes = 1 + 8 + 2 + messageBodyHeaderBytes
+    /// The part of the message body that is not payload: group, group view, group
+    /// sequence, fragment index and count, publication time, payload length.
+    package static let messageBodyHeaderBytes = 4 + 8 + 8 + 2 + 2 + 8 + 4
+}
+
+extension RequestPacket {
+    package static let headerBytes = 1 + 8 + 8 + 8 + 2
 }
 
 package struct AcknowledgementPacket: Equatable {
@@ -121,6 +155,8 @@ extension ProtocolPacket {
             e.write(t.partition)
             e.write(t.round)
             e.write(t.startedAt)
+            e.write(t.part)
+            e.write(t.parts)
             e.write(UInt16(t.records.count))
             for r in t.records {
                 e.write(r.sender.value)
@@ -195,8 +231,11 @@ extension ProtocolPacket {
             let partition = try r.readUInt32()
             let round = try r.readUInt64()
             let startedAt = try r.readInt64()
+            let part = try r.readUInt16()
+            let parts = try r.readUInt16()
+            guard parts >= 1, part < parts else { throw .malformed(reason: "token part \(part) of \(parts)", offset: r.offset) }
             let count = Int(try r.readUInt16())
-            guard count * 36 <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
+            guard count * TokenPacket.recordBytes <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
             var records: [TokenRecord] = []
             records.reserveCapacity(count)
             for _ in 0..<count {
@@ -205,11 +244,11 @@ extension ProtocolPacket {
                                            coverage: try r.readUInt32()))
             }
             self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
-                                      startedAt: startedAt, records: records))
+                                      startedAt: startedAt, records: records, part: part, parts: parts))
         case .hybridData:
             let sender = NodeID(try r.readUInt64())
             let count = Int(try r.readUInt16())
-            guard count >= 1, count * 32 <= r.remainingCount else { throw .malformed(reason: "hybrid header count \(count)", offset: r.offset) }
+            guard count >= 1, count * RegionHeader.bytes <= r.remainingCount else { throw .malformed(reason: "hybrid header count \(count)", offset: r.offset) }
             var headers: [RegionHeader] = []
             for _ in 0..<count {
                 let header = RegionHeader(region: RegionID(try r.readUInt64()), regionView: try r.readUInt64(),

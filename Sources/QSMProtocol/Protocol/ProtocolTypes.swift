@@ -7,6 +7,15 @@ public enum ProtocolDestination: Hashable, Sendable {
     case group(GroupID)
 }
 
+/// Who a received packet says it comes from: the node that originated it (data, hybrid
+/// data and sender status, not a retransmission, which any peer may send), or the node
+/// asking (a NAK or pull). The driver learns addresses from these.
+public enum PacketOrigin: Equatable, Sendable {
+    case unknown
+    case sender(NodeID)
+    case requester(NodeID)
+}
+
 /// A datagram the protocol built when its link asked for one.
 public struct ProtocolDatagram: Sendable {
     public var destination: ProtocolDestination
@@ -77,6 +86,13 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var acknowledged = 0
     public var acknowledgementLatencyNanoseconds: Int64 = 0
     public var maximumTokenRecords = 0
+    /// Tokens too large for one datagram, sent in parts; and parts dropped because a
+    /// newer token for the same ring arrived before the older one was whole.
+    public var tokensSplit = 0
+    public var tokenPartsDropped = 0
+    /// Hybrid transmissions whose region headers did not fit one datagram: each is one
+    /// more datagram to the group's address.
+    public var hybridTransmissionsSplit = 0
     public var maximumHeldBytes = 0
     /// The most bytes held on the receive side at once (cache and out-of-order packets).
     public var maximumCachedBytes = 0

@@ -20,7 +20,7 @@ extension ProtocolNode {
     public func nextDeadline() -> Instant? {
         var deadline: Instant?
         func consider(_ round: LeaderRound) {
-            let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds) : round.nextStart
+            let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds(round)) : round.nextStart
             deadline = min(deadline ?? due, due)
         }
         partitionRounds.values.forEach(consider)
@@ -31,8 +31,25 @@ extension ProtocolNode {
         return deadline
     }
 
-    package var timeoutNanoseconds: Int64 {
-        configuration.busyTokenInterval.totalNanoseconds * Int64(configuration.tokenTimeoutIntervals)
+    /// How long a round's token may be out before it is given up: a few busy intervals,
+    /// or a few expected round trips of this ring (its length times its hop time),
+    /// whichever is longer. A fixed limit can never fit every ring: 400 partition leaders
+    /// at 0.1 ms a hop already take the whole 40 ms that suits a ring of five.
+    package func timeoutNanoseconds(_ round: LeaderRound) -> Int64 {
+        let base = configuration.busyTokenInterval.totalNanoseconds * Int64(configuration.tokenTimeoutIntervals)
+        let hop = round.hopEstimateNanoseconds > 0 ? round.hopEstimateNanoseconds
+            : max(round.unmeasuredHopNanoseconds, configuration.initialTokenHopEstimate.totalNanoseconds)
+        let expected = hop.multipliedReportingOverflow(by: Int64(round.ringLength * configuration.tokenTimeoutRoundTrips))
+        return max(base, expected.overflow ? .max / 4 : expected.partialValue)
+    }
+
+    /// Folds a completed round's hop time into the ring's estimate (a moving average
+    /// that follows a slower ring at once and a faster one gradually).
+    package func learnHopTime(_ round: inout LeaderRound) {
+        guard round.ringLength > 1 else { return }
+        let measured = max(1, now.nanoseconds(since: round.startedAt) / Int64(round.ringLength))
+        round.hopEstimateNanoseconds = round.hopEstimateNanoseconds == 0 || measured > round.hopEstimateNanoseconds
+            ? measured : (3 * round.hopEstimateNanoseconds + measured) / 4
     }
 
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
@@ -48,10 +65,14 @@ extension ProtocolNode {
             }
             nextSenderStatusAt = now.advanced(byNanoseconds: pace)
         }
-        for (regionID, round) in partitionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+        for regionID in partitionRounds.keys.sorted() {
+            guard var round = partitionRounds[regionID], roundIsDue(&round) else { continue }
+            partitionRounds[regionID] = round
             if let region = regions[regionID] { startPartitionRound(region) }
         }
-        for (regionID, round) in regionRounds.sorted(by: { $0.key < $1.key }) where roundIsDue(round) {
+        for regionID in regionRounds.keys.sorted() {
+            guard var round = regionRounds[regionID], roundIsDue(&round) else { continue }
+            regionRounds[regionID] = round
             if let region = regions[regionID] { startRegionRound(region) }
         }
         updateHeldBytes()
@@ -59,10 +80,20 @@ extension ProtocolNode {
 
     /// A round starts when its time comes, or when its token has been out too long (lost,
     /// or held by a frozen or dead member): then it is given up and counted.
-    package func roundIsDue(_ round: LeaderRound) -> Bool {
+    ///
+    /// Until a round of the ring has ever completed, a timeout doubles the guessed hop
+    /// time (up to the idle interval per hop): a ring slower than the first guess gets a
+    /// timeout it fits. Once rounds complete, their measured hops set the timeout, and a
+    /// timeout changes nothing: under loss, tokens time out because they were lost, and
+    /// lengthening the timeout for that would only stall the ring longer each time.
+    package func roundIsDue(_ round: inout LeaderRound) -> Bool {
         if round.inProgress {
-            guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds else { return false }
+            guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds(round) else { return false }
             statistics.tokenTimeouts += 1
+            if round.hopEstimateNanoseconds == 0 {
+                round.unmeasuredHopNanoseconds = min(2 * max(round.unmeasuredHopNanoseconds, configuration.initialTokenHopEstimate.totalNanoseconds),
+                                                     configuration.idleTokenInterval.totalNanoseconds)
+            }
             return true
         }
         return now >= round.nextStart
@@ -94,26 +125,48 @@ extension ProtocolNode {
     /// the rounds that would repair the gaps (and make the data stable) slow to the idle
     /// pace. Under loss at every receiver that feedback collapsed throughput to a few
     /// thousand messages a second.
-    package func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool) -> Int64 {
+    ///
+    /// In a large region the rings' own cost sets a floor too: a round costs every ring
+    /// member a token (`ringBytes` in all), and the region's `shares` rings (its
+    /// partitions' and the leaders') together may cost at most `tokenBytesPerDataByte`
+    /// of the data arriving. At 1,000 members and 1,000 messages a second, rounds every
+    /// 20 ms cost several bytes of tokens per byte of data; spaced by the budget, a
+    /// fraction of one.
+    package func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
         let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
+        let bytes = (arrivalBytes[region] ?? 0) - round.arrivalBytesAtLastCompletion
         let elapsed = now.nanoseconds(since: round.lastCompletion)
         round.arrivalsAtLastCompletion = arrivals[region] ?? 0
+        round.arrivalBytesAtLastCompletion = arrivalBytes[region] ?? 0
         round.lastCompletion = now
+        // The budget's interval, from the data rate since the last round (kept while no
+        // data arrives, so a settling or repairing region stays within it too).
+        if bytes > 0 && elapsed > 0 {
+            let interval = Double(ringBytes) * Double(shares) * Double(elapsed) / (configuration.tokenBytesPerDataByte * Double(bytes))
+            round.budgetNanoseconds = Int64(min(interval, Double(ceiling)))
+        }
+        let budget = round.budgetNanoseconds
         if repairing {
-            round.paceNanoseconds = floor
+            round.paceNanoseconds = max(floor, budget)
         } else if count > 0 && elapsed > 0 {
             let perRound = Double(elapsed) * Double(configuration.messagesPerTokenRound) / Double(count)
-            round.paceNanoseconds = min(max(Int64(perRound), floor), active ? floor * Self.settlingIntervals : ceiling)
+            round.paceNanoseconds = min(max(Int64(min(perRound, Double(ceiling))), floor, budget),
+                                        active ? max(floor * Self.settlingIntervals, budget) : ceiling)
         } else if !active {
             round.paceNanoseconds = ceiling
         } else {
             // Settling (stability still to spread, no new data): keep the pace the
             // traffic had, but never the idle pace while work remains.
-            round.paceNanoseconds = min(max(round.paceNanoseconds, floor), floor * Self.settlingIntervals)
+            round.paceNanoseconds = min(max(round.paceNanoseconds, floor, budget), max(floor * Self.settlingIntervals, budget))
         }
         return round.paceNanoseconds
+    }
+
+    /// The bytes one round of a ring sends: a token per hop, with `records` records.
+    package func ringBytes(length: Int, records: Int) -> Int {
+        length * (TokenPacket.headerBytes + records * TokenPacket.recordBytes)
     }
 
     /// The slowest pace, in busy intervals, of a round with unstable data to settle.
@@ -146,6 +199,7 @@ extension ProtocolNode {
         round.round += 1
         round.inProgress = true
         round.startedAt = now
+        round.ringLength = ring.count
         partitionRounds[region.id] = round
         learnAndRecover(from: [], in: region)
         let token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
@@ -187,6 +241,7 @@ extension ProtocolNode {
         mergeOwnState(into: &token)
         if ring.count > 1 {
             countRoundTrip(since: round.startedAt)
+            learnHopTime(&round)
             // What the others saw tells the leader of its own gaps, the tail included.
             learnAndRecover(from: token.records, in: region)
         }
@@ -208,7 +263,9 @@ extension ProtocolNode {
         round.inProgress = false
         round.busy = !aggregate.isEmpty || !(announcements[region.id]?.isEmpty ?? true)
         let repairing = aggregate.values.contains { $0.record.maximumSeen > $0.record.contiguous && $0.record.contiguous != .max }
-        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
+        round.nextStart = now.advanced(byNanoseconds: pace(
+            &round, region: region.id, active: round.busy, repairing: repairing,
+            ringBytes: ringBytes(length: ring.count, records: token.records.count), shares: region.partitions.count + 1))
         partitionRounds[region.id] = round
     }
 
@@ -226,6 +283,7 @@ extension ProtocolNode {
         round.round += 1
         round.inProgress = true
         round.startedAt = now
+        round.ringLength = region.partitions.count
         regionRounds[region.id] = round
         let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
                                 round: round.round, startedAt: now.nanoseconds,
@@ -242,7 +300,11 @@ extension ProtocolNode {
         guard var round = regionRounds[region.id] else { return }
         var token = received
         mergeOwnState(into: &token)
-        if regionRing(region).count > 1 { countRoundTrip(since: round.startedAt) }
+        let ringLength = regionRing(region).count
+        if ringLength > 1 {
+            countRoundTrip(since: round.startedAt)
+            learnHopTime(&round)
+        }
         var pending = announcements[region.id] ?? [:]
         // Announcements age; fresh stability replaces them.
         for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
@@ -270,7 +332,9 @@ extension ProtocolNode {
         announcements[region.id] = pending
         round.inProgress = false
         round.busy = active || !pending.isEmpty
-        round.nextStart = now.advanced(byNanoseconds: pace(&round, region: region.id, active: round.busy, repairing: repairing))
+        round.nextStart = now.advanced(byNanoseconds: pace(
+            &round, region: region.id, active: round.busy, repairing: repairing,
+            ringBytes: ringBytes(length: ringLength, records: token.records.count), shares: region.partitions.count + 1))
         regionRounds[region.id] = round
     }
 

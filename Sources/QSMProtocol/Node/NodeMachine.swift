@@ -1,0 +1,310 @@
+/// One whole QSM node as a state machine: the membership client, the protocol, packet
+/// authentication, the address book, flow control, the publish backlog and the datagram
+/// size limit. It performs no I/O, reads no clock and draws no randomness of its own;
+/// the engine (sockets and an event core) and the simulator (a simulated network and
+/// GMS) are two thin drivers of this same code.
+///
+/// Inputs carry the time: datagrams with their source, frames from the GMS connection
+/// and its opening and closing, application commands, and `tick` when `nextDeadline()`
+/// comes. Outputs are pulled, one at a time: `pollDatagram(into:now:)` writes the next
+/// datagram into the caller's buffer, `pollDelivery()`, `pollEvent()`,
+/// `pollGMSAction()` (connect, send a frame, close).
+///
+/// Rules:
+/// - A datagram leaves only through `pollDatagram`, at most `maximumDatagramBytes`
+///   long, tag included; one that would not fit is counted (`droppedOversized`), never
+///   skipped silently. The protocol splits what could grow (tokens, hybrid headers).
+/// - With a secret, a datagram is acted on only if its tag verifies; others are counted.
+/// - A message enters the protocol only when flow control admits it, and only once its
+///   group's view is known; until then it waits, in order, in a bounded backlog.
+/// - Addresses come from region views, and from packets themselves: a sender outside
+///   this node's regions is in no view, yet must be acknowledged and NAKed.
+public final class NodeMachine {
+    public let configuration: NodeMachineConfiguration
+    public var id: NodeID { configuration.id }
+    public let protocolNode: ProtocolNode
+    public let membership: MembershipClient
+    public private(set) var statistics = NodeMachineStatistics()
+    /// The multicast addresses this node must receive: its regions', and those of the
+    /// hybrid groups it belongs to.
+    public private(set) var listenAddresses: Set<SocketAddress> = []
+
+    private let authenticator: PacketAuthenticator?
+    private let tagBytes: Int
+    private let flowControl: any FlowControl
+    private var now = Instant.zero
+    private var addressBook: [NodeID: SocketAddress] = [:]
+    /// Multicast addresses of the regions this node is in or sends to, from the views.
+    private var regionAddresses: [RegionID: SocketAddress] = [:]
+    private var pending = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
+    private var groupIDs: [GroupName: GroupID] = [:]
+    /// Names of every group ever seen (a delivery may come after its group's view went).
+    private var groupNames: [GroupID: GroupName] = [:]
+    private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
+    private var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
+
+    public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        authenticator = configuration.clusterSecret.map { PacketAuthenticator(secret: $0) }
+        tagBytes = configuration.tagBytes
+        flowControl = configuration.flowControl
+        protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
+                                        seed: configuration.seed)
+        membership = MembershipClient(node: configuration.id, address: configuration.address,
+                                      heartbeatInterval: configuration.heartbeatInterval,
+                                      reconnectDelay: configuration.reconnectDelay)
+    }
+
+    // MARK: Application commands
+
+    /// Starts talking to the GMS (a `.connect` action follows).
+    public func start(now: Instant) {
+        enter(now)
+        membership.start(now: now)
+        pumpMembership()
+    }
+
+    /// Says goodbye to the GMS and closes the connection (after the goodbye is sent).
+    public func stop(now: Instant) {
+        enter(now)
+        membership.stop()
+        pumpMembership()
+    }
+
+    public func join(_ group: GroupName, now: Instant) { enter(now); membership.join(group); pumpMembership() }
+    public func leave(_ group: GroupName, now: Instant) { enter(now); membership.leave(group); pumpMembership() }
+    /// Registers as a publisher to a group this node does not join.
+    public func publishWithoutJoining(_ group: GroupName, now: Instant) {
+        enter(now)
+        membership.publish(group)
+        pumpMembership()
+    }
+
+    /// Takes a message for `group`. It is sent once the group's view is known and flow
+    /// control admits it; until then it waits in order behind earlier ones.
+    public func publish(_ payload: [UInt8], to group: GroupName, now: Instant) -> PublishAdmission {
+        enter(now)
+        let maximum = configuration.protocolConfiguration.maximumMessageBytes
+        guard payload.count <= maximum else {
+            return .rejected("message of \(payload.count) bytes exceeds the maximum of \(maximum)")
+        }
+        guard pending.count < configuration.maximumPendingPublishes else { return .wouldBlock }
+        pending.append((group, payload))
+        admitPending()
+        return .accepted
+    }
+
+    /// Publications not yet acknowledged by every region, waiting ones included.
+    public var messagesInFlight: Int { pending.count + protocolNode.unacknowledgedMessageCount }
+
+    // MARK: Network and GMS inputs
+
+    /// A datagram arrived from `source`; `bytes` is read during the call only.
+    public func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, now: Instant) {
+        enter(now)
+        var body = bytes
+        if let authenticator {
+            guard authenticator.verify(bytes) else {
+                statistics.droppedUnauthenticated += 1
+                return
+            }
+            body = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - tagBytes)])
+        }
+        switch protocolNode.receive(body, now: now) {
+        case .sender(let sender) where sender != id:
+            addressBook[sender] = source
+        case .requester(let requester) where requester != id && addressBook[requester] == nil:
+            addressBook[requester] = source
+        default:
+            break
+        }
+        admitPending()
+    }
+
+    /// The driver has handed over everything that had arrived (its input queues are
+    /// empty): missing tails that waited for this are asked for. True if it did anything.
+    @discardableResult
+    public func inputCaughtUp(now: Instant) -> Bool {
+        enter(now)
+        return protocolNode.inputCaughtUp(now: now)
+    }
+
+    public func gmsConnected(now: Instant) {
+        enter(now)
+        membership.connected(now: now)
+        pumpMembership()
+    }
+
+    /// One frame (a whole message, its length prefix removed) from the GMS.
+    public func gmsFrameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
+        enter(now)
+        membership.frameReceived(frame, now: now)
+        pumpMembership()
+    }
+
+    /// The connection to the GMS closed, or could not be opened (`reason` says why).
+    public func gmsDisconnected(reason: String?, now: Instant) {
+        enter(now)
+        if let reason, !membership.isRegistered {
+            events.append(.membership(.connectionFailed(reason: reason)))
+        }
+        membership.disconnected(now: now)
+        pumpMembership()
+    }
+
+    /// Time passed: call at (or after) `nextDeadline()`.
+    public func tick(now: Instant) {
+        enter(now)
+        if let deadline = protocolNode.nextDeadline(), deadline <= now { protocolNode.tick(now: now) }
+        membership.tick(now: now)
+        pumpMembership()
+    }
+
+    /// The earliest time `tick` has work.
+    public func nextDeadline() -> Instant? {
+        let membershipDeadline = membership.nextDeadline(after: now)
+        guard let protocolDeadline = protocolNode.nextDeadline() else { return membershipDeadline }
+        return min(protocolDeadline, membershipDeadline)
+    }
+
+    // MARK: Outputs
+
+    /// Whether `pollDatagram` has something to write.
+    public var hasDatagram: Bool { protocolNode.hasOutput }
+
+    /// Writes the next datagram into `buffer` (at least `maximumDatagramBytes` long is
+    /// best; a smaller buffer is honoured the same way) and says where it goes.
+    public func pollDatagram(into buffer: UnsafeMutableRawBufferPointer, now: Instant) -> OutgoingDatagram? {
+        enter(now)
+        let limit = min(buffer.count, configuration.maximumDatagramBytes)
+        while let datagram = protocolNode.nextDatagram(now: now) {
+            guard let destination = address(of: datagram.destination) else {
+                statistics.droppedNoAddress += 1
+                continue
+            }
+            let length = datagram.bytes.count
+            guard length + tagBytes <= limit else {
+                statistics.droppedOversized += 1
+                continue
+            }
+            datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: length) }
+            authenticator?.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<length]),
+                                 into: UnsafeMutableRawBufferPointer(rebasing: buffer[length...]), length: tagBytes)
+            return OutgoingDatagram(destination: destination, length: length + tagBytes)
+        }
+        return nil
+    }
+
+    /// Whether `pollDelivery` has something.
+    public var hasDelivery: Bool { protocolNode.hasDelivery }
+
+    /// The next delivery, in order.
+    public func pollDelivery() -> NodeDelivery? {
+        while let delivery = protocolNode.takeDelivery() {
+            guard let group = groupNames[delivery.group] else {
+                statistics.droppedUnnamedGroup += 1
+                continue
+            }
+            return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
+                                publishedAt: delivery.publishedAt, region: delivery.region,
+                                regionSequence: delivery.regionSequence, payload: delivery.payload)
+        }
+        return nil
+    }
+
+    public func pollEvent() -> NodeEvent? {
+        takeReleased()
+        return events.popFirst()
+    }
+
+    /// What the GMS connection should do next: connect, send a frame, or close.
+    public func pollGMSAction() -> MembershipClientAction? { gmsActions.popFirst() }
+
+    // MARK: Internals
+
+    private func enter(_ time: Instant) { now = max(now, time) }
+
+    private func address(of destination: ProtocolDestination) -> SocketAddress? {
+        switch destination {
+        case .node(let node): return addressBook[node]
+        case .region(let region): return regionAddresses[region]
+        case .group(let group): return membership.groups[group]?.hybridAddress
+        }
+    }
+
+    /// Moves waiting publications into the protocol, in order, while their groups are
+    /// known and flow control admits them.
+    private func admitPending() {
+        while let (group, payload) = pending.first {
+            guard let groupID = groupIDs[group] else { break }
+            guard flowControl.admits(bytes: payload.count, inFlightMessages: protocolNode.unacknowledgedMessageCount,
+                                     inFlightBytes: protocolNode.unacknowledgedByteCount) else { break }
+            _ = pending.popFirst()
+            switch protocolNode.publish(group: groupID, payload: payload, now: now) {
+            case .accepted(let sequence):
+                if configuration.reportsCommits, let view = membership.groups[groupID] {
+                    events.append(.committed(CommittedMessage(group: group, groupSequence: sequence, view: view)))
+                }
+            case .rejected(let reason):
+                events.append(.publishRejected(group: group, reason: reason))
+                events.append(.released(messages: 1))
+            case .wouldBlock:
+                break
+            }
+        }
+        statistics.pendingPublishes = pending.count
+    }
+
+    private func takeReleased() {
+        let released = protocolNode.takeReleased()
+        if released.messages > 0 { events.append(.released(messages: released.messages)) }
+    }
+
+    /// Carries out what the membership client asked for and acts on its events, all the
+    /// events of one update together (one update may change thousands of group views;
+    /// acting once per update keeps that linear).
+    private func pumpMembership() {
+        for action in membership.takeActions() { gmsActions.append(action) }
+        let changes = membership.takeEvents()
+        guard !changes.isEmpty else { return }
+        let viewsChanged = changes.contains {
+            switch $0 {
+            case .regionView, .regionRemoved, .groupView, .groupRemoved: return true
+            default: return false
+            }
+        }
+        if viewsChanged { installViews() }
+        for change in changes { events.append(.membership(change)) }
+        admitPending()
+    }
+
+    private func installViews() {
+        let regions = membership.regions
+        let groups = membership.groups
+        for region in regions.values {
+            for member in region.members where member.id != id { addressBook[member.id] = member.address }
+        }
+        protocolNode.installMembership(regions: Array(regions.values), groups: Array(groups.values), now: now)
+        // A region this node sends to but is not a member of: its address is in the
+        // group views.
+        regionAddresses = [:]
+        for group in groups.values {
+            for reference in group.regions { if let address = reference.address { regionAddresses[reference.id] = address } }
+        }
+        for region in regions.values { if let address = region.address { regionAddresses[region.id] = address } }
+        groupIDs = [:]
+        for group in groups.values {
+            groupIDs[group.name] = group.id
+            groupNames[group.id] = group.name
+        }
+        var wanted = Set(regions.values.compactMap(\.address))
+        for group in groups.values where group.members.contains(id) {
+            if let hybrid = group.hybridAddress { wanted.insert(hybrid) }
+        }
+        if wanted != listenAddresses {
+            listenAddresses = wanted
+            events.append(.listenAddressesChanged)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+/// Everything a node machine needs; its driver (the engine, or the simulator) supplies
+/// what only it can know: the address its socket got, and the datagram size its buffers
+/// and its network take.
+public struct NodeMachineConfiguration: Sendable {
+    /// This node's identity (nonzero).
+    public var id: NodeID
+    /// The unicast address peers reach this node at (advertised to the GMS).
+    public var address: SocketAddress
+    public var protocolConfiguration = ProtocolConfiguration()
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// The first delay before reconnecting to the GMS (doubling up to 5 s).
+    public var reconnectDelay: Duration = .milliseconds(200)
+    /// When set, every datagram carries an HMAC-SHA256 tag and datagrams without a valid
+    /// one are dropped and counted. At least 16 bytes.
+    public var clusterSecret: [UInt8]?
+    /// The largest datagram the machine writes, authentication tag included: the size
+    /// of the buffer the driver offers, and what its network carries. The protocol's
+    /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set
+    /// from this).
+    public var maximumDatagramBytes = 8_192
+    /// How much may be published and not yet acknowledged (see `FlowControl`).
+    public var flowControl: any FlowControl = WindowFlowControl()
+    /// Publications held while their group's view is not known yet or the window is
+    /// full; beyond this `publish` answers `.wouldBlock`.
+    public var maximumPendingPublishes = 65_536
+    /// Report each message as it is committed to a view (`NodeEvent.committed`): for
+    /// simulations and tests that check delivery against the view; off in production,
+    /// where it would cost an event per message.
+    public var reportsCommits = false
+    /// Seeds the protocol's choices of peers to recover from.
+    public var seed: UInt64 = 0
+
+    public init(id: NodeID, address: SocketAddress) {
+        self.id = id
+        self.address = address
+    }
+
+    /// Bytes of authentication tag on every datagram.
+    public var tagBytes: Int { clusterSecret == nil ? 0 : PacketAuthenticator.tagBytes }
+
+    /// The protocol's settings, with its packet size bounded by the datagram size.
+    public var effectiveProtocolConfiguration: ProtocolConfiguration {
+        var configuration = protocolConfiguration
+        configuration.maximumPacketBytes = min(configuration.maximumPacketBytes, maximumDatagramBytes - tagBytes)
+        return configuration
+    }
+
+    public func validate() throws(ConfigurationError) {
+        guard id.value != 0 else { throw ConfigurationError("node id 0 is reserved") }
+        guard heartbeatInterval > .zero, reconnectDelay > .zero else {
+            throw ConfigurationError("heartbeat interval and reconnect delay must be positive")
+        }
+        if let clusterSecret, clusterSecret.count < 16 {
+            throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+        }
+        guard maximumPendingPublishes >= 1 else { throw ConfigurationError("maximum pending publishes must be at least 1") }
+        let smallest = protocolConfiguration.maximumFragmentBytes
+            + max(DataPacket.headerBytes, DataPacket.hybridHeaderBytes + RegionHeader.bytes) + tagBytes
+        guard maximumDatagramBytes >= smallest else {
+            throw ConfigurationError("datagrams of \(maximumDatagramBytes) bytes cannot hold a fragment of \(protocolConfiguration.maximumFragmentBytes) bytes with its headers\(tagBytes > 0 ? " and tag" : "") (\(smallest) bytes)")
+        }
+        try effectiveProtocolConfiguration.validate()
+        try flowControl.validate(maximumMessageBytes: protocolConfiguration.maximumMessageBytes)
+    }
+}

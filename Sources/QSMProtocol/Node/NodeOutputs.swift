@@ -1,0 +1,67 @@
+/// A message delivered to the application: FIFO per sender and group, exactly once.
+public struct NodeDelivery: Sendable {
+    public var group: GroupName
+    public var sender: NodeID
+    /// The sender's sequence number for this group: consecutive per sender and group.
+    public var sequence: UInt64
+    public var publishedAt: Instant
+    /// The region it came through and its sequence number there (for tools and checks).
+    public var region: RegionID
+    public var regionSequence: UInt64
+    /// The message; shares storage with the packet that carried it.
+    public var payload: ArraySlice<UInt8>
+}
+
+/// A datagram the machine wrote into the driver's buffer.
+public struct OutgoingDatagram: Sendable, Equatable {
+    public var destination: SocketAddress
+    /// Bytes written at the start of the buffer.
+    public var length: Int
+}
+
+/// A message as it was committed to a group view (only with `reportsCommits`).
+public struct CommittedMessage: Sendable {
+    public var group: GroupName
+    public var groupSequence: UInt64
+    public var view: GroupView
+}
+
+/// What a node machine tells its driver, besides datagrams and deliveries.
+public enum NodeEvent: Sendable {
+    case membership(MembershipEvent)
+    /// Published messages that left the window (acknowledged by every region, or refused
+    /// after being accepted): an API thread's window mirror gives these slots back.
+    case released(messages: Int)
+    /// A publication accepted earlier could not be sent (say, the node does not publish
+    /// to that group); its slot is released too.
+    case publishRejected(group: GroupName, reason: String)
+    /// The multicast addresses the node must listen on changed (`listenAddresses`).
+    case listenAddressesChanged
+    /// With `reportsCommits`: a message entered the protocol, committed to this view.
+    case committed(CommittedMessage)
+}
+
+/// The outcome of `NodeMachine.publish`.
+public enum PublishAdmission: Equatable, Sendable {
+    /// Taken: sent as soon as its group's view is known and the window has room.
+    case accepted
+    /// Too many publications are already waiting; try again after a `released` event.
+    case wouldBlock
+    case rejected(String)
+}
+
+/// Counters of what the machine itself did with datagrams and deliveries (the
+/// protocol's own are in `ProtocolStatistics`).
+public struct NodeMachineStatistics: Sendable, Equatable {
+    /// Datagrams whose authentication tag was missing or wrong (only with a secret).
+    public var droppedUnauthenticated = 0
+    /// Datagrams addressed to a node whose address is not known (in no view, never heard).
+    public var droppedNoAddress = 0
+    /// Datagrams larger than `maximumDatagramBytes` (the protocol bounds its packets, so
+    /// this stays 0; counted, never skipped silently).
+    public var droppedOversized = 0
+    /// Deliveries of a group whose name this node never learned (never expected).
+    public var droppedUnnamedGroup = 0
+    /// Publications waiting for their group's view or for room in the window.
+    public var pendingPublishes = 0
+}

@@ -1,0 +1,60 @@
+/// Tokens that arrive in parts (a ring with more active senders than one datagram's
+/// records hold). A member acts on a token only once it has every part: a partial token
+/// would make it contribute to, and forward, a record set that is not the ring's.
+///
+/// One token is assembled per ring at a time. A part of a different round (or view, or
+/// part count) replaces the assembly under way: the older round is over, given up by
+/// its leader, and its parts are counted as dropped. Memory is bounded by the rings this
+/// node is in and by `maximumStreams` records per token.
+package struct TokenAssemblyKey: Hashable {
+    package var kind: PacketKind
+    package var region: RegionID
+    package var partition: UInt32
+}
+
+package struct TokenAssembly {
+    package var first: TokenPacket
+    package var parts: [[TokenRecord]?]
+    package var received: Int
+}
+
+extension ProtocolNode {
+    /// The whole token once `part` completes it; nil while parts are missing (or when
+    /// the part cannot belong to any token this node could act on).
+    package func assemble(_ part: TokenPacket) -> TokenPacket? {
+        guard part.parts > 1 else { return part }
+        let perPart = TokenPacket.recordsPerDatagram(packetBytes: configuration.maximumPacketBytes)
+        // No ring of this node, or more parts than a token of `maximumStreams` records
+        // can need: forged or stale, never assembled.
+        guard regions[part.region] != nil,
+              Int(part.parts) <= (configuration.maximumStreams + perPart - 1) / perPart + 1 else {
+            statistics.staleTokensDropped += 1
+            return nil
+        }
+        let key = TokenAssemblyKey(kind: part.kind, region: part.region, partition: part.partition)
+        if let current = tokenAssembly[key],
+           current.first.round != part.round || current.first.regionView != part.regionView
+            || current.first.parts != part.parts || current.first.startedAt != part.startedAt {
+            statistics.tokenPartsDropped += current.received
+            tokenAssembly[key] = nil
+        }
+        var assembly = tokenAssembly[key]
+            ?? TokenAssembly(first: part, parts: Array(repeating: nil, count: Int(part.parts)), received: 0)
+        guard assembly.parts[Int(part.part)] == nil else {
+            statistics.duplicatesDropped += 1
+            return nil
+        }
+        assembly.parts[Int(part.part)] = part.records
+        assembly.received += 1
+        guard assembly.received == Int(part.parts) else {
+            tokenAssembly[key] = assembly
+            return nil
+        }
+        tokenAssembly[key] = nil
+        var whole = assembly.first
+        whole.records = assembly.parts.flatMap { $0 ?? [] }
+        whole.part = 0
+        whole.parts = 1
+        return whole
+    }
+}
