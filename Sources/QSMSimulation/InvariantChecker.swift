@@ -1,22 +1,26 @@
 import QSMProtocol
 import QSMGMS
 
-/// Sees every publication (with the ground-truth views at that moment) and every delivery
-/// of a simulated run, and checks the protocol's guarantees (section 4.2.1):
+/// Sees every publication (with the views it was committed to) and every delivery of a
+/// simulated run, and checks the protocol's guarantees (section 4.2.1):
 /// - FIFO per sender at every receiver, and no duplicates (a sender's publication index
 ///   must rise strictly at each receiver);
 /// - nothing delivered that was not sent, or to a node outside the message's group view,
 ///   or with other bytes than were sent;
-/// - nothing lost: a live sender's message reaches every live member of its view; a
-///   crashed sender's message reaches every live member of a region if a live member of
-///   the partition caching it there delivered it.
+/// - nothing lost: a live sender's message reaches every live member of its view that
+///   was a member of the message's region from that region view on (a node that joined
+///   the region later is owed only what was sent in views from the one it joined in);
+///   a crashed sender's message reaches every such member of a region if a live member
+///   of the partition caching it there delivered it.
 package final class InvariantChecker {
     package struct Message {
         package var index: UInt64
         package var sender: Int
+        package var group: GroupName
+        package var sequence: UInt64
         package var members: [Int]
-        /// Per region of the view: its members and how many partitions it had.
-        package var regions: [RegionID: (members: [Int], partitions: [[Int]])]
+        /// Per region of the view: the region view's number, its members and partitions.
+        package var regions: [RegionID: RegionLayout]
         package var delivered: [UInt64]
         package var publishedAt: Instant
         package var deliveredCount = 0
@@ -25,14 +29,22 @@ package final class InvariantChecker {
 
     private(set) var violations: [String] = []
     private var messages: [MessageKey: Message] = [:]
-    private var lastIndex: [Int: [Int: UInt64]] = [:]
+    /// Per receiver, per sender and group: the last publication index delivered.
+    private var lastIndex: [Int: [FIFOKey: UInt64]] = [:]
     private let nodes: Int
     private(set) var deliveries = 0
 
+    /// A message is named by its sender and its publication index (which its payload
+    /// carries): group ids and sequences are the GMS's and a sender's, and a restarted
+    /// GMS numbers groups anew.
     package struct MessageKey: Hashable {
         package var sender: Int
-        package var group: GroupID
-        package var sequence: UInt64
+        package var index: UInt64
+    }
+
+    struct FIFOKey: Hashable {
+        var sender: Int
+        var group: GroupName
     }
 
     package init(nodes: Int) { self.nodes = nodes }
@@ -41,34 +53,46 @@ package final class InvariantChecker {
         if violations.count < 50 { violations.append(text) }
     }
 
-    package func published(sender: Int, group: GroupID, sequence: UInt64, index: UInt64, members: [Int],
-                   regions: [RegionID: (members: [Int], partitions: [[Int]])], at time: Instant) {
-        messages[MessageKey(sender: sender, group: group, sequence: sequence)] = Message(
-            index: index, sender: sender, members: members, regions: regions,
+    package struct RegionLayout {
+        package var view: UInt64
+        package var members: [Int]
+        package var partitions: [[Int]]
+        package init(view: UInt64, members: [Int], partitions: [[Int]]) {
+            self.view = view
+            self.members = members
+            self.partitions = partitions
+        }
+    }
+
+    package func published(sender: Int, group: GroupName, sequence: UInt64, index: UInt64, members: [Int],
+                           regions: [RegionID: RegionLayout], at time: Instant) {
+        messages[MessageKey(sender: sender, index: index)] = Message(
+            index: index, sender: sender, group: group, sequence: sequence, members: members, regions: regions,
             delivered: [UInt64](repeating: 0, count: (nodes + 63) / 64), publishedAt: time)
     }
 
-    package func delivered(at node: Int, _ delivery: ProtocolDelivery, expectedBytes: Int) {
+    package func delivered(at node: Int, _ delivery: NodeDelivery, expectedBytes: Int) {
         deliveries += 1
         let sender = Int(delivery.sender.value) - 1
-        let key = MessageKey(sender: sender, group: delivery.group, sequence: delivery.groupSequence)
-        guard var message = messages[key] else {
-            return violation("node \(node) delivered \(delivery.sender)/\(delivery.group)#\(delivery.groupSequence), which was never sent")
-        }
         let payload = delivery.payload
         var index: UInt64 = 0
         if payload.count >= 8 { for byte in payload.prefix(8) { index = index << 8 | UInt64(byte) } }
-        if payload.count != expectedBytes || index != message.index
+        let what = "\(delivery.sender)/\(delivery.group)#\(delivery.sequence)"
+        guard var message = messages[MessageKey(sender: sender, index: index)] else {
+            return violation("node \(node) delivered \(what) (payload index \(index)), which was never sent")
+        }
+        if payload.count != expectedBytes || message.group != delivery.group || message.sequence != delivery.sequence
             || (payload.count > 8 && payload[payload.startIndex + payload.count - 1] != UInt8(truncatingIfNeeded: message.index)) {
-            violation("node \(node) delivered corrupted bytes for \(delivery.sender)/\(delivery.group)#\(delivery.groupSequence)")
+            violation("node \(node) delivered corrupted bytes or numbering for \(what) (sent as \(message.group)#\(message.sequence))")
         }
-        let previous = lastIndex[node]?[sender] ?? 0
+        let fifo = FIFOKey(sender: sender, group: delivery.group)
+        let previous = lastIndex[node]?[fifo] ?? 0
         if message.index <= previous {
-            violation("node \(node) delivered \(delivery.sender)'s message #\(message.index) after #\(previous): duplicate or out of FIFO order")
+            violation("node \(node) delivered \(delivery.sender)'s message #\(message.index) after #\(previous) in \(delivery.group): duplicate or out of FIFO order")
         }
-        lastIndex[node, default: [:]][sender] = max(previous, message.index)
+        lastIndex[node, default: [:]][fifo] = max(previous, message.index)
         if message.members.binarySearchContains(node) == false {
-            violation("node \(node) delivered a message of a view it is not in (\(delivery.sender)/\(delivery.group)#\(delivery.groupSequence))")
+            violation("node \(node) delivered a message of a view it is not in (\(what))")
         }
         let word = node / 64, bit = UInt64(1) << UInt64(node % 64)
         if message.delivered[word] & bit == 0 {
@@ -76,23 +100,24 @@ package final class InvariantChecker {
             message.deliveredCount += 1
         }
         message.regionSequence[delivery.region] = delivery.regionSequence
-        messages[key] = message
+        messages[MessageKey(sender: sender, index: index)] = message
     }
 
     /// The end-of-run completeness check.
     /// - Parameter stayedSince: whether a node has been a member of a region without a
-    ///   break since a time; a node that left the region a message went to (left its
-    ///   groups, or moved to another region by joining or leaving one), even if it came
-    ///   back, is not owed what it had not received.
-    package func checkCompleteness(crashed: Set<Int>, senderCrashed: (Int) -> Bool, stayedSince: (Int, RegionID, Instant) -> Bool) {
+    ///   break since a view of it (it installed that view or an earlier one, and never
+    ///   left since); a node that left the region a message went to (left its groups, or
+    ///   moved to another region by joining or leaving one), even if it came back, is not
+    ///   owed what it had not received.
+    package func checkCompleteness(crashed: Set<Int>, senderCrashed: (Int) -> Bool, stayedSince: (Int, RegionID, UInt64) -> Bool) {
         for (key, message) in messages {
             func got(_ node: Int) -> Bool { message.delivered[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0 }
             func stayed(_ node: Int) -> Bool {
-                message.regions.contains { $0.value.members.binarySearchContains(node) && stayedSince(node, $0.key, message.publishedAt) }
+                message.regions.contains { $0.value.members.binarySearchContains(node) && stayedSince(node, $0.key, $0.value.view) }
             }
             if !senderCrashed(key.sender) {
                 for member in message.members where !crashed.contains(member) && !got(member) && stayed(member) {
-                    violation("node \(member) never delivered \(key.sender + 1)'s message #\(message.index) (\(key.group)#\(key.sequence))")
+                    violation("node \(member) never delivered \(key.sender + 1)'s message #\(message.index) (\(message.group)#\(message.sequence))")
                     break
                 }
             } else {
@@ -101,7 +126,7 @@ package final class InvariantChecker {
                     let caching = layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
                     guard caching.contains(where: { !crashed.contains($0) && got($0) }) else { continue }
                     for member in layout.members where !crashed.contains(member) && !got(member)
-                        && stayedSince(member, region, message.publishedAt) {
+                        && stayedSince(member, region, layout.view) {
                         violation("node \(member) never delivered crashed sender \(key.sender + 1)'s message #\(message.index), which a live caching member holds")
                         break
                     }

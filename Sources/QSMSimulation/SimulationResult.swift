@@ -25,4 +25,15 @@ public struct SimulationResult: Sendable {
     public var wallSeconds: Double
     /// Simulated time from the end of publishing until every live node was quiescent.
     public var drainSeconds: Double
+    /// Tokens too large for one datagram, sent in parts.
+    public var tokensSplit = 0
+    /// Datagrams the network corrupted, and datagrams nodes dropped for a bad tag (never
+    /// more than were corrupted).
+    public var corruptedDatagrams = 0
+    public var unauthenticatedDropped = 0
+    /// Datagrams the network lost (loss, bursts, the split, no listener) or duplicated.
+    public var networkDropped = 0
+    public var networkDuplicates = 0
+    /// Membership updates the GMS sent.
+    public var gmsUpdatesSent = 0
 }

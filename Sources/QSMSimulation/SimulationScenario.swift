@@ -2,6 +2,12 @@ import QSMProtocol
 import QSMGMS
 
 /// Everything a simulated run is made of; with a seed, a run is exactly reproducible.
+///
+/// A run has two phases. During the faulty phase (the `seconds` of publishing) the
+/// faults below act and every delivery is checked for safety. Then the network heals
+/// (no loss, duplication or corruption, no bursts or freezes, the split mended, the GMS
+/// up) and the run must reach liveness within `drainSeconds`: everything owed
+/// delivered, everything stable, every node quiescent.
 public struct SimulationScenario: Sendable {
     public enum Overlap: Sendable, Equatable {
         /// Every node joins every group: one region.
@@ -14,6 +20,8 @@ public struct SimulationScenario: Sendable {
     public var nodes = 10
     public var groups = 1
     public var overlap = Overlap.perfect
+    /// How the GMS maps groups to regions.
+    public var regionMode = RegionMode.full
     /// Senders are the last `senders` nodes (so the region leader, the lowest id, is not
     /// a sender unless every node is).
     public var senders = 1
@@ -24,17 +32,31 @@ public struct SimulationScenario: Sendable {
     /// Messages per simulated second per sender.
     public var rate = 1000.0
     public var messageBytes = 1000
-    /// Simulated seconds of publishing; afterwards the run drains until quiet.
+    /// Simulated seconds of publishing (the faulty phase); afterwards the run drains.
     public var seconds = 5.0
-    /// Longest drain after publishing stops before the run is declared stuck.
+    /// Longest drain after publishing stops before the run is declared stuck (the
+    /// liveness bound).
     public var drainSeconds = 30.0
-    /// Per-packet random loss, duplication probabilities.
+    /// Per-datagram random loss, duplication and corruption (one bit flipped)
+    /// probabilities, during the faulty phase. Corruption needs `authenticated`: a
+    /// flipped bit must be detected, and only the tag detects every one.
     public var loss = 0.0
     public var duplication = 0.0
-    /// One-way latency and uniform jitter (jitter reorders packets).
+    public var corruption = 0.0
+    /// Datagrams carry an HMAC tag (a cluster secret drawn from the seed).
+    public var authenticated = false
+    /// One-way datagram latency and uniform jitter (jitter reorders packets); each node
+    /// adds up to `latencySpreadMicroseconds` of its own, so some are farther than others.
     public var latencyMicroseconds = 100.0
     public var jitterMicroseconds = 50.0
+    public var latencySpreadMicroseconds = 0.0
+    /// One-way latency of each node's GMS connection, drawn per node from this range:
+    /// views reach nodes at different times.
+    public var gmsLatencyMicroseconds = 100.0...2_000.0
     public var linkBitsPerSecond = 10_000_000_000.0
+    /// The largest datagram a node may send (tag included); the simulated network
+    /// carries nothing larger.
+    public var maximumDatagramBytes = 8_192
     /// Nodes that drop all inbound packets for 10 ms every 1 s (section 4.3.3).
     public var burstyLossNodes: [Int] = []
     /// Nodes that stop for `length` seconds at `start`, then every `every` seconds if set.
@@ -48,10 +70,16 @@ public struct SimulationScenario: Sendable {
     public var hybridGroups: Set<Int> = []
     /// Nodes that join or leave a group, or leave everything, during the run.
     public var groupChanges: [GroupChange] = []
+    /// A network split: these nodes are cut off from the others and from the GMS for a
+    /// while (datagrams across are lost; their GMS connections stall, as TCP does).
+    public var split: Split?
+    /// The GMS process crashes and a new one starts (a new incarnation) later.
+    public var gmsCrash: GMSCrash?
     public var partitionSize = 5
-    /// How long the GMS takes to notice a crash, and its batching delay.
-    public var failureDetectionSeconds = 1.0
+    /// The GMS's batching delay, and how long it waits for a heartbeat before it
+    /// excludes a node.
     public var gmsBatchSeconds = 0.1
+    public var heartbeatTimeoutSeconds = 5.0
     public var protocolConfiguration = ProtocolConfiguration()
 
     public struct Freeze: Sendable, Equatable {
@@ -101,19 +129,93 @@ public struct SimulationScenario: Sendable {
         }
     }
 
+    public struct Split: Sendable, Equatable {
+        public var nodes: [Int]
+        public var start: Double
+        public var length: Double
+        public init(nodes: [Int], start: Double, length: Double) {
+            self.nodes = nodes
+            self.start = start
+            self.length = length
+        }
+    }
+
+    public struct GMSCrash: Sendable, Equatable {
+        public var at: Double
+        public var downFor: Double
+        public init(at: Double, downFor: Double) {
+            self.at = at
+            self.downFor = downFor
+        }
+    }
+
     public init() {}
 
     public func validate() throws(ConfigurationError) {
-        guard nodes >= 1, groups >= 1, senders >= 1, senders <= nodes else {
-            throw ConfigurationError("need at least one node, group and sender, and no more senders than nodes")
+        guard nodes >= 1, nodes <= 60_000, groups >= 1, senders >= 1, senders <= nodes else {
+            throw ConfigurationError("need 1...60000 nodes, at least one group and sender, and no more senders than nodes")
         }
         guard rate > 0, messageBytes >= 8, seconds > 0, drainSeconds > 0 else {
             throw ConfigurationError("rate, duration and drain must be positive and messages at least 8 bytes")
         }
-        guard (0..<1).contains(loss), (0..<1).contains(duplication) else { throw ConfigurationError("loss and duplication must be in [0, 1)") }
-        for index in burstyLossNodes + freezes.map(\.node) + crashes.map(\.node) + lateJoiners.map(\.node) + groupChanges.map(\.node) where !(0..<nodes).contains(index) {
+        guard (0..<1).contains(loss), (0..<1).contains(duplication), (0..<1).contains(corruption) else {
+            throw ConfigurationError("loss, duplication and corruption must be in [0, 1)")
+        }
+        guard corruption == 0 || authenticated else {
+            throw ConfigurationError("corruption needs authenticated datagrams: only the tag detects every flipped bit")
+        }
+        guard latencyMicroseconds >= 0, jitterMicroseconds >= 0, latencySpreadMicroseconds >= 0,
+              gmsLatencyMicroseconds.lowerBound >= 0 else {
+            throw ConfigurationError("latencies cannot be negative")
+        }
+        let everyNode = burstyLossNodes + freezes.map(\.node) + crashes.map(\.node) + lateJoiners.map(\.node)
+            + groupChanges.map(\.node) + (split?.nodes ?? [])
+        for index in everyNode where !(0..<nodes).contains(index) {
             throw ConfigurationError("fault names node \(index), but nodes are 0...\(nodes - 1)")
         }
-        try protocolConfiguration.validate()
+        if let split, split.start < 0 || split.length <= 0 || split.start + split.length > seconds {
+            throw ConfigurationError("the split must start and heal within the \(seconds) s of publishing")
+        }
+        if let gmsCrash, gmsCrash.at < 0 || gmsCrash.downFor <= 0 || gmsCrash.at + gmsCrash.downFor > seconds {
+            throw ConfigurationError("the GMS must crash and restart within the \(seconds) s of publishing")
+        }
+        guard gmsBatchSeconds > 0, heartbeatTimeoutSeconds > 0 else {
+            throw ConfigurationError("the GMS batch interval and heartbeat timeout must be positive")
+        }
+        try machineConfiguration(node: 0).validate()
     }
+
+    /// A node's machine settings in this scenario.
+    func machineConfiguration(node index: Int, secret: [UInt8]? = nil) -> NodeMachineConfiguration {
+        var configuration = NodeMachineConfiguration(id: NodeID(UInt64(index + 1)), address: Self.address(of: index))
+        configuration.protocolConfiguration = protocolConfiguration
+        configuration.maximumDatagramBytes = maximumDatagramBytes
+        configuration.clusterSecret = authenticated ? (secret ?? [UInt8](repeating: 7, count: 32)) : nil
+        configuration.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages,
+                                                      bytes: protocolConfiguration.windowBytes)
+        configuration.reportsCommits = true
+        return configuration
+    }
+
+    /// The simulated unicast address of a node (nothing is ever sent to it: it names the
+    /// node on the simulated network).
+    static func address(of index: Int) -> SocketAddress {
+        SocketAddress(IPv4Address(127, 1, UInt8(index >> 8 & 0xFF), UInt8(index & 0xFF)), port: UInt16(10_000 + index / 65_536))
+    }
+
+    var membershipConfiguration: MembershipConfiguration {
+        var membership = MembershipConfiguration()
+        membership.mode = regionMode
+        membership.partitionSize = partitionSize
+        membership.maximumNodes = max(nodes, 1)
+        membership.maximumGroups = max(groups, 1)
+        membership.batchInterval = .nanoseconds(Int64(gmsBatchSeconds * 1e9))
+        membership.heartbeatTimeout = .nanoseconds(Int64(heartbeatTimeoutSeconds * 1e9))
+        membership.hybridGroups = Set(hybridGroups.map { Self.groupName($0) })
+        // Region updates of thousands of members are large; the limit is on frames from
+        // clients, which stay small.
+        return membership
+    }
+
+    static func groupName(_ index: Int) -> String { "g\(index + 1)" }
 }

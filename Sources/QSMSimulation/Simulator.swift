@@ -1,109 +1,183 @@
 import QSMProtocol
 import QSMGMS
 
-/// A deterministic discrete-event simulation of QSM nodes running the real protocol core
-/// (`ProtocolNode`) over a simulated network, with a simulated GMS applying view changes.
-/// All randomness comes from the seed, and simultaneous events keep their scheduling
-/// order, so a seed replays a run exactly.
+/// A deterministic discrete-event simulation of QSM nodes: many `NodeMachine`s (the
+/// whole node, the code the engine runs) and the real `MembershipService`, over a
+/// simulated network (UDP with loss, duplication, corruption, reordering, bursts and a
+/// split; TCP to the GMS with per-node latency, so views reach nodes at different times)
+/// in virtual time. All randomness comes from the seed, and simultaneous events keep
+/// their scheduling order, so a seed replays a run exactly.
 public final class Simulator {
     public let scenario: SimulationScenario
     public let seed: UInt64
 
-    private enum Event {
-        case arrival(node: Int, bytes: [UInt8])
+    enum Event {
+        case arrival(node: Int, bytes: [UInt8], from: SocketAddress)
         /// A data packet read from a socket queue that built up (after a freeze).
-        case read(node: Int, bytes: [UInt8])
+        case read(node: Int, bytes: [UInt8], from: SocketAddress)
         case linkFree(node: Int)
         case timer(node: Int)
         case publish(node: Int)
         case freeze(node: Int, length: Double, every: Double?)
         case thaw(node: Int)
         case crash(node: Int)
-        case join(node: Int)
+        case start(node: Int)
         case groupChange(SimulationScenario.GroupChange)
-        case membershipDue
         case burst(node: Int, on: Bool)
         case drainCheck
+        // The GMS and the nodes' TCP connections to it.
+        case gms(GMSEvent)
     }
 
-    private final class SimulatedNode {
-        package let protocolNode: ProtocolNode
-        package var linkBusy = false
-        package var frozen = false
-        package var crashed = false
-        package var present = true
-        package var dropping = false
-        package var inbox = RingBuffer<[UInt8]>(initialCapacity: 16)
-        package var inboxBytes = 0
+    enum GMSEvent {
+        /// A node's connection attempt reaches the GMS.
+        case accept(node: Int, connection: ConnectionID)
+        /// The GMS's answer reaches the node (connected, or refused).
+        case connected(node: Int, connection: ConnectionID)
+        case refused(node: Int, connection: ConnectionID)
+        case toService(ConnectionID, [UInt8])
+        case toNode(node: Int, ConnectionID, [UInt8])
+        /// The node (or its kernel, on a crash) closed; the GMS sees it.
+        case closedAtService(ConnectionID)
+        /// The GMS closed (or crashed); the node sees it.
+        case closedAtNode(node: Int, ConnectionID)
+        case tick
+        case crash
+        case restart
+    }
+
+    /// What a frozen node's kernel keeps for it from its GMS connection.
+    enum HeldGMSInput {
+        case connected(ConnectionID)
+        case frame(ConnectionID, [UInt8])
+        case closed(ConnectionID)
+    }
+
+    final class SimulatedNode {
+        let index: Int
+        let machine: NodeMachine
+        let address: SocketAddress
+        let latencyNanoseconds: Int64
+        let gmsLatencyNanoseconds: Int64
+        var buffer: [UInt8]
+        var linkBusy = false
+        var frozen = false
+        var crashed = false
+        var started = false
+        var dropping = false
+        var inbox = RingBuffer<(bytes: [UInt8], from: SocketAddress)>(initialCapacity: 16)
+        var inboxBytes = 0
+        var heldGMSInput = RingBuffer<HeldGMSInput>(initialCapacity: 4)
         /// Until when the node is still reading a backlog of data off its socket: data
         /// arriving meanwhile queues behind it (control packets come on the unicast
         /// socket, which the engine reads first).
-        package var readingBacklogUntil = Instant.zero
-        package var timer: AlarmHandle?
-        package var timerAt = Instant.zero
-        package var groups: Set<GroupID> = []
-        package var publishIndex: UInt64 = 0
-        package var backlog = 0
-        package var nextGroup = 0
-        package init(_ node: ProtocolNode) { protocolNode = node }
+        var readingBacklogUntil = Instant.zero
+        var timer: AlarmHandle?
+        var timerAt = Instant.zero
+        var groups: Set<Int> = []
+        var publishIndex: UInt64 = 0
+        /// Indices of messages handed to the machine and not yet committed or refused.
+        var uncommitted = RingBuffer<UInt64>(initialCapacity: 64)
+        var backlog = 0
+        var nextGroup = 0
+        var connection: ConnectionID?
+        /// Each region this node belongs to, and the first view of it it installed in its
+        /// present stay (ground truth for what it is owed).
+        var regionSince: [RegionID: UInt64] = [:]
+        init(index: Int, machine: NodeMachine, latencyNanoseconds: Int64, gmsLatencyNanoseconds: Int64, bufferBytes: Int) {
+            self.index = index
+            self.machine = machine
+            address = machine.configuration.address
+            self.latencyNanoseconds = latencyNanoseconds
+            self.gmsLatencyNanoseconds = gmsLatencyNanoseconds
+            buffer = [UInt8](repeating: 0, count: bufferBytes)
+        }
+
+        var isRunning: Bool { started && !crashed && !frozen }
 
         /// A frozen process's socket buffer fills, then overflows.
-        package func queueWhileFrozen(_ bytes: [UInt8]) {
+        func queueWhileFrozen(_ bytes: [UInt8], from source: SocketAddress) {
             guard inboxBytes + bytes.count <= Simulator.inboxLimitBytes else { return }
-            inbox.append(bytes)
+            inbox.append((bytes, source))
             inboxBytes += bytes.count
         }
     }
 
-    private var now = Instant.zero
-    private let events = BinaryHeapAlarmQueue<Event>(initialCapacity: 1024)
-    private var random: SplitMix64
-    private var nodes: [SimulatedNode] = []
-    private var views: MembershipViews
-    private var snapshot = MembershipSnapshot()
-    private var membershipPending = false
-    private let checker: InvariantChecker
-    private var crashed: Set<Int> = []
-    /// When each node last became a member of each region (ground truth for the checker).
-    private var joinedRegionAt: [Int: [RegionID: Instant]] = [:]
-    private var publishingEnds = Instant.zero
-    private var quietAt: Instant?
-    fileprivate static let inboxLimitBytes = 4 << 20
+    var now = Instant.zero
+    let events = BinaryHeapAlarmQueue<Event>(initialCapacity: 1024)
+    var random: SplitMix64
+    var nodes: [SimulatedNode] = []
+    let checker: InvariantChecker
+    var crashed: Set<Int> = []
+    var publishingEnds = Instant.zero
+    var quietAt: Instant?
+    /// Nodes listening on each multicast address, and the node at each unicast address.
+    var listeners: [SocketAddress: Set<Int>] = [:]
+    var nodeAt: [SocketAddress: Int] = [:]
+    /// Every region view the GMS ever made, by region and view number: the layout a
+    /// message committed to that view went to.
+    var regionHistory: [RegionID: [UInt64: InvariantChecker.RegionLayout]] = [:]
+    // The GMS.
+    var service: MembershipService?
+    var gmsIncarnation: UInt32 = 0
+    var serviceConnections: [ConnectionID: Int] = [:]
+    var nextConnection: UInt64 = 1
+    var lastTCPArrival: [ConnectionID: Instant] = [:]
+    var gmsTimer: AlarmHandle?
+    var lastBatchesApplied = 0
+    /// Datagrams the simulated network corrupted, duplicated, or dropped for loss, a
+    /// burst, the split, or a crashed or absent receiver.
+    var corrupted = 0
+    var networkDuplicates = 0
+    var networkDropped = 0
+    static let inboxLimitBytes = 4 << 20
     /// What reading and handling one queued data packet costs a thawed node: a backlog
     /// takes time to work through, as in the engine, and meanwhile tokens report packets
     /// that are still in the queue.
-    private static let backlogReadNanoseconds: Int64 = 10_000
+    static let backlogReadNanoseconds: Int64 = 10_000
 
     public init(scenario: SimulationScenario, seed: UInt64) throws(ConfigurationError) {
         try scenario.validate()
         self.scenario = scenario
         self.seed = seed
         random = SplitMix64(seed: seed)
-        var membership = MembershipConfiguration()
-        membership.partitionSize = scenario.partitionSize
-        membership.maximumNodes = scenario.nodes
-        membership.maximumGroups = max(scenario.groups, 1)
-        views = MembershipViews(configuration: membership)
         checker = InvariantChecker(nodes: scenario.nodes)
+        var secretRandom = SplitMix64(seed: seed ^ 0x5EC2E7)
+        let secret = (0..<4).flatMap { _ in withUnsafeBytes(of: secretRandom.next()) { Array($0) } }
         for index in 0..<scenario.nodes {
-            let node = try ProtocolNode(id: NodeID(UInt64(index + 1)), configuration: scenario.protocolConfiguration, seed: seed)
-            nodes.append(SimulatedNode(node))
+            var configuration = scenario.machineConfiguration(node: index, secret: secret)
+            configuration.seed = seed
+            let machine = try NodeMachine(configuration: configuration)
+            let spread = Int64(scenario.latencySpreadMicroseconds * 1000 * uniform())
+            let gms = scenario.gmsLatencyMicroseconds
+            let gmsLatency = Int64((gms.lowerBound + (gms.upperBound - gms.lowerBound) * uniform()) * 1000)
+            let node = SimulatedNode(index: index, machine: machine, latencyNanoseconds: spread,
+                                     gmsLatencyNanoseconds: max(gmsLatency, 1), bufferBytes: scenario.maximumDatagramBytes)
+            nodes.append(node)
+            nodeAt[node.address] = index
         }
     }
 
     /// The protocol nodes, for tests that inspect their state after a run.
-    package var debugNodes: [ProtocolNode] { nodes.map(\.protocolNode) }
+    var debugNodes: [ProtocolNode] { nodes.map(\.machine.protocolNode) }
+    /// The node machines, likewise.
+    var debugMachines: [NodeMachine] { nodes.map(\.machine) }
 
-    private func at(_ seconds: Double) -> Instant { Instant(nanoseconds: Int64(seconds * 1e9)) }
-    private func schedule(_ event: Event, at time: Instant) { _ = events.schedule(at: time, event) }
-
-    private func isSender(_ index: Int) -> Bool { index >= scenario.nodes - scenario.senders }
+    func uniform() -> Double { Double(random.next() >> 11) * 0x1.0p-53 }
+    func at(_ seconds: Double) -> Instant { Instant(nanoseconds: Int64(seconds * 1e9)) }
+    func schedule(_ event: Event, at time: Instant) { _ = events.schedule(at: time, event) }
+    func isSender(_ index: Int) -> Bool { index >= scenario.nodes - scenario.senders }
+    var isFaultyPhase: Bool { now < publishingEnds }
 
     // MARK: Running
 
     public func run() -> SimulationResult {
-        setUpMembership()
+        startGMS()
+        assignGroups()
         publishingEnds = at(scenario.seconds + 0.1)
+        let late = Set(scenario.lateJoiners.map(\.node))
+        for index in 0..<scenario.nodes where !late.contains(index) { schedule(.start(node: index), at: .zero) }
+        for join in scenario.lateJoiners { schedule(.start(node: join.node), at: at(join.at)) }
         let interval = 1.0 / scenario.rate
         for index in 0..<scenario.nodes where isSender(index) {
             schedule(.publish(node: index), at: at(0.1 + interval * Double(random.next() % 1000) / 1000))
@@ -111,8 +185,11 @@ public final class Simulator {
         for index in scenario.burstyLossNodes { schedule(.burst(node: index, on: true), at: at(1.0)) }
         for freeze in scenario.freezes { schedule(.freeze(node: freeze.node, length: freeze.length, every: freeze.every), at: at(freeze.start)) }
         for crash in scenario.crashes { schedule(.crash(node: crash.node), at: at(crash.at)) }
-        for join in scenario.lateJoiners { schedule(.join(node: join.node), at: at(join.at)) }
         for change in scenario.groupChanges { schedule(.groupChange(change), at: at(change.at)) }
+        if let crash = scenario.gmsCrash {
+            schedule(.gms(.crash), at: at(crash.at))
+            schedule(.gms(.restart), at: at(crash.at + crash.downFor))
+        }
         schedule(.drainCheck, at: publishingEnds)
         let deadline = publishingEnds.advanced(byNanoseconds: Int64(scenario.drainSeconds * 1e9))
         while let (time, event) = events.popFirst(notAfter: deadline) {
@@ -120,169 +197,234 @@ public final class Simulator {
             handle(event)
             if quietAt != nil { break }
         }
-        let joinedAt = joinedRegionAt
         checker.checkCompleteness(crashed: crashed, senderCrashed: { self.crashed.contains($0) },
-                                  stayedSince: { node, region, published in
-                                      guard let since = joinedAt[node]?[region] else { return false }
-                                      return since <= published
+                                  stayedSince: { node, region, view in
+                                      guard let since = self.nodes[node].regionSince[region] else { return false }
+                                      return since <= view
                                   })
         if quietAt == nil {
-            let stuck = nodes.enumerated().filter { !$0.element.crashed && $0.element.present && !$0.element.protocolNode.isQuiescent }
-            let report = stuck.prefix(3).map { "node \($0.offset): \($0.element.protocolNode.quiescenceReport)" }
-            checker.violation("not quiescent \(scenario.drainSeconds) s after publishing stopped: \(report.joined(separator: " | "))")
+            let stuck = nodes.filter { $0.started && !$0.crashed && !isQuiescent($0) }
+            let report = stuck.prefix(3).map { "node \($0.index): \(quiescenceReport($0))" }
+            checker.violation("not quiescent \(scenario.drainSeconds) s after publishing stopped (liveness): \(report.joined(separator: " | "))")
         }
         return result()
     }
 
-    private func handle(_ event: Event) {
+    func isQuiescent(_ node: SimulatedNode) -> Bool {
+        node.machine.protocolNode.isQuiescent && node.machine.messagesInFlight == 0 && node.backlog == 0
+            && node.machine.membership.isRegistered
+    }
+
+    func quiescenceReport(_ node: SimulatedNode) -> String {
+        var parts: [String] = []
+        if !node.machine.membership.isRegistered { parts.append("not registered") }
+        if node.backlog > 0 { parts.append("\(node.backlog) not yet published") }
+        if node.machine.statistics.pendingPublishes > 0 { parts.append("\(node.machine.statistics.pendingPublishes) pending") }
+        let report = node.machine.protocolNode.quiescenceReport
+        if !report.isEmpty { parts.append(report) }
+        return parts.joined(separator: "; ")
+    }
+
+    func handle(_ event: Event) {
         switch event {
-        case .arrival(let index, let bytes):
+        case .arrival(let index, let bytes, let source):
             let node = nodes[index]
-            guard !node.crashed, node.present, !node.dropping else { return }
+            guard node.started, !node.crashed, !(node.dropping && isFaultyPhase) else { return networkDropped += 1 }
             if node.frozen {
-                node.queueWhileFrozen(bytes)
+                node.queueWhileFrozen(bytes, from: source)
                 return
             }
             if now < node.readingBacklogUntil && Self.isMulticastData(bytes) {
-                queueBehindBacklog(bytes, at: index)
+                queueBehindBacklog(bytes, from: source, at: index)
                 return
             }
-            node.protocolNode.receive(bytes, now: now)
+            bytes.withUnsafeBytes { node.machine.datagramReceived($0, from: source, now: now) }
             settle(index)
-        case .read(let index, let bytes):
+        case .read(let index, let bytes, let source):
             let node = nodes[index]
-            guard !node.crashed, node.present else { return }
+            guard node.started, !node.crashed else { return }
             if node.frozen {
                 // Frozen again before the backlog was read: it waits in the queue.
-                node.queueWhileFrozen(bytes)
+                node.queueWhileFrozen(bytes, from: source)
                 return
             }
-            node.protocolNode.receive(bytes, now: now)
+            bytes.withUnsafeBytes { node.machine.datagramReceived($0, from: source, now: now) }
             settle(index)
         case .linkFree(let index):
             nodes[index].linkBusy = false
-            settle(index)
+            if nodes[index].isRunning { settle(index) }
         case .timer(let index):
             let node = nodes[index]
             node.timer = nil
-            guard !node.crashed, !node.frozen, node.present else { return }
-            node.protocolNode.tick(now: now)
+            guard node.isRunning else { return }
+            node.machine.tick(now: now)
             settle(index)
         case .publish(let index):
             let node = nodes[index]
             guard !node.crashed, now < publishingEnds else { return }
             node.backlog += 1
             schedule(.publish(node: index), at: now.advanced(byNanoseconds: Int64(1e9 / scenario.rate)))
-            if !node.frozen && node.present { settle(index) }
+            if node.isRunning { settle(index) }
         case .freeze(let index, let length, let every):
             let node = nodes[index]
-            guard !node.crashed else { return }
+            guard !node.crashed, isFaultyPhase else { return }
             node.frozen = true
             schedule(.thaw(node: index), at: now.advanced(byNanoseconds: Int64(length * 1e9)))
-            if let every, now < publishingEnds { schedule(.freeze(node: index, length: length, every: every), at: now.advanced(byNanoseconds: Int64(every * 1e9))) }
+            if let every { schedule(.freeze(node: index, length: length, every: every), at: now.advanced(byNanoseconds: Int64(every * 1e9))) }
         case .thaw(let index):
+            thaw(index)
+        case .crash(let index):
+            crash(index)
+        case .start(let index):
             let node = nodes[index]
             guard !node.crashed else { return }
-            node.frozen = false
-            // Control first (the engine reads its unicast socket ahead of multicast data),
-            // then the data backlog, one packet at a time.
-            var data: [[UInt8]] = []
-            while let bytes = node.inbox.popFirst() {
-                if Self.isMulticastData(bytes) { data.append(bytes) } else { node.protocolNode.receive(bytes, now: now) }
-            }
-            node.inboxBytes = 0
-            node.protocolNode.tick(now: now)
-            for bytes in data { queueBehindBacklog(bytes, at: index) }
+            node.started = true
+            node.machine.start(now: now)
+            for group in node.groups.sorted() { subscribe(node, to: group) }
             settle(index)
-        case .crash(let index):
-            nodes[index].crashed = true
-            crashed.insert(index)
-            membershipPending = true
-            schedule(.membershipDue, at: now.advanced(byNanoseconds: Int64((scenario.failureDetectionSeconds + scenario.gmsBatchSeconds) * 1e9)))
-        case .join(let index):
-            nodes[index].present = true
-            snapshot.nodes[NodeID(UInt64(index + 1))] = SocketAddress(.loopback, port: UInt16(1000 + index % 60000))
-            snapshot.memberships[NodeID(UInt64(index + 1))] = nodes[index].groups
-            membershipPending = true
-            schedule(.membershipDue, at: now.advanced(byNanoseconds: Int64(scenario.gmsBatchSeconds * 1e9)))
         case .groupChange(let change):
             let node = nodes[change.node]
-            guard !node.crashed, node.present else { return }
+            guard node.started, !node.crashed else { return }
             switch change.kind {
-            case .join(let group): node.groups.insert(GroupID(UInt32(group % scenario.groups + 1)))
-            case .leave(let group): node.groups.remove(GroupID(UInt32(group % scenario.groups + 1)))
-            case .leaveAll: node.groups.removeAll()
+            case .join(let group):
+                let group = group % scenario.groups
+                if node.groups.insert(group).inserted { subscribe(node, to: group) }
+            case .leave(let group):
+                let group = group % scenario.groups
+                if node.groups.remove(group) != nil { unsubscribe(node, from: group) }
+            case .leaveAll:
+                for group in node.groups.sorted() { unsubscribe(node, from: group) }
+                node.groups.removeAll()
             }
-            snapshot.memberships[NodeID(UInt64(change.node + 1))] = node.groups
-            membershipPending = true
-            schedule(.membershipDue, at: now.advanced(byNanoseconds: Int64(scenario.gmsBatchSeconds * 1e9)))
-        case .membershipDue:
-            applyMembership()
+            if !node.frozen { settle(change.node) }
         case .burst(let index, let on):
             nodes[index].dropping = on
-            if now < publishingEnds {
+            if isFaultyPhase {
                 schedule(.burst(node: index, on: !on), at: now.advanced(byNanoseconds: on ? 10_000_000 : 990_000_000))
             } else {
                 nodes[index].dropping = false
             }
         case .drainCheck:
-            let live = nodes.filter { !$0.crashed && $0.present }
-            if live.allSatisfy({ $0.protocolNode.isQuiescent && $0.backlog == 0 }) && !membershipPending {
+            let live = nodes.filter { $0.started && !$0.crashed }
+            if service != nil, live.allSatisfy(isQuiescent), groupViewsSettled() {
                 quietAt = now
             } else {
                 schedule(.drainCheck, at: now.advanced(by: .milliseconds(100)))
             }
+        case .gms(let event):
+            handleGMS(event)
         }
     }
 
-    private static func isMulticastData(_ bytes: [UInt8]) -> Bool {
+    /// Every live node sees the GMS's current view of each of its groups (no change is
+    /// still on its way).
+    func groupViewsSettled() -> Bool {
+        guard let service else { return false }
+        let views = Dictionary(uniqueKeysWithValues: service.groupViews.map { ($0.id, $0) })
+        for node in nodes where node.started && !node.crashed {
+            for (id, view) in node.machine.membership.groups where views[id] != view { return false }
+        }
+        return true
+    }
+
+    func thaw(_ index: Int) {
+        let node = nodes[index]
+        guard !node.crashed, node.frozen else { return }
+        node.frozen = false
+        // What the GMS sent meanwhile, in order: views reach a frozen node when it thaws.
+        while let input = node.heldGMSInput.popFirst() { deliverGMSInput(input, to: node) }
+        // Control first (the engine reads its unicast socket ahead of multicast data),
+        // then the data backlog, one packet at a time.
+        var data: [(bytes: [UInt8], from: SocketAddress)] = []
+        while let (bytes, source) = node.inbox.popFirst() {
+            if Self.isMulticastData(bytes) {
+                data.append((bytes, source))
+            } else {
+                bytes.withUnsafeBytes { node.machine.datagramReceived($0, from: source, now: now) }
+            }
+        }
+        node.inboxBytes = 0
+        node.machine.tick(now: now)
+        for (bytes, source) in data { queueBehindBacklog(bytes, from: source, at: index) }
+        settle(index)
+    }
+
+    func crash(_ index: Int) {
+        let node = nodes[index]
+        guard !node.crashed else { return }
+        node.crashed = true
+        crashed.insert(index)
+        // The kernel closes a dead process's connections: the GMS learns at once.
+        if let connection = node.connection {
+            node.connection = nil
+            sendTCP(.closedAtService(connection), on: connection, latency: node.gmsLatencyNanoseconds, node: node)
+        }
+        for address in node.machine.listenAddresses { listeners[address]?.remove(index) }
+    }
+
+    static func isMulticastData(_ bytes: [UInt8]) -> Bool {
         bytes.first == PacketKind.data.rawValue || bytes.first == PacketKind.hybridData.rawValue
     }
 
     /// Appends a data packet to the socket queue a node is still working through.
-    private func queueBehindBacklog(_ bytes: [UInt8], at index: Int) {
+    func queueBehindBacklog(_ bytes: [UInt8], from source: SocketAddress, at index: Int) {
         let node = nodes[index]
         node.readingBacklogUntil = max(node.readingBacklogUntil, now).advanced(byNanoseconds: Self.backlogReadNanoseconds)
-        schedule(.read(node: index, bytes: bytes), at: node.readingBacklogUntil)
+        schedule(.read(node: index, bytes: bytes, from: source), at: node.readingBacklogUntil)
     }
 
-    /// After anything happened at a node: collect deliveries, publish what the window
-    /// allows, let the link pull, and re-arm the node's timer.
-    private func settle(_ index: Int) {
+    func subscribe(_ node: SimulatedNode, to group: Int) {
+        let name = GroupName(SimulationScenario.groupName(group))!
+        if scenario.sendersOutsideGroups && isSender(node.index) {
+            node.machine.publishWithoutJoining(name, now: now)
+        } else {
+            node.machine.join(name, now: now)
+        }
+    }
+
+    func unsubscribe(_ node: SimulatedNode, from group: Int) {
+        let name = GroupName(SimulationScenario.groupName(group))!
+        if scenario.sendersOutsideGroups && isSender(node.index) { return }
+        node.machine.leave(name, now: now)
+    }
+
+    // MARK: One node
+
+    /// After anything happened at a node: publish what the window allows, act on the
+    /// machine's events and GMS actions, collect deliveries, let the link pull, and re-arm
+    /// the node's timer.
+    func settle(_ index: Int) {
         let node = nodes[index]
-        let protocolNode = node.protocolNode
-        if now >= node.readingBacklogUntil { protocolNode.inputCaughtUp(now: now) }
-        while node.backlog > 0 && !node.groups.isEmpty {
+        let machine = node.machine
+        if now >= node.readingBacklogUntil { machine.inputCaughtUp(now: now) }
+        // The application's window mirror (as `QSMNode` keeps one): publish while the
+        // machine's flow control has room for what is in flight.
+        let capacity = scenario.protocolConfiguration.windowMessages
+        while node.backlog > 0 && !node.groups.isEmpty && machine.messagesInFlight < capacity {
             let groups = node.groups.sorted()
             let group = groups[node.nextGroup % groups.count]
             node.publishIndex += 1
             var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: node.publishIndex), count: scenario.messageBytes)
             for shift in 0..<8 { payload[shift] = UInt8(truncatingIfNeeded: node.publishIndex >> UInt64(56 - shift * 8)) }
-            let view = views.groups[group]
-            let result = protocolNode.publish(group: group, payload: payload, now: now)
-            guard case .accepted(let sequence) = result else {
+            guard machine.publish(payload, to: GroupName(SimulationScenario.groupName(group))!, now: now) == .accepted else {
                 node.publishIndex -= 1
                 break
             }
+            node.uncommitted.append(node.publishIndex)
             node.nextGroup += 1
             node.backlog -= 1
-            if let view {
-                let shape = viewShape(view)
-                checker.published(sender: index, group: group, sequence: sequence, index: node.publishIndex,
-                                  members: shape.members, regions: shape.layout, at: now)
-            }
         }
-        for delivery in protocolNode.takeDeliveries() {
-            checker.delivered(at: index, delivery, expectedBytes: scenario.messageBytes)
+        handleEvents(of: node)
+        carryOutGMSActions(of: node)
+        collectDeliveries(of: node)
+        if !node.linkBusy {
+            let datagram = node.buffer.withUnsafeMutableBytes { machine.pollDatagram(into: $0, now: now) }
+            if let datagram { transmit(Array(node.buffer[0..<datagram.length]), to: datagram.destination, from: index) }
         }
-        if !node.linkBusy, let datagram = protocolNode.nextDatagram(now: now) {
-            transmit(datagram, from: index)
-        }
-        // Sending may have delivered (loopback).
-        for delivery in protocolNode.takeDeliveries() {
-            checker.delivered(at: index, delivery, expectedBytes: scenario.messageBytes)
-        }
-        if let deadline = protocolNode.nextDeadline() {
+        // Sending may have delivered (loopback) and acknowledged.
+        collectDeliveries(of: node)
+        handleEvents(of: node)
+        if let deadline = machine.nextDeadline() {
             let due = max(deadline, now)
             if let timer = node.timer {
                 if due != node.timerAt { events.reschedule(timer, to: due); node.timerAt = due }
@@ -293,122 +435,79 @@ public final class Simulator {
         }
     }
 
-    private var shapes: [GroupID: (view: UInt64, mapping: UInt64, members: [Int], layout: [RegionID: (members: [Int], partitions: [[Int]])])] = [:]
-
-    /// A group view's members and region layout as node indices, computed once per view
-    /// and shared by every message committed to it.
-    private func viewShape(_ view: GroupView) -> (members: [Int], layout: [RegionID: (members: [Int], partitions: [[Int]])]) {
-        if let cached = shapes[view.id], cached.view == view.viewNumber, cached.mapping == view.mappingVersion {
-            return (cached.members, cached.layout)
-        }
-        var layout: [RegionID: (members: [Int], partitions: [[Int]])] = [:]
-        for reference in view.regions {
-            if let region = views.regions[reference.id] {
-                layout[region.id] = (region.members.map { Int($0.id.value) - 1 },
-                                     region.partitions.map { $0.members.map { Int($0.value) - 1 } })
-            }
-        }
-        let members = view.members.map { Int($0.value) - 1 }
-        shapes[view.id] = (view.viewNumber, view.mappingVersion, members, layout)
-        return (members, layout)
-    }
-
-    private func transmit(_ datagram: ProtocolDatagram, from index: Int) {
-        let node = nodes[index]
-        node.linkBusy = true
-        let transmission = Int64(Double(datagram.bytes.count + 42) * 8 / scenario.linkBitsPerSecond * 1e9)
-        let sent = now.advanced(byNanoseconds: max(transmission, 1))
-        schedule(.linkFree(node: index), at: sent)
-        switch datagram.destination {
-        case .node(let target):
-            deliver(datagram.bytes, to: Int(target.value) - 1, sentAt: sent)
-        case .region(let region):
-            guard let view = views.regions[region] else { return }
-            for member in view.members where Int(member.id.value) - 1 != index {
-                deliver(datagram.bytes, to: Int(member.id.value) - 1, sentAt: sent)
-            }
-        case .group(let group):
-            guard let view = views.groups[group] else { return }
-            for member in view.members where Int(member.value) - 1 != index {
-                deliver(datagram.bytes, to: Int(member.value) - 1, sentAt: sent)
+    func handleEvents(of node: SimulatedNode) {
+        while let event = node.machine.pollEvent() {
+            switch event {
+            case .committed(let message):
+                guard let index = node.uncommitted.popFirst() else {
+                    checker.violation("node \(node.index) committed a message it never published")
+                    continue
+                }
+                recordPublication(message, index: index, sender: node.index)
+            case .publishRejected(let group, let reason):
+                _ = node.uncommitted.popFirst()
+                checker.violation("node \(node.index) could not publish to \(group): \(reason)")
+            case .listenAddressesChanged:
+                for address in Set(listeners.keys) { listeners[address]?.remove(node.index) }
+                for address in node.machine.listenAddresses { listeners[address, default: []].insert(node.index) }
+            case .membership(let change):
+                switch change {
+                case .regionView(let view):
+                    if node.regionSince[view.id] == nil { node.regionSince[view.id] = view.viewNumber }
+                case .regionRemoved(let id):
+                    node.regionSince[id] = nil
+                default:
+                    break
+                }
+            case .released:
+                break
             }
         }
     }
 
-    private func deliver(_ bytes: [UInt8], to target: Int, sentAt: Instant) {
-        guard target >= 0, target < nodes.count else { return }
-        if scenario.loss > 0, Double(random.next() >> 11) * 0x1.0p-53 < scenario.loss { return }
-        let copies = scenario.duplication > 0 && Double(random.next() >> 11) * 0x1.0p-53 < scenario.duplication ? 2 : 1
-        for _ in 0..<copies {
-            let jitter = scenario.jitterMicroseconds * Double(random.next() >> 11) * 0x1.0p-53
-            let delay = Int64((scenario.latencyMicroseconds + jitter) * 1000)
-            schedule(.arrival(node: target, bytes: bytes), at: sentAt.advanced(byNanoseconds: delay))
+    func recordPublication(_ message: CommittedMessage, index: UInt64, sender: Int) {
+        var layout: [RegionID: InvariantChecker.RegionLayout] = [:]
+        for reference in message.view.regions {
+            layout[reference.id] = regionHistory[reference.id]?[reference.viewNumber]
+                ?? InvariantChecker.RegionLayout(view: reference.viewNumber, members: [], partitions: [])
+        }
+        checker.published(sender: sender, group: message.group, sequence: message.groupSequence, index: index,
+                          members: message.view.members.map { Int($0.value) - 1 }, regions: layout, at: now)
+    }
+
+    func collectDeliveries(of node: SimulatedNode) {
+        while let delivery = node.machine.pollDelivery() {
+            checker.delivered(at: node.index, delivery, expectedBytes: scenario.messageBytes)
         }
     }
 
-    // MARK: Membership
-
-    private func setUpMembership() {
+    /// Ties each group name to the nodes that join it.
+    func assignGroups() {
         var groupsRandom = SplitMix64(seed: seed ^ 0x5EED)
         for index in 0..<scenario.nodes {
-            var joined = Set<GroupID>()
+            var joined = Set<Int>()
             switch scenario.overlap {
             case .perfect:
-                joined = Set((0..<scenario.groups).map { GroupID(UInt32($0 + 1)) })
+                joined = Set(0..<scenario.groups)
             case .irregular(let probability):
                 for group in 0..<scenario.groups where Double(groupsRandom.next() >> 11) * 0x1.0p-53 < probability {
-                    joined.insert(GroupID(UInt32(group + 1)))
+                    joined.insert(group)
                 }
-                if joined.isEmpty { joined.insert(GroupID(UInt32(Int(groupsRandom.next() % UInt64(scenario.groups)) + 1))) }
+                if joined.isEmpty { joined.insert(Int(groupsRandom.next() % UInt64(scenario.groups))) }
             }
             nodes[index].groups = joined
-            let late = scenario.lateJoiners.contains { $0.node == index }
-            nodes[index].present = !late
-            if !late {
-                snapshot.nodes[NodeID(UInt64(index + 1))] = SocketAddress(.loopback, port: UInt16(1000 + index % 60000))
-                snapshot.memberships[NodeID(UInt64(index + 1))] = scenario.sendersOutsideGroups && isSender(index) ? [] : joined
-            }
-        }
-        for group in 0..<scenario.groups {
-            snapshot.groups[GroupID(UInt32(group + 1))] = (GroupName("g\(group + 1)")!, scenario.hybridGroups.contains(group))
-        }
-        applyMembership()
-    }
-
-    private func applyMembership() {
-        membershipPending = false
-        for index in crashed {
-            snapshot.nodes[NodeID(UInt64(index + 1))] = nil
-            snapshot.memberships[NodeID(UInt64(index + 1))] = nil
-        }
-        _ = views.apply(snapshot)
-        var regionsOf: [Int: [RegionView]] = [:]
-        for region in views.regions.values.sorted(by: { $0.id < $1.id }) {
-            for member in region.members { regionsOf[Int(member.id.value) - 1, default: []].append(region) }
-        }
-        for index in 0..<nodes.count {
-            let current = Set((regionsOf[index] ?? []).map(\.id))
-            var joined = joinedRegionAt[index] ?? [:]
-            for region in joined.keys where !current.contains(region) { joined[region] = nil }
-            for region in current where joined[region] == nil { joined[region] = now }
-            joinedRegionAt[index] = joined
-        }
-        for (index, node) in nodes.enumerated() where !node.crashed && node.present {
-            let groupViews = isSender(index) ? node.groups.sorted().compactMap { views.groups[$0] } : []
-            node.protocolNode.installMembership(regions: regionsOf[index] ?? [], groups: groupViews, now: now)
-            if !node.frozen { settle(index) }
         }
     }
 
     // MARK: Results
 
-    private func result() -> SimulationResult {
+    func result() -> SimulationResult {
         var tokenRounds = 0, tokenTime: Int64 = 0, acknowledged = 0, ackTime: Int64 = 0
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
-        var published = 0, duplicates = 0
+        var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0
         for node in nodes {
-            let s = node.protocolNode.statistics
+            let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
             tokenTime += s.tokenRoundTripNanoseconds
             acknowledged += s.acknowledged
@@ -421,13 +520,18 @@ public final class Simulator {
             duplicates += s.duplicatesDropped
             retransmissions += s.retransmissionsSent
             tokenRecords = max(tokenRecords, s.maximumTokenRecords)
+            tokensSplit += s.tokensSplit
             published += s.published
+            oversized += node.machine.statistics.droppedOversized
+            unauthenticated += node.machine.statistics.droppedUnauthenticated
         }
         let configuration = scenario.protocolConfiguration
         let bound = configuration.windowBytes * (scenario.senders + 1)
             + configuration.maximumOutOfOrderPackets * configuration.maximumFragmentBytes
         if maximumHeld > bound { checker.violation("a node held \(maximumHeld) bytes, above the bound of \(bound)") }
         if tokenRecords > scenario.senders { checker.violation("a token carried \(tokenRecords) records for \(scenario.senders) senders") }
+        if oversized > 0 { checker.violation("\(oversized) datagrams were too large for the network's \(scenario.maximumDatagramBytes) bytes") }
+        if unauthenticated > corrupted { checker.violation("\(unauthenticated) datagrams failed authentication, but only \(corrupted) were corrupted") }
         let p99 = Double(recoveries.percentile(0.99) ?? 0) / 1e3
         return SimulationResult(
             seed: seed, nodes: scenario.nodes, groups: scenario.groups,
@@ -438,6 +542,9 @@ public final class Simulator {
             recoveryMillisecondsP99: p99, maximumCachedBytesPerNode: maximumCached, maximumHeldBytesPerNode: maximumHeld,
             controlBytesPerDataByte: dataBytes == 0 ? 0 : Double(controlBytes) / Double(dataBytes),
             retransmissions: retransmissions, duplicatesReceived: duplicates, maximumTokenRecords: tokenRecords, wallSeconds: 0,
-            drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds)
+            drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds,
+            tokensSplit: tokensSplit, corruptedDatagrams: corrupted, unauthenticatedDropped: unauthenticated,
+            networkDropped: networkDropped, networkDuplicates: networkDuplicates,
+            gmsUpdatesSent: service?.statistics.updatesSent ?? 0)
     }
 }

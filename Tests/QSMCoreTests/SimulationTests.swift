@@ -176,14 +176,20 @@ import QSMHarness
     /// was lost, so nothing may be asked for: neither on account of the paused time, nor
     /// for a tail that is still queued behind the packets being read. (Both once caused a
     /// retransmission of most of the backlog, each one arriving as a duplicate.)
+    ///
+    /// Views reach nodes at different times, so a receiver that starts listening after
+    /// the sender's first packets recovers them: the same run without the freezes (the
+    /// same seed, identical up to the first freeze) is the baseline, and the freezes may
+    /// add no retransmission to it.
     @Test(arguments: 1...4 as ClosedRange<UInt64>)
     func aFreezeWhoseBacklogFitsTheSocketCostsNoRetransmission(seed: UInt64) throws {
         var scenario = Self.base(5, seconds: 6, rate: 6_000)
+        let baseline = try Simulator(scenario: scenario, seed: seed).run()
         scenario.freezes = [.init(node: Int(seed % 4), start: 1, length: 0.5, every: 2)]
         let result = try Simulator(scenario: scenario, seed: seed).run()
         #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
         #expect(result.delivered >= result.published && result.published > 0)
-        #expect(result.retransmissions == 0, "seed \(seed)")
+        #expect(result.retransmissions <= baseline.retransmissions, "seed \(seed)")
         #expect(result.duplicatesReceived == 0, "seed \(seed)")
     }
 

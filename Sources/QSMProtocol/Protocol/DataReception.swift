@@ -34,19 +34,15 @@ extension ProtocolNode {
     private func handle(_ packet: ProtocolPacket, _ bytes: UnsafeRawBufferPointer) {
         switch packet {
         case .data(let data, let retransmitted):
-            guard regions[data.region] != nil else {
+            guard let region = regions[data.region] else {
                 // Perhaps a view that has not reached us yet: hold it briefly.
-                if !retransmitted, configuration.maximumUnknownPackets > 0 {
-                    if unknownPackets.count >= configuration.maximumUnknownPackets {
-                        _ = unknownPackets.popFirst()
-                        statistics.unknownDropped += 1
-                    }
-                    unknownPackets.append(Array(bytes))
-                } else {
-                    statistics.unknownDropped += 1
-                }
+                if !retransmitted { hold(bytes) } else { statistics.unknownDropped += 1 }
                 return
             }
+            // Sent in a view of the region newer than this node's: it may not be in that
+            // view (it left the group, or moved to another region), and a message is for
+            // the members of the view it was sent in. Held until the view arrives.
+            guard data.regionView <= region.viewNumber else { return hold(bytes) }
             receiveData(data, retransmitted: retransmitted)
         case .token(let token):
             if let whole = assemble(token) { receiveToken(whole) }
@@ -58,7 +54,16 @@ extension ProtocolNode {
             receiveSenderStatus(status)
         case .hybridData(let template, let headers):
             // Keep the headers of this node's regions; the rest are other regions' business.
-            for header in headers where regions[header.region] != nil {
+            var heldOnce = false
+            for header in headers {
+                guard let region = regions[header.region] else { continue }
+                guard header.regionView <= region.viewNumber else {
+                    // Replayed whole once the view arrives (its other regions' copies are
+                    // then duplicates, and dropped as such).
+                    if !heldOnce { hold(bytes) }
+                    heldOnce = true
+                    continue
+                }
                 var packet = template
                 packet.region = header.region
                 packet.regionView = header.regionView
@@ -67,6 +72,22 @@ extension ProtocolNode {
                 receiveData(packet)
             }
         }
+    }
+
+    /// Keeps a datagram of a region or view not (yet) installed, replayed when the next
+    /// membership arrives; the oldest goes (counted) when `maximumUnknownPackets` are held.
+    /// What is dropped here is recovered like any loss if the node turns out to be owed it.
+    func hold(_ bytes: UnsafeRawBufferPointer) {
+        guard configuration.maximumUnknownPackets > 0 else {
+            statistics.unknownDropped += 1
+            return
+        }
+        if unknownPackets.count >= configuration.maximumUnknownPackets {
+            _ = unknownPackets.popFirst()
+            statistics.unknownDropped += 1
+        }
+        unknownPackets.append(Array(bytes))
+        statistics.heldForView += 1
     }
 
     /// The stream for `key`, created if this node can tell where its debt starts: a
@@ -238,6 +259,16 @@ extension ProtocolNode {
     }
 
     package func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
+        // A message reaches a node once per region it went to; a node that moved between
+        // two of them while it was in flight (it joined or left another group) can get it
+        // in both. Per sender and group, sequence numbers rise: anything not above the
+        // last delivered is such a second copy.
+        let key = DeliveryKey(sender: packet.sender, group: packet.group)
+        if let last = lastDelivered[key], packet.groupSequence <= last {
+            statistics.secondCopiesDropped += 1
+            return
+        }
+        lastDelivered[key] = packet.groupSequence
         statistics.delivered += 1
         deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
                                            publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,

@@ -33,6 +33,8 @@ public final class ProtocolNode {
     package var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
     package var deliveries: [ProtocolDelivery] = []
     package var deliveryCursor = 0
+    /// Per sender and group, the last sequence number delivered.
+    package var lastDelivered: [DeliveryKey: UInt64] = [:]
     // Sending.
     package var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     package var regionSend: [RegionID: RegionSendState] = [:]

@@ -7,6 +7,12 @@ public enum ProtocolDestination: Hashable, Sendable {
     case group(GroupID)
 }
 
+/// A sender's messages to one group: their sequence numbers rise by one per message.
+package struct DeliveryKey: Hashable {
+    package var sender: NodeID
+    package var group: GroupID
+}
+
 /// Who a received packet says it comes from: the node that originated it (data, hybrid
 /// data and sender status, not a retransmission, which any peer may send), or the node
 /// asking (a NAK or pull). The driver learns addresses from these.
@@ -63,6 +69,12 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Packets of views from before this node joined their region (not owed to it).
     public var notOwedDropped = 0
     public var malformedDropped = 0
+    /// Data packets of a region or region view this node had not installed yet, held
+    /// until it has (`unknownDropped` counts those that had to go unreplayed).
+    public var heldForView = 0
+    /// Messages that reached this node a second time through another region (it moved
+    /// between regions while they were in flight), not delivered again.
+    public var secondCopiesDropped = 0
     /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
     /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
     public var implausibleDropped = 0

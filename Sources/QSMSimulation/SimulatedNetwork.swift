@@ -1,0 +1,62 @@
+import QSMProtocol
+
+/// The simulated datagram network: a node's link sends one datagram at a time at the
+/// link's rate; multicast reaches the nodes that listen on the address (those that joined
+/// it, as the engine's sockets do); unicast reaches the node at the address. During the
+/// faulty phase a datagram may be lost, duplicated or corrupted (one bit flipped), a
+/// split drops what crosses it, and jitter reorders.
+extension Simulator {
+    func transmit(_ bytes: [UInt8], to destination: SocketAddress, from index: Int) {
+        let node = nodes[index]
+        node.linkBusy = true
+        let transmission = Int64(Double(bytes.count + 42) * 8 / scenario.linkBitsPerSecond * 1e9)
+        let sent = now.advanced(byNanoseconds: max(transmission, 1))
+        schedule(.linkFree(node: index), at: sent)
+        if let target = nodeAt[destination] {
+            deliver(bytes, from: index, to: target, sentAt: sent)
+        } else if let members = listeners[destination] {
+            for member in members.sorted() where member != index { deliver(bytes, from: index, to: member, sentAt: sent) }
+        } else {
+            networkDropped += 1
+        }
+    }
+
+    func deliver(_ bytes: [UInt8], from source: Int, to target: Int, sentAt: Instant) {
+        let faulty = isFaultyPhase
+        if faulty, cutOff(source, from: target) { return networkDropped += 1 }
+        if faulty, scenario.loss > 0, uniform() < scenario.loss { return networkDropped += 1 }
+        var copies = 1
+        if faulty, scenario.duplication > 0, uniform() < scenario.duplication {
+            copies = 2
+            networkDuplicates += 1
+        }
+        let sourceAddress = nodes[source].address
+        for _ in 0..<copies {
+            var payload = bytes
+            if faulty, scenario.corruption > 0, uniform() < scenario.corruption, !payload.isEmpty {
+                let bit = Int(random.next() % UInt64(payload.count * 8))
+                payload[bit / 8] ^= UInt8(1 << (bit % 8))
+                corrupted += 1
+            }
+            let jitter = scenario.jitterMicroseconds * uniform()
+            let delay = Int64((scenario.latencyMicroseconds + jitter) * 1000)
+                + (nodes[source].latencyNanoseconds + nodes[target].latencyNanoseconds) / 2
+            schedule(.arrival(node: target, bytes: payload, from: sourceAddress), at: sentAt.advanced(byNanoseconds: delay))
+        }
+    }
+
+    /// Whether the split separates two nodes now.
+    func cutOff(_ a: Int, from b: Int) -> Bool {
+        guard let split = scenario.split, splitHeals(for: a) != nil || splitHeals(for: b) != nil else { return false }
+        let sideA = split.nodes.contains(a), sideB = split.nodes.contains(b)
+        return sideA != sideB
+    }
+
+    /// When the split that cuts this node off from the GMS heals, while it is in force.
+    func splitHeals(for index: Int) -> Instant? {
+        guard let split = scenario.split else { return nil }
+        let start = at(split.start), end = at(split.start + split.length)
+        guard now >= start, now < end, split.nodes.contains(index) else { return nil }
+        return end
+    }
+}
