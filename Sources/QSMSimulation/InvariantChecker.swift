@@ -109,15 +109,22 @@ package final class InvariantChecker {
     ///   left since); a node that left the region a message went to (left its groups, or
     ///   moved to another region by joining or leaving one), even if it came back, is not
     ///   owed what it had not received.
-    package func checkCompleteness(crashed: Set<Int>, senderCrashed: (Int) -> Bool, stayedSince: (Int, RegionID, UInt64) -> Bool) {
+    /// - Parameter senderGone: whether a sender crashed, or stopped belonging and
+    ///   publishing to the group of a message: its in-flight messages are then held to
+    ///   the crashed sender's rule (a sender that leaves gives up what was not yet
+    ///   acknowledged, as one that fails does; delivering them anyway is reconfiguration
+    ///   without loss, which the protocol does not promise yet).
+    package func checkCompleteness(crashed: Set<Int>, senderGone: (Int, GroupName) -> Bool, stayedSince: (Int, RegionID, UInt64) -> Bool) {
         for (key, message) in messages {
             func got(_ node: Int) -> Bool { message.delivered[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0 }
             func stayed(_ node: Int) -> Bool {
                 message.regions.contains { $0.value.members.binarySearchContains(node) && stayedSince(node, $0.key, $0.value.view) }
             }
-            if !senderCrashed(key.sender) {
+            if !senderGone(key.sender, message.group) {
                 for member in message.members where !crashed.contains(member) && !got(member) && stayed(member) {
-                    violation("node \(member) never delivered \(key.sender + 1)'s message #\(message.index) (\(message.group)#\(message.sequence))")
+                    let sentIn = message.regions.sorted { $0.key < $1.key }
+                        .map { "\($0.key)@\($0.value.view)\($0.value.members.binarySearchContains(member) ? "*" : "")" }
+                    violation("node \(member) never delivered \(key.sender + 1)'s message #\(message.index) (\(message.group)#\(message.sequence), sent in \(sentIn.joined(separator: ",")); * has the node)")
                     break
                 }
             } else {

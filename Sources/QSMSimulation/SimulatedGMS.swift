@@ -11,7 +11,10 @@ extension Simulator {
     func startGMS() {
         var configuration = scenario.membershipConfiguration
         gmsIncarnation += 1
-        configuration.incarnation = UInt32(truncatingIfNeeded: seed &* 0x9E37_79B9 &+ UInt64(gmsIncarnation)) | 1
+        // Every incarnation numbers its regions apart from earlier ones' (as the real
+        // server's random incarnation does).
+        var incarnations = SplitMix64(seed: seed ^ UInt64(gmsIncarnation) &* 0x9E37_79B9_7F4A_7C15)
+        configuration.incarnation = max(1, UInt32(truncatingIfNeeded: incarnations.next()))
         do throws(ConfigurationError) {
             service = try MembershipService(configuration: configuration)
         } catch {
@@ -84,6 +87,13 @@ extension Simulator {
     }
 
     func deliverGMSInput(_ input: HeldGMSInput, to node: SimulatedNode) {
+        if node.index == traceNode {
+            switch input {
+            case .connected(let c): note("node \(node.index): connected \(c) (current \(node.connection.map { "\($0)" } ?? "none"))")
+            case .frame(let c, let f): note("node \(node.index): frame of \(f.count) B on \(c)")
+            case .closed(let c): note("node \(node.index): closed \(c) (current \(node.connection.map { "\($0)" } ?? "none"))")
+            }
+        }
         switch input {
         case .connected(let connection):
             guard node.connection == connection else { return }

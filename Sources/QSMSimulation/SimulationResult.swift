@@ -36,4 +36,11 @@ public struct SimulationResult: Sendable {
     public var networkDuplicates = 0
     /// Membership updates the GMS sent.
     public var gmsUpdatesSent = 0
+    /// Control bytes (and the token part of them) per byte of data sent while
+    /// publishing, before the drain.
+    public var controlBytesPerDataByteWhilePublishing = 0.0
+    public var tokenBytesPerDataByteWhilePublishing = 0.0
+    public var tokenTimeouts = 0
+    /// Token rounds led around rings of more than one node, partition and region rings.
+    public var tokenRounds = 0
 }

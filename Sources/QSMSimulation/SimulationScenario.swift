@@ -53,6 +53,8 @@ public struct SimulationScenario: Sendable {
     /// One-way latency of each node's GMS connection, drawn per node from this range:
     /// views reach nodes at different times.
     public var gmsLatencyMicroseconds = 100.0...2_000.0
+    /// Nodes whose GMS latency is set instead of drawn (index to microseconds).
+    public var gmsLatencyOfNode: [Int: Double] = [:]
     public var linkBitsPerSecond = 10_000_000_000.0
     /// The largest datagram a node may send (tag included); the simulated network
     /// carries nothing larger.

@@ -10,6 +10,10 @@ import QSMGMS
 public final class Simulator {
     public let scenario: SimulationScenario
     public let seed: UInt64
+    /// A node whose membership changes and GMS connection are written to `trace`, for
+    /// diagnosing a failing seed (`qsm-bench simulate --trace N`).
+    public var traceNode: Int?
+    public private(set) var trace: [String] = []
 
     enum Event {
         case arrival(node: Int, bytes: [UInt8], from: SocketAddress)
@@ -111,6 +115,8 @@ public final class Simulator {
     var crashed: Set<Int> = []
     var publishingEnds = Instant.zero
     var quietAt: Instant?
+    /// Control, token and data bytes sent by the end of publishing.
+    var trafficAtEnd: (control: Int, tokens: Int, data: Int)?
     /// Nodes listening on each multicast address, and the node at each unicast address.
     var listeners: [SocketAddress: Set<Int>] = [:]
     var nodeAt: [SocketAddress: Int] = [:]
@@ -130,6 +136,10 @@ public final class Simulator {
     var corrupted = 0
     var networkDuplicates = 0
     var networkDropped = 0
+    /// Per node, the groups it left (or stopped publishing to) at some point.
+    var leftGroups: [Int: Set<GroupName>] = [:]
+    /// Publications refused after the node left their group.
+    var publishesRefused = 0
     static let inboxLimitBytes = 4 << 20
     /// What reading and handling one queued data packet costs a thawed node: a backlog
     /// takes time to work through, as in the engine, and meanwhile tokens report packets
@@ -150,7 +160,8 @@ public final class Simulator {
             let machine = try NodeMachine(configuration: configuration)
             let spread = Int64(scenario.latencySpreadMicroseconds * 1000 * uniform())
             let gms = scenario.gmsLatencyMicroseconds
-            let gmsLatency = Int64((gms.lowerBound + (gms.upperBound - gms.lowerBound) * uniform()) * 1000)
+            let drawn = gms.lowerBound + (gms.upperBound - gms.lowerBound) * uniform()
+            let gmsLatency = Int64((scenario.gmsLatencyOfNode[index] ?? drawn) * 1000)
             let node = SimulatedNode(index: index, machine: machine, latencyNanoseconds: spread,
                                      gmsLatencyNanoseconds: max(gmsLatency, 1), bufferBytes: scenario.maximumDatagramBytes)
             nodes.append(node)
@@ -197,16 +208,19 @@ public final class Simulator {
             handle(event)
             if quietAt != nil { break }
         }
-        checker.checkCompleteness(crashed: crashed, senderCrashed: { self.crashed.contains($0) },
-                                  stayedSince: { node, region, view in
-                                      guard let since = self.nodes[node].regionSince[region] else { return false }
-                                      return since <= view
-                                  })
         if quietAt == nil {
             let stuck = nodes.filter { $0.started && !$0.crashed && !isQuiescent($0) }
             let report = stuck.prefix(3).map { "node \($0.index): \(quiescenceReport($0))" }
             checker.violation("not quiescent \(scenario.drainSeconds) s after publishing stopped (liveness): \(report.joined(separator: " | "))")
         }
+        checker.checkCompleteness(crashed: crashed,
+                                  senderGone: { sender, group in
+                                      self.crashed.contains(sender) || self.leftGroups[sender]?.contains(group) == true
+                                  },
+                                  stayedSince: { node, region, view in
+                                      guard let since = self.nodes[node].regionSince[region] else { return false }
+                                      return since <= view
+                                  })
         return result()
     }
 
@@ -305,6 +319,12 @@ public final class Simulator {
                 nodes[index].dropping = false
             }
         case .drainCheck:
+            if trafficAtEnd == nil {
+                trafficAtEnd = nodes.reduce((0, 0, 0)) { total, node in
+                    let s = node.machine.protocolNode.statistics
+                    return (total.0 + s.controlBytesSent, total.1 + s.tokenBytesSent, total.2 + s.dataPayloadBytesSent)
+                }
+            }
             let live = nodes.filter { $0.started && !$0.crashed }
             if service != nil, live.allSatisfy(isQuiescent), groupViewsSettled() {
                 quietAt = now
@@ -386,6 +406,7 @@ public final class Simulator {
         let name = GroupName(SimulationScenario.groupName(group))!
         if scenario.sendersOutsideGroups && isSender(node.index) { return }
         node.machine.leave(name, now: now)
+        leftGroups[node.index, default: []].insert(name)
     }
 
     // MARK: One node
@@ -400,6 +421,8 @@ public final class Simulator {
         // The application's window mirror (as `QSMNode` keeps one): publish while the
         // machine's flow control has room for what is in flight.
         let capacity = scenario.protocolConfiguration.windowMessages
+        // A sender that left every group has nothing to publish to.
+        if node.groups.isEmpty { node.backlog = 0 }
         while node.backlog > 0 && !node.groups.isEmpty && machine.messagesInFlight < capacity {
             let groups = node.groups.sorted()
             let group = groups[node.nextGroup % groups.count]
@@ -444,13 +467,16 @@ public final class Simulator {
                     continue
                 }
                 recordPublication(message, index: index, sender: node.index)
-            case .publishRejected(let group, let reason):
+            case .publishRejected:
+                // It left the group before the message could be committed: the
+                // application is told, and nobody is owed the message.
                 _ = node.uncommitted.popFirst()
-                checker.violation("node \(node.index) could not publish to \(group): \(reason)")
+                publishesRefused += 1
             case .listenAddressesChanged:
                 for address in Set(listeners.keys) { listeners[address]?.remove(node.index) }
                 for address in node.machine.listenAddresses { listeners[address, default: []].insert(node.index) }
             case .membership(let change):
+                if node.index == traceNode { note("node \(node.index): \(change)") }
                 switch change {
                 case .regionView(let view):
                     if node.regionSince[view.id] == nil { node.regionSince[view.id] = view.viewNumber }
@@ -463,6 +489,10 @@ public final class Simulator {
                 break
             }
         }
+    }
+
+    func note(_ line: String) {
+        if trace.count < 100_000 { trace.append("\(Double(now.nanoseconds) / 1e9) s: \(line)") }
     }
 
     func recordPublication(_ message: CommittedMessage, index: UInt64, sender: Int) {
@@ -505,7 +535,7 @@ public final class Simulator {
         var tokenRounds = 0, tokenTime: Int64 = 0, acknowledged = 0, ackTime: Int64 = 0
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
-        var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0
+        var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -521,6 +551,7 @@ public final class Simulator {
             retransmissions += s.retransmissionsSent
             tokenRecords = max(tokenRecords, s.maximumTokenRecords)
             tokensSplit += s.tokensSplit
+            timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
             unauthenticated += node.machine.statistics.droppedUnauthenticated
@@ -545,6 +576,9 @@ public final class Simulator {
             drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds,
             tokensSplit: tokensSplit, corruptedDatagrams: corrupted, unauthenticatedDropped: unauthenticated,
             networkDropped: networkDropped, networkDuplicates: networkDuplicates,
-            gmsUpdatesSent: service?.statistics.updatesSent ?? 0)
+            gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
+            controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,
+            tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
+            tokenTimeouts: timeouts, tokenRounds: tokenRounds)
     }
 }

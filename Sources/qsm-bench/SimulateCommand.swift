@@ -9,47 +9,87 @@ import QSMHarness
 enum SimulateCommand {
     static let usage = """
         usage: qsm-bench simulate [flags]
+               qsm-bench simulate --swarm N [--seed S]
+               qsm-bench simulate --swarm-seed X
 
-        Runs the protocol core (the same code the engine runs) on a simulated network in
-        virtual time, checks every delivery guarantee, and prints what it measured. A seed
-        makes the run exactly reproducible; a failing run names its seed.
+        Runs whole nodes (the node machine the engine runs: membership client, protocol,
+        authentication, flow control) and the real membership service on a simulated
+        network in virtual time, checks every delivery guarantee, and prints what it
+        measured. Views reach nodes at different times (each node's GMS connection has
+        its own latency). A seed makes the run exactly reproducible; a failing run names
+        its seed. Faults act while publishing; then the network heals and the run must
+        deliver everything owed, make it stable and go quiet within the drain bound
+        (liveness).
 
         flags:
           --nodes N           nodes (default 10)
           --groups G          groups, all joined by every node (default 1)
           --irregular P       instead: each node joins each group with probability P
+          --hierarchies       the GMS decomposes groups into perfect hierarchies first
           --senders S         senders (the last S nodes; default 1)
           --rate R            messages per simulated second per sender (default 1000)
           --size BYTES        message size (default 1000)
-          --loss P            random loss per packet, 0...0.5 (default 0)
+          --seconds T         simulated seconds of publishing (default 5)
+          --drain-seconds T   the liveness bound after publishing (default 30)
+          --loss P            random loss per datagram, 0...0.5 (default 0)
+          --duplicate P       random duplication per datagram, 0...0.5 (default 0)
+          --corrupt P         one bit flipped per datagram with probability P; needs
+                              --authenticate (only the tag detects every flip)
+          --authenticate      datagrams carry an HMAC tag (a secret drawn from the seed)
+          --jitter US         uniform extra latency per datagram, reordering (default 50)
+          --gms-latency US    most one-way latency of a node's GMS connection (each node
+                              draws its own from 100 us to this; default 2000)
+          --datagram BYTES    largest datagram the network carries (default 8192)
+          --partition-size K  nodes per partition (default 5)
           --bursty N          node N drops all inbound packets 10 ms every 1 s (repeatable)
           --freeze N          node N freezes 0.5 s every 5 s (repeatable)
           --crash N@T         node N crashes at T simulated seconds (repeatable)
-          --seconds T         simulated seconds of publishing (default 5)
-          --seed X            random seed (default 1)
+          --split N,N,..@T+D  those nodes are cut off from the rest and the GMS at T for D s
+          --gms-crash T+D     the GMS crashes at T and a new one starts D s later
           --outside           senders publish without joining the groups (as qsm-bench
                               run's senders do): acknowledged by the region leader,
                               repaired by negative acknowledgement
-          --json              print one JSON object
+          --seed X            random seed (default 1)
+          --swarm N           run N random scenarios (sizes, traffic and a random mix of
+                              the faults above), each from a seed drawn from --seed and
+                              printed before it runs; stop at the first violation with
+                              the command that reproduces it
+          --keep-going        with --swarm: run every scenario, and list the failing seeds
+          --swarm-seed X      run the one swarm scenario of seed X
+          --describe          with --swarm-seed: say what the scenario holds, and stop
+          --trace N           print node N's membership changes and GMS connection
+          --json              print one JSON object (per scenario with --swarm)
           -h, --help          show this help
+
+        exit status: 0 no violation; 1 a violation (liveness included); 2 bad flags.
         """
 
     static func main(_ arguments: [String]) -> Never {
         var scenario = SimulationScenario()
         let seed: UInt64
         let json: Bool
+        var swarmCount: Int?
+        var swarmSeed: UInt64?
+        var traceNode: Int?
+        var keepGoing = false
+        var describeOnly = false
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
-                                                                 "--loss", "--bursty", "--freeze", "--crash", "--seconds", "--seed"],
-                                             switches: ["--json", "--outside", "-h", "--help"])
+                                                                 "--loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
+                                                                 "--datagram", "--partition-size", "--drain-seconds",
+                                                                 "--bursty", "--freeze", "--crash", "--split", "--gms-crash",
+                                                                 "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
+                                             switches: ["--json", "--outside", "--authenticate", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
             }
-            scenario.nodes = try flags.integer("--nodes", in: 1...10_000, default: 10)
+            scenario.nodes = try flags.integer("--nodes", in: 1...60_000, default: 10)
             scenario.groups = try flags.integer("--groups", in: 1...100_000, default: 1)
             scenario.senders = try flags.integer("--senders", in: 1...scenario.nodes, default: 1)
             scenario.messageBytes = try flags.integer("--size", in: 8...1_000_000, default: 1000)
+            scenario.maximumDatagramBytes = try flags.integer("--datagram", in: 576...65_507, default: 8_192)
+            scenario.partitionSize = try flags.integer("--partition-size", in: 1...64, default: 5)
             func number(_ flag: String, _ fallback: Double, _ range: ClosedRange<Double>) throws(ConfigurationError) -> Double {
                 guard let text = try flags.value(flag) else { return fallback }
                 guard let value = Double(text), range.contains(value) else {
@@ -57,9 +97,23 @@ enum SimulateCommand {
                 }
                 return value
             }
+            func interval(_ text: String, _ flag: String) throws(ConfigurationError) -> (start: Double, length: Double) {
+                let parts = text.split(separator: "+")
+                guard parts.count == 2, let start = Double(parts[0]), let length = Double(parts[1]) else {
+                    throw ConfigurationError("\(flag) takes T+D (seconds), got '\(text)'")
+                }
+                return (start, length)
+            }
             scenario.rate = try number("--rate", 1000, 0.001...1_000_000)
             scenario.loss = try number("--loss", 0, 0...0.5)
+            scenario.duplication = try number("--duplicate", 0, 0...0.5)
+            scenario.corruption = try number("--corrupt", 0, 0...0.5)
+            scenario.jitterMicroseconds = try number("--jitter", 50, 0...10_000_000)
+            scenario.gmsLatencyMicroseconds = 100...max(100, try number("--gms-latency", 2_000, 0...10_000_000))
             scenario.seconds = try number("--seconds", 5, 0.001...86_400)
+            scenario.drainSeconds = try number("--drain-seconds", 30, 0.001...86_400)
+            scenario.authenticated = flags.has("--authenticate")
+            if flags.has("--hierarchies") { scenario.regionMode = .hierarchies }
             if flags.all("--irregular").count > 0 { scenario.overlap = .irregular(probability: try number("--irregular", 0.5, 0.0001...1)) }
             for text in flags.all("--bursty") {
                 guard let node = Int(text) else { throw ConfigurationError("--bursty takes a node index, got '\(text)'") }
@@ -76,17 +130,81 @@ enum SimulateCommand {
                 }
                 scenario.crashes.append(.init(node: node, at: time))
             }
-            let seedText = try flags.value("--seed") ?? "1"
-            guard let parsed = UInt64(seedText) else { throw ConfigurationError("--seed must be a non-negative integer, got '\(seedText)'") }
-            seed = parsed
+            if let text = try flags.value("--split") {
+                let parts = text.split(separator: "@")
+                let nodes = parts.first.map { $0.split(separator: ",").compactMap { Int($0) } } ?? []
+                guard parts.count == 2, !nodes.isEmpty else { throw ConfigurationError("--split takes N,N,...@T+D, got '\(text)'") }
+                let (start, length) = try interval(String(parts[1]), "--split")
+                scenario.split = .init(nodes: nodes, start: start, length: length)
+            }
+            if let text = try flags.value("--gms-crash") {
+                let (start, length) = try interval(text, "--gms-crash")
+                scenario.gmsCrash = .init(at: start, downFor: length)
+            }
+            func unsigned(_ flag: String) throws(ConfigurationError) -> UInt64? {
+                guard let text = try flags.value(flag) else { return nil }
+                guard let value = UInt64(text) else { throw ConfigurationError("\(flag) must be a non-negative integer, got '\(text)'") }
+                return value
+            }
+            seed = try unsigned("--seed") ?? 1
+            traceNode = try unsigned("--trace").map { Int(truncatingIfNeeded: $0) }
+            swarmSeed = try unsigned("--swarm-seed")
+            if try flags.value("--swarm") != nil { swarmCount = try flags.integer("--swarm", in: 1...1_000_000, default: 1) }
             json = flags.has("--json")
+            keepGoing = flags.has("--keep-going")
+            describeOnly = flags.has("--describe")
             scenario.sendersOutsideGroups = flags.has("--outside")
-            try scenario.validate()
+            if swarmCount == nil, swarmSeed == nil { try scenario.validate() }
         } catch {
             writeToStandardError("qsm-bench simulate: \(error.message)")
             writeToStandardError("see qsm-bench simulate --help")
             exit(2)
         }
+        if let swarmSeed {
+            let (swarmScenario, summary) = SwarmScenario.make(seed: swarmSeed)
+            if describeOnly {
+                print("\(swarmSeed): \(summary)")
+                exit(0)
+            }
+            if !json { writeToStandardError("qsm-bench simulate: swarm seed \(swarmSeed): \(summary)") }
+            exit(runOne(swarmScenario, seed: swarmSeed, json: json, reproduce: "qsm-bench simulate --swarm-seed \(swarmSeed)",
+                        trace: traceNode) ? 0 : 1)
+        }
+        if let swarmCount { runSwarm(count: swarmCount, seed: seed, json: json, keepGoing: keepGoing) }
+        if !json { writeToStandardError("qsm-bench simulate: \(scenario.nodes) nodes, \(scenario.groups) groups, seed \(seed)...") }
+        exit(runOne(scenario, seed: seed, json: json, reproduce: nil, trace: traceNode) ? 0 : 1)
+    }
+
+    /// Runs N swarm scenarios; the first violation stops the swarm with the command that
+    /// replays that scenario alone.
+    static func runSwarm(count: Int, seed: UInt64, json: Bool, keepGoing: Bool) -> Never {
+        var seeds = SplitMix64(seed: seed)
+        let start = MonotonicClock.now()
+        var failed: [UInt64] = []
+        for number in 1...count {
+            let scenarioSeed = seeds.next() >> 1
+            let (scenario, summary) = SwarmScenario.make(seed: scenarioSeed)
+            writeToStandardError("swarm \(number)/\(count): seed \(scenarioSeed): \(summary)")
+            let reproduce = "swift run -c release qsm-bench simulate --swarm-seed \(scenarioSeed)"
+            if !runOne(scenario, seed: scenarioSeed, json: json, reproduce: reproduce, quiet: !json) {
+                failed.append(scenarioSeed)
+                if keepGoing { continue }
+                writeToStandardError("swarm stopped at scenario \(number) of \(count); reproduce it with: \(reproduce)")
+                exit(1)
+            }
+        }
+        let seconds = Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
+        if !failed.isEmpty {
+            writeToStandardError("swarm: \(failed.count) of \(count) scenarios from seed \(seed) failed (\(Int(seconds)) s); their seeds: \(failed.map(String.init).joined(separator: " "))")
+            exit(1)
+        }
+        writeToStandardError("swarm: \(count) scenarios from seed \(seed), no violation (\(Int(seconds)) s)")
+        exit(0)
+    }
+
+    /// Runs one scenario and reports it; false if it broke an invariant.
+    static func runOne(_ scenario: SimulationScenario, seed: UInt64, json: Bool, reproduce: String?, quiet: Bool = false,
+                       trace: Int? = nil) -> Bool {
         let simulator: Simulator
         do {
             simulator = try Simulator(scenario: scenario, seed: seed)
@@ -94,9 +212,10 @@ enum SimulateCommand {
             writeToStandardError("qsm-bench simulate: \(error)")
             exit(2)
         }
-        if !json { writeToStandardError("qsm-bench simulate: \(scenario.nodes) nodes, \(scenario.groups) groups, seed \(seed)...") }
+        simulator.traceNode = trace
         let wallStart = MonotonicClock.now()
         var result = simulator.run()
+        for line in simulator.trace { writeToStandardError("trace: \(line)") }
         result.wallSeconds = Double(MonotonicClock.now().nanoseconds(since: wallStart)) / 1e9
         let fields: [(String, String)] = [
             ("nodes", "\(result.nodes)"), ("groups", "\(result.groups)"), ("senders", "\(scenario.senders)"), ("seed", "\(seed)"),
@@ -108,19 +227,28 @@ enum SimulateCommand {
             ("max_cached_bytes_per_node", "\(result.maximumCachedBytesPerNode)"),
             ("max_held_bytes_per_node", "\(result.maximumHeldBytesPerNode)"),
             ("control_bytes_per_data_byte", f(result.controlBytesPerDataByte)),
+            ("control_bytes_per_data_byte_publishing", f(result.controlBytesPerDataByteWhilePublishing)),
+            ("token_bytes_per_data_byte_publishing", f(result.tokenBytesPerDataByteWhilePublishing)),
+            ("token_rounds", "\(result.tokenRounds)"), ("token_timeouts", "\(result.tokenTimeouts)"), ("tokens_split", "\(result.tokensSplit)"),
             ("retransmissions", "\(result.retransmissions)"), ("duplicates_received", "\(result.duplicatesReceived)"),
             ("max_token_records", "\(result.maximumTokenRecords)"),
+            ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
+            ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
+            ("gms_updates", "\(result.gmsUpdatesSent)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {
             print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-        } else {
+        } else if !quiet {
             var table = Table("figure", "value")
             for (key, value) in fields { table.add(key, value) }
             print(table.render())
+        } else {
+            writeToStandardError("  published \(result.published), delivered \(result.delivered), drained in \(f(result.drainSeconds)) s, \(f(result.wallSeconds)) s wall")
         }
         for violation in result.violations.prefix(20) { writeToStandardError("violation (seed \(seed)): \(violation)") }
-        exit(result.violations.isEmpty ? 0 : 1)
+        if !result.violations.isEmpty, let reproduce { writeToStandardError("reproduce with: \(reproduce)") }
+        return result.violations.isEmpty
     }
 
     static func f(_ value: Double) -> String { "\((value * 1000).rounded() / 1000)" }

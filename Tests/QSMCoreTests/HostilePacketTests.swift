@@ -23,7 +23,7 @@ struct HostilePacketTests {
 
     static func data(from sender: UInt64, sequence: UInt64) -> [UInt8] {
         ProtocolPacket.data(DataPacket(sender: NodeID(sender), region: region, regionView: 1, viewStartSequence: 1, sequence: sequence,
-                                       group: GroupID(1), groupView: 1, groupSequence: 1, fragmentIndex: 0, fragmentCount: 1,
+                                       group: GroupID(1), groupView: 1, groupSequence: sequence, fragmentIndex: 0, fragmentCount: 1,
                                        publishedAt: 0, payload: [1, 2, 3]), retransmitted: false).encoded()
     }
 

@@ -237,7 +237,15 @@ public final class NodeMachine {
     /// known and flow control admits them.
     private func admitPending() {
         while let (group, payload) = pending.first {
-            guard let groupID = groupIDs[group] else { break }
+            guard let groupID = groupIDs[group] else {
+                // Waiting for the group's view, unless this node no longer belongs or
+                // publishes to it (it left before the view came): then it never will.
+                guard !membership.wantedMemberships.contains(group), !membership.wantedPublications.contains(group) else { break }
+                _ = pending.popFirst()
+                events.append(.publishRejected(group: group, reason: "not a member of or publisher to '\(group)' any more"))
+                events.append(.released(messages: 1))
+                continue
+            }
             guard flowControl.admits(bytes: payload.count, inFlightMessages: protocolNode.unacknowledgedMessageCount,
                                      inFlightBytes: protocolNode.unacknowledgedByteCount) else { break }
             _ = pending.popFirst()

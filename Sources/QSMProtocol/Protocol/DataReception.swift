@@ -27,6 +27,7 @@ extension ProtocolNode {
         case .hybridData(let data, _): handle(packet, bytes); return .sender(data.sender)
         case .senderStatus(let status): handle(packet, bytes); return .sender(status.sender)
         case .request(let request): handle(packet, bytes); return .requester(request.requester)
+        case .viewStartQuery(let query): handle(packet, bytes); return .requester(query.requester)
         default: handle(packet, bytes); return .unknown
         }
     }
@@ -52,6 +53,10 @@ extension ProtocolNode {
             receiveRequest(request)
         case .senderStatus(let status):
             receiveSenderStatus(status)
+        case .viewStartQuery(let query):
+            answerViewStartQuery(query)
+        case .viewStart(let answer):
+            receiveViewStart(answer)
         case .hybridData(let template, let headers):
             // Keep the headers of this node's regions; the rest are other regions' business.
             var heldOnce = false
@@ -143,6 +148,12 @@ extension ProtocolNode {
         // sender's message.
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
+        if streams[key] == nil, !foundingMember.contains(key.region), let joined = joinedView[key.region] {
+            if debtQueries[key] != nil || packet.regionView > joined {
+                // Where this node's debt begins is not known yet: ask (see DebtStart).
+                return awaitDebtStart(key, joined: joined, packet: packet, retransmitted: retransmitted)
+            }
+        }
         guard let stream = stream(key, firstPacket: packet) else {
             // Sent in a view from before this node joined the region: not owed to it (or
             // no room for another stream, counted as such).

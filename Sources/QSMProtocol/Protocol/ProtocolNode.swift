@@ -35,6 +35,9 @@ public final class ProtocolNode {
     package var deliveryCursor = 0
     /// Per sender and group, the last sequence number delivered.
     package var lastDelivered: [DeliveryKey: UInt64] = [:]
+    /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
+    package var debtQueries: [StreamKey: DebtQuery] = [:]
+    package var heldForDebt = 0
     // Sending.
     package var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     package var regionSend: [RegionID: RegionSendState] = [:]
@@ -87,6 +90,8 @@ public final class ProtocolNode {
         case acknowledgement(AcknowledgementPacket, to: NodeID)
         case request(RequestPacket, to: NodeID)
         case senderStatus(RegionID)
+        case viewStartQuery(ViewStartQueryPacket, to: NodeID)
+        case viewStart(SenderStatusPacket, to: NodeID)
     }
 
     package struct LeaderRound {
@@ -108,6 +113,8 @@ public final class ProtocolNode {
         package var unmeasuredHopNanoseconds: Int64 = 0
         /// The interval the token budget asks for (`tokenBytesPerDataByte`).
         package var budgetNanoseconds: Int64 = 0
+        /// Slowed to the idle pace because nothing was unstable: new data wakes it.
+        package var idle = false
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
@@ -148,10 +155,20 @@ public final class ProtocolNode {
             let stillThere = Set(new.members.map(\.id))
             for member in old.members where !stillThere.contains(member.id) { departed.insert(member.id) }
         }
+        // A sender of another region reaches this one as an outsider: its departure shows
+        // only in the group views, where it was a member and is one no more (crashed, or
+        // left). Without this its gaps here could never be abandoned.
+        let groupMembers = Set(newGroups.flatMap(\.members))
+        for view in groups.values where newGroups.contains(where: { $0.id == view.id }) {
+            for member in view.members where !groupMembers.contains(member) { departed.insert(member) }
+        }
         for region in next.values { for member in region.members { departed.remove(member.id) } }
         for gone in regions.keys where next[gone] == nil {
             // Left the region: its streams and leadership go (cached copies with them).
             streams = streams.filter { $0.key.region != gone }
+            for key in debtQueries.keys where key.region == gone {
+                heldForDebt -= debtQueries.removeValue(forKey: key)?.held.count ?? 0
+            }
             outOfOrderTotal = streams.values.reduce(0) { $0 + $1.outOfOrder.count }
             partitionRounds[gone] = nil
             regionRounds[gone] = nil
@@ -311,6 +328,11 @@ public final class ProtocolNode {
             acknowledge(status.region, sender: status.sender, stable: acknowledged)
         }
         let key = StreamKey(sender: status.sender, region: status.region)
+        if streams[key] == nil, !foundingMember.contains(status.region), let joined = joinedView[status.region],
+           status.regionView > joined || debtQueries[key] != nil {
+            // Where this node's debt begins is not known yet: ask (see DebtStart).
+            return awaitDebtStart(key, joined: joined, packet: nil, retransmitted: false)
+        }
         let start: UInt64
         if foundingMember.contains(status.region) {
             start = 1
@@ -360,6 +382,10 @@ public final class ProtocolNode {
                 return controlDatagram(.acknowledgement(ack), to: target)
             case .request(let request, let target):
                 return controlDatagram(.request(request), to: target)
+            case .viewStartQuery(let query, let target):
+                return controlDatagram(.viewStartQuery(query), to: target)
+            case .viewStart(let answer, let target):
+                return controlDatagram(.viewStart(answer), to: target)
             case .senderStatus(let region):
                 // Built now, from the freshest state; skipped if everything got acknowledged.
                 guard let state = regionSend[region], !state.awaiting.isEmpty else { continue }
@@ -404,6 +430,7 @@ public final class ProtocolNode {
         let bytes = packet.encoded()
         statistics.controlPacketsSent += 1
         statistics.controlBytesSent += bytes.count
+        if case .token = packet { statistics.tokenBytesSent += bytes.count }
         return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: true)
     }
 
@@ -462,6 +489,8 @@ public final class ProtocolNode {
         if reference.viewNumber > state.view {
             state.view = reference.viewNumber
             state.viewStartSequence = state.nextSequence
+            if state.viewStarts.count >= RegionSendState.viewHistoryLimit { state.viewStarts.removeFirst() }
+            state.viewStarts.append((state.view, state.viewStartSequence))
         }
         let sequence = state.nextSequence
         state.nextSequence += 1

@@ -13,6 +13,12 @@ package enum PacketKind: UInt8 {
     /// Hybrid mode (section 4.2.1 B): one datagram to a group's own address carrying
     /// every region's header; each receiver keeps the headers of its own regions.
     case hybridData = 9
+    /// A member that joined a region in view J, and whose first packet from a sender is
+    /// of a later view, asks the sender where its messages of views J and later begin.
+    case viewStartQuery = 10
+    /// The answer: a `SenderStatusPacket` whose view is the first view at or after the one
+    /// asked about in which the sender numbered anything, and its first sequence number.
+    case viewStart = 11
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -114,6 +120,15 @@ package struct RequestPacket: Equatable {
     package var sequences: [UInt64]
 }
 
+/// "Where do your messages of `view` (or the first later view you used) in `region`
+/// begin?", from `requester` to `sender`.
+package struct ViewStartQueryPacket: Equatable {
+    package var sender: NodeID
+    package var region: RegionID
+    package var requester: NodeID
+    package var view: UInt64
+}
+
 /// An idle sender's highest sequence number in a region, multicast while some of its
 /// messages there are unacknowledged: without it, a loss of the last packets would go
 /// unnoticed by anyone who did not see anything after them.
@@ -130,6 +145,8 @@ package enum ProtocolPacket: Equatable {
     /// per-region numbering.
     case hybridData(DataPacket, headers: [RegionHeader])
     case senderStatus(SenderStatusPacket)
+    case viewStartQuery(ViewStartQueryPacket)
+    case viewStart(SenderStatusPacket)
     case data(DataPacket, retransmitted: Bool)
     case token(TokenPacket)
     case acknowledgement(AcknowledgementPacket)
@@ -176,6 +193,19 @@ extension ProtocolPacket {
                 e.write(header.sequence)
             }
             e.writeMessageBody(d)
+        case .viewStartQuery(let query):
+            e.write(PacketKind.viewStartQuery.rawValue)
+            e.write(query.sender.value)
+            e.write(query.region.value)
+            e.write(query.requester.value)
+            e.write(query.view)
+        case .viewStart(let status):
+            e.write(PacketKind.viewStart.rawValue)
+            e.write(status.sender.value)
+            e.write(status.region.value)
+            e.write(status.regionView)
+            e.write(status.viewStartSequence)
+            e.write(status.maximumSequence)
         case .senderStatus(let status):
             e.write(PacketKind.senderStatus.rawValue)
             e.write(status.sender.value)
@@ -271,6 +301,17 @@ extension ProtocolPacket {
                                           group: group, groupView: groupView, groupSequence: groupSequence,
                                           fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
                                           payload: ArraySlice(payload)), headers: headers)
+        case .viewStartQuery:
+            self = .viewStartQuery(ViewStartQueryPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
+                                                        requester: NodeID(try r.readUInt64()), view: try r.readUInt64()))
+        case .viewStart:
+            let status = SenderStatusPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
+                                            regionView: try r.readUInt64(), viewStartSequence: try r.readUInt64(),
+                                            maximumSequence: try r.readUInt64())
+            guard status.viewStartSequence >= 1, status.viewStartSequence <= status.maximumSequence + 1 else {
+                throw .malformed(reason: "inconsistent view start", offset: 0)
+            }
+            self = .viewStart(status)
         case .senderStatus:
             self = .senderStatus(SenderStatusPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
                                                     regionView: try r.readUInt64(), viewStartSequence: try r.readUInt64(),

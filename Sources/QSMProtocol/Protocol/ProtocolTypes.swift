@@ -63,6 +63,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var retransmissionsSent = 0
     public var controlPacketsSent = 0
     public var controlBytesSent = 0
+    /// The part of `controlBytesSent` that was tokens.
+    public var tokenBytesSent = 0
     public var duplicatesDropped = 0
     public var outOfOrderDropped = 0
     public var unknownDropped = 0
@@ -75,6 +77,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Messages that reached this node a second time through another region (it moved
     /// between regions while they were in flight), not delivered again.
     public var secondCopiesDropped = 0
+    /// Queries a new member sent to learn where its debt begins, and senders it gave up
+    /// asking (it then starts with the earliest packet it saw, and may miss what came
+    /// before in the view it joined).
+    public var viewStartQueriesSent = 0
+    public var debtStartsGivenUp = 0
     /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
     /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
     public var implausibleDropped = 0

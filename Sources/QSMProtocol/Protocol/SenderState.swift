@@ -37,6 +37,11 @@ package final class RegionSendState {
     package var nextSequence: UInt64 = 1
     package var view: UInt64 = 0
     package var viewStartSequence: UInt64 = 1
+    /// The views this sender numbered in here, oldest first, with their first sequence
+    /// numbers: what a member that joined in one of them is owed from. The most recent
+    /// `viewHistoryLimit` are kept.
+    package var viewStarts: [(view: UInt64, start: UInt64)] = []
+    package static let viewHistoryLimit = 64
     package var acknowledged: UInt64 = 0
     /// Transmitted, unacknowledged packets by sequence number, for retransmission.
     package var inFlight: [UInt64: (message: OutgoingMessage, fragment: UInt16, view: UInt64, viewStart: UInt64)] = [:]

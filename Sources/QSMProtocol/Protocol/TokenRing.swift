@@ -28,6 +28,7 @@ extension ProtocolNode {
         if unacknowledgedMessages > 0 && sendQueue.isEmpty {
             deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
         }
+        if let query = nextViewStartQuery { deadline = min(deadline ?? query, query) }
         return deadline
     }
 
@@ -55,6 +56,7 @@ extension ProtocolNode {
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
     public func tick(now: Instant) {
         enter(now)
+        if !debtQueries.isEmpty { askViewStarts() }
         // An idle sender with unacknowledged messages tells its regions how far it got.
         if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
             let pace = configuration.busyTokenInterval.totalNanoseconds
@@ -103,14 +105,15 @@ extension ProtocolNode {
     package func quickenRounds(in region: RegionID) {
         // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
         let soon = now.advanced(by: configuration.busyTokenInterval)
-        let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        // (A round spaced out by the token budget is not idle: waking it on every packet
+        // would undo the budget.)
         if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon,
-           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
+           round.paceNanoseconds == 0 || round.idle {
             round.nextStart = soon
             partitionRounds[region] = round
         }
         if var round = regionRounds[region], !round.inProgress, round.nextStart > soon,
-           round.paceNanoseconds == 0 || round.paceNanoseconds >= ceiling {
+           round.paceNanoseconds == 0 || round.idle {
             round.nextStart = soon
             regionRounds[region] = round
         }
@@ -161,6 +164,8 @@ extension ProtocolNode {
             // traffic had, but never the idle pace while work remains.
             round.paceNanoseconds = min(max(round.paceNanoseconds, floor, budget), max(floor * Self.settlingIntervals, budget))
         }
+        // At the idle pace for lack of work, not for the budget: new data wakes it.
+        round.idle = round.paceNanoseconds >= ceiling && budget < ceiling
         return round.paceNanoseconds
     }
 

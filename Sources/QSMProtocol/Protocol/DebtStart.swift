@@ -1,0 +1,103 @@
+/// Where a new member's debt begins (section 4.2.1 C: a node that joins a region is owed
+/// what is sent in the views it is a member of).
+///
+/// A member that joined in view J learns where the sender's messages of view J begin
+/// from any packet of view J (it carries its view's first sequence number). But its first
+/// packet from a sender can be of a later view K: the view reached it late, it was not
+/// yet listening when the view-J packets went out, and the sender moved on. Starting the
+/// stream at view K's first number would skip the view-J messages it is owed, and its
+/// token contributions would declare them stable everywhere. So it starts no stream: it
+/// holds that sender's packets and asks the sender, which keeps the first sequence number
+/// of each view it used. The answer starts the stream, and the held packets are replayed.
+/// Meanwhile the member contributes nothing for that sender, so nothing the member lacks
+/// becomes stable. A sender that never answers (it crashed) is given up on after
+/// `viewStartAttempts` asks: the stream starts at the earliest view the member saw, and
+/// what it skipped is counted (`debtStartsGivenUp`).
+package struct DebtQuery {
+    package var view: UInt64
+    package var attempts = 0
+    package var nextAttemptAt: Instant
+    /// The sender's packets held meanwhile (bounded by `maximumUnknownPackets` in all).
+    package var held: [(packet: DataPacket, retransmitted: Bool)] = []
+}
+
+extension ProtocolNode {
+    static let viewStartAttempts = 8
+
+    /// Holds `packet` (of a view after the one this node joined the region in) and asks
+    /// its sender where the node's debt begins, unless it already asked.
+    func awaitDebtStart(_ key: StreamKey, joined: UInt64, packet: DataPacket?, retransmitted: Bool) {
+        var query = debtQueries[key] ?? DebtQuery(view: joined, nextAttemptAt: now)
+        if let packet, heldForDebt < configuration.maximumUnknownPackets {
+            query.held.append((packet, retransmitted))
+            heldForDebt += 1
+        } else if packet != nil {
+            // Dropped like any loss: recovered once the stream starts.
+            statistics.unknownDropped += 1
+        }
+        let first = debtQueries[key] == nil
+        debtQueries[key] = query
+        if first { askViewStarts() }
+    }
+
+    /// Sends the queries that are due, and gives up on senders that never answered.
+    func askViewStarts() {
+        for key in debtQueries.keys.sorted(by: { ($0.sender, $0.region) < ($1.sender, $1.region) }) {
+            guard var query = debtQueries[key], query.nextAttemptAt <= now else { continue }
+            if query.attempts >= Self.viewStartAttempts || departed.contains(key.sender) {
+                statistics.debtStartsGivenUp += 1
+                let earliest = query.held.map(\.packet.viewStartSequence).min() ?? 1
+                resolveDebt(key, start: earliest)
+                continue
+            }
+            if key.sender == id, let state = regionSend[key.region] {
+                // Asking oneself: the history is at hand.
+                resolveDebt(key, start: firstSequence(of: state, from: query.view).start)
+                continue
+            }
+            query.attempts += 1
+            // Backing off: 20 ms, 40 ms, ... (the sender may be busy, or the ask lost).
+            query.nextAttemptAt = now.advanced(byNanoseconds: configuration.requestRetryInterval.totalNanoseconds << min(query.attempts, 6))
+            debtQueries[key] = query
+            statistics.viewStartQueriesSent += 1
+            control.append(.viewStartQuery(ViewStartQueryPacket(sender: key.sender, region: key.region, requester: id,
+                                                                view: query.view), to: key.sender))
+        }
+    }
+
+    /// The earliest time a view-start query is due.
+    var nextViewStartQuery: Instant? { debtQueries.values.map(\.nextAttemptAt).min() }
+
+    /// The first view at or after `view` this sender numbered in, and where it began.
+    func firstSequence(of state: RegionSendState, from view: UInt64) -> (view: UInt64, start: UInt64) {
+        if let first = state.viewStarts.first(where: { $0.view >= view }) { return first }
+        // Nothing numbered in that view or later: the debt begins with the next message.
+        return (max(view, state.view), state.nextSequence)
+    }
+
+    /// As a sender: tells a new member where its messages of the asked view begin.
+    func answerViewStartQuery(_ query: ViewStartQueryPacket) {
+        guard query.sender == id, query.requester != id, let state = regionSend[query.region] else { return }
+        let first = firstSequence(of: state, from: query.view)
+        control.append(.viewStart(SenderStatusPacket(sender: id, region: query.region, regionView: first.view,
+                                                     viewStartSequence: first.start, maximumSequence: state.nextSequence - 1),
+                                  to: query.requester))
+    }
+
+    /// The answer to a query this node asked (others are ignored).
+    func receiveViewStart(_ answer: SenderStatusPacket) {
+        let key = StreamKey(sender: answer.sender, region: answer.region)
+        guard let query = debtQueries[key], answer.regionView >= query.view else { return }
+        resolveDebt(key, start: answer.viewStartSequence)
+        if let stream = streams[key] { learnMaximum(answer.maximumSequence, in: stream) }
+    }
+
+    /// Starts the stream at `start` and replays what was held for it.
+    func resolveDebt(_ key: StreamKey, start: UInt64) {
+        guard let query = debtQueries.removeValue(forKey: key) else { return }
+        heldForDebt -= query.held.count
+        guard regions[key.region] != nil, streams[key] == nil, hasRoomForNewStream() else { return }
+        streams[key] = ReceiveStream(start: max(start, 1))
+        for (packet, retransmitted) in query.held { receiveData(packet, retransmitted: retransmitted) }
+    }
+}

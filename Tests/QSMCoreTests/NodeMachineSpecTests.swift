@@ -1,0 +1,227 @@
+import Testing
+@testable import QSMProtocol
+@testable import QSMSimulation
+
+/// One test per rule of the node machine (`NodeMachine`'s header states them). Where a
+/// rule is about several nodes, they are whole machines and the real membership service
+/// on the simulated network, time stepped from event to event; where it is about one
+/// machine, the test drives that machine alone.
+@Suite struct NodeMachineSpecTests {
+    static func scenario(_ nodes: Int, seconds: Double = 1, rate: Double = 500) -> SimulationScenario {
+        var scenario = SimulationScenario()
+        scenario.nodes = nodes
+        scenario.seconds = seconds
+        scenario.rate = rate
+        scenario.drainSeconds = 20
+        return scenario
+    }
+
+    // MARK: The datagram size limit
+
+    /// A token with more senders' records than one datagram holds travels in parts and
+    /// is acted on whole: every sender's messages still become stable and acknowledged.
+    /// (Before, such a token was skipped at every send and the ring stalled.)
+    @Test func aTokenWithMoreRecordsThanADatagramHoldsCrossesTheRingInParts() throws {
+        var scenario = Self.scenario(56, rate: 10)
+        scenario.senders = 50
+        // 1,600-byte datagrams hold 42 records: 50 senders' take two parts.
+        scenario.maximumDatagramBytes = 1_600
+        let simulator = try Simulator(scenario: scenario, seed: 3)
+        let result = simulator.run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(result.tokensSplit > 0)
+        #expect(result.maximumTokenRecords == 50)
+        #expect(result.published > 0 && simulator.debugNodes.allSatisfy { $0.isQuiescent })
+    }
+
+    /// The parts of a 300-record token, each within the packet limit, reassemble to the
+    /// very token in any order; a duplicate part is dropped and counted, and a part of a
+    /// newer round replaces an unfinished older token (whose parts are counted).
+    @Test func tokenPartsReassembleExactlyInAnyOrder() throws {
+        var configuration = ProtocolConfiguration()
+        configuration.maximumPacketBytes = 8_176
+        let leader = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
+        let member = try ProtocolNode(id: NodeID(2), configuration: configuration, seed: 1)
+        let region = RegionView(id: RegionID(7), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
+                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 1)),
+                                          NodeEntry(id: NodeID(2), address: SocketAddress(.loopback, port: 2))],
+                                partitions: [Partition(members: [NodeID(1), NodeID(2)], leader: NodeID(1))],
+                                regionLeader: NodeID(1), address: nil)
+        member.installMembership(regions: [region], groups: [], now: .zero)
+        var random = SplitMix64(seed: 9)
+        let records = (1...300).map { sender in
+            TokenRecord(sender: NodeID(UInt64(sender)), contiguous: random.next() % 1000, maximumSeen: random.next() % 2000,
+                        stable: random.next() % 500, coverage: UInt32(random.next() % 5))
+        }
+        let original = TokenPacket(kind: .partitionToken, region: RegionID(7), regionView: 1, partition: 0, round: 4,
+                                   startedAt: 123, records: records)
+        var first = original
+        leader.splitIntoParts(&first, to: NodeID(2))
+        var parts = [first]
+        while let (part, _) = leader.tokenPartsOut.popFirst() { parts.append(part) }
+        #expect(parts.count == 2)
+        var decoded: [TokenPacket] = []
+        for part in parts {
+            let bytes = ProtocolPacket.token(part).encoded()
+            #expect(bytes.count <= configuration.maximumPacketBytes)
+            guard case .token(let token) = try bytes.withUnsafeBytes({ try ProtocolPacket(decoding: $0) }) else {
+                Issue.record("a token part did not decode as a token")
+                return
+            }
+            decoded.append(token)
+        }
+        // Last part first, then a duplicate of it, then the first: whole only at the end.
+        #expect(member.assemble(decoded[1]) == nil)
+        #expect(member.assemble(decoded[1]) == nil)
+        #expect(member.statistics.duplicatesDropped == 1)
+        let whole = try #require(member.assemble(decoded[0]))
+        #expect(whole == original)
+        // An unfinished token is replaced by the next round's.
+        var newer = decoded[0]
+        newer.round += 1
+        #expect(member.assemble(decoded[0]) == nil)
+        #expect(member.assemble(newer) == nil)
+        #expect(member.statistics.tokenPartsDropped == 1)
+    }
+
+    /// A hybrid transmission whose region headers do not all fit beside the payload goes
+    /// out as several datagrams to the group's address, each a complete transmission for
+    /// its regions; nothing is lost or delivered twice.
+    @Test func anOversizedHybridHeaderIsSplitAcrossDatagrams() throws {
+        var scenario = Self.scenario(30, rate: 300)
+        scenario.groups = 6
+        scenario.overlap = .irregular(probability: 0.5)
+        scenario.hybridGroups = Set(0..<6)
+        scenario.senders = 2
+        scenario.messageBytes = 1_400
+        // 1,600 bytes leave room for two region headers beside a full fragment.
+        scenario.maximumDatagramBytes = 1_600
+        let simulator = try Simulator(scenario: scenario, seed: 11)
+        let result = simulator.run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(simulator.debugNodes.reduce(0) { $0 + $1.statistics.hybridTransmissionsSplit } > 0)
+        #expect(result.published > 0 && result.delivered > result.published)
+    }
+
+    /// A datagram that would not fit the buffer the driver offers is counted, never
+    /// skipped silently, and never written past the buffer.
+    @Test func aDatagramTooLargeForTheBufferIsCountedNotSkipped() throws {
+        var configuration = NodeMachineConfiguration(id: NodeID(1), address: SocketAddress(.loopback, port: 5))
+        configuration.reportsCommits = true
+        let machine = try NodeMachine(configuration: configuration)
+        machine.start(now: .zero)
+        let group = GroupName("g")!
+        machine.join(group, now: .zero)
+        // The membership a GMS would send: this node alone in one region of the group.
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
+                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 5))],
+                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 9))
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
+                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: region.address)], hybridAddress: nil)
+        try registerAndInstall(machine, regions: [region], groups: [view])
+        #expect(machine.publish([UInt8](repeating: 1, count: 1_000), to: group, now: .zero) == .accepted)
+        var small = [UInt8](repeating: 0, count: 200)
+        let written = small.withUnsafeMutableBytes { machine.pollDatagram(into: $0, now: .zero) }
+        #expect(written == nil)
+        #expect(machine.statistics.droppedOversized == 1)
+    }
+
+    // MARK: Authentication
+
+    /// With a secret, a datagram with one bit flipped anywhere is dropped and counted, and
+    /// the protocol never sees it.
+    @Test func aCorruptedDatagramIsCountedAndNeverActedOn() throws {
+        let secret = [UInt8](repeating: 42, count: 32)
+        var configuration = NodeMachineConfiguration(id: NodeID(2), address: SocketAddress(.loopback, port: 6))
+        configuration.clusterSecret = secret
+        let machine = try NodeMachine(configuration: configuration)
+        let authenticator = PacketAuthenticator(secret: secret)
+        let packet = ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(9), region: RegionID(1), regionView: 1,
+                                                                    viewStartSequence: 1, maximumSequence: 5)).encoded()
+        var datagram = packet + [UInt8](repeating: 0, count: PacketAuthenticator.tagBytes)
+        datagram.withUnsafeMutableBytes { raw in
+            authenticator.write(code: UnsafeRawBufferPointer(rebasing: raw[0..<packet.count]),
+                                into: UnsafeMutableRawBufferPointer(rebasing: raw[packet.count...]), length: PacketAuthenticator.tagBytes)
+        }
+        var random = SplitMix64(seed: 4)
+        for flip in 0..<64 {
+            var corrupted = datagram
+            let bit = Int(random.next() % UInt64(corrupted.count * 8))
+            corrupted[bit / 8] ^= UInt8(1 << (bit % 8))
+            corrupted.withUnsafeBytes { machine.datagramReceived($0, from: SocketAddress(.loopback, port: 7), now: .zero) }
+            #expect(machine.statistics.droppedUnauthenticated == flip + 1)
+        }
+        #expect(machine.protocolNode.statistics == ProtocolStatistics())
+        // The genuine datagram passes (and the protocol sees it).
+        datagram.withUnsafeBytes { machine.datagramReceived($0, from: SocketAddress(.loopback, port: 7), now: .zero) }
+        #expect(machine.statistics.droppedUnauthenticated == 64)
+    }
+
+    /// On a network that corrupts datagrams, every corrupted one that arrives is dropped
+    /// for its tag and nothing corrupted is delivered (the checker compares every byte).
+    @Test func corruptionOnTheNetworkIsDetectedAndRecovered() throws {
+        var scenario = Self.scenario(8, seconds: 1.5, rate: 800)
+        scenario.authenticated = true
+        scenario.corruption = 0.03
+        let result = try Simulator(scenario: scenario, seed: 21).run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(result.corruptedDatagrams > 0)
+        #expect(result.unauthenticatedDropped > 0 && result.unauthenticatedDropped <= result.corruptedDatagrams)
+    }
+
+    // MARK: Views at different times
+
+    /// A view change reaches one member 200 ms after the others (its GMS connection is
+    /// slow): data sent in the new view is held, not delivered early, and nothing owed is
+    /// lost.
+    @Test func aViewThatReachesTwoNodes200MillisecondsApartLosesNothing() throws {
+        var scenario = Self.scenario(5, seconds: 2, rate: 2_000)
+        scenario.gmsLatencyOfNode = [1: 200_000, 2: 100]
+        scenario.lateJoiners = [.init(node: 3, at: 0.8)]
+        scenario.groups = 2
+        scenario.groupChanges = [.init(node: 2, at: 1.2, kind: .join(group: 1)), .init(node: 1, at: 1.4, kind: .leave(group: 1))]
+        let simulator = try Simulator(scenario: scenario, seed: 8)
+        let result = simulator.run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(result.published > 3_000)
+        let held = simulator.debugNodes.reduce(0) { $0 + $1.statistics.heldForView }
+        #expect(held > 0, "the slow node never saw data of a view it had not installed: the test lost its point")
+    }
+
+    // MARK: Flow control
+
+    /// The machine admits a message into the protocol only while the window has room;
+    /// the rest wait in order, and each acknowledged message is released exactly once.
+    @Test func flowControlAdmitsAWindowAndReleasesEachMessageOnce() throws {
+        var configuration = NodeMachineConfiguration(id: NodeID(1), address: SocketAddress(.loopback, port: 5))
+        configuration.flowControl = WindowFlowControl(messages: 8, bytes: 1 << 20)
+        configuration.maximumPendingPublishes = 20
+        let machine = try NodeMachine(configuration: configuration)
+        let group = GroupName("g")!
+        machine.start(now: .zero)
+        machine.publishWithoutJoining(group, now: .zero)
+        // Nobody has joined: the group's view has no region, so every message is
+        // acknowledged at once; before the view, all wait.
+        for _ in 0..<20 { #expect(machine.publish([1, 2, 3], to: group, now: .zero) == .accepted) }
+        #expect(machine.publish([1, 2, 3], to: group, now: .zero) == .wouldBlock)
+        #expect(machine.statistics.pendingPublishes == 20)
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [], mappingVersion: 1, regions: [], hybridAddress: nil)
+        try registerAndInstall(machine, regions: [], groups: [view])
+        var released = 0
+        while let event = machine.pollEvent() { if case .released(let count) = event { released += count } }
+        #expect(released == 20)
+        #expect(machine.messagesInFlight == 0)
+    }
+
+    /// Feeds a machine the frames a GMS would send: registered, then one full update.
+    func registerAndInstall(_ machine: NodeMachine, regions: [RegionView], groups: [GroupView]) throws {
+        while machine.pollGMSAction() != nil {}
+        machine.gmsConnected(now: .zero)
+        for message in [ServerMessage.registered(node: machine.id),
+                        .update(MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: regions, removedRegions: [],
+                                                 groups: groups, removedGroups: []))] {
+            message.encoded().withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Testing
+@testable import QSMSimulation
+
+/// A fixed, CI-sized list of swarm seeds (`qsm-bench simulate --swarm-seed X` replays
+/// any of them). Each seed is a random scenario with a random mix of faults; together
+/// they cover every fault the simulator has. Each run checks safety while the faults
+/// act, then liveness: after the network heals, everything owed is delivered, stable and
+/// quiet within `SwarmScenario.livenessSeconds`.
+@Suite struct SwarmTests {
+    static let seeds: [UInt64] = [5, 62, 83, 105, 116, 143, 169, 176, 234, 274, 287, 303, 328, 341, 369, 372, 391]
+
+    @Test(arguments: seeds)
+    func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
+        let (scenario, summary) = SwarmScenario.make(seed: seed)
+        let result = try Simulator(scenario: scenario, seed: seed).run()
+        #expect(result.violations.isEmpty,
+                "swarm seed \(seed) (\(summary)): \(result.violations.prefix(3)); replay: qsm-bench simulate --swarm-seed \(seed)")
+        #expect(result.published > 0, "swarm seed \(seed) published nothing: \(summary)")
+    }
+
+    /// The list stays meaningful: every kind of fault is in some scenario of it.
+    @Test func theListCoversEveryFault() {
+        let scenarios = Self.seeds.map { SwarmScenario.make(seed: $0).scenario }
+        #expect(scenarios.contains { $0.loss > 0 })
+        #expect(scenarios.contains { $0.duplication > 0 })
+        #expect(scenarios.contains { $0.corruption > 0 })
+        #expect(scenarios.contains { $0.jitterMicroseconds > 200 })
+        #expect(scenarios.contains { $0.gmsLatencyMicroseconds.upperBound > 20_000 })
+        #expect(scenarios.contains { !$0.burstyLossNodes.isEmpty })
+        #expect(scenarios.contains { !$0.freezes.isEmpty })
+        #expect(scenarios.contains { !$0.crashes.isEmpty })
+        #expect(scenarios.contains { !$0.lateJoiners.isEmpty })
+        #expect(scenarios.contains { !$0.groupChanges.isEmpty })
+        #expect(scenarios.contains { !$0.hybridGroups.isEmpty })
+        #expect(scenarios.contains { $0.split != nil })
+        #expect(scenarios.contains { $0.gmsCrash != nil })
+        #expect(scenarios.contains { $0.regionMode == .hierarchies })
+        #expect(scenarios.contains { $0.sendersOutsideGroups })
+        #expect(scenarios.contains { $0.maximumDatagramBytes < 8_192 })
+    }
+}
