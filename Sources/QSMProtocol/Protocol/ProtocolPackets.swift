@@ -201,18 +201,10 @@ extension ProtocolPacket {
             e.write(query.view)
         case .viewStart(let status):
             e.write(PacketKind.viewStart.rawValue)
-            e.write(status.sender.value)
-            e.write(status.region.value)
-            e.write(status.regionView)
-            e.write(status.viewStartSequence)
-            e.write(status.maximumSequence)
+            e.writeStatus(status)
         case .senderStatus(let status):
             e.write(PacketKind.senderStatus.rawValue)
-            e.write(status.sender.value)
-            e.write(status.region.value)
-            e.write(status.regionView)
-            e.write(status.viewStartSequence)
-            e.write(status.maximumSequence)
+            e.writeStatus(status)
         case .acknowledgement(let a):
             e.write(PacketKind.acknowledgement.rawValue)
             e.write(a.region.value)
@@ -355,6 +347,15 @@ extension ProtocolPacket {
 }
 
 extension WireEncoder {
+    /// A sender status's fields (sender status and view start packets share them).
+    package mutating func writeStatus(_ status: SenderStatusPacket) {
+        write(status.sender.value)
+        write(status.region.value)
+        write(status.regionView)
+        write(status.viewStartSequence)
+        write(status.maximumSequence)
+    }
+
     /// The part of a data packet that is the same in every region's copy.
     package mutating func writeMessageBody(_ d: DataPacket) {
         write(d.group.value)
