@@ -1,8 +1,8 @@
 /// Names one scheduled alarm so it can be cancelled or moved. A handle goes stale once its
 /// alarm fires or is cancelled; operations on a stale handle do nothing.
 public struct AlarmHandle: Hashable, Sendable {
-    package let slot: Int32
-    package let generation: UInt32
+    let slot: Int32
+    let generation: UInt32
 }
 
 /// A queue of payloads ordered by deadline, ties broken first-scheduled-first (FIFO).

@@ -1,10 +1,10 @@
 /// One alarm's key and position in `BinaryHeapAlarmQueue`.
-package struct HeapSlot {
-    package var deadline: Int64
-    package var sequence: UInt64
-    package var heapIndex: Int32  // -1 when not in the heap
-    package var generation: UInt32
-    package var nextFree: Int32
+struct HeapSlot {
+    var deadline: Int64
+    var sequence: UInt64
+    var heapIndex: Int32  // -1 when not in the heap
+    var generation: UInt32
+    var nextFree: Int32
 }
 
 /// An indexed binary min-heap with the same contract as `SplayAlarmQueue`.

@@ -1,11 +1,11 @@
 /// One node of `SplayAlarmQueue`, addressed by its slot index (-1 is "none").
-package struct SplayNode {
-    package var deadline: Int64
-    package var sequence: UInt64
-    package var left: Int32
-    package var right: Int32
-    package var generation: UInt32
-    package var inTree: Bool
+struct SplayNode {
+    var deadline: Int64
+    var sequence: UInt64
+    var left: Int32
+    var right: Int32
+    var generation: UInt32
+    var inTree: Bool
 }
 
 /// The core's alarm queue: a top-down splay tree (Sleator and Tarjan, 1985), as in QSM
@@ -20,9 +20,9 @@ package struct SplayNode {
 public final class SplayAlarmQueue<Payload>: AlarmQueue {
     /// Node fields are kept outside the generic class so all tree surgery is concrete code
     /// (no generic metadata or value witnesses on the hot path, even across modules).
-    package typealias Node = SplayNode
+    typealias Node = SplayNode
 
-    package static var none: Int32 { -1 }
+    static var none: Int32 { -1 }
     private static var header: Int32 { 0 }
 
     private var nodes: [Node]
@@ -214,17 +214,17 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
 
 extension SplayNode {
     @inline(__always)
-    package static func less(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
+    static func less(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
         deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
     }
 
     @inline(__always)
-    package static func greater(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
+    static func greater(_ deadline: Int64, _ sequence: UInt64, than other: SplayNode) -> Bool {
         deadline > other.deadline || (deadline == other.deadline && sequence > other.sequence)
     }
 
     /// Sleator's top-down splay over the node array; slot 0 is the scratch header.
-    package static func splay(_ nodes: inout UnsafeMutableBufferPointer<SplayNode>, _ start: Int32,
+    static func splay(_ nodes: inout UnsafeMutableBufferPointer<SplayNode>, _ start: Int32,
                       deadline: Int64, sequence: UInt64) -> Int32 {
         let header = 0
         let none: Int32 = -1

@@ -44,7 +44,7 @@ extension ServerMessage {
 }
 
 extension WireReader {
-    package mutating func readString() throws(WireError) -> String {
+    mutating func readString() throws(WireError) -> String {
         let start = offset
         let raw = try readLengthPrefixedBytes()
         guard let text = String(validating: raw, as: UTF8.self) else {
@@ -53,7 +53,7 @@ extension WireReader {
         return text
     }
 
-    package mutating func readGroupName() throws(WireError) -> GroupName {
+    mutating func readGroupName() throws(WireError) -> GroupName {
         let start = offset
         let text = try readString()
         guard let name = GroupName(text) else {
@@ -62,11 +62,11 @@ extension WireReader {
         return name
     }
 
-    package mutating func readSocketAddress() throws(WireError) -> SocketAddress {
+    mutating func readSocketAddress() throws(WireError) -> SocketAddress {
         SocketAddress(IPv4Address(value: try readUInt32()), port: try readUInt16())
     }
 
-    package mutating func readOptionalAddress() throws(WireError) -> SocketAddress? {
+    mutating func readOptionalAddress() throws(WireError) -> SocketAddress? {
         let start = offset
         switch try readUInt8() {
         case 0: return nil
@@ -76,7 +76,7 @@ extension WireReader {
     }
 
     /// A count of elements each at least `elementBytes` long, checked against what is left.
-    package mutating func readCount(elementBytes: Int) throws(WireError) -> Int {
+    mutating func readCount(elementBytes: Int) throws(WireError) -> Int {
         let start = offset
         let count = Int(try readUInt32())
         guard count <= remainingCount / max(elementBytes, 1) else {
@@ -85,7 +85,7 @@ extension WireReader {
         return count
     }
 
-    package mutating func readUpdate() throws(WireError) -> MembershipUpdate {
+    mutating func readUpdate() throws(WireError) -> MembershipUpdate {
         let base = try readUInt64()
         let version = try readUInt64()
         let fullFlag = try readUInt8()
@@ -102,7 +102,7 @@ extension WireReader {
                                 removedRegions: removedRegions, groups: groups, removedGroups: removedGroups)
     }
 
-    package mutating func readRegion() throws(WireError) -> RegionView {
+    mutating func readRegion() throws(WireError) -> RegionView {
         let start = offset
         let id = RegionID(try readUInt64())
         let viewNumber = try readUInt64()
@@ -134,7 +134,7 @@ extension WireReader {
                           partitions: partitions, regionLeader: leader, address: try readOptionalAddress())
     }
 
-    package mutating func readGroup() throws(WireError) -> GroupView {
+    mutating func readGroup() throws(WireError) -> GroupView {
         let id = GroupID(try readUInt32())
         let name = try readGroupName()
         let viewNumber = try readUInt64()

@@ -117,12 +117,12 @@ extension ServerMessage {
 }
 
 extension WireEncoder {
-    package mutating func write(_ address: SocketAddress) {
+    mutating func write(_ address: SocketAddress) {
         write(address.address.value)
         write(address.port)
     }
 
-    package mutating func write(optional address: SocketAddress?) {
+    mutating func write(optional address: SocketAddress?) {
         if let address {
             write(UInt8(1))
             write(address)
@@ -131,7 +131,7 @@ extension WireEncoder {
         }
     }
 
-    package mutating func write(update: MembershipUpdate) {
+    mutating func write(update: MembershipUpdate) {
         write(update.baseVersion)
         write(update.version)
         write(UInt8(update.isFull ? 1 : 0))
@@ -145,7 +145,7 @@ extension WireEncoder {
         for id in update.removedGroups { write(id.value) }
     }
 
-    package mutating func write(region: RegionView) {
+    mutating func write(region: RegionView) {
         write(region.id.value)
         write(region.viewNumber)
         write(region.hierarchy)
@@ -168,7 +168,7 @@ extension WireEncoder {
         write(optional: region.address)
     }
 
-    package mutating func write(group: GroupView) {
+    mutating func write(group: GroupView) {
         write(group.id.value)
         writeString(group.name.text)
         write(group.viewNumber)

@@ -100,7 +100,7 @@ extension ProtocolNode {
     /// owed what was sent in views from the one it joined, starting at the first such
     /// view's first sequence number, which only a packet of that view can tell it.
     /// Also nil when the node already keeps `maximumStreams` streams (counted).
-    package func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
+    func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
         if let existing = streams[key] { return existing }
         guard hasRoomForNewStream() else { return nil }
         if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
@@ -112,7 +112,7 @@ extension ProtocolNode {
     /// `maximumSequenceJump` beyond its contiguous prefix. A legitimate sender cannot be
     /// further ahead (its window is smaller); a forged or corrupt number could be, and
     /// tracking every gap below it would take unbounded memory.
-    package func plausibleLimit(_ stream: ReceiveStream) -> UInt64 {
+    func plausibleLimit(_ stream: ReceiveStream) -> UInt64 {
         let jump = UInt64(configuration.maximumSequenceJump)
         return stream.contiguous > UInt64.max - jump ? UInt64.max : stream.contiguous + jump
     }
@@ -121,7 +121,7 @@ extension ProtocolNode {
     /// `reported` (capped at the plausible limit, the excess counted); true if anything
     /// new became known.
     @discardableResult
-    package func learnMaximum(_ reported: UInt64, in stream: ReceiveStream) -> Bool {
+    func learnMaximum(_ reported: UInt64, in stream: ReceiveStream) -> Bool {
         let limit = plausibleLimit(stream)
         if reported > limit { statistics.implausibleDropped += 1 }
         let target = min(reported, limit)
@@ -136,13 +136,13 @@ extension ProtocolNode {
     /// Whether one more stream may be created: their number is bounded, so that packets
     /// from made-up senders cannot grow this node's memory without end. Asked only when
     /// a stream would be created, never on the per-packet path of an existing one.
-    package func hasRoomForNewStream() -> Bool {
+    func hasRoomForNewStream() -> Bool {
         if streams.count < configuration.maximumStreams { return true }
         statistics.streamLimitDropped += 1
         return false
     }
 
-    package func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
+    func receiveData(_ packet: DataPacket, retransmitted: Bool = false) {
         // Whoever sends new data is alive, whatever views said (it may have moved
         // regions). A retransmission proves nothing: a peer may be repairing a dead
         // sender's message.
@@ -229,15 +229,15 @@ extension ProtocolNode {
     }
 
     /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
-    package func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
+    func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
         guard let (index, count) = cachePartition[region] else { return false }
         return Int(sequence % UInt64(count)) == index
     }
 
-    package func outOfOrderCount() -> Int { outOfOrderTotal }
+    func outOfOrderCount() -> Int { outOfOrderTotal }
 
     /// Accepts whatever out-of-order packets now follow the contiguous prefix.
-    package func drainInOrder(_ stream: ReceiveStream) {
+    func drainInOrder(_ stream: ReceiveStream) {
         while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
             stream.outOfOrderBytes -= next.payload.count
             outOfOrderTotal -= 1
@@ -246,7 +246,7 @@ extension ProtocolNode {
     }
 
     /// The next packet in sequence: reassemble and deliver.
-    package func accept(_ packet: DataPacket, into stream: ReceiveStream) {
+    func accept(_ packet: DataPacket, into stream: ReceiveStream) {
         stream.contiguous = packet.sequence
         if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
         if packet.fragmentCount == 1 {
@@ -269,7 +269,7 @@ extension ProtocolNode {
         }
     }
 
-    package func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
+    func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {
         // A message reaches a node once per region it went to; a node that moved between
         // two of them while it was in flight (it joined or left another group) can get it
         // in both. Per sender and group, sequence numbers rise: anything not above the

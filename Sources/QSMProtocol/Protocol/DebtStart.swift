@@ -13,12 +13,12 @@
 /// becomes stable. A sender that never answers (it crashed) is given up on after
 /// `viewStartAttempts` asks: the stream starts at the earliest view the member saw, and
 /// what it skipped is counted (`debtStartsGivenUp`).
-package struct DebtQuery {
-    package var view: UInt64
-    package var attempts = 0
-    package var nextAttemptAt: Instant
+struct DebtQuery {
+    var view: UInt64
+    var attempts = 0
+    var nextAttemptAt: Instant
     /// The sender's packets held meanwhile (bounded by `maximumUnknownPackets` in all).
-    package var held: [(packet: DataPacket, retransmitted: Bool)] = []
+    var held: [(packet: DataPacket, retransmitted: Bool)] = []
 }
 
 extension ProtocolNode {

@@ -12,7 +12,7 @@ extension ProtocolNode {
     /// A partition token visits: learn what exists and what is stable, then ask for what
     /// is missing, a bounded number per stream (no node reacts to loss with a flood).
     /// Missing tails wait for `inputCaughtUp(now:)`.
-    package func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
+    func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
         for record in records {
             let key = StreamKey(sender: record.sender, region: region.id)
             guard record.maximumSeen > 0 || streams[key] != nil else {
@@ -108,7 +108,7 @@ extension ProtocolNode {
     /// Caching peers first, picked at random within the partition that caches the
     /// sequence number (so a long burst is repaired by many peers at once); the sender
     /// every `peerAttemptsBeforeSender + 1`-th attempt, while it is still around.
-    package func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
+    func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
         let senderAvailable = !departed.contains(key.sender) && key.sender != id
         let cycle = configuration.peerAttemptsBeforeSender + 1
         if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
@@ -121,7 +121,7 @@ extension ProtocolNode {
 
     /// The sender left and nobody answered for many rounds: the missing packets are gone
     /// for good. Skip them so later messages flow and the stream can quiesce.
-    package func abandonGaps(_ stream: ReceiveStream) {
+    func abandonGaps(_ stream: ReceiveStream) {
         let limit = stream.maximumSeen
         while stream.contiguous < limit {
             if stream.outOfOrder[stream.contiguous + 1] != nil {

@@ -16,73 +16,73 @@ public final class ProtocolNode {
     public let configuration: ProtocolConfiguration
     public internal(set) var statistics = ProtocolStatistics()
 
-    package var random: SplitMix64
-    package var now = Instant.zero
+    var random: SplitMix64
+    var now = Instant.zero
     /// The clock of recovery's grace periods and retries: it follows `now`, except that
     /// a pause between two events (the process frozen or descheduled) counts for at most
     /// `pauseAllowance`. What arrived during a pause is still unread in the sockets, and
     /// asking for it again the moment the node runs would only duplicate it.
-    package var runningNow = Instant.zero
+    var runningNow = Instant.zero
     // Membership.
-    package var regions: [RegionID: RegionView] = [:]
-    package var groups: [GroupID: GroupView] = [:]
-    package var joinedView: [RegionID: UInt64] = [:]
-    package var foundingMember: Set<RegionID> = []
+    var regions: [RegionID: RegionView] = [:]
+    var groups: [GroupID: GroupView] = [:]
+    var joinedView: [RegionID: UInt64] = [:]
+    var foundingMember: Set<RegionID> = []
     // Receiving.
-    package var streams: [StreamKey: ReceiveStream] = [:]
-    package var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
-    package var deliveries: [ProtocolDelivery] = []
-    package var deliveryCursor = 0
+    var streams: [StreamKey: ReceiveStream] = [:]
+    var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
+    var deliveries: [ProtocolDelivery] = []
+    var deliveryCursor = 0
     /// Per sender and group, the last sequence number delivered.
-    package var lastDelivered: [DeliveryKey: UInt64] = [:]
+    var lastDelivered: [DeliveryKey: UInt64] = [:]
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
-    package var debtQueries: [StreamKey: DebtQuery] = [:]
-    package var heldForDebt = 0
+    var debtQueries: [StreamKey: DebtQuery] = [:]
+    var heldForDebt = 0
     // Sending.
-    package var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
-    package var regionSend: [RegionID: RegionSendState] = [:]
+    var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
+    var regionSend: [RegionID: RegionSendState] = [:]
     /// Per group: what publishing needs. Kept when a group leaves the views, so that its
     /// sequence numbers continue if it comes back.
-    package var publishTargets: [GroupID: PublishTarget] = [:]
-    package var nextMessageID: UInt64 = 1
-    package var unacknowledgedMessages = 0
-    package var unacknowledgedBytes = 0
-    package var lastDataSentAt = Instant.zero
+    var publishTargets: [GroupID: PublishTarget] = [:]
+    var nextMessageID: UInt64 = 1
+    var unacknowledgedMessages = 0
+    var unacknowledgedBytes = 0
+    var lastDataSentAt = Instant.zero
     /// New data packets, and their payload bytes, received per region (pace token rounds).
-    package var arrivals: [RegionID: Int] = [:]
-    package var arrivalBytes: [RegionID: Int] = [:]
+    var arrivals: [RegionID: Int] = [:]
+    var arrivalBytes: [RegionID: Int] = [:]
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
-    package var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
-    package var nextSenderStatusAt = Instant.zero
+    var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
+    var nextSenderStatusAt = Instant.zero
     // Output, pulled by the link.
-    package var control = RingBuffer<ControlItem>(initialCapacity: 16)
+    var control = RingBuffer<ControlItem>(initialCapacity: 16)
     /// The remaining parts of a token too large for one datagram, sent before anything else.
-    package var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
+    var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
     /// Tokens arriving in parts, per ring, until every part is in.
-    package var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
+    var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
     /// The remaining region headers of a hybrid transmission too large for one datagram.
-    package var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
+    var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
     /// Messages whose every region acknowledged them (or that needed no region), not
     /// yet taken by the driver: what flow control gives back.
-    package var releasedMessages = 0
-    package var releasedBytes = 0
-    package var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    var releasedMessages = 0
+    var releasedBytes = 0
+    var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
     // Tokens.
-    package var partitionRounds: [RegionID: LeaderRound] = [:]
-    package var regionRounds: [RegionID: LeaderRound] = [:]
+    var partitionRounds: [RegionID: LeaderRound] = [:]
+    var regionRounds: [RegionID: LeaderRound] = [:]
     /// Each led partition's last completed round, and whether each record covered all.
-    package var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
+    var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
     /// Nodes that left a view of one of this node's regions (crashed, or moved away).
-    package var departed: Set<NodeID> = []
+    var departed: Set<NodeID> = []
     /// Regions whose token visit left missing tails for the next `inputCaughtUp(now:)`.
-    package var tailsAwaitingInput: Set<RegionID> = []
-    package var outOfOrderTotal = 0
-    package var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
+    var tailsAwaitingInput: Set<RegionID> = []
+    var outOfOrderTotal = 0
+    var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
     /// What this node, as region leader, last acknowledged per sender.
-    package var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
+    var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
 
-    package enum ControlItem {
+    enum ControlItem {
         /// `contribute`: add this node's state as the token leaves (members do; a leader
         /// adds its own when the token comes back, so records that others append later
         /// include it too).
@@ -94,27 +94,27 @@ public final class ProtocolNode {
         case viewStart(SenderStatusPacket, to: NodeID)
     }
 
-    package struct LeaderRound {
-        package var round: UInt64 = 0
-        package var inProgress = false
-        package var startedAt = Instant.zero
-        package var nextStart = Instant.zero
-        package var busy = true
+    struct LeaderRound {
+        var round: UInt64 = 0
+        var inProgress = false
+        var startedAt = Instant.zero
+        var nextStart = Instant.zero
+        var busy = true
         /// The adaptive interval between rounds, and what it was measured against.
-        package var paceNanoseconds: Int64 = 0
-        package var lastCompletion = Instant.zero
-        package var arrivalsAtLastCompletion = 0
-        package var arrivalBytesAtLastCompletion = 0
+        var paceNanoseconds: Int64 = 0
+        var lastCompletion = Instant.zero
+        var arrivalsAtLastCompletion = 0
+        var arrivalBytesAtLastCompletion = 0
         /// Nodes on the ring this round, and the time a hop took on earlier rounds (zero
         /// until one completes): the round's timeout follows both.
-        package var ringLength = 1
-        package var hopEstimateNanoseconds: Int64 = 0
+        var ringLength = 1
+        var hopEstimateNanoseconds: Int64 = 0
         /// Before any round completed: the guess, doubled by each timeout.
-        package var unmeasuredHopNanoseconds: Int64 = 0
+        var unmeasuredHopNanoseconds: Int64 = 0
         /// The interval the token budget asks for (`tokenBytesPerDataByte`).
-        package var budgetNanoseconds: Int64 = 0
+        var budgetNanoseconds: Int64 = 0
         /// Slowed to the idle pace because nothing was unstable: new data wakes it.
-        package var idle = false
+        var idle = false
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
@@ -127,7 +127,7 @@ public final class ProtocolNode {
 
     /// Every event enters here with its time: `now` follows it, `runningNow` too but
     /// counts a pause since the previous event for at most `pauseAllowance`.
-    package func enter(_ time: Instant) {
+    func enter(_ time: Instant) {
         let elapsed = max(0, time.nanoseconds(since: now))
         runningNow = runningNow.advanced(byNanoseconds: min(elapsed, configuration.pauseAllowance.totalNanoseconds))
         now = time
@@ -220,11 +220,11 @@ public final class ProtocolNode {
         while let bytes = held.popFirst() { receive(bytes, now: now) }
     }
 
-    package func leadsPartition(_ region: RegionView) -> Bool {
+    func leadsPartition(_ region: RegionView) -> Bool {
         region.partition(of: id)?.leader == id
     }
 
-    package func isPresent(_ node: NodeID, in region: RegionID) -> Bool {
+    func isPresent(_ node: NodeID, in region: RegionID) -> Bool {
         regions[region]?.members.contains { $0.id == node } ?? false
     }
 
@@ -273,7 +273,7 @@ public final class ProtocolNode {
     /// Brings the publishing records in line with the group views. Groups with the same
     /// region list share one array, so thousands of groups over one region keep one
     /// list hot in the cache instead of thousands.
-    package func updatePublishTargets() {
+    func updatePublishTargets() {
         var shared: [[RegionReference]: [RegionReference]] = [:]
         for target in publishTargets.values { target.inView = false }
         for view in groups.values {
@@ -290,7 +290,7 @@ public final class ProtocolNode {
 
     // MARK: Acknowledgements and requests
 
-    package func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
+    func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
         guard ack.sender == id, let state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
         let previous = state.acknowledged
         state.acknowledged = ack.stable
@@ -308,7 +308,7 @@ public final class ProtocolNode {
         regionSend[ack.region] = state
     }
 
-    package func regionAcknowledged(_ message: OutgoingMessage) {
+    func regionAcknowledged(_ message: OutgoingMessage) {
         message.unacknowledgedRegions -= 1
         guard message.unacknowledgedRegions == 0 else { return }
         unacknowledgedMessages -= 1
@@ -319,7 +319,7 @@ public final class ProtocolNode {
         statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
     }
 
-    package func receiveSenderStatus(_ status: SenderStatusPacket) {
+    func receiveSenderStatus(_ status: SenderStatusPacket) {
         guard let region = regions[status.region], status.maximumSequence >= 1 else { return }
         departed.remove(status.sender)
         // The sender is still waiting: the region leader repeats the last ACK in case it
@@ -347,7 +347,7 @@ public final class ProtocolNode {
         streams[key] = stream
     }
 
-    package func receiveRequest(_ request: RequestPacket) {
+    func receiveRequest(_ request: RequestPacket) {
         statistics.requestsReceived += 1
         let key = StreamKey(sender: request.sender, region: request.region)
         for sequence in request.sequences {
@@ -426,7 +426,7 @@ public final class ProtocolNode {
         statistics.tokensSplit += 1
     }
 
-    package func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
+    func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
         let bytes = packet.encoded()
         statistics.controlPacketsSent += 1
         statistics.controlBytesSent += bytes.count
@@ -436,7 +436,7 @@ public final class ProtocolNode {
 
     /// A copy of the packet if this node can retransmit it: as its sender, or from its
     /// cache or out-of-order buffer.
-    package func retransmittable(_ key: StreamKey, _ sequence: UInt64) -> DataPacket? {
+    func retransmittable(_ key: StreamKey, _ sequence: UInt64) -> DataPacket? {
         if key.sender == id, let state = regionSend[key.region], let entry = state.inFlight[sequence] {
             return dataPacket(entry.message, fragment: entry.fragment, region: key.region, sequence: sequence,
                               view: entry.view, viewStart: entry.viewStart)
@@ -445,11 +445,11 @@ public final class ProtocolNode {
         return nil
     }
 
-    package func fragmentCount(_ message: OutgoingMessage) -> Int {
+    func fragmentCount(_ message: OutgoingMessage) -> Int {
         max(1, (message.payload.count + configuration.maximumFragmentBytes - 1) / configuration.maximumFragmentBytes)
     }
 
-    package func dataPacket(_ message: OutgoingMessage, fragment: UInt16, region: RegionID, sequence: UInt64,
+    func dataPacket(_ message: OutgoingMessage, fragment: UInt16, region: RegionID, sequence: UInt64,
                     view: UInt64, viewStart: UInt64) -> DataPacket {
         let size = configuration.maximumFragmentBytes
         let from = Int(fragment) * size
@@ -461,7 +461,7 @@ public final class ProtocolNode {
     }
 
     /// The next fragment of the oldest queued message, numbered in its region's sequence.
-    package func nextDataDatagram() -> ProtocolDatagram? {
+    func nextDataDatagram() -> ProtocolDatagram? {
         // The head stays queued until its last transmission has gone.
         guard let message = sendQueue.first else { return nil }
         if message.hybrid { return nextHybridDatagram(message) }
@@ -484,7 +484,7 @@ public final class ProtocolNode {
     /// the region (its first sequence number is where members who joined in it start),
     /// keeps the fragment for retransmission until acknowledged, awaits the message's
     /// acknowledgement after its last fragment, and loops it back if this node is a member.
-    package func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
+    func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
         let state = regionSend[reference.id] ?? RegionSendState()
         if reference.viewNumber > state.view {
             state.view = reference.viewNumber
@@ -509,7 +509,7 @@ public final class ProtocolNode {
 
     /// Hybrid mode: the next fragment goes to the group's own address once, numbered in
     /// every region's sequence at the same time; recovery stays per region.
-    package func nextHybridDatagram(_ message: OutgoingMessage) -> ProtocolDatagram? {
+    func nextHybridDatagram(_ message: OutgoingMessage) -> ProtocolDatagram? {
         let fragment = UInt16(message.fragmentCursor)
         var headers: [RegionHeader] = []
         var template: DataPacket?
@@ -556,7 +556,7 @@ public final class ProtocolNode {
         return total
     }
 
-    package func updateHeldBytes() {
+    func updateHeldBytes() {
         var cached = 0
         for stream in streams.values { cached += stream.heldBytes }
         statistics.maximumCachedBytes = max(statistics.maximumCachedBytes, cached)

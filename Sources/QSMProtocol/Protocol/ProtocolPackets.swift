@@ -22,125 +22,125 @@ package enum PacketKind: UInt8 {
 }
 
 /// One region's numbering of a hybrid transmission.
-package struct RegionHeader: Equatable {
-    package var region: RegionID
-    package var regionView: UInt64
-    package var viewStartSequence: UInt64
-    package var sequence: UInt64
+struct RegionHeader: Equatable {
+    var region: RegionID
+    var regionView: UInt64
+    var viewStartSequence: UInt64
+    var sequence: UInt64
 }
 
-package struct DataPacket: Equatable {
-    package var sender: NodeID
-    package var region: RegionID
-    package var regionView: UInt64
+struct DataPacket: Equatable {
+    var sender: NodeID
+    var region: RegionID
+    var regionView: UInt64
     /// The first sequence number the sender used in `regionView`: a member that joined
     /// the region in that view is owed everything from here on.
-    package var viewStartSequence: UInt64
-    package var sequence: UInt64
-    package var group: GroupID
-    package var groupView: UInt64
-    package var groupSequence: UInt64
-    package var fragmentIndex: UInt16
-    package var fragmentCount: UInt16
+    var viewStartSequence: UInt64
+    var sequence: UInt64
+    var group: GroupID
+    var groupView: UInt64
+    var groupSequence: UInt64
+    var fragmentIndex: UInt16
+    var fragmentCount: UInt16
     /// When the message was published (sender's clock), for latency measurement.
-    package var publishedAt: Int64
-    package var payload: ArraySlice<UInt8>
+    var publishedAt: Int64
+    var payload: ArraySlice<UInt8>
 }
 
 /// One active sender's state as a token aggregates it.
-package struct TokenRecord: Equatable {
-    package var sender: NodeID
+struct TokenRecord: Equatable {
+    var sender: NodeID
     /// The lowest contiguous prefix among the nodes visited so far.
-    package var contiguous: UInt64
+    var contiguous: UInt64
     /// The highest sequence number any visited node has seen.
-    package var maximumSeen: UInt64
+    var maximumSeen: UInt64
     /// The highest sequence number known stable in the whole region.
-    package var stable: UInt64
+    var stable: UInt64
     /// How many members (partition token) or partitions (region token) contributed their
     /// `contiguous`. A minimum is only a safe stability point once everyone is in it.
-    package var coverage: UInt32
+    var coverage: UInt32
 }
 
-package struct TokenPacket: Equatable {
-    package var kind: PacketKind
-    package var region: RegionID
-    package var regionView: UInt64
-    package var partition: UInt32
-    package var round: UInt64
-    package var startedAt: Int64
-    package var records: [TokenRecord]
+struct TokenPacket: Equatable {
+    var kind: PacketKind
+    var region: RegionID
+    var regionView: UInt64
+    var partition: UInt32
+    var round: UInt64
+    var startedAt: Int64
+    var records: [TokenRecord]
     /// A token with more records than one datagram holds travels as `parts` datagrams,
     /// each with a share of the records; the next member acts on it once it has them all.
-    package var part: UInt16 = 0
-    package var parts: UInt16 = 1
+    var part: UInt16 = 0
+    var parts: UInt16 = 1
 }
 
 extension TokenPacket {
     /// Bytes of a token datagram before its records, and of each record.
-    package static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 2
-    package static let recordBytes = 8 + 8 + 8 + 8 + 4
+    static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 2
+    static let recordBytes = 8 + 8 + 8 + 8 + 4
 
     /// How many records fit in one datagram of at most `packetBytes`.
-    package static func recordsPerDatagram(packetBytes: Int) -> Int {
+    static func recordsPerDatagram(packetBytes: Int) -> Int {
         max(1, (packetBytes - headerBytes) / recordBytes)
     }
 }
 
 extension RegionHeader {
     /// Bytes of one region's header in a hybrid datagram.
-    package static let bytes = 8 + 8 + 8 + 8
+    static let bytes = 8 + 8 + 8 + 8
 }
 
 extension DataPacket {
     /// Bytes of a data datagram besides its payload.
-    package static let headerBytes = 1 + 8 + 8 + 8 + 8 + 8 + messageBodyHeaderBytes
+    static let headerBytes = 1 + 8 + 8 + 8 + 8 + 8 + messageBodyHeaderBytes
     /// Bytes of a hybrid datagram besides its payload and its region headers.
-    package static let hybridHeaderBytes = 1 + 8 + 2 + messageBodyHeaderBytes
+    static let hybridHeaderBytes = 1 + 8 + 2 + messageBodyHeaderBytes
     /// The part of the message body that is not payload: group, group view, group
     /// sequence, fragment index and count, publication time, payload length.
-    package static let messageBodyHeaderBytes = 4 + 8 + 8 + 2 + 2 + 8 + 4
+    static let messageBodyHeaderBytes = 4 + 8 + 8 + 2 + 2 + 8 + 4
 }
 
 extension RequestPacket {
-    package static let headerBytes = 1 + 8 + 8 + 8 + 2
+    static let headerBytes = 1 + 8 + 8 + 8 + 2
 }
 
-package struct AcknowledgementPacket: Equatable {
-    package var region: RegionID
-    package var sender: NodeID
-    package var stable: UInt64
+struct AcknowledgementPacket: Equatable {
+    var region: RegionID
+    var sender: NodeID
+    var stable: UInt64
 }
 
 /// A NAK to the sender, or a pull from a caching peer: "send me these".
-package struct RequestPacket: Equatable {
-    package var kind: PacketKind
-    package var sender: NodeID
-    package var region: RegionID
-    package var requester: NodeID
-    package var sequences: [UInt64]
+struct RequestPacket: Equatable {
+    var kind: PacketKind
+    var sender: NodeID
+    var region: RegionID
+    var requester: NodeID
+    var sequences: [UInt64]
 }
 
 /// "Where do your messages of `view` (or the first later view you used) in `region`
 /// begin?", from `requester` to `sender`.
-package struct ViewStartQueryPacket: Equatable {
-    package var sender: NodeID
-    package var region: RegionID
-    package var requester: NodeID
-    package var view: UInt64
+struct ViewStartQueryPacket: Equatable {
+    var sender: NodeID
+    var region: RegionID
+    var requester: NodeID
+    var view: UInt64
 }
 
 /// An idle sender's highest sequence number in a region, multicast while some of its
 /// messages there are unacknowledged: without it, a loss of the last packets would go
 /// unnoticed by anyone who did not see anything after them.
-package struct SenderStatusPacket: Equatable {
-    package var sender: NodeID
-    package var region: RegionID
-    package var regionView: UInt64
-    package var viewStartSequence: UInt64
-    package var maximumSequence: UInt64
+struct SenderStatusPacket: Equatable {
+    var sender: NodeID
+    var region: RegionID
+    var regionView: UInt64
+    var viewStartSequence: UInt64
+    var maximumSequence: UInt64
 }
 
-package enum ProtocolPacket: Equatable {
+enum ProtocolPacket: Equatable {
     /// A data packet for several regions at once; `template` carries everything but the
     /// per-region numbering.
     case hybridData(DataPacket, headers: [RegionHeader])
@@ -154,7 +154,7 @@ package enum ProtocolPacket: Equatable {
 }
 
 extension ProtocolPacket {
-    package func encoded() -> [UInt8] {
+    func encoded() -> [UInt8] {
         var e = WireEncoder(reservingCapacity: 96)
         switch self {
         case .data(let d, let retransmitted):
@@ -221,7 +221,7 @@ extension ProtocolPacket {
         return e.bytes
     }
 
-    package init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+    init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
         var r = WireReader(bytes)
         let kindByte = try r.readUInt8()
         guard let kind = PacketKind(rawValue: kindByte) else { throw .malformed(reason: "unknown packet kind \(kindByte)", offset: 0) }
@@ -331,14 +331,14 @@ extension ProtocolPacket {
     /// data, hybrid data and sender status carry their sender right after the kind. A
     /// retransmission may come from any peer, so it names no origin here.
     /// The node that asks, in a NAK or pull (read in place, without decoding the rest).
-    package static func requester(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+    static func requester(of bytes: UnsafeRawBufferPointer) -> NodeID? {
         guard bytes.count >= 25, let kind = PacketKind(rawValue: bytes[0]),
               kind == .negativeAcknowledgement || kind == .pull else { return nil }
         var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[17..<25]))
         return (try? reader.readUInt64()).map(NodeID.init)
     }
 
-    package static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
+    static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
         guard bytes.count >= 9, let kind = PacketKind(rawValue: bytes[0]),
               kind == .data || kind == .hybridData || kind == .senderStatus else { return nil }
         var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[1..<9]))
@@ -348,7 +348,7 @@ extension ProtocolPacket {
 
 extension WireEncoder {
     /// A sender status's fields (sender status and view start packets share them).
-    package mutating func writeStatus(_ status: SenderStatusPacket) {
+    mutating func writeStatus(_ status: SenderStatusPacket) {
         write(status.sender.value)
         write(status.region.value)
         write(status.regionView)
@@ -357,7 +357,7 @@ extension WireEncoder {
     }
 
     /// The part of a data packet that is the same in every region's copy.
-    package mutating func writeMessageBody(_ d: DataPacket) {
+    mutating func writeMessageBody(_ d: DataPacket) {
         write(d.group.value)
         write(d.groupView)
         write(d.groupSequence)

@@ -8,9 +8,9 @@ public enum ProtocolDestination: Hashable, Sendable {
 }
 
 /// A sender's messages to one group: their sequence numbers rise by one per message.
-package struct DeliveryKey: Hashable {
-    package var sender: NodeID
-    package var group: GroupID
+struct DeliveryKey: Hashable {
+    var sender: NodeID
+    var group: GroupID
 }
 
 /// Who a received packet says it comes from: the node that originated it (data, hybrid
@@ -124,7 +124,7 @@ public struct ProtocolStatistics: Sendable, Equatable {
 extension UInt32 {
     /// Adds one, stopping at the maximum: a count that came off the network may already
     /// be there, and a forged packet must not trap the process.
-    package mutating func saturatingIncrement() {
+    mutating func saturatingIncrement() {
         if self < .max { self += 1 }
     }
 }

@@ -3,36 +3,36 @@
 ///
 /// A class, updated in place: as a value in the streams dictionary every packet would
 /// copy its cache and out-of-order tables (O(window) work per packet).
-package final class ReceiveStream {
+final class ReceiveStream {
     /// The first sequence number this node is owed (it joined the region then).
-    package var start: UInt64
+    var start: UInt64
     /// Every sequence number in start...contiguous has been received.
-    package var contiguous: UInt64
+    var contiguous: UInt64
     /// The highest sequence number known to exist (seen here or reported by a token).
-    package var maximumSeen: UInt64
+    var maximumSeen: UInt64
     /// The highest sequence number that reached this node itself (not just reported) in
     /// the sender's own transmission, not a retransmission.
-    package var maximumReceived: UInt64 = 0
+    var maximumReceived: UInt64 = 0
     /// The highest sequence number known stable (held by every member of the region).
-    package var stable: UInt64 = 0
+    var stable: UInt64 = 0
     /// Received beyond a gap, waiting for it to be repaired.
-    package var outOfOrder: [UInt64: DataPacket] = [:]
+    var outOfOrder: [UInt64: DataPacket] = [:]
     /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
-    package var cache: [UInt64: DataPacket] = [:]
-    package var cachedBytes = 0
-    package var outOfOrderBytes = 0
+    var cache: [UInt64: DataPacket] = [:]
+    var cachedBytes = 0
+    var outOfOrderBytes = 0
     /// When (in the node's running time) a new packet of this stream last arrived: while
     /// packets keep coming, a missing tail may still be queued behind them.
-    package var lastArrivalAt = Instant.zero
+    var lastArrivalAt = Instant.zero
     /// Missing sequence numbers: when first noticed, how many requests went out and when
     /// the last did (in the node's running time).
-    package var missing: [UInt64: (since: Instant, attempts: Int, askedAt: Instant)] = [:]
+    var missing: [UInt64: (since: Instant, attempts: Int, askedAt: Instant)] = [:]
     /// Fragments of the message being reassembled, in order.
-    package var fragments: [DataPacket] = []
+    var fragments: [DataPacket] = []
     /// Rounds in which a gap made no progress after the sender left the views.
-    package var roundsWithoutSender = 0
+    var roundsWithoutSender = 0
 
-    package init(start: UInt64) {
+    init(start: UInt64) {
         self.start = start
         contiguous = start - 1
         maximumSeen = start - 1
@@ -41,12 +41,12 @@ package final class ReceiveStream {
     /// Whether anything here still needs a token's attention: gaps, or data not yet
     /// known stable region-wide. A stream that is all stable drops out of tokens, so a
     /// token's size follows the number of active senders (section 4.2.1 C).
-    package var isActive: Bool { contiguous < maximumSeen || stable < contiguous || !outOfOrder.isEmpty }
+    var isActive: Bool { contiguous < maximumSeen || stable < contiguous || !outOfOrder.isEmpty }
 
-    package var heldBytes: Int { cachedBytes + outOfOrderBytes }
+    var heldBytes: Int { cachedBytes + outOfOrderBytes }
 
     /// Drops cached packets now known stable.
-    package func learnStable(_ value: UInt64) {
+    func learnStable(_ value: UInt64) {
         guard value > stable else { return }
         let previous = stable
         stable = min(value, contiguous)
@@ -67,7 +67,7 @@ package final class ReceiveStream {
 }
 
 /// Identifies a stream: one sender in one region.
-package struct StreamKey: Hashable {
-    package var sender: NodeID
-    package var region: RegionID
+struct StreamKey: Hashable {
+    var sender: NodeID
+    var region: RegionID
 }

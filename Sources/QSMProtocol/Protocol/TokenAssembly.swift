@@ -6,22 +6,22 @@
 /// part count) replaces the assembly under way: the older round is over, given up by
 /// its leader, and its parts are counted as dropped. Memory is bounded by the rings this
 /// node is in and by `maximumStreams` records per token.
-package struct TokenAssemblyKey: Hashable {
-    package var kind: PacketKind
-    package var region: RegionID
-    package var partition: UInt32
+struct TokenAssemblyKey: Hashable {
+    var kind: PacketKind
+    var region: RegionID
+    var partition: UInt32
 }
 
-package struct TokenAssembly {
-    package var first: TokenPacket
-    package var parts: [[TokenRecord]?]
-    package var received: Int
+struct TokenAssembly {
+    var first: TokenPacket
+    var parts: [[TokenRecord]?]
+    var received: Int
 }
 
 extension ProtocolNode {
     /// The whole token once `part` completes it; nil while parts are missing (or when
     /// the part cannot belong to any token this node could act on).
-    package func assemble(_ part: TokenPacket) -> TokenPacket? {
+    func assemble(_ part: TokenPacket) -> TokenPacket? {
         guard part.parts > 1 else { return part }
         let perPart = TokenPacket.recordsPerDatagram(packetBytes: configuration.maximumPacketBytes)
         // No ring of this node, or more parts than a token of `maximumStreams` records

@@ -12,7 +12,7 @@
 extension ProtocolNode {
     /// How many visits without progress a gap may last after its sender left before it is
     /// given up (nobody left in the region holds a copy).
-    package static let abandonAfterRounds = 20
+    static let abandonAfterRounds = 20
 
     // MARK: Timers
 
@@ -36,7 +36,7 @@ extension ProtocolNode {
     /// or a few expected round trips of this ring (its length times its hop time),
     /// whichever is longer. A fixed limit can never fit every ring: 400 partition leaders
     /// at 0.1 ms a hop already take the whole 40 ms that suits a ring of five.
-    package func timeoutNanoseconds(_ round: LeaderRound) -> Int64 {
+    func timeoutNanoseconds(_ round: LeaderRound) -> Int64 {
         let base = configuration.busyTokenInterval.totalNanoseconds * Int64(configuration.tokenTimeoutIntervals)
         let hop = round.hopEstimateNanoseconds > 0 ? round.hopEstimateNanoseconds
             : max(round.unmeasuredHopNanoseconds, configuration.initialTokenHopEstimate.totalNanoseconds)
@@ -46,7 +46,7 @@ extension ProtocolNode {
 
     /// Folds a completed round's hop time into the ring's estimate (a moving average
     /// that follows a slower ring at once and a faster one gradually).
-    package func learnHopTime(_ round: inout LeaderRound) {
+    func learnHopTime(_ round: inout LeaderRound) {
         guard round.ringLength > 1 else { return }
         let measured = max(1, now.nanoseconds(since: round.startedAt) / Int64(round.ringLength))
         round.hopEstimateNanoseconds = round.hopEstimateNanoseconds == 0 || measured > round.hopEstimateNanoseconds
@@ -88,7 +88,7 @@ extension ProtocolNode {
     /// timeout it fits. Once rounds complete, their measured hops set the timeout, and a
     /// timeout changes nothing: under loss, tokens time out because they were lost, and
     /// lengthening the timeout for that would only stall the ring longer each time.
-    package func roundIsDue(_ round: inout LeaderRound) -> Bool {
+    func roundIsDue(_ round: inout LeaderRound) -> Bool {
         if round.inProgress {
             guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds(round) else { return false }
             statistics.tokenTimeouts += 1
@@ -102,7 +102,7 @@ extension ProtocolNode {
     }
 
     /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
-    package func quickenRounds(in region: RegionID) {
+    func quickenRounds(in region: RegionID) {
         // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
         let soon = now.advanced(by: configuration.busyTokenInterval)
         // (A round spaced out by the token budget is not idle: waking it on every packet
@@ -135,7 +135,7 @@ extension ProtocolNode {
     /// of the data arriving. At 1,000 members and 1,000 messages a second, rounds every
     /// 20 ms cost several bytes of tokens per byte of data; spaced by the budget, a
     /// fraction of one.
-    package func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
+    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
         let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
@@ -170,36 +170,36 @@ extension ProtocolNode {
     }
 
     /// The bytes one round of a ring sends: a token per hop, with `records` records.
-    package func ringBytes(length: Int, records: Int) -> Int {
+    func ringBytes(length: Int, records: Int) -> Int {
         length * (TokenPacket.headerBytes + records * TokenPacket.recordBytes)
     }
 
     /// The slowest pace, in busy intervals, of a round with unstable data to settle.
-    package static let settlingIntervals: Int64 = 4
+    static let settlingIntervals: Int64 = 4
 
     // MARK: Rings
 
-    package func partitionRing(_ region: RegionView) -> (index: Int, members: [NodeID])? {
+    func partitionRing(_ region: RegionView) -> (index: Int, members: [NodeID])? {
         guard let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) else { return nil }
         let partition = region.partitions[index]
         return (index, [partition.leader] + partition.members.filter { $0 != partition.leader })
     }
 
     /// Partition leaders in partition order, starting with the region leader's partition.
-    package func regionRing(_ region: RegionView) -> [NodeID] {
+    func regionRing(_ region: RegionView) -> [NodeID] {
         let leaders = region.partitions.map(\.leader)
         guard let start = leaders.firstIndex(of: region.regionLeader) else { return leaders }
         return Array(leaders[start...] + leaders[..<start])
     }
 
-    package func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
+    func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
         guard let index = ring.firstIndex(of: node) else { return ring[0] }
         return ring[(index + 1) % ring.count]
     }
 
     // MARK: Partition tokens
 
-    package func startPartitionRound(_ region: RegionView) {
+    func startPartitionRound(_ region: RegionView) {
         guard var round = partitionRounds[region.id], let (index, ring) = partitionRing(region) else { return }
         round.round += 1
         round.inProgress = true
@@ -221,7 +221,7 @@ extension ProtocolNode {
     /// and its partition's last aggregate) and what is stable, but no coverage: its own
     /// contiguous prefix is added when the token returns. Without the highest sequence
     /// numbers here, the member right after the leader would never learn of a lost tail.
-    package func informationRecords(_ region: RegionID, aggregate: [NodeID: (record: TokenRecord, complete: Bool)]) -> [TokenRecord] {
+    func informationRecords(_ region: RegionID, aggregate: [NodeID: (record: TokenRecord, complete: Bool)]) -> [TokenRecord] {
         var records: [NodeID: TokenRecord] = [:]
         for (key, stream) in streams where key.region == region && stream.isActive {
             records[key.sender] = TokenRecord(sender: key.sender, contiguous: .max, maximumSeen: stream.maximumSeen,
@@ -240,7 +240,7 @@ extension ProtocolNode {
         return records.values.sorted { $0.sender < $1.sender }
     }
 
-    package func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
+    func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
         var token = received
         mergeOwnState(into: &token)
@@ -276,14 +276,14 @@ extension ProtocolNode {
 
     /// Round trips of tokens that went around a ring of more than one node, timed by
     /// the leader's own clock (not the token's field, which a forger could set).
-    package func countRoundTrip(since start: Instant) {
+    func countRoundTrip(since start: Instant) {
         statistics.tokenRounds += 1
         statistics.tokenRoundTripNanoseconds += now.nanoseconds(since: start)
     }
 
     // MARK: Region tokens
 
-    package func startRegionRound(_ region: RegionView) {
+    func startRegionRound(_ region: RegionView) {
         guard var round = regionRounds[region.id] else { return }
         round.round += 1
         round.inProgress = true
@@ -301,7 +301,7 @@ extension ProtocolNode {
         }
     }
 
-    package func completeRegionRound(_ received: TokenPacket, _ region: RegionView) {
+    func completeRegionRound(_ received: TokenPacket, _ region: RegionView) {
         guard var round = regionRounds[region.id] else { return }
         var token = received
         mergeOwnState(into: &token)
@@ -343,7 +343,7 @@ extension ProtocolNode {
         regionRounds[region.id] = round
     }
 
-    package func acknowledge(_ region: RegionID, sender: NodeID, stable: UInt64) {
+    func acknowledge(_ region: RegionID, sender: NodeID, stable: UInt64) {
         let ack = AcknowledgementPacket(region: region, sender: sender, stable: stable)
         if sender == id {
             receiveAcknowledgement(ack)
@@ -354,7 +354,7 @@ extension ProtocolNode {
 
     // MARK: Receiving tokens
 
-    package func receiveToken(_ token: TokenPacket) {
+    func receiveToken(_ token: TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else {
             statistics.staleTokensDropped += 1
             return
@@ -401,7 +401,7 @@ extension ProtocolNode {
 
     /// Adds this node's contribution to a token about to leave it: for a partition token,
     /// its own streams; for a region token, its partition's last aggregate.
-    package func mergeOwnState(into token: inout TokenPacket) {
+    func mergeOwnState(into token: inout TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else { return }
         var index: [NodeID: Int] = [:]
         for (position, record) in token.records.enumerated() { index[record.sender] = position }

@@ -120,5 +120,5 @@ public struct SHA256: Sendable {
 
 extension UInt32 {
     @inline(__always)
-    package func rotatedRight(_ count: UInt32) -> UInt32 { (self &>> count) | (self &<< (32 &- count)) }
+    func rotatedRight(_ count: UInt32) -> UInt32 { (self &>> count) | (self &<< (32 &- count)) }
 }
