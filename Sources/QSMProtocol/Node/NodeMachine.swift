@@ -156,7 +156,7 @@ public final class NodeMachine {
     /// Time passed: call at (or after) `nextDeadline()`.
     public func tick(now: Instant) {
         enter(now)
-        if let deadline = protocolNode.nextDeadline(), deadline <= now { protocolNode.tick(now: now) }
+        protocolNode.tick(now: now)
         membership.tick(now: now)
         pumpMembership()
     }
@@ -261,7 +261,7 @@ public final class NodeMachine {
                 break
             }
         }
-        statistics.pendingPublishes = pending.count
+        if statistics.pendingPublishes != pending.count { statistics.pendingPublishes = pending.count }
     }
 
     private func takeReleased() {

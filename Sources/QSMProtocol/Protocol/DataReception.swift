@@ -148,13 +148,14 @@ extension ProtocolNode {
         // sender's message.
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
-        if streams[key] == nil, !foundingMember.contains(key.region), let joined = joinedView[key.region] {
+        let existing = streams[key]
+        if existing == nil, !foundingMember.contains(key.region), let joined = joinedView[key.region] {
             if debtQueries[key] != nil || packet.regionView > joined {
                 // Where this node's debt begins is not known yet: ask (see DebtStart).
                 return awaitDebtStart(key, joined: joined, packet: packet, retransmitted: retransmitted)
             }
         }
-        guard let stream = stream(key, firstPacket: packet) else {
+        guard let stream = existing ?? stream(key, firstPacket: packet) else {
             // Sent in a view from before this node joined the region: not owed to it (or
             // no room for another stream, counted as such).
             if streams.count < configuration.maximumStreams { statistics.notOwedDropped += 1 }
@@ -195,8 +196,7 @@ extension ProtocolNode {
             stream.maximumReceived = max(stream.maximumReceived, sequence)
             stream.lastArrivalAt = runningNow
         }
-        arrivals[packet.region, default: 0] += 1
-        arrivalBytes[packet.region, default: 0] += packet.payload.count
+        arrivals[packet.region, default: Arrivals()].add(bytes: packet.payload.count)
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
@@ -274,17 +274,25 @@ extension ProtocolNode {
         // two of them while it was in flight (it joined or left another group) can get it
         // in both. Per sender and group, sequence numbers rise: anything not above the
         // last delivered is such a second copy.
-        let key = DeliveryKey(sender: packet.sender, group: packet.group)
-        if let last = lastDelivered[key], packet.groupSequence <= last {
+        guard Self.advance(&lastDelivered[DeliveryKey(sender: packet.sender, group: packet.group), default: 0],
+                           to: packet.groupSequence) else {
             statistics.secondCopiesDropped += 1
             return
         }
-        lastDelivered[key] = packet.groupSequence
         statistics.delivered += 1
         deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
                                            publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
                                            regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
                                            payload: payload))
+    }
+
+    /// Raises `last` to `sequence` if it is higher (one dictionary access, in place);
+    /// false if it is not.
+    @inline(__always)
+    static func advance(_ last: inout UInt64, to sequence: UInt64) -> Bool {
+        guard sequence > last else { return false }
+        last = sequence
+        return true
     }
 
     /// Deliveries since the last call, in order.

@@ -49,8 +49,7 @@ public final class ProtocolNode {
     var unacknowledgedBytes = 0
     var lastDataSentAt = Instant.zero
     /// New data packets, and their payload bytes, received per region (pace token rounds).
-    var arrivals: [RegionID: Int] = [:]
-    var arrivalBytes: [RegionID: Int] = [:]
+    var arrivals: [RegionID: Arrivals] = [:]
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
     var cachePartition: [RegionID: (index: Int, count: Int)] = [:]

@@ -7,6 +7,16 @@ public enum ProtocolDestination: Hashable, Sendable {
     case group(GroupID)
 }
 
+/// New data packets received in a region, and their payload bytes (pace token rounds).
+struct Arrivals {
+    var packets = 0
+    var bytes = 0
+    mutating func add(bytes count: Int) {
+        packets += 1
+        bytes += count
+    }
+}
+
 /// A sender's messages to one group: their sequence numbers rise by one per message.
 struct DeliveryKey: Hashable {
     var sender: NodeID

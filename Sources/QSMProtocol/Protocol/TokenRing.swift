@@ -138,11 +138,12 @@ extension ProtocolNode {
     func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
-        let count = (arrivals[region] ?? 0) - round.arrivalsAtLastCompletion
-        let bytes = (arrivalBytes[region] ?? 0) - round.arrivalBytesAtLastCompletion
+        let arrived = arrivals[region] ?? Arrivals()
+        let count = arrived.packets - round.arrivalsAtLastCompletion
+        let bytes = arrived.bytes - round.arrivalBytesAtLastCompletion
         let elapsed = now.nanoseconds(since: round.lastCompletion)
-        round.arrivalsAtLastCompletion = arrivals[region] ?? 0
-        round.arrivalBytesAtLastCompletion = arrivalBytes[region] ?? 0
+        round.arrivalsAtLastCompletion = arrived.packets
+        round.arrivalBytesAtLastCompletion = arrived.bytes
         round.lastCompletion = now
         // The budget's interval, from the data rate since the last round (kept while no
         // data arrives, so a settling or repairing region stays within it too).
