@@ -149,6 +149,12 @@ extension ProtocolNode {
         if !retransmitted { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
         let existing = streams[key]
+        // Sent in a view of the region from before this node joined it: not owed, whatever
+        // the stream (a sender slow to learn the new view keeps numbering in the old one).
+        if let joined = joinedView[key.region], packet.regionView < joined, !foundingMember.contains(key.region) {
+            statistics.notOwedDropped += 1
+            return
+        }
         if existing == nil, !foundingMember.contains(key.region), let joined = joinedView[key.region] {
             if debtQueries[key] != nil || packet.regionView > joined {
                 // Where this node's debt begins is not known yet: ask (see DebtStart).

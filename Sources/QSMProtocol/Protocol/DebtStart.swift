@@ -77,8 +77,11 @@ extension ProtocolNode {
 
     /// As a sender: tells a new member where its messages of the asked view begin.
     func answerViewStartQuery(_ query: ViewStartQueryPacket) {
-        guard query.sender == id, query.requester != id, let state = regionSend[query.region] else { return }
-        let first = firstSequence(of: state, from: query.view)
+        // Not numbered in that view or a later one yet: no answer (the member asks again;
+        // answering "from the next message" would be wrong while this sender still
+        // numbers in an older view).
+        guard query.sender == id, query.requester != id, let state = regionSend[query.region],
+              let first = state.viewStarts.first(where: { $0.view >= query.view }) else { return }
         control.append(.viewStart(SenderStatusPacket(sender: id, region: query.region, regionView: first.view,
                                                      viewStartSequence: first.start, maximumSequence: state.nextSequence - 1),
                                   to: query.requester))

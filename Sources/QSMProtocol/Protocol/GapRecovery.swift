@@ -45,7 +45,11 @@ extension ProtocolNode {
     /// Asks for missing packets of `region`'s streams. A token visit (without tails)
     /// also counts a round for gaps whose sender is gone.
     private func askForMissing(in region: RegionView, includingTails: Bool) {
-        var requests: [NodeID: RequestPacket] = [:]
+        // One request per peer asked and per sender whose packets it is asked for: a
+        // request names one sender, and holds at most `recoveryRequestsPerRound` numbers
+        // (so it fits a packet). Merged across senders, requests named the wrong sender
+        // for all but the first and outgrew the datagram limit.
+        var requests: [RequestTarget: RequestPacket] = [:]
         var tailsWaiting = false
         for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
             where key.region == region.id && !stream.missing.isEmpty {
@@ -93,14 +97,15 @@ extension ProtocolNode {
                 let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
                 guard let target else { continue }
                 let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-                requests[target, default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
-                                                        sequences: [])].sequences.append(sequence)
+                requests[RequestTarget(peer: target, sender: key.sender),
+                         default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                                sequences: [])].sequences.append(sequence)
             }
             streams[key] = stream
         }
-        for (target, request) in requests.sorted(by: { $0.key < $1.key }) {
+        for (target, request) in requests.sorted(by: { ($0.key.peer, $0.key.sender) < ($1.key.peer, $1.key.sender) }) {
             statistics.requestsSent += 1
-            control.append(.request(request, to: target))
+            control.append(.request(request, to: target.peer))
         }
         if tailsWaiting { tailsAwaitingInput.insert(region.id) }
     }
@@ -135,4 +140,10 @@ extension ProtocolNode {
         }
         stream.missing.removeAll()
     }
+}
+
+/// A peer asked for packets, and the sender whose packets they are.
+struct RequestTarget: Hashable {
+    var peer: NodeID
+    var sender: NodeID
 }

@@ -54,6 +54,8 @@ public final class ProtocolNode {
     /// numbers it caches), from the current view.
     var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
     var nextSenderStatusAt = Instant.zero
+    /// Statuses sent since the last new data (they are spaced further apart each time).
+    var senderStatusRepeats = 0
     // Output, pulled by the link.
     var control = RingBuffer<ControlItem>(initialCapacity: 16)
     /// The remaining parts of a token too large for one datagram, sent before anything else.
@@ -475,6 +477,7 @@ public final class ProtocolNode {
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += packet.payload.count
         lastDataSentAt = now
+        senderStatusRepeats = 0
         return ProtocolDatagram(destination: .region(reference.id),
                                 bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
     }
@@ -523,6 +526,7 @@ public final class ProtocolNode {
         guard let template else { return nil }
         statistics.hybridTransmissions += 1
         lastDataSentAt = now
+        senderStatusRepeats = 0
         // As many region headers as fit beside the payload; the rest follow in more
         // datagrams to the same address, each a complete transmission for its regions.
         let room = configuration.maximumPacketBytes - DataPacket.hybridHeaderBytes - template.payload.count

@@ -57,15 +57,21 @@ extension ProtocolNode {
     public func tick(now: Instant) {
         enter(now)
         if !debtQueries.isEmpty { askViewStarts() }
-        // An idle sender with unacknowledged messages tells its regions how far it got.
+        // An idle sender with unacknowledged messages tells its regions how far it got:
+        // at the busy pace at first, then less and less often while it has sent nothing
+        // new (each status repeats the last; a slow sender in a region whose rounds take
+        // a second would otherwise multicast 200 of them per message).
         if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
             let pace = configuration.busyTokenInterval.totalNanoseconds
+            var interval = pace
             if now.nanoseconds(since: lastDataSentAt) >= pace {
                 for (region, state) in regionSend.sorted(by: { $0.key < $1.key }) where !state.awaiting.isEmpty {
                     control.append(.senderStatus(region))
                 }
+                interval = min(pace << min(senderStatusRepeats, 16), configuration.idleTokenInterval.totalNanoseconds)
+                senderStatusRepeats += 1
             }
-            nextSenderStatusAt = now.advanced(byNanoseconds: pace)
+            nextSenderStatusAt = now.advanced(byNanoseconds: interval)
         }
         for regionID in partitionRounds.keys.sorted() {
             guard var round = partitionRounds[regionID], roundIsDue(&round) else { continue }
