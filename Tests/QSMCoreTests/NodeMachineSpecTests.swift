@@ -200,18 +200,38 @@ import Testing
         let machine = try NodeMachine(configuration: configuration)
         let group = GroupName("g")!
         machine.start(now: .zero)
-        machine.publishWithoutJoining(group, now: .zero)
-        // Nobody has joined: the group's view has no region, so every message is
-        // acknowledged at once; before the view, all wait.
+        machine.join(group, now: .zero)
+        // Before the view, everything waits; past the backlog bound, "would block".
         for _ in 0..<20 { #expect(machine.publish([1, 2, 3], to: group, now: .zero) == .accepted) }
         #expect(machine.publish([1, 2, 3], to: group, now: .zero) == .wouldBlock)
         #expect(machine.statistics.pendingPublishes == 20)
-        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [], mappingVersion: 1, regions: [], hybridAddress: nil)
-        try registerAndInstall(machine, regions: [], groups: [view])
+        // This node alone in the group's one region: its messages are acknowledged by its
+        // own token rounds, after they are sent.
+        let address = SocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
+                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 5))],
+                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: address)
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
+                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil)
+        try registerAndInstall(machine, regions: [region], groups: [view])
+        #expect(machine.protocolNode.unacknowledgedMessageCount == 8, "the window admits 8")
+        #expect(machine.statistics.pendingPublishes == 12)
         var released = 0
-        while let event = machine.pollEvent() { if case .released(let count) = event { released += count } }
-        #expect(released == 20)
+        var mostInFlight = 0
+        var buffer = [UInt8](repeating: 0, count: 8_192)
+        var now = Instant.zero
+        for _ in 0..<1_000 where released < 20 {
+            now = now.advanced(by: .milliseconds(5))
+            while buffer.withUnsafeMutableBytes({ machine.pollDatagram(into: $0, now: now) }) != nil {}
+            machine.tick(now: now)
+            while let event = machine.pollEvent() { if case .released(let count) = event { released += count } }
+            mostInFlight = max(mostInFlight, machine.protocolNode.unacknowledgedMessageCount)
+        }
+        #expect(released == 20, "every message released exactly once")
+        #expect(mostInFlight <= 8)
         #expect(machine.messagesInFlight == 0)
+        #expect(machine.protocolNode.statistics.acknowledged == 20)
     }
 
     /// Feeds a machine the frames a GMS would send: registered, then one full update.

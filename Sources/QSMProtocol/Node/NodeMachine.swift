@@ -159,6 +159,9 @@ public final class NodeMachine {
         protocolNode.tick(now: now)
         membership.tick(now: now)
         pumpMembership()
+        // A node that leads its own region acknowledges its own messages in a round: the
+        // window opens with no datagram arriving.
+        admitPending()
     }
 
     /// The earliest time `tick` has work.
