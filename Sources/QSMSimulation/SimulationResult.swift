@@ -34,6 +34,9 @@ public struct SimulationResult: Sendable {
     /// Datagrams the network lost (loss, bursts, the split, no listener) or duplicated.
     public var networkDropped = 0
     public var networkDuplicates = 0
+    /// Publications the machine refused because their node had left the group before
+    /// they could be committed (the application is told; nobody is owed them).
+    public var publishesRefused = 0
     /// Membership updates the GMS sent.
     public var gmsUpdatesSent = 0
     /// Control bytes (and the token part of them) per byte of data sent while

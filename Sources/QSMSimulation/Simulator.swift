@@ -576,7 +576,7 @@ public final class Simulator {
             drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds,
             tokensSplit: tokensSplit, corruptedDatagrams: corrupted, unauthenticatedDropped: unauthenticated,
             networkDropped: networkDropped, networkDuplicates: networkDuplicates,
-            gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
+            publishesRefused: publishesRefused, gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
             controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,
             tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
             tokenTimeouts: timeouts, tokenRounds: tokenRounds)

@@ -234,7 +234,7 @@ enum SimulateCommand {
             ("max_token_records", "\(result.maximumTokenRecords)"),
             ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
             ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
-            ("gms_updates", "\(result.gmsUpdatesSent)"),
+            ("gms_updates", "\(result.gmsUpdatesSent)"), ("publishes_refused", "\(result.publishesRefused)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {

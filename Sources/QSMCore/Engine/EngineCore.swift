@@ -66,10 +66,14 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         switch machine.publish(payload, to: group, now: core.now) {
         case .accepted:
             break
-        case .wouldBlock, .rejected:
-            // The mirror holds no more than the machine's window, and sizes were checked
-            // on the caller's side: neither happens, but a slot must never leak.
+        case .wouldBlock:
+            // The mirror holds no more than the machine's window, so this does not happen;
+            // if it did, the slot must not leak and the message must not vanish unsaid.
             window.release(1)
+            emit(.membership(.rejected(request: "publish to \(group)", reason: "too many publications waiting")))
+        case .rejected(let reason):
+            window.release(1)
+            emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))
         }
         settle()
     }

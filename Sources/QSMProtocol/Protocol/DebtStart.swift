@@ -95,12 +95,16 @@ extension ProtocolNode {
         if let stream = streams[key] { learnMaximum(answer.maximumSequence, in: stream) }
     }
 
-    /// Starts the stream at `start` and replays what was held for it.
+    /// Starts the stream at `start` (unless one exists by now) and replays what was held
+    /// for it. Without the region or room for a stream, the held packets go, counted.
     func resolveDebt(_ key: StreamKey, start: UInt64) {
         guard let query = debtQueries.removeValue(forKey: key) else { return }
         heldForDebt -= query.held.count
-        guard regions[key.region] != nil, streams[key] == nil, hasRoomForNewStream() else { return }
-        streams[key] = ReceiveStream(start: max(start, 1))
+        guard regions[key.region] != nil, streams[key] != nil || hasRoomForNewStream() else {
+            statistics.unknownDropped += query.held.count
+            return
+        }
+        if streams[key] == nil { streams[key] = ReceiveStream(start: max(start, 1)) }
         for (packet, retransmitted) in query.held { receiveData(packet, retransmitted: retransmitted) }
     }
 }

@@ -160,7 +160,8 @@ public final class ProtocolNode {
         // only in the group views, where it was a member and is one no more (crashed, or
         // left). Without this its gaps here could never be abandoned.
         let groupMembers = Set(newGroups.flatMap(\.members))
-        for view in groups.values where newGroups.contains(where: { $0.id == view.id }) {
+        let stillViewed = Set(newGroups.map(\.id))
+        for view in groups.values where stillViewed.contains(view.id) {
             for member in view.members where !groupMembers.contains(member) { departed.insert(member) }
         }
         for region in next.values { for member in region.members { departed.remove(member.id) } }
