@@ -10,9 +10,6 @@
 /// `idleTokenInterval` when nothing is, so a busy sender is acknowledged quickly and an
 /// idle system costs almost nothing.
 extension ProtocolNode {
-    /// How many visits without progress a gap may last after its sender left before it is
-    /// given up (nobody left in the region holds a copy).
-    static let abandonAfterRounds = 20
 
     // MARK: Timers
 
