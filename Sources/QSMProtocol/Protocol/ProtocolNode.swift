@@ -202,6 +202,12 @@ public final class ProtocolNode {
             if let mine { cachePartition[region.id] = (mine, region.partitions.count) }
             var layouts = cacheLayouts[region.id] ?? []
             if layouts.last?.view != region.viewNumber {
+                // Older layouts matter only while some stream of the region has packets
+                // not yet stable (a departed sender's gaps are sought by them). A settled
+                // region keeps none: joins in a burst would otherwise keep 16 copies of a
+                // large region's partitions at every member.
+                let settled = !streams.contains { $0.key.region == region.id && ($0.value.isActive || !$0.value.cache.isEmpty) }
+                if settled { layouts.removeAll() }
                 layouts.append(CacheLayout(view: region.viewNumber, partitions: region.partitions, mine: mine))
                 if layouts.count > CacheLayout.kept { layouts.removeFirst() }
                 cacheLayouts[region.id] = layouts
