@@ -57,4 +57,41 @@ struct HostilePacketTests {
         node.receive(Self.data(from: 100, sequence: 2), now: Instant(nanoseconds: 3))
         #expect(node.statistics.delivered == 5)
     }
+
+    /// Packets held while a late member asks where its debt begins are counted when the
+    /// answer comes but there is no room for the stream (they are not dropped unsaid).
+    @Test func packetsHeldForADebtStartAreCountedWhenNoStreamFits() throws {
+        var configuration = ProtocolConfiguration()
+        configuration.maximumStreams = 1
+        let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
+        func view(_ number: UInt64) -> RegionView {
+            let members = [NodeID(1), NodeID(2), NodeID(3)].map { NodeEntry(id: $0, address: SocketAddress(.loopback, port: UInt16(9000 + $0.value))) }
+            return RegionView(id: Self.region, viewNumber: number, hierarchy: 0, groups: [GroupID(1)], members: members,
+                              partitions: [Partition(members: members.map(\.id), leader: NodeID(1))],
+                              regionLeader: NodeID(1), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+        }
+        // Joined in view 2 (not a founding member), then view 3 arrived.
+        node.installMembership(regions: [view(2)], groups: [], now: Instant(nanoseconds: 1))
+        node.installMembership(regions: [view(3)], groups: [], now: Instant(nanoseconds: 2))
+        func data(from sender: UInt64, view: UInt64) -> [UInt8] {
+            ProtocolPacket.data(DataPacket(sender: NodeID(sender), region: Self.region, regionView: view, viewStartSequence: 1,
+                                           sequence: 1, group: GroupID(1), groupView: 1, groupSequence: 1, fragmentIndex: 0,
+                                           fragmentCount: 1, publishedAt: 0, payload: [1]), retransmitted: false).encoded()
+        }
+        // Sender 2's packet of the view joined in opens the one stream there is room for.
+        node.receive(data(from: 2, view: 2), now: Instant(nanoseconds: 3))
+        #expect(node.streams.count == 1)
+        // Sender 3's first packet is of a later view: held, while its sender is asked.
+        node.receive(data(from: 3, view: 3), now: Instant(nanoseconds: 4))
+        #expect(node.debtQueries.count == 1)
+        #expect(node.statistics.unknownDropped == 0)
+        let answer = ProtocolPacket.viewStart(SenderStatusPacket(sender: NodeID(3), region: Self.region, regionView: 2,
+                                                                 viewStartSequence: 1, maximumSequence: 1)).encoded()
+        node.receive(answer, now: Instant(nanoseconds: 5))
+        #expect(node.debtQueries.isEmpty)
+        #expect(node.streams.count == 1)
+        #expect(node.statistics.streamLimitDropped == 1)
+        #expect(node.statistics.unknownDropped == 1, "the held packet is counted, not dropped unsaid")
+        #expect(node.heldForDebt == 0)
+    }
 }
