@@ -3,6 +3,7 @@ import Glibc
 #endif
 import QSMCore
 import QSMHarness
+import Synchronization
 import Testing
 
 /// The engine end to end: real qsm-node processes over real multicast in a private
@@ -64,6 +65,27 @@ struct EngineProcessTests {
         let input = publisher.detachInput()
         return try SystemThread(name: "feeder") {
             for message in messages { input.writeLine(message) }
+            input.close()
+        }
+    }
+
+    /// Opened by the test once a latecomer has joined; see `feed(_:_:fastUntil:gate:)`.
+    final class Gate: Sendable {
+        let opened = Atomic<Bool>(false)
+        func open() { opened.store(true, ordering: .releasing) }
+        var isOpen: Bool { opened.load(ordering: .acquiring) }
+    }
+
+    /// Feeds the first `fastUntil` messages at once, then one every 2 ms until `gate`
+    /// opens, then the rest at once: the stream is still going when a latecomer's join
+    /// takes effect, however fast the engine, and the run stays short once it has.
+    static func feed(_ publisher: ChildProcess, _ messages: [String], fastUntil: Int, gate: Gate) throws -> SystemThread {
+        let input = publisher.detachInput()
+        return try SystemThread(name: "feeder") {
+            for (index, message) in messages.enumerated() {
+                if index >= fastUntil && !gate.isOpen { usleep(2_000) }
+                input.writeLine(message)
+            }
             input.close()
         }
     }
@@ -190,7 +212,11 @@ struct EngineProcessTests {
             let publisher = try ChildProcess(executable: Self.qsmNode, arguments: [
                 "publish", "--gms", address, "--group", "a", "--wait-members", "1", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "j\($0)" }
-            let feeder = try Self.feed(publisher, expected)
+            // Until the latecomer has something, the publisher trickles: before, a fast
+            // run could end before the latecomer's join took effect, and it rightly got
+            // nothing (a flaky failure, not a loss).
+            let gate = Gate()
+            let feeder = try Self.feed(publisher, expected, fastUntil: 5_000, gate: gate)
             var earlyOutput: [[String]] = []
             Self.collectAll([early], into: &earlyOutput, until: MonotonicClock.now().advanced(by: .seconds(60)),
                             stopWhen: { $0[0].count >= 3000 })
@@ -202,7 +228,9 @@ struct EngineProcessTests {
             // The early subscriber exits after its count; the latecomer keeps running.
             while MonotonicClock.now() < deadline && early.waitForExit(timeoutMilliseconds: 0) == nil {
                 Self.collectAll([early, late], into: &outputs, until: MonotonicClock.now().advanced(by: .milliseconds(200)))
+                if !outputs[1].isEmpty { gate.open() }
             }
+            gate.open()
             Self.collectAll([early, late], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(2)))
             guard Self.finish(feeder, publisher, timeoutMilliseconds: 60_000) == 0 else { return "the publisher did not finish" }
             late.signal(SIGTERM)
