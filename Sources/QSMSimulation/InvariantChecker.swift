@@ -24,7 +24,8 @@ package final class InvariantChecker {
         package var delivered: [UInt64]
         package var publishedAt: Instant
         package var deliveredCount = 0
-        package var regionSequence: [RegionID: UInt64] = [:]
+        /// Per region: the sequence numbers of its fragments there.
+        package var regionSequence: [RegionID: Range<UInt64>] = [:]
     }
 
     private(set) var violations: [String] = []
@@ -99,7 +100,7 @@ package final class InvariantChecker {
             message.delivered[word] |= bit
             message.deliveredCount += 1
         }
-        message.regionSequence[delivery.region] = delivery.regionSequence
+        message.regionSequence[delivery.region] = delivery.regionSequence..<(delivery.regionSequence + UInt64(delivery.fragments))
         messages[MessageKey(sender: sender, index: index)] = message
     }
 
@@ -129,12 +130,17 @@ package final class InvariantChecker {
                 }
             } else {
                 for (region, layout) in message.regions {
-                    guard let sequence = message.regionSequence[region], !layout.partitions.isEmpty else { continue }
-                    let caching = layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
-                    guard caching.contains(where: { !crashed.contains($0) && got($0) }) else { continue }
+                    guard let sequences = message.regionSequence[region], !layout.partitions.isEmpty else { continue }
+                    // Recoverable only if every fragment is: each is cached by the
+                    // partition its own sequence number maps to.
+                    let holders = sequences.map { sequence in
+                        layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
+                            .filter { !crashed.contains($0) && got($0) }
+                    }
+                    guard holders.allSatisfy({ !$0.isEmpty }) else { continue }
                     for member in layout.members where !crashed.contains(member) && !got(member)
                         && stayedSince(member, region, layout.view) {
-                        violation("node \(member) never delivered crashed sender \(key.sender + 1)'s message #\(message.index), which a live caching member holds")
+                        violation("node \(member) never delivered crashed sender \(key.sender + 1)'s message #\(message.index) (\(region)#\(sequences) of view \(layout.view)), which live caching members \(holders) delivered")
                         break
                     }
                 }

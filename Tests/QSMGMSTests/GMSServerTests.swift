@@ -47,7 +47,7 @@ struct GMSServerTests {
                 // A frame that claims 1 MB.
                 let bad = Self.rawExchange([0x00, 0x10, 0x00, 0x00, 1, 2, 3], with: address)
                 // A well-behaved registration on a new connection still works afterwards.
-                let register = FrameDecoder.frame(ClientMessage.register(node: NodeID(9), address: address, protocolVersion: 1).encoded())
+                let register = FrameDecoder.frame(ClientMessage.register(node: NodeID(9), address: address, protocolVersion: membershipProtocolVersion).encoded())
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
                 var raw = sockaddr_in()
                 raw.sin_family = sa_family_t(AF_INET)

@@ -143,8 +143,8 @@ import Testing
         let address = SocketAddress(.loopback, port: 1)
         let replies = Self.exchange(service, [
             .join(request: 1, group: a),
-            .register(node: NodeID(5), address: address, protocolVersion: 1),
-            .register(node: NodeID(5), address: address, protocolVersion: 1),
+            .register(node: NodeID(5), address: address, protocolVersion: membershipProtocolVersion),
+            .register(node: NodeID(5), address: address, protocolVersion: membershipProtocolVersion),
             .join(request: 2, group: a),
             .join(request: 3, group: a),
             .leave(request: 4, group: GroupName("b")!),
@@ -159,7 +159,7 @@ import Testing
         #expect(reasons[4].contains("not publishing to 'a'"))
         #expect(replies.contains(.accepted(request: 2)))
         // The same node id on a second connection is refused and that connection closed.
-        let duplicate = Self.exchange(service, [.register(node: NodeID(5), address: address, protocolVersion: 1)], connection: 78)
+        let duplicate = Self.exchange(service, [.register(node: NodeID(5), address: address, protocolVersion: membershipProtocolVersion)], connection: 78)
         #expect(Self.rejections(duplicate).first?.contains("already registered on another live connection") == true)
         #expect(service.statistics.duplicateRegistrations == 1)
         // A client speaking another protocol version is told which one this GMS speaks.
@@ -187,18 +187,18 @@ import Testing
         let service = try MembershipService(configuration: configuration)
         let address = SocketAddress(.loopback, port: 1)
         // A flood of joins from one node: the first three pass, the rest are refused.
-        let flood = Self.exchange(service, [.register(node: NodeID(1), address: address, protocolVersion: 1)]
+        let flood = Self.exchange(service, [.register(node: NodeID(1), address: address, protocolVersion: membershipProtocolVersion)]
                                   + (0..<50).map { .join(request: UInt32($0 + 1), group: GroupName("g\($0)")!) })
         let reasons = Self.rejections(flood)
         #expect(reasons.count == 47)
         #expect(reasons.allSatisfy { $0.contains("limit of 3 groups per node") })
         // Group limit across nodes.
-        let second = Self.exchange(service, [.register(node: NodeID(2), address: address, protocolVersion: 1),
+        let second = Self.exchange(service, [.register(node: NodeID(2), address: address, protocolVersion: membershipProtocolVersion),
                                              .join(request: 1, group: GroupName("h1")!),
                                              .join(request: 2, group: GroupName("h2")!)], connection: 2)
         #expect(Self.rejections(second) == ["the GMS holds its limit of 4 groups"])
         // Node limit.
-        let third = Self.exchange(service, [.register(node: NodeID(3), address: address, protocolVersion: 1)], connection: 3)
+        let third = Self.exchange(service, [.register(node: NodeID(3), address: address, protocolVersion: membershipProtocolVersion)], connection: 3)
         #expect(Self.rejections(third) == ["the GMS is full (2 nodes)"])
     }
 

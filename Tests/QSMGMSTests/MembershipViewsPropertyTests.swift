@@ -250,4 +250,26 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
         #expect(retired.removedRegions.count == 1)
         #expect(views.addressesInUse == 2)
     }
+
+    /// A node that publishes to a group without joining it is listed in the group's view
+    /// while it is alive; when it goes (crashed, or stopped publishing) the view changes,
+    /// so members can give up its messages that nobody holds.
+    @Test func publishersWithoutMembershipAreListedInTheGroupView() {
+        var views = MembershipViews(configuration: MembershipConfiguration())
+        var snapshot = MembershipSnapshot()
+        let a = GroupID(1)
+        snapshot.groups = [a: (GroupName("a")!, false)]
+        for value in UInt64(1)...3 { snapshot.nodes[NodeID(value)] = SocketAddress(.loopback, port: UInt16(9000 + value)) }
+        snapshot.memberships = [NodeID(1): [a], NodeID(2): [a], NodeID(3): []]
+        snapshot.publishers = [a: [NodeID(3)]]
+        _ = views.apply(snapshot)
+        #expect(views.groups[a]?.publishers == [NodeID(3)])
+        #expect(views.groups[a]?.members == [NodeID(1), NodeID(2)])
+        snapshot.nodes[NodeID(3)] = nil
+        snapshot.memberships[NodeID(3)] = nil
+        snapshot.publishers = [:]
+        let changes = views.apply(snapshot)
+        #expect(changes.changedGroups == [a])
+        #expect(views.groups[a]?.publishers == [])
+    }
 }

@@ -35,7 +35,8 @@ import Testing
                                     members: (0..<Int.random(in: 0...5, using: &random)).map { NodeID(UInt64($0)) },
                                     mappingVersion: 3,
                                     regions: (0..<Int.random(in: 0...3, using: &random)).map { RegionReference(id: RegionID(UInt64($0)), viewNumber: 2, address: randomAddress(&random)) },
-                                    hybridAddress: Bool.random(using: &random) ? randomAddress(&random) : nil))
+                                    hybridAddress: Bool.random(using: &random) ? randomAddress(&random) : nil,
+                                    publishers: (0..<Int.random(in: 0...3, using: &random)).map { NodeID(UInt64(100 + $0)) }))
         }
         return MembershipUpdate(baseVersion: UInt64.random(in: 0...9, using: &random), version: 10, isFull: Bool.random(using: &random),
                                 regions: regions, removedRegions: [RegionID(5)], groups: groups, removedGroups: [GroupID(2), GroupID(3)])
@@ -45,7 +46,7 @@ import Testing
         let name = randomName(&random)
         let id = UInt32.random(in: 0...UInt32.max, using: &random)
         switch Int.random(in: 0..<8, using: &random) {
-        case 0: return .register(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)), address: randomAddress(&random), protocolVersion: 1)
+        case 0: return .register(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)), address: randomAddress(&random), protocolVersion: membershipProtocolVersion)
         case 1: return .join(request: id, group: name)
         case 2: return .leave(request: id, group: name)
         case 3: return .publish(request: id, group: name)

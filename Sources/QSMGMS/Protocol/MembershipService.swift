@@ -303,6 +303,9 @@ public final class MembershipService {
         for (id, record) in nodes {
             snapshot.nodes[id] = record.address
             snapshot.memberships[id] = record.joined
+            for group in record.publishing where !record.joined.contains(group) {
+                snapshot.publishers[group, default: []].insert(id)
+            }
         }
         for (id, record) in groupRecords { snapshot.groups[id] = (record.name, record.hybrid) }
         let changes = views.apply(snapshot)

@@ -9,6 +9,8 @@ public struct MembershipSnapshot {
     public var memberships: [NodeID: Set<GroupID>] = [:]
     /// Every group that exists (has members or publishers), by id.
     public var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
+    /// Live nodes that publish to a group without belonging to it.
+    public var publishers: [GroupID: Set<NodeID>] = [:]
     public init() {}
 }
 
@@ -132,6 +134,8 @@ public struct MembershipViews {
                 group.mappingVersion += 1
                 group.regions = references
             }
+            let publishers = (snapshot.publishers[id] ?? []).sorted()
+            if group.publishers != publishers { group.publishers = publishers }
             if info.hybrid && group.hybridAddress == nil { group.hybridAddress = allocateAddress() }
             if !info.hybrid, let address = group.hybridAddress {
                 pool.release(address.address)

@@ -146,7 +146,10 @@ extension WireReader {
             regions.append(RegionReference(id: RegionID(try readUInt64()), viewNumber: try readUInt64(),
                                            address: try readOptionalAddress()))
         }
+        let hybridAddress = try readOptionalAddress()
+        var publishers: [NodeID] = []
+        for _ in 0..<(try readCount(elementBytes: 8)) { publishers.append(NodeID(try readUInt64())) }
         return GroupView(id: id, name: name, viewNumber: viewNumber, members: members, mappingVersion: mappingVersion,
-                         regions: regions, hybridAddress: try readOptionalAddress())
+                         regions: regions, hybridAddress: hybridAddress, publishers: publishers)
     }
 }

@@ -1,6 +1,6 @@
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
-public let membershipProtocolVersion: UInt16 = 1
+public let membershipProtocolVersion: UInt16 = 2
 
 /// What a node sends the GMS.
 public enum ClientMessage: Equatable, Sendable {
@@ -182,5 +182,7 @@ extension WireEncoder {
             write(optional: reference.address)
         }
         write(optional: group.hybridAddress)
+        write(UInt32(group.publishers.count))
+        for publisher in group.publishers { write(publisher.value) }
     }
 }

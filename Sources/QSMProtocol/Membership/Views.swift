@@ -71,9 +71,14 @@ public struct GroupView: Hashable, Sendable {
     public var regions: [RegionReference]
     /// The group's own multicast address in hybrid mode (section 4.2.1 B), else nil.
     public var hybridAddress: SocketAddress?
+    /// Live nodes that publish to the group without belonging to it, sorted by id: when
+    /// one is gone from this list (it crashed, or stopped publishing) members give up
+    /// what of its messages nobody left holds.
+    public var publishers: [NodeID]
 
     public init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], mappingVersion: UInt64,
-                regions: [RegionReference], hybridAddress: SocketAddress?) {
+                regions: [RegionReference], hybridAddress: SocketAddress?, publishers: [NodeID] = []) {
+        self.publishers = publishers
         self.id = id
         self.name = name
         self.viewNumber = viewNumber

@@ -211,7 +211,7 @@ public final class NodeMachine {
             }
             return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                 publishedAt: delivery.publishedAt, region: delivery.region,
-                                regionSequence: delivery.regionSequence, payload: delivery.payload)
+                                regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
         }
         return nil
     }

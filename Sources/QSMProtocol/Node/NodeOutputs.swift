@@ -5,9 +5,11 @@ public struct NodeDelivery: Sendable {
     /// The sender's sequence number for this group: consecutive per sender and group.
     public var sequence: UInt64
     public var publishedAt: Instant
-    /// The region it came through and its sequence number there (for tools and checks).
+    /// The region it came through, and the sequence numbers its fragments had there:
+    /// `regionSequence ..< regionSequence + fragments` (for tools and checks).
     public var region: RegionID
     public var regionSequence: UInt64
+    public var fragments: Int
     /// The message; shares storage with the packet that carried it.
     public var payload: ArraySlice<UInt8>
 }

@@ -49,6 +49,8 @@ extension ProtocolNode {
             if let whole = assemble(token) { receiveToken(whole) }
         case .acknowledgement(let ack):
             receiveAcknowledgement(ack)
+        case .request(let request) where request.kind == .notHeld:
+            receiveNotHeld(request)
         case .request(let request):
             receiveRequest(request)
         case .senderStatus(let status):
@@ -153,6 +155,7 @@ extension ProtocolNode {
         // the stream (a sender slow to learn the new view keeps numbering in the old one).
         if let joined = joinedView[key.region], packet.regionView < joined, !foundingMember.contains(key.region) {
             statistics.notOwedDropped += 1
+            if let existing, packet.sequence >= existing.start { passNotOwed(existing, through: packet.sequence) }
             return
         }
         if existing == nil, !foundingMember.contains(key.region), let joined = joinedView[key.region] {
@@ -204,9 +207,10 @@ extension ProtocolNode {
         }
         arrivals[packet.region, default: Arrivals()].add(bytes: packet.payload.count)
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
+            if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
-        if caches(sequence, in: packet.region), stream.cache[sequence] == nil {
+        if caches(sequence, in: packet.region, view: packet.regionView), stream.cache[sequence] == nil {
             stream.cache[sequence] = packet
             stream.cachedBytes += packet.payload.count
         }
@@ -235,12 +239,38 @@ extension ProtocolNode {
     }
 
     /// Whether this node's partition caches `sequence` of region `region` (Fig. 4.12).
-    func caches(_ sequence: UInt64, in region: RegionID) -> Bool {
+    /// Whether this node caches `sequence`, sent in `view` of `region`: by the partitions
+    /// of that view (the newest installed at or before it), as every member that had
+    /// the view decides alike, whatever view it has moved to since.
+    func caches(_ sequence: UInt64, in region: RegionID, view: UInt64) -> Bool {
+        if let layouts = cacheLayouts[region], let layout = layouts.last(where: { $0.view <= view }) ?? layouts.first {
+            guard let mine = layout.mine else { return false }
+            return Int(sequence % UInt64(layout.partitions.count)) == mine
+        }
         guard let (index, count) = cachePartition[region] else { return false }
         return Int(sequence % UInt64(count)) == index
     }
 
     func outOfOrderCount() -> Int { outOfOrderTotal }
+
+    /// `sequence` was numbered in a view from before this node joined, so it and every
+    /// number below it are not owed (a sender numbers in rising views): a stream that was
+    /// started lower (from a sender status, before the sender learned the new view) moves
+    /// its start past it, instead of waiting for packets that will never be for it.
+    func passNotOwed(_ stream: ReceiveStream, through sequence: UInt64) {
+        stream.start = sequence + 1
+        guard stream.contiguous < sequence else { return }
+        stream.contiguous = sequence
+        stream.maximumSeen = max(stream.maximumSeen, sequence)
+        stream.fragments.removeAll()
+        stream.missing = stream.missing.filter { $0.key > sequence }
+        for (number, packet) in stream.outOfOrder where number <= sequence {
+            stream.outOfOrder[number] = nil
+            stream.outOfOrderBytes -= packet.payload.count
+            outOfOrderTotal -= 1
+        }
+        drainInOrder(stream)
+    }
 
     /// Accepts whatever out-of-order packets now follow the contiguous prefix.
     func drainInOrder(_ stream: ReceiveStream) {
@@ -254,6 +284,7 @@ extension ProtocolNode {
     /// The next packet in sequence: reassemble and deliver.
     func accept(_ packet: DataPacket, into stream: ReceiveStream) {
         stream.contiguous = packet.sequence
+        stream.recordViewStart(view: packet.regionView, start: packet.viewStartSequence)
         if !stream.missing.isEmpty { stream.missing[packet.sequence] = nil }
         if packet.fragmentCount == 1 {
             deliver(packet, payload: packet.payload)
@@ -288,8 +319,8 @@ extension ProtocolNode {
         statistics.delivered += 1
         deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
                                            publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
-                                           regionSequence: packet.sequence - UInt64(packet.fragmentCount - 1 - packet.fragmentIndex),
-                                           payload: payload))
+                                           regionSequence: packet.sequence - UInt64(packet.fragmentIndex),
+                                           fragments: Int(packet.fragmentCount), payload: payload))
     }
 
     /// Raises `last` to `sequence` if it is higher (one dictionary access, in place);

@@ -10,9 +10,18 @@
 /// holds that sender's packets and asks the sender, which keeps the first sequence number
 /// of each view it used. The answer starts the stream, and the held packets are replayed.
 /// Meanwhile the member contributes nothing for that sender, so nothing the member lacks
-/// becomes stable. A sender that never answers (it crashed) is given up on after
-/// `viewStartAttempts` asks: the stream starts at the earliest view the member saw, and
-/// what it skipped is counted (`debtStartsGivenUp`).
+/// becomes stable.
+///
+/// A sender that crashed cannot answer, and a member that never got one of its packets
+/// (it was frozen, or not yet listening, when they went out) learns of the stream only
+/// from tokens. Every member keeps where each of a sender's views began, as its packets
+/// reached it in order (`ReceiveStream.viewStarts`), so peers can answer for the sender:
+/// queries alternate between the sender and a random peer of the region, and go only to
+/// peers once the sender left the views. A peer answers only what its history says for
+/// certain. Without an answer after `viewStartAttempts` asks, the member gives up: the
+/// stream starts at the earliest view it saw a packet of (or at the first number, which
+/// makes it ask for everything it may be owed), and what it skipped is counted
+/// (`debtStartsGivenUp`).
 struct DebtQuery {
     var view: UInt64
     var attempts = 0
@@ -44,7 +53,7 @@ extension ProtocolNode {
     func askViewStarts() {
         for key in debtQueries.keys.sorted(by: { ($0.sender, $0.region) < ($1.sender, $1.region) }) {
             guard var query = debtQueries[key], query.nextAttemptAt <= now else { continue }
-            if query.attempts >= Self.viewStartAttempts || departed.contains(key.sender) {
+            if query.attempts >= Self.viewStartAttempts {
                 statistics.debtStartsGivenUp += 1
                 let earliest = query.held.map(\.packet.viewStartSequence).min() ?? 1
                 resolveDebt(key, start: earliest)
@@ -55,14 +64,26 @@ extension ProtocolNode {
                 resolveDebt(key, start: firstSequence(of: state, from: query.view).start)
                 continue
             }
+            let asked = viewStartTarget(key, attempt: query.attempts)
             query.attempts += 1
             // Backing off: 20 ms, 40 ms, ... (the sender may be busy, or the ask lost).
             query.nextAttemptAt = now.advanced(byNanoseconds: configuration.requestRetryInterval.totalNanoseconds << min(query.attempts, 6))
             debtQueries[key] = query
+            guard let asked else { continue }
             statistics.viewStartQueriesSent += 1
             control.append(.viewStartQuery(ViewStartQueryPacket(sender: key.sender, region: key.region, requester: id,
-                                                                view: query.view), to: key.sender))
+                                                                view: query.view), to: asked))
         }
+    }
+
+    /// Whom to ask where the debt of `key` begins: the sender on even attempts while it
+    /// is in the views, otherwise a random other member of the region.
+    func viewStartTarget(_ key: StreamKey, attempt: Int) -> NodeID? {
+        if !departed.contains(key.sender), attempt % 2 == 0 { return key.sender }
+        guard let region = regions[key.region] else { return nil }
+        let peers = region.members.filter { $0.id != id && $0.id != key.sender }
+        if peers.isEmpty { return departed.contains(key.sender) ? nil : key.sender }
+        return peers[Int(random.next() % UInt64(peers.count))].id
     }
 
     /// The earliest time a view-start query is due.
@@ -75,15 +96,30 @@ extension ProtocolNode {
         return (max(view, state.view), state.nextSequence)
     }
 
-    /// As a sender: tells a new member where its messages of the asked view begin.
+    /// Tells a new member where its debt in the asked sender's stream begins: as that
+    /// sender, from the views it numbered in; as a peer, from the view starts it saw (only
+    /// what they say for certain).
     func answerViewStartQuery(_ query: ViewStartQueryPacket) {
-        // Not numbered in that view or a later one yet: no answer (the member asks again;
-        // answering "from the next message" would be wrong while this sender still
-        // numbers in an older view).
-        guard query.sender == id, query.requester != id, let state = regionSend[query.region],
-              let first = state.viewStarts.first(where: { $0.view >= query.view }) else { return }
-        control.append(.viewStart(SenderStatusPacket(sender: id, region: query.region, regionView: first.view,
-                                                     viewStartSequence: first.start, maximumSequence: state.nextSequence - 1),
+        guard query.requester != id else { return }
+        let first: (view: UInt64, start: UInt64)
+        let maximum: UInt64
+        if query.sender == id {
+            // Not numbered in that view or a later one yet: no answer (the member asks
+            // again; answering "from the next message" would be wrong while this sender
+            // still numbers in an older view).
+            guard let state = regionSend[query.region],
+                  let found = state.viewStarts.first(where: { $0.view >= query.view }) else { return }
+            first = found
+            maximum = state.nextSequence - 1
+        } else {
+            guard let stream = streams[StreamKey(sender: query.sender, region: query.region)],
+                  let found = stream.viewStart(from: query.view) else { return }
+            first = found
+            maximum = stream.maximumSeen
+        }
+        statistics.viewStartsAnswered += 1
+        control.append(.viewStart(SenderStatusPacket(sender: query.sender, region: query.region, regionView: first.view,
+                                                     viewStartSequence: first.start, maximumSequence: maximum),
                                   to: query.requester))
     }
 

@@ -19,7 +19,14 @@ extension ProtocolNode {
                 if record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
-            guard let stream = stream(key, firstPacket: nil) else { continue }
+            guard let stream = stream(key, firstPacket: nil) else {
+                // A sender that left before this node got any of its packets: only peers
+                // can say where the debt begins (an alive sender's packets or status will).
+                if departed.contains(key.sender), debtQueries[key] == nil, let joined = joinedView[region.id] {
+                    awaitDebtStart(key, joined: joined, packet: nil, retransmitted: false)
+                }
+                continue
+            }
             learnMaximum(record.maximumSeen, in: stream)
             if record.stable > 0 { stream.learnStable(record.stable) }
             streams[key] = stream
@@ -53,10 +60,12 @@ extension ProtocolNode {
         var tailsWaiting = false
         for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
             where key.region == region.id && !stream.missing.isEmpty {
-            if !includingTails, departed.contains(key.sender) {
-                stream.roundsWithoutSender += 1
-                if stream.roundsWithoutSender > Self.abandonAfterRounds {
-                    abandonGaps(stream)
+            // A departed sender's gaps are sought where the view they were sent in cached
+            // them, and skipped once everyone who could hold them said they do not.
+            let orphan = departed.contains(key.sender) ? OrphanSearch(self, stream, region) : nil
+            if let orphan, !includingTails {
+                skipLost(stream, key: key, region: region, search: orphan)
+                if stream.missing.isEmpty {
                     streams[key] = stream
                     continue
                 }
@@ -67,7 +76,7 @@ extension ProtocolNode {
                 let (since, attempts, askedAt) = stream.missing[sequence]!
                 // Asked recently: the answer is probably on its way; asking again now would
                 // only duplicate it.
-                if attempts > 0, runningNow.nanoseconds(since: askedAt) < configuration.requestRetryInterval.totalNanoseconds { continue }
+                if attempts > 0, runningNow.nanoseconds(since: askedAt) < retryInterval(attempts: attempts, senderGone: orphan != nil) { continue }
                 // A gap just learned of may still be in this node's socket queue (tokens
                 // come on the control path, ahead of the data). A hole is asked for after
                 // a short grace. A tail waits for the input to catch up (at a token's
@@ -94,7 +103,8 @@ extension ProtocolNode {
                 }
                 stream.missing[sequence]!.attempts = attempts + 1
                 stream.missing[sequence]!.askedAt = runningNow
-                let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
+                let target = orphan.map { orphanTarget(for: sequence, in: stream, key: key, region: region, search: $0, attempt: attempts) }
+                    ?? recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
                 guard let target else { continue }
                 let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
                 requests[RequestTarget(peer: target, sender: key.sender),
@@ -112,9 +122,9 @@ extension ProtocolNode {
 
     /// Caching peers first, picked at random within the partition that caches the
     /// sequence number (so a long burst is repaired by many peers at once); the sender
-    /// every `peerAttemptsBeforeSender + 1`-th attempt, while it is still around.
+    /// every `peerAttemptsBeforeSender + 1`-th attempt.
     func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
-        let senderAvailable = !departed.contains(key.sender) && key.sender != id
+        let senderAvailable = key.sender != id
         let cycle = configuration.peerAttemptsBeforeSender + 1
         if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
         let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
@@ -122,23 +132,6 @@ extension ProtocolNode {
         if candidates.isEmpty { candidates = region.members.map(\.id).filter { $0 != id && $0 != key.sender } }
         if candidates.isEmpty { return senderAvailable ? key.sender : nil }
         return candidates[Int(random.next() % UInt64(candidates.count))]
-    }
-
-    /// The sender left and nobody answered for many rounds: the missing packets are gone
-    /// for good. Skip them so later messages flow and the stream can quiesce.
-    func abandonGaps(_ stream: ReceiveStream) {
-        let limit = stream.maximumSeen
-        while stream.contiguous < limit {
-            if stream.outOfOrder[stream.contiguous + 1] != nil {
-                drainInOrder(stream)
-                continue
-            }
-            stream.contiguous += 1
-            stream.missing[stream.contiguous] = nil
-            stream.fragments.removeAll()
-            statistics.abandonedAfterSenderLeft += 1
-        }
-        stream.missing.removeAll()
     }
 }
 

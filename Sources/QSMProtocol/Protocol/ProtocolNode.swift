@@ -53,6 +53,10 @@ public final class ProtocolNode {
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
     var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
+    /// The caching layouts of the latest views of each region this node installed
+    /// (oldest first): a packet is cached by the partitions of the view it was sent in,
+    /// and a crashed sender's packets are sought there.
+    var cacheLayouts: [RegionID: [CacheLayout]] = [:]
     var nextSenderStatusAt = Instant.zero
     /// Statuses sent since the last new data (they are spaced further apart each time).
     var senderStatusRepeats = 0
@@ -161,10 +165,19 @@ public final class ProtocolNode {
         // left). Without this its gaps here could never be abandoned.
         let groupMembers = Set(newGroups.flatMap(\.members))
         let stillViewed = Set(newGroups.map(\.id))
+        // A sender that published without joining shows only in the groups' publisher
+        // lists: gone from them (crashed, or stopped publishing), it is gone.
+        let publishing = Set(newGroups.flatMap(\.publishers))
         for view in groups.values where stillViewed.contains(view.id) {
-            for member in view.members where !groupMembers.contains(member) { departed.insert(member) }
+            for member in view.members where !groupMembers.contains(member) && !publishing.contains(member) {
+                departed.insert(member)
+            }
+            for publisher in view.publishers where !groupMembers.contains(publisher) && !publishing.contains(publisher) {
+                departed.insert(publisher)
+            }
         }
         for region in next.values { for member in region.members { departed.remove(member.id) } }
+        for publisher in publishing { departed.remove(publisher) }
         for gone in regions.keys where next[gone] == nil {
             // Left the region: its streams and leadership go (cached copies with them).
             streams = streams.filter { $0.key.region != gone }
@@ -185,10 +198,22 @@ public final class ProtocolNode {
         regions = next
         cachePartition = [:]
         for region in next.values {
-            if let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) {
-                cachePartition[region.id] = (index, region.partitions.count)
+            let mine = region.partitions.firstIndex(where: { $0.members.contains(id) })
+            if let mine { cachePartition[region.id] = (mine, region.partitions.count) }
+            var layouts = cacheLayouts[region.id] ?? []
+            if layouts.last?.view != region.viewNumber {
+                // Older layouts matter only while some stream of the region has packets
+                // not yet stable (a departed sender's gaps are sought by them). A settled
+                // region keeps none: joins in a burst would otherwise keep 16 copies of a
+                // large region's partitions at every member.
+                let settled = !streams.contains { $0.key.region == region.id && ($0.value.isActive || !$0.value.cache.isEmpty) }
+                if settled { layouts.removeAll() }
+                layouts.append(CacheLayout(view: region.viewNumber, partitions: region.partitions, mine: mine))
+                if layouts.count > CacheLayout.kept { layouts.removeFirst() }
+                cacheLayouts[region.id] = layouts
             }
         }
+        cacheLayouts = cacheLayouts.filter { next[$0.key] != nil }
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         updatePublishTargets()
         for region in regions.values {
@@ -358,6 +383,12 @@ public final class ProtocolNode {
                 continue
             }
             retransmissions.append((request.requester, key, sequence))
+        }
+        let lacking = notHeld(request)
+        if !lacking.isEmpty {
+            statistics.notHeldSent += 1
+            control.append(.request(RequestPacket(kind: .notHeld, sender: request.sender, region: request.region,
+                                                  requester: id, sequences: lacking), to: request.requester))
         }
     }
 

@@ -19,6 +19,9 @@ package enum PacketKind: UInt8 {
     /// The answer: a `SenderStatusPacket` whose view is the first view at or after the one
     /// asked about in which the sender numbered anything, and its first sequence number.
     case viewStart = 11
+    /// "I do not hold these" (a `RequestPacket` whose requester is the peer answering):
+    /// the reply to a pull for a departed sender's packets (see `SenderCrashRecovery`).
+    case notHeld = 12
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -311,7 +314,7 @@ extension ProtocolPacket {
         case .acknowledgement:
             self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
                                                           stable: try r.readUInt64()))
-        case .negativeAcknowledgement, .pull:
+        case .negativeAcknowledgement, .pull, .notHeld:
             let sender = NodeID(try r.readUInt64())
             let region = RegionID(try r.readUInt64())
             let requester = NodeID(try r.readUInt64())

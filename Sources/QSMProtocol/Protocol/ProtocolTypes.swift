@@ -46,9 +46,11 @@ public struct ProtocolDelivery: Sendable {
     public var group: GroupID
     public var groupSequence: UInt64
     public var publishedAt: Instant
-    /// The region it came through and its sequence number there (for tools and checks).
+    /// The region it came through, and the sequence numbers its fragments had there:
+    /// `regionSequence ..< regionSequence + fragments` (for tools and checks).
     public var region: RegionID
     public var regionSequence: UInt64
+    public var fragments: Int
     /// The message; shares storage with the packet that carried it (no copy).
     public var payload: ArraySlice<UInt8>
 }
@@ -92,6 +94,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// before in the view it joined).
     public var viewStartQueriesSent = 0
     public var debtStartsGivenUp = 0
+    /// View-start queries this node answered (as the sender, or for it from its history).
+    public var viewStartsAnswered = 0
     /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
     /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
     public var implausibleDropped = 0
@@ -107,6 +111,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var requestsReceived = 0
     public var retransmissionsDropped = 0
     public var abandonedAfterSenderLeft = 0
+    /// Replies that this node does not hold what a peer asked of a departed sender.
+    public var notHeldSent = 0
     /// Token rounds this node led around a ring of more than one node, and their total
     /// round-trip time (partition and region rings alike).
     public var tokenRounds = 0

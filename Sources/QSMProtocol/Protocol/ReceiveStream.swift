@@ -29,8 +29,19 @@ final class ReceiveStream {
     var missing: [UInt64: (since: Instant, attempts: Int, askedAt: Instant)] = [:]
     /// Fragments of the message being reassembled, in order.
     var fragments: [DataPacket] = []
-    /// Rounds in which a gap made no progress after the sender left the views.
-    var roundsWithoutSender = 0
+    /// After the sender left: for each gap, the peers that said they do not hold it
+    /// (see `SenderCrashRecovery`).
+    var denials: [UInt64: Set<NodeID>] = [:]
+    /// Where each of the sender's views began, as seen in order (the latest
+    /// `viewHistoryLimit`): lets this node tell a new member where its debt begins when
+    /// the sender cannot (it crashed). See `DebtStart`.
+    var viewStarts: [(view: UInt64, start: UInt64)] = []
+    /// No view start was missed between the first recorded and the contiguous prefix
+    /// (false once gaps were abandoned: their packets, and a view's start, may be gone).
+    var viewHistoryGapless = true
+    /// Nothing recorded was trimmed: the history reaches back to `start`.
+    var viewHistoryFromStart = true
+    static let viewHistoryLimit = 16
 
     init(start: UInt64) {
         self.start = start
@@ -44,6 +55,31 @@ final class ReceiveStream {
     var isActive: Bool { contiguous < maximumSeen || stable < contiguous || !outOfOrder.isEmpty }
 
     var heldBytes: Int { cachedBytes + outOfOrderBytes }
+
+    /// The packet at the contiguous prefix's new end was numbered in `view`, which began
+    /// at `start`: one comparison per packet, an append only when the view changes.
+    @inline(__always)
+    func recordViewStart(view: UInt64, start: UInt64) {
+        if let last = viewStarts.last, last.view >= view { return }
+        if viewStarts.count == Self.viewHistoryLimit {
+            viewStarts.removeFirst()
+            viewHistoryFromStart = false
+        }
+        viewStarts.append((view, start))
+    }
+
+    /// Where the sender's messages of `view`, or of the first later view it numbered in,
+    /// begin, if this node's history can say so for certain: an exact record of that view
+    /// always can; a later view's only if the history is gapless from before `view` (or
+    /// from the sender's very first message), so no view in between went unseen.
+    func viewStart(from view: UInt64) -> (view: UInt64, start: UInt64)? {
+        guard let index = viewStarts.firstIndex(where: { $0.view >= view }) else { return nil }
+        let found = viewStarts[index]
+        if found.view == view { return found }
+        guard viewHistoryGapless else { return nil }
+        if index > 0 || (viewHistoryFromStart && start == 1 && found.start == 1) { return found }
+        return nil
+    }
 
     /// Drops cached packets now known stable.
     func learnStable(_ value: UInt64) {
@@ -70,4 +106,14 @@ final class ReceiveStream {
 struct StreamKey: Hashable {
     var sender: NodeID
     var region: RegionID
+}
+
+/// How one view of a region spread the cooperative cache: its partitions, and which of
+/// them is this node's (nil if it was in none).
+struct CacheLayout {
+    var view: UInt64
+    var partitions: [Partition]
+    var mine: Int?
+    /// Views of a region whose layouts are kept.
+    static let kept = 16
 }

@@ -10,9 +10,6 @@
 /// `idleTokenInterval` when nothing is, so a busy sender is acknowledged quickly and an
 /// idle system costs almost nothing.
 extension ProtocolNode {
-    /// How many visits without progress a gap may last after its sender left before it is
-    /// given up (nobody left in the region holds a copy).
-    static let abandonAfterRounds = 20
 
     // MARK: Timers
 
@@ -279,6 +276,12 @@ extension ProtocolNode {
             &round, region: region.id, active: round.busy, repairing: repairing,
             ringBytes: ringBytes(length: ring.count, records: token.records.count), shares: region.partitions.count + 1))
         partitionRounds[region.id] = round
+        // A region of one partition: its region ring is this leader alone, and the
+        // aggregate just made is all it would combine. Combining it now, rather than at
+        // the region round's own pace, acknowledges senders a pace interval sooner.
+        if region.regionLeader == id, region.partitions.count == 1, regionRounds[region.id]?.inProgress == false {
+            startRegionRound(region)
+        }
     }
 
     /// Round trips of tokens that went around a ring of more than one node, timed by

@@ -1,0 +1,132 @@
+/// Recovery of a departed sender's packets (sections 4.2.1 C and 4.3.8 4c): what a live
+/// caching member holds is owed to every member that stayed (sender-crash agreement).
+///
+/// A packet is cached by one partition of the view it was sent in (`caches`). Once its
+/// sender is gone, a member missing it asks the members of that partition, each in turn,
+/// rather than peers of its current view (views change as crashed members are removed,
+/// and the partitions with them). A member asked for what it does not hold says so
+/// (`notHeld`) when it is sure: it has delivered past it without a cached copy, it never
+/// had the stream, or it is missing it itself. A gap that every possible holder denied
+/// is lost with the sender and skipped, and the stream goes on. As a last resort, for
+/// peers that never answer, a gap is skipped after `skipAfterAttempts` asks, which back
+/// off so that a node cut off from the others for a while does not give up early.
+///
+/// Which view a missing packet was sent in is not known for certain: the view starts
+/// seen in the stream (its history and the packets held beyond the gap) suggest one.
+/// Without an installed layout of exactly that view, the partitions of every kept view
+/// are asked.
+extension ProtocolNode {
+    /// The last resort: asks after which a departed sender's gap is skipped, answered
+    /// or not (about 7 s of backed-off asking).
+    static let skipAfterAttempts = 32
+
+    /// The pause before asking for a gap again: `requestRetryInterval`, and after the
+    /// sender left, doubling after the eighth ask up to 16 times as long.
+    func retryInterval(attempts: Int, senderGone: Bool) -> Int64 {
+        let base = configuration.requestRetryInterval.totalNanoseconds
+        guard senderGone else { return base }
+        return base << min(max(attempts - 8, 0), 4)
+    }
+
+    /// Who could hold `sequence` of a departed sender: the live members still in the
+    /// region of its caching partition in the view it was most likely sent in (or in
+    /// each kept view, when that view's layout is not at hand), in a fixed order.
+    func possibleHolders(_ sequence: UInt64, key: StreamKey, region: RegionView, search: OrphanSearch) -> [NodeID] {
+        guard let layouts = cacheLayouts[region.id], !layouts.isEmpty else {
+            return region.members.map(\.id).filter { $0 != id && $0 != key.sender && !departed.contains($0) }
+        }
+        let likelyView = search.viewStarts.last(where: { $0.start <= sequence })?.view
+        let exact = likelyView.flatMap { view in layouts.last(where: { $0.view == view }) }
+        var holders: [NodeID] = []
+        for layout in exact.map({ [$0] }) ?? layouts {
+            let partition = layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
+            for member in partition.members where member != id && member != key.sender && !departed.contains(member)
+                && search.regionMembers.contains(member) && !holders.contains(member) {
+                holders.append(member)
+            }
+        }
+        return holders
+    }
+
+    /// Whom to ask for a departed sender's `sequence`: a possible holder that has not
+    /// denied it, in turn; once all have, any member (a copy may be elsewhere).
+    func orphanTarget(for sequence: UInt64, in stream: ReceiveStream, key: StreamKey, region: RegionView,
+                      search: OrphanSearch, attempt: Int) -> NodeID? {
+        let denied = stream.denials[sequence] ?? []
+        let untried = possibleHolders(sequence, key: key, region: region, search: search).filter { !denied.contains($0) }
+        if !untried.isEmpty { return untried[attempt % untried.count] }
+        let others = region.members.map(\.id).filter { $0 != id && $0 != key.sender && !departed.contains($0) }
+        return others.isEmpty ? nil : others[Int(random.next() % UInt64(others.count))]
+    }
+
+    /// Skips the gaps at the head of a departed sender's stream that are lost with it
+    /// (every possible holder denied them, or nobody answered `skipAfterAttempts` asks),
+    /// delivering what follows each.
+    func skipLost(_ stream: ReceiveStream, key: StreamKey, region: RegionView, search: OrphanSearch) {
+        if !stream.denials.isEmpty {
+            let contiguous = stream.contiguous
+            stream.denials = stream.denials.filter { $0.key > contiguous }
+        }
+        while let entry = stream.missing[stream.contiguous + 1] {
+            let sequence = stream.contiguous + 1
+            let denied = stream.denials[sequence] ?? []
+            let allDenied = entry.attempts > 0
+                && possibleHolders(sequence, key: key, region: region, search: search).allSatisfy(denied.contains)
+            guard allDenied || entry.attempts >= Self.skipAfterAttempts else { return }
+            stream.contiguous = sequence
+            stream.missing[sequence] = nil
+            stream.denials[sequence] = nil
+            stream.viewHistoryGapless = false
+            stream.fragments.removeAll()
+            statistics.abandonedAfterSenderLeft += 1
+            drainInOrder(stream)
+        }
+    }
+
+    /// A peer asked for packets of a sender this node also believes gone: the numbers it
+    /// is sure it cannot supply (a gap that it noticed only now may still be on its way).
+    func notHeld(_ request: RequestPacket) -> [UInt64] {
+        guard request.kind == .pull, departed.contains(request.sender) else { return [] }
+        let key = StreamKey(sender: request.sender, region: request.region)
+        guard let stream = streams[key] else {
+            // No stream: it never had any of them, unless it holds packets while it learns
+            // where its own debt begins.
+            return debtQueries[key] == nil ? request.sequences : []
+        }
+        return request.sequences.filter { sequence in
+            guard stream.cache[sequence] == nil, stream.outOfOrder[sequence] == nil else { return false }
+            if sequence <= stream.contiguous || sequence < stream.start { return true }
+            // Missing here too, for long enough that it is not merely still on its way.
+            guard let entry = stream.missing[sequence] else { return false }
+            return runningNow.nanoseconds(since: entry.since) >= 4 * configuration.requestRetryInterval.totalNanoseconds
+        }
+    }
+
+    /// A peer says it does not hold these packets of a departed sender.
+    func receiveNotHeld(_ reply: RequestPacket) {
+        guard let stream = streams[StreamKey(sender: reply.sender, region: reply.region)] else { return }
+        for sequence in reply.sequences where stream.missing[sequence] != nil {
+            stream.denials[sequence, default: []].insert(reply.requester)
+        }
+    }
+
+    /// Where the views of `stream`'s sender began, as far as this node knows: from the
+    /// packets it accepted and those it holds beyond a gap. Sorted by sequence number.
+    func knownViewStarts(_ stream: ReceiveStream) -> [(start: UInt64, view: UInt64)] {
+        var starts: [UInt64: UInt64] = [:]
+        for entry in stream.viewStarts { starts[entry.start] = entry.view }
+        for packet in stream.outOfOrder.values { starts[packet.viewStartSequence] = packet.regionView }
+        return starts.map { (start: $0.key, view: $0.value) }.sorted { $0.start < $1.start }
+    }
+}
+
+/// What a visit works out once per departed sender's stream, for all its gaps.
+struct OrphanSearch {
+    var viewStarts: [(start: UInt64, view: UInt64)]
+    var regionMembers: Set<NodeID>
+
+    init(_ node: ProtocolNode, _ stream: ReceiveStream, _ region: RegionView) {
+        viewStarts = node.knownViewStarts(stream)
+        regionMembers = Set(region.members.map(\.id))
+    }
+}

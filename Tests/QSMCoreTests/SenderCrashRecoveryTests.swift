@@ -1,0 +1,201 @@
+import Testing
+@testable import QSMProtocol
+
+/// One test per rule of recovery when a sender is gone (`SenderCrashRecovery`,
+/// `DebtStart`), on protocol nodes fed packets by hand: the swarm seeds that found each
+/// hole replay the whole story in `SwarmTests`.
+@Suite struct SenderCrashRecoveryTests {
+    static let region = RegionID(5)
+    static let group = GroupID(1)
+
+    static func entry(_ id: UInt64) -> NodeEntry {
+        NodeEntry(id: NodeID(id), address: SocketAddress(.loopback, port: UInt16(9000 + id)))
+    }
+
+    /// A view of the test region with `members`, in partitions of the given ids.
+    static func view(_ number: UInt64, members: [UInt64], partitions: [[UInt64]]) -> RegionView {
+        RegionView(id: region, viewNumber: number, hierarchy: 0, groups: [group], members: members.map(entry),
+                   partitions: partitions.map { Partition(members: $0.map(NodeID.init), leader: NodeID($0[0])) },
+                   regionLeader: NodeID(partitions[0][0]), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+    }
+
+    static func groupView(_ number: UInt64, members: [UInt64], publishers: [UInt64] = []) -> GroupView {
+        GroupView(id: group, name: GroupName("g")!, viewNumber: number, members: members.map(NodeID.init), mappingVersion: number,
+                  regions: [RegionReference(id: region, viewNumber: number, address: nil)], hybridAddress: nil,
+                  publishers: publishers.map(NodeID.init))
+    }
+
+    static func data(from sender: UInt64, view: UInt64, viewStart: UInt64, sequence: UInt64,
+                     retransmitted: Bool = false) -> [UInt8] {
+        ProtocolPacket.data(DataPacket(sender: NodeID(sender), region: region, regionView: view, viewStartSequence: viewStart,
+                                       sequence: sequence, group: group, groupView: view, groupSequence: sequence,
+                                       fragmentIndex: 0, fragmentCount: 1, publishedAt: 0, payload: [UInt8(sequence)]),
+                            retransmitted: retransmitted).encoded()
+    }
+
+    static func node(_ id: UInt64) throws -> ProtocolNode {
+        try ProtocolNode(id: NodeID(id), configuration: ProtocolConfiguration(), seed: id)
+    }
+
+    /// Every datagram the node has to send now, decoded, with where it goes.
+    static func drain(_ node: ProtocolNode, now: Instant) throws -> [(ProtocolDestination, ProtocolPacket)] {
+        var out: [(ProtocolDestination, ProtocolPacket)] = []
+        while let datagram = node.nextDatagram(now: now) {
+            out.append((datagram.destination, try datagram.bytes.withUnsafeBytes { try ProtocolPacket(decoding: $0) }))
+        }
+        return out
+    }
+
+    static func ms(_ value: Int64) -> Instant { Instant(nanoseconds: value * 1_000_000) }
+
+    /// A member keeps where each of a sender's views began, and answers a new member's
+    /// query for a sender that crashed: exactly for a view it saw begin, and for an
+    /// earlier view only when its history shows no view in between went unseen.
+    @Test func aPeerAnswersWhereACrashedSendersViewBegan() throws {
+        let peer = try Self.node(1)
+        peer.installMembership(regions: [Self.view(1, members: [1, 3], partitions: [[1, 3]])], groups: [], now: Self.ms(1))
+        peer.installMembership(regions: [Self.view(2, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [], now: Self.ms(2))
+        for sequence: UInt64 in 1...3 { peer.receive(Self.data(from: 3, view: 1, viewStart: 1, sequence: sequence), now: Self.ms(3)) }
+        for sequence: UInt64 in 4...5 { peer.receive(Self.data(from: 3, view: 2, viewStart: 4, sequence: sequence), now: Self.ms(3)) }
+        _ = try Self.drain(peer, now: Self.ms(3))
+        func ask(view: UInt64) throws -> SenderStatusPacket? {
+            let query = ProtocolPacket.viewStartQuery(ViewStartQueryPacket(sender: NodeID(3), region: Self.region,
+                                                                           requester: NodeID(2), view: view)).encoded()
+            peer.receive(query, now: Self.ms(4))
+            for (destination, packet) in try Self.drain(peer, now: Self.ms(4)) {
+                if case .viewStart(let answer) = packet, destination == .node(NodeID(2)) { return answer }
+            }
+            return nil
+        }
+        let exact = try #require(try ask(view: 2))
+        #expect(exact.sender == NodeID(3) && exact.regionView == 2 && exact.viewStartSequence == 4 && exact.maximumSequence == 5)
+        // View 3 has not begun as far as the peer knows: no answer (guessing "after 5"
+        // would be wrong while the sender still numbers in view 2).
+        #expect(try ask(view: 3) == nil)
+    }
+
+    /// A member that never got a single packet of a sender that then crashed (it was not
+    /// yet listening) learns of the stream from a token, asks a peer where its debt
+    /// begins, and then fetches it from the caching peer: it is owed what the sender
+    /// sent in its views, and a live member holds it.
+    @Test func aMemberThatMissedEveryPacketOfACrashedSenderStillGetsThem() throws {
+        let late = try Self.node(2)
+        late.installMembership(regions: [Self.view(2, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(2, members: [1, 2, 3])], now: Self.ms(1))
+        // Sender 3 crashes: the next view leaves it out.
+        late.installMembership(regions: [Self.view(3, members: [1, 2], partitions: [[1, 2]])],
+                               groups: [Self.groupView(3, members: [1, 2])], now: Self.ms(2))
+        #expect(late.departed.contains(NodeID(3)))
+        // A token reports sender 3's messages up to 6: no stream here, so a query goes
+        // to the only peer (the sender is gone).
+        late.learnAndRecover(from: [TokenRecord(sender: NodeID(3), contiguous: 0, maximumSeen: 6, stable: 0, coverage: 1)],
+                             in: late.regions[Self.region]!)
+        let queries = try Self.drain(late, now: Self.ms(3)).compactMap { destination, packet -> NodeID? in
+            if case .viewStartQuery(let query) = packet, case .node(let target) = destination, query.sender == NodeID(3) { return target }
+            return nil
+        }
+        #expect(queries == [NodeID(1)])
+        // The peer's answer: view 2 began at 4.
+        late.receive(ProtocolPacket.viewStart(SenderStatusPacket(sender: NodeID(3), region: Self.region, regionView: 2,
+                                                                 viewStartSequence: 4, maximumSequence: 6)).encoded(),
+                     now: Self.ms(4))
+        let stream = try #require(late.streams[StreamKey(sender: NodeID(3), region: Self.region)])
+        #expect(stream.start == 4 && stream.maximumSeen == 6 && stream.missing.count == 3)
+        // The copies come from the peer, as retransmissions, and are delivered.
+        for sequence: UInt64 in 4...6 {
+            late.receive(Self.data(from: 3, view: 2, viewStart: 4, sequence: sequence, retransmitted: true), now: Self.ms(5))
+        }
+        var delivered: [UInt64] = []
+        while let delivery = late.takeDelivery() { delivered.append(delivery.groupSequence) }
+        #expect(delivered == [4, 5, 6])
+    }
+
+    /// A gap of a departed sender is sought from the caching partition of the view it
+    /// was sent in, each possible holder in turn; once every one of them said it does not
+    /// hold it, the gap is skipped and what follows is delivered.
+    @Test func aGapEveryPossibleHolderDeniesIsSkipped() throws {
+        let node = try Self.node(1)
+        // View 1: partitions {1, 2} and {3, 4}; sender 5 publishes from outside.
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3, 4], partitions: [[1, 2], [3, 4]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3, 4], publishers: [5])], now: Self.ms(1))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 1), now: Self.ms(2))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 3), now: Self.ms(2))
+        // The sender crashes: it is gone from the publishers (it never was a member).
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3, 4], partitions: [[1, 2], [3, 4]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3, 4], publishers: [])], now: Self.ms(3))
+        #expect(node.departed.contains(NodeID(5)))
+        let region = node.regions[Self.region]!
+        // Sequence 2 is cached by partition 2 % 2 = 0, {1, 2}: node 2 is the one to ask.
+        var asked: [NodeID] = []
+        var time: Int64 = 100
+        for _ in 0..<3 {
+            node.learnAndRecover(from: [], in: region)
+            for (destination, packet) in try Self.drain(node, now: Self.ms(time)) {
+                if case .request(let request) = packet, request.sequences.contains(2), case .node(let target) = destination {
+                    asked.append(target)
+                    #expect(request.kind == .pull)
+                }
+            }
+            time += 1_000
+            node.enter(Self.ms(time))
+        }
+        #expect(asked.first == NodeID(2))
+        #expect(node.takeDelivery()?.groupSequence == 1)
+        #expect(node.takeDelivery() == nil)
+        // Node 2 says it does not hold it: the gap is lost with the sender.
+        node.receive(ProtocolPacket.request(RequestPacket(kind: .notHeld, sender: NodeID(5), region: Self.region,
+                                                          requester: NodeID(2), sequences: [2])).encoded(), now: Self.ms(time))
+        node.learnAndRecover(from: [], in: region)
+        #expect(node.takeDelivery()?.groupSequence == 3)
+        #expect(node.statistics.abandonedAfterSenderLeft == 1)
+    }
+
+    /// Asked for a departed sender's packets it does not hold, a member says so when it is
+    /// sure (it delivered past them without a cached copy); what it holds it sends.
+    @Test func aMemberSaysWhatItDoesNotHold() throws {
+        let node = try Self.node(2)
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3, 4], partitions: [[1, 2], [3, 4]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3, 4], publishers: [5])], now: Self.ms(1))
+        // Node 2 is in partition 0: it caches even sequence numbers only.
+        for sequence: UInt64 in 1...4 { node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: sequence), now: Self.ms(2)) }
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3, 4], partitions: [[1, 2], [3, 4]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3, 4], publishers: [])], now: Self.ms(3))
+        _ = try Self.drain(node, now: Self.ms(3))
+        node.receive(ProtocolPacket.request(RequestPacket(kind: .pull, sender: NodeID(5), region: Self.region,
+                                                          requester: NodeID(1), sequences: [2, 3])).encoded(), now: Self.ms(4))
+        var resent: [UInt64] = []
+        var denied: [UInt64] = []
+        for (destination, packet) in try Self.drain(node, now: Self.ms(4)) {
+            #expect(destination == .node(NodeID(1)))
+            switch packet {
+            case .data(let data, true): resent.append(data.sequence)
+            case .request(let reply) where reply.kind == .notHeld: denied += reply.sequences
+            default: break
+            }
+        }
+        #expect(resent == [2])
+        #expect(denied == [3])
+    }
+
+    /// A stream started from a sender's status (everything up to its maximum was sent
+    /// before this node joined) moves its start when a later number turns out to be of
+    /// the old view too: the sender had not learned the new view yet. Before, the node
+    /// waited forever for a packet that was never owed to it.
+    @Test func anOldViewPacketPastTheStartMovesTheStart() throws {
+        let node = try Self.node(2)
+        node.installMembership(regions: [Self.view(3, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [], now: Self.ms(1))
+        // Sender 3's status of view 2 (before node 2 joined): it has numbered up to 45.
+        node.receive(ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(3), region: Self.region, regionView: 2,
+                                                                    viewStartSequence: 1, maximumSequence: 45)).encoded(),
+                     now: Self.ms(2))
+        let stream = try #require(node.streams[StreamKey(sender: NodeID(3), region: Self.region)])
+        #expect(stream.start == 46)
+        // View 3 starts at 47: 46 went out in view 2 (and 47 arrives first).
+        node.receive(Self.data(from: 3, view: 3, viewStart: 47, sequence: 47), now: Self.ms(3))
+        #expect(node.takeDelivery() == nil)
+        node.receive(Self.data(from: 3, view: 2, viewStart: 1, sequence: 46, retransmitted: true), now: Self.ms(4))
+        #expect(stream.start == 47)
+        #expect(node.takeDelivery()?.groupSequence == 47)
+        #expect(node.statistics.notOwedDropped == 1)
+    }
+}
