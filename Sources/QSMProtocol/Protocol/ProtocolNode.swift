@@ -16,76 +16,79 @@ public final class ProtocolNode {
     public let configuration: ProtocolConfiguration
     public internal(set) var statistics = ProtocolStatistics()
 
-    var random: SplitMix64
-    var now = Instant.zero
+    // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
+    // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
+    // receiver's CPU (perf, `qsm-bench run`).
+    @exclusivity(unchecked) var random: SplitMix64
+    @exclusivity(unchecked) var now = Instant.zero
     /// The clock of recovery's grace periods and retries: it follows `now`, except that
     /// a pause between two events (the process frozen or descheduled) counts for at most
     /// `pauseAllowance`. What arrived during a pause is still unread in the sockets, and
     /// asking for it again the moment the node runs would only duplicate it.
-    var runningNow = Instant.zero
+    @exclusivity(unchecked) var runningNow = Instant.zero
     // Membership.
-    var regions: [RegionID: RegionView] = [:]
-    var groups: [GroupID: GroupView] = [:]
-    var joinedView: [RegionID: UInt64] = [:]
-    var foundingMember: Set<RegionID> = []
+    @exclusivity(unchecked) var regions: [RegionID: RegionView] = [:]
+    @exclusivity(unchecked) var groups: [GroupID: GroupView] = [:]
+    @exclusivity(unchecked) var joinedView: [RegionID: UInt64] = [:]
+    @exclusivity(unchecked) var foundingMember: Set<RegionID> = []
     // Receiving.
-    var streams: [StreamKey: ReceiveStream] = [:]
-    var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
-    var deliveries: [ProtocolDelivery] = []
-    var deliveryCursor = 0
+    @exclusivity(unchecked) var streams: [StreamKey: ReceiveStream] = [:]
+    @exclusivity(unchecked) var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
+    @exclusivity(unchecked) var deliveries: [ProtocolDelivery] = []
+    @exclusivity(unchecked) var deliveryCursor = 0
     /// Per sender and group, the last sequence number delivered.
-    var lastDelivered: [DeliveryKey: UInt64] = [:]
+    @exclusivity(unchecked) var lastDelivered: [DeliveryKey: UInt64] = [:]
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
-    var debtQueries: [StreamKey: DebtQuery] = [:]
-    var heldForDebt = 0
+    @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
+    @exclusivity(unchecked) var heldForDebt = 0
     // Sending.
-    var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
-    var regionSend: [RegionID: RegionSendState] = [:]
+    @exclusivity(unchecked) var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
+    @exclusivity(unchecked) var regionSend: [RegionID: RegionSendState] = [:]
     /// Per group: what publishing needs. Kept when a group leaves the views, so that its
     /// sequence numbers continue if it comes back.
-    var publishTargets: [GroupID: PublishTarget] = [:]
-    var nextMessageID: UInt64 = 1
-    var unacknowledgedMessages = 0
-    var unacknowledgedBytes = 0
-    var lastDataSentAt = Instant.zero
+    @exclusivity(unchecked) var publishTargets: [GroupID: PublishTarget] = [:]
+    @exclusivity(unchecked) var nextMessageID: UInt64 = 1
+    @exclusivity(unchecked) var unacknowledgedMessages = 0
+    @exclusivity(unchecked) var unacknowledgedBytes = 0
+    @exclusivity(unchecked) var lastDataSentAt = Instant.zero
     /// New data packets, and their payload bytes, received per region (pace token rounds).
-    var arrivals: [RegionID: Arrivals] = [:]
+    @exclusivity(unchecked) var arrivals: [RegionID: Arrivals] = [:]
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
-    var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
+    @exclusivity(unchecked) var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
     /// The caching layouts of the latest views of each region this node installed
     /// (oldest first): a packet is cached by the partitions of the view it was sent in,
     /// and a crashed sender's packets are sought there.
-    var cacheLayouts: [RegionID: [CacheLayout]] = [:]
-    var nextSenderStatusAt = Instant.zero
+    @exclusivity(unchecked) var cacheLayouts: [RegionID: [CacheLayout]] = [:]
+    @exclusivity(unchecked) var nextSenderStatusAt = Instant.zero
     /// Statuses sent since the last new data (they are spaced further apart each time).
-    var senderStatusRepeats = 0
+    @exclusivity(unchecked) var senderStatusRepeats = 0
     // Output, pulled by the link.
-    var control = RingBuffer<ControlItem>(initialCapacity: 16)
+    @exclusivity(unchecked) var control = RingBuffer<ControlItem>(initialCapacity: 16)
     /// The remaining parts of a token too large for one datagram, sent before anything else.
-    var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
+    @exclusivity(unchecked) var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
     /// Tokens arriving in parts, per ring, until every part is in.
-    var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
+    @exclusivity(unchecked) var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
     /// The remaining region headers of a hybrid transmission too large for one datagram.
-    var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
+    @exclusivity(unchecked) var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
     /// Messages whose every region acknowledged them (or that needed no region), not
     /// yet taken by the driver: what flow control gives back.
-    var releasedMessages = 0
-    var releasedBytes = 0
-    var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    @exclusivity(unchecked) var releasedMessages = 0
+    @exclusivity(unchecked) var releasedBytes = 0
+    @exclusivity(unchecked) var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
     // Tokens.
-    var partitionRounds: [RegionID: LeaderRound] = [:]
-    var regionRounds: [RegionID: LeaderRound] = [:]
+    @exclusivity(unchecked) var partitionRounds: [RegionID: LeaderRound] = [:]
+    @exclusivity(unchecked) var regionRounds: [RegionID: LeaderRound] = [:]
     /// Each led partition's last completed round, and whether each record covered all.
-    var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
+    @exclusivity(unchecked) var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
     /// Nodes that left a view of one of this node's regions (crashed, or moved away).
-    var departed: Set<NodeID> = []
+    @exclusivity(unchecked) var departed: Set<NodeID> = []
     /// Regions whose token visit left missing tails for the next `inputCaughtUp(now:)`.
-    var tailsAwaitingInput: Set<RegionID> = []
-    var outOfOrderTotal = 0
-    var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
+    @exclusivity(unchecked) var tailsAwaitingInput: Set<RegionID> = []
+    @exclusivity(unchecked) var outOfOrderTotal = 0
+    @exclusivity(unchecked) var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
     /// What this node, as region leader, last acknowledged per sender.
-    var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
+    @exclusivity(unchecked) var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
 
     enum ControlItem {
         /// `contribute`: add this node's state as the token leaves (members do; a leader
