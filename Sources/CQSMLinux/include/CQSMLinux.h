@@ -1,4 +1,5 @@
-// The one C target: Linux calls that Swift's Glibc module does not export.
+// The one C target: Linux calls that Swift's Glibc module does not export, and the
+// CPU's SHA instructions (sha256_x86.c).
 //
 // Swift cannot see `struct mmsghdr`, `recvmmsg` or `sendmmsg` (they need _GNU_SOURCE,
 // which a header cannot turn on for the already-built Glibc module), nor the epoll and
@@ -7,6 +8,7 @@
 #ifndef CQSM_LINUX_H
 #define CQSM_LINUX_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -77,6 +79,12 @@ int cqsm_exit_with_parent(void);
 void cqsm_set_thread_name(const char *name);
 /// The kernel thread id of the caller.
 int64_t cqsm_gettid(void);
+
+/// 1 if this CPU has the SHA extensions (and the SSSE3/SSE4.1 they are used with).
+int cqsm_cpu_has_sha_extensions(void);
+/// Compresses `blocks` 64-byte blocks at `data` into the SHA-256 state `state` (eight
+/// words, FIPS 180-4 order) with the SHA extensions. Only when the check above says 1.
+void cqsm_sha256_blocks_sha_extensions(uint32_t *state, const uint8_t *data, size_t blocks);
 
 #ifdef __cplusplus
 }

@@ -51,6 +51,7 @@ public struct QSMNodeConfiguration: Sendable {
         machine.protocolConfiguration = protocolConfiguration
         machine.heartbeatInterval = heartbeatInterval
         machine.clusterSecret = clusterSecret
+        machine.sha256BlockFunction = HardwareSHA256.blockFunction
         machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity
         machine.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages, bytes: protocolConfiguration.windowBytes)
         machine.seed = id.value

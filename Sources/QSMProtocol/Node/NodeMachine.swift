@@ -49,7 +49,9 @@ public final class NodeMachine {
     public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
-        authenticator = configuration.clusterSecret.map { PacketAuthenticator(secret: $0) }
+        authenticator = configuration.clusterSecret.map {
+            PacketAuthenticator(secret: $0, blockFunction: configuration.sha256BlockFunction)
+        }
         tagBytes = configuration.tagBytes
         flowControl = configuration.flowControl
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,

@@ -13,6 +13,9 @@ public struct NodeMachineConfiguration: Sendable {
     /// When set, every datagram carries an HMAC-SHA256 tag and datagrams without a valid
     /// one are dropped and counted. At least 16 bytes.
     public var clusterSecret: [UInt8]?
+    /// Compresses SHA-256 blocks in hardware for the tags (the driver's choice: this
+    /// target cannot detect the CPU); nil for the portable code.
+    public var sha256BlockFunction: SHA256.BlockFunction?
     /// The largest datagram the machine writes, authentication tag included: the size
     /// of the buffer the driver offers, and what its network carries. The protocol's
     /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set

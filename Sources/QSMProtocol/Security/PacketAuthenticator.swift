@@ -8,14 +8,17 @@ public struct PacketAuthenticator: Sendable {
     private let inner: SHA256
     private let outer: SHA256
 
-    /// - Parameter secret: the cluster secret; at least 16 bytes (longer than a block is
-    ///   hashed first, as HMAC specifies).
-    public init(secret: [UInt8]) {
-        var key = secret.count > SHA256.blockBytes ? SHA256.hash(secret) : secret
+    /// - Parameters:
+    ///   - secret: the cluster secret; at least 16 bytes (longer than a block is hashed
+    ///     first, as HMAC specifies).
+    ///   - blockFunction: SHA-256 block compression in hardware, or nil for the portable
+    ///     code (see `SHA256.BlockFunction`).
+    public init(secret: [UInt8], blockFunction: SHA256.BlockFunction? = nil) {
+        var key = secret.count > SHA256.blockBytes ? SHA256.hash(secret, blockFunction: blockFunction) : secret
         key += [UInt8](repeating: 0, count: SHA256.blockBytes - key.count)
-        var inner = SHA256()
+        var inner = SHA256(blockFunction: blockFunction)
         inner.update(key.map { $0 ^ 0x36 })
-        var outer = SHA256()
+        var outer = SHA256(blockFunction: blockFunction)
         outer.update(key.map { $0 ^ 0x5c })
         self.inner = inner
         self.outer = outer

@@ -1,9 +1,21 @@
 /// SHA-256 (FIPS 180-4), written from the specification because the design card allows
 /// no packages. Streaming, no allocation after creation; checked against the standard's
 /// test vectors in the test suite.
+///
+/// This target is pure, so it cannot reach the CPU's SHA instructions itself: a driver
+/// that can (QSMCore) passes a `BlockFunction` that compresses whole blocks in hardware,
+/// and the Swift compression here is the fallback and the reference it is tested against.
 public struct SHA256: Sendable {
     public static let digestBytes = 32
     public static let blockBytes = 64
+
+    /// Compresses `count` 64-byte blocks at `data` into the eight state words at `state`
+    /// (FIPS 180-4 word order): the shape of a C function, so a hardware implementation
+    /// costs one indirect call per run of blocks, with no closure or existential.
+    public typealias BlockFunction = @convention(c) (UnsafeMutablePointer<UInt32>?, UnsafePointer<UInt8>?, Int) -> Void
+
+    /// The hardware block function, or nil for the portable one.
+    public let blockFunction: BlockFunction?
 
     private static let roundConstants: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -23,7 +35,9 @@ public struct SHA256: Sendable {
     private var pendingCount = 0
     private var totalBytes: UInt64 = 0
 
-    public init() {}
+    /// - Parameter blockFunction: compresses whole blocks (in hardware); nil for the
+    ///   portable Swift code.
+    public init(blockFunction: BlockFunction? = nil) { self.blockFunction = blockFunction }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         totalBytes &+= UInt64(bytes.count)
@@ -42,9 +56,10 @@ public struct SHA256: Sendable {
                 pendingCount = 0
             }
         }
-        while bytes.count - offset >= 64 {
-            compress(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 64)]))
-            offset += 64
+        let wholeBlocks = (bytes.count - offset) / 64
+        if wholeBlocks > 0 {
+            compress(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 64 * wholeBlocks)]))
+            offset += 64 * wholeBlocks
         }
         let start = pendingCount
         withUnsafeMutableBytes(of: &pending) { block in
@@ -79,13 +94,29 @@ public struct SHA256: Sendable {
     }
 
     /// The hash of `bytes` in one call.
-    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
-        var hasher = SHA256()
+    public static func hash(_ bytes: [UInt8], blockFunction: BlockFunction? = nil) -> [UInt8] {
+        var hasher = SHA256(blockFunction: blockFunction)
         hasher.update(bytes)
         return hasher.finalize()
     }
 
-    private mutating func compress(_ block: UnsafeRawBufferPointer) {
+    /// Compresses `blocks` (a whole number of 64-byte blocks).
+    private mutating func compress(_ blocks: UnsafeRawBufferPointer) {
+        if let blockFunction {
+            withUnsafeMutableBytes(of: &state) { words in
+                blockFunction(words.baseAddress!.assumingMemoryBound(to: UInt32.self),
+                              blocks.baseAddress!.assumingMemoryBound(to: UInt8.self), blocks.count / 64)
+            }
+            return
+        }
+        var offset = 0
+        while offset < blocks.count {
+            compressPortably(UnsafeRawBufferPointer(rebasing: blocks[offset..<(offset + 64)]))
+            offset += 64
+        }
+    }
+
+    private mutating func compressPortably(_ block: UnsafeRawBufferPointer) {
         var w: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,
                 UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,
                 UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,

@@ -1,3 +1,5 @@
+import QSMCore
+
 /// The table a person reads after a run.
 enum RunTable {
     static func describe(_ options: RunOptions) -> String {
@@ -8,7 +10,7 @@ enum RunTable {
             + (options.rate > 0 ? "\(formatRate(options.rate)) msg/s per sender" : "as fast as flow control allows")
             + (options.perturbation == .none ? "" : ", perturbation: \(options.perturbation.rawValue)")
             + (options.perturbation.isNetworkFault && options.faultAtAllReceivers ? " at every receiver" : "")
-            + (options.secret == nil ? "" : ", packets authenticated (HMAC-SHA256)")
+            + (options.secret == nil ? "" : ", packets authenticated (HMAC-SHA256, \(HardwareSHA256.implementation))")
             + (options.hosts ? ", every process on a namespaced host of its own" : ", on loopback")
     }
 
@@ -75,7 +77,9 @@ enum RunJSON {
             ("senders", "\(options.senders)"), ("receivers", "\(options.receivers)"), ("groups", "\(options.groups)"),
             ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
             ("perturbation", string(options.perturbation.rawValue)),
-            ("authenticated", "\(options.secret != nil)"), ("hosts", "\(options.hosts)"),
+            ("authenticated", "\(options.secret != nil)"),
+            ("mac_implementation", options.secret == nil ? "null" : string(HardwareSHA256.implementation)),
+            ("hosts", "\(options.hosts)"),
             ("fault_at_all", "\(options.faultAtAllReceivers)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
             ("lost", "\(report.lost)"), ("died_with_sender", "\(report.diedWithSender)"),
