@@ -15,6 +15,8 @@ extension Simulator {
         // server's random incarnation does).
         var incarnations = SplitMix64(seed: seed ^ UInt64(gmsIncarnation) &* 0x9E37_79B9_7F4A_7C15)
         configuration.incarnation = max(1, UInt32(truncatingIfNeeded: incarnations.next()))
+        configuration.clusterSecret = clusterSecret
+        configuration.entropy = (0..<4).flatMap { _ in withUnsafeBytes(of: incarnations.next()) { Array($0) } }
         do throws(ConfigurationError) {
             service = try MembershipService(configuration: configuration)
         } catch {

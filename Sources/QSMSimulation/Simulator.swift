@@ -140,6 +140,8 @@ public final class Simulator {
     var leftGroups: [Int: Set<GroupName>] = [:]
     /// Publications refused after the node left their group.
     var publishesRefused = 0
+    /// The cluster's secret when the scenario authenticates: the nodes' and the GMS's.
+    var clusterSecret: [UInt8]?
     static let inboxLimitBytes = 4 << 20
     /// What reading and handling one queued data packet costs a thawed node: a backlog
     /// takes time to work through, as in the engine, and meanwhile tokens report packets
@@ -154,9 +156,13 @@ public final class Simulator {
         checker = InvariantChecker(nodes: scenario.nodes)
         var secretRandom = SplitMix64(seed: seed ^ 0x5EC2E7)
         let secret = (0..<4).flatMap { _ in withUnsafeBytes(of: secretRandom.next()) { Array($0) } }
+        clusterSecret = scenario.authenticated ? secret : nil
         for index in 0..<scenario.nodes {
             var configuration = scenario.machineConfiguration(node: index, secret: secret)
             configuration.seed = seed
+            // The handshake's nonces, from the seed (reproducible, as everything here).
+            var entropy = SplitMix64(seed: seed ^ 0xE7_0000 ^ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+            configuration.entropy = (0..<4).flatMap { _ in withUnsafeBytes(of: entropy.next()) { Array($0) } }
             let machine = try NodeMachine(configuration: configuration)
             let spread = Int64(scenario.latencySpreadMicroseconds * 1000 * uniform())
             let gms = scenario.gmsLatencyMicroseconds

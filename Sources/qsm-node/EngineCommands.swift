@@ -73,6 +73,11 @@ struct NodeFlags {
 func waitForRegistration(_ node: QSMNode, timeoutSeconds: Double, command: String) async {
     let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeoutSeconds * 1e9))
     while !node.isRegistered {
+        if let problem = node.authenticationProblem {
+            writeToStandardError("qsm-node \(command): the GMS at \(node.configuration.gms) and this node do not authenticate each other: \(problem)")
+            node.stop()
+            exit(1)
+        }
         if MonotonicClock.now() >= deadline {
             let reason = node.lastConnectionProblem ?? "no answer"
             writeToStandardError("qsm-node \(command): could not register with the GMS at \(node.configuration.gms) within \(Int(timeoutSeconds)) s: \(reason)")

@@ -32,6 +32,11 @@ enum GMSCommand {
           --max-nodes N                  (default 10000)
           --max-groups N                 (default 100000)
           --max-groups-per-node N        (default 10000)
+          --secret-file PATH             the cluster secret (the same file as every
+                                         node's): each connection must prove it has the
+                                         secret before it can register, and every frame
+                                         after that carries a MAC; without it the GMS
+                                         authenticates nothing
           --stats-seconds S              print statistics every S seconds, 0 = never
                                          (default 10)
           -h, --help                     show this help
@@ -46,7 +51,7 @@ enum GMSCommand {
             flags = try CommandLineFlags(arguments, valued: [
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
-                "--stats-seconds",
+                "--stats-seconds", "--secret-file",
             ], switches: ["-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
@@ -76,7 +81,12 @@ enum GMSCommand {
             configuration.maximumGroups = try flags.integer("--max-groups", in: 1...100_000_000, default: 100_000)
             configuration.maximumGroupsPerNode = try flags.integer("--max-groups-per-node", in: 1...10_000_000, default: 10_000)
             statsSeconds = try flags.integer("--stats-seconds", in: 0...86_400, default: 10)
+            if let path = try flags.value("--secret-file") {
+                configuration.clusterSecret = try NodeFlags.readSecret(path)
+                configuration.entropy = [UInt8](repeating: 0, count: 32)  // for validation; the server draws its own
+            }
             try configuration.validate()
+            configuration.entropy = []
         } catch {
             fail(error.message, command: "gms")
         }
@@ -84,6 +94,7 @@ enum GMSCommand {
         do {
             let core = try EventCore()
             let server = try GMSServer(configuration: configuration, listeningOn: listen, core: core)
+            server.onRefusal = { writeToStandardError("qsm-node gms: refused connection \($0)") }
             _ = try StopOnSignal(core: core) { core in
                 writeToStandardError("qsm-node gms: stopping")
                 core.handle.stop()
@@ -118,7 +129,8 @@ private final class StatisticsPrinter: AlarmHandler {
             + "updates=\(s.updatesSent) registrations=\(s.registrations) leaves=\(s.cleanLeaves) "
             + "failures(disconnect=\(s.disconnectFailures) heartbeat=\(s.heartbeatFailures)) "
             + "rejected=\(s.rejectedRequests) malformed=\(s.malformedFrames) oversized=\(server.oversizedFrames) "
-            + "slow=\(server.slowClientsDisconnected) duplicates=\(s.duplicateRegistrations)")
+            + "slow=\(server.slowClientsDisconnected) duplicates=\(s.duplicateRegistrations) "
+            + "unauthenticated=\(s.authenticationFailures)")
         core.scheduleAlarm(at: deadline.advanced(by: interval), handler: self)
     }
 }

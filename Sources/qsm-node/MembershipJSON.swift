@@ -14,6 +14,8 @@ enum MembershipJSON {
             return #"{"event":"disconnected"}"#
         case .connectionFailed(let reason):
             return #"{"event":"connection_failed","reason":\#(quoted(reason)),"retrying":true}"#
+        case .authenticationFailed(let reason):
+            return #"{"event":"authentication_failed","reason":\#(quoted(reason))}"#
         case .regionView(let region):
             let partition = region.partition(of: node)
             return #"{"event":"region","id":\#(region.id.value),"view":\#(region.viewNumber),"hierarchy":\#(region.hierarchy),"#

@@ -135,6 +135,7 @@ import Testing
         let secret = [UInt8](repeating: 42, count: 32)
         var configuration = NodeMachineConfiguration(id: NodeID(2), address: SocketAddress(.loopback, port: 6))
         configuration.clusterSecret = secret
+        configuration.entropy = [UInt8](repeating: 3, count: 32)
         let machine = try NodeMachine(configuration: configuration)
         let authenticator = PacketAuthenticator(secret: secret)
         let packet = ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(9), region: RegionID(1), regionView: 1,

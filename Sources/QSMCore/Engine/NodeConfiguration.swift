@@ -52,6 +52,10 @@ public struct QSMNodeConfiguration: Sendable {
         machine.heartbeatInterval = heartbeatInterval
         machine.clusterSecret = clusterSecret
         machine.sha256BlockFunction = HardwareSHA256.blockFunction
+        if clusterSecret != nil {
+            var generator = SystemRandomNumberGenerator()
+            machine.entropy = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
         machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity
         machine.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages, bytes: protocolConfiguration.windowBytes)
         machine.seed = id.value

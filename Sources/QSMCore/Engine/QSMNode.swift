@@ -51,6 +51,7 @@ public final class QSMNode: Sendable {
         var views: [GroupName: GroupView] = [:]
         var registered = false
         var lastConnectionProblem: String?
+        var authenticationProblem: String?
         var viewWaiters: [(group: GroupName, members: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
@@ -132,6 +133,9 @@ public final class QSMNode: Sendable {
 
     /// Why the last attempt to reach the GMS failed, if one did.
     public var lastConnectionProblem: String? { state.withLock { $0.lastConnectionProblem } }
+    /// Why the GMS connection last failed to authenticate (the node and the GMS do not
+    /// share a cluster secret), if it did: retrying does not fix this.
+    public var authenticationProblem: String? { state.withLock { $0.authenticationProblem } }
 
     /// How many members this node's current view of `group` has; nil before it has one.
     public func memberCount(of group: GroupName) -> Int? { state.withLock { $0.views[group]?.members.count } }
@@ -347,9 +351,14 @@ public final class QSMNode: Sendable {
                 switch event {
                 case .groupView(let view): state.views[view.name] = view
                 case .groupRemoved(_, let name): state.views[name] = nil
-                case .registered: state.registered = true
+                case .registered:
+                    state.registered = true
+                    state.authenticationProblem = nil
                 case .excluded, .disconnected: state.registered = false
                 case .connectionFailed(let reason): state.lastConnectionProblem = reason
+                case .authenticationFailed(let reason):
+                    state.lastConnectionProblem = reason
+                    state.authenticationProblem = reason
                 default: break
                 }
                 var ready: [CheckedContinuation<Void, Never>] = []

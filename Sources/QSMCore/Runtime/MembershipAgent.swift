@@ -82,6 +82,12 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
 
     public func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
         guard connection === self.connection else { return }
+        if let reason = frame.withUnsafeBytes({ GMSChannel.refusalReason($0) }) {
+            // A GMS with a cluster secret refuses this agent, which has none.
+            lastConnectionProblem = reason
+            onEvents([.authenticationFailed(reason: "the GMS refused this node: \(reason)")], self)
+            return
+        }
         frame.withUnsafeBytes { client.frameReceived($0, now: core.now) }
         pump()
     }

@@ -29,6 +29,10 @@ public struct MembershipServiceStatistics: Sendable, Equatable {
     public var rejectedRequests = 0
     public var duplicateRegistrations = 0
     public var idleConnectionsClosed = 0
+    /// Connections refused because they did not authenticate with the cluster secret
+    /// (no handshake, a wrong proof, a bad frame tag, or a handshake at a GMS without a
+    /// secret). Nothing they said reached the membership state.
+    public var authenticationFailures = 0
 }
 
 /// QSM's centralized Global Membership Service (section 4.2.1 A) as a state machine with
@@ -57,7 +61,14 @@ public final class MembershipService {
     private struct Connection {
         var node: NodeID?
         var openedAt: Instant
+        /// With a cluster secret: the connection's authentication (see `GMSChannel`).
+        var channel: GMSChannel?
+        /// Failed to authenticate: closing; nothing more it sends is read.
+        var refused = false
     }
+    private var nonces: NonceSource?
+    /// Why connections were refused, oldest first (bounded), for the runtime to log.
+    private var refusals: [String] = []
 
     private struct NodeRecord {
         var address: SocketAddress
@@ -83,6 +94,7 @@ public final class MembershipService {
         try configuration.validate()
         self.configuration = configuration
         views = MembershipViews(configuration: configuration)
+        if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         heartbeatTimeoutNanoseconds = configuration.heartbeatTimeout.totalNanoseconds
         batchIntervalNanoseconds = configuration.batchInterval.totalNanoseconds
     }
@@ -111,7 +123,17 @@ public final class MembershipService {
     // MARK: Transport events
 
     public func connectionOpened(_ connection: ConnectionID, now: Instant) {
-        connections[connection] = Connection(node: nil, openedAt: now)
+        var channel: GMSChannel?
+        if let secret = configuration.clusterSecret, nonces != nil {
+            channel = GMSChannel(role: .server, secret: secret, nonce: nonces!.next(), blockFunction: configuration.sha256BlockFunction)
+        }
+        connections[connection] = Connection(node: nil, openedAt: now, channel: channel)
+    }
+
+    /// Why connections were refused since the last call (for the runtime's log).
+    public func takeRefusals() -> [String] {
+        defer { refusals.removeAll() }
+        return refusals
     }
 
     /// A connection ended. A node that did not say goodbye has failed.
@@ -125,7 +147,47 @@ public final class MembershipService {
 
     /// One frame's payload arrived on `connection`.
     public func frameReceived(_ frame: UnsafeRawBufferPointer, on connection: ConnectionID, now: Instant) {
-        guard connections[connection] != nil else { return }
+        guard let state = connections[connection], !state.refused else { return }
+        guard var channel = state.channel else {
+            if GMSChannel.isHandshake(frame) {
+                // The node has a secret and this GMS has none: tell it, plainly.
+                refuseConnection(connection, reason: "a node with a cluster secret at a GMS without one", now: now,
+                                 reply: GMSChannel.refusal("this GMS runs without a cluster secret (--insecure): run the node with --insecure too, or give the GMS the cluster's --secret-file"))
+                return
+            }
+            return messageReceived(frame, on: connection, now: now)
+        }
+        let received = channel.receive(frame)
+        connections[connection]?.channel = channel
+        switch received {
+        case .handshake(let reply, _):
+            if let reply { actions.append(.send(connection, reply)) }
+        case .message(let payload):
+            payload.withUnsafeBytes { messageReceived($0, on: connection, now: now) }
+        case .refusedByPeer(let reason):
+            refuseConnection(connection, reason: "the node refused the GMS: \(reason)", now: now, reply: nil)
+        case .failed(let reason, let reply):
+            refuseConnection(connection, reason: reason, now: now, reply: reply)
+        }
+    }
+
+    /// Counts, records and closes a connection that failed to authenticate; whatever it
+    /// said never reached the membership state.
+    private func refuseConnection(_ connection: ConnectionID, reason: String, now: Instant, reply: [UInt8]?) {
+        statistics.authenticationFailures += 1
+        if refusals.count < 64 { refusals.append("\(connection): \(reason)") }
+        if let reply { actions.append(.send(connection, reply)) }
+        actions.append(.close(connection))
+        // A registered node whose frames stop verifying is cut off like a failed one.
+        if let node = connections[connection]?.node, nodes[node]?.connection == connection {
+            statistics.disconnectFailures += 1
+            removeNode(node, now: now)
+        }
+        connections[connection]?.node = nil
+        connections[connection]?.refused = true
+    }
+
+    private func messageReceived(_ frame: UnsafeRawBufferPointer, on connection: ConnectionID, now: Instant) {
         let message: ClientMessage
         do throws(WireError) {
             message = try ClientMessage(decoding: frame)
@@ -169,7 +231,7 @@ public final class MembershipService {
             connections[node.connection]?.node = nil
             removeNode(id, now: now)
         }
-        for (id, connection) in connections where connection.node == nil
+        for (id, connection) in connections where connection.node == nil && !connection.refused
             && now.nanoseconds(since: connection.openedAt) > heartbeatTimeoutNanoseconds {
             statistics.idleConnectionsClosed += 1
             send(.rejected(request: 0, reason: "no registration within \(configuration.heartbeatTimeout)"), to: id)
@@ -284,8 +346,13 @@ public final class MembershipService {
         }
     }
 
+    /// Sends on an open channel (sealed), or in the clear without a secret; a connection
+    /// that has not authenticated hears nothing but the handshake.
     private func send(_ message: ServerMessage, to connection: ConnectionID) {
-        actions.append(.send(connection, message.encoded()))
+        guard configuration.clusterSecret != nil else { return actions.append(.send(connection, message.encoded())) }
+        guard var channel = connections[connection]?.channel, channel.isOpen, connections[connection]?.refused == false else { return }
+        actions.append(.send(connection, channel.seal(message.encoded())))
+        connections[connection]?.channel = channel
     }
 
     // MARK: Batches

@@ -17,6 +17,9 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     public private(set) var oversizedFrames = 0
     /// Connections cut because the client let too much pile up unread.
     public private(set) var slowClientsDisconnected = 0
+    /// Told why each refused connection was refused (failed authentication), for the
+    /// operator's log. Called on the core thread.
+    public var onRefusal: ((String) -> Void)?
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
     /// A configuration whose `incarnation` is 0 gets a random one: every run of a server
@@ -24,6 +27,11 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     public init(configuration: MembershipConfiguration, listeningOn address: SocketAddress, core: EventCore) throws {
         var configuration = configuration
         if configuration.incarnation == 0 { configuration.incarnation = UInt32.random(in: 1...UInt32.max) }
+        if configuration.clusterSecret != nil, configuration.entropy.isEmpty {
+            var generator = SystemRandomNumberGenerator()
+            configuration.entropy = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        if configuration.sha256BlockFunction == nil { configuration.sha256BlockFunction = HardwareSHA256.blockFunction }
         service = try MembershipService(configuration: configuration)
         listener = try TCPListener(bindingTo: address)
         listenAddress = try listener.localAddress()
@@ -109,6 +117,7 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
             }
             actions = service.takeActions()
         }
+        for refusal in service.takeRefusals() { onRefusal?(refusal) }
         // Work may now be due sooner than the pending tick (a batch was just started).
         // Only ever earlier: pushing the tick later on every frame would starve failure
         // detection for as long as any node keeps talking.

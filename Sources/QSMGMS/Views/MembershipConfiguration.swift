@@ -48,7 +48,23 @@ public struct MembershipConfiguration: Sendable {
 
     public init() {}
 
+    /// The cluster secret: every connection must authenticate with it (see `GMSChannel`)
+    /// before anything it says reaches the membership state. nil runs without
+    /// authentication (`--insecure`).
+    public var clusterSecret: [UInt8]?
+    /// At least 32 unpredictable bytes for the handshake nonces (the runtime fills them
+    /// from the OS; a simulation from its seed). Needed with a cluster secret.
+    public var entropy: [UInt8] = []
+    /// SHA-256 in hardware for the handshake and frame tags, or nil (portable).
+    public var sha256BlockFunction: SHA256.BlockFunction?
+
     public func validate() throws(ConfigurationError) {
+        if let clusterSecret {
+            guard clusterSecret.count >= 16 else {
+                throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+            }
+            guard entropy.count >= 32 else { throw ConfigurationError("a GMS with a cluster secret needs 32 bytes of entropy") }
+        }
         guard (1...1000).contains(partitionSize) else {
             throw ConfigurationError("partition size must be 1...1000, got \(partitionSize)")
         }

@@ -11,6 +11,10 @@ public enum MembershipEvent: Equatable, Sendable {
     /// An attempt to reach the GMS failed (refused, unreachable, closed before the
     /// registration was accepted); the client retries with backoff.
     case connectionFailed(reason: String)
+    /// The GMS connection failed to authenticate: this node and the GMS do not share a
+    /// cluster secret (or one side has none). Retrying will not help until an operator
+    /// fixes the configuration; a command-line node exits with this reason.
+    case authenticationFailed(reason: String)
     case regionView(RegionView)
     case regionRemoved(RegionID)
     case groupView(GroupView)

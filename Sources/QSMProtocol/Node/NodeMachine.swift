@@ -45,6 +45,11 @@ public final class NodeMachine {
     @exclusivity(unchecked) private var groupNames: [GroupID: GroupName] = [:]
     @exclusivity(unchecked) private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
     @exclusivity(unchecked) private var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
+    /// With a cluster secret: the GMS connection's authentication, and the membership
+    /// frames waiting for it to open.
+    @exclusivity(unchecked) private var gmsChannel: GMSChannel?
+    @exclusivity(unchecked) private var framesAwaitingChannel: [[UInt8]] = []
+    @exclusivity(unchecked) private var nonces: NonceSource?
 
     public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
@@ -53,6 +58,7 @@ public final class NodeMachine {
             PacketAuthenticator(secret: $0, blockFunction: configuration.sha256BlockFunction)
         }
         tagBytes = configuration.tagBytes
+        if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         flowControl = configuration.flowControl
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
                                         seed: configuration.seed)
@@ -137,6 +143,13 @@ public final class NodeMachine {
 
     public func gmsConnected(now: Instant) {
         enter(now)
+        if let secret = configuration.clusterSecret, nonces != nil {
+            let channel = GMSChannel(role: .client, secret: secret, nonce: nonces!.next(),
+                                     blockFunction: configuration.sha256BlockFunction)
+            gmsActions.append(.send(channel.hello()))
+            gmsChannel = channel
+            framesAwaitingChannel = []
+        }
         membership.connected(now: now)
         pumpMembership()
     }
@@ -144,13 +157,50 @@ public final class NodeMachine {
     /// One frame (a whole message, its length prefix removed) from the GMS.
     public func gmsFrameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
         enter(now)
-        membership.frameReceived(frame, now: now)
+        guard var channel = gmsChannel else {
+            if let reason = GMSChannel.refusalReason(frame) { return authenticationFailed("the GMS refused this node: \(reason)") }
+            membership.frameReceived(frame, now: now)
+            return pumpMembership()
+        }
+        let received = channel.receive(frame)
+        gmsChannel = channel
+        switch received {
+        case .handshake(let reply, let opened):
+            if let reply { gmsActions.append(.send(reply)) }
+            if opened {
+                for waiting in framesAwaitingChannel { gmsActions.append(.send(channel.seal(waiting))) }
+                framesAwaitingChannel = []
+                gmsChannel = channel
+            }
+        case .message(let payload):
+            payload.withUnsafeBytes { membership.frameReceived($0, now: now) }
+            pumpMembership()
+        case .refusedByPeer(let reason):
+            authenticationFailed("the GMS refused this node: \(reason)")
+        case .failed(let reason, let reply):
+            if let reply { gmsActions.append(.send(reply)) }
+            authenticationFailed(reason)
+        }
+    }
+
+    /// The GMS connection failed to authenticate: said once, plainly, as an event; the
+    /// connection is closed and the membership client retries later as after any
+    /// failure (an operator may be fixing the secret).
+    private func authenticationFailed(_ reason: String) {
+        statistics.gmsAuthenticationFailures += 1
+        events.append(.membership(.authenticationFailed(reason: reason)))
+        gmsActions.append(.close)
+        gmsChannel = nil
+        framesAwaitingChannel = []
+        membership.disconnected(now: now)
         pumpMembership()
     }
 
     /// The connection to the GMS closed, or could not be opened (`reason` says why).
     public func gmsDisconnected(reason: String?, now: Instant) {
         enter(now)
+        gmsChannel = nil
+        framesAwaitingChannel = []
         if let reason, !membership.isRegistered {
             events.append(.membership(.connectionFailed(reason: reason)))
         }
@@ -285,7 +335,19 @@ public final class NodeMachine {
     /// events of one update together (one update may change thousands of group views;
     /// acting once per update keeps that linear).
     private func pumpMembership() {
-        for action in membership.takeActions() { gmsActions.append(action) }
+        for action in membership.takeActions() {
+            guard case .send(let frame) = action, var channel = gmsChannel else {
+                if case .connect = action { gmsChannel = nil; framesAwaitingChannel = [] }
+                gmsActions.append(action)
+                continue
+            }
+            if channel.isOpen {
+                gmsActions.append(.send(channel.seal(frame)))
+                gmsChannel = channel
+            } else {
+                framesAwaitingChannel.append(frame)
+            }
+        }
         let changes = membership.takeEvents()
         guard !changes.isEmpty else { return }
         let viewsChanged = changes.contains {

@@ -16,6 +16,10 @@ public struct NodeMachineConfiguration: Sendable {
     /// Compresses SHA-256 blocks in hardware for the tags (the driver's choice: this
     /// target cannot detect the CPU); nil for the portable code.
     public var sha256BlockFunction: SHA256.BlockFunction?
+    /// At least 32 unpredictable bytes, needed with a cluster secret: the nonces of the
+    /// GMS handshake come from them (the engine fills them from the OS; the simulator
+    /// from its seed). This target reads no randomness of its own.
+    public var entropy: [UInt8] = []
     /// The largest datagram the machine writes, authentication tag included: the size
     /// of the buffer the driver offers, and what its network carries. The protocol's
     /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set
@@ -55,6 +59,9 @@ public struct NodeMachineConfiguration: Sendable {
         }
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+        }
+        if clusterSecret != nil, entropy.count < 32 {
+            throw ConfigurationError("a node with a cluster secret needs 32 bytes of entropy for its GMS handshake")
         }
         guard maximumPendingPublishes >= 1 else { throw ConfigurationError("maximum pending publishes must be at least 1") }
         let smallest = protocolConfiguration.maximumFragmentBytes

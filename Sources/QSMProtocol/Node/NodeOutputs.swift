@@ -57,6 +57,9 @@ public enum PublishAdmission: Equatable, Sendable {
 public struct NodeMachineStatistics: Sendable, Equatable {
     /// Datagrams whose authentication tag was missing or wrong (only with a secret).
     public var droppedUnauthenticated = 0
+    /// GMS connections that failed to authenticate (a wrong or missing secret on either
+    /// side, or a frame whose tag did not verify).
+    public var gmsAuthenticationFailures = 0
     /// Datagrams addressed to a node whose address is not known (in no view, never heard).
     public var droppedNoAddress = 0
     /// Datagrams larger than `maximumDatagramBytes` (the protocol bounds its packets, so

@@ -88,7 +88,10 @@ final class ClusterProcesses {
     }
 
     private static func startGMS(options: RunOptions, address: SocketAddress, network: HostNetwork?) throws -> WorkerProcess {
-        try WorkerProcess(name: "gms", arguments: ["gms", "\(options.heartbeatTimeoutMilliseconds)", "\(options.partitionSize)",
+        // The secret reaches the GMS worker through its environment (inherited, not on its
+        // command line, where every process on the host could read it).
+        if let secret = options.secret { setenv("QSM_BENCH_GMS_SECRET", secret, 1) } else { unsetenv("QSM_BENCH_GMS_SECRET") }
+        return try WorkerProcess(name: "gms", arguments: ["gms", "\(options.heartbeatTimeoutMilliseconds)", "\(options.partitionSize)",
                                                    "\(address)"],
                           host: network == nil ? nil : 1, network: network)
     }

@@ -28,6 +28,18 @@ enum WorkerCommand {
 
     static func say(_ line: WorkerLine) { writeToStandardOutput(line.description) }
 
+    /// The bytes a hex string spells (up to the first character that is not hex).
+    static func hexBytes(_ text: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex, let next = text.index(index, offsetBy: 2, limitedBy: text.endIndex),
+              let byte = UInt8(text[index..<next], radix: 16) {
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
+    }
+
     // MARK: The GMS
 
     /// Arguments: heartbeat timeout in milliseconds, partition size, listening address.
@@ -36,6 +48,7 @@ enum WorkerCommand {
         if let timeout = arguments.first.flatMap(Int.init) { configuration.heartbeatTimeout = .milliseconds(timeout) }
         if arguments.count > 1, let size = Int(arguments[1]) { configuration.partitionSize = size }
         let listen = arguments.count > 2 ? SocketAddress(arguments[2]) : nil
+        if let secret = getenv("QSM_BENCH_GMS_SECRET") { configuration.clusterSecret = hexBytes(String(cString: secret)) }
         let core = try EventCore()
         let server = try GMSServer(configuration: configuration, listeningOn: listen ?? SocketAddress(.loopback, port: 0), core: core)
         say(WorkerLine("gms", [("address", server.listenAddress)]))
@@ -176,16 +189,7 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
-        if let secret = command["secret"] {
-            var bytes: [UInt8] = []
-            var index = secret.startIndex
-            while index < secret.endIndex, let next = secret.index(index, offsetBy: 2, limitedBy: secret.endIndex),
-                  let byte = UInt8(secret[index..<next], radix: 16) {
-                bytes.append(byte)
-                index = next
-            }
-            configuration.clusterSecret = bytes
-        }
+        if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) }
         try configuration.validate()
         return configuration
     }

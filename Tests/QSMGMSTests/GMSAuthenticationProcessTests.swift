@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import QSMHarness
+import Testing
+
+/// The GMS's authentication with real processes: `qsm-node gms --secret-file` refuses a
+/// node without the secret and one with another secret. Each fails fast (long before its
+/// registration timeout) and names the cause. The GMS logs and counts each refusal.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct GMSAuthenticationProcessTests {
+    static func secretFile(_ text: String) throws -> String {
+        var template = Array("/tmp/qsm-secret-XXXXXX".utf8CString)
+        let descriptor = mkstemp(&template)
+        try #require(descriptor >= 0)
+        _ = text.withCString { write(descriptor, $0, strlen($0)) }
+        close(descriptor)
+        return String(cString: template)
+    }
+
+    /// Runs a shell command with standard error folded into standard output.
+    static func shell(_ command: String) throws -> ChildProcess {
+        try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec " + command + " 2>&1"])
+    }
+
+    @Test func nodesWithoutTheGMSsSecretAreRefusedFastAndCounted() throws {
+        let secret = try Self.secretFile("the cluster's secret for this test")
+        let wrong = try Self.secretFile("some other cluster's secret, long")
+        defer { unlink(secret); unlink(wrong) }
+        let node = EngineProcessTests.qsmNode
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let gms = try Self.shell("\(node) gms --listen 127.0.0.1:0 --stats-seconds 1 --secret-file \(secret)")
+            defer { gms.signal(SIGTERM) }
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
+                return "the GMS did not start"
+            }
+            let address = String(ready.dropFirst("gms listening on ".count))
+            for (label, secretFlag) in [("no secret", ""), ("another secret", "--secret-file \(wrong)")] {
+                let started = MonotonicClock.now()
+                let subscriber = try Self.shell("\(node) subscribe --gms \(address) --group a --id 7 --count 1 --timeout-seconds 120 \(secretFlag)")
+                guard let status = subscriber.waitForExit(timeoutMilliseconds: 30_000) else {
+                    subscriber.signal(SIGKILL)
+                    return "\(label): the subscriber was still waiting after 30 s (its timeout is 120 s): not fail-fast"
+                }
+                let seconds = Double(MonotonicClock.now().nanoseconds(since: started)) / 1e9
+                let output = subscriber.availableLines().joined(separator: "\n")
+                guard status == 1 else { return "\(label): exit status \(status), output: \(output)" }
+                guard output.contains("cluster secret") else { return "\(label): the message does not name the cause: \(output)" }
+                print("\(label): refused after \(seconds) s: \(output)")
+            }
+            // The GMS logged both refusals and counts them in its statistics.
+            let deadline = MonotonicClock.now().advanced(by: .seconds(20))
+            var log: [String] = []
+            while MonotonicClock.now() < deadline {
+                if let line = gms.readLine(timeoutMilliseconds: 500) { log.append(line) }
+                if log.contains(where: { $0.contains("unauthenticated=2") }) { break }
+            }
+            guard log.filter({ $0.contains("refused connection") }).count == 2 else { return "GMS log: \(log)" }
+            guard log.contains(where: { $0.contains("unauthenticated=2") && $0.contains("registrations=0") }) else {
+                return "GMS statistics do not count the two refusals: \(log)"
+            }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+}
