@@ -18,9 +18,14 @@ struct NodeFlags {
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live, 0...255 (default 1)
           --secret-file PATH       the cluster secret (at least 16 bytes; a trailing newline
-                                   is ignored): every datagram is authenticated with
-                                   HMAC-SHA256, and forged ones are dropped and counted.
-                                   Every node of the cluster needs the same file.
+                                   is ignored; make one with 'qsm-node secret new PATH'):
+                                   every datagram is authenticated with HMAC-SHA256 and
+                                   forged ones are dropped and counted; the GMS connection
+                                   is mutually authenticated. Every node and the GMS need
+                                   the same file. Required unless --insecure is given.
+          --insecure               run without a cluster secret (warns every time): anyone
+                                   who can send a datagram can forge data this node
+                                   delivers, and anyone who reaches the GMS can join
           --timeout-seconds S      give up if the GMS cannot be reached, or (publish) if the
                                    messages are not all acknowledged, within S seconds
                                    (default 30)
@@ -41,6 +46,13 @@ struct NodeFlags {
         }
         configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
         if let path = try flags.value("--secret-file") { configuration.clusterSecret = try readSecret(path) }
+        configuration.insecure = flags.has("--insecure")
+        if configuration.clusterSecret == nil, !configuration.insecure {
+            throw ConfigurationError("no cluster secret: give --secret-file PATH (make one with 'qsm-node secret new PATH'), or --insecure to run without one")
+        }
+        if configuration.clusterSecret != nil, configuration.insecure {
+            throw ConfigurationError("--secret-file and --insecure exclude each other")
+        }
         return configuration
     }
 
@@ -118,7 +130,7 @@ enum PublishCommand {
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
@@ -172,7 +184,7 @@ enum SubscribeCommand {
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             count = try flags.integer("--count", in: 0...Int.max, default: 0)
@@ -239,7 +251,7 @@ enum RunCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds",
                                                                  "--secret-file"],
-                                             switches: ["-h", "--help"])
+                                             switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)
             groups = try MemberCommand.names(flags.all("--groups"), flag: "--groups")

@@ -33,10 +33,14 @@ enum GMSCommand {
           --max-groups N                 (default 100000)
           --max-groups-per-node N        (default 10000)
           --secret-file PATH             the cluster secret (the same file as every
-                                         node's): each connection must prove it has the
+                                         node's; make one with 'qsm-node secret new
+                                         PATH'): each connection must prove it has the
                                          secret before it can register, and every frame
-                                         after that carries a MAC; without it the GMS
-                                         authenticates nothing
+                                         after that carries a MAC. Required unless
+                                         --insecure is given
+          --insecure                     run without a secret (warns): any host that
+                                         reaches the port can register, join any group
+                                         and read its data
           --stats-seconds S              print statistics every S seconds, 0 = never
                                          (default 10)
           -h, --help                     show this help
@@ -52,7 +56,7 @@ enum GMSCommand {
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
                 "--stats-seconds", "--secret-file",
-            ], switches: ["-h", "--help"])
+            ], switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -85,6 +89,12 @@ enum GMSCommand {
                 configuration.clusterSecret = try NodeFlags.readSecret(path)
                 configuration.entropy = [UInt8](repeating: 0, count: 32)  // for validation; the server draws its own
             }
+            if configuration.clusterSecret == nil, !flags.has("--insecure") {
+                throw ConfigurationError("no cluster secret: give --secret-file PATH (make one with 'qsm-node secret new PATH'), or --insecure to run without one")
+            }
+            if configuration.clusterSecret != nil, flags.has("--insecure") {
+                throw ConfigurationError("--secret-file and --insecure exclude each other")
+            }
             try configuration.validate()
             configuration.entropy = []
         } catch {
@@ -93,6 +103,10 @@ enum GMSCommand {
 
         do {
             let core = try EventCore()
+            if configuration.clusterSecret == nil {
+                writeToStandardError("qsm-node gms: WARNING: running without a cluster secret (--insecure): any host that reaches "
+                                     + "\(listen) can register nodes, join any group and read its data")
+            }
             let server = try GMSServer(configuration: configuration, listeningOn: listen, core: core)
             server.onRefusal = { writeToStandardError("qsm-node gms: refused connection \($0)") }
             _ = try StopOnSignal(core: core) { core in

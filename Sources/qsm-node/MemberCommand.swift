@@ -24,6 +24,8 @@ enum MemberCommand {
           --join NAME[,NAME...]    groups to join (repeatable)
           --publish NAME[,NAME...] groups to publish to without joining (repeatable)
           --heartbeat-ms MS        heartbeat interval (default 1000)
+          --insecure               required: this diagnostic client does not authenticate
+                                   yet, so it talks only to a GMS run with --insecure
           -h, --help               show this help
         """
 
@@ -36,10 +38,13 @@ enum MemberCommand {
         let heartbeat: Int
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--gms", "--id", "--address", "--join", "--publish", "--heartbeat-ms"],
-                                             switches: ["-h", "--help"])
+                                             switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
+            }
+            guard flags.has("--insecure") else {
+                throw ConfigurationError("member does not authenticate to the GMS yet: give --insecure (and run the GMS with --insecure)")
             }
             guard let gmsAddress = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
             gms = gmsAddress

@@ -18,6 +18,10 @@ let usage = """
       publish   publish each line of standard input to a group (qsm-node publish --help)
       subscribe write each message of a group to standard output (qsm-node subscribe --help)
       run       join groups and print statistics until stopped (qsm-node run --help)
+      secret    make a cluster secret: qsm-node secret new PATH (qsm-node secret --help)
+
+    Every node and the GMS need the same cluster secret (--secret-file PATH), or an
+    explicit --insecure.
 
     flags:
       -h, --help    show this help
@@ -41,6 +45,8 @@ case "subscribe":
     await SubscribeCommand.main(Array(arguments.dropFirst()))
 case "run":
     await RunCommand.main(Array(arguments.dropFirst()))
+case "secret":
+    SecretCommand.main(Array(arguments.dropFirst()))
 case "-h", "--help":
     print(usage)
     exit(0)

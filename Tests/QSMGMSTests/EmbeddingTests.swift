@@ -13,13 +13,14 @@ struct EmbeddingTests {
         // Sockets and threads are made inside the namespace; the rest can run anywhere.
         let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
             let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
-                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+                                       arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
             guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
                   let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
                 throw ConfigurationError("the GMS did not start")
             }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.nodeID = 1
+            configuration.insecure = true
             // A small window, so the non-blocking variant can be seen to refuse.
             configuration.protocolConfiguration.windowMessages = 64
             let publisher = try QSMNode(configuration: configuration)

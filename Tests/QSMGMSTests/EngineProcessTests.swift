@@ -13,7 +13,7 @@ struct EngineProcessTests {
     static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
 
     static func startGMS() throws -> (ChildProcess, String) {
-        let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+        let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
         guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
             throw ConfigurationError("the GMS did not start")
         }
@@ -21,7 +21,7 @@ struct EngineProcessTests {
     }
 
     static func subscriber(_ gms: String, group: String, id: Int, count: Int) throws -> ChildProcess {
-        try ChildProcess(executable: qsmNode, arguments: ["subscribe", "--gms", gms, "--group", group, "--id", "\(id)", "--count", "\(count)"])
+        try ChildProcess(executable: qsmNode, arguments: ["subscribe", "--insecure", "--gms", gms, "--group", group, "--id", "\(id)", "--count", "\(count)"])
     }
 
     /// Reads a process's output lines until it exits or the deadline passes.
@@ -97,7 +97,7 @@ struct EngineProcessTests {
             defer { gms.signal(SIGTERM) }
             let subscribers = try (1...4).map { try Self.subscriber(address, group: "a", id: 10 + $0, count: count) }
             let publisher = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "a", "--wait-members", "4", "--id", "1", "--timeout-seconds", "120"])
+                "publish", "--insecure", "--gms", address, "--group", "a", "--wait-members", "4", "--id", "1", "--timeout-seconds", "120"])
             let expected = (1...count).map { "message \($0)" }
             let feeder = try Self.feed(publisher, expected)
             let deadline = MonotonicClock.now().advanced(by: .seconds(300))
@@ -128,9 +128,9 @@ struct EngineProcessTests {
             let bothA = try Self.subscriber(address, group: "a", id: 23, count: count)
             let bothB = try Self.subscriber(address, group: "b", id: 23 + 100, count: count)
             let publisherA = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "a", "--wait-members", "2", "--id", "1"])
+                "publish", "--insecure", "--gms", address, "--group", "a", "--wait-members", "2", "--id", "1"])
             let publisherB = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "b", "--wait-members", "2", "--id", "2"])
+                "publish", "--insecure", "--gms", address, "--group", "b", "--wait-members", "2", "--id", "2"])
             let expectedA = (1...count).map { "a\($0)" }, expectedB = (1...count).map { "b\($0)" }
             let feedA = try Self.feed(publisherA, expectedA)
             let feedB = try Self.feed(publisherB, expectedB)
@@ -157,7 +157,7 @@ struct EngineProcessTests {
             let survivors = try (1...2).map { try Self.subscriber(address, group: "a", id: 30 + $0, count: count) }
             let victim = try Self.subscriber(address, group: "a", id: 39, count: count)
             let publisher = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "a", "--wait-members", "3", "--id", "1", "--timeout-seconds", "60"])
+                "publish", "--insecure", "--gms", address, "--group", "a", "--wait-members", "3", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "m\($0)" }
             let feeder = try Self.feed(publisher, expected)
             // Kill the victim once it has seen some traffic (reading everyone meanwhile).
@@ -185,7 +185,7 @@ struct EngineProcessTests {
             let steady = try Self.subscriber(address, group: "a", id: 41, count: count)
             let frozen = try Self.subscriber(address, group: "a", id: 42, count: count)
             let publisher = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "a", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
+                "publish", "--insecure", "--gms", address, "--group", "a", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "f\($0)" }
             let feeder = try Self.feed(publisher, expected)
             var outputs: [[String]] = []
@@ -210,7 +210,7 @@ struct EngineProcessTests {
             defer { gms.signal(SIGTERM) }
             let early = try Self.subscriber(address, group: "a", id: 51, count: count)
             let publisher = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "publish", "--gms", address, "--group", "a", "--wait-members", "1", "--id", "1", "--timeout-seconds", "60"])
+                "publish", "--insecure", "--gms", address, "--group", "a", "--wait-members", "1", "--id", "1", "--timeout-seconds", "60"])
             let expected = (1...count).map { "j\($0)" }
             // Until the latecomer has something, the publisher trickles: before, a fast
             // run could end before the latecomer's join took effect, and it rightly got
@@ -222,7 +222,7 @@ struct EngineProcessTests {
                             stopWhen: { $0[0].count >= 3000 })
             var earlyLines = earlyOutput[0]
             // A latecomer without --count: it runs until told to stop.
-            let late = try ChildProcess(executable: Self.qsmNode, arguments: ["subscribe", "--gms", address, "--group", "a", "--id", "52"])
+            let late = try ChildProcess(executable: Self.qsmNode, arguments: ["subscribe", "--insecure", "--gms", address, "--group", "a", "--id", "52"])
             let deadline = MonotonicClock.now().advanced(by: .seconds(120))
             var outputs = [earlyLines, []]
             // The early subscriber exits after its count; the latecomer keeps running.

@@ -36,7 +36,7 @@ struct GMSAuthenticationProcessTests {
                 return "the GMS did not start"
             }
             let address = String(ready.dropFirst("gms listening on ".count))
-            for (label, secretFlag) in [("no secret", ""), ("another secret", "--secret-file \(wrong)")] {
+            for (label, secretFlag) in [("no secret (--insecure)", "--insecure"), ("another secret", "--secret-file \(wrong)")] {
                 let started = MonotonicClock.now()
                 let subscriber = try Self.shell("\(node) subscribe --gms \(address) --group a --id 7 --count 1 --timeout-seconds 120 \(secretFlag)")
                 guard let status = subscriber.waitForExit(timeoutMilliseconds: 30_000) else {
@@ -63,5 +63,31 @@ struct GMSAuthenticationProcessTests {
             return nil
         }
         #expect(failure == nil, "\(failure ?? "")")
+    }
+
+    /// `qsm-node secret new` makes a 32-byte secret with mode 600 and never overwrites;
+    /// a node or GMS given neither a secret nor --insecure refuses to start, saying how.
+    @Test func secretsAreMadeSafelyAndRequiredByDefault() throws {
+        let node = EngineProcessTests.qsmNode
+        var template = Array("/tmp/qsm-secret-dir-XXXXXX".utf8CString)
+        let directory = String(cString: try #require(mkdtemp(&template)))
+        defer { _ = try? Self.shell("rm -rf \(directory)").waitForExit(timeoutMilliseconds: 10_000) }
+        let path = directory + "/cluster.secret"
+        let made = try Self.shell("\(node) secret new \(path)")
+        #expect(made.waitForExit(timeoutMilliseconds: 10_000) == 0)
+        var status = stat()
+        #expect(stat(path, &status) == 0)
+        #expect(status.st_mode & 0o777 == 0o600)
+        #expect(status.st_size == 65)
+        let again = try Self.shell("\(node) secret new \(path)")
+        #expect(again.waitForExit(timeoutMilliseconds: 10_000) == 1)
+        #expect(again.availableLines().joined().contains("already exists"))
+        #expect(stat(path, &status) == 0 && status.st_size == 65)
+        for command in ["gms --listen 127.0.0.1:0", "subscribe --gms 127.0.0.1:7000 --group a", "publish --gms 127.0.0.1:7000 --group a"] {
+            let refused = try Self.shell("\(node) \(command)")
+            #expect(refused.waitForExit(timeoutMilliseconds: 10_000) == 2, "\(command)")
+            let output = refused.availableLines().joined(separator: " ")
+            #expect(output.contains("no cluster secret") && output.contains("--insecure"), "\(command): \(output)")
+        }
     }
 }

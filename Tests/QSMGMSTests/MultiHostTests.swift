@@ -33,16 +33,16 @@ struct MultiHostTests {
     @Test func fivePercentLossAtOneHostLosesNothing() throws {
         #expect(try Self.hostsSucceed(["up", "3"]))
         defer { _ = try? Self.hostsSucceed(["down"]) }
-        let gms = try Self.hosts(["exec", "1", Self.qsmNode, "gms", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
+        let gms = try Self.hosts(["exec", "1", Self.qsmNode, "gms", "--insecure", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
         defer { gms.signal(SIGTERM) }
         #expect(gms.readLine(timeoutMilliseconds: 20_000)?.hasPrefix("gms listening on") == true)
         #expect(try Self.hostsSucceed(["loss", "3", "5"]))
         let count = 5_000
         let subscribers = try [2, 3].map { host in
-            try Self.hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--gms", "10.77.0.1:7000", "--group", "lossy",
+            try Self.hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--insecure", "--gms", "10.77.0.1:7000", "--group", "lossy",
                             "--interface", "10.77.0.\(host)", "--count", "\(count)", "--id", "\(host)"])
         }
-        let publisher = try Self.hosts(["exec", "1", Self.qsmNode, "publish", "--gms", "10.77.0.1:7000", "--group", "lossy",
+        let publisher = try Self.hosts(["exec", "1", Self.qsmNode, "publish", "--insecure", "--gms", "10.77.0.1:7000", "--group", "lossy",
                                         "--interface", "10.77.0.1", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
         let expected = (1...count).map { "message \($0)" }
         let feeder = try EngineProcessTests.feed(publisher, expected)
@@ -67,15 +67,15 @@ struct MultiHostTests {
         func hosts(_ arguments: [String]) throws -> ChildProcess { try Self.hosts(arguments, prefix: prefix) }
         #expect(try hosts(["up", "3"]).waitForExit(timeoutMilliseconds: 30_000) == 0)
         defer { _ = try? hosts(["down"]).waitForExit(timeoutMilliseconds: 30_000) }
-        let gms = try hosts(["exec", "1", Self.qsmNode, "gms", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
+        let gms = try hosts(["exec", "1", Self.qsmNode, "gms", "--insecure", "--listen", "10.77.0.1:7000", "--stats-seconds", "0"])
         defer { gms.signal(SIGTERM) }
         #expect(gms.readLine(timeoutMilliseconds: 20_000)?.hasPrefix("gms listening on") == true)
         let count = 20_000
         let subscribers = try [2, 3].map { host in
-            try hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--gms", "10.77.0.1:7000", "--group", "cut",
+            try hosts(["exec", "\(host)", Self.qsmNode, "subscribe", "--insecure", "--gms", "10.77.0.1:7000", "--group", "cut",
                        "--interface", "10.77.0.\(host)", "--count", "\(count)", "--id", "\(host)"])
         }
-        let publisher = try hosts(["exec", "1", Self.qsmNode, "publish", "--gms", "10.77.0.1:7000", "--group", "cut",
+        let publisher = try hosts(["exec", "1", Self.qsmNode, "publish", "--insecure", "--gms", "10.77.0.1:7000", "--group", "cut",
                                    "--interface", "10.77.0.1", "--wait-members", "2", "--id", "1", "--timeout-seconds", "120"])
         let expected = (1...count).map { "message \($0)" }
         // Wait until host 3 is receiving, cut it off for 3 s (less than the GMS's 5 s

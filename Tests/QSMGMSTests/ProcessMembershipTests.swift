@@ -62,7 +62,7 @@ struct ProcessMembershipTests {
     @Test func nodesConvergeThroughJoinsLeavesAKillAndAFreeze() throws {
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
             let gms = try ChildProcess(executable: Self.qsmNode,
-                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+                                       arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
             guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
                 return "the GMS did not report its address"
             }
@@ -71,7 +71,7 @@ struct ProcessMembershipTests {
             var members: [UInt64: ChildProcess] = [:]
             for (id, groups) in joins {
                 members[id] = try ChildProcess(executable: Self.qsmNode, arguments: [
-                    "member", "--gms", address, "--id", "\(id)", "--join", groups.joined(separator: ","), "--heartbeat-ms", "200",
+                    "member", "--insecure", "--gms", address, "--id", "\(id)", "--join", groups.joined(separator: ","), "--heartbeat-ms", "200",
                 ])
             }
             let observer = Observer(members: members)
@@ -128,7 +128,7 @@ struct ProcessMembershipTests {
     @Test func aNodeFrozenPastTheTimeoutIsExcludedAndRejoinsByItself() throws {
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
             let gms = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--heartbeat-timeout-ms", "1000",
+                "gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--heartbeat-timeout-ms", "1000",
             ])
             guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
                 return "the GMS did not report its address"
@@ -137,7 +137,7 @@ struct ProcessMembershipTests {
             var members: [UInt64: ChildProcess] = [:]
             for id: UInt64 in [1, 2] {
                 members[id] = try ChildProcess(executable: Self.qsmNode, arguments: [
-                    "member", "--gms", address, "--id", "\(id)", "--join", "a", "--heartbeat-ms", "200",
+                    "member", "--insecure", "--gms", address, "--id", "\(id)", "--join", "a", "--heartbeat-ms", "200",
                 ])
             }
             let observer = Observer(members: members)
@@ -172,7 +172,7 @@ struct ProcessMembershipTests {
     @Test func anUnreachableGMSIsReportedAndRetried() throws {
         let lines = try NetworkNamespace.runIsolated { () throws -> [String] in
             // Nothing listens on port 1 in a fresh namespace.
-            let member = try ChildProcess(executable: Self.qsmNode, arguments: ["member", "--gms", "127.0.0.1:1", "--id", "5"])
+            let member = try ChildProcess(executable: Self.qsmNode, arguments: ["member", "--insecure", "--gms", "127.0.0.1:1", "--id", "5"])
             var lines: [String] = []
             while lines.count < 2, let line = member.readLine(timeoutMilliseconds: 10_000) { lines.append(line) }
             member.signal(SIGTERM)
@@ -185,8 +185,8 @@ struct ProcessMembershipTests {
 
     @Test func badFlagsAreRefusedWithAClearMessage() throws {
         for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
-                          ["member", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],
-                          ["member", "--gms", "127.0.0.1:1", "--id", "1", "--join", "a,,b"], ["frobnicate"]] {
+                          ["member", "--insecure", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],
+                          ["member", "--insecure", "--gms", "127.0.0.1:1", "--id", "1", "--join", "a,,b"], ["frobnicate"]] {
             let process = try ChildProcess(executable: Self.qsmNode, arguments: arguments)
             #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "qsm-node \(arguments.joined(separator: " "))")
         }

@@ -20,12 +20,16 @@ public struct QSMNodeConfiguration: Sendable {
     /// data (backpressure through flow control, never a drop).
     public var deliveryQueueCapacity = 16_384
     public var heartbeatInterval: Duration = .seconds(1)
-    /// A secret shared by every node of the cluster. When set, every datagram carries a
-    /// 16-byte HMAC-SHA256 tag, and datagrams without a valid one are dropped and
-    /// counted (`droppedUnauthenticated`): forged packets are never acted on. Replays of
-    /// genuine packets still verify; sequence numbers make them harmless (never
-    /// delivered twice). Nodes with and without a secret cannot talk to each other.
+    /// The secret shared by every node of the cluster and its GMS. Required unless
+    /// `insecure` is set. Every datagram carries a 16-byte HMAC-SHA256 tag, and a
+    /// datagram without a valid one is dropped and counted (`droppedUnauthenticated`),
+    /// so forged packets are never acted on. The GMS connection is mutually
+    /// authenticated from it. Nodes with and without a secret cannot talk to each other.
     public var clusterSecret: [UInt8]?
+    /// Runs without a cluster secret: anyone who can send a datagram to the node's
+    /// addresses can forge data it delivers, and anyone who reaches the GMS can join.
+    /// Off by default. When set, `QSMNode.start()` prints a warning every time.
+    public var insecure = false
     public var protocolConfiguration = ProtocolConfiguration()
     public var eventCoreConfiguration = EventCoreConfiguration()
 
@@ -40,6 +44,14 @@ public struct QSMNodeConfiguration: Sendable {
         guard heartbeatInterval > .zero else { throw ConfigurationError("heartbeat interval must be positive") }
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+        }
+        if clusterSecret == nil, !insecure {
+            throw ConfigurationError("no cluster secret: give every node and the GMS the same secret (create one with "
+                                     + "'qsm-node secret new PATH', pass it with --secret-file PATH), or opt out explicitly "
+                                     + "with insecure (--insecure), which lets anyone who can send a datagram forge data")
+        }
+        if clusterSecret != nil, insecure {
+            throw ConfigurationError("both a cluster secret and insecure are set: choose one")
         }
         try eventCoreConfiguration.validate()
         try machineConfiguration(id: NodeID(nodeID ?? 1), address: SocketAddress(interface, port: port)).validate()

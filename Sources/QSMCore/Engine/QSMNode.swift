@@ -79,6 +79,11 @@ public final class QSMNode: Sendable {
     public func start() throws {
         let engine = self.engine
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if configuration.insecure {
+            let warning = "qsm: WARNING: node runs without a cluster secret (insecure): anyone who can send it a datagram "
+                + "can forge data it delivers, and anyone who reaches the GMS can join its groups\n"
+            _ = warning.withCString { write(2, $0, strlen($0)) }
+        }
         let core = try SystemThread(name: "qsm-core") {
             engine.value.start()
             try? engine.value.core.run()

@@ -85,8 +85,11 @@ enum RunCommand {
           --raw-trial-seconds S  length of one raw trial (default 0.5)
           --drain-seconds S    after sending, how long to wait for receivers to have
                                everything before reporting them incomplete (default 60)
-          --authenticate       give every node one random cluster secret: every datagram
-                               carries an HMAC-SHA256 tag (to measure what that costs)
+          --insecure           run without a cluster secret (each node warns): by default
+                               the GMS and every node share one random secret, the GMS
+                               connection is authenticated and every datagram carries an
+                               HMAC-SHA256 tag; compare the two to see what that costs
+          --authenticate       the default (kept for scripts that name it)
           --json               print one JSON object instead of the table
           --verbose            also log every worker's full result line
           -h, --help           show this help
@@ -101,7 +104,7 @@ enum RunCommand {
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
-        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--hosts", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--insecure", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -136,7 +139,10 @@ enum RunCommand {
         }
         options.measureRaw = !flags.has("--no-raw")
         options.verbose = flags.has("--verbose")
-        if flags.has("--authenticate") { options.secret = RunOptions.randomSecret() }
+        if flags.has("--insecure"), flags.has("--authenticate") {
+            throw ConfigurationError("--insecure and --authenticate exclude each other")
+        }
+        options.secret = flags.has("--insecure") ? nil : RunOptions.randomSecret()
         if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
         if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
         options.hosts = flags.has("--hosts")

@@ -97,11 +97,11 @@ struct RunOptions {
         }
     }
 
-    /// 32 random bytes as hex, from the clock and the process id (a benchmark's secret).
+    /// 32 bytes from the OS's random source, as hex: the run's cluster secret.
     static func randomSecret() -> String {
-        var random = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()) << 32)
+        var random = SystemRandomNumberGenerator()
         return (0..<32).map { _ in
-            let byte = UInt8(truncatingIfNeeded: random.next())
+            let byte = UInt8.random(in: 0...255, using: &random)
             return (byte < 16 ? "0" : "") + String(byte, radix: 16)
         }.joined()
     }

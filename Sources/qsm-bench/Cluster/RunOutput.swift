@@ -53,7 +53,7 @@ enum RunTable {
             lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
                          + "(malformed, implausible, unknown, oversized or unauthenticated); "
                          + "\(report.foreignDeliveries) forged messages delivered"
-                         + (report.options.secret == nil ? " (no cluster secret: give --authenticate to refuse them)" : ""))
+                         + (report.options.secret == nil ? " (run with --insecure: without it they are refused)" : ""))
         }
         if report.options.perturbation != .none, report.options.perturbation != .hostile {
             lines.append("perturbation \(report.options.perturbation.rawValue): \(report.events.count) event(s); recovery "

@@ -189,7 +189,7 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
-        if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) }
+        if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) } else { configuration.insecure = true }
         try configuration.validate()
         return configuration
     }
