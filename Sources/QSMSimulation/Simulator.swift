@@ -163,6 +163,7 @@ public final class Simulator {
             // The handshake's nonces, from the seed (reproducible, as everything here).
             var entropy = SplitMix64(seed: seed ^ 0xE7_0000 ^ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
             configuration.entropy = (0..<4).flatMap { _ in withUnsafeBytes(of: entropy.next()) { Array($0) } }
+            configuration.epoch = 1 << 32 | entropy.next() & 0xFFFF_FFFF
             let machine = try NodeMachine(configuration: configuration)
             let spread = Int64(scenario.latencySpreadMicroseconds * 1000 * uniform())
             let gms = scenario.gmsLatencyMicroseconds

@@ -133,18 +133,10 @@ import Testing
     /// the protocol never sees it.
     @Test func aCorruptedDatagramIsCountedAndNeverActedOn() throws {
         let secret = [UInt8](repeating: 42, count: 32)
-        var configuration = NodeMachineConfiguration(id: NodeID(2), address: SocketAddress(.loopback, port: 6))
-        configuration.clusterSecret = secret
-        configuration.entropy = [UInt8](repeating: 3, count: 32)
-        let machine = try NodeMachine(configuration: configuration)
-        let authenticator = PacketAuthenticator(secret: secret)
+        let machine = try Self.authenticatedMachine(secret: secret)
         let packet = ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(9), region: RegionID(1), regionView: 1,
                                                                     viewStartSequence: 1, maximumSequence: 5)).encoded()
-        var datagram = packet + [UInt8](repeating: 0, count: PacketAuthenticator.tagBytes)
-        datagram.withUnsafeMutableBytes { raw in
-            authenticator.write(code: UnsafeRawBufferPointer(rebasing: raw[0..<packet.count]),
-                                into: UnsafeMutableRawBufferPointer(rebasing: raw[packet.count...]), length: PacketAuthenticator.tagBytes)
-        }
+        let datagram = Self.seal(packet, sender: NodeID(9), epoch: 5 << 32, counter: 1, secret: secret)
         var random = SplitMix64(seed: 4)
         for flip in 0..<64 {
             var corrupted = datagram
@@ -157,6 +149,55 @@ import Testing
         // The genuine datagram passes (and the protocol sees it).
         datagram.withUnsafeBytes { machine.datagramReceived($0, from: SocketAddress(.loopback, port: 7), now: .zero) }
         #expect(machine.statistics.droppedUnauthenticated == 64)
+        #expect(machine.statistics.droppedReplayed + machine.statistics.droppedTooOld + machine.statistics.droppedDeadIncarnation == 0)
+    }
+
+    /// A machine (node 2) of a cluster with `secret`.
+    static func authenticatedMachine(secret: [UInt8]) throws -> NodeMachine {
+        var configuration = NodeMachineConfiguration(id: NodeID(2), address: SocketAddress(.loopback, port: 6))
+        configuration.clusterSecret = secret
+        configuration.entropy = [UInt8](repeating: 3, count: 32)
+        return try NodeMachine(configuration: configuration)
+    }
+
+    /// `packet` as a node with `secret` sends it: replay envelope, then tag.
+    static func seal(_ packet: [UInt8], sender: NodeID, epoch: UInt64, counter: UInt64, secret: [UInt8]) -> [UInt8] {
+        var envelope: [UInt8] = []
+        for value in [sender.value, epoch, counter] { envelope += (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) } }
+        let sealed = packet + envelope
+        return sealed + sealed.withUnsafeBytes { PacketAuthenticator(secret: secret).code(for: $0) }.prefix(PacketAuthenticator.tagBytes)
+    }
+
+    /// Replays of authenticated datagrams never reach the protocol: a counter seen
+    /// before, one older than the window, and any datagram of an incarnation older than
+    /// one already heard are dropped, each counted by its reason.
+    @Test func replaysAndDeadIncarnationsAreDroppedAndCountedByReason() throws {
+        let secret = [UInt8](repeating: 42, count: 32)
+        let machine = try Self.authenticatedMachine(secret: secret)
+        let source = SocketAddress(.loopback, port: 7)
+        func status(_ maximum: UInt64) -> [UInt8] {
+            ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(9), region: RegionID(1), regionView: 1,
+                                                           viewStartSequence: 1, maximumSequence: maximum)).encoded()
+        }
+        func receive(_ datagram: [UInt8]) { datagram.withUnsafeBytes { machine.datagramReceived($0, from: source, now: .zero) } }
+        let old = Self.seal(status(3), sender: NodeID(9), epoch: 7 << 32 | 1, counter: 1, secret: secret)
+        receive(old)
+        var seen = machine.protocolNode.statistics
+        receive(old)
+        #expect(machine.statistics.droppedReplayed == 1)
+        #expect(machine.protocolNode.statistics == seen)
+        // Far ahead, then the counter that is now out of the window.
+        receive(Self.seal(status(4), sender: NodeID(9), epoch: 7 << 32 | 1, counter: 10_000, secret: secret))
+        seen = machine.protocolNode.statistics
+        receive(Self.seal(status(5), sender: NodeID(9), epoch: 7 << 32 | 1, counter: 2, secret: secret))
+        #expect(machine.statistics.droppedTooOld == 1)
+        // The sender restarts (a higher epoch); its dead incarnation's datagrams are out.
+        receive(Self.seal(status(6), sender: NodeID(9), epoch: 8 << 32 | 99, counter: 1, secret: secret))
+        seen = machine.protocolNode.statistics
+        receive(Self.seal(status(7), sender: NodeID(9), epoch: 7 << 32 | 1, counter: 10_001, secret: secret))
+        #expect(machine.statistics.droppedDeadIncarnation == 1)
+        #expect(machine.protocolNode.statistics == seen)
+        #expect(machine.statistics.droppedUnauthenticated == 0)
     }
 
     /// On a network that corrupts datagrams, every corrupted one that arrives is dropped

@@ -67,6 +67,7 @@ public struct QSMNodeConfiguration: Sendable {
         if clusterSecret != nil {
             var generator = SystemRandomNumberGenerator()
             machine.entropy = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            machine.epoch = IncarnationEpoch.fresh()
         }
         machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity
         machine.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages, bytes: protocolConfiguration.windowBytes)

@@ -21,3 +21,15 @@ public enum ProcessCPUClock {
         return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
     }
 }
+
+/// A fresh incarnation epoch for replay protection (see `DatagramEnvelope`): the wall
+/// clock's seconds (CLOCK_REALTIME) in the high 32 bits, so a restarted node's epoch is
+/// higher than its dead ones', and 32 random bits from the system generator below.
+package enum IncarnationEpoch {
+    package static func fresh() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        var random = SystemRandomNumberGenerator()
+        return UInt64(UInt32(truncatingIfNeeded: time.tv_sec)) << 32 | UInt64(UInt32.random(in: 0...UInt32.max, using: &random))
+    }
+}

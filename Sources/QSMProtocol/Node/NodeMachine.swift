@@ -50,6 +50,11 @@ public final class NodeMachine {
     @exclusivity(unchecked) private var gmsChannel: GMSChannel?
     @exclusivity(unchecked) private var framesAwaitingChannel: [[UInt8]] = []
     @exclusivity(unchecked) private var nonces: NonceSource?
+    /// With a cluster secret: this incarnation's datagram counter, and what each sender's
+    /// incarnation has been seen to send (see `DatagramEnvelope`).
+    @exclusivity(unchecked) private var datagramsSent: UInt64 = 0
+    @exclusivity(unchecked) private var replayWindows: [NodeID: ReplayWindow] = [:]
+    static let maximumReplayWindows = 65_536
 
     public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
@@ -116,10 +121,12 @@ public final class NodeMachine {
         enter(now)
         var body = bytes
         if let authenticator {
-            guard authenticator.verify(bytes) else {
+            guard bytes.count >= tagBytes, authenticator.verify(bytes) else {
                 statistics.droppedUnauthenticated += 1
                 return
             }
+            let sealed = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - PacketAuthenticator.tagBytes)])
+            guard admitReplayCheck(sealed) else { return }
             body = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - tagBytes)])
         }
         switch protocolNode.receive(body, now: now) {
@@ -131,6 +138,30 @@ public final class NodeMachine {
             break
         }
         admitPending()
+    }
+
+    /// The replay check of a verified datagram (`sealed`: without its tag): true if the
+    /// sender's incarnation has not sent this counter before; else counted by reason.
+    @inline(__always)
+    private func admitReplayCheck(_ sealed: UnsafeRawBufferPointer) -> Bool {
+        guard let envelope = DatagramEnvelope.read(sealed) else {
+            statistics.droppedUnauthenticated += 1
+            return false
+        }
+        if replayWindows[envelope.sender] == nil {
+            guard replayWindows.count < Self.maximumReplayWindows else {
+                statistics.droppedTooManySenders += 1
+                return false
+            }
+            replayWindows[envelope.sender] = ReplayWindow(epoch: envelope.epoch)
+        }
+        switch replayWindows[envelope.sender]!.admit(epoch: envelope.epoch, counter: envelope.counter) {
+        case .fresh: return true
+        case .replayed: statistics.droppedReplayed += 1
+        case .tooOld: statistics.droppedTooOld += 1
+        case .deadIncarnation: statistics.droppedDeadIncarnation += 1
+        }
+        return false
     }
 
     /// The driver has handed over everything that had arrived (its input queues are
@@ -247,8 +278,13 @@ public final class NodeMachine {
                 continue
             }
             datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: length) }
-            authenticator?.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<length]),
-                                 into: UnsafeMutableRawBufferPointer(rebasing: buffer[length...]), length: tagBytes)
+            if let authenticator {
+                datagramsSent += 1
+                DatagramEnvelope.write(sender: id, epoch: configuration.epoch, counter: datagramsSent, into: buffer, at: length)
+                let sealed = length + DatagramEnvelope.bytes
+                authenticator.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<sealed]),
+                                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[sealed...]), length: PacketAuthenticator.tagBytes)
+            }
             return OutgoingDatagram(destination: destination, length: length + tagBytes)
         }
         return nil

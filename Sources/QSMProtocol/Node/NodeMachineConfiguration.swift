@@ -20,6 +20,11 @@ public struct NodeMachineConfiguration: Sendable {
     /// GMS handshake come from them (the engine fills them from the OS; the simulator
     /// from its seed). This target reads no randomness of its own.
     public var entropy: [UInt8] = []
+    /// This incarnation's epoch, for replay protection with a cluster secret (see
+    /// `DatagramEnvelope`): the start time in seconds in the high 32 bits and random
+    /// bits below, so that a restarted node's epoch is higher than its dead ones'. The
+    /// driver supplies it (this target reads no clock).
+    public var epoch: UInt64 = 0
     /// The largest datagram the machine writes, authentication tag included: the size
     /// of the buffer the driver offers, and what its network carries. The protocol's
     /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set
@@ -43,7 +48,9 @@ public struct NodeMachineConfiguration: Sendable {
     }
 
     /// Bytes of authentication tag on every datagram.
-    public var tagBytes: Int { clusterSecret == nil ? 0 : PacketAuthenticator.tagBytes }
+    /// Bytes each datagram carries beyond its packet: with a secret, the replay envelope
+    /// and the authentication tag.
+    public var tagBytes: Int { clusterSecret == nil ? 0 : DatagramEnvelope.bytes + PacketAuthenticator.tagBytes }
 
     /// The protocol's settings, with its packet size bounded by the datagram size.
     public var effectiveProtocolConfiguration: ProtocolConfiguration {

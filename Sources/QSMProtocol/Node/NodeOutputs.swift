@@ -60,6 +60,14 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     /// GMS connections that failed to authenticate (a wrong or missing secret on either
     /// side, or a frame whose tag did not verify).
     public var gmsAuthenticationFailures = 0
+    /// Authenticated datagrams dropped as replays: a counter already seen, a counter
+    /// older than the replay window, or an epoch of a dead incarnation of the sender.
+    public var droppedReplayed = 0
+    public var droppedTooOld = 0
+    public var droppedDeadIncarnation = 0
+    /// Authenticated datagrams from a new sender when `maximumReplayWindows` senders
+    /// are tracked already (only holders of the secret can cause this).
+    public var droppedTooManySenders = 0
     /// Datagrams addressed to a node whose address is not known (in no view, never heard).
     public var droppedNoAddress = 0
     /// Datagrams larger than `maximumDatagramBytes` (the protocol bounds its packets, so

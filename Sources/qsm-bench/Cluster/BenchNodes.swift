@@ -103,6 +103,8 @@ final class BenchReceiver: Sendable {
             ("implausible_dropped", protocolStatistics.implausibleDropped + protocolStatistics.streamLimitDropped),
             ("unknown_dropped", protocolStatistics.unknownDropped), ("truncated_dropped", statistics.core.droppedTruncated),
             ("unauthenticated_drops", statistics.droppedUnauthenticated),
+            ("replay_drops", statistics.machine.droppedReplayed + statistics.machine.droppedTooOld
+                + statistics.machine.droppedDeadIncarnation + statistics.machine.droppedTooManySenders),
             ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("requests_received", protocolStatistics.requestsReceived),
             ("out_of_order_dropped", protocolStatistics.outOfOrderDropped),

@@ -51,7 +51,7 @@ enum RunTable {
                      + "kernel socket-buffer drops \(report.kernelReceiveDrops)")
         if report.options.perturbation == .hostile {
             lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
-                         + "(malformed, implausible, unknown, oversized or unauthenticated); "
+                         + "(malformed, implausible, unknown, oversized, unauthenticated or replayed); "
                          + "\(report.foreignDeliveries) forged messages delivered"
                          + (report.options.secret == nil ? " (run with --insecure: without it they are refused)" : ""))
         }

@@ -127,11 +127,12 @@ struct RunReport {
     /// Deliveries from nodes that were not senders of the run (forged, accepted for want
     /// of a cluster secret).
     var foreignDeliveries: Int { live.map { $0.int("foreign") ?? 0 }.reduce(0, +) }
-    /// Datagrams the nodes dropped as malformed, implausible, unknown, oversized or
-    /// unauthenticated, summed over the nodes.
+    /// Datagrams the nodes dropped as malformed, implausible, unknown, oversized,
+    /// unauthenticated or replayed, summed over the nodes.
     var hostileDrops: Int {
         (senderResults + live).map { line in
-            ["malformed_dropped", "implausible_dropped", "unknown_dropped", "truncated_dropped", "unauthenticated_drops"]
+            ["malformed_dropped", "implausible_dropped", "unknown_dropped", "truncated_dropped", "unauthenticated_drops",
+             "replay_drops"]
                 .map { line.int($0) ?? 0 }.reduce(0, +)
         }.reduce(0, +)
     }
