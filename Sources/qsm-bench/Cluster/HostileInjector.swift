@@ -6,12 +6,17 @@ import QSMHarness
 import Synchronization
 
 /// The `hostile` perturbation: a process on the network (`qsm-bench _worker hostile`, on
-/// a host of its own with --hosts) sending, at about 20,000 datagrams per second,
-/// random bytes, truncated and oversized datagrams, and mutated valid protocol packets
-/// (wrong kinds, made-up senders, absurd sequence numbers, forged tokens, replays) to
-/// every node's unicast port and the region's multicast address, and opening TCP
-/// connections to the GMS to send it garbage. Well-formed traffic must keep flowing,
-/// complete, and every drop must be counted.
+/// a host of its own with --hosts). At about 20,000 datagrams per second it sends, to
+/// every node's unicast port and to the region's multicast address:
+/// - random bytes, and truncated and oversized datagrams;
+/// - mutated valid protocol packets: wrong kinds, made-up senders, absurd sequence
+///   numbers, forged tokens;
+/// - the cluster's own datagrams, captured from the region's multicast address and sent
+///   again unchanged (replays), with a bit flipped, or cut short;
+/// - foreign-cluster traffic: well-formed packets sealed, envelope and tag included,
+///   with another cluster's secret.
+/// It also opens TCP connections to the GMS and sends garbage. Well-formed traffic must
+/// keep flowing, complete, and every drop must be counted.
 final class HostileInjector: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let sent = Atomic<Int>(0)
@@ -24,8 +29,18 @@ final class HostileInjector: Sendable {
         try socket.setMulticastTimeToLive(1)
         try socket.setMulticastLoop(true)
         let box = CoreConfinedSocket(socket)
+        // Listens on the multicast targets to capture the cluster's own datagrams.
+        let capture = try UDPSocket()
+        try capture.setReuseAddress(true)
+        if let group = targets.first(where: { $0.address.isMulticast }) {
+            _ = try capture.bind(to: group)
+            for address in Set(targets.filter { $0.address.isMulticast }.map(\.address)) {
+                try capture.joinMulticastGroup(address, interface: interface)
+            }
+        }
+        let captureBox = CoreConfinedSocket(capture)
         let started = try SystemThread(name: "hostile") { [self] in
-            run(socket: box.socket, corpus: corpus, targets: targets, gms: gms, seed: seed)
+            run(socket: box.socket, capture: captureBox.socket, corpus: corpus, targets: targets, gms: gms, seed: seed)
         }
         thread.withLock { $0 = started }
     }
@@ -37,17 +52,56 @@ final class HostileInjector: Sendable {
         thread.withLock { $0 }?.join()
     }
 
-    private func run(socket: UDPSocket, corpus: [[UInt8]], targets: [SocketAddress], gms: SocketAddress, seed: UInt64) {
+    private func run(socket: UDPSocket, capture: UDPSocket, corpus: [[UInt8]], targets: [SocketAddress], gms: SocketAddress,
+                     seed: UInt64) {
         var mutator = PacketMutator(seed: seed, corpus: corpus)
         var random = SplitMix64(seed: seed ^ 0xBAD)
+        let foreign = PacketAuthenticator(secret: (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+        var captured: [[UInt8]] = []
+        var oldestCaptured = 0
+        var buffer = [UInt8](repeating: 0, count: 65_536)
         var target = 0
         var round = 0
+        var foreignCounter: UInt64 = 0
         while !stopping.load(ordering: .relaxed) {
+            // What the cluster multicast since the last round (the newest 256 kept).
+            for _ in 0..<64 {
+                guard case .completed(let reception)? = buffer.withUnsafeMutableBytes({ try? capture.receive(into: $0) }) else { break }
+                if captured.count < 256 {
+                    captured.append(Array(buffer[0..<reception.length]))
+                } else {
+                    captured[oldestCaptured] = Array(buffer[0..<reception.length])
+                    oldestCaptured = (oldestCaptured + 1) % captured.count
+                }
+            }
             for _ in 0..<20 {
                 var bytes: [UInt8]
-                switch random.next() % 10 {
+                var kind = random.next() % 14
+                if (2...5).contains(kind), captured.isEmpty { kind = 13 }  // nothing captured yet
+                switch kind {
                 case 0: bytes = [UInt8](repeating: UInt8(truncatingIfNeeded: random.next()), count: 9_000 + Int(random.next() % 56_000))
                 case 1: bytes = []
+                case 2, 3:
+                    // A replay of one of the cluster's own datagrams, unchanged.
+                    bytes = captured[Int(random.next() % UInt64(captured.count))]
+                case 4:
+                    bytes = captured[Int(random.next() % UInt64(captured.count))]
+                    if !bytes.isEmpty {
+                        let bit = Int(random.next() % UInt64(bytes.count * 8))
+                        bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+                    }
+                case 5:
+                    bytes = captured[Int(random.next() % UInt64(captured.count))]
+                    bytes = Array(bytes.prefix(Int(random.next() % UInt64(max(bytes.count, 1)))))
+                case 6, 7:
+                    // Another cluster's traffic: a well-formed packet with a valid envelope
+                    // and tag, under a secret this cluster does not have.
+                    foreignCounter += 1
+                    var sealed = mutator.next()
+                    for value in [random.next() % 64 + 1, UInt64(1) << 40, foreignCounter] {
+                        sealed += (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) }
+                    }
+                    bytes = sealed + sealed.withUnsafeBytes { foreign.code(for: $0) }.prefix(PacketAuthenticator.tagBytes)
                 default: bytes = mutator.next()
                 }
                 let destination = targets[target % targets.count]
