@@ -90,4 +90,52 @@ struct GMSAuthenticationProcessTests {
             #expect(output.contains("no cluster secret") && output.contains("--insecure"), "\(command): \(output)")
         }
     }
+
+    /// Two clusters with different secrets on the same multicast address and port (both
+    /// GMSs hand out the same first address): each subscriber gets exactly its own
+    /// cluster's lines. The other cluster's datagrams are dropped for their tags, nothing
+    /// foreign is delivered, and neither stream stalls.
+    @Test func twoClustersOnTheSameAddressesDoNotDisturbEachOther() throws {
+        let secrets = [try Self.secretFile("cluster one's secret, 32 bytes!"), try Self.secretFile("cluster two's secret, 32 bytes!")]
+        defer { for path in secrets { unlink(path) } }
+        let node = EngineProcessTests.qsmNode
+        let count = 5_000
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            var gmsProcesses: [ChildProcess] = []
+            defer { for gms in gmsProcesses { gms.signal(SIGTERM) } }
+            var subscribers: [ChildProcess] = [], publishers: [ChildProcess] = [], feeders: [SystemThread] = []
+            for (index, secret) in secrets.enumerated() {
+                let gms = try ChildProcess(executable: node, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0",
+                                                                         "--secret-file", secret])
+                gmsProcesses.append(gms)
+                guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
+                    return "GMS \(index) did not start"
+                }
+                let address = String(ready.dropFirst("gms listening on ".count))
+                subscribers.append(try ChildProcess(executable: node, arguments: [
+                    "subscribe", "--gms", address, "--group", "shared", "--id", "\(10 + index)", "--count", "\(count)",
+                    "--secret-file", secret, "--timeout-seconds", "60"]))
+                let publisher = try ChildProcess(executable: node, arguments: [
+                    "publish", "--gms", address, "--group", "shared", "--wait-members", "1", "--id", "\(1 + index)",
+                    "--secret-file", secret, "--timeout-seconds", "120"])
+                publishers.append(publisher)
+                feeders.append(try EngineProcessTests.feed(publisher, (1...count).map { "cluster \(index) line \($0)" }))
+            }
+            var outputs: [[String]] = []
+            EngineProcessTests.collectAll(subscribers, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
+            for (index, publisher) in publishers.enumerated() {
+                _ = EngineProcessTests.finish(feeders[index], publisher, timeoutMilliseconds: 60_000)
+            }
+            for (index, lines) in outputs.enumerated() {
+                let payloads = lines.compactMap { $0.split(separator: "\t").last.map(String.init) }
+                let expected = (1...count).map { "cluster \(index) line \($0)" }
+                guard payloads == expected else {
+                    let foreign = payloads.filter { !$0.hasPrefix("cluster \(index) ") }.count
+                    return "subscriber \(index): \(payloads.count) lines, \(foreign) foreign; first: \(lines.prefix(3))"
+                }
+            }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
 }
