@@ -138,4 +138,67 @@ struct GMSAuthenticationProcessTests {
         }
         #expect(failure == nil, "\(failure ?? "")")
     }
+
+    /// The default configuration under attack, with real processes: a GMS, 3 subscribers
+    /// and a publisher of 20,000 numbered lines, all with the cluster secret. For the
+    /// whole stream a hostile process sprays random, truncated, oversized, mutated,
+    /// replayed, bit-flipped and foreign-cluster datagrams at every node's port and at the
+    /// region's multicast address, and junk at the GMS. Every subscriber must get every
+    /// line intact, in order, and nothing else.
+    @Test func theDefaultConfigurationDeliversIntactUnderAHostileSpray() throws {
+        let secret = try Self.secretFile("a cluster secret for the hostile test")
+        defer { unlink(secret) }
+        let node = EngineProcessTests.qsmNode
+        let bench = ChildProcess.currentExecutableDirectory + "/qsm-bench"
+        let count = 20_000
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let gms = try ChildProcess(executable: node, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0",
+                                                                     "--secret-file", secret])
+            defer { gms.signal(SIGTERM) }
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
+                return "the GMS did not start"
+            }
+            let address = String(ready.dropFirst("gms listening on ".count))
+            let ports = [41_001, 41_002, 41_003, 41_004]
+            // The sprayer starts first, so it covers the whole stream.
+            let hostile = try ChildProcess(executable: bench, arguments: ["_worker", "hostile"])
+            defer { hostile.signal(SIGKILL) }
+            let targets = ports.map { "127.0.0.1:\($0)" } + ["239.192.0.0:17000"]
+            guard hostile.writeLine("hostile targets=\(targets.joined(separator: ",")) gms=\(address) interface=127.0.0.1 seed=7"),
+                  let started = hostile.readLine(timeoutMilliseconds: 20_000), started.hasPrefix("hostile-started") else {
+                return "the hostile process did not start"
+            }
+            let subscribers = try (0..<3).map { index in
+                try ChildProcess(executable: node, arguments: [
+                    "subscribe", "--gms", address, "--group", "attacked", "--id", "\(20 + index)", "--count", "\(count)",
+                    "--port", "\(ports[index + 1])", "--secret-file", secret, "--timeout-seconds", "60"])
+            }
+            let publisher = try ChildProcess(executable: node, arguments: [
+                "publish", "--gms", address, "--group", "attacked", "--wait-members", "3", "--id", "1", "--port", "\(ports[0])",
+                "--secret-file", secret, "--timeout-seconds", "180"])
+            let expected = (1...count).map { "line \($0)" }
+            let feeder = try EngineProcessTests.feed(publisher, expected)
+            var outputs: [[String]] = []
+            EngineProcessTests.collectAll(subscribers, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(240)))
+            let published = EngineProcessTests.finish(feeder, publisher, timeoutMilliseconds: 60_000)
+            _ = hostile.writeLine("finish")
+            let report = hostile.readLine(timeoutMilliseconds: 20_000) ?? "no report"
+            print("hostile: \(report)")
+            guard published == 0 else { return "the publisher exited with \(published.map(String.init) ?? "nothing (killed)")" }
+            for (index, lines) in outputs.enumerated() where lines != expected {
+                let foreign = lines.filter { !expected.contains($0) }.prefix(3)
+                return "subscriber \(index): \(lines.count) of \(count) lines; not sent: \(Array(foreign)); first: \(lines.prefix(3))"
+            }
+            guard let sprayed = WorkerLineCount.datagrams(report), sprayed > 1_000 else { return "the sprayer sent too little: \(report)" }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+}
+
+/// Reads `datagrams=N` from a hostile worker's result line.
+enum WorkerLineCount {
+    static func datagrams(_ line: String) -> Int? {
+        line.split(separator: " ").first { $0.hasPrefix("datagrams=") }.flatMap { Int($0.dropFirst("datagrams=".count)) }
+    }
 }
