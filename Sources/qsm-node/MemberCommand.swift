@@ -24,8 +24,9 @@ enum MemberCommand {
           --join NAME[,NAME...]    groups to join (repeatable)
           --publish NAME[,NAME...] groups to publish to without joining (repeatable)
           --heartbeat-ms MS        heartbeat interval (default 1000)
-          --insecure               required: this diagnostic client does not authenticate
-                                   yet, so it talks only to a GMS run with --insecure
+          --secret-file PATH       the cluster secret (as for the GMS and every node): the
+                                   GMS connection is mutually authenticated
+          --insecure               run without a secret, against a GMS run with --insecure
           -h, --help               show this help
         """
 
@@ -36,16 +37,20 @@ enum MemberCommand {
         var joins: [GroupName] = []
         var publishes: [GroupName] = []
         let heartbeat: Int
+        var secret: [UInt8]?
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--id", "--address", "--join", "--publish", "--heartbeat-ms"],
+            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--id", "--address", "--join", "--publish", "--heartbeat-ms",
+                                                                 "--secret-file"],
                                              switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
             }
-            guard flags.has("--insecure") else {
-                throw ConfigurationError("member does not authenticate to the GMS yet: give --insecure (and run the GMS with --insecure)")
+            if let path = try flags.value("--secret-file") { secret = try NodeFlags.readSecret(path) }
+            if secret == nil, !flags.has("--insecure") {
+                throw ConfigurationError("no cluster secret: give --secret-file PATH (make one with 'qsm-node secret new PATH'), or --insecure to run without one")
             }
+            if secret != nil, flags.has("--insecure") { throw ConfigurationError("--secret-file and --insecure exclude each other") }
             guard let gmsAddress = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
             gms = gmsAddress
             let idText = try flags.required("--id")
@@ -62,7 +67,7 @@ enum MemberCommand {
         do {
             let core = try EventCore()
             let agent = MembershipAgent(node: node, address: address, gms: gms, core: core,
-                                        heartbeatInterval: .milliseconds(heartbeat)) { events, agent in
+                                        heartbeatInterval: .milliseconds(heartbeat), clusterSecret: secret) { events, agent in
                 for event in events { writeToStandardOutput(MembershipJSON.line(for: event, node: agent.client.node)) }
             }
             for group in joins { agent.join(group) }

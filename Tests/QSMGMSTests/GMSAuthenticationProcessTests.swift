@@ -19,6 +19,15 @@ struct GMSAuthenticationProcessTests {
         return String(cString: template)
     }
 
+    /// A `qsm-node gms` with the secret in `secretFile`, and its address; nil if it did
+    /// not start.
+    static func startGMS(secretFile: String) throws -> (ChildProcess, String)? {
+        let gms = try ChildProcess(executable: EngineProcessTests.qsmNode,
+                                   arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--secret-file", secretFile])
+        guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else { return nil }
+        return (gms, String(ready.dropFirst("gms listening on ".count)))
+    }
+
     /// Runs a shell command with standard error folded into standard output.
     static func shell(_ command: String) throws -> ChildProcess {
         try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec " + command + " 2>&1"])
@@ -152,13 +161,8 @@ struct GMSAuthenticationProcessTests {
         let bench = ChildProcess.currentExecutableDirectory + "/qsm-bench"
         let count = 20_000
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            let gms = try ChildProcess(executable: node, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0",
-                                                                     "--secret-file", secret])
+            guard let (gms, address) = try Self.startGMS(secretFile: secret) else { return "the GMS did not start" }
             defer { gms.signal(SIGTERM) }
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
-                return "the GMS did not start"
-            }
-            let address = String(ready.dropFirst("gms listening on ".count))
             let ports = [41_001, 41_002, 41_003, 41_004]
             // The sprayer starts first, so it covers the whole stream.
             let hostile = try ChildProcess(executable: bench, arguments: ["_worker", "hostile"])
@@ -190,6 +194,33 @@ struct GMSAuthenticationProcessTests {
                 return "subscriber \(index): \(lines.count) of \(count) lines; not sent: \(Array(foreign)); first: \(lines.prefix(3))"
             }
             guard let sprayed = WorkerLineCount.datagrams(report), sprayed > 1_000 else { return "the sprayer sent too little: \(report)" }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+
+    /// `qsm-node member` authenticates like a node: with the GMS's secret it registers;
+    /// with another it reports `authentication_failed` naming the cause.
+    @Test func theMembershipClientAuthenticatesToo() throws {
+        let secret = try Self.secretFile("the cluster's secret for members")
+        let wrong = try Self.secretFile("not the cluster's secret, members")
+        defer { unlink(secret); unlink(wrong) }
+        let node = EngineProcessTests.qsmNode
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            guard let (gms, address) = try Self.startGMS(secretFile: secret) else { return "the GMS did not start" }
+            defer { gms.signal(SIGTERM) }
+            for (file, expected) in [(secret, #""event":"registered""#), (wrong, #""event":"authentication_failed""#)] {
+                let member = try ChildProcess(executable: node, arguments: ["member", "--gms", address, "--id", "9", "--join", "a",
+                                                                            "--secret-file", file])
+                defer { member.signal(SIGKILL) }
+                var lines: [String] = []
+                let deadline = MonotonicClock.now().advanced(by: .seconds(20))
+                while MonotonicClock.now() < deadline, !lines.contains(where: { $0.contains(expected) }) {
+                    if let line = member.readLine(timeoutMilliseconds: 500) { lines.append(line) }
+                }
+                guard lines.contains(where: { $0.contains(expected) }) else { return "expected \(expected), got \(lines)" }
+                if file == wrong, !lines.contains(where: { $0.contains("cluster secret") }) { return "no cause named: \(lines)" }
+            }
             return nil
         }
         #expect(failure == nil, "\(failure ?? "")")

@@ -14,13 +14,18 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
     private let onEvents: ([MembershipEvent], MembershipAgent) -> Void
     private var connection: FramedConnection?
     private var alarm: AlarmHandle?
+    /// The connection's authentication with the cluster secret, if there is one.
+    private var session: GMSClientSession
     /// The last connection failure, for diagnosis.
     public private(set) var lastConnectionProblem: String?
 
+    /// - Parameter clusterSecret: the cluster's secret (the GMS connection is then
+    ///   mutually authenticated; see `GMSChannel`), or nil for a GMS run without one.
     public init(node: NodeID, address: SocketAddress, gms: SocketAddress, core: EventCore,
-                heartbeatInterval: Duration = .seconds(1),
+                heartbeatInterval: Duration = .seconds(1), clusterSecret: [UInt8]? = nil,
                 onEvents: @escaping ([MembershipEvent], MembershipAgent) -> Void) {
         client = MembershipClient(node: node, address: address, heartbeatInterval: heartbeatInterval)
+        session = GMSClientSession(secret: clusterSecret, blockFunction: HardwareSHA256.blockFunction)
         self.gms = gms
         self.core = core
         self.onEvents = onEvents
@@ -60,8 +65,9 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
                     client.disconnected(now: core.now)
                 }
             case .send(let payload):
-                connection?.send(payload, core: core)
+                if let connection, let sealed = session.outgoing(payload) { connection.send(sealed, core: core) }
             case .close:
+                session.disconnected()
                 let closing = connection
                 connection = nil
                 closing?.closeAfterFlushing(reason: .local("membership client stopped"), core: core)
@@ -76,25 +82,36 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
 
     public func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
         guard connection === self.connection else { return }
+        let hello = session.connected(nonce: {
+            var random = SystemRandomNumberGenerator()
+            return (0..<GMSChannel.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
+        }())
+        if let hello { connection.send(hello, core: core) }
         client.connected(now: core.now)
         pump()
     }
 
     public func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
         guard connection === self.connection else { return }
-        if let reason = frame.withUnsafeBytes({ GMSChannel.refusalReason($0) }) {
-            // A GMS with a cluster secret refuses this agent, which has none.
-            lastConnectionProblem = reason
-            onEvents([.authenticationFailed(reason: "the GMS refused this node: \(reason)")], self)
+        let incoming = frame.withUnsafeBytes { session.incoming($0) }
+        for reply in incoming.send { connection.send(reply, core: core) }
+        if let failure = incoming.failure {
+            lastConnectionProblem = failure
+            onEvents([.authenticationFailed(reason: failure)], self)
+            self.connection = nil
+            connection.closeAfterFlushing(reason: .local("authentication failed"), core: core)
+            client.disconnected(now: core.now)
+            pump()
             return
         }
-        frame.withUnsafeBytes { client.frameReceived($0, now: core.now) }
+        if let message = incoming.message { message.withUnsafeBytes { client.frameReceived($0, now: core.now) } }
         pump()
     }
 
     public func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
         guard connection === self.connection else { return }
         self.connection = nil
+        session.disconnected()
         lastConnectionProblem = "\(reason)"
         if !client.isRegistered {
             onEvents([.connectionFailed(reason: "cannot reach the GMS at \(gms): \(reason)")], self)

@@ -45,10 +45,8 @@ public final class NodeMachine {
     @exclusivity(unchecked) private var groupNames: [GroupID: GroupName] = [:]
     @exclusivity(unchecked) private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
     @exclusivity(unchecked) private var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
-    /// With a cluster secret: the GMS connection's authentication, and the membership
-    /// frames waiting for it to open.
-    @exclusivity(unchecked) private var gmsChannel: GMSChannel?
-    @exclusivity(unchecked) private var framesAwaitingChannel: [[UInt8]] = []
+    /// The GMS connection's authentication (with a cluster secret).
+    @exclusivity(unchecked) private var gmsSession: GMSClientSession
     @exclusivity(unchecked) private var nonces: NonceSource?
     /// With a cluster secret: this incarnation's datagram counter, and what each sender's
     /// incarnation has been seen to send (see `DatagramEnvelope`).
@@ -64,6 +62,7 @@ public final class NodeMachine {
         }
         tagBytes = configuration.tagBytes
         if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
+        gmsSession = GMSClientSession(secret: configuration.clusterSecret, blockFunction: configuration.sha256BlockFunction)
         flowControl = configuration.flowControl
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
                                         seed: configuration.seed)
@@ -174,13 +173,7 @@ public final class NodeMachine {
 
     public func gmsConnected(now: Instant) {
         enter(now)
-        if let secret = configuration.clusterSecret, nonces != nil {
-            let channel = GMSChannel(role: .client, secret: secret, nonce: nonces!.next(),
-                                     blockFunction: configuration.sha256BlockFunction)
-            gmsActions.append(.send(channel.hello()))
-            gmsChannel = channel
-            framesAwaitingChannel = []
-        }
+        if let hello = gmsSession.connected(nonce: nonces!.next()) { gmsActions.append(.send(hello)) }
         membership.connected(now: now)
         pumpMembership()
     }
@@ -188,29 +181,12 @@ public final class NodeMachine {
     /// One frame (a whole message, its length prefix removed) from the GMS.
     public func gmsFrameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
         enter(now)
-        guard var channel = gmsChannel else {
-            if let reason = GMSChannel.refusalReason(frame) { return authenticationFailed("the GMS refused this node: \(reason)") }
-            membership.frameReceived(frame, now: now)
-            return pumpMembership()
-        }
-        let received = channel.receive(frame)
-        gmsChannel = channel
-        switch received {
-        case .handshake(let reply, let opened):
-            if let reply { gmsActions.append(.send(reply)) }
-            if opened {
-                for waiting in framesAwaitingChannel { gmsActions.append(.send(channel.seal(waiting))) }
-                framesAwaitingChannel = []
-                gmsChannel = channel
-            }
-        case .message(let payload):
-            payload.withUnsafeBytes { membership.frameReceived($0, now: now) }
+        let incoming = gmsSession.incoming(frame)
+        for reply in incoming.send { gmsActions.append(.send(reply)) }
+        if let failure = incoming.failure { return authenticationFailed(failure) }
+        if let message = incoming.message {
+            message.withUnsafeBytes { membership.frameReceived($0, now: now) }
             pumpMembership()
-        case .refusedByPeer(let reason):
-            authenticationFailed("the GMS refused this node: \(reason)")
-        case .failed(let reason, let reply):
-            if let reply { gmsActions.append(.send(reply)) }
-            authenticationFailed(reason)
         }
     }
 
@@ -221,8 +197,7 @@ public final class NodeMachine {
         statistics.gmsAuthenticationFailures += 1
         events.append(.membership(.authenticationFailed(reason: reason)))
         gmsActions.append(.close)
-        gmsChannel = nil
-        framesAwaitingChannel = []
+        gmsSession.disconnected()
         membership.disconnected(now: now)
         pumpMembership()
     }
@@ -230,8 +205,7 @@ public final class NodeMachine {
     /// The connection to the GMS closed, or could not be opened (`reason` says why).
     public func gmsDisconnected(reason: String?, now: Instant) {
         enter(now)
-        gmsChannel = nil
-        framesAwaitingChannel = []
+        gmsSession.disconnected()
         if let reason, !membership.isRegistered {
             events.append(.membership(.connectionFailed(reason: reason)))
         }
@@ -372,16 +346,14 @@ public final class NodeMachine {
     /// acting once per update keeps that linear).
     private func pumpMembership() {
         for action in membership.takeActions() {
-            guard case .send(let frame) = action, var channel = gmsChannel else {
-                if case .connect = action { gmsChannel = nil; framesAwaitingChannel = [] }
+            switch action {
+            case .send(let frame):
+                if let sealed = gmsSession.outgoing(frame) { gmsActions.append(.send(sealed)) }
+            case .connect:
+                gmsSession.disconnected()
                 gmsActions.append(action)
-                continue
-            }
-            if channel.isOpen {
-                gmsActions.append(.send(channel.seal(frame)))
-                gmsChannel = channel
-            } else {
-                framesAwaitingChannel.append(frame)
+            case .close:
+                gmsActions.append(action)
             }
         }
         let changes = membership.takeEvents()
