@@ -239,7 +239,9 @@ enum RunCommand {
           --port P                 unicast port for control traffic (default: any free port)
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live (default 1)
-          --secret-file PATH       the cluster secret (see qsm-node publish --help)
+          --secret-file PATH       the cluster secret (see qsm-node publish --help); required
+                                   unless --insecure is given
+          --insecure               run without a cluster secret (warns; see publish --help)
           --stats-seconds S        statistics interval (default 5)
           -h, --help               show this help
         """
@@ -281,7 +283,9 @@ enum RunCommand {
                     + "ack_ms=\(Int(ack * 1000) / 1000) pending_ack=\(s.unacknowledgedMessages) cached_bytes=\(s.heldBytes) "
                     + "alarm_late_max_us=\(s.alarmLateness.maxNanoseconds / 1000) "
                     + "drops(malformed=\(p.malformedDropped) unknown=\(p.unknownDropped) out_of_window=\(p.outOfOrderDropped) "
-                    + "pool_exhausted=\(s.core.poolExhaustions))")
+                    + "unauthenticated=\(s.machine.droppedUnauthenticated) replayed=\(s.machine.droppedReplayed) "
+                    + "too_old=\(s.machine.droppedTooOld) dead_incarnation=\(s.machine.droppedDeadIncarnation) "
+                    + "pool_exhausted=\(s.core.poolExhaustions)) gms_auth_failures=\(s.machine.gmsAuthenticationFailures)")
             }
         } catch {
             writeToStandardError("qsm-node run: \(error)")
