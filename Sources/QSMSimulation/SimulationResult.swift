@@ -31,6 +31,11 @@ public struct SimulationResult: Sendable {
     /// more than were corrupted).
     public var corruptedDatagrams = 0
     public var unauthenticatedDropped = 0
+    /// Authenticated datagrams dropped as replays (a counter seen before, or a dead
+    /// incarnation: never more than the network duplicated), and as older than the
+    /// replay window.
+    public var replayDropped = 0
+    public var tooOldDropped = 0
     /// Datagrams the network lost (loss, bursts, the split, no listener) or duplicated.
     public var networkDropped = 0
     public var networkDuplicates = 0

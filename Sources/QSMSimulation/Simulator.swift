@@ -543,6 +543,7 @@ public final class Simulator {
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
+        var replays = 0, tooOld = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -562,6 +563,8 @@ public final class Simulator {
             published += s.published
             oversized += node.machine.statistics.droppedOversized
             unauthenticated += node.machine.statistics.droppedUnauthenticated
+            replays += node.machine.statistics.droppedReplayed + node.machine.statistics.droppedDeadIncarnation
+            tooOld += node.machine.statistics.droppedTooOld
         }
         let configuration = scenario.protocolConfiguration
         let bound = configuration.windowBytes * (scenario.senders + 1)
@@ -570,6 +573,11 @@ public final class Simulator {
         if tokenRecords > scenario.senders { checker.violation("a token carried \(tokenRecords) records for \(scenario.senders) senders") }
         if oversized > 0 { checker.violation("\(oversized) datagrams were too large for the network's \(scenario.maximumDatagramBytes) bytes") }
         if unauthenticated > corrupted { checker.violation("\(unauthenticated) datagrams failed authentication, but only \(corrupted) were corrupted") }
+        // Only the network's duplicates repeat a counter (every send, retransmissions
+        // included, takes a new one; no node restarts here).
+        if replays > networkDuplicates {
+            checker.violation("\(replays) datagrams were dropped as replays, but the network duplicated only \(networkDuplicates)")
+        }
         let p99 = Double(recoveries.percentile(0.99) ?? 0) / 1e3
         return SimulationResult(
             seed: seed, nodes: scenario.nodes, groups: scenario.groups,
@@ -582,6 +590,7 @@ public final class Simulator {
             retransmissions: retransmissions, duplicatesReceived: duplicates, maximumTokenRecords: tokenRecords, wallSeconds: 0,
             drainSeconds: quietAt.map { Double($0.nanoseconds(since: publishingEnds)) / 1e9 } ?? scenario.drainSeconds,
             tokensSplit: tokensSplit, corruptedDatagrams: corrupted, unauthenticatedDropped: unauthenticated,
+            replayDropped: replays, tooOldDropped: tooOld,
             networkDropped: networkDropped, networkDuplicates: networkDuplicates,
             publishesRefused: publishesRefused, gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
             controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,

@@ -234,6 +234,7 @@ enum SimulateCommand {
             ("max_token_records", "\(result.maximumTokenRecords)"),
             ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
             ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
+            ("replay_dropped", "\(result.replayDropped)"), ("too_old_dropped", "\(result.tooOldDropped)"),
             ("gms_updates", "\(result.gmsUpdatesSent)"), ("publishes_refused", "\(result.publishesRefused)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
