@@ -14,7 +14,6 @@ final class GMSLink: FramedConnectionDelegate {
 
     /// Carries out every action the machine has asked for so far.
     func carryOut(core: EventCore) {
-        guard machine.hasGMSAction else { return }
         while let action = machine.pollGMSAction() {
             switch action {
             case .connect:

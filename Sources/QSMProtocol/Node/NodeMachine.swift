@@ -147,14 +147,20 @@ public final class NodeMachine {
             statistics.droppedUnauthenticated += 1
             return false
         }
-        if replayWindows[envelope.sender] == nil {
+        let verdict: ReplayWindow.Verdict
+        if let index = replayWindows.index(forKey: envelope.sender) {
+            // One hash per datagram: the window is updated in place through its index.
+            verdict = replayWindows.values[index].admit(epoch: envelope.epoch, counter: envelope.counter)
+        } else {
             guard replayWindows.count < Self.maximumReplayWindows else {
                 statistics.droppedTooManySenders += 1
                 return false
             }
-            replayWindows[envelope.sender] = ReplayWindow(epoch: envelope.epoch)
+            var window = ReplayWindow(epoch: envelope.epoch)
+            verdict = window.admit(epoch: envelope.epoch, counter: envelope.counter)
+            replayWindows[envelope.sender] = window
         }
-        switch replayWindows[envelope.sender]!.admit(epoch: envelope.epoch, counter: envelope.counter) {
+        switch verdict {
         case .fresh: return true
         case .replayed: statistics.droppedReplayed += 1
         case .tooOld: statistics.droppedTooOld += 1
