@@ -87,7 +87,7 @@ enum GMSCommand {
             statsSeconds = try flags.integer("--stats-seconds", in: 0...86_400, default: 10)
             if let path = try flags.value("--secret-file") {
                 configuration.clusterSecret = try NodeFlags.readSecret(path)
-                configuration.entropy = [UInt8](repeating: 0, count: 32)  // for validation; the server draws its own
+                configuration.entropy = SystemRandom.bytes(32)
             }
             if configuration.clusterSecret == nil, !flags.has("--insecure") {
                 throw ConfigurationError("no cluster secret: give --secret-file PATH (make one with 'qsm-node secret new PATH'), or --insecure to run without one")
@@ -96,7 +96,6 @@ enum GMSCommand {
                 throw ConfigurationError("--secret-file and --insecure exclude each other")
             }
             try configuration.validate()
-            configuration.entropy = []
         } catch {
             fail(error.message, command: "gms")
         }

@@ -24,10 +24,7 @@ enum SecretCommand {
             fail(arguments.first == "new" ? "give exactly one PATH" : "the only subcommand is 'new PATH'", command: "secret")
         }
         let path = arguments[1]
-        // The standard library's system generator reads the kernel's CSPRNG (getrandom).
-        var random = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
-        let text = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + "\n"
+        let text = SystemRandom.hex(32) + "\n"
         // O_EXCL: an existing file (a secret in use, or a link planted there) is never touched.
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else {

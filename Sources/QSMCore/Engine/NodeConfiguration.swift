@@ -65,8 +65,7 @@ public struct QSMNodeConfiguration: Sendable {
         machine.clusterSecret = clusterSecret
         machine.sha256BlockFunction = HardwareSHA256.blockFunction
         if clusterSecret != nil {
-            var generator = SystemRandomNumberGenerator()
-            machine.entropy = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            machine.entropy = SystemRandom.bytes(32)
             machine.epoch = IncarnationEpoch.fresh()
         }
         machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity

@@ -82,10 +82,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
 
     public func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
         guard connection === self.connection else { return }
-        let hello = session.connected(nonce: {
-            var random = SystemRandomNumberGenerator()
-            return (0..<GMSChannel.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
-        }())
+        let hello = session.connected(nonce: SystemRandom.bytes(GMSChannel.nonceBytes))
         if let hello { connection.send(hello, core: core) }
         client.connected(now: core.now)
         pump()

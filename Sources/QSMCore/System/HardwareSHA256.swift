@@ -11,7 +11,7 @@ package enum HardwareSHA256 {
     package static let blockFunction: SHA256.BlockFunction? = {
         if let choice = getenv("QSM_SHA256"), String(cString: choice) == "portable" { return nil }
         guard cqsm_cpu_has_sha_extensions() == 1 else { return nil }
-        return { state, data, count in cqsm_sha256_blocks_sha_extensions(state, data, count) }
+        return cqsm_sha256_blocks_sha_extensions
     }()
 
     /// What authentication runs on, for statistics and benchmark tables.

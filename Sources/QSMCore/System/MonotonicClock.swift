@@ -30,6 +30,6 @@ package enum IncarnationEpoch {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
         var random = SystemRandomNumberGenerator()
-        return UInt64(UInt32(truncatingIfNeeded: time.tv_sec)) << 32 | UInt64(UInt32.random(in: 0...UInt32.max, using: &random))
+        return UInt64(UInt32(truncatingIfNeeded: time.tv_sec)) << 32 | UInt64(random.next() as UInt32)
     }
 }

@@ -27,10 +27,7 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     public init(configuration: MembershipConfiguration, listeningOn address: SocketAddress, core: EventCore) throws {
         var configuration = configuration
         if configuration.incarnation == 0 { configuration.incarnation = UInt32.random(in: 1...UInt32.max) }
-        if configuration.clusterSecret != nil, configuration.entropy.isEmpty {
-            var generator = SystemRandomNumberGenerator()
-            configuration.entropy = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        }
+        if configuration.clusterSecret != nil, configuration.entropy.isEmpty { configuration.entropy = SystemRandom.bytes(32) }
         if configuration.sha256BlockFunction == nil { configuration.sha256BlockFunction = HardwareSHA256.blockFunction }
         service = try MembershipService(configuration: configuration)
         listener = try TCPListener(bindingTo: address)

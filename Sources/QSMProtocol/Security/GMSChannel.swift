@@ -179,10 +179,10 @@ public struct GMSChannel: Sendable {
     }
 
     private static func tag(_ payload: [UInt8], counter: UInt64, key: PacketAuthenticator) -> [UInt8] {
-        var message = [UInt8](repeating: 0, count: 8)
-        for index in 0..<8 { message[index] = UInt8(truncatingIfNeeded: counter >> UInt64(56 - 8 * index)) }
-        message += payload
-        return Array(message.withUnsafeBytes { key.code(for: $0) }.prefix(tagBytes))
+        var message = WireEncoder(reservingCapacity: 8 + payload.count)
+        message.write(counter)
+        message.write(bytes: payload)
+        return Array(message.bytes.withUnsafeBytes { key.code(for: $0) }.prefix(tagBytes))
     }
 
     private static func body(_ frame: UnsafeRawBufferPointer, _ kind: Kind) -> UnsafeRawBufferPointer.SubSequence? {
@@ -214,8 +214,8 @@ public struct NonceSource: Sendable {
     /// The next 32-byte nonce.
     public mutating func next() -> [UInt8] {
         counter += 1
-        var input = [UInt8](repeating: 0, count: 8)
-        for index in 0..<8 { input[index] = UInt8(truncatingIfNeeded: counter >> UInt64(56 - 8 * index)) }
-        return input.withUnsafeBytes { key.code(for: $0) }
+        var input = WireEncoder(reservingCapacity: 8)
+        input.write(counter)
+        return input.bytes.withUnsafeBytes { key.code(for: $0) }
     }
 }

@@ -98,13 +98,7 @@ struct RunOptions {
     }
 
     /// 32 bytes from the OS's random source, as hex: the run's cluster secret.
-    static func randomSecret() -> String {
-        var random = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in
-            let byte = UInt8.random(in: 0...255, using: &random)
-            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
-        }.joined()
-    }
+    static func randomSecret() -> String { SystemRandom.hex(32) }
 
     var churningReceivers: Int { perturbation == .churn ? max(1, receivers / 2) : 0 }
 
