@@ -12,8 +12,10 @@ import Testing
 struct EngineProcessTests {
     static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
 
-    static func startGMS() throws -> (ChildProcess, String) {
-        let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
+    /// A `qsm-node gms` on a free loopback port, and its address: insecure unless
+    /// `security` says otherwise (`["--secret-file", PATH]`).
+    static func startGMS(_ security: [String] = ["--insecure"]) throws -> (ChildProcess, String) {
+        let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"] + security)
         guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
             throw ConfigurationError("the GMS did not start")
         }

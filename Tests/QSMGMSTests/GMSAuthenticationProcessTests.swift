@@ -19,13 +19,9 @@ struct GMSAuthenticationProcessTests {
         return String(cString: template)
     }
 
-    /// A `qsm-node gms` with the secret in `secretFile`, and its address; nil if it did
-    /// not start.
-    static func startGMS(secretFile: String) throws -> (ChildProcess, String)? {
-        let gms = try ChildProcess(executable: EngineProcessTests.qsmNode,
-                                   arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--secret-file", secretFile])
-        guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else { return nil }
-        return (gms, String(ready.dropFirst("gms listening on ".count)))
+    /// Whether a `qsm-node run` statistics line counts unauthenticated datagrams.
+    static func countsUnauthenticated(_ line: String) -> Bool {
+        line.split(separator: " ").contains { $0.hasPrefix("unauthenticated=") && $0 != "unauthenticated=0" }
     }
 
     /// Runs a shell command with standard error folded into standard output.
@@ -113,14 +109,17 @@ struct GMSAuthenticationProcessTests {
             var gmsProcesses: [ChildProcess] = []
             defer { for gms in gmsProcesses { gms.signal(SIGTERM) } }
             var subscribers: [ChildProcess] = [], publishers: [ChildProcess] = [], feeders: [SystemThread] = []
+            var watcher: ChildProcess?
+            defer { watcher?.signal(SIGKILL) }
             for (index, secret) in secrets.enumerated() {
-                let gms = try ChildProcess(executable: node, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0",
-                                                                         "--secret-file", secret])
+                let (gms, address) = try EngineProcessTests.startGMS(["--secret-file", secret])
                 gmsProcesses.append(gms)
-                guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
-                    return "GMS \(index) did not start"
+                if index == 0 {
+                    // A second member of cluster one that prints its drop counters: the other
+                    // cluster's datagrams must reach it and fail their tags.
+                    watcher = try ChildProcess(executable: node, arguments: [
+                        "run", "--gms", address, "--groups", "shared", "--id", "30", "--stats-seconds", "1", "--secret-file", secret])
                 }
-                let address = String(ready.dropFirst("gms listening on ".count))
                 subscribers.append(try ChildProcess(executable: node, arguments: [
                     "subscribe", "--gms", address, "--group", "shared", "--id", "\(10 + index)", "--count", "\(count)",
                     "--secret-file", secret, "--timeout-seconds", "60"]))
@@ -143,6 +142,16 @@ struct GMSAuthenticationProcessTests {
                     return "subscriber \(index): \(payloads.count) lines, \(foreign) foreign; first: \(lines.prefix(3))"
                 }
             }
+            // The clusters really shared the address: cluster one's watcher dropped the
+            // other's datagrams for their tags (its statistics come every second).
+            var statistics: [String] = []
+            let deadline = MonotonicClock.now().advanced(by: .seconds(10))
+            while MonotonicClock.now() < deadline, !statistics.contains(where: Self.countsUnauthenticated) {
+                if let line = watcher?.readLine(timeoutMilliseconds: 500) { statistics.append(line) }
+            }
+            guard statistics.contains(where: Self.countsUnauthenticated) else {
+                return "no foreign datagram was dropped for its tag: \(statistics.suffix(2))"
+            }
             return nil
         }
         #expect(failure == nil, "\(failure ?? "")")
@@ -161,7 +170,7 @@ struct GMSAuthenticationProcessTests {
         let bench = ChildProcess.currentExecutableDirectory + "/qsm-bench"
         let count = 20_000
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            guard let (gms, address) = try Self.startGMS(secretFile: secret) else { return "the GMS did not start" }
+            let (gms, address) = try EngineProcessTests.startGMS(["--secret-file", secret])
             defer { gms.signal(SIGTERM) }
             let ports = [41_001, 41_002, 41_003, 41_004]
             // The sprayer starts first, so it covers the whole stream.
@@ -207,7 +216,7 @@ struct GMSAuthenticationProcessTests {
         defer { unlink(secret); unlink(wrong) }
         let node = EngineProcessTests.qsmNode
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            guard let (gms, address) = try Self.startGMS(secretFile: secret) else { return "the GMS did not start" }
+            let (gms, address) = try EngineProcessTests.startGMS(["--secret-file", secret])
             defer { gms.signal(SIGTERM) }
             for (file, expected) in [(secret, #""event":"registered""#), (wrong, #""event":"authentication_failed""#)] {
                 let member = try ChildProcess(executable: node, arguments: ["member", "--gms", address, "--id", "9", "--join", "a",

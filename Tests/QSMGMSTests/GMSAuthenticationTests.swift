@@ -15,26 +15,21 @@ import Testing
         var client = GMSChannel(role: .client, secret: clientSecret, nonce: nonce(1))
         var server = GMSChannel(role: .server, secret: serverSecret, nonce: nonce(2))
         var clientSaw: [GMSChannel.Received] = [], serverSaw: [GMSChannel.Received] = []
-        var toServer: [[UInt8]] = [client.hello()], toClient: [[UInt8]] = []
-        while !toServer.isEmpty || !toClient.isEmpty {
-            for frame in toServer {
-                let received = frame.withUnsafeBytes { server.receive($0) }
-                serverSaw.append(received)
+        /// Hands `frames` to `end`, records what it saw, and returns its replies.
+        func deliver(_ frames: [[UInt8]], to end: inout GMSChannel, saw: inout [GMSChannel.Received]) -> [[UInt8]] {
+            frames.compactMap { frame in
+                let received = frame.withUnsafeBytes { end.receive($0) }
+                saw.append(received)
                 switch received {
-                case .handshake(let reply?, _), .failed(_, let reply?): toClient.append(reply)
-                default: break
+                case .handshake(let reply?, _), .failed(_, let reply?): return reply
+                default: return nil
                 }
             }
-            toServer = []
-            for frame in toClient {
-                let received = frame.withUnsafeBytes { client.receive($0) }
-                clientSaw.append(received)
-                switch received {
-                case .handshake(let reply?, _), .failed(_, let reply?): toServer.append(reply)
-                default: break
-                }
-            }
-            toClient = []
+        }
+        var toServer: [[UInt8]] = [client.hello()]
+        while !toServer.isEmpty {
+            let toClient = deliver(toServer, to: &server, saw: &serverSaw)
+            toServer = deliver(toClient, to: &client, saw: &clientSaw)
         }
         return (client, server, clientSaw, serverSaw)
     }
