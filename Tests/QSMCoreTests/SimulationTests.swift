@@ -193,6 +193,18 @@ import QSMHarness
         #expect(result.duplicatesReceived == 0, "seed \(seed)")
     }
 
+    /// A ring's first round (and a round after it idled) measured the data rate over an
+    /// interval that was mostly silence, so the token budget spaced the next round by the
+    /// whole idle interval and new data did not wake it: the first burst waited most of a
+    /// second for its acknowledgement (mean 762 ms here before the fix).
+    @Test(arguments: 1...3 as ClosedRange<UInt64>)
+    func theFirstBurstIsAcknowledgedAtTheBusyPace(seed: UInt64) throws {
+        let scenario = Self.base(20, seconds: 0.2, rate: 1000)
+        let result = try Simulator(scenario: scenario, seed: seed).run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        #expect(result.acknowledgementLatencyMillisecondsMean < 100, "seed \(seed): \(result.acknowledgementLatencyMillisecondsMean) ms")
+    }
+
     @Test(arguments: cases)
     func invariantsHold(_ testCase: Case) throws {
         for seed in testCase.seeds {

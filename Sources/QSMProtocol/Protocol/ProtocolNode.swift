@@ -111,6 +111,8 @@ public final class ProtocolNode {
         /// The adaptive interval between rounds, and what it was measured against.
         var paceNanoseconds: Int64 = 0
         var lastCompletion = Instant.zero
+        /// Whether a round of this ring has completed since it was set up.
+        var hasCompleted = false
         var arrivalsAtLastCompletion = 0
         var arrivalBytesAtLastCompletion = 0
         /// Nodes on the ring this round, and the time a hop took on earlier rounds (zero

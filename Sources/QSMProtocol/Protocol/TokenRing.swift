@@ -145,12 +145,22 @@ extension ProtocolNode {
         let count = arrived.packets - round.arrivalsAtLastCompletion
         let bytes = arrived.bytes - round.arrivalBytesAtLastCompletion
         let elapsed = now.nanoseconds(since: round.lastCompletion)
+        // The data rate is measured only over an interval the round was paced by traffic:
+        // after its first round, or after it idled, the interval since the last
+        // completion is mostly silence (since boot, or a second of idleness), and a burst
+        // that arrived at its end looked like a trickle. That gave a budget of the whole
+        // idle interval, not marked idle, so new data did not wake it: the first burst
+        // after a start or a pause waited most of a second for its acknowledgement.
+        let measured = round.hasCompleted && !round.idle
+        round.hasCompleted = true
         round.arrivalsAtLastCompletion = arrived.packets
         round.arrivalBytesAtLastCompletion = arrived.bytes
         round.lastCompletion = now
         // The budget's interval, from the data rate since the last round (kept while no
         // data arrives, so a settling or repairing region stays within it too).
-        if bytes > 0 && elapsed > 0 {
+        if !measured {
+            round.budgetNanoseconds = 0
+        } else if bytes > 0 && elapsed > 0 {
             let interval = Double(ringBytes) * Double(shares) * Double(elapsed) / (configuration.tokenBytesPerDataByte * Double(bytes))
             round.budgetNanoseconds = Int64(min(interval, Double(ceiling)))
         }
