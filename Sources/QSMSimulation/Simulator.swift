@@ -333,6 +333,14 @@ public final class Simulator {
                 }
             }
             let live = nodes.filter { $0.started && !$0.crashed }
+            // The held-bytes tally each node keeps incrementally must match a recount,
+            // at the end of publishing (when most is held) and at every check after.
+            for node in live {
+                let audit = node.machine.protocolNode.heldBytesAudit()
+                if audit.tally != audit.recount {
+                    checker.violation("node \(node.index) tallies \(audit.tally) held bytes but its streams hold \(audit.recount)")
+                }
+            }
             if service != nil, live.allSatisfy(isQuiescent), groupViewsSettled() {
                 quietAt = now
             } else {

@@ -105,9 +105,9 @@ extension ProtocolNode {
     func stream(_ key: StreamKey, firstPacket: DataPacket?) -> ReceiveStream? {
         if let existing = streams[key] { return existing }
         guard hasRoomForNewStream() else { return nil }
-        if foundingMember.contains(key.region) { return ReceiveStream(start: 1) }
+        if foundingMember.contains(key.region) { return ReceiveStream(start: 1, tally: heldTally) }
         guard let packet = firstPacket, let joined = joinedView[key.region], packet.regionView >= joined else { return nil }
-        return ReceiveStream(start: max(packet.viewStartSequence, 1))
+        return ReceiveStream(start: max(packet.viewStartSequence, 1), tally: heldTally)
     }
 
     /// The highest sequence number this node will wait for in `stream`: at most

@@ -140,7 +140,7 @@ extension ProtocolNode {
             statistics.unknownDropped += query.held.count
             return
         }
-        if streams[key] == nil { streams[key] = ReceiveStream(start: max(start, 1)) }
+        if streams[key] == nil { streams[key] = ReceiveStream(start: max(start, 1), tally: heldTally) }
         for (packet, retransmitted) in query.held { receiveData(packet, retransmitted: retransmitted) }
     }
 }

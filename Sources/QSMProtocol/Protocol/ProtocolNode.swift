@@ -33,6 +33,8 @@ public final class ProtocolNode {
     @exclusivity(unchecked) var foundingMember: Set<RegionID> = []
     // Receiving.
     @exclusivity(unchecked) var streams: [StreamKey: ReceiveStream] = [:]
+    /// What `streams` hold in all, kept by the streams themselves.
+    let heldTally = HeldBytesTally()
     @exclusivity(unchecked) var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
     @exclusivity(unchecked) var deliveries: [ProtocolDelivery] = []
     @exclusivity(unchecked) var deliveryCursor = 0
@@ -374,7 +376,7 @@ public final class ProtocolNode {
         } else {
             start = max(status.viewStartSequence, 1)
         }
-        guard let stream = streams[key] ?? (hasRoomForNewStream() ? ReceiveStream(start: start) : nil) else { return }
+        guard let stream = streams[key] ?? (hasRoomForNewStream() ? ReceiveStream(start: start, tally: heldTally) : nil) else { return }
         if learnMaximum(status.maximumSequence, in: stream) { quickenRounds(in: status.region) }
         streams[key] = stream
     }
@@ -591,14 +593,17 @@ public final class ProtocolNode {
     /// Bytes this node holds on behalf of the protocol: cache, out-of-order packets, and
     /// messages awaiting acknowledgement.
     public var heldBytes: Int {
-        var total = unacknowledgedBytes
-        for stream in streams.values { total += stream.heldBytes }
-        return total
+        unacknowledgedBytes + heldTally.bytes
+    }
+
+    /// The incrementally kept total of what the streams hold, and a recount of it: the
+    /// two must agree (the simulator checks them).
+    package func heldBytesAudit() -> (tally: Int, recount: Int) {
+        (heldTally.bytes, streams.values.reduce(0) { $0 + $1.heldBytes })
     }
 
     func updateHeldBytes() {
-        var cached = 0
-        for stream in streams.values { cached += stream.heldBytes }
+        let cached = heldTally.bytes
         statistics.maximumCachedBytes = max(statistics.maximumCachedBytes, cached)
         statistics.maximumHeldBytes = max(statistics.maximumHeldBytes, cached + unacknowledgedBytes)
     }

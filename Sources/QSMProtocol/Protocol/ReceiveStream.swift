@@ -22,8 +22,13 @@ final class ReceiveStream {
     @exclusivity(unchecked) var outOfOrder: [UInt64: DataPacket] = [:]
     /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
     @exclusivity(unchecked) var cache: [UInt64: DataPacket] = [:]
-    @exclusivity(unchecked) var cachedBytes = 0
-    @exclusivity(unchecked) var outOfOrderBytes = 0
+    @exclusivity(unchecked) var cachedBytes = 0 { didSet { tally.bytes += cachedBytes - oldValue } }
+    @exclusivity(unchecked) var outOfOrderBytes = 0 { didSet { tally.bytes += outOfOrderBytes - oldValue } }
+    /// The node's running total of what all its streams hold, kept in step by every change
+    /// above (and by `deinit`), so the node reads its held bytes in O(1) per packet
+    /// instead of summing over every stream: with 300 senders that sum was a fifth of a
+    /// receiver's CPU.
+    let tally: HeldBytesTally
     /// When (in the node's running time) a new packet of this stream last arrived: while
     /// packets keep coming, a missing tail may still be queued behind them.
     @exclusivity(unchecked) var lastArrivalAt = Instant.zero
@@ -46,7 +51,8 @@ final class ReceiveStream {
     @exclusivity(unchecked) var viewHistoryFromStart = true
     static let viewHistoryLimit = 16
 
-    init(start: UInt64) {
+    init(start: UInt64, tally: HeldBytesTally) {
+        self.tally = tally
         self.start = start
         contiguous = start - 1
         maximumSeen = start - 1
@@ -58,6 +64,8 @@ final class ReceiveStream {
     var isActive: Bool { contiguous < maximumSeen || stable < contiguous || !outOfOrder.isEmpty }
 
     var heldBytes: Int { cachedBytes + outOfOrderBytes }
+
+    deinit { tally.bytes -= cachedBytes + outOfOrderBytes }
 
     /// The packet at the contiguous prefix's new end was numbered in `view`, which began
     /// at `start`: one comparison per packet, an append only when the view changes.
@@ -103,6 +111,11 @@ final class ReceiveStream {
             cachedBytes = cache.values.reduce(0) { $0 + $1.payload.count }
         }
     }
+}
+
+/// What every stream of one node holds (cache and out-of-order packets), in bytes.
+final class HeldBytesTally {
+    @exclusivity(unchecked) var bytes = 0
 }
 
 /// Identifies a stream: one sender in one region.
