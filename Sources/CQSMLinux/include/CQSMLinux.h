@@ -86,6 +86,20 @@ int cqsm_cpu_has_sha_extensions(void);
 /// words, FIPS 180-4 order) with the SHA extensions. Only when the check above says 1.
 void cqsm_sha256_blocks_sha_extensions(uint32_t *state, const uint8_t *data, size_t blocks);
 
+/// 1 if this CPU has the AES and carry-less multiply instructions (and SSSE3/SSE4.1),
+/// which the AES-128-GCM functions below need (aes_gcm_x86.c).
+int cqsm_cpu_has_aes_gcm(void);
+/// Expands a 16-byte key into a 240-byte context (round keys and hash-key powers).
+void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key);
+/// Encrypts `length` bytes (`ciphertext` may equal `plaintext`) under a 12-byte nonce,
+/// authenticating `aad` too, and writes the 16-byte tag.
+void cqsm_aes128_gcm_seal(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                          const uint8_t *plaintext, uint8_t *ciphertext, size_t length, uint8_t *tag);
+/// Checks the tag (in constant time) and only then decrypts; 1 if authentic, else 0 and
+/// `plaintext` untouched.
+int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                         const uint8_t *ciphertext, uint8_t *plaintext, size_t length, const uint8_t *tag);
+
 #ifdef __cplusplus
 }
 #endif

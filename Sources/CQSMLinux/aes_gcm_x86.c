@@ -1,0 +1,215 @@
+// AES-128-GCM (NIST SP 800-38D) with the x86 AES and carry-less multiply instructions,
+// and the CPUID check that says whether this CPU has them. Intrinsics live here only; the
+// portable Swift implementation in QSMProtocol stays the fallback and the reference the
+// tests compare this against (plus the GCM specification's test vectors and `openssl`).
+//
+// The context is 240 bytes: eleven round keys, then the hash key H and its powers H^2,
+// H^3, H^4, byte-reversed (the order the multiplication below works in). Only 96-bit
+// nonces are supported.
+#include "CQSMLinux.h"
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+int cqsm_cpu_has_aes_gcm(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    const int pclmul = (ecx >> 1) & 1, ssse3 = (ecx >> 9) & 1, sse41 = (ecx >> 19) & 1, aes = (ecx >> 25) & 1;
+    return pclmul && ssse3 && sse41 && aes;
+}
+
+#define TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
+
+TARGET static inline __m128i expand_step(__m128i key, __m128i assist) {
+    assist = _mm_shuffle_epi32(assist, 0xff);
+    key = _mm_xor_si128(key, _mm_slli_si128(key, 4));
+    key = _mm_xor_si128(key, _mm_slli_si128(key, 4));
+    key = _mm_xor_si128(key, _mm_slli_si128(key, 4));
+    return _mm_xor_si128(key, assist);
+}
+
+TARGET static inline __m128i byte_reverse(__m128i x) {
+    const __m128i mask = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm_shuffle_epi8(x, mask);
+}
+
+TARGET static inline __m128i encrypt_block(const __m128i *rk, __m128i block) {
+    block = _mm_xor_si128(block, rk[0]);
+    for (int round = 1; round < 10; round++) block = _mm_aesenc_si128(block, rk[round]);
+    return _mm_aesenclast_si128(block, rk[10]);
+}
+
+// Multiplication in GF(2^128) of byte-reversed operands (Gueron and Kounavis, "Intel
+// Carry-Less Multiplication Instruction and its Usage for Computing the GCM Mode",
+// algorithm 5: four products, a shift left by one for the bit order, then reduction).
+TARGET static inline __m128i gf_multiply(__m128i a, __m128i b) {
+    __m128i low = _mm_clmulepi64_si128(a, b, 0x00);
+    __m128i middle = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x10), _mm_clmulepi64_si128(a, b, 0x01));
+    __m128i high = _mm_clmulepi64_si128(a, b, 0x11);
+    low = _mm_xor_si128(low, _mm_slli_si128(middle, 8));
+    high = _mm_xor_si128(high, _mm_srli_si128(middle, 8));
+    // Shift the 256-bit product left by one bit.
+    __m128i low_carry = _mm_srli_epi32(low, 31), high_carry = _mm_srli_epi32(high, 31);
+    low = _mm_slli_epi32(low, 1);
+    high = _mm_slli_epi32(high, 1);
+    __m128i across = _mm_srli_si128(low_carry, 12);
+    high_carry = _mm_slli_si128(high_carry, 4);
+    low_carry = _mm_slli_si128(low_carry, 4);
+    low = _mm_or_si128(low, low_carry);
+    high = _mm_or_si128(_mm_or_si128(high, high_carry), across);
+    // Reduce modulo x^128 + x^7 + x^2 + x + 1.
+    __m128i a1 = _mm_slli_epi32(low, 31), a2 = _mm_slli_epi32(low, 30), a3 = _mm_slli_epi32(low, 25);
+    __m128i folded = _mm_xor_si128(_mm_xor_si128(a1, a2), a3);
+    __m128i carried = _mm_srli_si128(folded, 4);
+    low = _mm_xor_si128(low, _mm_slli_si128(folded, 12));
+    __m128i b1 = _mm_srli_epi32(low, 1), b2 = _mm_srli_epi32(low, 2), b3 = _mm_srli_epi32(low, 7);
+    __m128i sum = _mm_xor_si128(_mm_xor_si128(_mm_xor_si128(b1, b2), b3), carried);
+    low = _mm_xor_si128(low, sum);
+    return _mm_xor_si128(high, low);
+}
+
+TARGET void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key) {
+    __m128i rk[11];
+    rk[0] = _mm_loadu_si128((const __m128i *)key);
+    rk[1] = expand_step(rk[0], _mm_aeskeygenassist_si128(rk[0], 0x01));
+    rk[2] = expand_step(rk[1], _mm_aeskeygenassist_si128(rk[1], 0x02));
+    rk[3] = expand_step(rk[2], _mm_aeskeygenassist_si128(rk[2], 0x04));
+    rk[4] = expand_step(rk[3], _mm_aeskeygenassist_si128(rk[3], 0x08));
+    rk[5] = expand_step(rk[4], _mm_aeskeygenassist_si128(rk[4], 0x10));
+    rk[6] = expand_step(rk[5], _mm_aeskeygenassist_si128(rk[5], 0x20));
+    rk[7] = expand_step(rk[6], _mm_aeskeygenassist_si128(rk[6], 0x40));
+    rk[8] = expand_step(rk[7], _mm_aeskeygenassist_si128(rk[7], 0x80));
+    rk[9] = expand_step(rk[8], _mm_aeskeygenassist_si128(rk[8], 0x1b));
+    rk[10] = expand_step(rk[9], _mm_aeskeygenassist_si128(rk[9], 0x36));
+    for (int i = 0; i < 11; i++) _mm_storeu_si128((__m128i *)(context + 16 * i), rk[i]);
+    const __m128i h = byte_reverse(encrypt_block(rk, _mm_setzero_si128()));
+    const __m128i h2 = gf_multiply(h, h), h3 = gf_multiply(h2, h), h4 = gf_multiply(h3, h);
+    _mm_storeu_si128((__m128i *)(context + 176), h);
+    _mm_storeu_si128((__m128i *)(context + 192), h2);
+    _mm_storeu_si128((__m128i *)(context + 208), h3);
+    _mm_storeu_si128((__m128i *)(context + 224), h4);
+}
+
+typedef struct { __m128i rk[11]; __m128i h, h2, h3, h4; } expanded;
+
+TARGET static inline void load_context(expanded *e, const uint8_t *context) {
+    for (int i = 0; i < 11; i++) e->rk[i] = _mm_loadu_si128((const __m128i *)(context + 16 * i));
+    e->h = _mm_loadu_si128((const __m128i *)(context + 176));
+    e->h2 = _mm_loadu_si128((const __m128i *)(context + 192));
+    e->h3 = _mm_loadu_si128((const __m128i *)(context + 208));
+    e->h4 = _mm_loadu_si128((const __m128i *)(context + 224));
+}
+
+// Folds `length` bytes into the hash state: four blocks at a time with one reduction
+// each (Horner's rule over H^4...H), then single blocks, then a zero-padded tail.
+TARGET static inline __m128i ghash(const expanded *e, __m128i state, const uint8_t *data, size_t length) {
+    while (length >= 64) {
+        __m128i x0 = _mm_xor_si128(state, byte_reverse(_mm_loadu_si128((const __m128i *)data)));
+        __m128i x1 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 16)));
+        __m128i x2 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 32)));
+        __m128i x3 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 48)));
+        state = _mm_xor_si128(_mm_xor_si128(gf_multiply(x0, e->h4), gf_multiply(x1, e->h3)),
+                              _mm_xor_si128(gf_multiply(x2, e->h2), gf_multiply(x3, e->h)));
+        data += 64;
+        length -= 64;
+    }
+    while (length >= 16) {
+        state = gf_multiply(_mm_xor_si128(state, byte_reverse(_mm_loadu_si128((const __m128i *)data))), e->h);
+        data += 16;
+        length -= 16;
+    }
+    if (length > 0) {
+        uint8_t block[16] = {0};
+        memcpy(block, data, length);
+        state = gf_multiply(_mm_xor_si128(state, byte_reverse(_mm_loadu_si128((const __m128i *)block))), e->h);
+    }
+    return state;
+}
+
+TARGET static inline __m128i counter_block(const uint8_t *nonce, uint32_t counter) {
+    uint8_t block[16];
+    memcpy(block, nonce, 12);
+    block[12] = (uint8_t)(counter >> 24);
+    block[13] = (uint8_t)(counter >> 16);
+    block[14] = (uint8_t)(counter >> 8);
+    block[15] = (uint8_t)counter;
+    return _mm_loadu_si128((const __m128i *)block);
+}
+
+// CTR mode from counter 2 (counter 1 masks the tag), four blocks at a time.
+TARGET static inline void counter_mode(const expanded *e, const uint8_t *nonce, const uint8_t *input, uint8_t *output, size_t length) {
+    uint32_t counter = 2;
+    while (length >= 64) {
+        __m128i b0 = counter_block(nonce, counter), b1 = counter_block(nonce, counter + 1);
+        __m128i b2 = counter_block(nonce, counter + 2), b3 = counter_block(nonce, counter + 3);
+        b0 = _mm_xor_si128(b0, e->rk[0]); b1 = _mm_xor_si128(b1, e->rk[0]);
+        b2 = _mm_xor_si128(b2, e->rk[0]); b3 = _mm_xor_si128(b3, e->rk[0]);
+        for (int round = 1; round < 10; round++) {
+            b0 = _mm_aesenc_si128(b0, e->rk[round]); b1 = _mm_aesenc_si128(b1, e->rk[round]);
+            b2 = _mm_aesenc_si128(b2, e->rk[round]); b3 = _mm_aesenc_si128(b3, e->rk[round]);
+        }
+        b0 = _mm_aesenclast_si128(b0, e->rk[10]); b1 = _mm_aesenclast_si128(b1, e->rk[10]);
+        b2 = _mm_aesenclast_si128(b2, e->rk[10]); b3 = _mm_aesenclast_si128(b3, e->rk[10]);
+        _mm_storeu_si128((__m128i *)output, _mm_xor_si128(b0, _mm_loadu_si128((const __m128i *)input)));
+        _mm_storeu_si128((__m128i *)(output + 16), _mm_xor_si128(b1, _mm_loadu_si128((const __m128i *)(input + 16))));
+        _mm_storeu_si128((__m128i *)(output + 32), _mm_xor_si128(b2, _mm_loadu_si128((const __m128i *)(input + 32))));
+        _mm_storeu_si128((__m128i *)(output + 48), _mm_xor_si128(b3, _mm_loadu_si128((const __m128i *)(input + 48))));
+        counter += 4;
+        input += 64;
+        output += 64;
+        length -= 64;
+    }
+    while (length > 0) {
+        uint8_t stream[16];
+        _mm_storeu_si128((__m128i *)stream, encrypt_block(e->rk, counter_block(nonce, counter++)));
+        const size_t n = length < 16 ? length : 16;
+        for (size_t i = 0; i < n; i++) output[i] = input[i] ^ stream[i];
+        input += n;
+        output += n;
+        length -= n;
+    }
+}
+
+TARGET static inline __m128i tag_of(const expanded *e, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                                    const uint8_t *ciphertext, size_t length) {
+    __m128i state = ghash(e, _mm_setzero_si128(), aad, aad_length);
+    state = ghash(e, state, ciphertext, length);
+    const __m128i lengths = _mm_set_epi64x((long long)((uint64_t)aad_length * 8), (long long)((uint64_t)length * 8));
+    state = gf_multiply(_mm_xor_si128(state, lengths), e->h);
+    return _mm_xor_si128(byte_reverse(state), encrypt_block(e->rk, counter_block(nonce, 1)));
+}
+
+TARGET void cqsm_aes128_gcm_seal(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                                 const uint8_t *plaintext, uint8_t *ciphertext, size_t length, uint8_t *tag) {
+    expanded e;
+    load_context(&e, context);
+    counter_mode(&e, nonce, plaintext, ciphertext, length);
+    _mm_storeu_si128((__m128i *)tag, tag_of(&e, nonce, aad, aad_length, ciphertext, length));
+}
+
+TARGET int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                                const uint8_t *ciphertext, uint8_t *plaintext, size_t length, const uint8_t *tag) {
+    expanded e;
+    load_context(&e, context);
+    const __m128i expected = tag_of(&e, nonce, aad, aad_length, ciphertext, length);
+    const __m128i difference = _mm_xor_si128(expected, _mm_loadu_si128((const __m128i *)tag));
+    if (!_mm_testz_si128(difference, difference)) return 0;
+    counter_mode(&e, nonce, ciphertext, plaintext, length);
+    return 1;
+}
+
+#else
+int cqsm_cpu_has_aes_gcm(void) { return 0; }
+void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key) { (void)context; (void)key; }
+void cqsm_aes128_gcm_seal(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                          const uint8_t *plaintext, uint8_t *ciphertext, size_t length, uint8_t *tag) {
+    (void)context; (void)nonce; (void)aad; (void)aad_length; (void)plaintext; (void)ciphertext; (void)length; (void)tag;
+}
+int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
+                         const uint8_t *ciphertext, uint8_t *plaintext, size_t length, const uint8_t *tag) {
+    (void)context; (void)nonce; (void)aad; (void)aad_length; (void)ciphertext; (void)plaintext; (void)length; (void)tag;
+    return 0;
+}
+#endif
