@@ -43,8 +43,12 @@ public struct SimulationScenario: Sendable {
     public var loss = 0.0
     public var duplication = 0.0
     public var corruption = 0.0
-    /// Datagrams carry an HMAC tag (a cluster secret drawn from the seed).
+    /// Datagrams carry an AES-GCM tag (a cluster secret drawn from the seed).
     public var authenticated = false
+    /// With `authenticated`: packets are encrypted too.
+    public var encrypted = false
+    /// The AES-GCM implementation the nodes use (the driver may pass the hardware one).
+    public var aesGCMBackend: AESGCM.Backend = .portable
     /// One-way datagram latency and uniform jitter (jitter reorders packets); each node
     /// adds up to `latencySpreadMicroseconds` of its own, so some are farther than others.
     public var latencyMicroseconds = 100.0
@@ -163,6 +167,7 @@ public struct SimulationScenario: Sendable {
         guard (0..<1).contains(loss), (0..<1).contains(duplication), (0..<1).contains(corruption) else {
             throw ConfigurationError("loss, duplication and corruption must be in [0, 1)")
         }
+        guard !encrypted || authenticated else { throw ConfigurationError("encryption needs authenticated datagrams (a secret)") }
         guard corruption == 0 || authenticated else {
             throw ConfigurationError("corruption needs authenticated datagrams: only the tag detects every flipped bit")
         }
@@ -195,6 +200,8 @@ public struct SimulationScenario: Sendable {
         configuration.protocolConfiguration = protocolConfiguration
         configuration.maximumDatagramBytes = maximumDatagramBytes
         configuration.clusterSecret = authenticated ? (secret ?? [UInt8](repeating: 7, count: 32)) : nil
+        configuration.encryptsPayloads = authenticated && encrypted
+        configuration.aesGCMBackend = aesGCMBackend
         configuration.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages,
                                                       bytes: protocolConfiguration.windowBytes)
         configuration.reportsCommits = true

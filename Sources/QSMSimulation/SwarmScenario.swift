@@ -31,6 +31,9 @@ public enum SwarmScenario {
         s.partitionSize = pick(2...6)
         s.drainSeconds = livenessSeconds
         s.authenticated = chance(0.5)
+        // From the seed, not a draw: a new draw would change every later one, and so every
+        // listed seed's scenario.
+        s.encrypted = s.authenticated && seed % 3 == 0
         s.latencyMicroseconds = between(20, 400)
         s.jitterMicroseconds = chance(0.3) ? between(200, 3_000) : between(0, 100)
         if s.jitterMicroseconds > 200 { faults.append("reordering (jitter \(Int(s.jitterMicroseconds)) us)") }
@@ -105,7 +108,7 @@ public enum SwarmScenario {
             + (s.overlap == .perfect ? "" : " irregular") + (s.regionMode == .hierarchies ? " (hierarchies)" : "")
             + ", \(s.senders) sender\(s.senders == 1 ? "" : "s")\(s.sendersOutsideGroups ? " outside" : "")"
             + " at \(Int(s.rate))/s of \(s.messageBytes) B for \(Int(s.seconds * 10) / 10) s"
-            + (s.authenticated ? ", authenticated" : "") + (s.maximumDatagramBytes < 8_192 ? ", datagrams <= \(s.maximumDatagramBytes) B" : "")
+            + (s.encrypted ? ", encrypted" : s.authenticated ? ", authenticated" : "") + (s.maximumDatagramBytes < 8_192 ? ", datagrams <= \(s.maximumDatagramBytes) B" : "")
         return (s, shape + (faults.isEmpty ? "; no faults" : "; " + faults.joined(separator: ", ")))
     }
 }

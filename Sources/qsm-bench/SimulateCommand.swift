@@ -35,7 +35,9 @@ enum SimulateCommand {
           --duplicate P       random duplication per datagram, 0...0.5 (default 0)
           --corrupt P         one bit flipped per datagram with probability P; needs
                               --authenticate (only the tag detects every flip)
-          --authenticate      datagrams carry an HMAC tag (a secret drawn from the seed)
+          --authenticate      datagrams carry an AES-GCM tag (a secret drawn from the
+                              seed)
+          --encrypt           with --authenticate: packets are encrypted too
           --jitter US         uniform extra latency per datagram, reordering (default 50)
           --gms-latency US    most one-way latency of a node's GMS connection (each node
                               draws its own from 100 us to this; default 2000)
@@ -79,7 +81,7 @@ enum SimulateCommand {
                                                                  "--datagram", "--partition-size", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
-                                             switches: ["--json", "--outside", "--authenticate", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
+                                             switches: ["--json", "--outside", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -113,6 +115,7 @@ enum SimulateCommand {
             scenario.seconds = try number("--seconds", 5, 0.001...86_400)
             scenario.drainSeconds = try number("--drain-seconds", 30, 0.001...86_400)
             scenario.authenticated = flags.has("--authenticate")
+            scenario.encrypted = flags.has("--encrypt")
             if flags.has("--hierarchies") { scenario.regionMode = .hierarchies }
             if flags.all("--irregular").count > 0 { scenario.overlap = .irregular(probability: try number("--irregular", 0.5, 0.0001...1)) }
             for text in flags.all("--bursty") {
@@ -203,8 +206,10 @@ enum SimulateCommand {
     }
 
     /// Runs one scenario and reports it; false if it broke an invariant.
-    static func runOne(_ scenario: SimulationScenario, seed: UInt64, json: Bool, reproduce: String?, quiet: Bool = false,
+    static func runOne(_ given: SimulationScenario, seed: UInt64, json: Bool, reproduce: String?, quiet: Bool = false,
                        trace: Int? = nil) -> Bool {
+        var scenario = given
+        scenario.aesGCMBackend = HardwareAESGCM.backend
         let simulator: Simulator
         do {
             simulator = try Simulator(scenario: scenario, seed: seed)

@@ -19,10 +19,14 @@ struct NodeFlags {
           --ttl N                  multicast time to live, 0...255 (default 1)
           --secret-file PATH       the cluster secret (at least 16 bytes; a trailing newline
                                    is ignored; make one with 'qsm-node secret new PATH'):
-                                   every datagram is authenticated with HMAC-SHA256 and
-                                   forged ones are dropped and counted; the GMS connection
-                                   is mutually authenticated. Every node and the GMS need
-                                   the same file. Required unless --insecure is given.
+                                   every datagram is authenticated (AES-128-GMAC, a key per
+                                   sender incarnation) and forged or replayed ones are
+                                   dropped and counted; the GMS connection is mutually
+                                   authenticated. Every node and the GMS need the same
+                                   file. Required unless --insecure is given.
+          --encrypt                also encrypt every packet, headers and payload
+                                   (AES-128-GCM); needs --secret-file, and every node of
+                                   the cluster must give it (the GMS needs nothing more)
           --insecure               run without a cluster secret (warns every time): anyone
                                    who can send a datagram can forge data this node
                                    delivers, and anyone who reaches the GMS can join
@@ -52,6 +56,10 @@ struct NodeFlags {
         }
         if configuration.clusterSecret != nil, configuration.insecure {
             throw ConfigurationError("--secret-file and --insecure exclude each other")
+        }
+        configuration.encrypt = flags.has("--encrypt")
+        if configuration.encrypt, configuration.clusterSecret == nil {
+            throw ConfigurationError("--encrypt needs --secret-file: the keys are derived from the cluster secret")
         }
         return configuration
     }
@@ -130,7 +138,7 @@ enum PublishCommand {
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
@@ -184,7 +192,7 @@ enum SubscribeCommand {
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             count = try flags.integer("--count", in: 0...Int.max, default: 0)
@@ -242,6 +250,7 @@ enum RunCommand {
           --secret-file PATH       the cluster secret (see qsm-node publish --help); required
                                    unless --insecure is given
           --insecure               run without a cluster secret (warns; see publish --help)
+          --encrypt                also encrypt every packet (see qsm-node publish --help)
           --stats-seconds S        statistics interval (default 5)
           -h, --help               show this help
         """
@@ -253,7 +262,7 @@ enum RunCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds",
                                                                  "--secret-file"],
-                                             switches: ["-h", "--help", "--insecure"])
+                                             switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)
             groups = try MemberCommand.names(flags.all("--groups"), flag: "--groups")

@@ -1,4 +1,5 @@
 import Testing
+import QSMCore
 @testable import QSMSimulation
 
 /// A fixed, CI-sized list of swarm seeds (`qsm-bench simulate --swarm-seed X` replays
@@ -15,7 +16,8 @@ import Testing
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
-        let (scenario, summary) = SwarmScenario.make(seed: seed)
+        var (scenario, summary) = SwarmScenario.make(seed: seed)
+        scenario.aesGCMBackend = HardwareAESGCM.backend
         let result = try Simulator(scenario: scenario, seed: seed).run()
         #expect(result.violations.isEmpty,
                 "swarm seed \(seed) (\(summary)): \(result.violations.prefix(3)); replay: qsm-bench simulate --swarm-seed \(seed)")
@@ -28,6 +30,7 @@ import Testing
         #expect(scenarios.contains { $0.loss > 0 })
         #expect(scenarios.contains { $0.duplication > 0 })
         #expect(scenarios.contains { $0.corruption > 0 })
+        #expect(scenarios.contains { $0.encrypted })
         #expect(scenarios.contains { $0.jitterMicroseconds > 200 })
         #expect(scenarios.contains { $0.gmsLatencyMicroseconds.upperBound > 20_000 })
         #expect(scenarios.contains { !$0.burstyLossNodes.isEmpty })

@@ -21,11 +21,17 @@ public struct QSMNodeConfiguration: Sendable {
     public var deliveryQueueCapacity = 16_384
     public var heartbeatInterval: Duration = .seconds(1)
     /// The secret shared by every node of the cluster and its GMS. Required unless
-    /// `insecure` is set. Every datagram carries a 16-byte HMAC-SHA256 tag, and a
-    /// datagram without a valid one is dropped and counted (`droppedUnauthenticated`),
-    /// so forged packets are never acted on. The GMS connection is mutually
-    /// authenticated from it. Nodes with and without a secret cannot talk to each other.
+    /// `insecure` is set. Every datagram carries a 16-byte AES-GCM tag under a key
+    /// derived from it for the sending incarnation, and a datagram without a valid one
+    /// is dropped and counted (`droppedUnauthenticated`), so forged packets are never
+    /// acted on. The GMS connection is mutually authenticated from it. Nodes with and
+    /// without a secret cannot talk to each other.
     public var clusterSecret: [UInt8]?
+    /// With a cluster secret: also encrypt every packet, headers and payload (AES-128-GCM;
+    /// only the sender id, incarnation and datagram counter stay readable). Off by
+    /// default. Every node of a cluster must agree: nodes that encrypt and nodes that do
+    /// not drop each other's datagrams as unauthenticated.
+    public var encrypt = false
     /// Runs without a cluster secret: anyone who can send a datagram to the node's
     /// addresses can forge data it delivers, and anyone who reaches the GMS can join.
     /// Off by default. When set, `QSMNode.start()` prints a warning every time.
@@ -53,6 +59,9 @@ public struct QSMNodeConfiguration: Sendable {
         if clusterSecret != nil, insecure {
             throw ConfigurationError("both a cluster secret and insecure are set: choose one")
         }
+        if encrypt, clusterSecret == nil {
+            throw ConfigurationError("encryption needs a cluster secret: its keys are derived from it")
+        }
         try eventCoreConfiguration.validate()
         try machineConfiguration(id: NodeID(nodeID ?? 1), address: SocketAddress(interface, port: port)).validate()
     }
@@ -63,7 +72,9 @@ public struct QSMNodeConfiguration: Sendable {
         machine.protocolConfiguration = protocolConfiguration
         machine.heartbeatInterval = heartbeatInterval
         machine.clusterSecret = clusterSecret
+        machine.encryptsPayloads = encrypt
         machine.sha256BlockFunction = HardwareSHA256.blockFunction
+        machine.aesGCMBackend = HardwareAESGCM.backend
         if clusterSecret != nil {
             machine.entropy = SystemRandom.bytes(32)
             machine.epoch = IncarnationEpoch.fresh()

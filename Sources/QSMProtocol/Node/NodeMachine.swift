@@ -32,7 +32,9 @@ public final class NodeMachine {
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) public private(set) var listenAddresses: Set<SocketAddress> = []
 
-    private let authenticator: PacketAuthenticator?
+    private let seal: DatagramSeal?
+    /// Where encrypted packets are decrypted to (only with encryption).
+    private let scratch: UnsafeMutableRawBufferPointer
     private let tagBytes: Int
     private let flowControl: any FlowControl
     @exclusivity(unchecked) private var now = Instant.zero
@@ -57,9 +59,12 @@ public final class NodeMachine {
     public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
-        authenticator = configuration.clusterSecret.map {
-            PacketAuthenticator(secret: $0, blockFunction: configuration.sha256BlockFunction)
+        seal = configuration.clusterSecret.map {
+            DatagramSeal(secret: $0, sender: configuration.id, epoch: configuration.epoch,
+                         mode: configuration.encryptsPayloads ? .encrypt : .authenticate,
+                         backend: configuration.aesGCMBackend, blockFunction: configuration.sha256BlockFunction)
         }
+        scratch = .allocate(byteCount: configuration.encryptsPayloads ? configuration.maximumDatagramBytes : 0, alignment: 16)
         tagBytes = configuration.tagBytes
         if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         gmsSession = GMSClientSession(secret: configuration.clusterSecret, blockFunction: configuration.sha256BlockFunction)
@@ -70,6 +75,8 @@ public final class NodeMachine {
                                       heartbeatInterval: configuration.heartbeatInterval,
                                       reconnectDelay: configuration.reconnectDelay)
     }
+
+    deinit { scratch.deallocate() }
 
     // MARK: Application commands
 
@@ -119,14 +126,16 @@ public final class NodeMachine {
     public func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, now: Instant) {
         enter(now)
         var body = bytes
-        if let authenticator {
-            guard bytes.count >= tagBytes, authenticator.verify(bytes) else {
+        if let seal {
+            // The scratch is as long as the largest datagram this node accepts; a longer
+            // one cannot be authentic (no peer writes one) and is not opened.
+            guard seal.mode == .authenticate || bytes.count <= scratch.count,
+                  let opened = seal.open(bytes, scratch: scratch) else {
                 statistics.droppedUnauthenticated += 1
                 return
             }
-            let sealed = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - PacketAuthenticator.tagBytes)])
-            guard admitReplayCheck(sealed) else { return }
-            body = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - tagBytes)])
+            guard admitReplayCheck(sender: opened.sender, epoch: opened.epoch, counter: opened.counter) else { return }
+            body = opened.packet
         }
         switch protocolNode.receive(body, now: now) {
         case .sender(let sender) where sender != id:
@@ -139,14 +148,11 @@ public final class NodeMachine {
         admitPending()
     }
 
-    /// The replay check of a verified datagram (`sealed`: without its tag): true if the
-    /// sender's incarnation has not sent this counter before; else counted by reason.
+    /// The replay check of an authentic datagram's envelope: true if the sender's
+    /// incarnation has not sent this counter before; else counted by reason.
     @inline(__always)
-    private func admitReplayCheck(_ sealed: UnsafeRawBufferPointer) -> Bool {
-        guard let envelope = DatagramEnvelope.read(sealed) else {
-            statistics.droppedUnauthenticated += 1
-            return false
-        }
+    private func admitReplayCheck(sender: NodeID, epoch: UInt64, counter: UInt64) -> Bool {
+        let envelope = (sender: sender, epoch: epoch, counter: counter)
         let verdict: ReplayWindow.Verdict
         if let index = replayWindows.index(forKey: envelope.sender) {
             // One hash per datagram: the window is updated in place through its index.
@@ -258,12 +264,9 @@ public final class NodeMachine {
                 continue
             }
             datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: length) }
-            if let authenticator {
+            if let seal {
                 datagramsSent += 1
-                DatagramEnvelope.write(sender: id, epoch: configuration.epoch, counter: datagramsSent, into: buffer, at: length)
-                let sealed = length + DatagramEnvelope.bytes
-                authenticator.write(code: UnsafeRawBufferPointer(rebasing: buffer[0..<sealed]),
-                                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[sealed...]), length: PacketAuthenticator.tagBytes)
+                _ = seal.seal(buffer, length: length, counter: datagramsSent)
             }
             return OutgoingDatagram(destination: destination, length: length + tagBytes)
         }

@@ -10,12 +10,19 @@ public struct NodeMachineConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// The first delay before reconnecting to the GMS (doubling up to 5 s).
     public var reconnectDelay: Duration = .milliseconds(200)
-    /// When set, every datagram carries an HMAC-SHA256 tag and datagrams without a valid
-    /// one are dropped and counted. At least 16 bytes.
+    /// When set, every datagram carries an AES-GCM tag under a key derived from it (see
+    /// `DatagramSeal`), and datagrams without a valid one are dropped and counted; the
+    /// GMS connection is authenticated with it too. At least 16 bytes.
     public var clusterSecret: [UInt8]?
-    /// Compresses SHA-256 blocks in hardware for the tags (the driver's choice: this
-    /// target cannot detect the CPU); nil for the portable code.
+    /// With a cluster secret: encrypt every packet (headers and payload), not only
+    /// authenticate it. Every node of a cluster must agree: the two kinds cannot read
+    /// each other.
+    public var encryptsPayloads = false
+    /// Compresses SHA-256 blocks in hardware for key derivation and the GMS connection
+    /// (the driver's choice: this target cannot detect the CPU); nil for the portable code.
     public var sha256BlockFunction: SHA256.BlockFunction?
+    /// AES-GCM for the datagrams: the driver's hardware backend, or the portable one.
+    public var aesGCMBackend: AESGCM.Backend = .portable
     /// At least 32 unpredictable bytes, needed with a cluster secret: the nonces of the
     /// GMS handshake come from them (the engine fills them from the OS; the simulator
     /// from its seed). This target reads no randomness of its own.
@@ -47,10 +54,9 @@ public struct NodeMachineConfiguration: Sendable {
         self.address = address
     }
 
-    /// Bytes of authentication tag on every datagram.
     /// Bytes each datagram carries beyond its packet: with a secret, the replay envelope
     /// and the authentication tag.
-    public var tagBytes: Int { clusterSecret == nil ? 0 : DatagramEnvelope.bytes + PacketAuthenticator.tagBytes }
+    public var tagBytes: Int { clusterSecret == nil ? 0 : DatagramSeal.overheadBytes }
 
     /// The protocol's settings, with its packet size bounded by the datagram size.
     public var effectiveProtocolConfiguration: ProtocolConfiguration {
@@ -66,6 +72,9 @@ public struct NodeMachineConfiguration: Sendable {
         }
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
+        }
+        if encryptsPayloads, clusterSecret == nil {
+            throw ConfigurationError("encryption needs a cluster secret (the keys are derived from it)")
         }
         if clusterSecret != nil, entropy.count < 32 {
             throw ConfigurationError("a node with a cluster secret needs 32 bytes of entropy for its GMS handshake")

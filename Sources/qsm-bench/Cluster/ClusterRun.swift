@@ -34,6 +34,7 @@ struct ClusterRun {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
                                            ("interface", receiver.interface)]
             if let secret = options.secret { fields.append(("secret", secret)) }
+            if options.encrypt { fields.append(("encrypt", 1)) }
             try receiver.send(WorkerLine("receive", fields))
         }
         var unicast: [SocketAddress] = []
@@ -48,6 +49,7 @@ struct ClusterRun {
                                            ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
+            if options.encrypt { fields.append(("encrypt", 1)) }
             try sender.send(WorkerLine("send", fields))
         }
         // Joining takes well under a second here; the bound is generous because a run that

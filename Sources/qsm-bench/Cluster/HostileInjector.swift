@@ -56,7 +56,9 @@ final class HostileInjector: Sendable {
                      seed: UInt64) {
         var mutator = PacketMutator(seed: seed, corpus: corpus)
         var random = SplitMix64(seed: seed ^ 0xBAD)
-        let foreign = PacketAuthenticator(secret: (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+        let foreign = DatagramSeal(secret: (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) },
+                                   sender: NodeID(random.next() % 64 + 1), epoch: 1 << 40, mode: .authenticate,
+                                   backend: HardwareAESGCM.backend, blockFunction: HardwareSHA256.blockFunction)
         var captured: [[UInt8]] = []
         var oldestCaptured = 0
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -97,11 +99,9 @@ final class HostileInjector: Sendable {
                     // Another cluster's traffic: a well-formed packet with a valid envelope
                     // and tag, under a secret this cluster does not have.
                     foreignCounter += 1
-                    var sealed = mutator.next()
-                    for value in [random.next() % 64 + 1, UInt64(1) << 40, foreignCounter] {
-                        sealed += (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) }
-                    }
-                    bytes = sealed + sealed.withUnsafeBytes { foreign.code(for: $0) }.prefix(PacketAuthenticator.tagBytes)
+                    let packet = mutator.next()
+                    bytes = packet + [UInt8](repeating: 0, count: DatagramSeal.overheadBytes)
+                    _ = bytes.withUnsafeMutableBytes { foreign.seal($0, length: packet.count, counter: foreignCounter) }
                 default: bytes = mutator.next()
                 }
                 let destination = targets[target % targets.count]

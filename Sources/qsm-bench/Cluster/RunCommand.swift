@@ -88,7 +88,9 @@ enum RunCommand {
           --insecure           run without a cluster secret (each node warns): by default
                                the GMS and every node share one random secret, the GMS
                                connection is authenticated and every datagram carries an
-                               HMAC-SHA256 tag; compare the two to see what that costs
+                               AES-128-GMAC tag; compare the two to see what that costs
+          --encrypt            also encrypt every packet (AES-128-GCM); compare with the
+                               default to see what encryption costs
           --authenticate       the default (kept for scripts that name it)
           --json               print one JSON object instead of the table
           --verbose            also log every worker's full result line
@@ -104,7 +106,7 @@ enum RunCommand {
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
-        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--insecure", "--hosts", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -143,6 +145,8 @@ enum RunCommand {
             throw ConfigurationError("--insecure and --authenticate exclude each other")
         }
         options.secret = flags.has("--insecure") ? nil : RunOptions.randomSecret()
+        options.encrypt = flags.has("--encrypt")
+        if options.encrypt, options.secret == nil { throw ConfigurationError("--encrypt needs the cluster secret that --insecure turns off") }
         if let text = try flags.value("--raw-trial-seconds") { options.rawTrialSeconds = try seconds(text, flag: "--raw-trial-seconds") }
         if let text = try flags.value("--drain-seconds") { options.drainSeconds = try seconds(text, flag: "--drain-seconds") }
         options.hosts = flags.has("--hosts")

@@ -70,8 +70,10 @@ struct RunOptions {
     var interface = IPv4Address.loopback
     /// Log every worker's full result line.
     var verbose = false
-    /// A cluster secret (hex) for every node: packets carry HMAC-SHA256 tags.
+    /// A cluster secret (hex) for every node: packets carry AES-128-GMAC tags.
     var secret: String?
+    /// With the secret: packets are encrypted too (AES-128-GCM).
+    var encrypt = false
     /// Every process on a namespaced host of its own, on a bridge (instead of all of
     /// them on loopback in one namespace).
     var hosts = false

@@ -10,7 +10,8 @@ enum RunTable {
             + (options.rate > 0 ? "\(formatRate(options.rate)) msg/s per sender" : "as fast as flow control allows")
             + (options.perturbation == .none ? "" : ", perturbation: \(options.perturbation.rawValue)")
             + (options.perturbation.isNetworkFault && options.faultAtAllReceivers ? " at every receiver" : "")
-            + (options.secret == nil ? "" : ", packets authenticated (HMAC-SHA256, \(HardwareSHA256.implementation))")
+            + (options.secret == nil ? "" : options.encrypt ? ", packets encrypted (AES-128-GCM, \(HardwareAESGCM.backend.name))"
+                : ", packets authenticated (AES-128-GMAC, \(HardwareAESGCM.backend.name))")
             + (options.hosts ? ", every process on a namespaced host of its own" : ", on loopback")
     }
 
@@ -78,7 +79,8 @@ enum RunJSON {
             ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
             ("perturbation", string(options.perturbation.rawValue)),
             ("authenticated", "\(options.secret != nil)"),
-            ("mac_implementation", options.secret == nil ? "null" : string(HardwareSHA256.implementation)),
+            ("encrypted", "\(options.encrypt)"),
+            ("mac_implementation", options.secret == nil ? "null" : string(HardwareAESGCM.backend.name)),
             ("hosts", "\(options.hosts)"),
             ("fault_at_all", "\(options.faultAtAllReceivers)"),
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),

@@ -190,6 +190,7 @@ enum WorkerCommand {
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
         if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) } else { configuration.insecure = true }
+        configuration.encrypt = command.int("encrypt") == 1
         try configuration.validate()
         return configuration
     }
