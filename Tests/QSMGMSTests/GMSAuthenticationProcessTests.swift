@@ -208,6 +208,54 @@ struct GMSAuthenticationProcessTests {
         #expect(failure == nil, "\(failure ?? "")")
     }
 
+    /// `--encrypt` with real processes: a subscriber gets every line intact, while an
+    /// eavesdropper on the region's multicast address captures the same datagrams and
+    /// finds no byte of any line in them.
+    @Test func anEncryptedClusterDeliversAndShowsNothingOnTheWire() throws {
+        let secret = try Self.secretFile("a cluster secret for the encryption test")
+        defer { unlink(secret) }
+        let node = EngineProcessTests.qsmNode
+        let count = 3_000
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let (gms, address) = try EngineProcessTests.startGMS(["--secret-file", secret])
+            defer { gms.signal(SIGTERM) }
+            let eavesdropper = try UDPSocket()
+            try eavesdropper.setReuseAddress(true)
+            _ = try eavesdropper.setReceiveBufferSize(8 << 20)
+            _ = try eavesdropper.bind(to: SocketAddress(IPv4Address("239.192.0.0")!, port: 17_000))
+            try eavesdropper.joinMulticastGroup(IPv4Address("239.192.0.0")!, interface: .loopback)
+            let subscriber = try ChildProcess(executable: node, arguments: [
+                "subscribe", "--gms", address, "--group", "sealed", "--count", "\(count)", "--encrypt",
+                "--secret-file", secret, "--timeout-seconds", "60"])
+            let publisher = try ChildProcess(executable: node, arguments: [
+                "publish", "--gms", address, "--group", "sealed", "--wait-members", "1", "--encrypt",
+                "--secret-file", secret, "--timeout-seconds", "120"])
+            let expected = (1...count).map { "confidential line \($0) of the encryption test" }
+            let feeder = try EngineProcessTests.feed(publisher, expected)
+            var outputs: [[String]] = []
+            EngineProcessTests.collectAll([subscriber], into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
+            let published = EngineProcessTests.finish(feeder, publisher, timeoutMilliseconds: 60_000)
+            guard published == 0 else { return "the publisher exited with \(published.map(String.init) ?? "nothing (killed)")" }
+            let payloads = outputs[0].compactMap { $0.split(separator: "\t").last.map(String.init) }
+            guard payloads == expected else { return "the subscriber got \(payloads.count) of \(count) lines: \(payloads.prefix(2))" }
+            var captured = 0, readable = 0
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            let needle = Array("confidential".utf8)
+            while case .completed(let reception)? = buffer.withUnsafeMutableBytes({ try? eavesdropper.receive(into: $0) }) {
+                captured += 1
+                let datagram = buffer[0..<reception.length]
+                if datagram.count >= needle.count,
+                   (0...(datagram.count - needle.count)).contains(where: { datagram[$0..<($0 + needle.count)].elementsEqual(needle) }) {
+                    readable += 1
+                }
+            }
+            guard captured >= 100 else { return "the eavesdropper captured only \(captured) datagrams" }
+            guard readable == 0 else { return "\(readable) of \(captured) captured datagrams show a line in the clear" }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+
     /// `qsm-node member` authenticates like a node: with the GMS's secret it registers;
     /// with another it reports `authentication_failed` naming the cause.
     @Test func theMembershipClientAuthenticatesToo() throws {
