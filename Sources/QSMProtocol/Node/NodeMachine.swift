@@ -152,19 +152,18 @@ public final class NodeMachine {
     /// incarnation has not sent this counter before; else counted by reason.
     @inline(__always)
     private func admitReplayCheck(sender: NodeID, epoch: UInt64, counter: UInt64) -> Bool {
-        let envelope = (sender: sender, epoch: epoch, counter: counter)
         let verdict: ReplayWindow.Verdict
-        if let index = replayWindows.index(forKey: envelope.sender) {
+        if let index = replayWindows.index(forKey: sender) {
             // One hash per datagram: the window is updated in place through its index.
-            verdict = replayWindows.values[index].admit(epoch: envelope.epoch, counter: envelope.counter)
+            verdict = replayWindows.values[index].admit(epoch: epoch, counter: counter)
         } else {
             guard replayWindows.count < Self.maximumReplayWindows else {
                 statistics.droppedTooManySenders += 1
                 return false
             }
-            var window = ReplayWindow(epoch: envelope.epoch)
-            verdict = window.admit(epoch: envelope.epoch, counter: envelope.counter)
-            replayWindows[envelope.sender] = window
+            var window = ReplayWindow(epoch: epoch)
+            verdict = window.admit(epoch: epoch, counter: counter)
+            replayWindows[sender] = window
         }
         switch verdict {
         case .fresh: return true

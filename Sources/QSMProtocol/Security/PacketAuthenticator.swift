@@ -1,6 +1,7 @@
-/// HMAC-SHA256 (RFC 2104 with FIPS 180-4), truncated to 16 bytes (RFC 4868 style), over
-/// every datagram of a cluster that shares a secret. The key's inner and outer states
-/// are computed once; a tag then costs two SHA-256 passes and no allocation.
+/// HMAC-SHA256 (RFC 2104 with FIPS 180-4): the GMS connection's frame tags (truncated to
+/// 16 bytes, RFC 4868 style) and its handshake proofs, and the derivation of the
+/// datagram keys (`DatagramSeal`). The key's inner and outer states are computed once; a
+/// tag then costs two SHA-256 passes and no allocation.
 public struct PacketAuthenticator: Sendable {
     /// Bytes of tag appended to every datagram.
     public static let tagBytes = 16

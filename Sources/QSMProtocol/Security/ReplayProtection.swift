@@ -1,6 +1,7 @@
 /// Replay protection for authenticated datagrams (with a cluster secret).
 ///
-/// Every datagram a node sends ends with an envelope, and the HMAC tag covers it:
+/// Every datagram a node sends ends with an envelope, and its tag covers it (see
+/// `DatagramSeal`):
 ///
 ///     packet | sender (8) | epoch (8) | counter (8) | tag (16)
 ///
