@@ -37,13 +37,13 @@ public final class QSMNode: Sendable {
     private let dispatcherThread: Mutex<SystemThread?> = Mutex(nil)
     private let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
-    /// Deliveries handed to async consumers and not yet taken by them.
-    private let outstanding = SharedCounter()
 
     struct DispatcherState {
         var deliveryHandler: (@Sendable (QSMDelivery) -> Void)?
         var eventHandler: (@Sendable (MembershipEvent) -> Void)?
-        var deliveryContinuations: [AsyncStream<QSMDelivery>.Continuation] = []
+        /// The live `deliveries()` sequences; one leaves when its iteration ends or it is
+        /// dropped (`onTermination`).
+        var deliveryConsumers: [DeliveryConsumer] = []
         var eventContinuations: [AsyncStream<MembershipEvent>.Continuation] = []
         var windowWaiters: [CheckedContinuation<Void, Never>] = []
         var statisticsWaiters: [UInt64: CheckedContinuation<QSMNodeStatistics, Never>] = [:]
@@ -107,7 +107,7 @@ public final class QSMNode: Sendable {
         outputWakeup.event.signal()
         dispatcherThread.withLock { $0 }?.join()
         state.withLock { state in
-            for continuation in state.deliveryContinuations { continuation.finish() }
+            for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }
             for waiter in state.windowWaiters { waiter.resume() }
             for waiter in state.viewWaiters { waiter.continuation.resume() }
@@ -220,15 +220,34 @@ public final class QSMNode: Sendable {
         state.withLock { $0.eventHandler = handler }
     }
 
-    /// Deliveries as an async sequence. At most `deliveryQueueCapacity` are handed over
-    /// and not yet taken; beyond that the dispatcher waits, the core stops reading data,
+    /// Deliveries as an async sequence, from now on. Each sequence has its own buffer of
+    /// at most `deliveryQueueCapacity` deliveries handed over and not yet taken; while any
+    /// live sequence's buffer is full the dispatcher waits, the core stops reading data,
     /// and flow control slows the senders: a slow consumer never grows a buffer and never
-    /// loses a message.
+    /// loses a message. A sequence is single-pass: when its iteration ends (`break`, a
+    /// thrown error, cancellation) or it is dropped unread, it leaves at once and holds
+    /// back nothing from then on. A sequence kept but never iterated holds its bound of
+    /// deliveries and then holds the node back: iterate it or drop it.
     public func deliveries() -> DeliverySequence {
-        let stream = AsyncStream(QSMDelivery.self, bufferingPolicy: .unbounded) { continuation in
-            state.withLock { $0.deliveryContinuations.append(continuation) }
+        var made: DeliveryConsumer?
+        let stream = AsyncStream(QSMDelivery.self, bufferingPolicy: .unbounded) { made = DeliveryConsumer($0) }
+        let consumer = made!
+        consumer.continuation.onTermination = { [weak self] _ in
+            consumer.finished.store(true, ordering: .releasing)
+            self?.state.withLock { $0.deliveryConsumers.removeAll { $0 === consumer } }
         }
-        return DeliverySequence(stream: stream, outstanding: outstanding)
+        let live = state.withLock { state -> Bool in
+            guard !stopping.load(ordering: .acquiring) else { return false }
+            state.deliveryConsumers.append(consumer)
+            return true
+        }
+        if !live { consumer.continuation.finish() }
+        return DeliverySequence(stream: stream, consumer: consumer)
+    }
+
+    /// Per live `deliveries()` sequence: deliveries handed over and not yet taken.
+    package var deliveryBacklogs: [Int] {
+        state.withLock { $0.deliveryConsumers.map { $0.outstanding.load(ordering: .relaxed) } }
     }
 
     public func membershipEvents() -> AsyncStream<MembershipEvent> {
@@ -296,7 +315,7 @@ public final class QSMNode: Sendable {
                 taken += 1
                 if case .delivery(let delivery) = output {
                     if receivers == nil {
-                        receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, continuations: $0.deliveryContinuations) }
+                        receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) }
                     }
                     deliver(delivery, to: receivers!)
                 } else {
@@ -329,28 +348,28 @@ public final class QSMNode: Sendable {
 
     private struct DeliveryReceivers {
         var handler: (@Sendable (QSMDelivery) -> Void)?
-        var continuations: [AsyncStream<QSMDelivery>.Continuation]
+        var consumers: [DeliveryConsumer]
     }
 
     private func deliver(_ delivery: QSMDelivery, to receivers: DeliveryReceivers) {
         receivers.handler?(delivery)
-        let continuations = receivers.continuations
-        if !continuations.isEmpty {
-            // Wait (this thread only) until async consumers have caught up.
-            while outstanding.value.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,
-                  !stopping.load(ordering: .acquiring) {
+        for consumer in receivers.consumers {
+            // Wait (this thread only) until this consumer has room, unless it has gone.
+            while consumer.outstanding.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,
+                  !consumer.finished.load(ordering: .acquiring), !stopping.load(ordering: .acquiring) {
                 var none = pollfd(fd: -1, events: 0, revents: 0)
                 _ = poll(&none, 1, 1)
             }
-            outstanding.value.add(1, ordering: .acquiringAndReleasing)
-            for continuation in continuations { continuation.yield(delivery) }
+            guard !consumer.finished.load(ordering: .acquiring) else { continue }
+            consumer.outstanding.add(1, ordering: .acquiringAndReleasing)
+            consumer.continuation.yield(delivery)
         }
     }
 
     private func handle(_ output: EngineOutput) {
         switch output {
         case .delivery(let delivery):
-            deliver(delivery, to: state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, continuations: $0.deliveryContinuations) })
+            deliver(delivery, to: state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) })
         case .membership(let event):
             let (handler, continuations, ready) = state.withLock { state -> ((@Sendable (MembershipEvent) -> Void)?, [AsyncStream<MembershipEvent>.Continuation], [CheckedContinuation<Void, Never>]) in
                 switch event {
@@ -386,31 +405,44 @@ public final class QSMNode: Sendable {
     }
 }
 
-/// The deliveries of a node, in order; each one taken makes room for the next.
+/// The deliveries of a node, in order; each one taken makes room for the next in this
+/// sequence's own buffer. Single-pass: when the iterator goes away, the sequence ends.
 public struct DeliverySequence: AsyncSequence, Sendable {
     public typealias Element = QSMDelivery
     let stream: AsyncStream<QSMDelivery>
-    let outstanding: SharedCounter
+    let consumer: DeliveryConsumer
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncStream<QSMDelivery>.AsyncIterator
-        let onTaken: @Sendable () -> Void
+        let lease: IterationLease
         public mutating func next() async -> QSMDelivery? {
             let value = await base.next()
-            if value != nil { onTaken() }
+            if value != nil { lease.consumer.outstanding.subtract(1, ordering: .acquiringAndReleasing) }
             return value
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        let outstanding = self.outstanding
-        return AsyncIterator(base: stream.makeAsyncIterator(), onTaken: { outstanding.value.subtract(1, ordering: .acquiringAndReleasing) })
+        AsyncIterator(base: stream.makeAsyncIterator(), lease: IterationLease(consumer))
     }
 }
 
-/// An atomic counter shared between threads.
-final class SharedCounter: Sendable {
-    let value = Atomic<Int>(0)
+/// Ends a `deliveries()` sequence when its iterator goes away (a `for await` loop left
+/// by `break`, a throw or a return): its consumer stops holding the dispatcher back even
+/// if the sequence value itself is still referenced.
+final class IterationLease: Sendable {
+    let consumer: DeliveryConsumer
+    init(_ consumer: DeliveryConsumer) { self.consumer = consumer }
+    deinit { consumer.continuation.finish() }
+}
+
+/// One `deliveries()` sequence as the dispatcher sees it: where to yield, how much it
+/// holds that was not yet taken, and whether it has ended.
+final class DeliveryConsumer: Sendable {
+    let continuation: AsyncStream<QSMDelivery>.Continuation
+    let outstanding = Atomic<Int>(0)
+    let finished = Atomic<Bool>(false)
+    init(_ continuation: AsyncStream<QSMDelivery>.Continuation) { self.continuation = continuation }
 }
 
 /// A value confined to the core thread, carried through the request queue to it.
