@@ -12,12 +12,8 @@ struct DeliveryConsumerTests {
     /// A GMS process and two started nodes, both in group "consumers".
     static func pair(deliveryQueueCapacity: Int) async throws -> (gms: Int32, publisher: QSMNode, subscriber: QSMNode, group: GroupName) {
         let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
-            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
-                                       arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
-                throw ConfigurationError("the GMS did not start")
-            }
+            let (gms, listening) = try EngineProcessTests.startGMS()
+            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.insecure = true
             configuration.nodeID = 1
