@@ -31,8 +31,9 @@ struct NodeFlags {
                                    who can send a datagram can forge data this node
                                    delivers, and anyone who reaches the GMS can join
           --timeout-seconds S      give up if the GMS cannot be reached, or (publish) if the
-                                   messages are not all acknowledged, within S seconds
-                                   (default 30)
+                                   members asked for by --wait-members do not join, or the
+                                   messages are not all acknowledged, within S seconds each
+                                   (default 30; exit status 1)
         """
 
     /// The node settings every engine command shares: GMS, interface, port, id, TTL.
@@ -151,7 +152,16 @@ enum PublishCommand {
             stopOnSignals(node, exitCode: 130)
             try node.join(group.text)
             await waitForRegistration(node, timeoutSeconds: timeout, command: "publish")
-            if waitMembers > 0 { await node.waitForMembers(waitMembers + 1, in: group) }
+            if waitMembers > 0 {
+                do throws(QSMError) {
+                    try await node.waitForMembers(waitMembers + 1, in: group, timeout: .nanoseconds(Int64(timeout * 1e9)))
+                } catch {
+                    writeToStandardError("qsm-node publish: \(waitMembers) other member(s) did not join \(group.text) within \(Int(timeout)) s "
+                                         + "(the view has \(node.memberCount(of: group) ?? 0) member(s), this node included)")
+                    node.stop()
+                    exit(1)
+                }
+            }
             var published = 0
             while let line = readLine(strippingNewline: true) {
                 try await node.publish(Array(line.utf8), to: group)
@@ -282,7 +292,7 @@ enum RunCommand {
             writeToStandardOutput("node \(node.id.value) at \(node.address) joining \(groups.map(\.text).joined(separator: ","))")
             while true {
                 try? await Task.sleep(for: .seconds(interval))
-                let s = await node.statistics()
+                guard let s = try? await node.statistics() else { continue }
                 let p = s.protocolStatistics
                 let rtt = p.tokenRounds == 0 ? 0 : Double(p.tokenRoundTripNanoseconds) / Double(p.tokenRounds) / 1e6
                 let ack = p.acknowledged == 0 ? 0 : Double(p.acknowledgementLatencyNanoseconds) / Double(p.acknowledged) / 1e6

@@ -28,8 +28,8 @@ struct DeliveryConsumerTests {
         }
         let group = try publisher.join("consumers")
         _ = try subscriber.join("consumers")
-        try await within(seconds: 30) { await publisher.waitForMembers(2, in: group) }
-        try await within(seconds: 30) { await subscriber.waitForMembers(2, in: group) }
+        try await publisher.waitForMembers(2, in: group, timeout: .seconds(30))
+        try await subscriber.waitForMembers(2, in: group, timeout: .seconds(30))
         return (gmsPID, publisher, subscriber, group)
     }
 

@@ -41,8 +41,8 @@ struct EmbeddingTests {
         }
         let group = try publisher.join("embedded")
         _ = try subscriber.join("embedded")
-        try await within(seconds: 30) { await publisher.waitForMembers(2, in: group) }
-        try await within(seconds: 30) { await subscriber.waitForMembers(2, in: group) }
+        try await publisher.waitForMembers(2, in: group, timeout: .seconds(30))
+        try await subscriber.waitForMembers(2, in: group, timeout: .seconds(30))
 
         let count = 500
         let callbackCount = SharedCount()
@@ -64,19 +64,19 @@ struct EmbeddingTests {
         #expect(callbackCount.value == count)
         // A member publishing to its own group receives its own messages, exactly once
         // (over the multicast loopback, so possibly a little after the subscriber).
-        let own = await awaitStatistics(of: publisher, within: 30) { $0.protocolStatistics.delivered >= count }
+        let own = try await awaitStatistics(of: publisher, within: 30) { $0.protocolStatistics.delivered >= count }
         #expect(own.protocolStatistics.delivered == count)
         // Everything is eventually acknowledged.
         try await within(seconds: 30) {
             while publisher.unacknowledgedMessages > 0 { try? await Task.sleep(for: .milliseconds(10)) }
         }
-        let statistics = await subscriber.statistics()
+        let statistics = try await subscriber.statistics()
         #expect(statistics.protocolStatistics.delivered == count)
         #expect(statistics.regions == 1)
         // The non-blocking variant reports a full window instead of waiting. A burst gets
         // the window (64) in, plus a slot for each acknowledgement that arrives meanwhile
         // (this thread can be descheduled mid-burst); everything before was acknowledged.
-        let acknowledgedBefore = await publisher.statistics().protocolStatistics.acknowledged
+        let acknowledgedBefore = try await publisher.statistics().protocolStatistics.acknowledged
         var accepted = 0
         var refused = false
         for index in 0..<1000 {
@@ -87,7 +87,7 @@ struct EmbeddingTests {
             }
             if refused { break }
         }
-        let acknowledgedDuring = await publisher.statistics().protocolStatistics.acknowledged - acknowledgedBefore
+        let acknowledgedDuring = try await publisher.statistics().protocolStatistics.acknowledged - acknowledgedBefore
         #expect(refused)
         #expect(accepted >= 1 && accepted <= 64 + acknowledgedDuring, "\(accepted) accepted, \(acknowledgedDuring) acknowledged meanwhile")
         // A message over the size limit is refused with a reason, not queued.
@@ -139,7 +139,7 @@ struct AuthenticationTests {
         let group = try member.join("signed")
         _ = try receiver.join("signed")
         _ = try forger.join("signed")
-        try await within(seconds: 30) { await member.waitForMembers(2, in: group) }
+        try await member.waitForMembers(2, in: group, timeout: .seconds(30))
         // The forger learns at the GMS's first answer that it does not share the secret.
         let problem = try await within(seconds: 30) { () -> String in
             while true {
@@ -161,7 +161,7 @@ struct AuthenticationTests {
         }
         #expect(received == (1...20).map { "genuine \($0)" })
         // The group never had the forger in it.
-        let statistics = await awaitStatistics(of: receiver, within: 30) { $0.protocolStatistics.delivered >= 20 }
+        let statistics = try await awaitStatistics(of: receiver, within: 30) { $0.protocolStatistics.delivered >= 20 }
         #expect(statistics.protocolStatistics.delivered == 20)
         #expect(member.configuration.clusterSecret != nil)
         // A secret too short to be one is refused before anything starts.
@@ -190,10 +190,10 @@ func within<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async -
 /// `node`'s statistics once `satisfied` holds for them, or the last snapshot after
 /// `seconds`: counters that other threads are still catching up on are awaited, bounded.
 func awaitStatistics(of node: QSMNode, within seconds: Double,
-                until satisfied: (QSMNodeStatistics) -> Bool) async -> QSMNodeStatistics {
+                until satisfied: (QSMNodeStatistics) -> Bool) async throws -> QSMNodeStatistics {
     let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(seconds * 1e9))
     while true {
-        let snapshot = await node.statistics()
+        let snapshot = try await node.statistics()
         if satisfied(snapshot) || MonotonicClock.now() >= deadline { return snapshot }
         try? await Task.sleep(for: .milliseconds(20))
     }

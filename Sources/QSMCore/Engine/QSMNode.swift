@@ -46,13 +46,16 @@ public final class QSMNode: Sendable {
         var deliveryConsumers: [DeliveryConsumer] = []
         var eventContinuations: [AsyncStream<MembershipEvent>.Continuation] = []
         var windowWaiters: [CheckedContinuation<Void, Never>] = []
-        var statisticsWaiters: [UInt64: CheckedContinuation<QSMNodeStatistics, Never>] = [:]
+        var statisticsWaiters: [UInt64: CheckedContinuation<Result<QSMNodeStatistics, QSMError>, Never>] = [:]
+        /// Taken when the node stopped (its core thread gone): what `statistics()` answers
+        /// from then on.
+        var finalStatistics: QSMNodeStatistics?
         var nextToken: UInt64 = 1
         var views: [GroupName: GroupView] = [:]
         var registered = false
         var lastConnectionProblem: String?
         var authenticationProblem: String?
-        var viewWaiters: [(group: GroupName, members: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var viewWaiters: [UInt64: (group: GroupName, members: Int, continuation: CheckedContinuation<Result<Void, QSMError>, Never>)] = [:]
     }
 
     /// Creates a node; nothing runs until `start()`.
@@ -106,12 +109,16 @@ public final class QSMNode: Sendable {
         coreThread.withLock { $0 }?.join()
         outputWakeup.event.signal()
         dispatcherThread.withLock { $0 }?.join()
+        // The core thread has ended (or never ran): the engine is nobody's now.
+        let final = engine.value.statistics()
         state.withLock { state in
             for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }
             for waiter in state.windowWaiters { waiter.resume() }
-            for waiter in state.viewWaiters { waiter.continuation.resume() }
+            for waiter in state.viewWaiters.values { waiter.continuation.resume(returning: .failure(.stopped)) }
+            for waiter in state.statisticsWaiters.values { waiter.resume(returning: .success(final)) }
             state = DispatcherState()
+            state.finalStatistics = final
         }
     }
 
@@ -146,15 +153,34 @@ public final class QSMNode: Sendable {
     public func memberCount(of group: GroupName) -> Int? { state.withLock { $0.views[group]?.members.count } }
 
     /// Waits until this node's view of `group` has at least `members` members.
-    public func waitForMembers(_ members: Int, in group: GroupName) async {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Bool in
-                if let view = state.views[group], view.members.count >= members { return true }
-                state.viewWaiters.append((group, members, continuation))
-                return false
-            }
-            if ready { continuation.resume() }
+    /// - Throws: `QSMError.timedOut` after `timeout`, `.cancelled` when the calling task
+    ///   is cancelled, `.stopped` when the node stops (or was stopped).
+    public func waitForMembers(_ members: Int, in group: GroupName, timeout: Duration) async throws(QSMError) {
+        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            self?.resumeViewWaiter(token, with: .failure(.timedOut("\(members) members in \(group.text) (\(timeout))")))
         }
+        defer { timer.cancel() }
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, QSMError>, Never>) in
+                let immediate = state.withLock { state -> Result<Void, QSMError>? in
+                    if let view = state.views[group], view.members.count >= members { return .success(()) }
+                    if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
+                    if Task.isCancelled { return .failure(.cancelled) }
+                    state.viewWaiters[token] = (group, members, continuation)
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            resumeViewWaiter(token, with: .failure(.cancelled))
+        }
+        try result.get()
+    }
+
+    private func resumeViewWaiter(_ token: UInt64, with result: Result<Void, QSMError>) {
+        state.withLock { $0.viewWaiters.removeValue(forKey: token) }?.continuation.resume(returning: result)
     }
 
     // MARK: Publishing
@@ -256,16 +282,36 @@ public final class QSMNode: Sendable {
         }
     }
 
-    /// A statistics snapshot, taken on the core thread.
-    public func statistics() async -> QSMNodeStatistics {
-        await withCheckedContinuation { continuation in
-            let token = state.withLock { state -> UInt64 in
-                defer { state.nextToken += 1 }
-                state.statisticsWaiters[state.nextToken] = continuation
-                return state.nextToken
-            }
-            submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
+    /// A statistics snapshot, taken on the core thread; after `stop()`, the last one,
+    /// taken as the node stopped.
+    /// - Throws: `QSMError.timedOut` if the core does not answer within `timeout` (it
+    ///   answers only once started), `.cancelled` when the calling task is cancelled.
+    public func statistics(timeout: Duration = .seconds(10)) async throws(QSMError) -> QSMNodeStatistics {
+        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            self?.resumeStatisticsWaiter(token, with: .failure(.timedOut("statistics (\(timeout))")))
         }
+        defer { timer.cancel() }
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<QSMNodeStatistics, QSMError>, Never>) in
+                let immediate = state.withLock { state -> Result<QSMNodeStatistics, QSMError>? in
+                    if let final = state.finalStatistics { return .success(final) }
+                    if Task.isCancelled { return .failure(.cancelled) }
+                    state.statisticsWaiters[token] = continuation
+                    return nil
+                }
+                if let immediate { return continuation.resume(returning: immediate) }
+                submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
+            }
+        } onCancel: {
+            resumeStatisticsWaiter(token, with: .failure(.cancelled))
+        }
+        return try result.get()
+    }
+
+    private func resumeStatisticsWaiter(_ token: UInt64, with result: Result<QSMNodeStatistics, QSMError>) {
+        state.withLock { $0.statisticsWaiters.removeValue(forKey: token) }?.resume(returning: result)
     }
 
     // MARK: Experiments
@@ -371,7 +417,7 @@ public final class QSMNode: Sendable {
         case .delivery(let delivery):
             deliver(delivery, to: state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) })
         case .membership(let event):
-            let (handler, continuations, ready) = state.withLock { state -> ((@Sendable (MembershipEvent) -> Void)?, [AsyncStream<MembershipEvent>.Continuation], [CheckedContinuation<Void, Never>]) in
+            let (handler, continuations, ready) = state.withLock { state -> ((@Sendable (MembershipEvent) -> Void)?, [AsyncStream<MembershipEvent>.Continuation], [CheckedContinuation<Result<Void, QSMError>, Never>]) in
                 switch event {
                 case .groupView(let view): state.views[view.name] = view
                 case .groupRemoved(_, let name): state.views[name] = nil
@@ -385,19 +431,19 @@ public final class QSMNode: Sendable {
                     state.authenticationProblem = reason
                 default: break
                 }
-                var ready: [CheckedContinuation<Void, Never>] = []
-                state.viewWaiters.removeAll { waiter in
-                    guard let view = state.views[waiter.group], view.members.count >= waiter.members else { return false }
+                var ready: [CheckedContinuation<Result<Void, QSMError>, Never>] = []
+                for (token, waiter) in state.viewWaiters {
+                    guard let view = state.views[waiter.group], view.members.count >= waiter.members else { continue }
                     ready.append(waiter.continuation)
-                    return true
+                    state.viewWaiters[token] = nil
                 }
                 return (state.eventHandler, state.eventContinuations, ready)
             }
             handler?(event)
             for continuation in continuations { continuation.yield(event) }
-            for waiter in ready { waiter.resume() }
+            for waiter in ready { waiter.resume(returning: .success(())) }
         case .statistics(let token, let snapshot):
-            state.withLock { $0.statisticsWaiters.removeValue(forKey: token) }?.resume(returning: snapshot)
+            resumeStatisticsWaiter(token, with: .success(snapshot))
         case .acknowledged:
             let waiters = state.withLock { state in defer { state.windowWaiters.removeAll() }; return state.windowWaiters }
             for waiter in waiters { waiter.resume() }

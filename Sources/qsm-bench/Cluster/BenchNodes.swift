@@ -77,8 +77,8 @@ final class BenchReceiver: Sendable {
 
     func knowSenders(_ ids: [NodeID]) { check.withLock { $0.knowSenders(ids) } }
 
-    func result() async -> WorkerLine {
-        let statistics = await node.statistics()
+    func result() async throws(QSMError) -> WorkerLine {
+        let statistics = try await node.statistics()
         let check = self.check.withLock { $0 }
         let memory = ProcessMetrics.residentMegabytes()
         let protocolStatistics = statistics.protocolStatistics
@@ -134,8 +134,8 @@ final class BenchSender: Sendable {
         for group in 0..<groups { node.publishWithoutJoining(BenchGroups.name(group)) }
     }
 
-    func waitForReceivers(_ receivers: Int) async {
-        for group in 0..<groups { await node.waitForMembers(receivers, in: BenchGroups.name(group)) }
+    func waitForReceivers(_ receivers: Int) async throws(QSMError) {
+        for group in 0..<groups { try await node.waitForMembers(receivers, in: BenchGroups.name(group), timeout: .seconds(120)) }
     }
 
     /// Where a node stands with the GMS, for reports of a wait that takes too long.
@@ -199,7 +199,7 @@ final class BenchSender: Sendable {
                 quietSeconds = now == last ? quietSeconds + 1 : 0
                 last = now
                 guard quietSeconds == 5 else { continue }
-                let statistics = await node.statistics()
+                guard let statistics = try? await node.statistics() else { continue }
                 let figures = statistics.protocolStatistics
                 writeToStandardError("sender \(index): nothing sent for 5 s after \(now) messages: "
                                      + "\(statistics.unacknowledgedMessages) unacknowledged, \(figures.acknowledged) acknowledged, "
@@ -211,8 +211,8 @@ final class BenchSender: Sendable {
         }
     }
 
-    func result() async -> WorkerLine {
-        let statistics = await node.statistics()
+    func result() async throws(QSMError) -> WorkerLine {
+        let statistics = try await node.statistics()
         let protocolStatistics = statistics.protocolStatistics
         let memory = ProcessMetrics.residentMegabytes()
         return WorkerLine("result", [

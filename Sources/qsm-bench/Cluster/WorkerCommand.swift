@@ -129,7 +129,7 @@ enum WorkerCommand {
                         writeToStandardError("sender waiting for its receivers: \(BenchSender.membershipState(of: node))")
                     }
                 }
-                await sender!.waitForReceivers(command.int("receivers") ?? 1)
+                try await sender!.waitForReceivers(command.int("receivers") ?? 1)
                 report.cancel()
                 say(WorkerLine("node", [("id", sender!.node.id.value), ("address", sender!.node.address)]))
             case "go":
@@ -163,8 +163,8 @@ enum WorkerCommand {
                 try receiver?.joinAll()
             case "finish":
                 progress?.stop()
-                if let receiver { say(await receiver.result()) }
-                if let sender { say(await sender.result()) }
+                if let receiver { say(try await receiver.result()) }
+                if let sender { say(try await sender.result()) }
                 receiver?.node.stop()
                 sender?.node.stop()
                 return

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import QSMHarness
+import Testing
+
+/// Every wait on a node ends: at its deadline, when its task is cancelled, or when the
+/// node stops (these waits once never returned).
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct NodeWaitTests {
+    /// A GMS process and one started node that joined group "lonely".
+    static func lonelyNode() async throws -> (gms: Int32, node: QSMNode, group: GroupName) {
+        let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
+            let (gms, listening) = try EngineProcessTests.startGMS()
+            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            let node = try QSMNode(configuration: configuration)
+            try node.start()
+            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
+            return (gms.pid, node)
+        }
+        let group = try node.join("lonely")
+        try await node.waitForMembers(1, in: group, timeout: .seconds(30))
+        return (gmsPID, node, group)
+    }
+
+    @Test func waitingForMembersEndsAtItsDeadline() async throws {
+        let (gms, node, group) = try await Self.lonelyNode()
+        defer { node.stop(); kill(gms, SIGTERM) }
+        let start = MonotonicClock.now()
+        let outcome = try await within(seconds: 10) { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForMembers(3, in: group, timeout: .milliseconds(300)) } catch { return error }
+            return nil
+        }
+        guard case .timedOut? = outcome else { Issue.record("expected a timeout, got \(String(describing: outcome))"); return }
+        #expect(MonotonicClock.now().nanoseconds(since: start) >= 300_000_000)
+    }
+
+    @Test func waitingForMembersEndsWhenItsTaskIsCancelled() async throws {
+        let (gms, node, group) = try await Self.lonelyNode()
+        defer { node.stop(); kill(gms, SIGTERM) }
+        let waiter = Task { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForMembers(3, in: group, timeout: .seconds(3_600)) } catch { return error }
+            return nil
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        waiter.cancel()
+        let outcome = try await within(seconds: 5) { await waiter.value }
+        #expect(outcome == .cancelled)
+    }
+
+    @Test func waitsInFlightAtStopEndAndStatisticsAfterStopAnswer() async throws {
+        let (gms, node, group) = try await Self.lonelyNode()
+        defer { kill(gms, SIGTERM) }
+        let waiter = Task { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForMembers(3, in: group, timeout: .seconds(3_600)) } catch { return error }
+            return nil
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        node.stop()
+        #expect(try await within(seconds: 5) { await waiter.value } == .stopped)
+        let afterStop = try await within(seconds: 5) { try? await node.statistics() }
+        #expect(afterStop?.node == node.id)
+        do throws(QSMError) {
+            try await node.waitForMembers(1, in: group, timeout: .seconds(3_600))
+            Issue.record("a stopped node's wait returned as if the members were there")
+        } catch {
+            #expect(error == .stopped)
+        }
+    }
+
+    @Test func statisticsOfANodeNeverStartedTimeOut() async throws {
+        let node = try NetworkNamespace.runIsolated { () throws -> QSMNode in
+            var configuration = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 9))
+            configuration.insecure = true
+            return try QSMNode(configuration: configuration)
+        }
+        let outcome = try await within(seconds: 10) { () -> QSMError? in
+            do throws(QSMError) { _ = try await node.statistics(timeout: .milliseconds(200)) } catch { return error }
+            return nil
+        }
+        guard case .timedOut? = outcome else { Issue.record("expected a timeout, got \(String(describing: outcome))"); return }
+    }
+
+    /// `qsm-node publish --wait-members 1 --timeout-seconds 2` on a group nobody else
+    /// joins exits with status 1 and says why, instead of waiting forever.
+    @Test func publishWaitingForMembersGivesUpAtItsTimeout() throws {
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let (gms, address) = try EngineProcessTests.startGMS()
+            defer { gms.signal(SIGTERM) }
+            let publisher = try ChildProcess(executable: EngineProcessTests.qsmNode, arguments: [
+                "publish", "--insecure", "--gms", address, "--group", "nobody", "--wait-members", "1", "--timeout-seconds", "2"])
+            let status = publisher.waitForExit(timeoutMilliseconds: 20_000)
+            var output: [String] = []
+            while let line = publisher.readLine(timeoutMilliseconds: 100) { output.append(line) }
+            guard status == 1 else { return "exit status \(status.map(String.init) ?? "none (still waiting after 20 s)"): \(output)" }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+}
