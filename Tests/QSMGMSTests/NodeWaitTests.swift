@@ -84,6 +84,56 @@ struct NodeWaitTests {
         guard case .timedOut? = outcome else { Issue.record("expected a timeout, got \(String(describing: outcome))"); return }
     }
 
+    /// A started node that the application drops without `stop()` is deallocated (the
+    /// dispatcher thread used to hold it for ever), and so stopped: its threads end and it
+    /// leaves its groups, which another member sees in its view.
+    @Test func aDroppedNodeStopsAndLeavesItsGroups() async throws {
+        weak var dropped: QSMNode?
+        do {
+            let unstarted = try NetworkNamespace.runIsolated { () throws -> QSMNode in
+                var configuration = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 9))
+                configuration.insecure = true
+                return try QSMNode(configuration: configuration)
+            }
+            dropped = unstarted
+        }
+        #expect(dropped == nil, "an unstarted node that was dropped is still alive")
+        // Made and started in the namespace (where their sockets and threads must be).
+        var made: (gms: Int32, watcher: QSMNode, node: QSMNode)? = try NetworkNamespace.runIsolated {
+            () throws -> (Int32, QSMNode, QSMNode) in
+            let (gms, listening) = try EngineProcessTests.startGMS()
+            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
+            try watcher.start()
+            try node.start()
+            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
+            return (gms.pid, watcher, node)
+        }
+        let (gms, watcher) = (made!.gms, made!.watcher)
+        defer { watcher.stop(); kill(gms, SIGTERM) }
+        let group = try watcher.join("dropped")
+        do {
+            let node = made!.node
+            dropped = node
+            _ = try node.join(group.text)
+            try await watcher.waitForMembers(2, in: group, timeout: .seconds(30))
+            // A callback and a sequence do not keep it alive either.
+            let delivered = SharedCount()
+            node.onDelivery { _ in delivered.increment() }
+            let sequence = node.deliveries()
+            _ = sequence
+        }
+        made = nil
+        let deadline = MonotonicClock.now().advanced(by: .seconds(10))
+        while dropped != nil, MonotonicClock.now() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(dropped == nil, "a started node that was dropped is still alive")
+        let leftAt = MonotonicClock.now().advanced(by: .seconds(20))
+        while (watcher.memberCount(of: group) ?? 0) > 1, MonotonicClock.now() < leftAt { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(watcher.memberCount(of: group) == 1, "the dropped node is still a member")
+    }
+
     /// `qsm-node publish --wait-members 1 --timeout-seconds 2` on a group nobody else
     /// joins exits with status 1 and says why, instead of waiting forever.
     @Test func publishWaitingForMembersGivesUpAtItsTimeout() throws {

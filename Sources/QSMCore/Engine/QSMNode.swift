@@ -92,7 +92,14 @@ public final class QSMNode: Sendable {
             try? engine.value.core.run()
         }
         coreThread.withLock { $0 = core }
-        let dispatcher = try SystemThread(name: "qsm-dispatch") { [self] in dispatch() }
+        // The dispatcher holds the node only for one round at a time: an application that
+        // drops a started node without `stop()` gets it stopped (by `deinit`), not leaked
+        // with its threads, sockets and group memberships.
+        let wakeup = outputWakeup.event.descriptor
+        let dispatcher = try SystemThread(name: "qsm-dispatch") { [weak self] in
+            var loop = DispatchLoop(descriptor: pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0))
+            while let node = self, node.dispatchRound(&loop) {}
+        }
         dispatcherThread.withLock { $0 = dispatcher }
     }
 
@@ -108,6 +115,8 @@ public final class QSMNode: Sendable {
         }) { handle.stop() }
         coreThread.withLock { $0 }?.join()
         outputWakeup.event.signal()
+        // (When the dispatcher itself dropped the last reference, this runs on it, from
+        // `deinit`; `join` then returns at once and the thread ends after this round.)
         dispatcherThread.withLock { $0 }?.join()
         // The core thread has ended (or never ran): the engine is nobody's now.
         let final = engine.value.statistics()
@@ -345,51 +354,56 @@ public final class QSMNode: Sendable {
         }
     }
 
-    /// The dispatcher thread: takes what the core produced and hands it to the
-    /// application, in order, then lets the core send more.
-    private func dispatch() {
-        var descriptor = pollfd(fd: outputWakeup.event.descriptor, events: Int16(POLLIN), revents: 0)
-        let busyPoll = configuration.eventCoreConfiguration.busyPoll.totalNanoseconds
-        let busyPollAttempts = configuration.eventCoreConfiguration.busyPollAttempts
+    /// The dispatcher thread's own state between rounds.
+    struct DispatchLoop {
+        var descriptor: pollfd
         var emptyPolls = 0
         var lastWork = MonotonicClock.now()
-        while !stopping.load(ordering: .acquiring) {
-            var taken = 0
-            // Who receives deliveries, looked up once per batch rather than per message.
-            var receivers: DeliveryReceivers?
-            while let output = outputs.dequeue() {
-                taken += 1
-                if case .delivery(let delivery) = output {
-                    if receivers == nil {
-                        receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) }
-                    }
-                    deliver(delivery, to: receivers!)
-                } else {
-                    handle(output)
+    }
+
+    /// One round of the dispatcher thread: takes what the core produced and hands it to
+    /// the application, in order, then lets the core send more; false once stopping. The
+    /// thread holds the node only during a round (see `start()`), so dropping the node
+    /// stops it.
+    private func dispatchRound(_ loop: inout DispatchLoop) -> Bool {
+        guard !stopping.load(ordering: .acquiring) else { return false }
+        var taken = 0
+        // Who receives deliveries, looked up once per batch rather than per message.
+        var receivers: DeliveryReceivers?
+        while let output = outputs.dequeue() {
+            taken += 1
+            if case .delivery(let delivery) = output {
+                if receivers == nil {
+                    receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) }
                 }
-            }
-            if taken > 0 {
-                lastWork = MonotonicClock.now()
-                emptyPolls = 0
-                if outputsHeld.isSet {
-                    // Room in the queue again, and the core is holding outputs back.
-                    let engine = self.engine
-                    _ = self.handle.tryPerform { _ in engine.value.flushOutputs() }
-                }
-                continue
-            }
-            // Deliveries are flowing: look again soon rather than sleep and be woken for
-            // every few of them.
-            if emptyPolls < busyPollAttempts, MonotonicClock.now().nanoseconds(since: lastWork) < busyPoll {
-                emptyPolls += 1
-                SystemThread.yieldProcessor()
-                continue
-            }
-            if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {
-                if poll(&descriptor, 1, 100) > 0 { outputWakeup.event.drain() }
-                outputWakeup.finishedSleeping()
+                deliver(delivery, to: receivers!)
+            } else {
+                handle(output)
             }
         }
+        if taken > 0 {
+            loop.lastWork = MonotonicClock.now()
+            loop.emptyPolls = 0
+            if outputsHeld.isSet {
+                // Room in the queue again, and the core is holding outputs back.
+                let engine = self.engine
+                _ = self.handle.tryPerform { _ in engine.value.flushOutputs() }
+            }
+            return true
+        }
+        // Deliveries are flowing: look again soon rather than sleep and be woken for
+        // every few of them.
+        if loop.emptyPolls < configuration.eventCoreConfiguration.busyPollAttempts,
+           MonotonicClock.now().nanoseconds(since: loop.lastWork) < configuration.eventCoreConfiguration.busyPoll.totalNanoseconds {
+            loop.emptyPolls += 1
+            SystemThread.yieldProcessor()
+            return true
+        }
+        if outputWakeup.prepareToSleep(hasWork: { outputs.hasReadyElement || stopping.load(ordering: .acquiring) }) {
+            if poll(&loop.descriptor, 1, 100) > 0 { outputWakeup.event.drain() }
+            outputWakeup.finishedSleeping()
+        }
+        return true
     }
 
     private struct DeliveryReceivers {

@@ -35,11 +35,15 @@ public final class SystemThread: @unchecked Sendable {
         thread = handle
     }
 
-    /// Waits for the thread to finish. Safe to call more than once.
+    /// Waits for the thread to finish. Safe to call more than once; called on the thread
+    /// itself, it returns at once (the thread is detached when this object goes).
     public func join() {
-        guard joined.setIfClear() else { return }
+        guard !isCurrent, joined.setIfClear() else { return }
         pthread_join(thread, nil)
     }
+
+    /// Whether the calling thread is this one.
+    public var isCurrent: Bool { pthread_equal(thread, pthread_self()) != 0 }
 
     deinit {
         if joined.setIfClear() { pthread_detach(thread) }
