@@ -134,6 +134,40 @@ struct NodeWaitTests {
         #expect(watcher.memberCount(of: group) == 1, "the dropped node is still a member")
     }
 
+    /// `run()` in a task group serves until the group is cancelled, then leaves cleanly
+    /// and returns within a second; another member sees it go.
+    @Test func runServesUntilItsTaskIsCancelled() async throws {
+        let (gms, watcher, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
+            let (gms, listening) = try EngineProcessTests.startGMS()
+            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
+            try watcher.start()
+            // Its threads must start in the namespace too: start here, run() below then
+            // serves the started node.
+            try node.start()
+            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
+            return (gms.pid, watcher, node)
+        }
+        defer { watcher.stop(); kill(gms, SIGTERM) }
+        let group = try watcher.join("served")
+        let elapsed = try await withThrowingTaskGroup(of: Void.self) { tasks -> Int64 in
+            tasks.addTask { try await node.run() }
+            _ = try node.join(group.text)
+            try await watcher.waitForMembers(2, in: group, timeout: .seconds(30))
+            let cancelledAt = MonotonicClock.now()
+            tasks.cancelAll()
+            try await tasks.waitForAll()
+            return MonotonicClock.now().nanoseconds(since: cancelledAt)
+        }
+        #expect(elapsed < 1_000_000_000, "run() took \(elapsed / 1_000_000) ms to return after cancellation")
+        #expect(node.tryPublish([1], to: group) == .rejected("the node is stopped"))
+        let leftAt = MonotonicClock.now().advanced(by: .seconds(20))
+        while (watcher.memberCount(of: group) ?? 0) > 1, MonotonicClock.now() < leftAt { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(watcher.memberCount(of: group) == 1, "the node did not leave")
+    }
+
     /// `qsm-node publish --wait-members 1 --timeout-seconds 2` on a group nobody else
     /// joins exits with status 1 and says why, instead of waiting forever.
     @Test func publishWaitingForMembersGivesUpAtItsTimeout() throws {

@@ -55,6 +55,8 @@ public final class QSMNode: Sendable {
         var registered = false
         var lastConnectionProblem: String?
         var authenticationProblem: String?
+        /// `run()` calls waiting for cancellation or `stop()`.
+        var runWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var viewWaiters: [UInt64: (group: GroupName, members: Int, continuation: CheckedContinuation<Result<Void, QSMError>, Never>)] = [:]
     }
 
@@ -103,6 +105,48 @@ public final class QSMNode: Sendable {
         dispatcherThread.withLock { $0 = dispatcher }
     }
 
+    /// Starts the node (unless it is started) and serves until the calling task is
+    /// cancelled or `stop()` is called; then it leaves every group cleanly and returns
+    /// once its threads have ended. Fits a task group or a service lifecycle:
+    ///
+    /// ```swift
+    /// try await withThrowingTaskGroup(of: Void.self) { group in
+    ///     group.addTask { try await node.run() }
+    ///     ...
+    ///     group.cancelAll()   // node.run() returns within the goodbye's 50 ms or so
+    /// }
+    /// ```
+    /// - Throws: what `start()` throws.
+    public func run() async throws {
+        try start()
+        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let serving = state.withLock { state -> Bool in
+                    guard !stopping.load(ordering: .acquiring), !Task.isCancelled else { return false }
+                    state.runWaiters[token] = continuation
+                    return true
+                }
+                if !serving { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.runWaiters.removeValue(forKey: token) }?.resume()
+        }
+        // stop() blocks while the threads end: on a thread of its own, not the caller's
+        // (a thread of the concurrency pool).
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            do {
+                _ = try SystemThread(name: "qsm-stop") { [self] in
+                    stop()
+                    continuation.resume()
+                }
+            } catch {
+                stop()
+                continuation.resume()
+            }
+        }
+    }
+
     /// Leaves every group cleanly, stops the threads and waits for them.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -125,6 +169,7 @@ public final class QSMNode: Sendable {
             for continuation in state.eventContinuations { continuation.finish() }
             for waiter in state.windowWaiters { waiter.resume() }
             for waiter in state.viewWaiters.values { waiter.continuation.resume(returning: .failure(.stopped)) }
+            for waiter in state.runWaiters.values { waiter.resume() }
             for waiter in state.statisticsWaiters.values { waiter.resume(returning: .success(final)) }
             state = DispatcherState()
             state.finalStatistics = final
