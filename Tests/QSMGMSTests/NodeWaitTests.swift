@@ -26,6 +26,22 @@ struct NodeWaitTests {
         return (gmsPID, node, group)
     }
 
+    /// A GMS process and two started nodes (made and started in the namespace, where
+    /// their sockets and threads must be), in no group yet.
+    static func twoStartedNodes() throws -> (gms: Int32, watcher: QSMNode, node: QSMNode) {
+        try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
+            let (gms, listening) = try EngineProcessTests.startGMS()
+            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
+            try watcher.start()
+            try node.start()
+            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
+            return (gms.pid, watcher, node)
+        }
+    }
+
     @Test func waitingForMembersEndsAtItsDeadline() async throws {
         let (gms, node, group) = try await Self.lonelyNode()
         defer { node.stop(); kill(gms, SIGTERM) }
@@ -99,18 +115,7 @@ struct NodeWaitTests {
         }
         #expect(dropped == nil, "an unstarted node that was dropped is still alive")
         // Made and started in the namespace (where their sockets and threads must be).
-        var made: (gms: Int32, watcher: QSMNode, node: QSMNode)? = try NetworkNamespace.runIsolated {
-            () throws -> (Int32, QSMNode, QSMNode) in
-            let (gms, listening) = try EngineProcessTests.startGMS()
-            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
-            var configuration = QSMNodeConfiguration(gms: address)
-            configuration.insecure = true
-            let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
-            try watcher.start()
-            try node.start()
-            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
-            return (gms.pid, watcher, node)
-        }
+        var made: (gms: Int32, watcher: QSMNode, node: QSMNode)? = try Self.twoStartedNodes()
         let (gms, watcher) = (made!.gms, made!.watcher)
         defer { watcher.stop(); kill(gms, SIGTERM) }
         let group = try watcher.join("dropped")
@@ -137,19 +142,7 @@ struct NodeWaitTests {
     /// `run()` in a task group serves until the group is cancelled, then leaves cleanly
     /// and returns within a second; another member sees it go.
     @Test func runServesUntilItsTaskIsCancelled() async throws {
-        let (gms, watcher, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
-            let (gms, listening) = try EngineProcessTests.startGMS()
-            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
-            var configuration = QSMNodeConfiguration(gms: address)
-            configuration.insecure = true
-            let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
-            try watcher.start()
-            // Its threads must start in the namespace too: start here, run() below then
-            // serves the started node.
-            try node.start()
-            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
-            return (gms.pid, watcher, node)
-        }
+        let (gms, watcher, node) = try Self.twoStartedNodes()
         defer { watcher.stop(); kill(gms, SIGTERM) }
         let group = try watcher.join("served")
         let elapsed = try await withThrowingTaskGroup(of: Void.self) { tasks -> Int64 in
