@@ -13,6 +13,10 @@ public final class Simulator {
     /// A node whose membership changes and GMS connection are written to `trace`, for
     /// diagnosing a failing seed (`qsm-bench simulate --trace N`).
     public var traceNode: Int?
+    /// Called every `progressEvents` events with the simulated time and the deliveries so
+    /// far, for a driver that reports progress on long runs (this target reads no clock).
+    public var onProgress: ((_ simulatedSeconds: Double, _ deliveries: Int) -> Void)?
+    public var progressEvents = 1 << 20
     public private(set) var trace: [String] = []
 
     enum Event {
@@ -210,10 +214,13 @@ public final class Simulator {
         }
         schedule(.drainCheck, at: publishingEnds)
         let deadline = publishingEnds.advanced(byNanoseconds: Int64(scenario.drainSeconds * 1e9))
+        var handled = 0
         while let (time, event) = events.popFirst(notAfter: deadline) {
             now = time
             handle(event)
             if quietAt != nil { break }
+            handled += 1
+            if handled % progressEvents == 0, let onProgress { onProgress(Double(now.nanoseconds) / 1e9, checker.deliveries) }
         }
         if quietAt == nil {
             let stuck = nodes.filter { $0.started && !$0.crashed && !isQuiescent($0) }

@@ -219,6 +219,20 @@ enum SimulateCommand {
         }
         simulator.traceNode = trace
         let wallStart = MonotonicClock.now()
+        if !quiet {
+            // A long run says how far it got, at most every 10 s of wall time.
+            var lastReport = wallStart
+            let publishingEnds = scenario.seconds + 0.1
+            simulator.onProgress = { simulated, deliveries in
+                let now = MonotonicClock.now()
+                guard now.nanoseconds(since: lastReport) >= 10_000_000_000 else { return }
+                lastReport = now
+                let phase = simulated < publishingEnds ? "publishing until \(f(publishingEnds)) s" : "draining"
+                writeToStandardError("simulate: \(f(simulated)) simulated s (\(phase)), \(deliveries) deliveries, "
+                                     + "\(Int(Double(now.nanoseconds(since: wallStart)) / 1e9)) s wall, "
+                                     + "RSS \(Int(ProcessMetrics.residentMegabytes().current)) MB")
+            }
+        }
         var result = simulator.run()
         for line in simulator.trace { writeToStandardError("trace: \(line)") }
         result.wallSeconds = Double(MonotonicClock.now().nanoseconds(since: wallStart)) / 1e9
