@@ -17,7 +17,8 @@ let overview = """
     in the same run; a table at the end (about 30 seconds in all). All multicast stays
     inside a private network namespace qsm-bench creates for itself (run it as root).
 
-    Each subcommand has its own --help.
+    Each subcommand has its own --help; --version prints the version (after any
+    subcommand too).
     """
 
 let usage = """
@@ -93,6 +94,10 @@ func parse(_ commandLine: [String]) -> MicroBenchmarks {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first != "_worker", arguments.contains("--version") {
+    print("qsm-bench \(QSMVersion.string)")
+    exit(0)
+}
 switch arguments.first {
 case "_worker":
     await WorkerCommand.main(Array(arguments.dropFirst()))

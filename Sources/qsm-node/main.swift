@@ -25,6 +25,7 @@ let usage = """
 
     flags:
       -h, --help    show this help
+      --version     print the version and exit (after any subcommand too)
     """
 
 func fail(_ message: String, command: String) -> Never {
@@ -34,6 +35,10 @@ func fail(_ message: String, command: String) -> Never {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--version") {
+    print("qsm-node \(QSMVersion.string)")
+    exit(0)
+}
 switch arguments.first {
 case "gms":
     GMSCommand.main(Array(arguments.dropFirst()))

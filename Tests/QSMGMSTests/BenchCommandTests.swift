@@ -44,6 +44,20 @@ struct BenchCommandTests {
         "ack_latency_ms", "retransmissions",
     ]
 
+    /// `--version` works on both tools, alone and after any subcommand, and exits 0.
+    @Test func bothToolsPrintTheirVersion() throws {
+        for (tool, arguments) in [(Self.qsmBench, ["--version"]), (Self.qsmBench, ["simulate", "--version"]),
+                                  (EngineProcessTests.qsmNode, ["--version"]), (EngineProcessTests.qsmNode, ["publish", "--version"]),
+                                  (EngineProcessTests.qsmNode, ["gms", "--insecure", "--version"])] {
+            let process = try ChildProcess(executable: tool, arguments: arguments)
+            process.closeInput()
+            let line = process.readLine(timeoutMilliseconds: 10_000)
+            let name = String(tool.split(separator: "/").last!)
+            #expect(line?.hasPrefix("\(name) ") == true && line?.split(separator: ".").count == 3, "\(name) \(arguments): \(line ?? "nothing")")
+            #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 0, "\(name) \(arguments)")
+        }
+    }
+
     @Test func aShortRunWithTheRawSearchReportsEveryKeyAndCompleteDelivery() throws {
         let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--raw-trial-seconds", "0.2", "--json"])
         #expect(status == 0, "output: \(output)")
