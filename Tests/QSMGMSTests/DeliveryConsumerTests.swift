@@ -64,7 +64,7 @@ struct DeliveryConsumerTests {
         }
         #expect(taken == 10)
         await sender.value
-        let deadline = MonotonicClock.now().advanced(by: .seconds(120))
+        let deadline = MonotonicClock.now().advanced(by: .seconds(Int64(NodeWaitTests.bound)))
         while received.value < count, MonotonicClock.now() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(received.value == count, "the callback got \(received.value) of \(count) after the sequence was abandoned")
         #expect(subscriber.deliveryBacklogs.isEmpty, "the abandoned sequence is still registered")
@@ -100,8 +100,8 @@ struct DeliveryConsumerTests {
             return largest
         }
         await Self.publish(count, from: publisher, to: group)
-        let fastIndices = try await within(seconds: 120) { await fastTask.value }
-        let slowIndices = try await within(seconds: 120) { await slowTask.value }
+        let fastIndices = try await within(seconds: NodeWaitTests.bound) { await fastTask.value }
+        let slowIndices = try await within(seconds: NodeWaitTests.bound) { await slowTask.value }
         monitor.cancel()
         let largest = await monitor.value
         #expect(fastIndices == Array(0..<count))

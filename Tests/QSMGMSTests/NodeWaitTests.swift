@@ -9,6 +9,12 @@ import Testing
 /// node stops (these waits once never returned).
 @Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
 struct NodeWaitTests {
+    /// How long a wait that must end may take here. These tests show that waits end, not
+    /// how fast (that is for benchmarks): in the full suite on 2 cores, long synchronous
+    /// process tests occupy the concurrency pool's threads, and a task that was due can
+    /// wait 10 s and more for one (a 1 s and then a 10 s bound both failed there), up to
+    /// the length of the longest of them: the bound only tells a hang from a slow pool.
+    static let bound = 600.0
     /// A GMS process and one started node that joined group "lonely".
     static func lonelyNode() async throws -> (gms: Int32, node: QSMNode, group: GroupName) {
         let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
@@ -46,7 +52,7 @@ struct NodeWaitTests {
         let (gms, node, group) = try await Self.lonelyNode()
         defer { node.stop(); kill(gms, SIGTERM) }
         let start = MonotonicClock.now()
-        let outcome = try await within(seconds: 10) { () -> QSMError? in
+        let outcome = try await within(seconds: Self.bound) { () -> QSMError? in
             do throws(QSMError) { try await node.waitForMembers(3, in: group, timeout: .milliseconds(300)) } catch { return error }
             return nil
         }
@@ -63,7 +69,7 @@ struct NodeWaitTests {
         }
         try await Task.sleep(for: .milliseconds(100))
         waiter.cancel()
-        let outcome = try await within(seconds: 5) { await waiter.value }
+        let outcome = try await within(seconds: Self.bound) { await waiter.value }
         #expect(outcome == .cancelled)
     }
 
@@ -76,8 +82,8 @@ struct NodeWaitTests {
         }
         try await Task.sleep(for: .milliseconds(100))
         node.stop()
-        #expect(try await within(seconds: 5) { await waiter.value } == .stopped)
-        let afterStop = try await within(seconds: 5) { try? await node.statistics() }
+        #expect(try await within(seconds: Self.bound) { await waiter.value } == .stopped)
+        let afterStop = try await within(seconds: Self.bound) { try? await node.statistics() }
         #expect(afterStop?.node == node.id)
         do throws(QSMError) {
             try await node.waitForMembers(1, in: group, timeout: .seconds(3_600))
@@ -93,7 +99,7 @@ struct NodeWaitTests {
             configuration.insecure = true
             return try QSMNode(configuration: configuration)
         }
-        let outcome = try await within(seconds: 10) { () -> QSMError? in
+        let outcome = try await within(seconds: Self.bound) { () -> QSMError? in
             do throws(QSMError) { _ = try await node.statistics(timeout: .milliseconds(200)) } catch { return error }
             return nil
         }
@@ -131,10 +137,10 @@ struct NodeWaitTests {
             _ = sequence
         }
         made = nil
-        let deadline = MonotonicClock.now().advanced(by: .seconds(10))
+        let deadline = MonotonicClock.now().advanced(by: .seconds(Int64(Self.bound)))
         while dropped != nil, MonotonicClock.now() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(dropped == nil, "a started node that was dropped is still alive")
-        let leftAt = MonotonicClock.now().advanced(by: .seconds(20))
+        let leftAt = MonotonicClock.now().advanced(by: .seconds(Int64(Self.bound)))
         while (watcher.memberCount(of: group) ?? 0) > 1, MonotonicClock.now() < leftAt { try await Task.sleep(for: .milliseconds(50)) }
         #expect(watcher.memberCount(of: group) == 1, "the dropped node is still a member")
     }
@@ -154,13 +160,14 @@ struct NodeWaitTests {
             try await tasks.waitForAll()
             return MonotonicClock.now().nanoseconds(since: cancelledAt)
         }
-        // Bounded, not timed: on a quiet machine this is about 60 ms (the goodbye's 50 ms
-        // and the threads' ends); a loaded test run has seen 1.7 s. Speed is for
-        // benchmarks; what must hold here is that it returns.
+        // Bounded, not timed: on a quiet machine this is about 50-60 ms (the goodbye's
+        // 50 ms and the threads' ends); the full suite has seen 1.7 s and 11 s while its
+        // synchronous tests held the concurrency pool. What must hold here is that it
+        // returns.
         print("run() returned \(elapsed / 1_000_000) ms after cancellation")
-        #expect(elapsed < 10_000_000_000, "run() took \(elapsed / 1_000_000) ms to return after cancellation")
+        #expect(elapsed < Int64(Self.bound) * 1_000_000_000, "run() took \(elapsed / 1_000_000) ms to return after cancellation")
         #expect(node.tryPublish([1], to: group) == .rejected("the node is stopped"))
-        let leftAt = MonotonicClock.now().advanced(by: .seconds(20))
+        let leftAt = MonotonicClock.now().advanced(by: .seconds(Int64(Self.bound)))
         while (watcher.memberCount(of: group) ?? 0) > 1, MonotonicClock.now() < leftAt { try await Task.sleep(for: .milliseconds(50)) }
         #expect(watcher.memberCount(of: group) == 1, "the node did not leave")
     }
