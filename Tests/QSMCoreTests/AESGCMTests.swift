@@ -11,16 +11,7 @@ struct AESGCMTests {
     static let hardware = HardwareAESGCM.hardware
     static var backends: [AESGCM.Backend] { [.portable] + (hardware.map { [$0] } ?? []) }
 
-    static func bytes(_ hex: String) -> [UInt8] {
-        var result: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            result.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return result
-    }
+    static func bytes(_ hex: String) -> [UInt8] { PacketAuthenticatorTests.bytes(hex) }
 
     static func seal(_ key: [UInt8], _ nonce: [UInt8], _ aad: [UInt8], _ plaintext: [UInt8],
                      _ backend: AESGCM.Backend) -> (ciphertext: [UInt8], tag: [UInt8]) {
@@ -121,38 +112,16 @@ struct AESGCMTests {
     /// `openssl mac ... GMAC` (the tag over authenticated data alone) on random inputs, for
     /// both backends. `.ci/run` installs openssl.
     @Test func bothBackendsMatchOpenSSLOnRandomInputs() throws {
-        let candidates: [String] = ["/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"]
-        let openssl = candidates.first { path in access(path, X_OK) == 0 }
-        guard let openssl else {
-            Issue.record("openssl is not installed: .ci/run installs it (apt-get install openssl)")
-            return
-        }
-        var directoryTemplate = Array("/tmp/qsm-openssl-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&directoryTemplate) else { Issue.record("mkdtemp failed: errno \(errno)"); return }
-        let directory = String(cString: made)
-        defer { _ = try? ChildProcess(executable: "/bin/rm", arguments: ["-rf", directory]).waitForExit(timeoutMilliseconds: 10_000) }
         var random = SplitMix64(seed: 38_400)
-        var cases: [(key: [UInt8], nonce: [UInt8], data: [UInt8])] = []
-        var script = ""
-        for index in 0..<120 {
-            let length = index < 80 ? 1 + index : 1 + Int(random.next() % 4_000)
-            let entry = (key: HardwareSHA256Tests.randomBytes(16, &random), nonce: HardwareSHA256Tests.randomBytes(12, &random),
-                         data: HardwareSHA256Tests.randomBytes(length, &random))
-            cases.append(entry)
-            let path = "\(directory)/\(index)"
-            let file = fopen(path, "wb")
-            #expect(file != nil)
-            _ = entry.data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-            fclose(file)
-            let key = PacketAuthenticatorTests.hex(entry.key), nonce = PacketAuthenticatorTests.hex(entry.nonce)
-            script += "\(openssl) enc -aes-128-ctr -K \(key) -iv \(nonce)00000002 -in \(path) | od -An -v -tx1 | tr -d ' \\n'; echo\n"
-            script += "\(openssl) mac -cipher AES-128-GCM -macopt hexkey:\(key) -macopt hexiv:\(nonce) -in \(path) GMAC || echo failed\n"
+        let cases = (0..<120).map { index in
+            (key: HardwareSHA256Tests.randomBytes(16, &random), nonce: HardwareSHA256Tests.randomBytes(12, &random),
+             data: HardwareSHA256Tests.randomBytes(index < 80 ? 1 + index : 1 + Int(random.next() % 4_000), &random))
         }
-        let process = try ChildProcess(executable: "/bin/sh", arguments: ["-c", script])
-        var lines: [String] = []
-        while lines.count < 2 * cases.count, let line = process.readLine(timeoutMilliseconds: 60_000) { lines.append(line) }
-        #expect(process.waitForExit(timeoutMilliseconds: 60_000) == 0)
-        try #require(lines.count == 2 * cases.count, "openssl printed \(lines.count) lines for \(2 * cases.count) results")
+        guard let lines = try runOpenSSL(on: cases.map(\.data), linesPerInput: 2, { openssl, path, index in
+            let key = PacketAuthenticatorTests.hex(cases[index].key), nonce = PacketAuthenticatorTests.hex(cases[index].nonce)
+            return "\(openssl) enc -aes-128-ctr -K \(key) -iv \(nonce)00000002 -in \(path) | od -An -v -tx1 | tr -d ' \\n'; echo\n"
+                + "\(openssl) mac -cipher AES-128-GCM -macopt hexkey:\(key) -macopt hexiv:\(nonce) -in \(path) GMAC || echo failed\n"
+        }) else { return }
         for (index, entry) in cases.enumerated() {
             for backend in Self.backends {
                 let encrypted = Self.seal(entry.key, entry.nonce, [], entry.data, backend).ciphertext

@@ -61,40 +61,19 @@ struct HardwareSHA256Tests {
     /// `openssl dgst` on random keys and messages: HMAC-SHA256 and plain SHA-256 from
     /// both paths must equal what OpenSSL computes. `.ci/run` installs openssl.
     @Test func bothPathsMatchOpenSSLOnRandomInputs() throws {
-        let candidates: [String] = ["/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"]
-        let openssl = candidates.first { path in access(path, X_OK) == 0 }
-        guard let openssl else {
-            Issue.record("openssl is not installed: .ci/run installs it (apt-get install openssl)")
-            return
-        }
-        var directoryTemplate = Array("/tmp/qsm-openssl-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&directoryTemplate) else { Issue.record("mkdtemp failed: errno \(errno)"); return }
-        let directory = String(cString: made)
-        defer { _ = try? ChildProcess(executable: "/bin/rm", arguments: ["-rf", directory]).waitForExit(timeoutMilliseconds: 10_000) }
         var random = SplitMix64(seed: 4231)
-        var cases: [(key: [UInt8], message: [UInt8])] = []
-        var script = ""
-        for index in 0..<150 {
-            // Lengths around block edges and beyond, keys short, block-sized and longer
-            // than a block (hashed first).
+        // Lengths around block edges and beyond, keys short, block-sized and longer than
+        // a block (hashed first).
+        let cases = (0..<150).map { index in
             let length = index < 130 ? index : Int(random.next() % 5_000)
             let key = Self.randomBytes([1, 16, 32, 63, 64, 65, 100, 200][index % 8], &random)
-            let message = Self.randomBytes(length, &random)
-            cases.append((key, message))
-            let path = "\(directory)/\(index)"
-            let file = fopen(path, "wb")
-            #expect(file != nil)
-            _ = message.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-            fclose(file)
-            let hexKey = PacketAuthenticatorTests.hex(key)
-            script += "\(openssl) dgst -sha256 -mac HMAC -macopt hexkey:\(hexKey) -r \(path) || echo failed\n"
-            script += "\(openssl) dgst -sha256 -r \(path) || echo failed\n"
+            return (key: key, message: Self.randomBytes(length, &random))
         }
-        let process = try ChildProcess(executable: "/bin/sh", arguments: ["-c", script])
-        var lines: [String] = []
-        while lines.count < 2 * cases.count, let line = process.readLine(timeoutMilliseconds: 60_000) { lines.append(line) }
-        #expect(process.waitForExit(timeoutMilliseconds: 60_000) == 0)
-        try #require(lines.count == 2 * cases.count, "openssl printed \(lines.count) lines for \(2 * cases.count) digests")
+        guard let lines = try runOpenSSL(on: cases.map(\.message), linesPerInput: 2, { openssl, path, index in
+            let hexKey = PacketAuthenticatorTests.hex(cases[index].key)
+            return "\(openssl) dgst -sha256 -mac HMAC -macopt hexkey:\(hexKey) -r \(path) || echo failed\n"
+                + "\(openssl) dgst -sha256 -r \(path) || echo failed\n"
+        }) else { return }
         for (index, entry) in cases.enumerated() {
             let hmac = String(lines[2 * index].prefix(64)), digest = String(lines[2 * index + 1].prefix(64))
             for blockFunction in [nil, Self.hardware] {

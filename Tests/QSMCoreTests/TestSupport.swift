@@ -59,3 +59,38 @@ func loopbackSocket() throws -> (UDPSocket, SocketAddress) {
     let address = try socket.bind(to: SocketAddress(.loopback, port: 0))
     return (socket, address)
 }
+
+/// Runs the `openssl` command-line tool over many inputs in one shell, for differential
+/// tests: each input is written to a file in a fresh temporary directory, `commands`
+/// gives the shell lines for it (from the tool's path, the file's path and the input's
+/// index), which must
+/// print `linesPerInput` lines; returns them, in input order. Nil (with the issue
+/// recorded) when openssl is missing: `.ci/run` installs it.
+func runOpenSSL(on inputs: [[UInt8]], linesPerInput: Int,
+                _ commands: (_ openssl: String, _ path: String, _ index: Int) -> String) throws -> [String]? {
+    let candidates: [String] = ["/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"]
+    guard let openssl = candidates.first(where: { access($0, X_OK) == 0 }) else {
+        Issue.record("openssl is not installed: .ci/run installs it (apt-get install openssl)")
+        return nil
+    }
+    var directoryTemplate = Array("/tmp/qsm-openssl-XXXXXX".utf8CString)
+    guard let made = mkdtemp(&directoryTemplate) else { Issue.record("mkdtemp failed: errno \(errno)"); return nil }
+    let directory = String(cString: made)
+    defer { _ = try? ChildProcess(executable: "/bin/rm", arguments: ["-rf", directory]).waitForExit(timeoutMilliseconds: 10_000) }
+    var script = ""
+    for (index, input) in inputs.enumerated() {
+        let path = "\(directory)/\(index)"
+        let file = fopen(path, "wb")
+        try #require(file != nil, "cannot write \(path)")
+        _ = input.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+        script += commands(openssl, path, index)
+    }
+    let process = try ChildProcess(executable: "/bin/sh", arguments: ["-c", script])
+    let expected = linesPerInput * inputs.count
+    var lines: [String] = []
+    while lines.count < expected, let line = process.readLine(timeoutMilliseconds: 60_000) { lines.append(line) }
+    #expect(process.waitForExit(timeoutMilliseconds: 60_000) == 0)
+    try #require(lines.count == expected, "openssl printed \(lines.count) lines for \(expected) results")
+    return lines
+}
