@@ -66,25 +66,32 @@ struct PacketAuthenticatorTests {
         #expect(Self.hex(message.withUnsafeBytes { authenticator.code(for: $0) }) == code)
     }
 
-    @Test func aTagVerifiesAndAnyChangeFailsIt() {
-        let authenticator = PacketAuthenticator(secret: Array("a cluster secret of some length".utf8))
-        let other = PacketAuthenticator(secret: Array("another cluster's secret, as long".utf8))
+    /// What replaced `verify` on the data path: a sealed datagram opens under the same
+    /// secret, and not under another secret, nor with any byte changed, nor truncated.
+    @Test func aSealedDatagramOpensAndAnyChangeFailsIt() {
+        let secret = Array("a cluster secret of some length".utf8), other = Array("another cluster's secret, as long".utf8)
         var random = SplitMix64(seed: 9)
-        for size in [0, 1, 55, 56, 63, 64, 65, 1000, 1400] {
-            let body = (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            var datagram = body + [UInt8](repeating: 0, count: PacketAuthenticator.tagBytes)
-            datagram.withUnsafeMutableBytes { raw in
-                authenticator.write(code: UnsafeRawBufferPointer(rebasing: raw[0..<size]),
-                                    into: UnsafeMutableRawBufferPointer(rebasing: raw[size...]), length: PacketAuthenticator.tagBytes)
+        var scratch = [UInt8](repeating: 0, count: 2_048)
+        for mode in [DatagramSeal.Mode.authenticate, .encrypt] {
+            let sender = DatagramSeal(secret: secret, sender: NodeID(3), epoch: 7 << 32, mode: mode, backend: .portable, blockFunction: nil)
+            let receiver = DatagramSeal(secret: secret, sender: NodeID(4), epoch: 9 << 32, mode: mode, backend: .portable, blockFunction: nil)
+            let stranger = DatagramSeal(secret: other, sender: NodeID(5), epoch: 9 << 32, mode: mode, backend: .portable, blockFunction: nil)
+            func opens(_ seal: DatagramSeal, _ datagram: [UInt8]) -> [UInt8]? {
+                datagram.withUnsafeBytes { raw in scratch.withUnsafeMutableBytes { seal.open(raw, scratch: $0).map { Array($0.packet) } } }
             }
-            #expect(datagram.withUnsafeBytes { authenticator.verify($0) })
-            #expect(!datagram.withUnsafeBytes { other.verify($0) })
-            for position in [0, datagram.count / 2, datagram.count - 1] {
-                var changed = datagram
-                changed[position] ^= 0x01
-                #expect(!changed.withUnsafeBytes { authenticator.verify($0) }, "size \(size), flipped byte \(position)")
+            for (counter, size) in [0, 1, 55, 56, 63, 64, 65, 1000, 1400].enumerated() {
+                let body = (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                var datagram = body + [UInt8](repeating: 0, count: DatagramSeal.overheadBytes)
+                _ = datagram.withUnsafeMutableBytes { sender.seal($0, length: size, counter: UInt64(counter + 1)) }
+                #expect(opens(receiver, datagram) == body, "\(mode), size \(size)")
+                #expect(opens(stranger, datagram) == nil, "\(mode), size \(size)")
+                for position in [0, datagram.count / 2, datagram.count - 1] {
+                    var changed = datagram
+                    changed[position] ^= 0x01
+                    #expect(opens(receiver, changed) == nil, "\(mode), size \(size), flipped byte \(position)")
+                }
+                #expect(opens(receiver, Array(datagram.dropLast())) == nil, "\(mode), size \(size), truncated")
             }
-            #expect(!Array(datagram.dropLast()).withUnsafeBytes { authenticator.verify($0) })
         }
     }
 }

@@ -13,7 +13,4 @@ package enum HardwareSHA256 {
         guard cqsm_cpu_has_sha_extensions() == 1 else { return nil }
         return cqsm_sha256_blocks_sha_extensions
     }()
-
-    /// What authentication runs on, for statistics and benchmark tables.
-    package static var implementation: String { blockFunction == nil ? "portable" : "sha-extensions" }
 }

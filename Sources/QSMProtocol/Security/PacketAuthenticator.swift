@@ -3,9 +3,6 @@
 /// datagram keys (`DatagramSeal`). The key's inner and outer states are computed once; a
 /// tag then costs two SHA-256 passes and no allocation.
 public struct PacketAuthenticator: Sendable {
-    /// Bytes of tag appended to every datagram.
-    public static let tagBytes = 16
-
     private let inner: SHA256
     private let outer: SHA256
 
@@ -43,20 +40,6 @@ public struct PacketAuthenticator: Sendable {
             outerHash.update(UnsafeRawBufferPointer(raw))
             outerHash.finalize(into: raw)
             for index in 0..<length { output[index] = raw[index] }
-        }
-    }
-
-    /// Whether the last `tagBytes` bytes of `datagram` are the tag of the rest, compared
-    /// in constant time.
-    public func verify(_ datagram: UnsafeRawBufferPointer) -> Bool {
-        guard datagram.count >= Self.tagBytes else { return false }
-        let body = UnsafeRawBufferPointer(rebasing: datagram[0..<(datagram.count - Self.tagBytes)])
-        var expected: (UInt64, UInt64) = (0, 0)
-        return withUnsafeMutableBytes(of: &expected) { raw in
-            write(code: body, into: raw, length: Self.tagBytes)
-            var difference: UInt8 = 0
-            for index in 0..<Self.tagBytes { difference |= raw[index] ^ datagram[body.count + index] }
-            return difference == 0
         }
     }
 }
