@@ -210,31 +210,39 @@ public final class QSMNode: Sendable {
     /// - Throws: `QSMError.timedOut` after `timeout`, `.cancelled` when the calling task
     ///   is cancelled, `.stopped` when the node stops (or was stopped).
     public func waitForMembers(_ members: Int, in group: GroupName, timeout: Duration) async throws(QSMError) {
+        try await awaitWaiter(timeout: timeout, awaiting: "\(members) members in \(group.text)", register: { token, continuation in
+            let immediate = state.withLock { state -> Result<Void, QSMError>? in
+                if let view = state.views[group], view.members.count >= members { return .success(()) }
+                if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
+                if Task.isCancelled { return .failure(.cancelled) }
+                state.viewWaiters[token] = (group, members, continuation)
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }, withdraw: { node, token in node.state.withLock { $0.viewWaiters.removeValue(forKey: token) }?.continuation })
+    }
+
+    /// The shape of every wait with a deadline: `register` files the continuation under a
+    /// fresh token (or resumes it at once); a timer after `timeout` and the task's
+    /// cancellation each `withdraw` it and resume it with `.timedOut` or `.cancelled`,
+    /// unless the awaited event withdrew and resumed it first. Exactly one resumes it.
+    private func awaitWaiter<T: Sendable>(
+        timeout: Duration, awaiting what: String,
+        register: (UInt64, CheckedContinuation<Result<T, QSMError>, Never>) -> Void,
+        withdraw: @escaping @Sendable (QSMNode, UInt64) -> CheckedContinuation<Result<T, QSMError>, Never>?
+    ) async throws(QSMError) -> T {
         let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
-            self?.resumeViewWaiter(token, with: .failure(.timedOut("\(members) members in \(group.text) (\(timeout))")))
+            if let self { withdraw(self, token)?.resume(returning: .failure(.timedOut("\(what) (\(timeout))"))) }
         }
         defer { timer.cancel() }
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, QSMError>, Never>) in
-                let immediate = state.withLock { state -> Result<Void, QSMError>? in
-                    if let view = state.views[group], view.members.count >= members { return .success(()) }
-                    if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
-                    if Task.isCancelled { return .failure(.cancelled) }
-                    state.viewWaiters[token] = (group, members, continuation)
-                    return nil
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
+            await withCheckedContinuation { register(token, $0) }
         } onCancel: {
-            resumeViewWaiter(token, with: .failure(.cancelled))
+            withdraw(self, token)?.resume(returning: .failure(.cancelled))
         }
-        try result.get()
-    }
-
-    private func resumeViewWaiter(_ token: UInt64, with result: Result<Void, QSMError>) {
-        state.withLock { $0.viewWaiters.removeValue(forKey: token) }?.continuation.resume(returning: result)
+        return try result.get()
     }
 
     // MARK: Publishing
@@ -341,27 +349,16 @@ public final class QSMNode: Sendable {
     /// - Throws: `QSMError.timedOut` if the core does not answer within `timeout` (it
     ///   answers only once started), `.cancelled` when the calling task is cancelled.
     public func statistics(timeout: Duration = .seconds(10)) async throws(QSMError) -> QSMNodeStatistics {
-        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            self?.resumeStatisticsWaiter(token, with: .failure(.timedOut("statistics (\(timeout))")))
-        }
-        defer { timer.cancel() }
-        let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<QSMNodeStatistics, QSMError>, Never>) in
-                let immediate = state.withLock { state -> Result<QSMNodeStatistics, QSMError>? in
-                    if let final = state.finalStatistics { return .success(final) }
-                    if Task.isCancelled { return .failure(.cancelled) }
-                    state.statisticsWaiters[token] = continuation
-                    return nil
-                }
-                if let immediate { return continuation.resume(returning: immediate) }
-                submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
+        try await awaitWaiter(timeout: timeout, awaiting: "statistics", register: { token, continuation in
+            let immediate = state.withLock { state -> Result<QSMNodeStatistics, QSMError>? in
+                if let final = state.finalStatistics { return .success(final) }
+                if Task.isCancelled { return .failure(.cancelled) }
+                state.statisticsWaiters[token] = continuation
+                return nil
             }
-        } onCancel: {
-            resumeStatisticsWaiter(token, with: .failure(.cancelled))
-        }
-        return try result.get()
+            if let immediate { return continuation.resume(returning: immediate) }
+            submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
+        }, withdraw: { node, token in node.state.withLock { $0.statisticsWaiters.removeValue(forKey: token) } })
     }
 
     private func resumeStatisticsWaiter(_ token: UInt64, with result: Result<QSMNodeStatistics, QSMError>) {
