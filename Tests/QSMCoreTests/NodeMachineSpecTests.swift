@@ -209,6 +209,12 @@ import QSMCore
             #expect(encrypting.statistics.droppedUnauthenticated == 1 + flip)
         }
         #expect(encrypting.protocolNode.statistics == before.0)
+        // Longer than any datagram a peer writes (the decryption buffer's size): not
+        // opened, and counted.
+        let oversized = encrypted + [UInt8](repeating: 0, count: 8_192)
+        oversized.withUnsafeBytes { encrypting.datagramReceived($0, from: source, now: .zero) }
+        #expect(encrypting.statistics.droppedUnauthenticated == 66)
+        #expect(encrypting.protocolNode.statistics == before.0)
     }
 
     /// A whole encrypted cluster on a network that loses and corrupts datagrams: every
