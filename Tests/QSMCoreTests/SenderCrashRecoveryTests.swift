@@ -198,4 +198,92 @@ import Testing
         #expect(node.takeDelivery()?.groupSequence == 47)
         #expect(node.statistics.notOwedDropped == 1)
     }
+
+    /// A member that saw a sender leave tells a node that joined later it is owed none of
+    /// that sender's messages: a region member removed in view 2 numbered nothing in view
+    /// 2 or later; a sender outside the region, gone from the group views while the
+    /// region stayed in view 2, may still have numbered in view 2, so only from view 3.
+    @Test func aPeerSaysNothingIsOwedOfASenderGoneBeforeTheAskedView() throws {
+        let peer = try Self.node(1)
+        peer.installMembership(regions: [Self.view(1, members: [1, 3], partitions: [[1, 3]])],
+                               groups: [Self.groupView(1, members: [1, 3], publishers: [4])], now: Self.ms(1))
+        // Node 3 (a member) and node 4 (a publisher from outside) both go.
+        peer.installMembership(regions: [Self.view(2, members: [1], partitions: [[1]])],
+                               groups: [Self.groupView(2, members: [1])], now: Self.ms(2))
+        _ = try Self.drain(peer, now: Self.ms(2))
+        func ask(sender: UInt64, view: UInt64) throws -> SenderStatusPacket? {
+            let query = ProtocolPacket.viewStartQuery(ViewStartQueryPacket(sender: NodeID(sender), region: Self.region,
+                                                                           requester: NodeID(2), view: view)).encoded()
+            peer.receive(query, now: Self.ms(4))
+            for (destination, packet) in try Self.drain(peer, now: Self.ms(4)) {
+                if case .viewStart(let answer) = packet, destination == .node(NodeID(2)) { return answer }
+            }
+            return nil
+        }
+        // "Nothing owed" is said as a view before the one asked.
+        #expect(try ask(sender: 3, view: 2)?.regionView == 1)
+        #expect(try ask(sender: 3, view: 5)?.regionView == 4)
+        #expect(try ask(sender: 3, view: 1) == nil)
+        #expect(try ask(sender: 4, view: 2) == nil)
+        #expect(try ask(sender: 4, view: 3)?.regionView == 2)
+        // A sender that comes back is no longer known to be gone.
+        peer.installMembership(regions: [Self.view(3, members: [1, 3], partitions: [[1, 3]])],
+                               groups: [Self.groupView(3, members: [1, 3])], now: Self.ms(5))
+        #expect(try ask(sender: 3, view: 4) == nil)
+    }
+
+    /// A node that joined after a sender crashed never saw it in any view, yet tokens
+    /// still carry that sender's record until its last messages are stable. The node asks
+    /// where its debt begins; a peer's "nothing owed" lets it vouch for the sender on the
+    /// token without lowering the minimum. Before, it added nothing, its partition never
+    /// covered the sender, and the sender's messages never became stable anywhere
+    /// (swarm seed 624876516579225120).
+    @Test func aNodeThatJoinedAfterASenderLeftCompletesTheSendersRecord() throws {
+        let late = try Self.node(2)
+        late.installMembership(regions: [Self.view(3, members: [1, 2], partitions: [[1, 2]])],
+                               groups: [Self.groupView(3, members: [1, 2])], now: Self.ms(1))
+        #expect(!late.departed.contains(NodeID(3)))
+        let record = TokenRecord(sender: NodeID(3), contiguous: .max, maximumSeen: 755, stable: 9, coverage: 0)
+        late.learnAndRecover(from: [record], in: late.regions[Self.region]!)
+        var queried: Set<NodeID> = []
+        var time: Int64 = 2
+        // The sender first (it is in no view here: maybe alive and not yet seen), then peers.
+        while !queried.contains(NodeID(1)), time < 2_000 {
+            for (destination, packet) in try Self.drain(late, now: Self.ms(time)) {
+                if case .viewStartQuery(let query) = packet, case .node(let target) = destination, query.view == 3 { queried.insert(target) }
+            }
+            time += 50
+            late.tick(now: Self.ms(time))
+        }
+        #expect(queried == [NodeID(1), NodeID(3)])
+        var token = TokenPacket(kind: .partitionToken, region: Self.region, regionView: 3, partition: 0, round: 1,
+                                startedAt: 0, records: [record])
+        late.mergeOwnState(into: &token)
+        #expect(token.records[0].coverage == 0)
+        late.receive(ProtocolPacket.viewStart(SenderStatusPacket(sender: NodeID(3), region: Self.region, regionView: 2,
+                                                                 viewStartSequence: 1, maximumSequence: 0)).encoded(),
+                     now: Self.ms(time))
+        late.mergeOwnState(into: &token)
+        #expect(token.records[0].coverage == 1 && token.records[0].contiguous == .max && token.records[0].maximumSeen == 755)
+        #expect(late.streams[StreamKey(sender: NodeID(3), region: Self.region)] == nil)
+        #expect(late.debtQueries.isEmpty)
+        #expect(late.takeDelivery() == nil)
+    }
+
+    /// "Nothing owed" does not override packets: a node holding a packet of the sender
+    /// from the view it joined in keeps asking (the peer's word is wrong, or forged).
+    @Test func heldPacketsOutweighNothingOwed() throws {
+        let late = try Self.node(2)
+        late.installMembership(regions: [Self.view(3, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(3, members: [1, 2, 3])], now: Self.ms(1))
+        late.installMembership(regions: [Self.view(4, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(4, members: [1, 2, 3])], now: Self.ms(1))
+        // The first packet from sender 3 is of view 4: where view 3's messages began is unknown.
+        late.receive(Self.data(from: 3, view: 4, viewStart: 10, sequence: 11), now: Self.ms(2))
+        #expect(late.debtQueries.count == 1)
+        late.receive(ProtocolPacket.viewStart(SenderStatusPacket(sender: NodeID(3), region: Self.region, regionView: 2,
+                                                                 viewStartSequence: 1, maximumSequence: 0)).encoded(),
+                     now: Self.ms(3))
+        #expect(late.debtQueries.count == 1 && late.owedNothing.isEmpty)
+    }
 }

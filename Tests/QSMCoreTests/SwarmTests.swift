@@ -11,8 +11,10 @@ import QSMCore
     static let seeds: [UInt64] = [5, 62, 83, 105, 116, 143, 169, 176, 234, 274, 287, 303, 328, 341, 369, 372, 391]
         // Seeds that `--swarm 300 --seed 1` once failed on: a crashed sender's packets a
         // member never saw, caching across view changes, messages whose fragments were
-        // cached apart, and a stream started from a status before the sender's new view.
-        + [5216957618423667079, 2662918742403327691, 2964611340848302065, 288795696141808841, 5022986923529465834]
+        // cached apart, a stream started from a status before the sender's new view, and
+        // a node that joined after a sender crashed and could not vouch for its record.
+        + [5216957618423667079, 2662918742403327691, 2964611340848302065, 288795696141808841, 5022986923529465834,
+           624876516579225120]
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {

@@ -111,11 +111,21 @@ extension ProtocolNode {
                   let found = state.viewStarts.first(where: { $0.view >= query.view }) else { return }
             first = found
             maximum = state.nextSequence - 1
-        } else {
-            guard let stream = streams[StreamKey(sender: query.sender, region: query.region)],
-                  let found = stream.viewStart(from: query.view) else { return }
+        } else if let found = streams[StreamKey(sender: query.sender, region: query.region)]?.viewStart(from: query.view) {
             first = found
-            maximum = stream.maximumSeen
+            maximum = streams[StreamKey(sender: query.sender, region: query.region)]?.maximumSeen ?? 0
+        } else if query.view > 0, departed.contains(query.sender),
+                  let firstImpossible = departedBefore[query.sender]?[query.region], firstImpossible <= query.view {
+            // Gone before the asked view existed: the sender numbered nothing in it or
+            // later, and the requester is owed none of its messages. Said as a view
+            // before the asked one (the sender's own answers never are).
+            statistics.viewStartsAnswered += 1
+            control.append(.viewStart(SenderStatusPacket(sender: query.sender, region: query.region, regionView: query.view - 1,
+                                                         viewStartSequence: 1, maximumSequence: 0),
+                                      to: query.requester))
+            return
+        } else {
+            return
         }
         statistics.viewStartsAnswered += 1
         control.append(.viewStart(SenderStatusPacket(sender: query.sender, region: query.region, regionView: first.view,
@@ -126,7 +136,14 @@ extension ProtocolNode {
     /// The answer to a query this node asked (others are ignored).
     func receiveViewStart(_ answer: SenderStatusPacket) {
         let key = StreamKey(sender: answer.sender, region: answer.region)
-        guard let query = debtQueries[key], answer.regionView >= query.view else { return }
+        guard let query = debtQueries[key] else { return }
+        if answer.regionView < query.view {
+            // A peer saw the sender leave before this node joined: nothing is owed. Held
+            // packets of the sender's later views would say otherwise; they win.
+            guard query.held.isEmpty, debtQueries.removeValue(forKey: key) != nil else { return }
+            if owedNothing.count < configuration.maximumStreams { owedNothing.insert(key) }
+            return
+        }
         resolveDebt(key, start: answer.viewStartSequence)
         if let stream = streams[key] { learnMaximum(answer.maximumSequence, in: stream) }
     }
@@ -142,5 +159,29 @@ extension ProtocolNode {
         }
         if streams[key] == nil { streams[key] = ReceiveStream(start: max(start, 1), tally: heldTally) }
         for (packet, retransmitted) in query.held { receiveData(packet, retransmitted: retransmitted) }
+    }
+
+    /// Notes, for nodes that departed in this membership change, the first view of each
+    /// of this node's regions they cannot have numbered a message in: the new view itself
+    /// if they were removed from it, else the one after (a sender outside the region
+    /// departs in the group views, while the region's view it numbered in stays).
+    func recordDepartures(previous: [RegionID: RegionView], next: [RegionID: RegionView]) {
+        for node in departedBefore.keys where !departed.contains(node) { departedBefore[node] = nil }
+        for node in departed where departedBefore[node] == nil {
+            var views: [RegionID: UInt64] = [:]
+            for (id, region) in next {
+                let removedHere = previous[id]?.members.contains { $0.id == node } == true
+                    && !region.members.contains { $0.id == node }
+                views[id] = removedHere ? region.viewNumber : region.viewNumber + 1
+            }
+            departedBefore[node] = views
+        }
+    }
+
+    /// Whether `node` is in this node's current view of `region`, or publishes to or
+    /// belongs to one of its groups.
+    func isInCurrentViews(_ node: NodeID, region: RegionView) -> Bool {
+        region.members.contains { $0.id == node }
+            || groups.values.contains { $0.publishers.contains(node) || $0.members.contains(node) }
     }
 }

@@ -20,9 +20,12 @@ extension ProtocolNode {
                 continue
             }
             guard let stream = stream(key, firstPacket: nil) else {
-                // A sender that left before this node got any of its packets: only peers
-                // can say where the debt begins (an alive sender's packets or status will).
-                if departed.contains(key.sender), debtQueries[key] == nil, let joined = joinedView[region.id] {
+                // A sender that left before this node got any of its packets, or that no
+                // view this node has holds (it was gone before this node joined): only
+                // peers can say where the debt begins, or that there is none (an alive
+                // sender's packets or status will).
+                if debtQueries[key] == nil, !owedNothing.contains(key), let joined = joinedView[region.id],
+                   departed.contains(key.sender) || !isInCurrentViews(key.sender, region: region) {
                     awaitDebtStart(key, joined: joined, packet: nil, retransmitted: false)
                 }
                 continue

@@ -85,6 +85,13 @@ public final class ProtocolNode {
     @exclusivity(unchecked) var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
     /// Nodes that left a view of one of this node's regions (crashed, or moved away).
     @exclusivity(unchecked) var departed: Set<NodeID> = []
+    /// For each departed node and each region this node was in when it saw the
+    /// departure: the first view of the region the departed node cannot have numbered
+    /// messages in (see `DebtStart`).
+    @exclusivity(unchecked) var departedBefore: [NodeID: [RegionID: UInt64]] = [:]
+    /// Senders of a region whose messages this node is owed none of: a peer said the
+    /// sender was gone before this node joined (bounded by `maximumStreams`).
+    @exclusivity(unchecked) var owedNothing: Set<StreamKey> = []
     /// Regions whose token visit left missing tails for the next `inputCaughtUp(now:)`.
     @exclusivity(unchecked) var tailsAwaitingInput: Set<RegionID> = []
     @exclusivity(unchecked) var outOfOrderTotal = 0
@@ -185,9 +192,11 @@ public final class ProtocolNode {
         }
         for region in next.values { for member in region.members { departed.remove(member.id) } }
         for publisher in publishing { departed.remove(publisher) }
+        recordDepartures(previous: regions, next: next)
         for gone in regions.keys where next[gone] == nil {
             // Left the region: its streams and leadership go (cached copies with them).
             streams = streams.filter { $0.key.region != gone }
+            owedNothing = owedNothing.filter { $0.region != gone }
             for key in debtQueries.keys where key.region == gone {
                 heldForDebt -= debtQueries.removeValue(forKey: key)?.held.count ?? 0
             }
@@ -625,3 +634,4 @@ public final class ProtocolNode {
         return parts.joined(separator: "; ")
     }
 }
+

@@ -430,6 +430,11 @@ extension ProtocolNode {
             // is "nothing yet": a minimum that skipped this node would not be safe.
             for position in token.records.indices {
                 let key = StreamKey(sender: token.records[position].sender, region: region.id)
+                // Owed nothing of a sender gone before this node joined: nothing it lacks.
+                if streams[key] == nil, owedNothing.contains(key) {
+                    token.records[position].coverage.saturatingIncrement()
+                    continue
+                }
                 // No stream and no way to tell where this node's debt starts (it joined
                 // later and has seen nothing of this sender): no contribution, so no
                 // stability is declared past what it may still be owed.
