@@ -9,7 +9,7 @@ import Synchronization
 /// Flags shared by publish, subscribe and run.
 struct NodeFlags {
     static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds",
-                                      "--secret-file"]
+                                      "--secret-file", "--metrics-listen"]
     static let help = """
           --gms HOST:PORT          the membership service
           --group NAME             the group
@@ -34,12 +34,15 @@ struct NodeFlags {
                                    members asked for by --wait-members do not join, or the
                                    messages are not all acknowledged, within S seconds each
                                    (default 30; exit status 1)
+        \(NodeMetrics.help)
+        Counters: 'qsm-node stats' reads them from this node's local stats socket.
         """
 
     /// The node settings every engine command shares: GMS, interface, port, id, TTL.
     static func node(_ flags: CommandLineFlags) throws(ConfigurationError) -> QSMNodeConfiguration {
         guard let gms = try flags.address("--gms") else { throw ConfigurationError("--gms is required") }
         var configuration = QSMNodeConfiguration(gms: gms)
+        configuration.onWarning = { log(.warning, "qsm-node", $0) }
         if let text = try flags.value("--interface") {
             guard let interface = IPv4Address(text) else { throw ConfigurationError("--interface must be an IPv4 address, got '\(text)'") }
             configuration.interface = interface
@@ -95,13 +98,13 @@ func waitForRegistration(_ node: QSMNode, timeoutSeconds: Double, command: Strin
     let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeoutSeconds * 1e9))
     while !node.isRegistered {
         if let problem = node.authenticationProblem {
-            writeToStandardError("qsm-node \(command): the GMS at \(node.configuration.gms) and this node do not authenticate each other: \(problem)")
+            log(.error, "qsm-node \(command)", "the GMS at \(node.configuration.gms) and this node do not authenticate each other: \(problem)")
             node.stop()
             exit(1)
         }
         if MonotonicClock.now() >= deadline {
             let reason = node.lastConnectionProblem ?? "no answer"
-            writeToStandardError("qsm-node \(command): could not register with the GMS at \(node.configuration.gms) within \(Int(timeoutSeconds)) s: \(reason)")
+            log(.error, "qsm-node \(command)", "could not register with the GMS at \(node.configuration.gms) within \(Int(timeoutSeconds)) s: \(reason)")
             node.stop()
             exit(1)
         }
@@ -138,17 +141,20 @@ enum PublishCommand {
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
+        let metricsListen: SocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
+            metricsListen = try flags.address("--metrics-listen")
         } catch {
             fail(error.message, command: "publish")
         }
         do {
             let node = try QSMNode(configuration: configuration)
             try node.start()
+            _ = NodeMetrics.serve(node, listen: metricsListen, command: "publish")
             stopOnSignals(node, exitCode: 130)
             try node.join(group.text)
             await waitForRegistration(node, timeoutSeconds: timeout, command: "publish")
@@ -156,7 +162,7 @@ enum PublishCommand {
                 do throws(QSMError) {
                     try await node.waitForMembers(waitMembers + 1, in: group, timeout: .nanoseconds(Int64(timeout * 1e9)))
                 } catch {
-                    writeToStandardError("qsm-node publish: \(waitMembers) other member(s) did not join \(group.text) within \(Int(timeout)) s "
+                    log(.error, "qsm-node publish", "\(waitMembers) other member(s) did not join \(group.text) within \(Int(timeout)) s "
                                          + "(the view has \(node.memberCount(of: group) ?? 0) member(s), this node included)")
                     node.stop()
                     exit(1)
@@ -170,7 +176,7 @@ enum PublishCommand {
             let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeout * 1e9))
             while node.unacknowledgedMessages > 0 {
                 if MonotonicClock.now() >= deadline {
-                    writeToStandardError("qsm-node publish: \(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(Int(timeout)) s")
+                    log(.error, "qsm-node publish", "\(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(Int(timeout)) s")
                     node.stop()
                     exit(1)
                 }
@@ -179,7 +185,7 @@ enum PublishCommand {
             node.stop()
             exit(0)
         } catch {
-            writeToStandardError("qsm-node publish: \(error)")
+            log(.error, "qsm-node publish", "\(error)")
             exit(1)
         }
     }
@@ -201,11 +207,13 @@ enum SubscribeCommand {
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
+        let metricsListen: SocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             count = try flags.integer("--count", in: 0...Int.max, default: 0)
+            metricsListen = try flags.address("--metrics-listen")
         } catch {
             fail(error.message, command: "subscribe")
         }
@@ -229,6 +237,7 @@ enum SubscribeCommand {
                 if count > 0 && total >= count { done.store(true, ordering: .releasing) }
             }
             try node.start()
+            _ = NodeMetrics.serve(node, listen: metricsListen, command: "subscribe")
             stopOnSignals(node, exitCode: 0)
             try node.join(group.text)
             await waitForRegistration(node, timeoutSeconds: timeout, command: "subscribe")
@@ -236,7 +245,7 @@ enum SubscribeCommand {
             node.stop()
             exit(0)
         } catch {
-            writeToStandardError("qsm-node subscribe: \(error)")
+            log(.error, "qsm-node subscribe", "\(error)")
             exit(1)
         }
     }
@@ -244,24 +253,16 @@ enum SubscribeCommand {
 
 enum RunCommand {
     static let usage = """
-        usage: qsm-node run --gms HOST:PORT --groups NAME[,NAME...] [flags]
+        usage: qsm-node run --gms HOST:PORT --group NAME [--group NAME ...] [flags]
 
         The long-running mode for cluster machines: joins the groups, counts what it
-        receives, prints statistics every few seconds on standard output, and leaves
-        cleanly on SIGINT or SIGTERM.
+        receives, logs statistics every few seconds (JSON lines on standard error), and
+        leaves cleanly on SIGINT or SIGTERM.
 
         flags:
-          --gms HOST:PORT          the membership service
-          --groups LIST            groups to join, comma-separated (repeatable)
-          --interface IP           local interface address for multicast (default 127.0.0.1)
-          --port P                 unicast port for control traffic (default: any free port)
-          --id N                   this node's id (default: random)
-          --ttl N                  multicast time to live (default 1)
-          --secret-file PATH       the cluster secret (see qsm-node publish --help); required
-                                   unless --insecure is given
-          --insecure               run without a cluster secret (warns; see publish --help)
-          --encrypt                also encrypt every packet (see qsm-node publish --help)
-          --stats-seconds S        statistics interval (default 5)
+        \(NodeFlags.help)
+          --group NAME[,NAME...]   groups to join (repeatable; --groups is the same)
+          --stats-seconds S        log statistics every S seconds (default 5)
           -h, --help               show this help
         """
 
@@ -269,15 +270,16 @@ enum RunCommand {
         var configuration: QSMNodeConfiguration
         var groups: [GroupName] = []
         let interval: Int
+        let metricsListen: SocketAddress?
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--groups", "--interface", "--port", "--id", "--ttl", "--stats-seconds",
-                                                                 "--secret-file"],
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--groups", "--stats-seconds"]),
                                              switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)
-            groups = try MemberCommand.names(flags.all("--groups"), flag: "--groups")
-            guard !groups.isEmpty else { throw ConfigurationError("--groups is required") }
+            groups = try MemberCommand.names(flags.all("--group") + flags.all("--groups"), flag: "--group")
+            guard !groups.isEmpty else { throw ConfigurationError("--group is required") }
             interval = try flags.integer("--stats-seconds", in: 1...86_400, default: 5)
+            metricsListen = try flags.address("--metrics-listen")
             try configuration.validate()
         } catch {
             fail(error.message, command: "run")
@@ -287,27 +289,32 @@ enum RunCommand {
             let received = Atomic<Int>(0)
             node.onDelivery { _ in received.add(1, ordering: .relaxed) }
             try node.start()
+            _ = NodeMetrics.serve(node, listen: metricsListen, command: "run")
             stopOnSignals(node, exitCode: 0)
             for group in groups { try node.join(group.text) }
-            writeToStandardOutput("node \(node.id.value) at \(node.address) joining \(groups.map(\.text).joined(separator: ","))")
+            log(.info, "qsm-node run", "joining", ["node": node.id.value, "address": "\(node.address)",
+                                                   "groups": groups.map(\.text).joined(separator: ",")])
             while true {
                 try? await Task.sleep(for: .seconds(interval))
                 guard let s = try? await node.statistics() else { continue }
                 let p = s.protocolStatistics
                 let rtt = p.tokenRounds == 0 ? 0 : Double(p.tokenRoundTripNanoseconds) / Double(p.tokenRounds) / 1e6
                 let ack = p.acknowledged == 0 ? 0 : Double(p.acknowledgementLatencyNanoseconds) / Double(p.acknowledged) / 1e6
-                writeToStandardOutput("stats registered=\(node.isRegistered) regions=\(s.regions) received=\(received.load(ordering: .relaxed)) "
-                    + "sent=\(p.dataPacketsSent) delivered=\(p.delivered) retransmitted=\(p.retransmissionsSent) "
-                    + "naks_sent=\(p.requestsSent) naks_received=\(p.requestsReceived) token_rtt_ms=\(Int(rtt * 1000) / 1000) "
-                    + "ack_ms=\(Int(ack * 1000) / 1000) pending_ack=\(s.unacknowledgedMessages) cached_bytes=\(s.heldBytes) "
-                    + "alarm_late_max_us=\(s.alarmLateness.maxNanoseconds / 1000) "
-                    + "drops(malformed=\(p.malformedDropped) unknown=\(p.unknownDropped) out_of_window=\(p.outOfOrderDropped) "
-                    + "unauthenticated=\(s.machine.droppedUnauthenticated) replayed=\(s.machine.droppedReplayed) "
-                    + "too_old=\(s.machine.droppedTooOld) dead_incarnation=\(s.machine.droppedDeadIncarnation) "
-                    + "pool_exhausted=\(s.core.poolExhaustions)) gms_auth_failures=\(s.machine.gmsAuthenticationFailures)")
+                logFields(.info, "qsm-node run", "statistics", [
+                    ("registered", s.registered), ("regions", s.regions), ("received", received.load(ordering: .relaxed)),
+                    ("sent", p.dataPacketsSent), ("delivered", p.delivered), ("retransmitted", p.retransmissionsSent),
+                    ("naks_sent", p.requestsSent), ("naks_received", p.requestsReceived), ("token_rtt_ms", rtt), ("ack_ms", ack),
+                    ("pending_ack", s.unacknowledgedMessages), ("cached_bytes", s.heldBytes),
+                    ("alarm_late_max_us", Int(s.alarmLateness.maxNanoseconds / 1000)),
+                    ("dropped_malformed", p.malformedDropped), ("dropped_unknown", p.unknownDropped),
+                    ("dropped_out_of_window", p.outOfOrderDropped), ("dropped_unauthenticated", s.machine.droppedUnauthenticated),
+                    ("dropped_replayed", s.machine.droppedReplayed), ("dropped_too_old", s.machine.droppedTooOld),
+                    ("dropped_dead_incarnation", s.machine.droppedDeadIncarnation), ("pool_exhausted", s.core.poolExhaustions),
+                    ("gms_auth_failures", s.machine.gmsAuthenticationFailures),
+                ])
             }
         } catch {
-            writeToStandardError("qsm-node run: \(error)")
+            log(.error, "qsm-node run", "\(error)")
             exit(1)
         }
     }

@@ -12,7 +12,8 @@ enum GMSCommand {
         Runs the global membership service: nodes register, join and leave groups and
         send heartbeats over TCP; the service applies changes in batches and sends each
         node versioned updates of its regions and groups. Prints "gms listening on
-        HOST:PORT" once ready; statistics go to standard error. SIGINT or SIGTERM stops it.
+        HOST:PORT" on standard output once ready; logs (JSON lines) and statistics go to
+        standard error, and 'qsm-node stats' reads its counters. SIGINT or SIGTERM stops it.
 
         flags:
           --listen HOST:PORT             address to listen on (port 0: any free port)
@@ -24,8 +25,9 @@ enum GMSCommand {
                                          leave behind when added (default 1)
           --batch-ms MS                  apply pending changes every MS ms (default 100)
           --heartbeat-timeout-ms MS      exclude a node silent this long (default 5000)
-          --address-pool START/COUNT     multicast addresses for regions (default
-                                         239.192.0.0/262144)
+          --address-pool CIDR            multicast addresses for regions: a prefix
+                                         (default 239.192.0.0/14, 262144 addresses),
+                                         or START+COUNT (like 239.192.0.0+1024)
           --multicast-port PORT          UDP port of every region address (default 17000)
           --hybrid NAME                  also give group NAME its own multicast address
                                          (repeatable)
@@ -41,8 +43,10 @@ enum GMSCommand {
           --insecure                     run without a secret (warns): any host that
                                          reaches the port can register, join any group
                                          and read its data
-          --stats-seconds S              print statistics every S seconds, 0 = never
+          --stats-seconds S              log statistics every S seconds, 0 = never
                                          (default 10)
+          --metrics-listen HOST:PORT     also serve the counters at
+                                         http://HOST:PORT/metrics (OpenMetrics text)
           -h, --help                     show this help
         """
 
@@ -51,11 +55,12 @@ enum GMSCommand {
         var configuration = MembershipConfiguration()
         let listen: SocketAddress
         let statsSeconds: Int
+        let metricsListen: SocketAddress?
         do throws(ConfigurationError) {
             flags = try CommandLineFlags(arguments, valued: [
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
-                "--stats-seconds", "--secret-file",
+                "--stats-seconds", "--secret-file", "--metrics-listen",
             ], switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
@@ -72,12 +77,7 @@ enum GMSCommand {
             configuration.batchInterval = .milliseconds(try flags.integer("--batch-ms", in: 1...600_000, default: 100))
             configuration.heartbeatTimeout = .milliseconds(try flags.integer("--heartbeat-timeout-ms", in: 100...3_600_000, default: 5000))
             if let pool = try flags.value("--address-pool") {
-                let parts = pool.split(separator: "/")
-                guard parts.count == 2, let start = IPv4Address(parts[0]), let count = Int(parts[1]), count > 0 else {
-                    throw ConfigurationError("--address-pool must be START/COUNT (like 239.192.0.0/1024), got '\(pool)'")
-                }
-                configuration.addressPoolStart = start
-                configuration.addressPoolSize = count
+                (configuration.addressPoolStart, configuration.addressPoolSize) = try addressPool(pool)
             }
             configuration.multicastPort = UInt16(try flags.integer("--multicast-port", in: 1...65535, default: 17000))
             configuration.hybridGroups = Set(flags.all("--hybrid"))
@@ -85,6 +85,7 @@ enum GMSCommand {
             configuration.maximumGroups = try flags.integer("--max-groups", in: 1...100_000_000, default: 100_000)
             configuration.maximumGroupsPerNode = try flags.integer("--max-groups-per-node", in: 1...10_000_000, default: 10_000)
             statsSeconds = try flags.integer("--stats-seconds", in: 0...86_400, default: 10)
+            metricsListen = try flags.address("--metrics-listen")
             if let path = try flags.value("--secret-file") {
                 configuration.clusterSecret = try NodeFlags.readSecret(path)
                 configuration.entropy = SystemRandom.bytes(32)
@@ -103,47 +104,105 @@ enum GMSCommand {
         do {
             let core = try EventCore()
             if configuration.clusterSecret == nil {
-                writeToStandardError("qsm-node gms: WARNING: running without a cluster secret (--insecure): any host that reaches "
+                log(.warning, "qsm-node gms", "running without a cluster secret (--insecure): any host that reaches "
                                      + "\(listen) can register nodes, join any group and read its data")
             }
             let server = try GMSServer(configuration: configuration, listeningOn: listen, core: core)
-            server.onRefusal = { writeToStandardError("qsm-node gms: refused connection \($0)") }
+            server.onRefusal = { log(.warning, "qsm-node gms", "refused connection \($0)") }
             _ = try StopOnSignal(core: core) { core in
-                writeToStandardError("qsm-node gms: stopping")
+                log(.info, "qsm-node gms", "stopping")
                 core.handle.stop()
             }
-            if statsSeconds > 0 {
-                core.scheduleAlarm(at: core.now.advanced(by: .seconds(statsSeconds)),
-                                   handler: StatisticsPrinter(server: server, interval: .seconds(statsSeconds)))
-            }
+            let metrics = NodeMetrics.start(name: "gms-\(server.listenAddress.port)", listen: metricsListen, command: "gms")
+            core.scheduleAlarm(at: core.now, handler: GMSStatistics(server: server, metrics: metrics, logEvery: statsSeconds))
             writeToStandardOutput("gms listening on \(server.listenAddress)")
             try core.run()
             exit(0)
         } catch {
-            writeToStandardError("qsm-node gms: \(error)")
+            log(.error, "qsm-node gms", "\(error)")
             exit(1)
         }
     }
 }
 
-private final class StatisticsPrinter: AlarmHandler {
+/// Every second on the core thread: the GMS's counters, rendered for `/metrics` and the
+/// stats socket, and every `logInterval` logged as one JSON line.
+/// An address pool: `A.B.C.D/PREFIX` (the prefix's addresses, A.B.C.D aligned to it) or
+/// `A.B.C.D+COUNT`; all of it within 224.0.0.0/4.
+func addressPool(_ text: String) throws(ConfigurationError) -> (IPv4Address, Int) {
+    let start: IPv4Address, count: Int
+    if let slash = text.firstIndex(of: "/") {
+        guard let address = IPv4Address(String(text[..<slash])), let prefix = Int(text[text.index(after: slash)...]), (4...32).contains(prefix) else {
+            throw ConfigurationError("--address-pool: '\(text)' is not a multicast prefix like 239.192.0.0/14 (prefix 4...32; for a count write START+COUNT)")
+        }
+        let size = UInt32(1) << UInt32(32 - prefix)
+        guard address.value & (size &- 1) == 0 else {
+            throw ConfigurationError("--address-pool: \(address) is not the start of a /\(prefix) (host bits set)")
+        }
+        (start, count) = (address, Int(size))
+    } else if let plus = text.firstIndex(of: "+") {
+        guard let address = IPv4Address(String(text[..<plus])), let number = Int(text[text.index(after: plus)...]), number > 0 else {
+            throw ConfigurationError("--address-pool: '\(text)' is not START+COUNT like 239.192.0.0+1024")
+        }
+        (start, count) = (address, number)
+    } else {
+        throw ConfigurationError("--address-pool must be a prefix like 239.192.0.0/14 or START+COUNT like 239.192.0.0+1024, got '\(text)'")
+    }
+    let last = UInt64(start.value) + UInt64(count) - 1
+    guard start.value >> 28 == 0xE, last >> 28 == 0xE else {
+        throw ConfigurationError("--address-pool: \(text) is not all within the multicast range 224.0.0.0/4")
+    }
+    return (start, count)
+}
+
+private final class GMSStatistics: AlarmHandler {
     let server: GMSServer
-    let interval: Duration
-    init(server: GMSServer, interval: Duration) {
+    let metrics: MetricsServer?
+    let logEvery: Int
+    var ticks = 0
+
+    init(server: GMSServer, metrics: MetricsServer?, logEvery: Int) {
         self.server = server
-        self.interval = interval
+        self.metrics = metrics
+        self.logEvery = logEvery
     }
 
     func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
         let service = server.service
         let s = service.statistics
-        writeToStandardError("gms: nodes=\(service.liveNodeCount) groups=\(service.groupCount) regions=\(service.regionViews.count) "
-            + "addresses=\(service.addressesInUse) connections=\(server.connectionCount) batches=\(s.batchesApplied) "
-            + "updates=\(s.updatesSent) registrations=\(s.registrations) leaves=\(s.cleanLeaves) "
-            + "failures(disconnect=\(s.disconnectFailures) heartbeat=\(s.heartbeatFailures)) "
-            + "rejected=\(s.rejectedRequests) malformed=\(s.malformedFrames) oversized=\(server.oversizedFrames) "
-            + "slow=\(server.slowClientsDisconnected) duplicates=\(s.duplicateRegistrations) "
-            + "unauthenticated=\(s.authenticationFailures)")
-        core.scheduleAlarm(at: deadline.advanced(by: interval), handler: self)
+        let gauges: [(String, String, Int)] = [
+            ("nodes", "Live nodes registered.", service.liveNodeCount),
+            ("groups", "Groups with members or publishers.", service.groupCount),
+            ("regions", "Regions in the current views.", service.regionViews.count),
+            ("addresses", "Multicast addresses in use.", service.addressesInUse),
+            ("connections", "Open node connections.", server.connectionCount),
+        ]
+        let counters: [(String, String, Int)] = [
+            ("batches", "Batches of changes applied.", s.batchesApplied),
+            ("updates", "View updates sent to nodes.", s.updatesSent),
+            ("registrations", "Node registrations.", s.registrations),
+            ("leaves", "Nodes that left cleanly.", s.cleanLeaves),
+            ("disconnect_failures", "Nodes excluded because their connection closed.", s.disconnectFailures),
+            ("heartbeat_failures", "Nodes excluded for missing heartbeats.", s.heartbeatFailures),
+            ("rejected", "Requests refused (limits, bad names).", s.rejectedRequests),
+            ("malformed", "Malformed frames received.", s.malformedFrames),
+            ("oversized", "Frames over the size limit.", server.oversizedFrames),
+            ("slow_clients", "Connections closed for not reading their updates.", server.slowClientsDisconnected),
+            ("duplicates", "Registrations of an id already registered.", s.duplicateRegistrations),
+            ("unauthenticated", "Connections that failed to authenticate.", s.authenticationFailures),
+        ]
+        if let metrics {
+            var text = OpenMetricsText()
+            for (name, help, value) in gauges { text.family("qsm_gms_\(name)", .gauge, help, value) }
+            for (name, help, value) in counters { text.family("qsm_gms_\(name)", .counter, help, value) }
+            metrics.update(text.finish())
+        }
+        ticks += 1
+        if logEvery > 0, ticks % logEvery == 0 {
+            var fields: [(String, any Sendable)] = []
+            for (name, _, value) in gauges + counters { fields.append((name, value)) }
+            logFields(.info, "qsm-node gms", "statistics", fields)
+        }
+        core.scheduleAlarm(at: deadline.advanced(by: .seconds(1)), handler: self)
     }
 }

@@ -83,7 +83,7 @@ enum MemberCommand {
             try core.run()
             exit(0)
         } catch {
-            writeToStandardError("qsm-node member: \(error)")
+            log(.error, "qsm-node member", "\(error)")
             exit(1)
         }
     }
@@ -151,7 +151,7 @@ private final class StandardInputCommands: DescriptorHandler {
         guard let command = words.first else { return }
         if command == "quit" { return quit(core) }
         guard words.count == 2, let group = GroupName(words[1]) else {
-            return writeToStandardOutput(#"{"event":"rejected","request":\#(MembershipJSON.quoted(line)),"reason":"expected: join|leave|publish|unpublish NAME, or quit"}"#)
+            return writeToStandardOutput(#"{"event":"rejected","request":\#(jsonString(line)),"reason":"expected: join|leave|publish|unpublish NAME, or quit"}"#)
         }
         switch command {
         case "join": agent.join(group)
@@ -159,7 +159,7 @@ private final class StandardInputCommands: DescriptorHandler {
         case "publish": agent.publish(group)
         case "unpublish": agent.unpublish(group)
         default:
-            writeToStandardOutput(#"{"event":"rejected","request":\#(MembershipJSON.quoted(line)),"reason":"unknown command '\#(command)'"}"#)
+            writeToStandardOutput(#"{"event":"rejected","request":\#(jsonString(line)),"reason":"unknown command '\#(command)'"}"#)
         }
     }
 }

@@ -9,13 +9,13 @@ enum MembershipJSON {
         case .registered(let rejoining):
             return #"{"event":"registered","node":\#(node.value),"rejoining":\#(rejoining)}"#
         case .excluded(let reason):
-            return #"{"event":"excluded","reason":\#(quoted(reason))}"#
+            return #"{"event":"excluded","reason":\#(jsonString(reason))}"#
         case .disconnected:
             return #"{"event":"disconnected"}"#
         case .connectionFailed(let reason):
-            return #"{"event":"connection_failed","reason":\#(quoted(reason)),"retrying":true}"#
+            return #"{"event":"connection_failed","reason":\#(jsonString(reason)),"retrying":true}"#
         case .authenticationFailed(let reason):
-            return #"{"event":"authentication_failed","reason":\#(quoted(reason))}"#
+            return #"{"event":"authentication_failed","reason":\#(jsonString(reason))}"#
         case .regionView(let region):
             let partition = region.partition(of: node)
             return #"{"event":"region","id":\#(region.id.value),"view":\#(region.viewNumber),"hierarchy":\#(region.hierarchy),"#
@@ -28,37 +28,18 @@ enum MembershipJSON {
             return #"{"event":"region_removed","id":\#(id.value)}"#
         case .groupView(let group):
             let regions = group.regions.map { #"{"id":\#($0.id.value),"view":\#($0.viewNumber),"address":\#(address($0.address))}"# }
-            return #"{"event":"group","name":\#(quoted(group.name.text)),"id":\#(group.id.value),"view":\#(group.viewNumber),"#
+            return #"{"event":"group","name":\#(jsonString(group.name.text)),"id":\#(group.id.value),"view":\#(group.viewNumber),"#
                 + #""members":[\#(group.members.map { String($0.value) }.joined(separator: ","))],"#
                 + #""mapping":\#(group.mappingVersion),"regions":[\#(regions.joined(separator: ","))],"#
                 + #""hybrid_address":\#(address(group.hybridAddress))}"#
         case .groupRemoved(let id, let name):
-            return #"{"event":"group_removed","name":\#(quoted(name.text)),"id":\#(id.value)}"#
+            return #"{"event":"group_removed","name":\#(jsonString(name.text)),"id":\#(id.value)}"#
         case .rejected(let request, let reason):
-            return #"{"event":"rejected","request":\#(quoted(request)),"reason":\#(quoted(reason))}"#
+            return #"{"event":"rejected","request":\#(jsonString(request)),"reason":\#(jsonString(reason))}"#
         }
     }
 
     static func address(_ address: SocketAddress?) -> String {
-        address.map { quoted($0.description) } ?? "null"
-    }
-
-    /// A JSON string literal.
-    static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case let control where control.value < 0x20:
-                let hex = String(control.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
+        address.map { jsonString($0.description) } ?? "null"
     }
 }

@@ -29,12 +29,12 @@ enum SecretCommand {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else {
             let reason = errno == EEXIST ? "it already exists (a secret is never overwritten)" : String(cString: strerror(errno))
-            writeToStandardError("qsm-node secret: cannot create '\(path)': \(reason)")
+            log(.error, "qsm-node secret", "cannot create '\(path)': \(reason)")
             exit(1)
         }
         let written = text.withCString { write(descriptor, $0, strlen($0)) }
         guard written == text.utf8.count, fsync(descriptor) == 0, close(descriptor) == 0 else {
-            writeToStandardError("qsm-node secret: cannot write '\(path)': \(String(cString: strerror(errno)))")
+            log(.error, "qsm-node secret", "cannot write '\(path)': \(String(cString: strerror(errno)))")
             unlink(path)
             exit(1)
         }

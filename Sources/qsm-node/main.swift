@@ -19,6 +19,8 @@ let usage = """
       subscribe write each message of a group to standard output (qsm-node subscribe --help)
       run       join groups and print statistics until stopped (qsm-node run --help)
       secret    make a cluster secret: qsm-node secret new PATH (qsm-node secret --help)
+      stats     print the counters of the qsm-node processes on this machine
+                (qsm-node stats --help)
 
     Every node and the GMS need the same cluster secret (--secret-file PATH), or an
     explicit --insecure.
@@ -29,8 +31,7 @@ let usage = """
     """
 
 func fail(_ message: String, command: String) -> Never {
-    writeToStandardError("qsm-node \(command): \(message)")
-    writeToStandardError("see qsm-node \(command) --help")
+    log(.error, "qsm-node \(command)", message, ["hint": "see qsm-node \(command) --help"])
     exit(2)
 }
 
@@ -52,6 +53,8 @@ case "run":
     await RunCommand.main(Array(arguments.dropFirst()))
 case "secret":
     SecretCommand.main(Array(arguments.dropFirst()))
+case "stats":
+    StatsCommand.main(Array(arguments.dropFirst()))
 case "-h", "--help":
     print(usage)
     exit(0)
@@ -59,6 +62,6 @@ case nil:
     print(usage)
     exit(2)
 case let other?:
-    writeToStandardError("qsm-node: unknown subcommand or flag '\(other)'; see qsm-node --help")
+    log(.error, "qsm-node", "unknown subcommand or flag '\(other)'", ["hint": "see qsm-node --help"])
     exit(2)
 }

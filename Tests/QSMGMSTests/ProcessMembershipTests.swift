@@ -183,10 +183,34 @@ struct ProcessMembershipTests {
         #expect(lines.allSatisfy { $0.contains(#""event":"connection_failed""#) && $0.contains("Connection refused") })
     }
 
+    /// `--address-pool` takes the README's CIDR form (239.192.0.0/14 is 262,144
+    /// addresses, not 14) and START+COUNT.
+    @Test func theAddressPoolIsAPrefixOrAStartAndCount() throws {
+        let output = try NetworkNamespace.runIsolated { () throws -> [String] in
+            var lines: [String] = []
+            for pool in ["239.192.0.0/14", "239.1.2.0/30", "239.1.2.0+3"] {
+                let gms = try ChildProcess(executable: Self.qsmNode, arguments: [
+                    "gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--address-pool", pool])
+                lines.append("\(pool): \(gms.readLine(timeoutMilliseconds: 20_000) ?? "no output")")
+                gms.signal(SIGTERM)
+                gms.waitForExit(timeoutMilliseconds: 10_000)
+            }
+            return lines
+        }
+        #expect(output.allSatisfy { $0.contains(": gms listening on 127.0.0.1:") }, "\(output)")
+    }
+
     @Test func badFlagsAreRefusedWithAClearMessage() throws {
         for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
                           ["member", "--insecure", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],
-                          ["member", "--insecure", "--gms", "127.0.0.1:1", "--id", "1", "--join", "a,,b"], ["frobnicate"]] {
+                          ["member", "--insecure", "--gms", "127.0.0.1:1", "--id", "1", "--join", "a,,b"], ["frobnicate"],
+                          // A pool is a multicast prefix or START+COUNT: a count after the
+                          // slash, host bits set, or addresses outside 224/4 are refused.
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "239.192.0.0/1024"],
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "239.192.0.1/14"],
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "10.0.0.0/8"],
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "239.255.255.0+1000"],
+                          ["stats", "--format", "xml"], ["run", "--insecure", "--gms", "127.0.0.1:1"]] {
             let process = try ChildProcess(executable: Self.qsmNode, arguments: arguments)
             #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "qsm-node \(arguments.joined(separator: " "))")
         }

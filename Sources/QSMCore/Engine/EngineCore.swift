@@ -11,6 +11,9 @@
 final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserver {
     let core: EventCore
     let configuration: QSMNodeConfiguration
+    /// The receive buffer the kernel granted the unicast socket (the multicast ones get
+    /// the same): less than asked when `net.core.rmem_max` caps it.
+    let receiveBufferGranted: Int
     let machine: NodeMachine
     let window: PublishWindow
     let outputs: RequestQueue<EngineOutput>
@@ -41,7 +44,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         self.outputWakeup = outputWakeup
         self.outputsHeld = outputsHeld
         unicast = try UDPSocket()
-        try unicast.setReceiveBufferSize(configuration.receiveBufferBytes)
+        // Linux reports twice what it grants (the other half is its bookkeeping).
+        receiveBufferGranted = try unicast.setReceiveBufferSize(configuration.receiveBufferBytes) / 2
         try unicast.setSendBufferSize(configuration.receiveBufferBytes)
         localAddress = try unicast.bind(to: SocketAddress(configuration.interface, port: configuration.port))
         try unicast.setMulticastInterface(configuration.interface)
@@ -87,7 +91,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                                  alarmLateness: core.takeAlarmLatenessInterval(),
                                  unacknowledgedMessages: machine.messagesInFlight, heldBytes: protocolNode.heldBytes,
                                  regions: machine.membership.regions.count, deliveriesWaiting: waitingOutputs.count,
-                                 machine: machine.statistics)
+                                 machine: machine.statistics, traffic: machine.traffic, senderLags: protocolNode.senderLags(),
+                                 registered: machine.membership.isRegistered)
     }
 
     func emit(_ output: EngineOutput) {

@@ -38,6 +38,9 @@ public struct QSMNodeConfiguration: Sendable {
     public var insecure = false
     public var protocolConfiguration = ProtocolConfiguration()
     public var eventCoreConfiguration = EventCoreConfiguration()
+    /// Where the node's warnings go (running insecure, a receive buffer smaller than
+    /// asked); nil writes each as a line on standard error.
+    public var onWarning: (@Sendable (String) -> Void)?
 
     public init(gms: SocketAddress) { self.gms = gms }
 
@@ -108,6 +111,13 @@ public struct QSMNodeStatistics: Sendable {
     public var deliveriesWaiting: Int
     /// What the node machine dropped, and why (unauthenticated, no address, oversized).
     public var machine: NodeMachineStatistics
+    /// Per-group and per-sender counts of what this node published and delivered.
+    public var traffic: TrafficCounters
+    /// Per sender: how many of its messages this node knows were sent and has not yet
+    /// received in order (0 for senders it is level with, which are left out).
+    public var senderLags: [NodeID: UInt64]
+    /// Whether the node was registered with the GMS when the snapshot was taken.
+    public var registered: Bool
     /// Datagrams dropped because their authentication tag was missing or wrong (only
     /// with a cluster secret).
     public var droppedUnauthenticated: Int { machine.droppedUnauthenticated }

@@ -60,6 +60,18 @@ public final class QSMNode: Sendable {
         var viewWaiters: [UInt64: (group: GroupName, members: Int, continuation: CheckedContinuation<Result<Void, QSMError>, Never>)] = [:]
     }
 
+    /// The receive buffer the kernel granted each socket, in bytes (less than
+    /// `configuration.receiveBufferBytes` when `net.core.rmem_max` caps it; `start()`
+    /// warns then).
+    public let receiveBufferBytesGranted: Int
+
+    /// Sends a warning to `configuration.onWarning`, or else to standard error.
+    private func warn(_ text: String) {
+        if let onWarning = configuration.onWarning { return onWarning(text) }
+        let line = "qsm: WARNING: " + text + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+
     /// Creates a node; nothing runs until `start()`.
     /// - Throws: `ConfigurationError` naming an invalid setting, or `SystemError` if a
     ///   socket cannot be set up (for example, the interface address is not local).
@@ -76,6 +88,7 @@ public final class QSMNode: Sendable {
         let engine = try EngineCore(configuration: configuration, core: core, node: id, window: window,
                                     outputs: outputs, outputWakeup: outputWakeup, outputsHeld: outputsHeld)
         address = engine.localAddress
+        receiveBufferBytesGranted = engine.receiveBufferGranted
         self.engine = CoreConfined(engine)
         state = Mutex(DispatcherState())
     }
@@ -85,9 +98,13 @@ public final class QSMNode: Sendable {
         let engine = self.engine
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if configuration.insecure {
-            let warning = "qsm: WARNING: node runs without a cluster secret (insecure): anyone who can send it a datagram "
-                + "can forge data it delivers, and anyone who reaches the GMS can join its groups\n"
-            _ = warning.withCString { write(2, $0, strlen($0)) }
+            warn("node runs without a cluster secret (insecure): anyone who can send it a datagram "
+                 + "can forge data it delivers, and anyone who reaches the GMS can join its groups")
+        }
+        if receiveBufferBytesGranted < configuration.receiveBufferBytes {
+            warn("the kernel granted a receive buffer of \(receiveBufferBytesGranted) bytes of the \(configuration.receiveBufferBytes) asked "
+                 + "(net.core.rmem_max caps it, and the process may not override it): a node paused for a moment may lose packets "
+                 + "and need recovery; raise the cap with: sysctl -w net.core.rmem_max=\(configuration.receiveBufferBytes)")
         }
         let core = try SystemThread(name: "qsm-core") {
             engine.value.start()

@@ -28,6 +28,8 @@ public final class NodeMachine {
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
     @exclusivity(unchecked) public private(set) var statistics = NodeMachineStatistics()
+    /// Per-group and per-sender counts of what was sent and delivered.
+    @exclusivity(unchecked) public private(set) var traffic = TrafficCounters()
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) public private(set) var listenAddresses: Set<SocketAddress> = []
@@ -95,7 +97,12 @@ public final class NodeMachine {
     }
 
     public func join(_ group: GroupName, now: Instant) { enter(now); membership.join(group); pumpMembership() }
-    public func leave(_ group: GroupName, now: Instant) { enter(now); membership.leave(group); pumpMembership() }
+    public func leave(_ group: GroupName, now: Instant) {
+        enter(now)
+        membership.leave(group)
+        traffic.forget(group)
+        pumpMembership()
+    }
     /// Registers as a publisher to a group this node does not join.
     public func publishWithoutJoining(_ group: GroupName, now: Instant) {
         enter(now)
@@ -282,6 +289,7 @@ public final class NodeMachine {
                 statistics.droppedUnnamedGroup += 1
                 continue
             }
+            traffic.delivered(in: group, from: delivery.sender, sequence: delivery.groupSequence, bytes: delivery.payload.count)
             return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                 publishedAt: delivery.publishedAt, region: delivery.region,
                                 regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
@@ -331,6 +339,7 @@ public final class NodeMachine {
             _ = pending.popFirst()
             switch protocolNode.publish(group: groupID, payload: payload, now: now) {
             case .accepted(let sequence):
+                traffic.sent(to: group, bytes: payload.count)
                 if configuration.reportsCommits, let view = membership.groups[groupID] {
                     events.append(.committed(CommittedMessage(group: group, groupSequence: sequence, view: view)))
                 }

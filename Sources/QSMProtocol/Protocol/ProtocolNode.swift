@@ -623,6 +623,16 @@ public final class ProtocolNode {
             && streams.values.allSatisfy { !$0.isActive && $0.cache.isEmpty }
     }
 
+    /// How far behind each sender this node is: the most messages (over the sender's
+    /// regions) it knows were sent and has not yet received in order.
+    public func senderLags() -> [NodeID: UInt64] {
+        var lags: [NodeID: UInt64] = [:]
+        for (key, stream) in streams where stream.maximumSeen > stream.contiguous {
+            lags[key.sender] = max(lags[key.sender] ?? 0, stream.maximumSeen - stream.contiguous)
+        }
+        return lags
+    }
+
     /// What still keeps the node from being quiescent, for diagnosis.
     public var quiescenceReport: String {
         var parts: [String] = []

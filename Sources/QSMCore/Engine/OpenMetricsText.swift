@@ -1,0 +1,112 @@
+/// Writes counters in the OpenMetrics text format (which Prometheus also reads): a
+/// `# TYPE` and `# HELP` line per family, samples with escaped label values, `_total`
+/// on counter samples, and `# EOF` at the end.
+package struct OpenMetricsText {
+    package enum Kind: String { case counter, gauge }
+
+    private(set) var text = ""
+
+    package init() {}
+
+    /// A family of one unlabelled sample.
+    package mutating func family(_ name: String, _ kind: Kind, _ help: String, _ value: some BinaryInteger) {
+        family(name, kind, help, samples: [([], Int64(clamping: value))])
+    }
+
+    /// A family with one sample per label set (a family with no samples is still
+    /// declared, so a scraper sees every name from the start).
+    package mutating func family(_ name: String, _ kind: Kind, _ help: String, samples: [([(String, String)], Int64)]) {
+        text += "# TYPE \(name) \(kind.rawValue)\n# HELP \(name) \(help)\n"
+        let sampleName = kind == .counter ? name + "_total" : name
+        for (labels, value) in samples {
+            text += sampleName
+            if !labels.isEmpty {
+                text += "{" + labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",") + "}"
+            }
+            text += " \(value)\n"
+        }
+    }
+
+    /// The finished exposition.
+    package mutating func finish() -> String {
+        text += "# EOF\n"
+        return text
+    }
+
+    /// A label value with backslash, double quote and newline escaped.
+    static func escaped(_ value: String) -> String {
+        guard value.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+}
+
+extension QSMNodeStatistics {
+    /// The snapshot in the OpenMetrics text format, names prefixed `qsm_`: node-wide
+    /// counters, per-group series labelled `group="NAME"`, per-sender series labelled
+    /// `sender="ID"` (with `group` where they are per group), and drops by reason.
+    public func openMetrics() -> String {
+        var out = OpenMetricsText()
+        let p = protocolStatistics
+        out.family("qsm_node_registered", .gauge, "1 while the node is registered with the GMS.", registered ? 1 : 0)
+        out.family("qsm_regions", .gauge, "Regions this node is a member of.", regions)
+        out.family("qsm_window_in_use_messages", .gauge, "Published messages not yet acknowledged by every region (the window in use).", unacknowledgedMessages)
+        out.family("qsm_held_bytes", .gauge, "Bytes of other senders' messages held for recovery (cached or out of order).", heldBytes)
+        out.family("qsm_deliveries_waiting", .gauge, "Deliveries waiting for the application to take them.", deliveriesWaiting)
+        out.family("qsm_data_packets_sent", .counter, "Data packets multicast by this node.", p.dataPacketsSent)
+        out.family("qsm_delivered_messages", .counter, "Messages delivered to the application, all groups.", p.delivered)
+        out.family("qsm_retransmissions_sent", .counter, "Packets this node retransmitted to peers that missed them.", p.retransmissionsSent)
+        out.family("qsm_recovery_requests_sent", .counter, "Requests (NAKs and pulls) this node sent for missing packets.", p.requestsSent)
+        out.family("qsm_recovery_requests_received", .counter, "Requests for missing packets this node received.", p.requestsReceived)
+        out.family("qsm_token_rounds", .counter, "Token rounds this node led that went around a ring.", p.tokenRounds)
+        out.family("qsm_token_timeouts", .counter, "Token rounds this node led that were given up as lost.", p.tokenTimeouts)
+        out.family("qsm_acknowledged_messages", .counter, "Published messages acknowledged by every region.", p.acknowledged)
+        out.family("qsm_gms_authentication_failures", .counter, "GMS connections that failed to authenticate.", machine.gmsAuthenticationFailures)
+        out.family("qsm_dropped_datagrams", .counter, "Datagrams and packets dropped, by reason.", samples: [
+            ([("reason", "unauthenticated")], Int64(machine.droppedUnauthenticated)),
+            ([("reason", "replayed")], Int64(machine.droppedReplayed)),
+            ([("reason", "too_old")], Int64(machine.droppedTooOld)),
+            ([("reason", "dead_incarnation")], Int64(machine.droppedDeadIncarnation)),
+            ([("reason", "too_many_senders")], Int64(machine.droppedTooManySenders)),
+            ([("reason", "no_address")], Int64(machine.droppedNoAddress)),
+            ([("reason", "oversized")], Int64(machine.droppedOversized)),
+            ([("reason", "malformed")], Int64(p.malformedDropped)),
+            ([("reason", "unknown_sender")], Int64(p.unknownDropped)),
+            ([("reason", "out_of_window")], Int64(p.outOfOrderDropped)),
+            ([("reason", "implausible_sequence")], Int64(p.implausibleDropped)),
+            ([("reason", "stream_limit")], Int64(p.streamLimitDropped)),
+            ([("reason", "pool_exhausted")], Int64(core.poolExhaustions)),
+        ])
+        let groups = traffic.groups.sorted { $0.key < $1.key }
+        func perGroup(_ value: (GroupTraffic) -> Int) -> [([(String, String)], Int64)] {
+            groups.map { ([("group", $0.key.text)], Int64(value($0.value))) }
+        }
+        out.family("qsm_group_sent_messages", .counter, "Messages this node published, per group.", samples: perGroup(\.sentMessages))
+        out.family("qsm_group_sent_bytes", .counter, "Payload bytes this node published, per group.", samples: perGroup(\.sentBytes))
+        out.family("qsm_group_delivered_messages", .counter, "Messages delivered to the application, per group.", samples: perGroup(\.deliveredMessages))
+        out.family("qsm_group_delivered_bytes", .counter, "Payload bytes delivered to the application, per group.", samples: perGroup(\.deliveredBytes))
+        let senders = traffic.senders.sorted { ($0.key.group, $0.key.sender) < ($1.key.group, $1.key.sender) }
+        func perSender(_ value: (SenderTraffic) -> Int64) -> [([(String, String)], Int64)] {
+            senders.map { ([("group", $0.key.group.text), ("sender", String($0.key.sender.value))], value($0.value)) }
+        }
+        out.family("qsm_sender_delivered_messages", .counter, "Messages of one sender delivered here, per group and sender.",
+                   samples: perSender { Int64($0.deliveredMessages) })
+        out.family("qsm_sender_delivered_bytes", .counter, "Payload bytes of one sender delivered here, per group and sender.",
+                   samples: perSender { Int64($0.deliveredBytes) })
+        out.family("qsm_sender_last_sequence", .gauge, "The sender's sequence number of the last message delivered here, per group and sender.",
+                   samples: perSender { Int64(clamping: $0.lastSequence) })
+        out.family("qsm_sender_untracked_deliveries", .counter, "Deliveries from senders beyond the tracked limit (counted per group only).",
+                   traffic.untrackedSenderDeliveries)
+        out.family("qsm_sender_lag_messages", .gauge, "Messages a sender is known to have sent that this node has not yet received in order.",
+                   samples: senderLags.sorted { $0.key < $1.key }.map { ([("sender", String($0.key.value))], Int64(clamping: $0.value)) })
+        return out.finish()
+    }
+}

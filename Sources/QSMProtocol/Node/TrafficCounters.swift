@@ -1,0 +1,91 @@
+/// What a node sent and delivered, per group and per sender: the counters an operator
+/// reads (`qsm-node stats`, `/metrics`). Kept by the node machine on its own path, so
+/// the engine and the simulator count the same way.
+///
+/// Memory is bounded: a group's counters go when the node leaves it, and at most
+/// `maximumSenders` senders are tracked (deliveries from more are counted in the group's
+/// totals and in `untrackedSenderDeliveries`).
+public struct TrafficCounters: Sendable, Equatable {
+    /// Per group: messages and bytes this node published (as they entered the protocol)
+    /// and delivered to the application.
+    public internal(set) var groups: [GroupName: GroupTraffic] = [:]
+    /// Per group and sender: what this node delivered of that sender's messages.
+    public internal(set) var senders: [GroupSender: SenderTraffic] = [:]
+    /// Deliveries from senders beyond the tracked limit (counted per group only).
+    public internal(set) var untrackedSenderDeliveries = 0
+
+    /// The most (group, sender) pairs tracked at once.
+    public static let maximumSenders = 4_096
+
+    public init() {}
+
+    // One hash lookup per table per message: these run for every message.
+
+    mutating func sent(to group: GroupName, bytes: Int) {
+        groups[group, default: GroupTraffic()].recordSent(bytes: bytes)
+    }
+
+    mutating func delivered(in group: GroupName, from sender: NodeID, sequence: UInt64, bytes: Int) {
+        groups[group, default: GroupTraffic()].recordDelivered(bytes: bytes)
+        let key = GroupSender(group: group, sender: sender)
+        if let index = senders.index(forKey: key) {
+            senders.values[index].record(sequence: sequence, bytes: bytes)
+        } else if senders.count < Self.maximumSenders {
+            var traffic = SenderTraffic()
+            traffic.record(sequence: sequence, bytes: bytes)
+            senders[key] = traffic
+        } else {
+            untrackedSenderDeliveries += 1
+        }
+    }
+
+    /// The node left `group`: its counters go (a later join starts them again).
+    mutating func forget(_ group: GroupName) {
+        guard groups.removeValue(forKey: group) != nil else { return }
+        senders = senders.filter { $0.key.group != group }
+    }
+}
+
+/// A group's traffic at one node.
+public struct GroupTraffic: Sendable, Equatable {
+    public var sentMessages = 0
+    public var sentBytes = 0
+    public var deliveredMessages = 0
+    public var deliveredBytes = 0
+    public init() {}
+
+    mutating func recordSent(bytes: Int) {
+        sentMessages += 1
+        sentBytes += bytes
+    }
+
+    mutating func recordDelivered(bytes: Int) {
+        deliveredMessages += 1
+        deliveredBytes += bytes
+    }
+}
+
+/// One sender's traffic in one group, as one receiver delivered it.
+public struct SenderTraffic: Sendable, Equatable {
+    public var deliveredMessages = 0
+    public var deliveredBytes = 0
+    /// The sender's sequence number (in the group) of the last message delivered.
+    public var lastSequence: UInt64 = 0
+    public init() {}
+
+    mutating func record(sequence: UInt64, bytes: Int) {
+        deliveredMessages += 1
+        deliveredBytes += bytes
+        lastSequence = sequence
+    }
+}
+
+/// A sender within a group.
+public struct GroupSender: Hashable, Sendable {
+    public var group: GroupName
+    public var sender: NodeID
+    public init(group: GroupName, sender: NodeID) {
+        self.group = group
+        self.sender = sender
+    }
+}
