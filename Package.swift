@@ -10,7 +10,9 @@ import PackageDescription
 // - QSMCore is the system layer (CQSMLinux, the one C target, exports what Swift's Glibc
 //   module lacks), the event core, buffers, the engine and the public API. It re-exports
 //   QSMProtocol, so `import QSMCore` is all an embedding application writes.
-// - QSMGMS is the membership service and all view computation.
+// - QSMGMS is the membership service and all view computation; it runs as `qsm-node gms`
+//   and is not a library product (its declarations are `package`, for the executables,
+//   the simulator and the tests).
 // - QSMSimulation runs the pure machines on a simulated network.
 // - QSMHarness is what the executables and tests need around them (child processes,
 //   network namespaces, flag parsing); the library products do not ship it.
@@ -22,7 +24,6 @@ let package = Package(
     name: "QSM",
     products: [
         .library(name: "QSMCore", targets: ["QSMCore"]),
-        .library(name: "QSMGMS", targets: ["QSMGMS"]),
         .executable(name: "qsm-bench", targets: ["qsm-bench"]),
         .executable(name: "qsm-node", targets: ["qsm-node"]),
     ],

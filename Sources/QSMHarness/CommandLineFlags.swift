@@ -68,9 +68,9 @@ public struct CommandLineFlags {
     }
 
     /// A HOST:PORT address with a dotted-quad host.
-    public func address(_ flag: String) throws(ConfigurationError) -> SocketAddress? {
+    public func address(_ flag: String) throws(ConfigurationError) -> QSMSocketAddress? {
         guard let text = try value(flag) else { return nil }
-        guard let address = SocketAddress(text) else {
+        guard let address = QSMSocketAddress(text) else {
             throw ConfigurationError("\(flag) must be IPv4-ADDRESS:PORT (like 127.0.0.1:7000), got '\(text)'")
         }
         return address

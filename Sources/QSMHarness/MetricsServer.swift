@@ -13,7 +13,7 @@ import Synchronization
 /// time, each bounded by a 2 s timeout, so a slow or silent client cannot hold it long.
 public final class MetricsServer: Sendable {
     /// The TCP address `/metrics` is served on (the port chosen, if 0 was asked).
-    public let tcpAddress: SocketAddress?
+    public let tcpAddress: QSMSocketAddress?
     /// The Unix socket `qsm-node stats` reads.
     public let socketPath: String?
     private let tcp: Int32
@@ -24,7 +24,7 @@ public final class MetricsServer: Sendable {
     /// Opens the listeners (either may be nil) and starts serving `initial`.
     /// - Throws: `SystemError` when a socket cannot be made, bound or listened on;
     ///   `MetricsServerError.socketInUse` when a live process already serves `socketPath`.
-    public init(listen: SocketAddress?, socketPath: String?, initial: String = "# EOF\n") throws {
+    public init(listen: QSMSocketAddress?, socketPath: String?, initial: String = "# EOF\n") throws {
         text = Mutex(initial)
         var tcp: Int32 = -1, unix: Int32 = -1
         do {
@@ -120,7 +120,7 @@ public final class MetricsServer: Sendable {
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    private static func listenTCP(_ address: SocketAddress) throws(SystemError) -> (Int32, SocketAddress) {
+    private static func listenTCP(_ address: QSMSocketAddress) throws(SystemError) -> (Int32, QSMSocketAddress) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError(call: "socket", errno: errno) }
         var one: Int32 = 1
@@ -138,7 +138,7 @@ public final class MetricsServer: Sendable {
         _ = withUnsafeMutablePointer(to: &raw) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        return (fd, SocketAddress(address.address, port: UInt16(bigEndian: raw.sin_port)))
+        return (fd, QSMSocketAddress(address.address, port: UInt16(bigEndian: raw.sin_port)))
     }
 
     private static func listenUnix(_ path: String) throws -> Int32 {

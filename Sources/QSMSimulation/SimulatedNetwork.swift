@@ -6,7 +6,7 @@ import QSMProtocol
 /// faulty phase a datagram may be lost, duplicated or corrupted (one bit flipped), a
 /// split drops what crosses it, and jitter reorders.
 extension Simulator {
-    func transmit(_ bytes: [UInt8], to destination: SocketAddress, from index: Int) {
+    func transmit(_ bytes: [UInt8], to destination: QSMSocketAddress, from index: Int) {
         let node = nodes[index]
         node.linkBusy = true
         let transmission = Int64(Double(bytes.count + 42) * 8 / scenario.linkBitsPerSecond * 1e9)

@@ -8,8 +8,8 @@ import QSMGMS
 /// (no loss, duplication or corruption, no bursts or freezes, the split mended, the GMS
 /// up) and the run must reach liveness within `drainSeconds`: everything owed
 /// delivered, everything stable, every node quiescent.
-public struct SimulationScenario: Sendable {
-    public enum Overlap: Sendable, Equatable {
+package struct SimulationScenario: Sendable {
+    package enum Overlap: Sendable, Equatable {
         /// Every node joins every group: one region.
         case perfect
         /// Each node joins each group with this probability (at least one group): many
@@ -17,83 +17,83 @@ public struct SimulationScenario: Sendable {
         case irregular(probability: Double)
     }
 
-    public var nodes = 10
-    public var groups = 1
-    public var overlap = Overlap.perfect
+    package var nodes = 10
+    package var groups = 1
+    package var overlap = Overlap.perfect
     /// How the GMS maps groups to regions.
-    public var regionMode = RegionMode.full
+    package var regionMode = RegionMode.full
     /// Senders are the last `senders` nodes (so the region leader, the lowest id, is not
     /// a sender unless every node is).
-    public var senders = 1
+    package var senders = 1
     /// Senders publish to the groups without joining them (they are in no region, like
     /// `QSMNode.publishWithoutJoining`): their messages are acknowledged to them by the
     /// region leader and repaired from them by negative acknowledgement.
-    public var sendersOutsideGroups = false
+    package var sendersOutsideGroups = false
     /// Messages per simulated second per sender.
-    public var rate = 1000.0
-    public var messageBytes = 1000
+    package var rate = 1000.0
+    package var messageBytes = 1000
     /// Simulated seconds of publishing (the faulty phase); afterwards the run drains.
-    public var seconds = 5.0
+    package var seconds = 5.0
     /// Longest drain after publishing stops before the run is declared stuck (the
     /// liveness bound).
-    public var drainSeconds = 30.0
+    package var drainSeconds = 30.0
     /// Per-datagram random loss, duplication and corruption (one bit flipped)
     /// probabilities, during the faulty phase. Corruption needs `authenticated`: a
     /// flipped bit must be detected, and only the tag detects every one.
-    public var loss = 0.0
-    public var duplication = 0.0
-    public var corruption = 0.0
+    package var loss = 0.0
+    package var duplication = 0.0
+    package var corruption = 0.0
     /// Datagrams carry an AES-GCM tag (a cluster secret drawn from the seed).
-    public var authenticated = false
+    package var authenticated = false
     /// With `authenticated`: packets are encrypted too.
-    public var encrypted = false
+    package var encrypted = false
     /// The AES-GCM implementation the nodes use (the driver may pass the hardware one).
-    public var aesGCMBackend: AESGCM.Backend = .portable
+    package var aesGCMBackend: AESGCM.Backend = .portable
     /// One-way datagram latency and uniform jitter (jitter reorders packets); each node
     /// adds up to `latencySpreadMicroseconds` of its own, so some are farther than others.
-    public var latencyMicroseconds = 100.0
-    public var jitterMicroseconds = 50.0
-    public var latencySpreadMicroseconds = 0.0
+    package var latencyMicroseconds = 100.0
+    package var jitterMicroseconds = 50.0
+    package var latencySpreadMicroseconds = 0.0
     /// One-way latency of each node's GMS connection, drawn per node from this range:
     /// views reach nodes at different times.
-    public var gmsLatencyMicroseconds = 100.0...2_000.0
+    package var gmsLatencyMicroseconds = 100.0...2_000.0
     /// Nodes whose GMS latency is set instead of drawn (index to microseconds).
-    public var gmsLatencyOfNode: [Int: Double] = [:]
-    public var linkBitsPerSecond = 10_000_000_000.0
+    package var gmsLatencyOfNode: [Int: Double] = [:]
+    package var linkBitsPerSecond = 10_000_000_000.0
     /// The largest datagram a node may send (tag included); the simulated network
     /// carries nothing larger.
-    public var maximumDatagramBytes = 8_192
+    package var maximumDatagramBytes = 8_192
     /// Nodes that drop all inbound packets for 10 ms every 1 s (section 4.3.3).
-    public var burstyLossNodes: [Int] = []
+    package var burstyLossNodes: [Int] = []
     /// Nodes that stop for `length` seconds at `start`, then every `every` seconds if set.
-    public var freezes: [Freeze] = []
+    package var freezes: [Freeze] = []
     /// Nodes killed at a time (index, seconds).
-    public var crashes: [Crash] = []
+    package var crashes: [Crash] = []
     /// Nodes that join every group at a time during the run (they are absent before).
-    public var lateJoiners: [Join] = []
+    package var lateJoiners: [Join] = []
     /// Groups (by index) that also get their own multicast address: each message to them
     /// is one transmission carrying every region's header (hybrid mode).
-    public var hybridGroups: Set<Int> = []
+    package var hybridGroups: Set<Int> = []
     /// Nodes that join or leave a group, or leave everything, during the run.
-    public var groupChanges: [GroupChange] = []
+    package var groupChanges: [GroupChange] = []
     /// A network split: these nodes are cut off from the others and from the GMS for a
     /// while (datagrams across are lost; their GMS connections stall, as TCP does).
-    public var split: Split?
+    package var split: Split?
     /// The GMS process crashes and a new one starts (a new incarnation) later.
-    public var gmsCrash: GMSCrash?
-    public var partitionSize = 5
+    package var gmsCrash: GMSCrash?
+    package var partitionSize = 5
     /// The GMS's batching delay, and how long it waits for a heartbeat before it
     /// excludes a node.
-    public var gmsBatchSeconds = 0.1
-    public var heartbeatTimeoutSeconds = 5.0
-    public var protocolConfiguration = ProtocolConfiguration()
+    package var gmsBatchSeconds = 0.1
+    package var heartbeatTimeoutSeconds = 5.0
+    package var protocolConfiguration = ProtocolConfiguration()
 
-    public struct Freeze: Sendable, Equatable {
-        public var node: Int
-        public var start: Double
-        public var length: Double
-        public var every: Double?
-        public init(node: Int, start: Double, length: Double, every: Double? = nil) {
+    package struct Freeze: Sendable, Equatable {
+        package var node: Int
+        package var start: Double
+        package var length: Double
+        package var every: Double?
+        package init(node: Int, start: Double, length: Double, every: Double? = nil) {
             self.node = node
             self.start = start
             self.length = length
@@ -101,63 +101,63 @@ public struct SimulationScenario: Sendable {
         }
     }
 
-    public struct Crash: Sendable, Equatable {
-        public var node: Int
-        public var at: Double
-        public init(node: Int, at: Double) {
+    package struct Crash: Sendable, Equatable {
+        package var node: Int
+        package var at: Double
+        package init(node: Int, at: Double) {
             self.node = node
             self.at = at
         }
     }
 
-    public struct Join: Sendable, Equatable {
-        public var node: Int
-        public var at: Double
-        public init(node: Int, at: Double) {
+    package struct Join: Sendable, Equatable {
+        package var node: Int
+        package var at: Double
+        package init(node: Int, at: Double) {
             self.node = node
             self.at = at
         }
     }
 
-    public struct GroupChange: Sendable, Equatable {
-        public enum Kind: Sendable, Equatable {
+    package struct GroupChange: Sendable, Equatable {
+        package enum Kind: Sendable, Equatable {
             case join(group: Int)
             case leave(group: Int)
             case leaveAll
         }
-        public var node: Int
-        public var at: Double
-        public var kind: Kind
-        public init(node: Int, at: Double, kind: Kind) {
+        package var node: Int
+        package var at: Double
+        package var kind: Kind
+        package init(node: Int, at: Double, kind: Kind) {
             self.node = node
             self.at = at
             self.kind = kind
         }
     }
 
-    public struct Split: Sendable, Equatable {
-        public var nodes: [Int]
-        public var start: Double
-        public var length: Double
-        public init(nodes: [Int], start: Double, length: Double) {
+    package struct Split: Sendable, Equatable {
+        package var nodes: [Int]
+        package var start: Double
+        package var length: Double
+        package init(nodes: [Int], start: Double, length: Double) {
             self.nodes = nodes
             self.start = start
             self.length = length
         }
     }
 
-    public struct GMSCrash: Sendable, Equatable {
-        public var at: Double
-        public var downFor: Double
-        public init(at: Double, downFor: Double) {
+    package struct GMSCrash: Sendable, Equatable {
+        package var at: Double
+        package var downFor: Double
+        package init(at: Double, downFor: Double) {
             self.at = at
             self.downFor = downFor
         }
     }
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws(ConfigurationError) {
+    package func validate() throws(ConfigurationError) {
         guard nodes >= 1, nodes <= 60_000, groups >= 1, senders >= 1, senders <= nodes else {
             throw ConfigurationError("need 1...60000 nodes, at least one group and sender, and no more senders than nodes")
         }
@@ -210,8 +210,8 @@ public struct SimulationScenario: Sendable {
 
     /// The simulated unicast address of a node (nothing is ever sent to it: it names the
     /// node on the simulated network).
-    static func address(of index: Int) -> SocketAddress {
-        SocketAddress(IPv4Address(127, 1, UInt8(index >> 8 & 0xFF), UInt8(index & 0xFF)), port: UInt16(10_000 + index / 65_536))
+    static func address(of index: Int) -> QSMSocketAddress {
+        QSMSocketAddress(IPv4Address(127, 1, UInt8(index >> 8 & 0xFF), UInt8(index & 0xFF)), port: UInt16(10_000 + index / 65_536))
     }
 
     var membershipConfiguration: MembershipConfiguration {

@@ -7,22 +7,22 @@ import QSMGMS
 /// split; TCP to the GMS with per-node latency, so views reach nodes at different times)
 /// in virtual time. All randomness comes from the seed, and simultaneous events keep
 /// their scheduling order, so a seed replays a run exactly.
-public final class Simulator {
-    public let scenario: SimulationScenario
-    public let seed: UInt64
+package final class Simulator {
+    package let scenario: SimulationScenario
+    package let seed: UInt64
     /// A node whose membership changes and GMS connection are written to `trace`, for
     /// diagnosing a failing seed (`qsm-bench simulate --trace N`).
-    public var traceNode: Int?
+    package var traceNode: Int?
     /// Called every `progressEvents` events with the simulated time and the deliveries so
     /// far, for a driver that reports progress on long runs (this target reads no clock).
-    public var onProgress: ((_ simulatedSeconds: Double, _ deliveries: Int) -> Void)?
-    public var progressEvents = 1 << 20
-    public private(set) var trace: [String] = []
+    package var onProgress: ((_ simulatedSeconds: Double, _ deliveries: Int) -> Void)?
+    package var progressEvents = 1 << 20
+    package private(set) var trace: [String] = []
 
     enum Event {
-        case arrival(node: Int, bytes: [UInt8], from: SocketAddress)
+        case arrival(node: Int, bytes: [UInt8], from: QSMSocketAddress)
         /// A data packet read from a socket queue that built up (after a freeze).
-        case read(node: Int, bytes: [UInt8], from: SocketAddress)
+        case read(node: Int, bytes: [UInt8], from: QSMSocketAddress)
         case linkFree(node: Int)
         case timer(node: Int)
         case publish(node: Int)
@@ -64,7 +64,7 @@ public final class Simulator {
     final class SimulatedNode {
         let index: Int
         let machine: NodeMachine
-        let address: SocketAddress
+        let address: QSMSocketAddress
         let latencyNanoseconds: Int64
         let gmsLatencyNanoseconds: Int64
         var buffer: [UInt8]
@@ -73,7 +73,7 @@ public final class Simulator {
         var crashed = false
         var started = false
         var dropping = false
-        var inbox = RingBuffer<(bytes: [UInt8], from: SocketAddress)>(initialCapacity: 16)
+        var inbox = RingBuffer<(bytes: [UInt8], from: QSMSocketAddress)>(initialCapacity: 16)
         var inboxBytes = 0
         var heldGMSInput = RingBuffer<HeldGMSInput>(initialCapacity: 4)
         /// Until when the node is still reading a backlog of data off its socket: data
@@ -104,7 +104,7 @@ public final class Simulator {
         var isRunning: Bool { started && !crashed && !frozen }
 
         /// A frozen process's socket buffer fills, then overflows.
-        func queueWhileFrozen(_ bytes: [UInt8], from source: SocketAddress) {
+        func queueWhileFrozen(_ bytes: [UInt8], from source: QSMSocketAddress) {
             guard inboxBytes + bytes.count <= Simulator.inboxLimitBytes else { return }
             inbox.append((bytes, source))
             inboxBytes += bytes.count
@@ -122,8 +122,8 @@ public final class Simulator {
     /// Control, token and data bytes sent by the end of publishing.
     var trafficAtEnd: (control: Int, tokens: Int, data: Int)?
     /// Nodes listening on each multicast address, and the node at each unicast address.
-    var listeners: [SocketAddress: Set<Int>] = [:]
-    var nodeAt: [SocketAddress: Int] = [:]
+    var listeners: [QSMSocketAddress: Set<Int>] = [:]
+    var nodeAt: [QSMSocketAddress: Int] = [:]
     /// Every region view the GMS ever made, by region and view number: the layout a
     /// message committed to that view went to.
     var regionHistory: [RegionID: [UInt64: InvariantChecker.RegionLayout]] = [:]
@@ -152,7 +152,7 @@ public final class Simulator {
     /// that are still in the queue.
     static let backlogReadNanoseconds: Int64 = 10_000
 
-    public init(scenario: SimulationScenario, seed: UInt64) throws(ConfigurationError) {
+    package init(scenario: SimulationScenario, seed: UInt64) throws(ConfigurationError) {
         try scenario.validate()
         self.scenario = scenario
         self.seed = seed
@@ -193,7 +193,7 @@ public final class Simulator {
 
     // MARK: Running
 
-    public func run() -> SimulationResult {
+    package func run() -> SimulationResult {
         startGMS()
         assignGroups()
         publishingEnds = at(scenario.seconds + 0.1)
@@ -377,7 +377,7 @@ public final class Simulator {
         while let input = node.heldGMSInput.popFirst() { deliverGMSInput(input, to: node) }
         // Control first (the engine reads its unicast socket ahead of multicast data),
         // then the data backlog, one packet at a time.
-        var data: [(bytes: [UInt8], from: SocketAddress)] = []
+        var data: [(bytes: [UInt8], from: QSMSocketAddress)] = []
         while let (bytes, source) = node.inbox.popFirst() {
             if Self.isMulticastData(bytes) {
                 data.append((bytes, source))
@@ -409,7 +409,7 @@ public final class Simulator {
     }
 
     /// Appends a data packet to the socket queue a node is still working through.
-    func queueBehindBacklog(_ bytes: [UInt8], from source: SocketAddress, at index: Int) {
+    func queueBehindBacklog(_ bytes: [UInt8], from source: QSMSocketAddress, at index: Int) {
         let node = nodes[index]
         node.readingBacklogUntil = max(node.readingBacklogUntil, now).advanced(byNanoseconds: Self.backlogReadNanoseconds)
         schedule(.read(node: index, bytes: bytes, from: source), at: node.readingBacklogUntil)

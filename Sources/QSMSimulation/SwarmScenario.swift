@@ -4,13 +4,13 @@ import QSMGMS
 /// Swarm testing: each seed picks a random scenario, with a random mix of faults rather
 /// than all of them at once (a run with every fault hides the interactions a few would
 /// show). Every choice comes from the seed, so the seed alone replays the scenario.
-public enum SwarmScenario {
+package enum SwarmScenario {
     /// How long after publishing stops the healed network has to deliver everything
     /// owed, make it stable and go quiet (the liveness bound every swarm run is held to).
-    public static let livenessSeconds = 40.0
+    package static let livenessSeconds = 40.0
 
     /// The scenario of one swarm seed, and a line that says what it holds.
-    public static func make(seed: UInt64) -> (scenario: SimulationScenario, summary: String) {
+    package static func make(seed: UInt64) -> (scenario: SimulationScenario, summary: String) {
         var random = SplitMix64(seed: seed ^ 0x5_3A12_0000)
         func uniform() -> Double { Double(random.next() >> 11) * 0x1.0p-53 }
         func chance(_ probability: Double) -> Bool { uniform() < probability }

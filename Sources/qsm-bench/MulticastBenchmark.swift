@@ -25,11 +25,11 @@ enum MulticastBenchmark {
 
     /// A receiver joined to the group on 127.0.0.1, and a sender that loops multicast back
     /// to this host only (TTL 0).
-    static func sockets() throws -> (receiver: UDPSocket, sender: UDPSocket, destination: SocketAddress) {
+    static func sockets() throws -> (receiver: UDPSocket, sender: UDPSocket, destination: QSMSocketAddress) {
         let receiver = try UDPSocket()
         try receiver.setReuseAddress(true)
         try receiver.setReceiveBufferSize(8 << 20)
-        let destination = try receiver.bind(to: SocketAddress(group, port: 0))
+        let destination = try receiver.bind(to: QSMSocketAddress(group, port: 0))
         try receiver.joinMulticastGroup(group, interface: .loopback)
         let sender = try UDPSocket()
         try sender.setSendBufferSize(4 << 20)
@@ -112,12 +112,12 @@ enum MulticastBenchmark {
     // MARK: Through the event core
 
     private final class Feed: PacketFeed {
-        let destination: SocketAddress
+        let destination: QSMSocketAddress
         let size: Int
         let window: Int
         var sent: UInt64 = 0
         var check = SequenceCheck()
-        init(destination: SocketAddress, size: Int) {
+        init(destination: QSMSocketAddress, size: Int) {
             self.destination = destination
             self.size = size
             window = MulticastBenchmark.window(forSize: size)
@@ -137,7 +137,7 @@ enum MulticastBenchmark {
         let feed: Feed
         var senderID: RegistrationID?
         init(feed: Feed) { self.feed = feed }
-        func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress,
+        func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: QSMSocketAddress,
                               on registration: RegistrationID, core: EventCore) {
             feed.check.observe(bytes)
             if feed.canSend, let senderID { core.registerIntent(feed, on: senderID, traffic: .data) }

@@ -84,11 +84,11 @@ enum RegionsBenchmark {
         configuration.minimumRegionSize = minimumRegionSize
         configuration.maximumNodes = max(nodes, 1)
         configuration.maximumGroups = max(groups, 1)
-        var nodeAddresses: [NodeID: SocketAddress] = [:]
+        var nodeAddresses: [NodeID: QSMSocketAddress] = [:]
         var table: [NodeID: Set<GroupID>] = [:]
         for (index, list) in memberships.enumerated() {
             let node = NodeID(UInt64(index + 1))
-            nodeAddresses[node] = SocketAddress(IPv4Address(value: 0x0A00_0000 | UInt32(index)), port: 9000)
+            nodeAddresses[node] = QSMSocketAddress(IPv4Address(value: 0x0A00_0000 | UInt32(index)), port: 9000)
             table[node] = Set(list.map { GroupID(UInt32($0)) })
         }
         var names: [GroupID: GroupName] = [:]

@@ -141,7 +141,7 @@ enum PublishCommand {
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
-        let metricsListen: SocketAddress?
+        let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
@@ -207,7 +207,7 @@ enum SubscribeCommand {
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
-        let metricsListen: SocketAddress?
+        let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
@@ -270,7 +270,7 @@ enum RunCommand {
         var configuration: QSMNodeConfiguration
         var groups: [GroupName] = []
         let interval: Int
-        let metricsListen: SocketAddress?
+        let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--groups", "--stats-seconds"]),
                                              switches: ["-h", "--help", "--insecure", "--encrypt"])

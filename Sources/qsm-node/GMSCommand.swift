@@ -53,9 +53,9 @@ enum GMSCommand {
     static func main(_ arguments: [String]) -> Never {
         let flags: CommandLineFlags
         var configuration = MembershipConfiguration()
-        let listen: SocketAddress
+        let listen: QSMSocketAddress
         let statsSeconds: Int
-        let metricsListen: SocketAddress?
+        let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             flags = try CommandLineFlags(arguments, valued: [
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms",

@@ -31,9 +31,9 @@ enum MemberCommand {
         """
 
     static func main(_ arguments: [String]) -> Never {
-        let gms: SocketAddress
+        let gms: QSMSocketAddress
         let node: NodeID
-        let address: SocketAddress
+        let address: QSMSocketAddress
         var joins: [GroupName] = []
         var publishes: [GroupName] = []
         let heartbeat: Int
@@ -56,7 +56,7 @@ enum MemberCommand {
             let idText = try flags.required("--id")
             guard let id = UInt64(idText), id > 0 else { throw ConfigurationError("--id must be 1...18446744073709551615, got '\(idText)'") }
             node = NodeID(id)
-            address = try flags.address("--address") ?? SocketAddress(.loopback, port: 0)
+            address = try flags.address("--address") ?? QSMSocketAddress(.loopback, port: 0)
             joins = try names(flags.all("--join"), flag: "--join")
             publishes = try names(flags.all("--publish"), flag: "--publish")
             heartbeat = try flags.integer("--heartbeat-ms", in: 10...60_000, default: 1000)

@@ -39,7 +39,7 @@ enum MembershipJSON {
         }
     }
 
-    static func address(_ address: SocketAddress?) -> String {
+    static func address(_ address: QSMSocketAddress?) -> String {
         address.map { jsonString($0.description) } ?? "null"
     }
 }

@@ -41,7 +41,7 @@ enum NodeMetrics {
     /// Opens the stats socket and the `/metrics` listener, or exits 1 with the reason
     /// (a node asked to serve metrics that cannot is misconfigured; a stats socket that
     /// cannot be made only costs `qsm-node stats`, so that is a warning).
-    static func start(name: String, listen: SocketAddress?, command: String) -> MetricsServer? {
+    static func start(name: String, listen: QSMSocketAddress?, command: String) -> MetricsServer? {
         let path = socketPath(name)
         if path == nil { log(.warning, "qsm-node \(command)", "no stats socket: cannot create \(MetricsServer.runDirectory)") }
         do {
@@ -71,7 +71,7 @@ enum NodeMetrics {
     }
 
     /// Starts both for an engine command's node.
-    static func serve(_ node: QSMNode, listen: SocketAddress?, command: String) -> MetricsServer? {
+    static func serve(_ node: QSMNode, listen: QSMSocketAddress?, command: String) -> MetricsServer? {
         let server = start(name: "node-\(node.id.value)", listen: listen, command: command)
         refresh(server, from: node)
         return server

@@ -12,14 +12,14 @@ import QSMHarness
 /// receiver has seen: a pull-model feed that withdraws when its window is full and
 /// registers intent again as deliveries open it.
 private final class WindowedFeed: PacketFeed {
-    let destination: SocketAddress
+    let destination: QSMSocketAddress
     let total: Int
     let size: Int
     let window: Int
     var sent = 0
     var delivered = 0
 
-    init(destination: SocketAddress, total: Int, size: Int, window: Int) {
+    init(destination: QSMSocketAddress, total: Int, size: Int, window: Int) {
         self.destination = destination
         self.total = total
         self.size = size
@@ -61,7 +61,7 @@ private struct TransferOutcome: Sendable {
 /// `WindowedFeed`, the receiving handler reopening the window, until all have arrived or a
 /// 30 s watchdog stops the core. Run inside `NetworkNamespace.runIsolated`.
 private func runWindowedTransfer(core: EventCore, receiver: UDPSocket, sender: UDPSocket,
-                                 destination: SocketAddress, total: Int, size: Int,
+                                 destination: QSMSocketAddress, total: Int, size: Int,
                                  window: Int) throws -> TransferOutcome {
     let feed = WindowedFeed(destination: destination, total: total, size: size, window: window)
     var intact = true
@@ -101,7 +101,7 @@ struct EventCoreTests {
             let receiver = try UDPSocket()
             try receiver.setReuseAddress(true)
             try receiver.setReceiveBufferSize(4 << 20)
-            let destination = try receiver.bind(to: SocketAddress(group, port: 0))
+            let destination = try receiver.bind(to: QSMSocketAddress(group, port: 0))
             try receiver.joinMulticastGroup(group, interface: .loopback)
             let sender = try UDPSocket()
             try sender.setMulticastInterface(.loopback)

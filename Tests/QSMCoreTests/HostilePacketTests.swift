@@ -13,10 +13,10 @@ struct HostilePacketTests {
         var configuration = ProtocolConfiguration()
         configuration.maximumStreams = maximumStreams
         let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
-        let members = [NodeID(1), NodeID(2)].map { NodeEntry(id: $0, address: SocketAddress(.loopback, port: UInt16(9000 + $0.value))) }
+        let members = [NodeID(1), NodeID(2)].map { NodeEntry(id: $0, address: QSMSocketAddress(.loopback, port: UInt16(9000 + $0.value))) }
         let view = RegionView(id: region, viewNumber: 1, hierarchy: 0, groups: [GroupID(1)], members: members,
                               partitions: [Partition(members: members.map(\.id), leader: NodeID(1))],
-                              regionLeader: NodeID(1), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+                              regionLeader: NodeID(1), address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
         node.installMembership(regions: [view], groups: [], now: Instant(nanoseconds: 1))
         return node
     }
@@ -65,10 +65,10 @@ struct HostilePacketTests {
         configuration.maximumStreams = 1
         let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
         func view(_ number: UInt64) -> RegionView {
-            let members = [NodeID(1), NodeID(2), NodeID(3)].map { NodeEntry(id: $0, address: SocketAddress(.loopback, port: UInt16(9000 + $0.value))) }
+            let members = [NodeID(1), NodeID(2), NodeID(3)].map { NodeEntry(id: $0, address: QSMSocketAddress(.loopback, port: UInt16(9000 + $0.value))) }
             return RegionView(id: Self.region, viewNumber: number, hierarchy: 0, groups: [GroupID(1)], members: members,
                               partitions: [Partition(members: members.map(\.id), leader: NodeID(1))],
-                              regionLeader: NodeID(1), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+                              regionLeader: NodeID(1), address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
         }
         // Joined in view 2 (not a founding member), then view 3 arrived.
         node.installMembership(regions: [view(2)], groups: [], now: Instant(nanoseconds: 1))

@@ -44,8 +44,8 @@ import QSMCore
         let leader = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
         let member = try ProtocolNode(id: NodeID(2), configuration: configuration, seed: 1)
         let region = RegionView(id: RegionID(7), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 1)),
-                                          NodeEntry(id: NodeID(2), address: SocketAddress(.loopback, port: 2))],
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 1)),
+                                          NodeEntry(id: NodeID(2), address: QSMSocketAddress(.loopback, port: 2))],
                                 partitions: [Partition(members: [NodeID(1), NodeID(2)], leader: NodeID(1))],
                                 regionLeader: NodeID(1), address: nil)
         member.installMembership(regions: [region], groups: [], now: .zero)
@@ -107,7 +107,7 @@ import QSMCore
     /// A datagram that would not fit the buffer the driver offers is counted, never
     /// skipped silently, and never written past the buffer.
     @Test func aDatagramTooLargeForTheBufferIsCountedNotSkipped() throws {
-        var configuration = NodeMachineConfiguration(id: NodeID(1), address: SocketAddress(.loopback, port: 5))
+        var configuration = NodeMachineConfiguration(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))
         configuration.reportsCommits = true
         let machine = try NodeMachine(configuration: configuration)
         machine.start(now: .zero)
@@ -115,9 +115,9 @@ import QSMCore
         machine.join(group, now: .zero)
         // The membership a GMS would send: this node alone in one region of the group.
         let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 5))],
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
                                 partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
-                                address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 9))
+                                address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9))
         let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
                              regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: region.address)], hybridAddress: nil)
         try registerAndInstall(machine, regions: [region], groups: [view])
@@ -143,19 +143,19 @@ import QSMCore
             var corrupted = datagram
             let bit = Int(random.next() % UInt64(corrupted.count * 8))
             corrupted[bit / 8] ^= UInt8(1 << (bit % 8))
-            corrupted.withUnsafeBytes { machine.datagramReceived($0, from: SocketAddress(.loopback, port: 7), now: .zero) }
+            corrupted.withUnsafeBytes { machine.datagramReceived($0, from: QSMSocketAddress(.loopback, port: 7), now: .zero) }
             #expect(machine.statistics.droppedUnauthenticated == flip + 1)
         }
         #expect(machine.protocolNode.statistics == ProtocolStatistics())
         // The genuine datagram passes (and the protocol sees it).
-        datagram.withUnsafeBytes { machine.datagramReceived($0, from: SocketAddress(.loopback, port: 7), now: .zero) }
+        datagram.withUnsafeBytes { machine.datagramReceived($0, from: QSMSocketAddress(.loopback, port: 7), now: .zero) }
         #expect(machine.statistics.droppedUnauthenticated == 64)
         #expect(machine.statistics.droppedReplayed + machine.statistics.droppedTooOld + machine.statistics.droppedDeadIncarnation == 0)
     }
 
     /// A machine (node 2) of a cluster with `secret`.
     static func authenticatedMachine(secret: [UInt8], encrypts: Bool = false) throws -> NodeMachine {
-        var configuration = NodeMachineConfiguration(id: NodeID(2), address: SocketAddress(.loopback, port: 6))
+        var configuration = NodeMachineConfiguration(id: NodeID(2), address: QSMSocketAddress(.loopback, port: 6))
         configuration.clusterSecret = secret
         configuration.encryptsPayloads = encrypts
         configuration.entropy = [UInt8](repeating: 3, count: 32)
@@ -187,7 +187,7 @@ import QSMCore
         // No 4-byte run of the packet survives (a chance match is ~2^-32 per place).
         let runs = Set((0...(packet.count - 4)).map { Array(packet[$0..<($0 + 4)]) })
         #expect((0...(packet.count - 4)).allSatisfy { !runs.contains(Array(encrypted[$0..<($0 + 4)])) })
-        let source = SocketAddress(.loopback, port: 7)
+        let source = QSMSocketAddress(.loopback, port: 7)
         let encrypting = try Self.authenticatedMachine(secret: secret, encrypts: true)
         let authenticating = try Self.authenticatedMachine(secret: secret)
         encrypted.withUnsafeBytes { encrypting.datagramReceived($0, from: source, now: .zero) }
@@ -238,7 +238,7 @@ import QSMCore
     @Test func replaysAndDeadIncarnationsAreDroppedAndCountedByReason() throws {
         let secret = [UInt8](repeating: 42, count: 32)
         let machine = try Self.authenticatedMachine(secret: secret)
-        let source = SocketAddress(.loopback, port: 7)
+        let source = QSMSocketAddress(.loopback, port: 7)
         func status(_ maximum: UInt64) -> [UInt8] {
             ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(9), region: RegionID(1), regionView: 1,
                                                            viewStartSequence: 1, maximumSequence: maximum)).encoded()
@@ -300,7 +300,7 @@ import QSMCore
     /// The machine admits a message into the protocol only while the window has room;
     /// the rest wait in order, and each acknowledged message is released exactly once.
     @Test func flowControlAdmitsAWindowAndReleasesEachMessageOnce() throws {
-        var configuration = NodeMachineConfiguration(id: NodeID(1), address: SocketAddress(.loopback, port: 5))
+        var configuration = NodeMachineConfiguration(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))
         configuration.flowControl = WindowFlowControl(messages: 8, bytes: 1 << 20)
         configuration.maximumPendingPublishes = 20
         let machine = try NodeMachine(configuration: configuration)
@@ -313,9 +313,9 @@ import QSMCore
         #expect(machine.statistics.pendingPublishes == 20)
         // This node alone in the group's one region: its messages are acknowledged by its
         // own token rounds, after they are sent.
-        let address = SocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
         let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: SocketAddress(.loopback, port: 5))],
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
                                 partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
                                 address: address)
         let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,

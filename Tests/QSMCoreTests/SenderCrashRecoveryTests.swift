@@ -9,14 +9,14 @@ import Testing
     static let group = GroupID(1)
 
     static func entry(_ id: UInt64) -> NodeEntry {
-        NodeEntry(id: NodeID(id), address: SocketAddress(.loopback, port: UInt16(9000 + id)))
+        NodeEntry(id: NodeID(id), address: QSMSocketAddress(.loopback, port: UInt16(9000 + id)))
     }
 
     /// A view of the test region with `members`, in partitions of the given ids.
     static func view(_ number: UInt64, members: [UInt64], partitions: [[UInt64]]) -> RegionView {
         RegionView(id: region, viewNumber: number, hierarchy: 0, groups: [group], members: members.map(entry),
                    partitions: partitions.map { Partition(members: $0.map(NodeID.init), leader: NodeID($0[0])) },
-                   regionLeader: NodeID(partitions[0][0]), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+                   regionLeader: NodeID(partitions[0][0]), address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
     }
 
     static func groupView(_ number: UInt64, members: [UInt64], publishers: [UInt64] = []) -> GroupView {

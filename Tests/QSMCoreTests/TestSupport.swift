@@ -17,7 +17,7 @@ final class RecordingHandler: DatagramHandler {
 
     init(reaction: ((RecordingHandler, EventCore) -> Void)? = nil) { self.reaction = reaction }
 
-    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress,
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: QSMSocketAddress,
                           on registration: RegistrationID, core: EventCore) {
         datagrams.append((registration, Array(bytes)))
         reaction?(self, core)
@@ -46,7 +46,7 @@ func waitUntilReadable(_ descriptors: [Int32], timeoutMilliseconds: Int32 = 5000
 }
 
 /// Sends `bytes` to `destination` from `socket`, expecting the kernel to accept it.
-func sendDatagram(_ socket: UDPSocket, _ bytes: [UInt8], to destination: SocketAddress) throws {
+func sendDatagram(_ socket: UDPSocket, _ bytes: [UInt8], to destination: QSMSocketAddress) throws {
     let result = try bytes.withUnsafeBytes { try socket.send($0, to: destination) }
     guard case .completed(bytes.count) = result else {
         throw SystemError(call: "test send (would block)", errno: EAGAIN)
@@ -54,9 +54,9 @@ func sendDatagram(_ socket: UDPSocket, _ bytes: [UInt8], to destination: SocketA
 }
 
 /// A unicast UDP socket bound to 127.0.0.1 on a kernel-chosen port.
-func loopbackSocket() throws -> (UDPSocket, SocketAddress) {
+func loopbackSocket() throws -> (UDPSocket, QSMSocketAddress) {
     let socket = try UDPSocket()
-    let address = try socket.bind(to: SocketAddress(.loopback, port: 0))
+    let address = try socket.bind(to: QSMSocketAddress(.loopback, port: 0))
     return (socket, address)
 }
 

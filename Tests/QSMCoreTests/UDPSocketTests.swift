@@ -43,7 +43,7 @@ struct UDPSocketTests {
             var joinError: SystemError?
             // 192.0.2.1 (TEST-NET-1) is not an address of this namespace: bind must refuse.
             do throws(SystemError) {
-                try socket.bind(to: SocketAddress(IPv4Address(192, 0, 2, 1), port: 0))
+                try socket.bind(to: QSMSocketAddress(IPv4Address(192, 0, 2, 1), port: 0))
             } catch { bindError = error }
             do throws(SystemError) {
                 try socket.joinMulticastGroup(IPv4Address(10, 0, 0, 1), interface: .loopback)
@@ -68,7 +68,7 @@ struct UDPSocketTests {
             let group = IPv4Address(239, 192, 3, 3)
             let receiver = try UDPSocket()
             try receiver.setReuseAddress(true)
-            let port = try receiver.bind(to: SocketAddress(.any, port: 0)).port
+            let port = try receiver.bind(to: QSMSocketAddress(.any, port: 0)).port
             try receiver.joinMulticastGroup(group, interface: .loopback)
             let sender = try UDPSocket()
             try sender.setMulticastInterface(.loopback)
@@ -76,7 +76,7 @@ struct UDPSocketTests {
             try sender.setMulticastLoop(true)
 
             var buffer = [UInt8](repeating: 0, count: 64)
-            try sendDatagram(sender, [1, 2, 3], to: SocketAddress(group, port: port))
+            try sendDatagram(sender, [1, 2, 3], to: QSMSocketAddress(group, port: port))
             _ = waitUntilReadable([receiver.descriptor])
             let first = try buffer.withUnsafeMutableBytes { try receiver.receive(into: $0) }
             var outcome = Outcome(first: nil, senderPort: try sender.localAddress().port,
@@ -84,16 +84,16 @@ struct UDPSocketTests {
             if case .completed(let reception) = first { outcome.first = reception }
 
             try receiver.leaveMulticastGroup(group, interface: .loopback)
-            try sendDatagram(sender, [4], to: SocketAddress(group, port: port))
+            try sendDatagram(sender, [4], to: QSMSocketAddress(group, port: port))
             // A unicast sentinel sent afterwards arrives; the group datagram must not precede it.
-            try sendDatagram(sender, [9], to: SocketAddress(.loopback, port: port))
+            try sendDatagram(sender, [9], to: QSMSocketAddress(.loopback, port: port))
             _ = waitUntilReadable([receiver.descriptor])
             if case .completed(let reception) = try buffer.withUnsafeMutableBytes({ try receiver.receive(into: $0) }) {
                 outcome.afterLeave = Array(buffer.prefix(reception.length))
             }
             return outcome
         }
-        #expect(outcome.first == UDPSocket.Reception(length: 3, source: SocketAddress(.loopback, port: outcome.senderPort),
+        #expect(outcome.first == UDPSocket.Reception(length: 3, source: QSMSocketAddress(.loopback, port: outcome.senderPort),
                                                      truncated: false))
         #expect(outcome.firstBytes == [1, 2, 3])
         #expect(outcome.afterLeave == [9])

@@ -13,7 +13,7 @@ struct DeliveryConsumerTests {
     static func pair(deliveryQueueCapacity: Int) async throws -> (gms: Int32, publisher: QSMNode, subscriber: QSMNode, group: GroupName) {
         let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
             let (gms, listening) = try EngineProcessTests.startGMS()
-            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            guard let address = QSMSocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.insecure = true
             configuration.nodeID = 1
@@ -108,5 +108,42 @@ struct DeliveryConsumerTests {
         #expect(slowIndices == Array(0..<count))
         #expect(largest <= capacity, "a consumer held \(largest) deliveries, more than its bound of \(capacity)")
         #expect(largest > 0)
+    }
+
+    /// A subscription to one group gets that group's messages, all of them in order, and
+    /// nothing of another group the node also receives; bad input fails with a
+    /// `QSMError` a caller can switch on.
+    @Test func aGroupSubscriptionGetsOnlyItsGroup() async throws {
+        let (gms, publisher, subscriber, group) = try await Self.pair(deliveryQueueCapacity: 64)
+        defer { publisher.stop(); subscriber.stop(); kill(gms, SIGTERM) }
+        let other = try publisher.join("other")
+        subscriber.join(other)
+        try await publisher.waitForMembers(2, in: other, timeout: .seconds(30))
+        try await subscriber.waitForMembers(2, in: other, timeout: .seconds(30))
+        let count = 500
+        let subscription = subscriber.deliveries(of: other)
+        let sender = Task {
+            for index in 0..<count {
+                await Self.publish(1, from: publisher, to: group)
+                var payload = [UInt8](repeating: 0, count: 16)
+                for shift in 0..<8 { payload[shift] = UInt8(truncatingIfNeeded: index >> (56 - 8 * shift)) }
+                try? await publisher.publish(payload, to: other)
+            }
+        }
+        var seen: [Int] = []
+        var foreign = 0
+        for await delivery in subscription {
+            if delivery.group != other { foreign += 1 }
+            seen.append(Self.index(delivery))
+            if seen.count == count { break }
+        }
+        await sender.value
+        #expect(foreign == 0)
+        #expect(seen == Array(0..<count))
+        #expect(throws: QSMError.invalid(ConfigurationError("'' is not a group name (1-255 bytes, no control characters)"))) {
+            try publisher.join("")
+        }
+        let tooLarge = [UInt8](repeating: 0, count: publisher.configuration.protocolConfiguration.maximumMessageBytes + 1)
+        await #expect(throws: QSMError.self) { try await publisher.publish(tooLarge, to: group) }
     }
 }

@@ -15,7 +15,7 @@ struct EmbeddingTests {
             let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
                                        arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
             guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
+                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
                 throw ConfigurationError("the GMS did not start")
             }
             var configuration = QSMNodeConfiguration(gms: address)
@@ -117,7 +117,7 @@ struct AuthenticationTests {
             let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
                                        arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--secret-file", secretPath])
             guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = SocketAddress(ready.dropFirst("gms listening on ".count)) else {
+                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
                 throw ConfigurationError("the GMS did not start")
             }
             var nodes: [QSMNode] = []
@@ -165,7 +165,7 @@ struct AuthenticationTests {
         #expect(statistics.protocolStatistics.delivered == 20)
         #expect(member.configuration.clusterSecret != nil)
         // A secret too short to be one is refused before anything starts.
-        var weak = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 7000))
+        var weak = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 7000))
         weak.clusterSecret = Array("short".utf8)
         #expect(throws: ConfigurationError.self) { try weak.validate() }
     }

@@ -223,7 +223,7 @@ struct GMSAuthenticationProcessTests {
             let eavesdropper = try UDPSocket()
             try eavesdropper.setReuseAddress(true)
             _ = try eavesdropper.setReceiveBufferSize(8 << 20)
-            _ = try eavesdropper.bind(to: SocketAddress(IPv4Address("239.192.0.0")!, port: 17_000))
+            _ = try eavesdropper.bind(to: QSMSocketAddress(IPv4Address("239.192.0.0")!, port: 17_000))
             try eavesdropper.joinMulticastGroup(IPv4Address("239.192.0.0")!, interface: .loopback)
             let subscriber = try ChildProcess(executable: node, arguments: [
                 "subscribe", "--gms", address, "--group", "sealed", "--count", "\(count)", "--encrypt",

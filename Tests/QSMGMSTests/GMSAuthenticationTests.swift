@@ -99,7 +99,7 @@ import Testing
         let service = try Self.service(secret: Self.secret)
         let connection = ConnectionID(1)
         service.connectionOpened(connection, now: Instant(nanoseconds: 1))
-        let register = ClientMessage.register(node: NodeID(7), address: SocketAddress(.loopback, port: 9), protocolVersion: 2).encoded()
+        let register = ClientMessage.register(node: NodeID(7), address: QSMSocketAddress(.loopback, port: 9), protocolVersion: 2).encoded()
         register.withUnsafeBytes { service.frameReceived($0, on: connection, now: Instant(nanoseconds: 2)) }
         let actions = service.takeActions()
         #expect(actions.last == .close(connection))
@@ -136,7 +136,7 @@ import Testing
     @Test(arguments: [true, false])
     func aNodeMachineRegistersOnlyWithTheGMSsSecret(sameSecret: Bool) throws {
         let service = try Self.service(secret: Self.secret)
-        var configuration = NodeMachineConfiguration(id: NodeID(5), address: SocketAddress(.loopback, port: 5))
+        var configuration = NodeMachineConfiguration(id: NodeID(5), address: QSMSocketAddress(.loopback, port: 5))
         configuration.clusterSecret = sameSecret ? Self.secret : Array("not the cluster's secret at all!".utf8)
         configuration.entropy = [UInt8](repeating: 5, count: 32)
         let machine = try NodeMachine(configuration: configuration)

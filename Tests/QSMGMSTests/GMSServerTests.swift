@@ -11,7 +11,7 @@ import Testing
 struct GMSServerTests {
     /// A blocking TCP client on its own thread: connects, sends raw bytes, and reads
     /// until the server closes (or 10 s pass).
-    static func rawExchange(_ bytes: [UInt8], with address: SocketAddress) -> (connected: Bool, closedByServer: Bool) {
+    static func rawExchange(_ bytes: [UInt8], with address: QSMSocketAddress) -> (connected: Bool, closedByServer: Bool) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var raw = sockaddr_in()
@@ -39,7 +39,7 @@ struct GMSServerTests {
             var configuration = MembershipConfiguration()
             configuration.maximumInboundFrameBytes = 1024
             let core = try EventCore()
-            let server = try GMSServer(configuration: configuration, listeningOn: SocketAddress(.loopback, port: 0), core: core)
+            let server = try GMSServer(configuration: configuration, listeningOn: QSMSocketAddress(.loopback, port: 0), core: core)
             let address = server.listenAddress
             let handle = core.handle
             let results = Mutex<(bad: (Bool, Bool), good: Bool)>(((false, false), false))

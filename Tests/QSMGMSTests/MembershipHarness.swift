@@ -29,7 +29,7 @@ final class MembershipHarness {
 
     @discardableResult
     func addNode(_ id: UInt64, groups: [String] = [], publishing: [String] = []) -> End {
-        let client = MembershipClient(node: NodeID(id), address: SocketAddress(.loopback, port: UInt16(9000 + id)))
+        let client = MembershipClient(node: NodeID(id), address: QSMSocketAddress(.loopback, port: UInt16(9000 + id)))
         for group in groups { client.join(GroupName(group)!) }
         for group in publishing { client.publish(GroupName(group)!) }
         let end = End(client: client)

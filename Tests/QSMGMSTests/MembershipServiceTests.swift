@@ -140,7 +140,7 @@ import Testing
     @Test func requestsOutOfOrderOrRepeatedGetClearRefusals() throws {
         let service = try MembershipService(configuration: MembershipConfiguration())
         let a = GroupName("a")!
-        let address = SocketAddress(.loopback, port: 1)
+        let address = QSMSocketAddress(.loopback, port: 1)
         let replies = Self.exchange(service, [
             .join(request: 1, group: a),
             .register(node: NodeID(5), address: address, protocolVersion: membershipProtocolVersion),
@@ -185,7 +185,7 @@ import Testing
         configuration.maximumGroups = 4
         configuration.maximumNodes = 2
         let service = try MembershipService(configuration: configuration)
-        let address = SocketAddress(.loopback, port: 1)
+        let address = QSMSocketAddress(.loopback, port: 1)
         // A flood of joins from one node: the first three pass, the rest are refused.
         let flood = Self.exchange(service, [.register(node: NodeID(1), address: address, protocolVersion: membershipProtocolVersion)]
                                   + (0..<50).map { .join(request: UInt32($0 + 1), group: GroupName("g\($0)")!) })

@@ -134,7 +134,7 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
             for _ in 0..<arrivals {
                 let node = NodeID(nextNode)
                 nextNode += 1
-                snapshot.nodes[node] = SocketAddress(IPv4Address(10, 0, UInt8(nextNode >> 8 & 0xFF), UInt8(nextNode & 0xFF)), port: 9000)
+                snapshot.nodes[node] = QSMSocketAddress(IPv4Address(10, 0, UInt8(nextNode >> 8 & 0xFF), UInt8(nextNode & 0xFF)), port: 9000)
                 // A chain of nested groups plus a few at random.
                 var joined = Set<GroupID>()
                 let chainStart = Int.random(in: 0..<groupCount, using: &random)
@@ -154,7 +154,7 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
                 case 2:
                     if let group = snapshot.memberships[node]?.randomElement(using: &random) { snapshot.memberships[node]?.remove(group) }
                 case 3:
-                    snapshot.nodes[node] = SocketAddress(IPv4Address(10, 1, 0, UInt8.random(in: 1...250, using: &random)), port: 9001)
+                    snapshot.nodes[node] = QSMSocketAddress(IPv4Address(10, 1, 0, UInt8.random(in: 1...250, using: &random)), port: 9001)
                 default:
                     break
                 }
@@ -228,7 +228,7 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
         let a = GroupID(1), b = GroupID(2)
         snapshot.groups = [a: (GroupName("a")!, false), b: (GroupName("b")!, false)]
         for value in UInt64(1)...6 {
-            snapshot.nodes[NodeID(value)] = SocketAddress(.loopback, port: UInt16(9000 + value))
+            snapshot.nodes[NodeID(value)] = QSMSocketAddress(.loopback, port: UInt16(9000 + value))
         }
         snapshot.memberships = [NodeID(1): [a], NodeID(2): [a], NodeID(3): [a, b], NodeID(4): [a, b], NodeID(5): [b], NodeID(6): []]
         _ = views.apply(snapshot)
@@ -259,7 +259,7 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
         var snapshot = MembershipSnapshot()
         let a = GroupID(1)
         snapshot.groups = [a: (GroupName("a")!, false)]
-        for value in UInt64(1)...3 { snapshot.nodes[NodeID(value)] = SocketAddress(.loopback, port: UInt16(9000 + value)) }
+        for value in UInt64(1)...3 { snapshot.nodes[NodeID(value)] = QSMSocketAddress(.loopback, port: UInt16(9000 + value)) }
         snapshot.memberships = [NodeID(1): [a], NodeID(2): [a], NodeID(3): []]
         snapshot.publishers = [a: [NodeID(3)]]
         _ = views.apply(snapshot)

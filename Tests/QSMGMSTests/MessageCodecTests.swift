@@ -8,8 +8,8 @@ import Testing
         GroupName(String((0..<Int.random(in: 1...20, using: &random)).map { _ in "abcxyz-é日".randomElement(using: &random)! }))!
     }
 
-    static func randomAddress(_ random: inout SplitMix64) -> SocketAddress {
-        SocketAddress(IPv4Address(value: UInt32.random(in: 0...UInt32.max, using: &random)), port: UInt16.random(in: 0...UInt16.max, using: &random))
+    static func randomAddress(_ random: inout SplitMix64) -> QSMSocketAddress {
+        QSMSocketAddress(IPv4Address(value: UInt32.random(in: 0...UInt32.max, using: &random)), port: UInt16.random(in: 0...UInt16.max, using: &random))
     }
 
     static func randomUpdate(_ random: inout SplitMix64) -> MembershipUpdate {

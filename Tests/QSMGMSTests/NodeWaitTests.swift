@@ -19,7 +19,7 @@ struct NodeWaitTests {
     static func lonelyNode() async throws -> (gms: Int32, node: QSMNode, group: GroupName) {
         let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
             let (gms, listening) = try EngineProcessTests.startGMS()
-            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            guard let address = QSMSocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.insecure = true
             let node = try QSMNode(configuration: configuration)
@@ -37,7 +37,7 @@ struct NodeWaitTests {
     static func twoStartedNodes() throws -> (gms: Int32, watcher: QSMNode, node: QSMNode) {
         try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
             let (gms, listening) = try EngineProcessTests.startGMS()
-            guard let address = SocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
+            guard let address = QSMSocketAddress(listening) else { throw ConfigurationError("the GMS printed '\(listening)'") }
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.insecure = true
             let watcher = try QSMNode(configuration: configuration), node = try QSMNode(configuration: configuration)
@@ -95,7 +95,7 @@ struct NodeWaitTests {
 
     @Test func statisticsOfANodeNeverStartedTimeOut() async throws {
         let node = try NetworkNamespace.runIsolated { () throws -> QSMNode in
-            var configuration = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 9))
+            var configuration = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 9))
             configuration.insecure = true
             return try QSMNode(configuration: configuration)
         }
@@ -113,7 +113,7 @@ struct NodeWaitTests {
         weak var dropped: QSMNode?
         do {
             let unstarted = try NetworkNamespace.runIsolated { () throws -> QSMNode in
-                var configuration = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 9))
+                var configuration = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 9))
                 configuration.insecure = true
                 return try QSMNode(configuration: configuration)
             }

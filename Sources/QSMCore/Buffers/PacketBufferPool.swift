@@ -1,6 +1,6 @@
 /// A reference to one buffer of a `PacketBufferPool`.
-public struct PacketBuffer: Hashable, Sendable {
-    public let index: Int32
+package struct PacketBuffer: Hashable, Sendable {
+    package let index: Int32
 }
 
 /// A fixed set of equally sized packet buffers carved from one allocation made up front.
@@ -8,18 +8,18 @@ public struct PacketBuffer: Hashable, Sendable {
 /// The send and receive paths take buffers from here and give them back, so in steady
 /// state they allocate nothing. Running out is counted (`exhaustionCount`) and reported
 /// to the caller as `nil`; it is never a crash. Owned by one thread (the core's).
-public final class PacketBufferPool {
+package final class PacketBufferPool {
     /// Bytes each buffer holds (the largest datagram the engine sends or accepts).
-    public let bufferCapacity: Int
+    package let bufferCapacity: Int
     /// Number of buffers in the pool.
-    public let bufferCount: Int
+    package let bufferCount: Int
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
     /// How many times `acquire()` found the pool empty.
-    @exclusivity(unchecked) public private(set) var exhaustionCount = 0
+    @exclusivity(unchecked) package private(set) var exhaustionCount = 0
     /// How many times a buffer that was not taken was given back (a caller's bug; ignored).
-    @exclusivity(unchecked) public private(set) var invalidReleaseCount = 0
+    @exclusivity(unchecked) package private(set) var invalidReleaseCount = 0
 
     private let storage: UnsafeMutableRawPointer
     private let freeStack: UnsafeMutablePointer<Int32>
@@ -29,7 +29,7 @@ public final class PacketBufferPool {
     /// - Parameters:
     ///   - bufferCount: buffers to preallocate (at least 1).
     ///   - bufferCapacity: bytes per buffer (at least 1); rounded up to 64 for alignment.
-    public init(bufferCount: Int, bufferCapacity: Int) {
+    package init(bufferCount: Int, bufferCapacity: Int) {
         precondition(bufferCount > 0 && bufferCount <= Int(Int32.max) && bufferCapacity > 0,
                      "PacketBufferPool needs at least one buffer of at least one byte")
         self.bufferCount = bufferCount
@@ -58,11 +58,11 @@ public final class PacketBufferPool {
     }
 
     /// Buffers currently free.
-    public var availableCount: Int { freeCount }
+    package var availableCount: Int { freeCount }
 
     /// Takes a free buffer, or returns nil (and counts it) when none is left.
     @inline(__always)
-    public func acquire() -> PacketBuffer? {
+    package func acquire() -> PacketBuffer? {
         guard freeCount > 0 else {
             exhaustionCount += 1
             return nil
@@ -75,7 +75,7 @@ public final class PacketBufferPool {
 
     /// Gives a buffer back. Releasing a buffer twice is counted and otherwise ignored.
     @inline(__always)
-    public func release(_ buffer: PacketBuffer) {
+    package func release(_ buffer: PacketBuffer) {
         let index = Int(buffer.index)
         guard index >= 0, index < bufferCount, taken[index] else {
             invalidReleaseCount += 1
@@ -88,7 +88,7 @@ public final class PacketBufferPool {
 
     /// The whole buffer's memory. Valid while the buffer is taken; do not keep it longer.
     @inline(__always)
-    public func bytes(of buffer: PacketBuffer) -> UnsafeMutableRawBufferPointer {
+    package func bytes(of buffer: PacketBuffer) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: storage + Int(buffer.index) * stride, count: bufferCapacity)
     }
 }

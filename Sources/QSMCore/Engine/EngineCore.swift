@@ -25,8 +25,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     @exclusivity(unchecked) private var gmsLink: GMSLink!
     private let unicast: UDPSocket
     @exclusivity(unchecked) private var unicastID: RegistrationID!
-    let localAddress: SocketAddress
-    @exclusivity(unchecked) private var multicast: [SocketAddress: (socket: UDPSocket, id: RegistrationID)] = [:]
+    let localAddress: QSMSocketAddress
+    @exclusivity(unchecked) private var multicast: [QSMSocketAddress: (socket: UDPSocket, id: RegistrationID)] = [:]
     @exclusivity(unchecked) private var timer: AlarmHandle?
     @exclusivity(unchecked) private var timerAt = Instant.zero
     @exclusivity(unchecked) private var waitingOutputs = RingBuffer<EngineOutput>(initialCapacity: 64)
@@ -47,7 +47,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         // Linux reports twice what it grants (the other half is its bookkeeping).
         receiveBufferGranted = try unicast.setReceiveBufferSize(configuration.receiveBufferBytes) / 2
         try unicast.setSendBufferSize(configuration.receiveBufferBytes)
-        localAddress = try unicast.bind(to: SocketAddress(configuration.interface, port: configuration.port))
+        localAddress = try unicast.bind(to: QSMSocketAddress(configuration.interface, port: configuration.port))
         try unicast.setMulticastInterface(configuration.interface)
         try unicast.setMulticastTimeToLive(configuration.multicastTimeToLive)
         try unicast.setMulticastLoop(true)
@@ -105,7 +105,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     // MARK: Packets
 
-    func datagramReceived(_ datagram: UnsafeRawBufferPointer, from source: SocketAddress, on registration: RegistrationID,
+    func datagramReceived(_ datagram: UnsafeRawBufferPointer, from source: QSMSocketAddress, on registration: RegistrationID,
                           core: EventCore) {
         machine.datagramReceived(datagram, from: source, now: core.now)
         settlePending = true
@@ -166,7 +166,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     }
 
     /// One multicast socket per address the machine must listen on.
-    private func listen(to wanted: Set<SocketAddress>) {
+    private func listen(to wanted: Set<QSMSocketAddress>) {
         for (address, entry) in multicast where !wanted.contains(address) {
             core.unregister(entry.id)
             try? entry.socket.leaveMulticastGroup(address.address, interface: configuration.interface)

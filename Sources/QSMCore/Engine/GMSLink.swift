@@ -1,13 +1,13 @@
 /// Carries a node machine's GMS connection over TCP on the event core: connects, sends
 /// and closes as the machine asks, and hands it the frames and the connection's fate.
 final class GMSLink: FramedConnectionDelegate {
-    let gms: SocketAddress
+    let gms: QSMSocketAddress
     private let machine: NodeMachine
     private var connection: FramedConnection?
     /// The last connection failure, for diagnosis.
     private(set) var lastProblem: String?
 
-    init(gms: SocketAddress, machine: NodeMachine) {
+    init(gms: QSMSocketAddress, machine: NodeMachine) {
         self.gms = gms
         self.machine = machine
     }

@@ -2,7 +2,7 @@
 /// `validate()` (called before anything starts) rejects what cannot work, naming it.
 public struct QSMNodeConfiguration: Sendable {
     /// The membership service.
-    public var gms: SocketAddress
+    public var gms: QSMSocketAddress
     /// The local interface to send and receive multicast on (its IPv4 address).
     public var interface: IPv4Address = .loopback
     /// The unicast port for control traffic and retransmissions; 0 picks a free one.
@@ -19,6 +19,8 @@ public struct QSMNodeConfiguration: Sendable {
     /// Deliveries and events waiting for the application before the node stops reading
     /// data (backpressure through flow control, never a drop).
     public var deliveryQueueCapacity = 16_384
+    /// How often the node tells the GMS it is alive (the GMS excludes nodes silent for its
+    /// heartbeat timeout).
     public var heartbeatInterval: Duration = .seconds(1)
     /// The secret shared by every node of the cluster and its GMS. Required unless
     /// `insecure` is set. Every datagram carries a 16-byte AES-GCM tag under a key
@@ -36,14 +38,19 @@ public struct QSMNodeConfiguration: Sendable {
     /// addresses can forge data it delivers, and anyone who reaches the GMS can join.
     /// Off by default. When set, `QSMNode.start()` prints a warning every time.
     public var insecure = false
+    /// The protocol's settings: window, token pacing, recovery, limits.
     public var protocolConfiguration = ProtocolConfiguration()
+    /// The event core's settings: quanta, batching, busy polling.
     public var eventCoreConfiguration = EventCoreConfiguration()
     /// Where the node's warnings go (running insecure, a receive buffer smaller than
     /// asked); nil writes each as a line on standard error.
     public var onWarning: (@Sendable (String) -> Void)?
 
-    public init(gms: SocketAddress) { self.gms = gms }
+    /// A configuration with every default, for the GMS at `gms`.
+    public init(gms: QSMSocketAddress) { self.gms = gms }
 
+    /// Checks every setting (the node calls this before anything starts).
+    /// - Throws: `ConfigurationError` naming the first setting that cannot work.
     public func validate() throws(ConfigurationError) {
         guard gms.port != 0 else { throw ConfigurationError("the GMS address needs a port") }
         guard !interface.isMulticast else { throw ConfigurationError("the interface must be a unicast address, got \(interface)") }
@@ -66,11 +73,11 @@ public struct QSMNodeConfiguration: Sendable {
             throw ConfigurationError("encryption needs a cluster secret: its keys are derived from it")
         }
         try eventCoreConfiguration.validate()
-        try machineConfiguration(id: NodeID(nodeID ?? 1), address: SocketAddress(interface, port: port)).validate()
+        try machineConfiguration(id: NodeID(nodeID ?? 1), address: QSMSocketAddress(interface, port: port)).validate()
     }
 
     /// The node machine's settings: its datagrams fit the core's packet buffers.
-    func machineConfiguration(id: NodeID, address: SocketAddress) -> NodeMachineConfiguration {
+    func machineConfiguration(id: NodeID, address: QSMSocketAddress) -> NodeMachineConfiguration {
         var machine = NodeMachineConfiguration(id: id, address: address)
         machine.protocolConfiguration = protocolConfiguration
         machine.heartbeatInterval = heartbeatInterval
@@ -91,21 +98,31 @@ public struct QSMNodeConfiguration: Sendable {
 
 /// A message delivered to the application.
 public struct QSMDelivery: Sendable {
+    /// The group it was published to.
     public var group: GroupName
+    /// The node that published it.
     public var sender: NodeID
     /// The sender's sequence number for this group: consecutive per sender and group.
     public var sequence: UInt64
+    /// The message's bytes, as published.
     public var payload: [UInt8]
 }
 
 /// A counters snapshot of a node.
 public struct QSMNodeStatistics: Sendable {
+    /// The node the snapshot is of.
     public var node: NodeID
+    /// The protocol's counters: packets, recovery, tokens, drops.
     public var protocolStatistics: ProtocolStatistics
+    /// The event core's counters: I/O, alarms, requests, socket-level drops.
     public var core: EventCoreStatistics
+    /// How late timers fired since the previous snapshot.
     public var alarmLateness: AlarmLatenessInterval
+    /// Messages published and not yet acknowledged by every region (the window in use).
     public var unacknowledgedMessages: Int
+    /// Bytes of other senders' messages held for recovery (cached or out of order).
     public var heldBytes: Int
+    /// Regions the node is a member of.
     public var regions: Int
     /// Deliveries held back because the application had not taken the earlier ones.
     public var deliveriesWaiting: Int

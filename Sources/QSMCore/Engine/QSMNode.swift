@@ -12,7 +12,7 @@ import Synchronization
 /// blocks the core): as a callback, or as an `AsyncSequence`.
 ///
 /// ```swift
-/// var configuration = QSMNodeConfiguration(gms: SocketAddress("10.0.0.1:7000")!)
+/// var configuration = QSMNodeConfiguration(gms: QSMSocketAddress("10.0.0.1:7000")!)
 /// configuration.interface = IPv4Address("10.0.0.5")!
 /// let node = try QSMNode(configuration: configuration)
 /// try node.start()
@@ -21,10 +21,12 @@ import Synchronization
 /// for await message in node.deliveries() { print(message.sender, message.payload.count) }
 /// ```
 public final class QSMNode: Sendable {
+    /// The configuration the node was made with.
     public let configuration: QSMNodeConfiguration
+    /// This node's identity in the cluster (`configuration.nodeID`, or a random one).
     public let id: NodeID
     /// The unicast address this node listens on (control traffic).
-    public let address: SocketAddress
+    public let address: QSMSocketAddress
 
     private let handle: EventCoreHandle
     private let engine: CoreConfined<EngineCore>
@@ -73,9 +75,17 @@ public final class QSMNode: Sendable {
     }
 
     /// Creates a node; nothing runs until `start()`.
-    /// - Throws: `ConfigurationError` naming an invalid setting, or `SystemError` if a
+    /// - Throws: `QSMError.invalid` naming an invalid setting, or `QSMError.system` if a
     ///   socket cannot be set up (for example, the interface address is not local).
-    public init(configuration: QSMNodeConfiguration) throws {
+    public convenience init(configuration: QSMNodeConfiguration) throws(QSMError) {
+        do {
+            try self.init(validated: configuration)
+        } catch {
+            throw QSMError.wrapping(error)
+        }
+    }
+
+    private init(validated configuration: QSMNodeConfiguration) throws {
         try configuration.validate()
         self.configuration = configuration
         var seed = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()))
@@ -94,7 +104,16 @@ public final class QSMNode: Sendable {
     }
 
     /// Starts the core and dispatcher threads and registers with the GMS.
-    public func start() throws {
+    /// - Throws: `QSMError.system` if a thread cannot be started.
+    public func start() throws(QSMError) {
+        do {
+            try startThreads()
+        } catch {
+            throw QSMError.wrapping(error)
+        }
+    }
+
+    private func startThreads() throws {
         let engine = self.engine
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if configuration.insecure {
@@ -134,7 +153,7 @@ public final class QSMNode: Sendable {
     /// }
     /// ```
     /// - Throws: what `start()` throws.
-    public func run() async throws {
+    public func run() async throws(QSMError) {
         try start()
         let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
         await withTaskCancellationHandler {
@@ -198,14 +217,22 @@ public final class QSMNode: Sendable {
     // MARK: Groups
 
     /// Joins a group (at the next GMS batch) and returns its name to publish with.
-    /// - Throws: `ConfigurationError` for an invalid name.
+    /// - Throws: `QSMError.invalid` for an invalid name (empty, over 255 bytes, or with
+    ///   control characters).
     @discardableResult
-    public func join(_ name: String) throws -> GroupName {
-        guard let group = GroupName(name) else { throw ConfigurationError("'\(name)' is not a group name (1-255 bytes, no control characters)") }
-        submit { $0.join(group) }
+    public func join(_ name: String) throws(QSMError) -> GroupName {
+        guard let group = GroupName(name) else {
+            throw .invalid(ConfigurationError("'\(name)' is not a group name (1-255 bytes, no control characters)"))
+        }
+        join(group)
         return group
     }
 
+    /// Joins `group` (at the next GMS batch).
+    public func join(_ group: GroupName) { submit { $0.join(group) } }
+
+    /// Leaves `group`: deliveries of it stop once the GMS has the change; messages this
+    /// node published to it that are not yet acknowledged may not reach every member.
     public func leave(_ group: GroupName) { submit { $0.leave(group) } }
 
     /// Registers as a publisher to a group this node does not join.
@@ -264,10 +291,13 @@ public final class QSMNode: Sendable {
 
     // MARK: Publishing
 
+    /// What `tryPublish` did with a message.
     public enum PublishOutcome: Equatable, Sendable {
+        /// Taken, and sent as soon as the window and the group's view allow.
         case accepted
         /// The flow-control window is full; try again once messages are acknowledged.
         case wouldBlock
+        /// Refused for good, with the reason (too large, or the node has stopped).
         case rejected(String)
     }
 
@@ -286,13 +316,17 @@ public final class QSMNode: Sendable {
     }
 
     /// Publishes, waiting while the flow-control window is full.
-    /// - Throws: `ConfigurationError` if the message is too large or the node stopped.
-    public func publish(_ payload: [UInt8], to group: GroupName) async throws {
+    /// - Throws: `QSMError.invalid` if the message is too large, `.stopped` if the node
+    ///   stopped, `.cancelled` if the calling task was cancelled while it waited.
+    public func publish(_ payload: [UInt8], to group: GroupName) async throws(QSMError) {
         while true {
             switch tryPublish(payload, to: group) {
             case .accepted: return
-            case .rejected(let reason): throw ConfigurationError(reason)
-            case .wouldBlock: await waitForWindow()
+            case .rejected(let reason):
+                throw stopping.load(ordering: .acquiring) ? .stopped : .invalid(ConfigurationError(reason))
+            case .wouldBlock:
+                if Task.isCancelled { throw .cancelled }
+                await waitForWindow()
             }
         }
     }
@@ -333,9 +367,16 @@ public final class QSMNode: Sendable {
     /// thrown error, cancellation) or it is dropped unread, it leaves at once and holds
     /// back nothing from then on. A sequence kept but never iterated holds its bound of
     /// deliveries and then holds the node back: iterate it or drop it.
-    public func deliveries() -> DeliverySequence {
+    public func deliveries() -> DeliverySequence { makeDeliveries(of: nil) }
+
+    /// The deliveries of one group as an async sequence, from now on: a subscription.
+    /// Bounded and single-pass like `deliveries()`; a consumer of one group never holds
+    /// back another group's consumers (the node as a whole still waits for the slowest).
+    public func deliveries(of group: GroupName) -> DeliverySequence { makeDeliveries(of: group) }
+
+    private func makeDeliveries(of group: GroupName?) -> DeliverySequence {
         var made: DeliveryConsumer?
-        let stream = AsyncStream(QSMDelivery.self, bufferingPolicy: .unbounded) { made = DeliveryConsumer($0) }
+        let stream = AsyncStream(QSMDelivery.self, bufferingPolicy: .unbounded) { made = DeliveryConsumer($0, group: group) }
         let consumer = made!
         consumer.continuation.onTermination = { [weak self] _ in
             consumer.finished.store(true, ordering: .releasing)
@@ -355,6 +396,8 @@ public final class QSMNode: Sendable {
         state.withLock { $0.deliveryConsumers.map { $0.outstanding.load(ordering: .relaxed) } }
     }
 
+    /// Membership events (views installed, groups removed, requests refused) as an async
+    /// sequence, from now on; unbounded, so keep reading it or do not ask for it.
     public func membershipEvents() -> AsyncStream<MembershipEvent> {
         AsyncStream(bufferingPolicy: .unbounded) { continuation in
             state.withLock { $0.eventContinuations.append(continuation) }
@@ -472,7 +515,7 @@ public final class QSMNode: Sendable {
 
     private func deliver(_ delivery: QSMDelivery, to receivers: DeliveryReceivers) {
         receivers.handler?(delivery)
-        for consumer in receivers.consumers {
+        for consumer in receivers.consumers where consumer.group == nil || consumer.group == delivery.group {
             // Wait (this thread only) until this consumer has room, unless it has gone.
             while consumer.outstanding.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,
                   !consumer.finished.load(ordering: .acquiring), !stopping.load(ordering: .acquiring) {
@@ -522,46 +565,6 @@ public final class QSMNode: Sendable {
             for waiter in waiters { waiter.resume() }
         }
     }
-}
-
-/// The deliveries of a node, in order; each one taken makes room for the next in this
-/// sequence's own buffer. Single-pass: when the iterator goes away, the sequence ends.
-public struct DeliverySequence: AsyncSequence, Sendable {
-    public typealias Element = QSMDelivery
-    let stream: AsyncStream<QSMDelivery>
-    let consumer: DeliveryConsumer
-
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncStream<QSMDelivery>.AsyncIterator
-        let lease: IterationLease
-        public mutating func next() async -> QSMDelivery? {
-            let value = await base.next()
-            if value != nil { lease.consumer.outstanding.subtract(1, ordering: .acquiringAndReleasing) }
-            return value
-        }
-    }
-
-    public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: stream.makeAsyncIterator(), lease: IterationLease(consumer))
-    }
-}
-
-/// Ends a `deliveries()` sequence when its iterator goes away (a `for await` loop left
-/// by `break`, a throw or a return): its consumer stops holding the dispatcher back even
-/// if the sequence value itself is still referenced.
-final class IterationLease: Sendable {
-    let consumer: DeliveryConsumer
-    init(_ consumer: DeliveryConsumer) { self.consumer = consumer }
-    deinit { consumer.continuation.finish() }
-}
-
-/// One `deliveries()` sequence as the dispatcher sees it: where to yield, how much it
-/// holds that was not yet taken, and whether it has ended.
-final class DeliveryConsumer: Sendable {
-    let continuation: AsyncStream<QSMDelivery>.Continuation
-    let outstanding = Atomic<Int>(0)
-    let finished = Atomic<Bool>(false)
-    init(_ continuation: AsyncStream<QSMDelivery>.Continuation) { self.continuation = continuation }
 }
 
 /// A value confined to the core thread, carried through the request queue to it.

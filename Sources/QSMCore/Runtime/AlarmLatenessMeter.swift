@@ -1,8 +1,11 @@
 /// How late alarms fired over one measuring interval (section 4.3, Fig. 4.37-4.38: late
 /// alarms mean late tokens, and late tokens mean more memory held by senders).
 public struct AlarmLatenessInterval: Sendable, Equatable {
+    /// Alarms that fired in the interval.
     public var alarmsFired: Int
+    /// Their mean lateness past the deadline, in nanoseconds.
     public var meanNanoseconds: Int64
+    /// The largest lateness, in nanoseconds.
     public var maxNanoseconds: Int64
 }
 

@@ -1,20 +1,20 @@
 /// What kind of traffic a socket or a feed carries. Control and recovery traffic (tokens,
 /// ACKs, NAKs, retransmissions) is handled before regular data, inbound and outbound,
 /// so that reactions to loss are not queued behind bulk data (section 4.2.2, Fig. 4.15).
-public enum TrafficClass: Sendable {
+package enum TrafficClass: Sendable {
     case control
     case data
 }
 
 /// Whether a descriptor is network I/O or local I/O (files, pipes); network comes first.
-public enum IOMedium: Sendable {
+package enum IOMedium: Sendable {
     case network
     case local
 }
 
 /// Identifies a descriptor registered with an `EventCore`. Events for a registration
 /// that has since been removed are recognised by the generation and ignored.
-public struct RegistrationID: Hashable, Sendable {
+package struct RegistrationID: Hashable, Sendable {
     let slot: Int32
     let generation: UInt32
 
@@ -22,28 +22,28 @@ public struct RegistrationID: Hashable, Sendable {
 }
 
 /// Receives the datagrams of a registered UDP socket, on the core thread.
-public protocol DatagramHandler: AnyObject {
+package protocol DatagramHandler: AnyObject {
     /// - Parameter bytes: the datagram; valid only during the call (its buffer goes back
     ///   to the pool afterwards), so copy what must be kept.
-    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress,
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: QSMSocketAddress,
                           on registration: RegistrationID, core: EventCore)
 }
 
 /// Told when the core finished processing a batch of I/O events, so that work which
 /// only needs doing once per batch (not per datagram) can be done then.
-public protocol IOTurnObserver: AnyObject {
+package protocol IOTurnObserver: AnyObject {
     func ioTurnEnded(core: EventCore)
 }
 
 /// One datagram a feed produced into the buffer it was offered.
-public struct OutboundDatagram: Sendable {
-    public var destination: SocketAddress
+package struct OutboundDatagram: Sendable {
+    package var destination: QSMSocketAddress
     /// Bytes written at the start of the offered buffer.
-    public var length: Int
+    package var length: Int
     /// Whether the feed wants to be pulled again after this datagram.
-    public var hasMore: Bool
+    package var hasMore: Bool
 
-    public init(destination: SocketAddress, length: Int, hasMore: Bool) {
+    package init(destination: QSMSocketAddress, length: Int, hasMore: Bool) {
         self.destination = destination
         self.length = length
         self.hasMore = hasMore
@@ -53,7 +53,7 @@ public struct OutboundDatagram: Sendable {
 /// A sender in the pull model (section 4.2.2, Fig. 4.16-4.17): it registers intent with a
 /// socket and builds each datagram only when the socket asks for one, from the freshest
 /// state, so nothing waits in buffers going stale.
-public protocol PacketFeed: AnyObject {
+package protocol PacketFeed: AnyObject {
     /// Writes the next datagram into `buffer`, or returns nil when there is nothing to send
     /// after all (the intent is then withdrawn). Called on the core thread.
     func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram?
@@ -61,13 +61,13 @@ public protocol PacketFeed: AnyObject {
 
 /// Told when a registered non-datagram descriptor (a stream socket, a pipe, a file) is
 /// ready; it does its own I/O.
-public protocol DescriptorHandler: AnyObject {
+package protocol DescriptorHandler: AnyObject {
     func descriptorReadable(_ registration: RegistrationID, core: EventCore)
     func descriptorWritable(_ registration: RegistrationID, core: EventCore)
 }
 
 /// Receives alarms scheduled with `EventCore.scheduleAlarm`.
-public protocol AlarmHandler: AnyObject {
+package protocol AlarmHandler: AnyObject {
     /// - Parameters:
     ///   - tag: the value given when scheduling, to tell the handler's alarms apart.
     ///   - deadline: when the alarm was due; `core.now` is when it actually fired.
@@ -75,7 +75,7 @@ public protocol AlarmHandler: AnyObject {
 }
 
 /// Work handed to the core from other threads through `EventCoreHandle`.
-public enum CoreRequest: Sendable {
+package enum CoreRequest: Sendable {
     /// Runs the closure on the core thread with the core.
     case perform(@Sendable (EventCore) -> Void)
 }

@@ -8,18 +8,18 @@
 /// register intent with a socket and the socket pulls datagrams when it can take them.
 ///
 /// Everything here except `handle` must be used on the thread that calls `run()`.
-public final class EventCore {
-    public let configuration: EventCoreConfiguration
+package final class EventCore {
+    package let configuration: EventCoreConfiguration
     /// The thread-safe side: submit requests, stop.
-    public let handle: EventCoreHandle
+    package let handle: EventCoreHandle
     /// The shared packet buffer pool.
-    public let pool: PacketBufferPool
+    package let pool: PacketBufferPool
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
     /// When the current event began being handled (refreshed at least every 16 events).
-    @exclusivity(unchecked) public private(set) var now: Instant
-    @exclusivity(unchecked) public private(set) var statistics = EventCoreStatistics()
+    @exclusivity(unchecked) package private(set) var now: Instant
+    @exclusivity(unchecked) package private(set) var statistics = EventCoreStatistics()
 
     private let epoll: Epoll
     private let receiveBatch: DatagramBatch
@@ -35,11 +35,11 @@ public final class EventCore {
     @exclusivity(unchecked) private var injectedOutboundDrop = false
     @exclusivity(unchecked) private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
     /// Called after every I/O turn that handled at least one event.
-    public weak var ioTurnObserver: (any IOTurnObserver)?
+    package weak var ioTurnObserver: (any IOTurnObserver)?
 
     /// Whether datagrams read off the sockets still wait to be handed to their handlers
     /// (an I/O turn ran out of its quantum before it got through them).
-    public var hasQueuedInput: Bool {
+    package var hasQueuedInput: Bool {
         !queues[IOPriority.networkInboundControl.rawValue].isEmpty || !queues[IOPriority.networkInboundData.rawValue].isEmpty
     }
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
@@ -63,7 +63,7 @@ public final class EventCore {
     /// Creates a core; it does nothing until `run()`.
     /// - Throws: `ConfigurationError` for an invalid setting, `SystemError` if epoll or the
     ///   eventfd cannot be created.
-    public init(configuration: EventCoreConfiguration = EventCoreConfiguration()) throws {
+    package init(configuration: EventCoreConfiguration = EventCoreConfiguration()) throws {
         try configuration.validate()
         self.configuration = configuration
         handle = try EventCoreHandle(requestQueueCapacity: configuration.requestQueueCapacity)
@@ -89,7 +89,7 @@ public final class EventCore {
     ///   send-only. A send-only socket is kept out of epoll except while the kernel pushes
     ///   back on output: an epoll entry on a socket makes the kernel run a wake-up for
     ///   every packet it frees, a measurable per-packet cost at high rates.
-    public func registerDatagramSocket(_ socket: UDPSocket, traffic: TrafficClass,
+    package func registerDatagramSocket(_ socket: UDPSocket, traffic: TrafficClass,
                                        handler: (any DatagramHandler)?) throws(SystemError) -> RegistrationID {
         let state = DatagramSocketState(
             socket: socket, handler: handler,
@@ -100,7 +100,7 @@ public final class EventCore {
 
     /// Registers any other descriptor (a stream socket, a pipe): `handler` is told when it
     /// is readable or writable, as `interest` asks, and does its own I/O.
-    public func registerDescriptor(_ descriptor: Int32, medium: IOMedium, traffic: TrafficClass,
+    package func registerDescriptor(_ descriptor: Int32, medium: IOMedium, traffic: TrafficClass,
                                    readable: Bool, writable: Bool,
                                    handler: any DescriptorHandler) throws(SystemError) -> RegistrationID {
         var interest: Epoll.Interest = []
@@ -111,7 +111,7 @@ public final class EventCore {
     }
 
     /// Changes which readiness of a registered descriptor is reported.
-    public func setInterest(_ id: RegistrationID, readable: Bool, writable: Bool) throws(SystemError) {
+    package func setInterest(_ id: RegistrationID, readable: Bool, writable: Bool) throws(SystemError) {
         guard let registration = lookup(id.token), case .descriptor = registration.kind else { return }
         var interest: Epoll.Interest = []
         if readable { interest.insert(.readable) }
@@ -121,7 +121,7 @@ public final class EventCore {
 
     /// Removes a registration; events already queued for it are discarded. Datagrams
     /// built for it but not yet sent are dropped (their buffers return to the pool).
-    public func unregister(_ id: RegistrationID) {
+    package func unregister(_ id: RegistrationID) {
         guard let registration = lookup(id.token) else { return }
         if !registration.interest.isEmpty { try? epoll.remove(registration.descriptor) }
         if case .datagramSocket(let state) = registration.kind { state.pending.releaseAll() }
@@ -132,7 +132,7 @@ public final class EventCore {
 
     /// Records that `feed` wants to send on the socket `id`; the socket will pull from it
     /// (control feeds first) when it can take output. Idempotent while the intent stands.
-    public func registerIntent(_ feed: any PacketFeed, on id: RegistrationID, traffic: TrafficClass) {
+    package func registerIntent(_ feed: any PacketFeed, on id: RegistrationID, traffic: TrafficClass) {
         guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
         state.registerIntent(feed, traffic: traffic)
         queueOutputIfReady(registration, state)
@@ -141,7 +141,7 @@ public final class EventCore {
     /// Stops or resumes reading a datagram socket. Paused, its datagrams wait in the
     /// kernel (and beyond its buffer are lost there, to be recovered by the protocol):
     /// how a consumer that cannot keep up pushes back without the core buffering.
-    public func setReceiving(_ id: RegistrationID, _ enabled: Bool) throws(SystemError) {
+    package func setReceiving(_ id: RegistrationID, _ enabled: Bool) throws(SystemError) {
         guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
         var interest = registration.interest
         if enabled && state.handler != nil { interest.insert(.readable) } else { interest.remove(.readable) }
@@ -149,7 +149,7 @@ public final class EventCore {
     }
 
     /// Withdraws a feed's intent on socket `id`.
-    public func cancelIntent(_ feed: any PacketFeed, on id: RegistrationID) {
+    package func cancelIntent(_ feed: any PacketFeed, on id: RegistrationID) {
         guard let registration = lookup(id.token), case .datagramSocket(let state) = registration.kind else { return }
         state.cancelIntent(feed)
     }
@@ -201,29 +201,29 @@ public final class EventCore {
 
     /// Schedules `handler.alarmFired(tag:...)` for `deadline`. O(log n) amortized.
     @discardableResult
-    public func scheduleAlarm(at deadline: Instant, handler: any AlarmHandler, tag: UInt64 = 0) -> AlarmHandle {
+    package func scheduleAlarm(at deadline: Instant, handler: any AlarmHandler, tag: UInt64 = 0) -> AlarmHandle {
         alarms.schedule(at: deadline, AlarmEntry(handler: handler, tag: tag))
     }
 
     /// Cancels a pending alarm; false if it already fired or was cancelled.
     @discardableResult
-    public func cancelAlarm(_ alarm: AlarmHandle) -> Bool {
+    package func cancelAlarm(_ alarm: AlarmHandle) -> Bool {
         alarms.cancel(alarm) != nil
     }
 
     /// Moves a pending alarm; false if it already fired or was cancelled.
     @discardableResult
-    public func rescheduleAlarm(_ alarm: AlarmHandle, to deadline: Instant) -> Bool {
+    package func rescheduleAlarm(_ alarm: AlarmHandle, to deadline: Instant) -> Bool {
         alarms.reschedule(alarm, to: deadline)
     }
 
     /// Alarms pending.
-    public var pendingAlarmCount: Int { alarms.count }
+    package var pendingAlarmCount: Int { alarms.count }
 
     /// Fault injection for experiments: every datagram that arrives before `deadline` is
     /// read and thrown away (counted in `droppedByInjectedLoss`), as if the network had
     /// lost it on the way in.
-    public func discardInbound(until deadline: Instant) {
+    package func discardInbound(until deadline: Instant) {
         injectFault(inboundLossPercent: 100, dropOutbound: false, until: deadline)
     }
 
@@ -232,7 +232,7 @@ public final class EventCore {
     /// read and thrown away, and with `dropOutbound` every datagram this core would send
     /// is thrown away too (a host cut off). All counted in `droppedByInjectedLoss`. A
     /// deadline in the past ends the fault.
-    public func injectFault(inboundLossPercent: Int, dropOutbound: Bool, until deadline: Instant) {
+    package func injectFault(inboundLossPercent: Int, dropOutbound: Bool, until deadline: Instant) {
         injectedLossPercent = UInt64(min(max(inboundLossPercent, 0), 100))
         injectedOutboundDrop = dropOutbound
         discardInboundUntil = deadline
@@ -244,7 +244,7 @@ public final class EventCore {
     }
 
     /// Alarm lateness since the last call (count, mean, max); starts a new interval.
-    public func takeAlarmLatenessInterval() -> AlarmLatenessInterval {
+    package func takeAlarmLatenessInterval() -> AlarmLatenessInterval {
         lateness.takeInterval()
     }
 
@@ -252,7 +252,7 @@ public final class EventCore {
 
     /// Runs the core on the calling thread until `handle.stop()` is called.
     /// - Throws: `SystemError` only if epoll itself fails (it cannot on a valid setup).
-    public func run() throws(SystemError) {
+    package func run() throws(SystemError) {
         while !handle.isStopRequested {
             try runTurn()
         }

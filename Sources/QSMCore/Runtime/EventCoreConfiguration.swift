@@ -26,8 +26,10 @@ public struct EventCoreConfiguration: Sendable {
     /// under light traffic the attempts run out quickly and the core sleeps. Zero turns
     /// polling off.
     public var busyPoll: Duration = .microseconds(500)
+    /// The most empty looks in one busy-polling spell (see `busyPoll`).
     public var busyPollAttempts = 4
 
+    /// The defaults: they suit a node with a few busy sockets.
     public init() {}
 
     /// Throws a `ConfigurationError` naming the first invalid setting.

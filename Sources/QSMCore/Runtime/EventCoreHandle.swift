@@ -6,7 +6,7 @@ import Synchronization
 /// Waking is coalesced: a submitter writes the eventfd only if the core announced it is
 /// about to sleep and no other submitter has woken it since, so a busy core costs
 /// submitters one atomic load per request and no syscall.
-public final class EventCoreHandle: Sendable {
+package final class EventCoreHandle: Sendable {
     let requests: RequestQueue<CoreRequest>
     private let coreWakeup: ConsumerWakeup
     private let stopRequested = Atomic<Bool>(false)
@@ -19,7 +19,7 @@ public final class EventCoreHandle: Sendable {
 
     /// Queues a request for the core thread. Returns false if the request queue is full
     /// (the request is not queued); never blocks.
-    public func trySubmit(_ request: CoreRequest) -> Bool {
+    package func trySubmit(_ request: CoreRequest) -> Bool {
         guard requests.tryEnqueue(request) else { return false }
         wakeCoreIfSleeping()
         return true
@@ -27,21 +27,21 @@ public final class EventCoreHandle: Sendable {
 
     /// Queues `body` to run on the core thread; false if the queue is full.
     @discardableResult
-    public func tryPerform(_ body: @escaping @Sendable (EventCore) -> Void) -> Bool {
+    package func tryPerform(_ body: @escaping @Sendable (EventCore) -> Void) -> Bool {
         trySubmit(.perform(body))
     }
 
     /// Asks the core to stop after its current turn. Safe from any thread, and from the
     /// core thread itself.
-    public func stop() {
+    package func stop() {
         stopRequested.store(true, ordering: .sequentiallyConsistent)
         wakeup.signal()
     }
 
-    public var isStopRequested: Bool { stopRequested.load(ordering: .sequentiallyConsistent) }
+    package var isStopRequested: Bool { stopRequested.load(ordering: .sequentiallyConsistent) }
 
     /// How many times a submitter had to write the eventfd.
-    public var wakeupSignalCount: Int { wakeupSignals.load(ordering: .relaxed) }
+    package var wakeupSignalCount: Int { wakeupSignals.load(ordering: .relaxed) }
 
     /// The eventfd the core's epoll watches for wake-ups.
     var wakeup: WakeupEvent { coreWakeup.event }

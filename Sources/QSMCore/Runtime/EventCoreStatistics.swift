@@ -11,14 +11,21 @@ public struct EventCoreStatistics: Sendable, Equatable {
     public var sleeps = 0
     /// Turns that polled instead of sleeping because traffic was flowing.
     public var busyPolls = 0
+    /// Datagrams read from the node's sockets.
     public var datagramsReceived = 0
+    /// Bytes of those datagrams.
     public var bytesReceived = 0
+    /// Datagrams handed to the kernel.
     public var datagramsSent = 0
+    /// Bytes of those datagrams.
     public var bytesSent = 0
+    /// Alarms (timers) that fired.
     public var alarmsFired = 0
+    /// Requests from application threads that the core carried out.
     public var requestsProcessed = 0
     /// Times the I/O or alarm quantum ran out with work left for the next turn.
     public var ioQuantumExpirations = 0
+    /// Times the alarm quantum ran out with alarms left for the next turn.
     public var alarmQuantumExpirations = 0
     /// Inbound datagrams longer than a packet buffer: dropped, never delivered cut short.
     public var droppedTruncated = 0

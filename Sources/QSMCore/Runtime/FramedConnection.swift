@@ -1,5 +1,5 @@
 /// Why a `FramedConnection` closed.
-public enum FramedConnectionCloseReason: Sendable, Equatable, CustomStringConvertible {
+package enum FramedConnectionCloseReason: Sendable, Equatable, CustomStringConvertible {
     case closedByPeer
     case failed(SystemError)
     /// The peer announced a frame over the limit: the stream cannot be trusted past it.
@@ -9,7 +9,7 @@ public enum FramedConnectionCloseReason: Sendable, Equatable, CustomStringConver
     /// Closed by this side.
     case local(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .closedByPeer: "closed by peer"
         case .failed(let error): "\(error)"
@@ -21,7 +21,7 @@ public enum FramedConnectionCloseReason: Sendable, Equatable, CustomStringConver
 }
 
 /// Told what happens on a `FramedConnection`, on the core thread.
-public protocol FramedConnectionDelegate: AnyObject {
+package protocol FramedConnectionDelegate: AnyObject {
     /// A non-blocking connect completed.
     func connectionEstablished(_ connection: FramedConnection, core: EventCore)
     func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore)
@@ -36,13 +36,13 @@ public protocol FramedConnectionDelegate: AnyObject {
 /// Memory is bounded both ways: an inbound frame over `maximumFrameBytes` closes the
 /// connection, and so does a peer that lets more than `maximumQueuedBytes` pile up
 /// unsent (it is not reading), so one slow peer can never stall or bloat the core.
-public final class FramedConnection: DescriptorHandler {
-    public let stream: TCPStream
-    public private(set) var registration: RegistrationID?
-    public private(set) var isConnecting: Bool
-    public private(set) var isClosed = false
-    public private(set) var queuedByteCount = 0
-    public let maximumQueuedBytes: Int
+package final class FramedConnection: DescriptorHandler {
+    package let stream: TCPStream
+    package private(set) var registration: RegistrationID?
+    package private(set) var isConnecting: Bool
+    package private(set) var isClosed = false
+    package private(set) var queuedByteCount = 0
+    package let maximumQueuedBytes: Int
     private weak var delegate: (any FramedConnectionDelegate)?
     private var decoder: FrameDecoder
     private var outbound = RingBuffer<[UInt8]>(initialCapacity: 8)
@@ -53,7 +53,7 @@ public final class FramedConnection: DescriptorHandler {
 
     /// Registers `stream` with `core`. `connecting` is true for a stream whose connect is
     /// still in progress.
-    public init(stream: TCPStream, connecting: Bool, core: EventCore, delegate: any FramedConnectionDelegate,
+    package init(stream: TCPStream, connecting: Bool, core: EventCore, delegate: any FramedConnectionDelegate,
                 maximumFrameBytes: Int, maximumQueuedBytes: Int) throws(SystemError) {
         self.stream = stream
         self.delegate = delegate
@@ -67,7 +67,7 @@ public final class FramedConnection: DescriptorHandler {
     /// Queues one frame. Returns false (and closes the connection) if the peer has let
     /// more than `maximumQueuedBytes` pile up.
     @discardableResult
-    public func send(_ payload: [UInt8], core: EventCore) -> Bool {
+    package func send(_ payload: [UInt8], core: EventCore) -> Bool {
         guard !isClosed else { return false }
         let framed = FrameDecoder.frame(payload)
         guard queuedByteCount + framed.count <= maximumQueuedBytes else {
@@ -81,14 +81,14 @@ public final class FramedConnection: DescriptorHandler {
     }
 
     /// Closes once everything queued so far has been written (or at once if nothing is).
-    public func closeAfterFlushing(reason: FramedConnectionCloseReason, core: EventCore) {
+    package func closeAfterFlushing(reason: FramedConnectionCloseReason, core: EventCore) {
         guard !isClosed else { return }
         closeWhenFlushed = true
         if queuedByteCount == 0 || isConnecting { close(reason: reason, core: core) } else { flush(core: core) }
     }
 
     /// Closes now, dropping anything queued.
-    public func close(reason: FramedConnectionCloseReason, core: EventCore) {
+    package func close(reason: FramedConnectionCloseReason, core: EventCore) {
         guard !isClosed else { return }
         isClosed = true
         if let registration { core.unregister(registration) }
@@ -100,7 +100,7 @@ public final class FramedConnection: DescriptorHandler {
 
     // MARK: DescriptorHandler
 
-    public func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
+    package func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
         // A failed connect is reported as an error event: it is the connect's outcome.
         if isConnecting { return descriptorWritable(registration, core: core) }
         while !isClosed {
@@ -126,7 +126,7 @@ public final class FramedConnection: DescriptorHandler {
         }
     }
 
-    public func descriptorWritable(_ registration: RegistrationID, core: EventCore) {
+    package func descriptorWritable(_ registration: RegistrationID, core: EventCore) {
         if isConnecting {
             do throws(SystemError) {
                 try stream.finishConnecting()

@@ -1,7 +1,7 @@
 /// The six I/O priority queues of the event core, highest first (section 4.2.2,
 /// Fig. 4.15): network before local (disk) I/O, inbound before outbound, control and
 /// recovery before data.
-public enum IOPriority: Int, CaseIterable, Sendable {
+package enum IOPriority: Int, CaseIterable, Sendable {
     case networkInboundControl
     case networkInboundData
     case networkOutboundControl
@@ -29,7 +29,7 @@ public enum IOPriority: Int, CaseIterable, Sendable {
 /// One unit of I/O work waiting in a priority queue.
 enum IOEvent {
     /// A received datagram whose buffer the event now owns.
-    case datagram(registration: UInt64, buffer: PacketBuffer, length: Int32, source: SocketAddress)
+    case datagram(registration: UInt64, buffer: PacketBuffer, length: Int32, source: QSMSocketAddress)
     /// A datagram socket that may take more output: pull from its feeds.
     case output(registration: UInt64)
     case descriptorReadable(registration: UInt64)

@@ -7,9 +7,9 @@
 ///
 /// All methods must be called on the core thread (from other threads, go through the
 /// core's request queue).
-public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
-    public let client: MembershipClient
-    public let gms: SocketAddress
+package final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
+    package let client: MembershipClient
+    package let gms: QSMSocketAddress
     private let core: EventCore
     private let onEvents: ([MembershipEvent], MembershipAgent) -> Void
     private var connection: FramedConnection?
@@ -17,11 +17,11 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
     /// The connection's authentication with the cluster secret, if there is one.
     private var session: GMSClientSession
     /// The last connection failure, for diagnosis.
-    public private(set) var lastConnectionProblem: String?
+    package private(set) var lastConnectionProblem: String?
 
     /// - Parameter clusterSecret: the cluster's secret (the GMS connection is then
     ///   mutually authenticated; see `GMSChannel`), or nil for a GMS run without one.
-    public init(node: NodeID, address: SocketAddress, gms: SocketAddress, core: EventCore,
+    package init(node: NodeID, address: QSMSocketAddress, gms: QSMSocketAddress, core: EventCore,
                 heartbeatInterval: Duration = .seconds(1), clusterSecret: [UInt8]? = nil,
                 onEvents: @escaping ([MembershipEvent], MembershipAgent) -> Void) {
         client = MembershipClient(node: node, address: address, heartbeatInterval: heartbeatInterval)
@@ -31,18 +31,18 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         self.onEvents = onEvents
     }
 
-    public func start() {
+    package func start() {
         client.start(now: core.now)
         pump()
     }
 
-    public func join(_ group: GroupName) { client.join(group); pump() }
-    public func leave(_ group: GroupName) { client.leave(group); pump() }
-    public func publish(_ group: GroupName) { client.publish(group); pump() }
-    public func unpublish(_ group: GroupName) { client.unpublish(group); pump() }
+    package func join(_ group: GroupName) { client.join(group); pump() }
+    package func leave(_ group: GroupName) { client.leave(group); pump() }
+    package func publish(_ group: GroupName) { client.publish(group); pump() }
+    package func unpublish(_ group: GroupName) { client.unpublish(group); pump() }
 
     /// Says goodbye to the GMS and stops reconnecting.
-    public func stop() {
+    package func stop() {
         client.stop()
         pump()
         if let alarm { core.cancelAlarm(alarm) }
@@ -80,7 +80,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         alarm = core.scheduleAlarm(at: deadline, handler: self)
     }
 
-    public func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
+    package func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
         guard connection === self.connection else { return }
         let hello = session.connected(nonce: SystemRandom.bytes(GMSChannel.nonceBytes))
         if let hello { connection.send(hello, core: core) }
@@ -88,7 +88,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         pump()
     }
 
-    public func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
+    package func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
         guard connection === self.connection else { return }
         let incoming = frame.withUnsafeBytes { session.incoming($0) }
         for reply in incoming.send { connection.send(reply, core: core) }
@@ -105,7 +105,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         pump()
     }
 
-    public func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
+    package func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
         guard connection === self.connection else { return }
         self.connection = nil
         session.disconnected()
@@ -117,7 +117,7 @@ public final class MembershipAgent: FramedConnectionDelegate, AlarmHandler {
         pump()
     }
 
-    public func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+    package func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
         alarm = nil
         client.tick(now: core.now)
         pump()

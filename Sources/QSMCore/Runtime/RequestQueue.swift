@@ -13,9 +13,9 @@ import Synchronization
 /// Sequence stores and loads are sequentially consistent so that the core's "about to
 /// sleep; is anything queued?" check and a producer's "is the core asleep?" check cannot
 /// both miss each other (see `EventCoreHandle`).
-public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
+package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     /// Slots in the ring (a power of two).
-    public let capacity: Int
+    package let capacity: Int
     private let mask: Int
     private let sequences: UnsafeMutablePointer<Atomic<Int>>
     private let elements: UnsafeMutablePointer<Element>
@@ -33,7 +33,7 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     private static var cacheLine: Int { 128 }
 
     /// - Parameter capacity: slots wanted; rounded up to a power of two, at least 2.
-    public init(capacity: Int) {
+    package init(capacity: Int) {
         precondition(capacity > 0 && capacity <= 1 << 30, "request queue capacity must be 1...2^30")
         var size = 2
         while size < capacity { size <<= 1 }
@@ -60,7 +60,7 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
 
     /// Adds `element` unless the queue is full. Safe from any thread.
     /// - Returns: false when full (the element is not queued).
-    public func tryEnqueue(_ element: Element) -> Bool {
+    package func tryEnqueue(_ element: Element) -> Bool {
         var position = enqueuePosition.pointee.load(ordering: .relaxed)
         while true {
             let slot = position & mask
@@ -84,7 +84,7 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Removes the oldest published element. Only the single consumer may call this.
-    public func dequeue() -> Element? {
+    package func dequeue() -> Element? {
         let position = dequeuePosition.pointee
         let slot = position & mask
         let sequence = sequences[slot].load(ordering: .sequentiallyConsistent)
@@ -96,7 +96,7 @@ public final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Whether the next element is ready for the consumer. Only the consumer may call this.
-    public var hasReadyElement: Bool {
+    package var hasReadyElement: Bool {
         let position = dequeuePosition.pointee
         return sequences[position & mask].load(ordering: .sequentiallyConsistent) == position + 1
     }

@@ -6,12 +6,12 @@ import CQSMLinux
 /// Preallocated `recvmmsg`/`sendmmsg` vectors for up to `capacity` datagrams whose bytes
 /// live in `PacketBufferPool` buffers. Built once and reused for every batch, so batched
 /// I/O allocates nothing. A batch is used either for receiving or for sending.
-public final class DatagramBatch {
-    public let capacity: Int
+package final class DatagramBatch {
+    package let capacity: Int
     /// Entries currently held: datagrams received by the last `receive`, or queued to send.
-    public private(set) var count = 0
+    package private(set) var count = 0
     /// Bytes in the datagrams the last successful `send` handed to the kernel.
-    public private(set) var lastSentByteCount = 0
+    package private(set) var lastSentByteCount = 0
 
     private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
     private let vectors: UnsafeMutablePointer<iovec>
@@ -22,7 +22,7 @@ public final class DatagramBatch {
     /// - Parameters:
     ///   - capacity: datagrams per call, 1...1024.
     ///   - pool: where the datagrams' bytes live.
-    public init(capacity: Int, pool: PacketBufferPool) {
+    package init(capacity: Int, pool: PacketBufferPool) {
         precondition(capacity > 0 && capacity <= 1024, "a datagram batch holds 1...1024 entries")
         self.capacity = capacity
         self.pool = pool
@@ -49,16 +49,16 @@ public final class DatagramBatch {
         buffers.deallocate()
     }
 
-    public var isFull: Bool { count == capacity }
-    public var isEmpty: Bool { count == 0 }
+    package var isFull: Bool { count == capacity }
+    package var isEmpty: Bool { count == 0 }
 
-    public func buffer(at index: Int) -> PacketBuffer { buffers[index] }
-    public func length(at index: Int) -> Int { Int(headers[index].msg_len) }
-    public func address(at index: Int) -> SocketAddress { SocketAddress(addresses[index]) }
-    public func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
+    package func buffer(at index: Int) -> PacketBuffer { buffers[index] }
+    package func length(at index: Int) -> Int { Int(headers[index].msg_len) }
+    package func address(at index: Int) -> QSMSocketAddress { QSMSocketAddress(addresses[index]) }
+    package func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
 
     /// Gives every held buffer back to the pool and empties the batch.
-    public func releaseAll() {
+    package func releaseAll() {
         for index in 0..<count { pool.release(buffers[index]) }
         count = 0
     }
@@ -69,13 +69,13 @@ public final class DatagramBatch {
     /// `0..<n` are the datagrams; the caller takes ownership of their buffers with
     /// `detachAll()` or gives them back with `releaseAll()`. Returns `.completed(0)` when
     /// the pool had no buffer at all (exhaustion is counted by the pool).
-    public func receive(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+    package func receive(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
         try receive(on: socket.descriptor)
     }
 
     /// Like `receive(on:)`, on a socket set to block: waits for the first datagram (up
     /// to the socket's receive timeout), then takes what else is queued without waiting.
-    public func receiveWaitingForOne(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+    package func receiveWaitingForOne(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
         try receive(on: socket.descriptor, flags: Int32(CQSM_MSG_WAITFORONE))
     }
 
@@ -114,12 +114,12 @@ public final class DatagramBatch {
     }
 
     /// Forgets the held buffers without releasing them: their new owner releases them.
-    public func detachAll() { count = 0 }
+    package func detachAll() { count = 0 }
 
     // MARK: Sending
 
     /// Queues a datagram of `length` bytes held in `buffer` (now owned by the batch).
-    public func append(_ buffer: PacketBuffer, length: Int, to destination: SocketAddress) {
+    package func append(_ buffer: PacketBuffer, length: Int, to destination: QSMSocketAddress) {
         precondition(count < capacity, "append to a full datagram batch")
         buffers[count] = buffer
         vectors[count].iov_base = pool.bytes(of: buffer).baseAddress
@@ -134,7 +134,7 @@ public final class DatagramBatch {
     /// removed and their buffers released. On `.wouldBlock` nothing is removed. On an
     /// error, which `sendmmsg` reports only for the first entry, nothing is removed
     /// either: the caller decides (typically `dropFirst()`).
-    public func send(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
+    package func send(on socket: UDPSocket) throws(SystemError) -> IOResult<Int> {
         try send(on: socket.descriptor)
     }
 
@@ -153,7 +153,7 @@ public final class DatagramBatch {
     }
 
     /// Drops the first queued datagram (one the kernel refused), releasing its buffer.
-    public func dropFirst() { removeFirst(1) }
+    package func dropFirst() { removeFirst(1) }
 
     private func removeFirst(_ removed: Int) {
         guard removed > 0 else { return }

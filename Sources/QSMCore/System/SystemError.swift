@@ -9,6 +9,7 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The errno value the call left.
     public let errno: Int32
 
+    /// An error for the failed `call`, with the `errno` it left.
     public init(call: String, errno: Int32) {
         self.call = call
         self.errno = errno
@@ -20,7 +21,7 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The outcome of a non-blocking operation: done, or the kernel said EAGAIN.
-public enum IOResult<Value> {
+package enum IOResult<Value> {
     case completed(Value)
     case wouldBlock
 }

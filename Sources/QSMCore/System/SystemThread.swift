@@ -5,7 +5,7 @@ import CQSMLinux
 
 /// A plain POSIX thread. The event core runs on one; it is also how a body is run inside
 /// a network namespace entered by that thread alone.
-public final class SystemThread: @unchecked Sendable {
+package final class SystemThread: @unchecked Sendable {
     private let thread: pthread_t
     private let joined = AtomicFlag()
 
@@ -19,7 +19,7 @@ public final class SystemThread: @unchecked Sendable {
     }
 
     /// Starts `body` on a new thread.
-    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+    package init(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
         let start = Unmanaged.passRetained(Start(name, body)).toOpaque()
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { argument in
@@ -37,13 +37,13 @@ public final class SystemThread: @unchecked Sendable {
 
     /// Waits for the thread to finish. Safe to call more than once; called on the thread
     /// itself, it returns at once (the thread is detached when this object goes).
-    public func join() {
+    package func join() {
         guard !isCurrent, joined.setIfClear() else { return }
         pthread_join(thread, nil)
     }
 
     /// Whether the calling thread is this one.
-    public var isCurrent: Bool { pthread_equal(thread, pthread_self()) != 0 }
+    package var isCurrent: Bool { pthread_equal(thread, pthread_self()) != 0 }
 
     deinit {
         if joined.setIfClear() { pthread_detach(thread) }
@@ -52,8 +52,8 @@ public final class SystemThread: @unchecked Sendable {
 
 extension SystemThread {
     /// The kernel's id for the calling thread.
-    public static var currentThreadID: Int64 { cqsm_gettid() }
+    package static var currentThreadID: Int64 { cqsm_gettid() }
 
     /// Lets other runnable threads have the processor (sched_yield).
-    public static func yieldProcessor() { sched_yield() }
+    package static func yieldProcessor() { sched_yield() }
 }

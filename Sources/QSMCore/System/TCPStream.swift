@@ -4,11 +4,11 @@ import Glibc
 import CQSMLinux
 
 /// A listening TCP/IPv4 socket, non-blocking; closes on deinit.
-public final class TCPListener {
-    public let descriptor: Int32
+package final class TCPListener {
+    package let descriptor: Int32
 
     /// Binds to `address` (port 0: the kernel picks one) and listens.
-    public init(bindingTo address: SocketAddress, backlog: Int32 = 128) throws(SystemError) {
+    package init(bindingTo address: QSMSocketAddress, backlog: Int32 = 128) throws(SystemError) {
         descriptor = try systemCall("socket(TCP)") {
             Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
@@ -34,12 +34,12 @@ public final class TCPListener {
 
     deinit { closeDescriptor(descriptor) }
 
-    public func localAddress() throws(SystemError) -> SocketAddress {
+    package func localAddress() throws(SystemError) -> QSMSocketAddress {
         try boundAddress(of: descriptor)
     }
 
     /// Accepts one pending connection, non-blocking and close-on-exec.
-    public func accept() throws(SystemError) -> IOResult<TCPStream> {
+    package func accept() throws(SystemError) -> IOResult<TCPStream> {
         while true {
             switch try nonBlockingCall("accept4", { cqsm_accept(descriptor) }) {
             case .wouldBlock: return .wouldBlock
@@ -50,8 +50,8 @@ public final class TCPListener {
 }
 
 /// A connected (or connecting) non-blocking TCP/IPv4 stream; closes on deinit.
-public final class TCPStream {
-    public let descriptor: Int32
+package final class TCPStream {
+    package let descriptor: Int32
 
     init(adopting descriptor: Int32) {
         self.descriptor = descriptor
@@ -61,7 +61,7 @@ public final class TCPStream {
 
     /// Starts connecting to `address`; completion is signalled by writability, after which
     /// `finishConnecting()` tells success from failure.
-    public static func connect(to address: SocketAddress) throws(SystemError) -> TCPStream {
+    package static func connect(to address: QSMSocketAddress) throws(SystemError) -> TCPStream {
         let fd = try systemCall("socket(TCP)") {
             Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
@@ -82,7 +82,7 @@ public final class TCPStream {
     deinit { closeDescriptor(descriptor) }
 
     /// After the socket became writable: throws the connection's error if it failed.
-    public func finishConnecting() throws(SystemError) {
+    package func finishConnecting() throws(SystemError) {
         var code: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         _ = try systemCall("getsockopt(SO_ERROR)") { Glibc.getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) }
@@ -90,7 +90,7 @@ public final class TCPStream {
     }
 
     /// Reads what is available; `.completed(0)` means the peer closed its side.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+    package func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
         switch try nonBlockingCall("read", { Glibc.read(descriptor, buffer.baseAddress, buffer.count) }) {
         case .completed(let count): return .completed(count)
         case .wouldBlock: return .wouldBlock
@@ -98,19 +98,19 @@ public final class TCPStream {
     }
 
     /// Writes what the kernel takes now (never raises SIGPIPE; a closed peer is EPIPE).
-    public func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
         switch try nonBlockingCall("send", { Glibc.send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }) {
         case .completed(let count): return .completed(count)
         case .wouldBlock: return .wouldBlock
         }
     }
 
-    public func localAddress() throws(SystemError) -> SocketAddress {
+    package func localAddress() throws(SystemError) -> QSMSocketAddress {
         try boundAddress(of: descriptor)
     }
 }
 
-func boundAddress(of descriptor: Int32) throws(SystemError) -> SocketAddress {
+func boundAddress(of descriptor: Int32) throws(SystemError) -> QSMSocketAddress {
     var raw = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = try systemCall("getsockname") {
@@ -118,5 +118,5 @@ func boundAddress(of descriptor: Int32) throws(SystemError) -> SocketAddress {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getsockname(descriptor, $0, &length) }
         }
     }
-    return SocketAddress(raw)
+    return QSMSocketAddress(raw)
 }

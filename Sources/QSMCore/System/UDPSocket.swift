@@ -7,13 +7,13 @@ import CQSMLinux
 ///
 /// Every failing call throws a `SystemError` naming the call; EAGAIN on send or receive
 /// is `.wouldBlock`, never an error.
-public final class UDPSocket {
-    public let descriptor: Int32
+package final class UDPSocket {
+    package let descriptor: Int32
 
     /// Creates a non-blocking, close-on-exec UDP socket. `IP_MULTICAST_ALL` is turned off
     /// so that the socket receives only the multicast groups it joined itself, not every
     /// group any socket of this host joined (Linux's surprising default).
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         descriptor = try systemCall("socket") {
             Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
@@ -31,14 +31,14 @@ public final class UDPSocket {
 
     /// Allows several sockets (and processes) on this host to bind the same multicast
     /// address and port; each then receives its own copy of every datagram.
-    public func setReuseAddress(_ enabled: Bool) throws(SystemError) {
+    package func setReuseAddress(_ enabled: Bool) throws(SystemError) {
         try setOption(SOL_SOCKET, SO_REUSEADDR, Int32(enabled ? 1 : 0), "setsockopt(SO_REUSEADDR)")
     }
 
     /// Binds to `address`; port 0 asks the kernel for a free port. Returns the address
     /// actually bound.
     @discardableResult
-    public func bind(to address: SocketAddress) throws(SystemError) -> SocketAddress {
+    package func bind(to address: QSMSocketAddress) throws(SystemError) -> QSMSocketAddress {
         var raw = address.sockaddr
         _ = try systemCall("bind") {
             withUnsafePointer(to: &raw) {
@@ -51,36 +51,36 @@ public final class UDPSocket {
     }
 
     /// The address and port the socket is bound to.
-    public func localAddress() throws(SystemError) -> SocketAddress {
+    package func localAddress() throws(SystemError) -> QSMSocketAddress {
         try boundAddress(of: descriptor)
     }
 
     // MARK: Multicast
 
     /// Joins `group` on the interface with address `interface` (IP_ADD_MEMBERSHIP).
-    public func joinMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
+    package func joinMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
         let request = ip_mreq(imr_multiaddr: group.inAddr, imr_interface: interface.inAddr)
         try setOption(Int32(IPPROTO_IP), IP_ADD_MEMBERSHIP, request, "setsockopt(IP_ADD_MEMBERSHIP)")
     }
 
     /// Leaves `group` on `interface` (IP_DROP_MEMBERSHIP).
-    public func leaveMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
+    package func leaveMulticastGroup(_ group: IPv4Address, interface: IPv4Address) throws(SystemError) {
         let request = ip_mreq(imr_multiaddr: group.inAddr, imr_interface: interface.inAddr)
         try setOption(Int32(IPPROTO_IP), IP_DROP_MEMBERSHIP, request, "setsockopt(IP_DROP_MEMBERSHIP)")
     }
 
     /// Chooses the interface outgoing multicast leaves by (IP_MULTICAST_IF).
-    public func setMulticastInterface(_ interface: IPv4Address) throws(SystemError) {
+    package func setMulticastInterface(_ interface: IPv4Address) throws(SystemError) {
         try setOption(Int32(IPPROTO_IP), IP_MULTICAST_IF, interface.inAddr, "setsockopt(IP_MULTICAST_IF)")
     }
 
     /// Whether this host's own sockets receive what this socket multicasts.
-    public func setMulticastLoop(_ enabled: Bool) throws(SystemError) {
+    package func setMulticastLoop(_ enabled: Bool) throws(SystemError) {
         try setOption(Int32(IPPROTO_IP), IP_MULTICAST_LOOP, Int32(enabled ? 1 : 0), "setsockopt(IP_MULTICAST_LOOP)")
     }
 
     /// Time to live of outgoing multicast: 0 keeps it on this host, 1 on the local link.
-    public func setMulticastTimeToLive(_ hops: UInt8) throws(SystemError) {
+    package func setMulticastTimeToLive(_ hops: UInt8) throws(SystemError) {
         try setOption(Int32(IPPROTO_IP), IP_MULTICAST_TTL, Int32(hops), "setsockopt(IP_MULTICAST_TTL)")
     }
 
@@ -90,14 +90,14 @@ public final class UDPSocket {
     /// granting (Linux doubles the request for bookkeeping and caps it at
     /// net.core.rmem_max unless the process may use SO_RCVBUFFORCE, which is tried first).
     @discardableResult
-    public func setReceiveBufferSize(_ bytes: Int) throws(SystemError) -> Int {
+    package func setReceiveBufferSize(_ bytes: Int) throws(SystemError) -> Int {
         try setBufferSize(bytes, force: SO_RCVBUFFORCE, plain: SO_RCVBUF, name: "SO_RCVBUF")
     }
 
     /// Asks for a send buffer of `bytes`; returns the size granted (see
     /// `setReceiveBufferSize`).
     @discardableResult
-    public func setSendBufferSize(_ bytes: Int) throws(SystemError) -> Int {
+    package func setSendBufferSize(_ bytes: Int) throws(SystemError) -> Int {
         try setBufferSize(bytes, force: SO_SNDBUFFORCE, plain: SO_SNDBUF, name: "SO_SNDBUF")
     }
 
@@ -114,7 +114,7 @@ public final class UDPSocket {
     // MARK: Single datagrams (control paths and tests; the data path uses DatagramBatch)
 
     /// Sends one datagram. `.wouldBlock` when the send buffer is full.
-    public func send(_ bytes: UnsafeRawBufferPointer, to destination: SocketAddress) throws(SystemError) -> IOResult<Int> {
+    package func send(_ bytes: UnsafeRawBufferPointer, to destination: QSMSocketAddress) throws(SystemError) -> IOResult<Int> {
         var raw = destination.sockaddr
         let result = try nonBlockingCall("sendto") {
             withUnsafePointer(to: &raw) {
@@ -132,14 +132,14 @@ public final class UDPSocket {
 
     /// One received datagram: its length, sender, and whether it was longer than the
     /// buffer (the excess was discarded by the kernel; such a datagram must be dropped).
-    public struct Reception: Equatable, Sendable {
-        public var length: Int
-        public var source: SocketAddress
-        public var truncated: Bool
+    package struct Reception: Equatable, Sendable {
+        package var length: Int
+        package var source: QSMSocketAddress
+        package var truncated: Bool
     }
 
     /// Receives one datagram into `buffer`. `.wouldBlock` when nothing is queued.
-    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Reception> {
+    package func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Reception> {
         var raw = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let result = try nonBlockingCall("recvfrom") {
@@ -152,7 +152,7 @@ public final class UDPSocket {
         }
         switch result {
         case .completed(let size):
-            return .completed(Reception(length: min(size, buffer.count), source: SocketAddress(raw),
+            return .completed(Reception(length: min(size, buffer.count), source: QSMSocketAddress(raw),
                                         truncated: size > buffer.count))
         case .wouldBlock:
             return .wouldBlock
@@ -162,7 +162,7 @@ public final class UDPSocket {
     /// Makes receives block (for a dedicated receiving thread, as in a raw baseline),
     /// each for at most `timeout`, after which they report `.wouldBlock`. The event core
     /// never uses a blocking socket.
-    public func setBlockingReceive(timeout: Duration) throws(SystemError) {
+    package func setBlockingReceive(timeout: Duration) throws(SystemError) {
         let flags = Glibc.fcntl(descriptor, F_GETFL)
         if flags == -1 { throw SystemError(call: "fcntl(F_GETFL)", errno: Glibc.errno) }
         if Glibc.fcntl(descriptor, F_SETFL, flags & ~Int32(O_NONBLOCK)) == -1 {

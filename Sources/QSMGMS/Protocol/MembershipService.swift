@@ -1,14 +1,14 @@
 import QSMCore
 
 /// A transport connection as the service sees it (the runtime numbers them).
-public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
-    public let value: UInt64
-    public init(_ value: UInt64) { self.value = value }
-    public var description: String { "c\(value)" }
+package struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    package let value: UInt64
+    package init(_ value: UInt64) { self.value = value }
+    package var description: String { "c\(value)" }
 }
 
 /// What the service asks its transport to do.
-public enum MembershipServiceAction: Equatable, Sendable {
+package enum MembershipServiceAction: Equatable, Sendable {
     /// Send one frame's payload on a connection.
     case send(ConnectionID, [UInt8])
     /// Close a connection (after sending what was queued before).
@@ -16,23 +16,23 @@ public enum MembershipServiceAction: Equatable, Sendable {
 }
 
 /// Counters of the membership service; every refusal and drop is counted by reason.
-public struct MembershipServiceStatistics: Sendable, Equatable {
-    public var registrations = 0
-    public var cleanLeaves = 0
+package struct MembershipServiceStatistics: Sendable, Equatable {
+    package var registrations = 0
+    package var cleanLeaves = 0
     /// Nodes removed because their connection broke without a goodbye.
-    public var disconnectFailures = 0
+    package var disconnectFailures = 0
     /// Nodes removed because their heartbeats stopped.
-    public var heartbeatFailures = 0
-    public var batchesApplied = 0
-    public var updatesSent = 0
-    public var malformedFrames = 0
-    public var rejectedRequests = 0
-    public var duplicateRegistrations = 0
-    public var idleConnectionsClosed = 0
+    package var heartbeatFailures = 0
+    package var batchesApplied = 0
+    package var updatesSent = 0
+    package var malformedFrames = 0
+    package var rejectedRequests = 0
+    package var duplicateRegistrations = 0
+    package var idleConnectionsClosed = 0
     /// Connections refused because they did not authenticate with the cluster secret
     /// (no handshake, a wrong proof, a bad frame tag, or a handshake at a GMS without a
     /// secret). Nothing they said reached the membership state.
-    public var authenticationFailures = 0
+    package var authenticationFailures = 0
 }
 
 /// QSM's centralized Global Membership Service (section 4.2.1 A) as a state machine with
@@ -42,9 +42,9 @@ public struct MembershipServiceStatistics: Sendable, Equatable {
 /// Joins, leaves and failures are collected and applied in batches every
 /// `batchInterval`. Each live node then receives, on its own connection, a versioned
 /// update with just what changed among its regions and its groups.
-public final class MembershipService {
-    public let configuration: MembershipConfiguration
-    public private(set) var statistics = MembershipServiceStatistics()
+package final class MembershipService {
+    package let configuration: MembershipConfiguration
+    package private(set) var statistics = MembershipServiceStatistics()
 
     private var views: MembershipViews
     private var connections: [ConnectionID: Connection] = [:]
@@ -71,7 +71,7 @@ public final class MembershipService {
     private var refusals: [String] = []
 
     private struct NodeRecord {
-        var address: SocketAddress
+        var address: QSMSocketAddress
         var connection: ConnectionID
         var lastHeard: Instant
         var joined: Set<GroupID> = []
@@ -90,7 +90,7 @@ public final class MembershipService {
     }
 
     /// - Throws: `ConfigurationError` for an invalid configuration.
-    public init(configuration: MembershipConfiguration) throws(ConfigurationError) {
+    package init(configuration: MembershipConfiguration) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         views = MembershipViews(configuration: configuration)
@@ -101,28 +101,28 @@ public final class MembershipService {
 
     // MARK: Introspection
 
-    public var liveNodeCount: Int { nodes.count }
-    public var groupCount: Int { groupRecords.count }
-    public var regionViews: [RegionView] { Array(views.regions.values) }
-    public var groupViews: [GroupView] { Array(views.groups.values) }
-    public var addressesInUse: Int { views.addressesInUse }
+    package var liveNodeCount: Int { nodes.count }
+    package var groupCount: Int { groupRecords.count }
+    package var regionViews: [RegionView] { Array(views.regions.values) }
+    package var groupViews: [GroupView] { Array(views.groups.values) }
+    package var addressesInUse: Int { views.addressesInUse }
 
     /// When `tick` next has work (a batch or a heartbeat deadline), at the latest.
-    public func nextDeadline(after now: Instant) -> Instant {
+    package func nextDeadline(after now: Instant) -> Instant {
         var deadline = now.advanced(byNanoseconds: min(heartbeatTimeoutNanoseconds, 1_000_000_000))
         if dirty, let nextBatch { deadline = min(deadline, nextBatch) }
         return deadline
     }
 
     /// Actions produced since the last call, in order.
-    public func takeActions() -> [MembershipServiceAction] {
+    package func takeActions() -> [MembershipServiceAction] {
         defer { actions.removeAll(keepingCapacity: true) }
         return actions
     }
 
     // MARK: Transport events
 
-    public func connectionOpened(_ connection: ConnectionID, now: Instant) {
+    package func connectionOpened(_ connection: ConnectionID, now: Instant) {
         var channel: GMSChannel?
         if let secret = configuration.clusterSecret, nonces != nil {
             channel = GMSChannel(role: .server, secret: secret, nonce: nonces!.next(), blockFunction: configuration.sha256BlockFunction)
@@ -131,13 +131,13 @@ public final class MembershipService {
     }
 
     /// Why connections were refused since the last call (for the runtime's log).
-    public func takeRefusals() -> [String] {
+    package func takeRefusals() -> [String] {
         defer { refusals.removeAll() }
         return refusals
     }
 
     /// A connection ended. A node that did not say goodbye has failed.
-    public func connectionClosed(_ connection: ConnectionID, now: Instant) {
+    package func connectionClosed(_ connection: ConnectionID, now: Instant) {
         guard let state = connections.removeValue(forKey: connection) else { return }
         if let node = state.node, nodes[node]?.connection == connection {
             statistics.disconnectFailures += 1
@@ -146,7 +146,7 @@ public final class MembershipService {
     }
 
     /// One frame's payload arrived on `connection`.
-    public func frameReceived(_ frame: UnsafeRawBufferPointer, on connection: ConnectionID, now: Instant) {
+    package func frameReceived(_ frame: UnsafeRawBufferPointer, on connection: ConnectionID, now: Instant) {
         guard let state = connections[connection], !state.refused else { return }
         guard var channel = state.channel else {
             if GMSChannel.isHandshake(frame) {
@@ -221,7 +221,7 @@ public final class MembershipService {
 
     /// Advances time: detects failures, closes idle unregistered connections, and applies
     /// the pending batch when it is due.
-    public func tick(now: Instant) {
+    package func tick(now: Instant) {
         for (id, node) in nodes where now.nanoseconds(since: node.lastHeard) > heartbeatTimeoutNanoseconds {
             statistics.heartbeatFailures += 1
             let seconds = Double(now.nanoseconds(since: node.lastHeard)) / 1e9
@@ -243,7 +243,7 @@ public final class MembershipService {
 
     // MARK: Requests
 
-    private func register(_ node: NodeID, address: SocketAddress, protocolVersion: UInt16,
+    private func register(_ node: NodeID, address: QSMSocketAddress, protocolVersion: UInt16,
                           on connection: ConnectionID, now: Instant) {
         guard protocolVersion == membershipProtocolVersion else {
             refuse(0, "protocol version \(protocolVersion) not supported (this GMS speaks \(membershipProtocolVersion))", on: connection)

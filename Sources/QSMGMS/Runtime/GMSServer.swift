@@ -2,9 +2,9 @@ import QSMCore
 
 /// Runs a `MembershipService` on an event core over TCP: accepts connections, feeds their
 /// frames to the service, carries out its sends and closes, and ticks it on an alarm.
-public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, AlarmHandler {
-    public let service: MembershipService
-    public let listenAddress: SocketAddress
+package final class GMSServer: DescriptorHandler, FramedConnectionDelegate, AlarmHandler {
+    package let service: MembershipService
+    package let listenAddress: QSMSocketAddress
     private let listener: TCPListener
     private var connections: [ConnectionID: FramedConnection] = [:]
     private var identifiers: [ObjectIdentifier: ConnectionID] = [:]
@@ -12,19 +12,19 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
     private var tickAlarm: AlarmHandle?
     private var tickDeadline = Instant.zero
     /// Accept failures other than "nothing pending" (e.g. out of descriptors).
-    public private(set) var acceptErrors = 0
+    package private(set) var acceptErrors = 0
     /// Connections cut for announcing a frame over the inbound limit.
-    public private(set) var oversizedFrames = 0
+    package private(set) var oversizedFrames = 0
     /// Connections cut because the client let too much pile up unread.
-    public private(set) var slowClientsDisconnected = 0
+    package private(set) var slowClientsDisconnected = 0
     /// Told why each refused connection was refused (failed authentication), for the
     /// operator's log. Called on the core thread.
-    public var onRefusal: ((String) -> Void)?
+    package var onRefusal: ((String) -> Void)?
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
     /// A configuration whose `incarnation` is 0 gets a random one: every run of a server
     /// numbers its regions apart from earlier runs'.
-    public init(configuration: MembershipConfiguration, listeningOn address: SocketAddress, core: EventCore) throws {
+    package init(configuration: MembershipConfiguration, listeningOn address: QSMSocketAddress, core: EventCore) throws {
         var configuration = configuration
         if configuration.incarnation == 0 { configuration.incarnation = UInt32.random(in: 1...UInt32.max) }
         if configuration.clusterSecret != nil, configuration.entropy.isEmpty { configuration.entropy = SystemRandom.bytes(32) }
@@ -38,11 +38,11 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
         tickAlarm = core.scheduleAlarm(at: tickDeadline, handler: self)
     }
 
-    public var connectionCount: Int { connections.count }
+    package var connectionCount: Int { connections.count }
 
     // MARK: Listener
 
-    public func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
+    package func descriptorReadable(_ registration: RegistrationID, core: EventCore) {
         while true {
             let stream: TCPStream
             do throws(SystemError) {
@@ -68,19 +68,19 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
         }
     }
 
-    public func descriptorWritable(_ registration: RegistrationID, core: EventCore) {}
+    package func descriptorWritable(_ registration: RegistrationID, core: EventCore) {}
 
     // MARK: Connections
 
-    public func connectionEstablished(_ connection: FramedConnection, core: EventCore) {}
+    package func connectionEstablished(_ connection: FramedConnection, core: EventCore) {}
 
-    public func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
+    package func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
         guard let id = identifiers[ObjectIdentifier(connection)] else { return }
         frame.withUnsafeBytes { service.frameReceived($0, on: id, now: core.now) }
         carryOut(core)
     }
 
-    public func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
+    package func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
         guard let id = identifiers.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         switch reason {
         case .frameTooLarge: oversizedFrames += 1
@@ -92,7 +92,7 @@ public final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alarm
         carryOut(core)
     }
 
-    public func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
+    package func alarmFired(tag: UInt64, deadline: Instant, core: EventCore) {
         tickAlarm = nil
         service.tick(now: core.now)
         carryOut(core)

@@ -2,7 +2,7 @@ import QSMProtocol
 
 
 /// How the GMS maps groups to regions (section 4.1.2).
-public enum RegionMode: String, Sendable, CaseIterable {
+package enum RegionMode: String, Sendable, CaseIterable {
     /// QSM's scheme: one region per distinct set of groups; every node is in one region.
     case full
     /// Groups are first decomposed greedily into perfect hierarchies; regions are formed
@@ -11,54 +11,54 @@ public enum RegionMode: String, Sendable, CaseIterable {
 }
 
 /// Settings of the membership service. Invalid values are rejected by `validate()`.
-public struct MembershipConfiguration: Sendable {
-    public var mode: RegionMode = .full
+package struct MembershipConfiguration: Sendable {
+    package var mode: RegionMode = .full
     /// Most nodes per partition (k in section 4.2.1 C).
-    public var partitionSize = 5
+    package var partitionSize = 5
     /// In `hierarchies` mode, a group is not added to a hierarchy if that would leave a
     /// region of it with fewer nodes than this (1 disables the constraint).
-    public var minimumRegionSize = 1
+    package var minimumRegionSize = 1
     /// First address of the multicast pool and how many addresses it holds. The default,
     /// 239.192.0.0/14, is IPv4 organization-local scope (RFC 2365).
-    public var addressPoolStart = IPv4Address(239, 192, 0, 0)
-    public var addressPoolSize = 1 << 18
+    package var addressPoolStart = IPv4Address(239, 192, 0, 0)
+    package var addressPoolSize = 1 << 18
     /// The UDP port every region's and hybrid group's multicast address uses.
-    public var multicastPort: UInt16 = 17_000
+    package var multicastPort: UInt16 = 17_000
     /// Pending joins, leaves and failures are applied together at this interval.
-    public var batchInterval: Duration = .milliseconds(100)
+    package var batchInterval: Duration = .milliseconds(100)
     /// A node whose heartbeats stop for this long is excluded as failed. Long enough that
     /// a node frozen for a couple of seconds rides it out (section 4.1.1, item 8).
-    public var heartbeatTimeout: Duration = .seconds(5)
+    package var heartbeatTimeout: Duration = .seconds(5)
     /// Limits, each enforced with a clear error.
-    public var maximumNodes = 10_000
-    public var maximumGroups = 100_000
-    public var maximumGroupsPerNode = 10_000
+    package var maximumNodes = 10_000
+    package var maximumGroups = 100_000
+    package var maximumGroupsPerNode = 10_000
     /// Groups that also get a per-group multicast address (hybrid mode, section 4.2.1 B).
-    public var hybridGroups: Set<String> = []
+    package var hybridGroups: Set<String> = []
     /// Largest frame accepted from a client, and most bytes queued for one client before
     /// it is disconnected as too slow.
-    public var maximumInboundFrameBytes = 64 << 10
-    public var maximumQueuedBytesPerClient = 64 << 20
+    package var maximumInboundFrameBytes = 64 << 10
+    package var maximumQueuedBytesPerClient = 64 << 20
 
     /// Distinguishes this run of the GMS from earlier ones: region ids are
     /// `incarnation << 32 | n`, so a restarted GMS never hands out an id an earlier run
     /// used for a different region (nodes would mix the two regions' sequence numbers).
     /// 0 leaves ids small (tests, the simulator); `GMSServer` picks a random one.
-    public var incarnation: UInt32 = 0
+    package var incarnation: UInt32 = 0
 
-    public init() {}
+    package init() {}
 
     /// The cluster secret: every connection must authenticate with it (see `GMSChannel`)
     /// before anything it says reaches the membership state. nil runs without
     /// authentication (`--insecure`).
-    public var clusterSecret: [UInt8]?
+    package var clusterSecret: [UInt8]?
     /// At least 32 unpredictable bytes for the handshake nonces (the runtime fills them
     /// from the OS; a simulation from its seed). Needed with a cluster secret.
-    public var entropy: [UInt8] = []
+    package var entropy: [UInt8] = []
     /// SHA-256 in hardware for the handshake and frame tags, or nil (portable).
-    public var sha256BlockFunction: SHA256.BlockFunction?
+    package var sha256BlockFunction: SHA256.BlockFunction?
 
-    public func validate() throws(ConfigurationError) {
+    package func validate() throws(ConfigurationError) {
         if let clusterSecret {
             guard clusterSecret.count >= 16 else {
                 throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")

@@ -2,38 +2,38 @@ import QSMProtocol
 
 
 /// What the GMS knows when it applies a batch: who is alive and who belongs to what.
-public struct MembershipSnapshot {
+package struct MembershipSnapshot {
     /// Live nodes and their unicast addresses.
-    public var nodes: [NodeID: SocketAddress] = [:]
+    package var nodes: [NodeID: QSMSocketAddress] = [:]
     /// Each live node's groups (as a member; publishing alone does not count).
-    public var memberships: [NodeID: Set<GroupID>] = [:]
+    package var memberships: [NodeID: Set<GroupID>] = [:]
     /// Every group that exists (has members or publishers), by id.
-    public var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
+    package var groups: [GroupID: (name: GroupName, hybrid: Bool)] = [:]
     /// Live nodes that publish to a group without belonging to it.
-    public var publishers: [GroupID: Set<NodeID>] = [:]
-    public init() {}
+    package var publishers: [GroupID: Set<NodeID>] = [:]
+    package init() {}
 }
 
 /// What one batch changed.
-public struct MembershipChanges: Equatable, Sendable {
-    public var changedRegions: Set<RegionID> = []
-    public var removedRegions: Set<RegionID> = []
-    public var changedGroups: Set<GroupID> = []
-    public var removedGroups: Set<GroupID> = []
-    public var isEmpty: Bool { changedRegions.isEmpty && removedRegions.isEmpty && changedGroups.isEmpty && removedGroups.isEmpty }
+package struct MembershipChanges: Equatable, Sendable {
+    package var changedRegions: Set<RegionID> = []
+    package var removedRegions: Set<RegionID> = []
+    package var changedGroups: Set<GroupID> = []
+    package var removedGroups: Set<GroupID> = []
+    package var isEmpty: Bool { changedRegions.isEmpty && removedRegions.isEmpty && changedGroups.isEmpty && removedGroups.isEmpty }
 }
 
 /// The versioned membership structure of Fig. 4.7: group views, region views, the
 /// mapping between them, partitions, leaders and multicast addresses. Each `apply`
 /// computes the layout for a snapshot and produces new versions only of what changed.
-public struct MembershipViews {
-    public let configuration: MembershipConfiguration
-    public private(set) var regions: [RegionID: RegionView] = [:]
-    public private(set) var groups: [GroupID: GroupView] = [:]
+package struct MembershipViews {
+    package let configuration: MembershipConfiguration
+    package private(set) var regions: [RegionID: RegionView] = [:]
+    package private(set) var groups: [GroupID: GroupView] = [:]
     /// Each group's hierarchy (all 0 in `full` mode).
-    public private(set) var hierarchyOf: [GroupID: UInt32] = [:]
+    package private(set) var hierarchyOf: [GroupID: UInt32] = [:]
     /// Regions that could not get an address because the pool was empty.
-    public private(set) var addressExhaustions = 0
+    package private(set) var addressExhaustions = 0
     private var regionByKey: [RegionKey: RegionID] = [:]
     private var pool: AddressPool
     private var nextRegionID: UInt64 = 1
@@ -44,16 +44,16 @@ public struct MembershipViews {
         package var groups: [GroupID]
     }
 
-    public init(configuration: MembershipConfiguration) {
+    package init(configuration: MembershipConfiguration) {
         self.configuration = configuration
         pool = AddressPool(start: configuration.addressPoolStart, size: configuration.addressPoolSize)
         nextRegionID = UInt64(configuration.incarnation) << 32 | 1
     }
 
-    public var addressesInUse: Int { pool.inUse }
+    package var addressesInUse: Int { pool.inUse }
 
     /// Applies one batch: the layout for `snapshot`, with new versions of what changed.
-    public mutating func apply(_ snapshot: MembershipSnapshot) -> MembershipChanges {
+    package mutating func apply(_ snapshot: MembershipSnapshot) -> MembershipChanges {
         var changes = MembershipChanges()
         assignHierarchies(snapshot)
 
@@ -154,12 +154,12 @@ public struct MembershipViews {
         return a.groups.lexicographicallyPrecedes(b.groups)
     }
 
-    private mutating func allocateAddress() -> SocketAddress? {
+    private mutating func allocateAddress() -> QSMSocketAddress? {
         guard let address = pool.allocate() else {
             addressExhaustions += 1
             return nil
         }
-        return SocketAddress(address, port: configuration.multicastPort)
+        return QSMSocketAddress(address, port: configuration.multicastPort)
     }
 
     private mutating func assignHierarchies(_ snapshot: MembershipSnapshot) {

@@ -4,16 +4,16 @@ import QSMProtocol
 /// Computes the GMS's views for a whole membership table in one batch, exactly as the
 /// service does when it applies a batch: for tools (qsm-bench regions) and tests that
 /// want the region structure of a given membership without running a service.
-public struct ViewComputation {
+package struct ViewComputation {
     private var views: MembershipViews
 
-    public init(configuration: MembershipConfiguration) throws(ConfigurationError) {
+    package init(configuration: MembershipConfiguration) throws(ConfigurationError) {
         try configuration.validate()
         views = MembershipViews(configuration: configuration)
     }
 
     /// Applies a membership table: live nodes, each node's groups, and every group's name.
-    public mutating func apply(nodes: [NodeID: SocketAddress], memberships: [NodeID: Set<GroupID>],
+    package mutating func apply(nodes: [NodeID: QSMSocketAddress], memberships: [NodeID: Set<GroupID>],
                                groups: [GroupID: GroupName]) {
         var snapshot = MembershipSnapshot()
         snapshot.nodes = nodes
@@ -24,11 +24,11 @@ public struct ViewComputation {
         _ = views.apply(snapshot)
     }
 
-    public var regions: Dictionary<RegionID, RegionView>.Values { views.regions.values }
-    public var groups: Dictionary<GroupID, GroupView>.Values { views.groups.values }
-    public var addressesInUse: Int { views.addressesInUse }
+    package var regions: Dictionary<RegionID, RegionView>.Values { views.regions.values }
+    package var groups: Dictionary<GroupID, GroupView>.Values { views.groups.values }
+    package var addressesInUse: Int { views.addressesInUse }
     /// Distinct hierarchies among groups with members (1 in `full` mode if any group has members).
-    public var hierarchyCount: Int {
+    package var hierarchyCount: Int {
         views.configuration.mode == .full ? (views.regions.isEmpty ? 0 : 1) : Set(views.hierarchyOf.values).count
     }
 }

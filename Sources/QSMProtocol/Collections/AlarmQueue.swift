@@ -1,6 +1,6 @@
 /// Names one scheduled alarm so it can be cancelled or moved. A handle goes stale once its
 /// alarm fires or is cancelled; operations on a stale handle do nothing.
-public struct AlarmHandle: Hashable, Sendable {
+package struct AlarmHandle: Hashable, Sendable {
     let slot: Int32
     let generation: UInt32
 }
@@ -9,7 +9,7 @@ public struct AlarmHandle: Hashable, Sendable {
 ///
 /// Moving an alarm with `reschedule` places it after every alarm already scheduled for the
 /// same deadline, exactly as cancelling it and scheduling it anew would.
-public protocol AlarmQueue<Payload>: AnyObject {
+package protocol AlarmQueue<Payload>: AnyObject {
     associatedtype Payload
 
     /// Alarms pending.

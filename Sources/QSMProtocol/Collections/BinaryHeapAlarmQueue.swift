@@ -12,7 +12,7 @@ struct HeapSlot {
 /// The event core uses the splay tree; this heap exists as the yardstick that
 /// `qsm-bench micro` measures the splay tree against, and is tested to the same
 /// reference model so that comparison is between two correct queues.
-public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
+package final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
     /// Kept outside the generic class so the sift loops are concrete code.
     private typealias Slot = HeapSlot
 
@@ -22,15 +22,15 @@ public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
     private var freeHead: Int32 = -1
     private var nextSequence: UInt64 = 1
 
-    public init(initialCapacity: Int = 64) {
+    package init(initialCapacity: Int = 64) {
         slots.reserveCapacity(initialCapacity)
         payloads.reserveCapacity(initialCapacity)
         heap.reserveCapacity(initialCapacity)
     }
 
-    public var count: Int { heap.count }
+    package var count: Int { heap.count }
 
-    public func schedule(at deadline: Instant, _ payload: Payload) -> AlarmHandle {
+    package func schedule(at deadline: Instant, _ payload: Payload) -> AlarmHandle {
         let slot: Int32
         if freeHead >= 0 {
             slot = freeHead
@@ -49,14 +49,14 @@ public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
     }
 
     @discardableResult
-    public func cancel(_ handle: AlarmHandle) -> Payload? {
+    package func cancel(_ handle: AlarmHandle) -> Payload? {
         guard isPending(handle) else { return nil }
         removeAt(Int(slots[Int(handle.slot)].heapIndex))
         return freeSlot(handle.slot)
     }
 
     @discardableResult
-    public func reschedule(_ handle: AlarmHandle, to deadline: Instant) -> Bool {
+    package func reschedule(_ handle: AlarmHandle, to deadline: Instant) -> Bool {
         guard isPending(handle) else { return false }
         setKey(handle.slot, deadline.nanoseconds)
         let index = Int(slots[Int(handle.slot)].heapIndex)
@@ -65,18 +65,18 @@ public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
         return true
     }
 
-    public func nextDeadline() -> Instant? {
+    package func nextDeadline() -> Instant? {
         heap.first.map { Instant(nanoseconds: slots[Int($0)].deadline) }
     }
 
-    public func popFirst(notAfter limit: Instant) -> (deadline: Instant, payload: Payload)? {
+    package func popFirst(notAfter limit: Instant) -> (deadline: Instant, payload: Payload)? {
         guard let first = heap.first, slots[Int(first)].deadline <= limit.nanoseconds else { return nil }
         let deadline = slots[Int(first)].deadline
         removeAt(0)
         return (Instant(nanoseconds: deadline), freeSlot(first)!)
     }
 
-    public func isPending(_ handle: AlarmHandle) -> Bool {
+    package func isPending(_ handle: AlarmHandle) -> Bool {
         handle.slot >= 0 && Int(handle.slot) < slots.count
             && slots[Int(handle.slot)].generation == handle.generation
             && slots[Int(handle.slot)].heapIndex >= 0
@@ -84,7 +84,7 @@ public final class BinaryHeapAlarmQueue<Payload>: AlarmQueue {
 
     /// Checks the heap order and the slot back-pointers; a description of the first
     /// violation, or nil.
-    public func invariantViolation() -> String? {
+    package func invariantViolation() -> String? {
         for index in heap.indices {
             if slots[Int(heap[index])].heapIndex != Int32(index) { return "slot back-pointer wrong at \(index)" }
             if index > 0 && less(heap[index], than: heap[(index - 1) / 2]) { return "heap order broken at \(index)" }

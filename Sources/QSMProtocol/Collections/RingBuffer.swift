@@ -4,25 +4,25 @@
 /// Inlinable: the event core's per-datagram queues use it from another module, where an
 /// unspecialized generic would look up type metadata on every call.
 @frozen
-public struct RingBuffer<Element> {
+package struct RingBuffer<Element> {
     @usableFromInline var storage: ContiguousArray<Element?>
     @usableFromInline var head = 0
     @usableFromInline var storedCount = 0
     /// Elements held.
-    @inlinable public var count: Int { storedCount }
+    @inlinable package var count: Int { storedCount }
 
     @inlinable
-    public init(initialCapacity: Int = 16) {
+    package init(initialCapacity: Int = 16) {
         var size = 1
         while size < max(initialCapacity, 1) { size <<= 1 }
         storage = ContiguousArray(repeating: nil, count: size)
     }
 
     @inlinable
-    public var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
 
     @inlinable
-    public mutating func append(_ element: Element) {
+    package mutating func append(_ element: Element) {
         if count == storage.count { grow() }
         storage[(head + count) & (storage.count - 1)] = element
         storedCount += 1
@@ -30,11 +30,11 @@ public struct RingBuffer<Element> {
 
     /// The oldest element, left in place.
     @inlinable
-    public var first: Element? { count > 0 ? storage[head] : nil }
+    package var first: Element? { count > 0 ? storage[head] : nil }
 
     /// Puts an element back at the front (it becomes the next `popFirst()`).
     @inlinable
-    public mutating func prepend(_ element: Element) {
+    package mutating func prepend(_ element: Element) {
         if count == storage.count { grow() }
         head = (head - 1 + storage.count) & (storage.count - 1)
         storage[head] = element
@@ -42,7 +42,7 @@ public struct RingBuffer<Element> {
     }
 
     @inlinable
-    public mutating func popFirst() -> Element? {
+    package mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let element = storage[head].take()
         head = (head + 1) & (storage.count - 1)
@@ -52,7 +52,7 @@ public struct RingBuffer<Element> {
 
     /// Removes every element for which `shouldRemove` is true, keeping the order of the rest.
     @inlinable
-    public mutating func removeAll(where shouldRemove: (Element) -> Bool) {
+    package mutating func removeAll(where shouldRemove: (Element) -> Bool) {
         var kept = 0
         for offset in 0..<count {
             let index = (head + offset) & (storage.count - 1)

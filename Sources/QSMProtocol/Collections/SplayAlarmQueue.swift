@@ -17,7 +17,7 @@ struct SplayNode {
 ///
 /// Nodes live in one array and are recycled through a free list, so steady-state
 /// scheduling allocates nothing. Slot 0 is the splay's scratch header node.
-public final class SplayAlarmQueue<Payload>: AlarmQueue {
+package final class SplayAlarmQueue<Payload>: AlarmQueue {
     /// Node fields are kept outside the generic class so all tree surgery is concrete code
     /// (no generic metadata or value witnesses on the hot path, even across modules).
     typealias Node = SplayNode
@@ -33,10 +33,10 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
     @exclusivity(unchecked) private var root: Int32 = SplayAlarmQueue.none
     @exclusivity(unchecked) private var freeHead: Int32 = SplayAlarmQueue.none
     @exclusivity(unchecked) private var nextSequence: UInt64 = 1
-    @exclusivity(unchecked) public private(set) var count = 0
+    @exclusivity(unchecked) package private(set) var count = 0
 
     /// - Parameter initialCapacity: alarms that fit before the node array must grow.
-    public init(initialCapacity: Int = 64) {
+    package init(initialCapacity: Int = 64) {
         nodes = []
         nodes.reserveCapacity(initialCapacity + 1)
         payloads = []
@@ -47,7 +47,7 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
 
     // MARK: Public operations
 
-    public func schedule(at deadline: Instant, _ payload: Payload) -> AlarmHandle {
+    package func schedule(at deadline: Instant, _ payload: Payload) -> AlarmHandle {
         let slot = allocateSlot()
         payloads[Int(slot)] = payload
         insert(slot, deadline: deadline.nanoseconds)
@@ -55,27 +55,27 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
     }
 
     @discardableResult
-    public func cancel(_ handle: AlarmHandle) -> Payload? {
+    package func cancel(_ handle: AlarmHandle) -> Payload? {
         guard isPending(handle) else { return nil }
         detach(handle.slot)
         return freeSlot(handle.slot)
     }
 
     @discardableResult
-    public func reschedule(_ handle: AlarmHandle, to deadline: Instant) -> Bool {
+    package func reschedule(_ handle: AlarmHandle, to deadline: Instant) -> Bool {
         guard isPending(handle) else { return false }
         detach(handle.slot)
         insert(handle.slot, deadline: deadline.nanoseconds)
         return true
     }
 
-    public func nextDeadline() -> Instant? {
+    package func nextDeadline() -> Instant? {
         guard root != Self.none else { return nil }
         root = splay(root, deadline: .min, sequence: 0)
         return Instant(nanoseconds: nodes[Int(root)].deadline)
     }
 
-    public func popFirst(notAfter limit: Instant) -> (deadline: Instant, payload: Payload)? {
+    package func popFirst(notAfter limit: Instant) -> (deadline: Instant, payload: Payload)? {
         guard root != Self.none else { return nil }
         root = splay(root, deadline: .min, sequence: 0)
         let first = root
@@ -89,7 +89,7 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
     }
 
     /// Whether `handle` names an alarm that has neither fired nor been cancelled.
-    public func isPending(_ handle: AlarmHandle) -> Bool {
+    package func isPending(_ handle: AlarmHandle) -> Bool {
         handle.slot > 0 && Int(handle.slot) < nodes.count
             && nodes[Int(handle.slot)].generation == handle.generation
             && nodes[Int(handle.slot)].inTree
@@ -188,7 +188,7 @@ public final class SplayAlarmQueue<Payload>: AlarmQueue {
 
     /// Checks the search-tree order, the node count, and that every reachable node is
     /// marked pending; returns a description of the first violation, or nil.
-    public func invariantViolation() -> String? {
+    package func invariantViolation() -> String? {
         var stack: [Int32] = []
         var current = root
         var previous: (Int64, UInt64)? = nil

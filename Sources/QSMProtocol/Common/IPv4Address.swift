@@ -3,8 +3,10 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
     /// The address as a 32-bit number, most significant octet first (host byte order).
     public var value: UInt32
 
+    /// The address with this 32-bit value (host byte order).
     public init(value: UInt32) { self.value = value }
 
+    /// The address a.b.c.d.
     public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
         value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
     }
@@ -22,7 +24,9 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
         value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
     }
 
+    /// 0.0.0.0, any local address.
     public static let any = IPv4Address(value: 0)
+    /// 127.0.0.1.
     public static let loopback = IPv4Address(127, 0, 0, 1)
 
     /// True for 224.0.0.0/4, the IPv4 multicast range.
@@ -36,10 +40,13 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
 }
 
 /// An IPv4 address and UDP port.
-public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+public struct QSMSocketAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The IPv4 address.
     public var address: IPv4Address
+    /// The port.
     public var port: UInt16
 
+    /// `address`:`port`.
     public init(_ address: IPv4Address, port: UInt16) {
         self.address = address
         self.port = port

@@ -2,31 +2,31 @@
 ///
 /// The protocol never reads a clock: it is handed `Instant`s by whoever drives it (the
 /// event core with the real monotonic clock, or a simulator with virtual time).
-public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var nanoseconds: Int64
+package struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package var nanoseconds: Int64
 
-    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    package init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
-    public static let zero = Instant(nanoseconds: 0)
+    package static let zero = Instant(nanoseconds: 0)
 
-    public func advanced(byNanoseconds delta: Int64) -> Instant {
+    package func advanced(byNanoseconds delta: Int64) -> Instant {
         Instant(nanoseconds: nanoseconds &+ delta)
     }
 
-    public func advanced(by duration: Duration) -> Instant {
+    package func advanced(by duration: Duration) -> Instant {
         advanced(byNanoseconds: duration.totalNanoseconds)
     }
 
-    public func nanoseconds(since earlier: Instant) -> Int64 { nanoseconds &- earlier.nanoseconds }
+    package func nanoseconds(since earlier: Instant) -> Int64 { nanoseconds &- earlier.nanoseconds }
 
-    public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+    package static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
-    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+    package var description: String { "\(Double(nanoseconds) / 1e9)s" }
 }
 
 extension Duration {
     /// The duration in whole nanoseconds, saturating at the bounds of `Int64`.
-    public var totalNanoseconds: Int64 {
+    package var totalNanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? Int64.min : Int64.max }

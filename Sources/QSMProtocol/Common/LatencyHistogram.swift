@@ -5,17 +5,19 @@
 public struct LatencyHistogram: Sendable, Equatable {
     private static let subBuckets = 16
     private var counts = [Int](repeating: 0, count: 27 * 16)
+    /// Samples recorded.
     public private(set) var count = 0
+    /// The largest sample, in microseconds.
     public private(set) var maximumMicroseconds = 0
 
-    public mutating func record(microseconds value: Int) {
+    package mutating func record(microseconds value: Int) {
         let value = max(0, value)
         count += 1
         maximumMicroseconds = max(maximumMicroseconds, value)
         counts[Self.bucket(of: value)] += 1
     }
 
-    public mutating func merge(_ other: LatencyHistogram) {
+    package mutating func merge(_ other: LatencyHistogram) {
         for index in counts.indices { counts[index] += other.counts[index] }
         count += other.count
         maximumMicroseconds = max(maximumMicroseconds, other.maximumMicroseconds)
@@ -35,13 +37,13 @@ public struct LatencyHistogram: Sendable, Equatable {
     }
 
     /// Bucket counts as "index:count" pairs, for shipping between processes.
-    public var encoded: String {
+    package var encoded: String {
         counts.enumerated().filter { $0.element > 0 }.map { "\($0.offset):\($0.element)" }.joined(separator: ",")
     }
 
-    public init() {}
+    package init() {}
 
-    public init?(encoded: String, maximumMicroseconds: Int) {
+    package init?(encoded: String, maximumMicroseconds: Int) {
         self.maximumMicroseconds = maximumMicroseconds
         guard !encoded.isEmpty else { return }
         for pair in encoded.split(separator: ",") {

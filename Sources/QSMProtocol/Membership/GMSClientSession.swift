@@ -3,15 +3,15 @@
 /// channel opens, opens what arrives, and turns a refusal or a failed proof into one
 /// plain reason. Shared by the node machine and `MembershipAgent`, so every client of
 /// the GMS authenticates the same way.
-public struct GMSClientSession: Sendable {
+package struct GMSClientSession: Sendable {
     /// What one frame from the GMS amounted to.
-    public struct Incoming: Sendable {
+    package struct Incoming: Sendable {
         /// Frames to send now (handshake replies, and frames held for the channel).
-        public var send: [[UInt8]] = []
+        package var send: [[UInt8]] = []
         /// A membership message for the client.
-        public var message: [UInt8]?
+        package var message: [UInt8]?
         /// Authentication failed, and why: close the connection and report it.
-        public var failure: String?
+        package var failure: String?
     }
 
     private let secret: [UInt8]?
@@ -19,14 +19,14 @@ public struct GMSClientSession: Sendable {
     private var channel: GMSChannel?
     private var held: [[UInt8]] = []
 
-    public init(secret: [UInt8]?, blockFunction: SHA256.BlockFunction? = nil) {
+    package init(secret: [UInt8]?, blockFunction: SHA256.BlockFunction? = nil) {
         self.secret = secret
         self.blockFunction = blockFunction
     }
 
     /// The connection opened. With a secret, returns the hello to send first; `nonce`
     /// must be `GMSChannel.nonceBytes` fresh, unpredictable bytes.
-    public mutating func connected(nonce: @autoclosure () -> [UInt8]) -> [UInt8]? {
+    package mutating func connected(nonce: @autoclosure () -> [UInt8]) -> [UInt8]? {
         held = []
         guard let secret else { return nil }
         let opened = GMSChannel(role: .client, secret: secret, nonce: nonce(), blockFunction: blockFunction)
@@ -35,14 +35,14 @@ public struct GMSClientSession: Sendable {
     }
 
     /// The connection closed or failed.
-    public mutating func disconnected() {
+    package mutating func disconnected() {
         channel = nil
         held = []
     }
 
     /// A membership frame to send: returned sealed (or as it is, without a secret), or
     /// nil while the channel is not open yet (it goes out once it opens).
-    public mutating func outgoing(_ frame: [UInt8]) -> [UInt8]? {
+    package mutating func outgoing(_ frame: [UInt8]) -> [UInt8]? {
         guard secret != nil else { return frame }
         guard var open = channel, open.isOpen else {
             held.append(frame)
@@ -54,7 +54,7 @@ public struct GMSClientSession: Sendable {
     }
 
     /// One frame from the GMS.
-    public mutating func incoming(_ frame: UnsafeRawBufferPointer) -> Incoming {
+    package mutating func incoming(_ frame: UnsafeRawBufferPointer) -> Incoming {
         var result = Incoming()
         guard var current = channel else {
             if let reason = GMSChannel.refusalReason(frame) {

@@ -3,6 +3,7 @@
 /// Names travel on the wire length-prefixed, so they are bounded: 1 to 255 bytes of UTF-8,
 /// with no control characters (they appear in logs and command lines).
 public struct GroupName: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The name as given.
     public let text: String
 
     /// The longest name accepted, in UTF-8 bytes.

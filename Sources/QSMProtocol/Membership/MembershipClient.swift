@@ -15,16 +15,20 @@ public enum MembershipEvent: Equatable, Sendable {
     /// cluster secret (or one side has none). Retrying will not help until an operator
     /// fixes the configuration; a command-line node exits with this reason.
     case authenticationFailed(reason: String)
+    /// A new view of a region this node is a member of.
     case regionView(RegionView)
+    /// This node is no longer a member of the region.
     case regionRemoved(RegionID)
+    /// A new view of a group this node belongs or publishes to.
     case groupView(GroupView)
+    /// The node no longer belongs or publishes to the group (or the group is gone).
     case groupRemoved(GroupID, GroupName)
     /// The GMS refused a request, or the client refused one of the application's.
     case rejected(request: String, reason: String)
 }
 
 /// What the client asks its transport to do.
-public enum MembershipClientAction: Equatable, Sendable {
+package enum MembershipClientAction: Equatable, Sendable {
     case connect
     case send([UInt8])
     case close
@@ -35,23 +39,23 @@ public enum MembershipClientAction: Equatable, Sendable {
 /// The application says which groups it wants to belong and publish to; the client keeps
 /// the GMS in line with that across reconnections and exclusions, sends heartbeats, and
 /// applies the GMS's versioned updates, asking for a full one when it sees a gap.
-public final class MembershipClient {
-    public let node: NodeID
-    public let address: SocketAddress
+package final class MembershipClient {
+    package let node: NodeID
+    package let address: QSMSocketAddress
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
-    @exclusivity(unchecked) public private(set) var regions: [RegionID: RegionView] = [:]
-    @exclusivity(unchecked) public private(set) var groups: [GroupID: GroupView] = [:]
+    @exclusivity(unchecked) package private(set) var regions: [RegionID: RegionView] = [:]
+    @exclusivity(unchecked) package private(set) var groups: [GroupID: GroupView] = [:]
     /// The version of the last update applied (0: none yet).
-    @exclusivity(unchecked) public private(set) var version: UInt64 = 0
-    @exclusivity(unchecked) public private(set) var isRegistered = false
+    @exclusivity(unchecked) package private(set) var version: UInt64 = 0
+    @exclusivity(unchecked) package private(set) var isRegistered = false
     /// Gaps seen in update versions (each led to a resynchronization).
-    @exclusivity(unchecked) public private(set) var versionGaps = 0
+    @exclusivity(unchecked) package private(set) var versionGaps = 0
 
     /// The groups the application wants to belong to, and to publish to.
-    @exclusivity(unchecked) public private(set) var wantedMemberships: Set<GroupName> = []
-    @exclusivity(unchecked) public private(set) var wantedPublications: Set<GroupName> = []
+    @exclusivity(unchecked) package private(set) var wantedMemberships: Set<GroupName> = []
+    @exclusivity(unchecked) package private(set) var wantedPublications: Set<GroupName> = []
     @exclusivity(unchecked) private var state = State.idle
     @exclusivity(unchecked) private var hasRegisteredBefore = false
     @exclusivity(unchecked) private var stopped = false
@@ -74,7 +78,7 @@ public final class MembershipClient {
         case registered
     }
 
-    public init(node: NodeID, address: SocketAddress, heartbeatInterval: Duration = .seconds(1),
+    package init(node: NodeID, address: QSMSocketAddress, heartbeatInterval: Duration = .seconds(1),
                 reconnectDelay: Duration = .milliseconds(200)) {
         self.node = node
         self.address = address
@@ -83,18 +87,18 @@ public final class MembershipClient {
         reconnectDelayNanoseconds = minimumReconnectDelay
     }
 
-    public func takeActions() -> [MembershipClientAction] {
+    package func takeActions() -> [MembershipClientAction] {
         defer { actions.removeAll(keepingCapacity: true) }
         return actions
     }
 
-    public func takeEvents() -> [MembershipEvent] {
+    package func takeEvents() -> [MembershipEvent] {
         defer { events.removeAll(keepingCapacity: true) }
         return events
     }
 
     /// The earliest time `tick` has something to do.
-    public func nextDeadline(after now: Instant) -> Instant {
+    package func nextDeadline(after now: Instant) -> Instant {
         switch state {
         case .registered, .registering: return lastHeartbeat.advanced(byNanoseconds: heartbeatIntervalNanoseconds)
         case .idle: return reconnectAt ?? now.advanced(by: .seconds(1))
@@ -105,20 +109,20 @@ public final class MembershipClient {
     // MARK: Application requests
 
     /// Starts talking to the GMS (asks the transport to connect).
-    public func start(now: Instant) {
+    package func start(now: Instant) {
         guard case .idle = state else { return }
         stopped = false
         state = .connecting
         actions.append(.connect)
     }
 
-    public func join(_ group: GroupName) { change(&wantedMemberships, insert: group, kind: "join") }
-    public func leave(_ group: GroupName) { change(&wantedMemberships, remove: group, kind: "leave") }
-    public func publish(_ group: GroupName) { change(&wantedPublications, insert: group, kind: "publish") }
-    public func unpublish(_ group: GroupName) { change(&wantedPublications, remove: group, kind: "unpublish") }
+    package func join(_ group: GroupName) { change(&wantedMemberships, insert: group, kind: "join") }
+    package func leave(_ group: GroupName) { change(&wantedMemberships, remove: group, kind: "leave") }
+    package func publish(_ group: GroupName) { change(&wantedPublications, insert: group, kind: "publish") }
+    package func unpublish(_ group: GroupName) { change(&wantedPublications, remove: group, kind: "unpublish") }
 
     /// Leaves everything cleanly and closes the connection.
-    public func stop() {
+    package func stop() {
         if case .registered = state { sendMessage(.goodbye) }
         stopped = true
         state = .idle
@@ -161,7 +165,7 @@ public final class MembershipClient {
 
     // MARK: Transport events
 
-    public func connected(now: Instant) {
+    package func connected(now: Instant) {
         guard case .connecting = state else { return }
         state = .registering
         lastHeartbeat = now
@@ -174,7 +178,7 @@ public final class MembershipClient {
     /// The views are kept until the node registers again: the data path does not need the
     /// GMS, so traffic flows on through its restart or a broken connection. (Forgetting
     /// them here dropped every region at once, and with it every message still in flight.)
-    public func disconnected(now: Instant) {
+    package func disconnected(now: Instant) {
         guard !stopped else { return }
         if isRegistered { events.append(.disconnected) }
         isRegistered = false
@@ -182,7 +186,7 @@ public final class MembershipClient {
         scheduleReconnect(now)
     }
 
-    public func frameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
+    package func frameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
         let message: ServerMessage
         do throws(WireError) {
             message = try ServerMessage(decoding: frame)
@@ -226,7 +230,7 @@ public final class MembershipClient {
     }
 
     /// Advances time: heartbeats, and reconnection when due.
-    public func tick(now: Instant) {
+    package func tick(now: Instant) {
         switch state {
         case .registered, .registering:
             if now.nanoseconds(since: lastHeartbeat) >= heartbeatIntervalNanoseconds {

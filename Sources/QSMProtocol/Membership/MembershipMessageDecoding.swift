@@ -3,7 +3,7 @@
 // smallest encoding of one element) before anything is allocated for it.
 
 extension ClientMessage {
-    public init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+    package init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
         var reader = WireReader(bytes)
         let tag = try reader.readUInt8()
         func requestFields() throws(WireError) -> (UInt32, GroupName) {
@@ -28,7 +28,7 @@ extension ClientMessage {
 }
 
 extension ServerMessage {
-    public init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+    package init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
         var reader = WireReader(bytes)
         let tag = try reader.readUInt8()
         switch tag {
@@ -62,11 +62,11 @@ extension WireReader {
         return name
     }
 
-    mutating func readSocketAddress() throws(WireError) -> SocketAddress {
-        SocketAddress(IPv4Address(value: try readUInt32()), port: try readUInt16())
+    mutating func readSocketAddress() throws(WireError) -> QSMSocketAddress {
+        QSMSocketAddress(IPv4Address(value: try readUInt32()), port: try readUInt16())
     }
 
-    mutating func readOptionalAddress() throws(WireError) -> SocketAddress? {
+    mutating func readOptionalAddress() throws(WireError) -> QSMSocketAddress? {
         let start = offset
         switch try readUInt8() {
         case 0: return nil

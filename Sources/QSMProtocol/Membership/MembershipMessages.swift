@@ -1,11 +1,11 @@
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
-public let membershipProtocolVersion: UInt16 = 2
+package let membershipProtocolVersion: UInt16 = 2
 
 /// What a node sends the GMS.
-public enum ClientMessage: Equatable, Sendable {
+package enum ClientMessage: Equatable, Sendable {
     /// First message on a connection: who the node is and where it listens.
-    case register(node: NodeID, address: SocketAddress, protocolVersion: UInt16)
+    case register(node: NodeID, address: QSMSocketAddress, protocolVersion: UInt16)
     case join(request: UInt32, group: GroupName)
     case leave(request: UInt32, group: GroupName)
     /// Registers the node as a sender to a group it need not be a member of.
@@ -19,7 +19,7 @@ public enum ClientMessage: Equatable, Sendable {
 }
 
 /// What the GMS sends a node.
-public enum ServerMessage: Equatable, Sendable {
+package enum ServerMessage: Equatable, Sendable {
     case registered(node: NodeID)
     case accepted(request: UInt32)
     /// A request (or, with request 0, the connection's last message) was refused.
@@ -31,19 +31,19 @@ public enum ServerMessage: Equatable, Sendable {
 
 /// A versioned change to what one node knows. Increments apply only on top of
 /// `baseVersion`; a node that sees any other base asks for a full update.
-public struct MembershipUpdate: Equatable, Sendable {
-    public var baseVersion: UInt64
-    public var version: UInt64
+package struct MembershipUpdate: Equatable, Sendable {
+    package var baseVersion: UInt64
+    package var version: UInt64
     /// Replaces everything the node knew.
-    public var isFull: Bool
+    package var isFull: Bool
     /// New or changed views of the node's own regions.
-    public var regions: [RegionView]
-    public var removedRegions: [RegionID]
+    package var regions: [RegionView]
+    package var removedRegions: [RegionID]
     /// New or changed views of groups the node belongs or publishes to.
-    public var groups: [GroupView]
-    public var removedGroups: [GroupID]
+    package var groups: [GroupView]
+    package var removedGroups: [GroupID]
 
-    public init(baseVersion: UInt64, version: UInt64, isFull: Bool, regions: [RegionView], removedRegions: [RegionID],
+    package init(baseVersion: UInt64, version: UInt64, isFull: Bool, regions: [RegionView], removedRegions: [RegionID],
                 groups: [GroupView], removedGroups: [GroupID]) {
         self.baseVersion = baseVersion
         self.version = version
@@ -66,7 +66,7 @@ private enum ServerTag: UInt8 {
 // MARK: Encoding
 
 extension ClientMessage {
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var encoder = WireEncoder()
         func request(_ tag: ClientTag, _ id: UInt32, _ group: GroupName) {
             encoder.write(tag.rawValue)
@@ -92,7 +92,7 @@ extension ClientMessage {
 }
 
 extension ServerMessage {
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var encoder = WireEncoder()
         switch self {
         case .registered(let node):
@@ -117,12 +117,12 @@ extension ServerMessage {
 }
 
 extension WireEncoder {
-    mutating func write(_ address: SocketAddress) {
+    mutating func write(_ address: QSMSocketAddress) {
         write(address.address.value)
         write(address.port)
     }
 
-    mutating func write(optional address: SocketAddress?) {
+    mutating func write(optional address: QSMSocketAddress?) {
         if let address {
             write(UInt8(1))
             write(address)

@@ -1,9 +1,11 @@
 
 /// Up to k nodes of a region that run one token ring together, and the one that leads it.
 public struct Partition: Hashable, Sendable {
+    /// The partition's members, sorted by id.
     public var members: [NodeID]
+    /// The member that starts the partition's token.
     public var leader: NodeID
-    public init(members: [NodeID], leader: NodeID) {
+    package init(members: [NodeID], leader: NodeID) {
         self.members = members
         self.leader = leader
     }
@@ -12,7 +14,9 @@ public struct Partition: Hashable, Sendable {
 /// One numbered view of a region: the nodes whose groups (within one hierarchy) are
 /// exactly `groups`, split into partitions, with the multicast address the region owns.
 public struct RegionView: Hashable, Sendable {
+    /// The region.
     public var id: RegionID
+    /// Rises whenever the region's member set changes.
     public var viewNumber: UInt64
     /// The hierarchy the region belongs to (always 0 in `full` mode).
     public var hierarchy: UInt32
@@ -20,14 +24,15 @@ public struct RegionView: Hashable, Sendable {
     public var groups: [GroupID]
     /// Members sorted by id, with their unicast addresses.
     public var members: [NodeEntry]
+    /// The region's partitions (section 4.2.1 C), each with its leader.
     public var partitions: [Partition]
     /// One of the partition leaders.
     public var regionLeader: NodeID
     /// Nil only if the address pool was exhausted when the region formed.
-    public var address: SocketAddress?
+    public var address: QSMSocketAddress?
 
-    public init(id: RegionID, viewNumber: UInt64, hierarchy: UInt32, groups: [GroupID], members: [NodeEntry],
-                partitions: [Partition], regionLeader: NodeID, address: SocketAddress?) {
+    package init(id: RegionID, viewNumber: UInt64, hierarchy: UInt32, groups: [GroupID], members: [NodeEntry],
+                partitions: [Partition], regionLeader: NodeID, address: QSMSocketAddress?) {
         self.id = id
         self.viewNumber = viewNumber
         self.hierarchy = hierarchy
@@ -46,10 +51,13 @@ public struct RegionView: Hashable, Sendable {
 
 /// A region view as a group view refers to it.
 public struct RegionReference: Hashable, Sendable {
+    /// The region.
     public var id: RegionID
+    /// The region's view number when the group view was made.
     public var viewNumber: UInt64
-    public var address: SocketAddress?
-    public init(id: RegionID, viewNumber: UInt64, address: SocketAddress?) {
+    /// The region's multicast address (nil if the pool was exhausted).
+    public var address: QSMSocketAddress?
+    package init(id: RegionID, viewNumber: UInt64, address: QSMSocketAddress?) {
         self.id = id
         self.viewNumber = viewNumber
         self.address = address
@@ -59,7 +67,9 @@ public struct RegionReference: Hashable, Sendable {
 /// One numbered view of a group, and the region views that together hold exactly its
 /// members (section 4.2.1 A, Fig. 4.7).
 public struct GroupView: Hashable, Sendable {
+    /// The group's id.
     public var id: GroupID
+    /// The group's name.
     public var name: GroupName
     /// Rises whenever the member set changes.
     public var viewNumber: UInt64
@@ -70,14 +80,14 @@ public struct GroupView: Hashable, Sendable {
     /// Disjoint region views whose union is exactly `members`, sorted by region id.
     public var regions: [RegionReference]
     /// The group's own multicast address in hybrid mode (section 4.2.1 B), else nil.
-    public var hybridAddress: SocketAddress?
+    public var hybridAddress: QSMSocketAddress?
     /// Live nodes that publish to the group without belonging to it, sorted by id: when
     /// one is gone from this list (it crashed, or stopped publishing) members give up
     /// what of its messages nobody left holds.
     public var publishers: [NodeID]
 
-    public init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], mappingVersion: UInt64,
-                regions: [RegionReference], hybridAddress: SocketAddress?, publishers: [NodeID] = []) {
+    package init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], mappingVersion: UInt64,
+                regions: [RegionReference], hybridAddress: QSMSocketAddress?, publishers: [NodeID] = []) {
         self.publishers = publishers
         self.id = id
         self.name = name

@@ -19,20 +19,20 @@
 ///   group's view is known; until then it waits, in order, in a bounded backlog.
 /// - Addresses come from region views, and from packets themselves: a sender outside
 ///   this node's regions is in no view, yet must be acknowledged and NAKed.
-public final class NodeMachine {
-    public let configuration: NodeMachineConfiguration
-    public var id: NodeID { configuration.id }
-    public let protocolNode: ProtocolNode
-    public let membership: MembershipClient
+package final class NodeMachine {
+    package let configuration: NodeMachineConfiguration
+    package var id: NodeID { configuration.id }
+    package let protocolNode: ProtocolNode
+    package let membership: MembershipClient
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
-    @exclusivity(unchecked) public private(set) var statistics = NodeMachineStatistics()
+    @exclusivity(unchecked) package private(set) var statistics = NodeMachineStatistics()
     /// Per-group and per-sender counts of what was sent and delivered.
-    @exclusivity(unchecked) public private(set) var traffic = TrafficCounters()
+    @exclusivity(unchecked) package private(set) var traffic = TrafficCounters()
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
-    @exclusivity(unchecked) public private(set) var listenAddresses: Set<SocketAddress> = []
+    @exclusivity(unchecked) package private(set) var listenAddresses: Set<QSMSocketAddress> = []
 
     private let seal: DatagramSeal?
     /// Where encrypted packets are decrypted to (only with encryption).
@@ -40,9 +40,9 @@ public final class NodeMachine {
     private let tagBytes: Int
     private let flowControl: any FlowControl
     @exclusivity(unchecked) private var now = Instant.zero
-    @exclusivity(unchecked) private var addressBook: [NodeID: SocketAddress] = [:]
+    @exclusivity(unchecked) private var addressBook: [NodeID: QSMSocketAddress] = [:]
     /// Multicast addresses of the regions this node is in or sends to, from the views.
-    @exclusivity(unchecked) private var regionAddresses: [RegionID: SocketAddress] = [:]
+    @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:]
     @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
     @exclusivity(unchecked) private var groupIDs: [GroupName: GroupID] = [:]
     /// Names of every group ever seen (a delivery may come after its group's view went).
@@ -58,7 +58,7 @@ public final class NodeMachine {
     @exclusivity(unchecked) private var replayWindows: [NodeID: ReplayWindow] = [:]
     static let maximumReplayWindows = 65_536
 
-    public init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
+    package init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         seal = configuration.clusterSecret.map {
@@ -83,28 +83,28 @@ public final class NodeMachine {
     // MARK: Application commands
 
     /// Starts talking to the GMS (a `.connect` action follows).
-    public func start(now: Instant) {
+    package func start(now: Instant) {
         enter(now)
         membership.start(now: now)
         pumpMembership()
     }
 
     /// Says goodbye to the GMS and closes the connection (after the goodbye is sent).
-    public func stop(now: Instant) {
+    package func stop(now: Instant) {
         enter(now)
         membership.stop()
         pumpMembership()
     }
 
-    public func join(_ group: GroupName, now: Instant) { enter(now); membership.join(group); pumpMembership() }
-    public func leave(_ group: GroupName, now: Instant) {
+    package func join(_ group: GroupName, now: Instant) { enter(now); membership.join(group); pumpMembership() }
+    package func leave(_ group: GroupName, now: Instant) {
         enter(now)
         membership.leave(group)
         traffic.forget(group)
         pumpMembership()
     }
     /// Registers as a publisher to a group this node does not join.
-    public func publishWithoutJoining(_ group: GroupName, now: Instant) {
+    package func publishWithoutJoining(_ group: GroupName, now: Instant) {
         enter(now)
         membership.publish(group)
         pumpMembership()
@@ -112,7 +112,7 @@ public final class NodeMachine {
 
     /// Takes a message for `group`. It is sent once the group's view is known and flow
     /// control admits it; until then it waits in order behind earlier ones.
-    public func publish(_ payload: [UInt8], to group: GroupName, now: Instant) -> PublishAdmission {
+    package func publish(_ payload: [UInt8], to group: GroupName, now: Instant) -> PublishAdmission {
         enter(now)
         let maximum = configuration.protocolConfiguration.maximumMessageBytes
         guard payload.count <= maximum else {
@@ -125,12 +125,12 @@ public final class NodeMachine {
     }
 
     /// Publications not yet acknowledged by every region, waiting ones included.
-    public var messagesInFlight: Int { pending.count + protocolNode.unacknowledgedMessageCount }
+    package var messagesInFlight: Int { pending.count + protocolNode.unacknowledgedMessageCount }
 
     // MARK: Network and GMS inputs
 
     /// A datagram arrived from `source`; `bytes` is read during the call only.
-    public func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress, now: Instant) {
+    package func datagramReceived(_ bytes: UnsafeRawBufferPointer, from source: QSMSocketAddress, now: Instant) {
         enter(now)
         var body = bytes
         if let seal {
@@ -184,12 +184,12 @@ public final class NodeMachine {
     /// The driver has handed over everything that had arrived (its input queues are
     /// empty): missing tails that waited for this are asked for. True if it did anything.
     @discardableResult
-    public func inputCaughtUp(now: Instant) -> Bool {
+    package func inputCaughtUp(now: Instant) -> Bool {
         enter(now)
         return protocolNode.inputCaughtUp(now: now)
     }
 
-    public func gmsConnected(now: Instant) {
+    package func gmsConnected(now: Instant) {
         enter(now)
         if let hello = gmsSession.connected(nonce: nonces!.next()) { gmsActions.append(.send(hello)) }
         membership.connected(now: now)
@@ -197,7 +197,7 @@ public final class NodeMachine {
     }
 
     /// One frame (a whole message, its length prefix removed) from the GMS.
-    public func gmsFrameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
+    package func gmsFrameReceived(_ frame: UnsafeRawBufferPointer, now: Instant) {
         enter(now)
         let incoming = gmsSession.incoming(frame)
         for reply in incoming.send { gmsActions.append(.send(reply)) }
@@ -221,7 +221,7 @@ public final class NodeMachine {
     }
 
     /// The connection to the GMS closed, or could not be opened (`reason` says why).
-    public func gmsDisconnected(reason: String?, now: Instant) {
+    package func gmsDisconnected(reason: String?, now: Instant) {
         enter(now)
         gmsSession.disconnected()
         if let reason, !membership.isRegistered {
@@ -232,7 +232,7 @@ public final class NodeMachine {
     }
 
     /// Time passed: call at (or after) `nextDeadline()`.
-    public func tick(now: Instant) {
+    package func tick(now: Instant) {
         enter(now)
         protocolNode.tick(now: now)
         membership.tick(now: now)
@@ -243,7 +243,7 @@ public final class NodeMachine {
     }
 
     /// The earliest time `tick` has work.
-    public func nextDeadline() -> Instant? {
+    package func nextDeadline() -> Instant? {
         let membershipDeadline = membership.nextDeadline(after: now)
         guard let protocolDeadline = protocolNode.nextDeadline() else { return membershipDeadline }
         return min(protocolDeadline, membershipDeadline)
@@ -252,11 +252,11 @@ public final class NodeMachine {
     // MARK: Outputs
 
     /// Whether `pollDatagram` has something to write.
-    public var hasDatagram: Bool { protocolNode.hasOutput }
+    package var hasDatagram: Bool { protocolNode.hasOutput }
 
     /// Writes the next datagram into `buffer` (at least `maximumDatagramBytes` long is
     /// best; a smaller buffer is honoured the same way) and says where it goes.
-    public func pollDatagram(into buffer: UnsafeMutableRawBufferPointer, now: Instant) -> OutgoingDatagram? {
+    package func pollDatagram(into buffer: UnsafeMutableRawBufferPointer, now: Instant) -> OutgoingDatagram? {
         enter(now)
         let limit = min(buffer.count, configuration.maximumDatagramBytes)
         while let datagram = protocolNode.nextDatagram(now: now) {
@@ -280,10 +280,10 @@ public final class NodeMachine {
     }
 
     /// Whether `pollDelivery` has something.
-    public var hasDelivery: Bool { protocolNode.hasDelivery }
+    package var hasDelivery: Bool { protocolNode.hasDelivery }
 
     /// The next delivery, in order.
-    public func pollDelivery() -> NodeDelivery? {
+    package func pollDelivery() -> NodeDelivery? {
         while let delivery = protocolNode.takeDelivery() {
             guard let group = groupNames[delivery.group] else {
                 statistics.droppedUnnamedGroup += 1
@@ -297,23 +297,23 @@ public final class NodeMachine {
         return nil
     }
 
-    public func pollEvent() -> NodeEvent? {
+    package func pollEvent() -> NodeEvent? {
         takeReleased()
         return events.popFirst()
     }
 
     /// What the GMS connection should do next: connect, send a frame, or close.
-    public func pollGMSAction() -> MembershipClientAction? { gmsActions.popFirst() }
+    package func pollGMSAction() -> MembershipClientAction? { gmsActions.popFirst() }
 
     /// Whether `pollGMSAction` has something: lets a driver skip its GMS link on the
     /// per-message path.
-    public var hasGMSAction: Bool { !gmsActions.isEmpty }
+    package var hasGMSAction: Bool { !gmsActions.isEmpty }
 
     // MARK: Internals
 
     private func enter(_ time: Instant) { now = max(now, time) }
 
-    private func address(of destination: ProtocolDestination) -> SocketAddress? {
+    private func address(of destination: ProtocolDestination) -> QSMSocketAddress? {
         switch destination {
         case .node(let node): return addressBook[node]
         case .region(let region): return regionAddresses[region]

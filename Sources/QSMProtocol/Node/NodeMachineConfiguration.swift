@@ -1,71 +1,71 @@
 /// Everything a node machine needs; its driver (the engine, or the simulator) supplies
 /// what only it can know: the address its socket got, and the datagram size its buffers
 /// and its network take.
-public struct NodeMachineConfiguration: Sendable {
+package struct NodeMachineConfiguration: Sendable {
     /// This node's identity (nonzero).
-    public var id: NodeID
+    package var id: NodeID
     /// The unicast address peers reach this node at (advertised to the GMS).
-    public var address: SocketAddress
-    public var protocolConfiguration = ProtocolConfiguration()
-    public var heartbeatInterval: Duration = .seconds(1)
+    package var address: QSMSocketAddress
+    package var protocolConfiguration = ProtocolConfiguration()
+    package var heartbeatInterval: Duration = .seconds(1)
     /// The first delay before reconnecting to the GMS (doubling up to 5 s).
-    public var reconnectDelay: Duration = .milliseconds(200)
+    package var reconnectDelay: Duration = .milliseconds(200)
     /// When set, every datagram carries an AES-GCM tag under a key derived from it (see
     /// `DatagramSeal`), and datagrams without a valid one are dropped and counted; the
     /// GMS connection is authenticated with it too. At least 16 bytes.
-    public var clusterSecret: [UInt8]?
+    package var clusterSecret: [UInt8]?
     /// With a cluster secret: encrypt every packet (headers and payload), not only
     /// authenticate it. Every node of a cluster must agree: the two kinds cannot read
     /// each other.
-    public var encryptsPayloads = false
+    package var encryptsPayloads = false
     /// Compresses SHA-256 blocks in hardware for key derivation and the GMS connection
     /// (the driver's choice: this target cannot detect the CPU); nil for the portable code.
-    public var sha256BlockFunction: SHA256.BlockFunction?
+    package var sha256BlockFunction: SHA256.BlockFunction?
     /// AES-GCM for the datagrams: the driver's hardware backend, or the portable one.
-    public var aesGCMBackend: AESGCM.Backend = .portable
+    package var aesGCMBackend: AESGCM.Backend = .portable
     /// At least 32 unpredictable bytes, needed with a cluster secret: the nonces of the
     /// GMS handshake come from them (the engine fills them from the OS; the simulator
     /// from its seed). This target reads no randomness of its own.
-    public var entropy: [UInt8] = []
+    package var entropy: [UInt8] = []
     /// This incarnation's epoch, for replay protection with a cluster secret (see
     /// `DatagramEnvelope`): the start time in seconds in the high 32 bits and random
     /// bits below, so that a restarted node's epoch is higher than its dead ones'. The
     /// driver supplies it (this target reads no clock).
-    public var epoch: UInt64 = 0
+    package var epoch: UInt64 = 0
     /// The largest datagram the machine writes, authentication tag included: the size
     /// of the buffer the driver offers, and what its network carries. The protocol's
     /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set
     /// from this).
-    public var maximumDatagramBytes = 8_192
+    package var maximumDatagramBytes = 8_192
     /// How much may be published and not yet acknowledged (see `FlowControl`).
-    public var flowControl: any FlowControl = WindowFlowControl()
+    package var flowControl: any FlowControl = WindowFlowControl()
     /// Publications held while their group's view is not known yet or the window is
     /// full; beyond this `publish` answers `.wouldBlock`.
-    public var maximumPendingPublishes = 65_536
+    package var maximumPendingPublishes = 65_536
     /// Report each message as it is committed to a view (`NodeEvent.committed`): for
     /// simulations and tests that check delivery against the view; off in production,
     /// where it would cost an event per message.
-    public var reportsCommits = false
+    package var reportsCommits = false
     /// Seeds the protocol's choices of peers to recover from.
-    public var seed: UInt64 = 0
+    package var seed: UInt64 = 0
 
-    public init(id: NodeID, address: SocketAddress) {
+    package init(id: NodeID, address: QSMSocketAddress) {
         self.id = id
         self.address = address
     }
 
     /// Bytes each datagram carries beyond its packet: with a secret, the replay envelope
     /// and the authentication tag.
-    public var tagBytes: Int { clusterSecret == nil ? 0 : DatagramSeal.overheadBytes }
+    package var tagBytes: Int { clusterSecret == nil ? 0 : DatagramSeal.overheadBytes }
 
     /// The protocol's settings, with its packet size bounded by the datagram size.
-    public var effectiveProtocolConfiguration: ProtocolConfiguration {
+    package var effectiveProtocolConfiguration: ProtocolConfiguration {
         var configuration = protocolConfiguration
         configuration.maximumPacketBytes = min(configuration.maximumPacketBytes, maximumDatagramBytes - tagBytes)
         return configuration
     }
 
-    public func validate() throws(ConfigurationError) {
+    package func validate() throws(ConfigurationError) {
         guard id.value != 0 else { throw ConfigurationError("node id 0 is reserved") }
         guard heartbeatInterval > .zero, reconnectDelay > .zero else {
             throw ConfigurationError("heartbeat interval and reconnect delay must be positive")

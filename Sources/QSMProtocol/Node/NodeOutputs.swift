@@ -1,35 +1,35 @@
 /// A message delivered to the application: FIFO per sender and group, exactly once.
-public struct NodeDelivery: Sendable {
-    public var group: GroupName
-    public var sender: NodeID
+package struct NodeDelivery: Sendable {
+    package var group: GroupName
+    package var sender: NodeID
     /// The sender's sequence number for this group: consecutive per sender and group.
-    public var sequence: UInt64
-    public var publishedAt: Instant
+    package var sequence: UInt64
+    package var publishedAt: Instant
     /// The region it came through, and the sequence numbers its fragments had there:
     /// `regionSequence ..< regionSequence + fragments` (for tools and checks).
-    public var region: RegionID
-    public var regionSequence: UInt64
-    public var fragments: Int
+    package var region: RegionID
+    package var regionSequence: UInt64
+    package var fragments: Int
     /// The message; shares storage with the packet that carried it.
-    public var payload: ArraySlice<UInt8>
+    package var payload: ArraySlice<UInt8>
 }
 
 /// A datagram the machine wrote into the driver's buffer.
-public struct OutgoingDatagram: Sendable, Equatable {
-    public var destination: SocketAddress
+package struct OutgoingDatagram: Sendable, Equatable {
+    package var destination: QSMSocketAddress
     /// Bytes written at the start of the buffer.
-    public var length: Int
+    package var length: Int
 }
 
 /// A message as it was committed to a group view (only with `reportsCommits`).
-public struct CommittedMessage: Sendable {
-    public var group: GroupName
-    public var groupSequence: UInt64
-    public var view: GroupView
+package struct CommittedMessage: Sendable {
+    package var group: GroupName
+    package var groupSequence: UInt64
+    package var view: GroupView
 }
 
 /// What a node machine tells its driver, besides datagrams and deliveries.
-public enum NodeEvent: Sendable {
+package enum NodeEvent: Sendable {
     case membership(MembershipEvent)
     /// Published messages that left the window (acknowledged by every region, or refused
     /// after being accepted): an API thread's window mirror gives these slots back.
@@ -44,7 +44,7 @@ public enum NodeEvent: Sendable {
 }
 
 /// The outcome of `NodeMachine.publish`.
-public enum PublishAdmission: Equatable, Sendable {
+package enum PublishAdmission: Equatable, Sendable {
     /// Taken: sent as soon as its group's view is known and the window has room.
     case accepted
     /// Too many publications are already waiting; try again after a `released` event.
@@ -63,7 +63,9 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     /// Authenticated datagrams dropped as replays: a counter already seen, a counter
     /// older than the replay window, or an epoch of a dead incarnation of the sender.
     public var droppedReplayed = 0
+    /// See `droppedReplayed`.
     public var droppedTooOld = 0
+    /// See `droppedReplayed`.
     public var droppedDeadIncarnation = 0
     /// Authenticated datagrams from a new sender when `maximumReplayWindows` senders
     /// are tracked already (only holders of the secret can cause this).

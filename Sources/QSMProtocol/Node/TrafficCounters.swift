@@ -17,6 +17,7 @@ public struct TrafficCounters: Sendable, Equatable {
     /// The most (group, sender) pairs tracked at once.
     public static let maximumSenders = 4_096
 
+    /// No traffic yet.
     public init() {}
 
     // One hash lookup per table per message: these run for every message.
@@ -48,10 +49,15 @@ public struct TrafficCounters: Sendable, Equatable {
 
 /// A group's traffic at one node.
 public struct GroupTraffic: Sendable, Equatable {
+    /// Messages this node published to the group.
     public var sentMessages = 0
+    /// Their payload bytes.
     public var sentBytes = 0
+    /// Messages of the group delivered to the application here.
     public var deliveredMessages = 0
+    /// Their payload bytes.
     public var deliveredBytes = 0
+    /// Nothing sent or delivered yet.
     public init() {}
 
     mutating func recordSent(bytes: Int) {
@@ -67,10 +73,13 @@ public struct GroupTraffic: Sendable, Equatable {
 
 /// One sender's traffic in one group, as one receiver delivered it.
 public struct SenderTraffic: Sendable, Equatable {
+    /// Messages of the sender delivered here.
     public var deliveredMessages = 0
+    /// Their payload bytes.
     public var deliveredBytes = 0
     /// The sender's sequence number (in the group) of the last message delivered.
     public var lastSequence: UInt64 = 0
+    /// Nothing delivered yet.
     public init() {}
 
     mutating func record(sequence: UInt64, bytes: Int) {
@@ -82,8 +91,11 @@ public struct SenderTraffic: Sendable, Equatable {
 
 /// A sender within a group.
 public struct GroupSender: Hashable, Sendable {
+    /// The group.
     public var group: GroupName
+    /// The sender.
     public var sender: NodeID
+    /// The sender `sender` in `group`.
     public init(group: GroupName, sender: NodeID) {
         self.group = group
         self.sender = sender

@@ -4,7 +4,7 @@
 extension ProtocolNode {
     /// One datagram arrived. Malformed ones are dropped and counted.
     @discardableResult
-    public func receive(_ bytes: [UInt8], now: Instant) -> PacketOrigin {
+    package func receive(_ bytes: [UInt8], now: Instant) -> PacketOrigin {
         bytes.withUnsafeBytes { receive($0, now: now) }
     }
 
@@ -12,7 +12,7 @@ extension ProtocolNode {
     /// payload is copied out, once. Returns who the packet says it comes from, for the
     /// driver's address book (decoded once, here).
     @discardableResult
-    public func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) -> PacketOrigin {
+    package func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) -> PacketOrigin {
         enter(now)
         let packet: ProtocolPacket
         do throws(WireError) {
@@ -333,7 +333,7 @@ extension ProtocolNode {
     }
 
     /// Deliveries since the last call, in order.
-    public func takeDeliveries() -> [ProtocolDelivery] {
+    package func takeDeliveries() -> [ProtocolDelivery] {
         var taken: [ProtocolDelivery] = []
         while let delivery = takeDelivery() { taken.append(delivery) }
         return taken
@@ -341,7 +341,7 @@ extension ProtocolNode {
 
     /// The next delivery, in order; nil when none is waiting. Allocates nothing: the
     /// list is reused once it has been taken to its end.
-    public func takeDelivery() -> ProtocolDelivery? {
+    package func takeDelivery() -> ProtocolDelivery? {
         guard deliveryCursor < deliveries.count else {
             if !deliveries.isEmpty {
                 deliveries.removeAll(keepingCapacity: true)
@@ -354,5 +354,5 @@ extension ProtocolNode {
     }
 
     /// Whether a delivery is waiting.
-    public var hasDelivery: Bool { deliveryCursor < deliveries.count }
+    package var hasDelivery: Bool { deliveryCursor < deliveries.count }
 }

@@ -41,7 +41,7 @@ extension ProtocolNode {
     /// empty). Tails that waited for this are asked for now, if still missing: anything
     /// of theirs that was queued has been read by now. True if there was anything to do.
     @discardableResult
-    public func inputCaughtUp(now: Instant) -> Bool {
+    package func inputCaughtUp(now: Instant) -> Bool {
         guard !tailsAwaitingInput.isEmpty else { return false }
         enter(now)
         let due = tailsAwaitingInput.sorted()

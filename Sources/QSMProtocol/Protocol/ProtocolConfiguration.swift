@@ -12,10 +12,12 @@ public struct ProtocolConfiguration: Sendable {
     public var maximumMessageBytes = 1 << 20
     /// Flow control: unacknowledged messages and bytes a sender may have outstanding.
     public var windowMessages = 4_096
+    /// See `windowMessages`.
     public var windowBytes = 16 << 20
     /// Token interval under load, and when the region is idle (the interval adapts
     /// between them: short while anything is unstable, long when all is quiet).
     public var busyTokenInterval: Duration = .milliseconds(5)
+    /// See `busyTokenInterval`.
     public var idleTokenInterval: Duration = .seconds(1)
     /// Between the two, rounds are paced to about this many new messages per round:
     /// at 1,000 messages/s rounds come every 64 ms, at 50,000/s every 5 ms (the floor).
@@ -30,6 +32,7 @@ public struct ProtocolConfiguration: Sendable {
     /// timed out by a limit meant for five. A timed-out round doubles the ring's hop
     /// estimate, so a ring whose hops are slower than estimated still converges.
     public var tokenTimeoutRoundTrips = 4
+    /// The hop time a ring is assumed to have before its first round is measured.
     public var initialTokenHopEstimate: Duration = .microseconds(500)
     /// Token traffic a region may cost, in bytes of tokens per byte of new data arriving:
     /// rounds of a large region are spaced so that its rings (whose cost grows with the
@@ -68,8 +71,11 @@ public struct ProtocolConfiguration: Sendable {
     /// Packets from unknown senders or regions held while a view change may be under way.
     public var maximumUnknownPackets = 1_024
 
+    /// The defaults: they suit regions of up to thousands of nodes on one LAN.
     public init() {}
 
+    /// Checks every setting.
+    /// - Throws: `ConfigurationError` naming the first that cannot work.
     public func validate() throws(ConfigurationError) {
         guard (64...65_000).contains(maximumFragmentBytes) else {
             throw ConfigurationError("fragment size must be 64...65000 bytes, got \(maximumFragmentBytes)")

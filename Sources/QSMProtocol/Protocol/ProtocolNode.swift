@@ -11,10 +11,10 @@
 /// aggregate what every member holds; the region leader acknowledges to senders, members
 /// of one partition per message cache it until it is stable, and gaps are pulled from
 /// caching peers picked at random, or NAKed to the sender, at the pace of the tokens.
-public final class ProtocolNode {
-    public let id: NodeID
-    public let configuration: ProtocolConfiguration
-    public internal(set) var statistics = ProtocolStatistics()
+package final class ProtocolNode {
+    package let id: NodeID
+    package let configuration: ProtocolConfiguration
+    package internal(set) var statistics = ProtocolStatistics()
 
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
@@ -137,7 +137,7 @@ public final class ProtocolNode {
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
-    public init(id: NodeID, configuration: ProtocolConfiguration, seed: UInt64) throws(ConfigurationError) {
+    package init(id: NodeID, configuration: ProtocolConfiguration, seed: UInt64) throws(ConfigurationError) {
         try configuration.validate()
         self.id = id
         self.configuration = configuration
@@ -157,7 +157,7 @@ public final class ProtocolNode {
     /// Installs the current views of this node's regions and of the groups it belongs or
     /// publishes to (what the GMS sent it). Rings are rebuilt from the new views; tokens of
     /// older views are dropped when they arrive.
-    public func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
+    package func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
         enter(now)
         var next: [RegionID: RegionView] = [:]
         for region in newRegions where region.members.contains(where: { $0.id == id }) {
@@ -276,7 +276,7 @@ public final class ProtocolNode {
     /// Queues a message to a group, committed to the group's current view. Flow control
     /// is the driver's (`NodeMachine` admits a message only while its window has room);
     /// `unacknowledgedMessageCount` and `takeReleased()` are what it counts with.
-    public func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
+    package func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
         enter(now)
         guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
         guard payload.count <= configuration.maximumMessageBytes else {
@@ -303,12 +303,12 @@ public final class ProtocolNode {
     }
 
     /// Messages published but not yet acknowledged by every region, and their bytes.
-    public var unacknowledgedMessageCount: Int { unacknowledgedMessages }
-    public var unacknowledgedByteCount: Int { unacknowledgedBytes }
+    package var unacknowledgedMessageCount: Int { unacknowledgedMessages }
+    package var unacknowledgedByteCount: Int { unacknowledgedBytes }
 
     /// Messages (and their payload bytes) acknowledged by all their regions since the
     /// last call: the window they held is free again.
-    public func takeReleased() -> (messages: Int, bytes: Int) {
+    package func takeReleased() -> (messages: Int, bytes: Int) {
         defer { releasedMessages = 0; releasedBytes = 0 }
         return (releasedMessages, releasedBytes)
     }
@@ -411,13 +411,13 @@ public final class ProtocolNode {
     // MARK: Output (pulled by the link)
 
     /// Whether the link should pull: something is waiting to be built and sent.
-    public var hasOutput: Bool {
+    package var hasOutput: Bool {
         !tokenPartsOut.isEmpty || !control.isEmpty || !retransmissions.isEmpty || !hybridHeadersOut.isEmpty || !sendQueue.isEmpty
     }
 
     /// Builds the next datagram, freshest state first: control, then retransmissions,
     /// then new data. Nil when there is nothing to send.
-    public func nextDatagram(now: Instant) -> ProtocolDatagram? {
+    package func nextDatagram(now: Instant) -> ProtocolDatagram? {
         enter(now)
         if let (part, target) = tokenPartsOut.popFirst() { return controlDatagram(.token(part), to: target) }
         while let item = control.popFirst() {
@@ -601,7 +601,7 @@ public final class ProtocolNode {
 
     /// Bytes this node holds on behalf of the protocol: cache, out-of-order packets, and
     /// messages awaiting acknowledgement.
-    public var heldBytes: Int {
+    package var heldBytes: Int {
         unacknowledgedBytes + heldTally.bytes
     }
 
@@ -618,14 +618,14 @@ public final class ProtocolNode {
     }
 
     /// True when nothing is cached, held, queued or awaited: the node has quiesced.
-    public var isQuiescent: Bool {
+    package var isQuiescent: Bool {
         unacknowledgedMessages == 0 && !hasOutput
             && streams.values.allSatisfy { !$0.isActive && $0.cache.isEmpty }
     }
 
     /// How far behind each sender this node is: the most messages (over the sender's
     /// regions) it knows were sent and has not yet received in order.
-    public func senderLags() -> [NodeID: UInt64] {
+    package func senderLags() -> [NodeID: UInt64] {
         var lags: [NodeID: UInt64] = [:]
         for (key, stream) in streams where stream.maximumSeen > stream.contiguous {
             lags[key.sender] = max(lags[key.sender] ?? 0, stream.maximumSeen - stream.contiguous)
@@ -634,7 +634,7 @@ public final class ProtocolNode {
     }
 
     /// What still keeps the node from being quiescent, for diagnosis.
-    public var quiescenceReport: String {
+    package var quiescenceReport: String {
         var parts: [String] = []
         if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }
         if !sendQueue.isEmpty { parts.append("\(sendQueue.count) queued") }

@@ -1,6 +1,6 @@
 /// Where a protocol datagram goes: one node (unicast) or a whole region (its multicast
 /// address).
-public enum ProtocolDestination: Hashable, Sendable {
+package enum ProtocolDestination: Hashable, Sendable {
     case node(NodeID)
     case region(RegionID)
     /// A hybrid group's own multicast address.
@@ -26,37 +26,37 @@ struct DeliveryKey: Hashable {
 /// Who a received packet says it comes from: the node that originated it (data, hybrid
 /// data and sender status, not a retransmission, which any peer may send), or the node
 /// asking (a NAK or pull). The driver learns addresses from these.
-public enum PacketOrigin: Equatable, Sendable {
+package enum PacketOrigin: Equatable, Sendable {
     case unknown
     case sender(NodeID)
     case requester(NodeID)
 }
 
 /// A datagram the protocol built when its link asked for one.
-public struct ProtocolDatagram: Sendable {
-    public var destination: ProtocolDestination
-    public var bytes: [UInt8]
+package struct ProtocolDatagram: Sendable {
+    package var destination: ProtocolDestination
+    package var bytes: [UInt8]
     /// Tokens, ACKs, NAKs and pulls (not data or retransmissions).
-    public var isControl: Bool
+    package var isControl: Bool
 }
 
 /// A message handed to the application: in FIFO order per sender, exactly once.
-public struct ProtocolDelivery: Sendable {
-    public var sender: NodeID
-    public var group: GroupID
-    public var groupSequence: UInt64
-    public var publishedAt: Instant
+package struct ProtocolDelivery: Sendable {
+    package var sender: NodeID
+    package var group: GroupID
+    package var groupSequence: UInt64
+    package var publishedAt: Instant
     /// The region it came through, and the sequence numbers its fragments had there:
     /// `regionSequence ..< regionSequence + fragments` (for tools and checks).
-    public var region: RegionID
-    public var regionSequence: UInt64
-    public var fragments: Int
+    package var region: RegionID
+    package var regionSequence: UInt64
+    package var fragments: Int
     /// The message; shares storage with the packet that carried it (no copy).
-    public var payload: ArraySlice<UInt8>
+    package var payload: ArraySlice<UInt8>
 }
 
 /// The outcome of publishing.
-public enum PublishResult: Equatable, Sendable {
+package enum PublishResult: Equatable, Sendable {
     /// Queued for transmission, with the message's per-group sequence number.
     case accepted(groupSequence: UInt64)
     /// The flow-control window is full: try again once acknowledgements come back.
@@ -66,22 +66,35 @@ public enum PublishResult: Equatable, Sendable {
 
 /// Counters of one protocol node.
 public struct ProtocolStatistics: Sendable, Equatable {
+    /// Messages this node published (entered the protocol).
     public var published = 0
+    /// Messages delivered to the application.
     public var delivered = 0
+    /// Data packets multicast (one per fragment of each message).
     public var dataPacketsSent = 0
+    /// Payload bytes in those packets.
     public var dataPayloadBytesSent = 0
     /// Data packets sent once to a hybrid group's address for several regions.
     public var hybridTransmissions = 0
+    /// Packets retransmitted to peers that asked for them.
     public var retransmissionsSent = 0
+    /// Control packets sent: tokens, acknowledgements, requests, statuses.
     public var controlPacketsSent = 0
+    /// Bytes of those control packets.
     public var controlBytesSent = 0
     /// The part of `controlBytesSent` that was tokens.
     public var tokenBytesSent = 0
+    /// Data packets received a second time, dropped.
     public var duplicatesDropped = 0
+    /// Packets beyond the out-of-order limit (`maximumOutOfOrderPackets`), dropped and
+    /// recovered later.
     public var outOfOrderDropped = 0
+    /// Packets of a sender or region this node could not place (no stream could start),
+    /// dropped and recovered later if owed.
     public var unknownDropped = 0
     /// Packets of views from before this node joined their region (not owed to it).
     public var notOwedDropped = 0
+    /// Packets that did not decode (truncated, inconsistent, unknown kind), dropped.
     public var malformedDropped = 0
     /// Data packets of a region or region view this node had not installed yet, held
     /// until it has (`unknownDropped` counts those that had to go unreplayed).
@@ -93,41 +106,60 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// asking (it then starts with the earliest packet it saw, and may miss what came
     /// before in the view it joined).
     public var viewStartQueriesSent = 0
+    /// See `viewStartQueriesSent`.
     public var debtStartsGivenUp = 0
     /// View-start queries this node answered (as the sender, or for it from its history).
     public var viewStartsAnswered = 0
     /// Sequence numbers absurdly far ahead (in packets, tokens or sender statuses),
     /// ignored; and packets that would have opened a stream beyond `maximumStreams`.
     public var implausibleDropped = 0
+    /// See `implausibleDropped`.
     public var streamLimitDropped = 0
+    /// Tokens of an older view or round, or not for this node's ring, dropped.
     public var staleTokensDropped = 0
     /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
     public var requestsSent = 0
     /// Sequence numbers asked for: holes below what arrived, tails beyond it, and ones
     /// asked for again (the answer did not come within the retry interval).
     public var holesAsked = 0
+    /// See `holesAsked`.
     public var tailsAsked = 0
+    /// See `holesAsked`.
     public var askedAgain = 0
+    /// Requests (NAKs and pulls) received from peers.
     public var requestsReceived = 0
+    /// Requested retransmissions not sent: over `maximumPendingRetransmissions`, or no
+    /// longer held.
     public var retransmissionsDropped = 0
+    /// Messages of a departed sender skipped because no live member held them (the
+    /// crashed-sender rule).
     public var abandonedAfterSenderLeft = 0
     /// Replies that this node does not hold what a peer asked of a departed sender.
     public var notHeldSent = 0
     /// Token rounds this node led around a ring of more than one node, and their total
     /// round-trip time (partition and region rings alike).
     public var tokenRounds = 0
+    /// See `tokenRounds`.
     public var tokenRoundTripNanoseconds: Int64 = 0
+    /// Rounds this node led whose token did not come back in time (lost, or held by a
+    /// frozen or failed member), given up and restarted.
     public var tokenTimeouts = 0
+    /// This node's messages acknowledged by every region they went to.
     public var acknowledged = 0
+    /// The total time from publishing to acknowledgement of those (divide by
+    /// `acknowledged` for the mean).
     public var acknowledgementLatencyNanoseconds: Int64 = 0
+    /// The most sender records one token carried.
     public var maximumTokenRecords = 0
     /// Tokens too large for one datagram, sent in parts; and parts dropped because a
     /// newer token for the same ring arrived before the older one was whole.
     public var tokensSplit = 0
+    /// See `tokensSplit`.
     public var tokenPartsDropped = 0
     /// Hybrid transmissions whose region headers did not fit one datagram: each is one
     /// more datagram to the group's address.
     public var hybridTransmissionsSplit = 0
+    /// The most bytes held at once, sent (unacknowledged) and received (cached) together.
     public var maximumHeldBytes = 0
     /// The most bytes held on the receive side at once (cache and out-of-order packets).
     public var maximumCachedBytes = 0

@@ -14,7 +14,7 @@ extension ProtocolNode {
     // MARK: Timers
 
     /// The next time `tick` has work (a round to start, or one to give up on).
-    public func nextDeadline() -> Instant? {
+    package func nextDeadline() -> Instant? {
         var deadline: Instant?
         func consider(_ round: LeaderRound) {
             let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds(round)) : round.nextStart
@@ -51,7 +51,7 @@ extension ProtocolNode {
     }
 
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
-    public func tick(now: Instant) {
+    package func tick(now: Instant) {
         enter(now)
         if !debtQueries.isEmpty { askViewStarts() }
         // An idle sender with unacknowledged messages tells its regions how far it got:

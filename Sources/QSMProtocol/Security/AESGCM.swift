@@ -6,25 +6,25 @@
 /// instructions itself: a driver that can (QSMCore) passes a `Backend` of C functions,
 /// and the Swift code in `PortableAESGCM` is the fallback and the reference it is tested
 /// against (with the GCM specification's vectors and `openssl`).
-public final class AESGCM: @unchecked Sendable {
+package final class AESGCM: @unchecked Sendable {
     /// The functions that do the work: the shape of C functions, so a hardware
     /// implementation costs one indirect call per datagram, with no closure or existential.
-    public struct Backend: Sendable {
+    package struct Backend: Sendable {
         /// Expands a 16-byte key into a `contextBytes` context.
-        public typealias Initialize = @convention(c) (UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?) -> Void
+        package typealias Initialize = @convention(c) (UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?) -> Void
         /// (context, nonce, aad, aad length, plaintext, ciphertext, length, tag out)
-        public typealias Seal = @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int,
+        package typealias Seal = @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int,
                                                 UnsafePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?) -> Void
         /// (context, nonce, aad, aad length, ciphertext, plaintext out, length, tag): 1 if
         /// authentic (then decrypted), else 0 and nothing written.
-        public typealias Open = @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int,
+        package typealias Open = @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, UnsafePointer<UInt8>?, Int,
                                                 UnsafePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, Int, UnsafePointer<UInt8>?) -> Int32
-        public var name: String
-        public var initialize: Initialize
-        public var seal: Seal
-        public var open: Open
+        package var name: String
+        package var initialize: Initialize
+        package var seal: Seal
+        package var open: Open
 
-        public init(name: String, initialize: Initialize, seal: Seal, open: Open) {
+        package init(name: String, initialize: Initialize, seal: Seal, open: Open) {
             self.name = name
             self.initialize = initialize
             self.seal = seal
@@ -32,7 +32,7 @@ public final class AESGCM: @unchecked Sendable {
         }
 
         /// The Swift implementation (`PortableAESGCM`).
-        public static let portable = Backend(
+        package static let portable = Backend(
             name: "portable",
             initialize: { context, key in PortableAESGCM.initialize(context: context!, key: key!) },
             seal: { context, nonce, aad, aadLength, plaintext, ciphertext, length, tag in
@@ -45,17 +45,17 @@ public final class AESGCM: @unchecked Sendable {
             })
     }
 
-    public static let keyBytes = 16
-    public static let nonceBytes = 12
-    public static let tagBytes = 16
+    package static let keyBytes = 16
+    package static let nonceBytes = 12
+    package static let tagBytes = 16
     /// Bytes of an expanded key, whatever the backend.
-    public static let contextBytes = 240
+    package static let contextBytes = 240
 
-    public let backend: Backend
+    package let backend: Backend
     private let context: UnsafeMutablePointer<UInt8>
 
     /// - Parameter key: 16 bytes.
-    public init(key: [UInt8], backend: Backend) {
+    package init(key: [UInt8], backend: Backend) {
         precondition(key.count == Self.keyBytes, "AES-128 takes a 16-byte key")
         self.backend = backend
         context = .allocate(capacity: Self.contextBytes)
@@ -71,7 +71,7 @@ public final class AESGCM: @unchecked Sendable {
     /// Encrypts `plaintext` into `ciphertext` (the same length; they may be the same
     /// memory) and writes the tag over it and `aad` into `tag`.
     @inline(__always)
-    public func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
+    package func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
                      ciphertext: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) {
         precondition(nonce.count == Self.nonceBytes && tag.count >= Self.tagBytes && ciphertext.count >= plaintext.count)
         backend.seal(context, bytes(nonce), bytes(aad), aad.count, bytes(plaintext),
@@ -82,7 +82,7 @@ public final class AESGCM: @unchecked Sendable {
     /// Checks `tag` over `aad` and `ciphertext` (in constant time); only if it is
     /// authentic decrypts into `plaintext` (which may be the ciphertext's memory).
     @inline(__always)
-    public func open(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
+    package func open(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
                      plaintext: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
         precondition(nonce.count == Self.nonceBytes && tag.count >= Self.tagBytes && plaintext.count >= ciphertext.count)
         return backend.open(context, bytes(nonce), bytes(aad), aad.count, bytes(ciphertext),

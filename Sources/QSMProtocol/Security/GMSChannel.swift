@@ -21,11 +21,11 @@
 /// side with a secret does the same for a peer without one.
 ///
 /// A value type without I/O or randomness: the caller passes in the fresh nonce.
-public struct GMSChannel: Sendable {
-    public enum Role: Sendable { case client, server }
+package struct GMSChannel: Sendable {
+    package enum Role: Sendable { case client, server }
 
     /// What one received frame amounted to.
-    public enum Received: Equatable, Sendable {
+    package enum Received: Equatable, Sendable {
         /// Part of the handshake; send `reply` if there is one. `opened` is true once
         /// the channel carries messages.
         case handshake(reply: [UInt8]?, opened: Bool)
@@ -37,8 +37,8 @@ public struct GMSChannel: Sendable {
         case failed(reason: String, reply: [UInt8]?)
     }
 
-    public static let nonceBytes = 32
-    public static let tagBytes = 16
+    package static let nonceBytes = 32
+    package static let tagBytes = 16
     static let magic: [UInt8] = Array("QSMA".utf8)
 
     enum Kind: UInt8 { case hello = 1, challenge = 2, proof = 3, refusal = 4 }
@@ -51,7 +51,7 @@ public struct GMSChannel: Sendable {
         case closed
     }
 
-    public let role: Role
+    package let role: Role
     private let secret: PacketAuthenticator
     private let blockFunction: SHA256.BlockFunction?
     private let nonce: [UInt8]
@@ -66,7 +66,7 @@ public struct GMSChannel: Sendable {
     ///   - secret: the cluster secret.
     ///   - nonce: `nonceBytes` fresh, unpredictable bytes, never used before.
     ///   - blockFunction: SHA-256 in hardware, or nil.
-    public init(role: Role, secret: [UInt8], nonce: [UInt8], blockFunction: SHA256.BlockFunction? = nil) {
+    package init(role: Role, secret: [UInt8], nonce: [UInt8], blockFunction: SHA256.BlockFunction? = nil) {
         precondition(nonce.count == Self.nonceBytes, "a GMS channel nonce is \(Self.nonceBytes) bytes")
         self.role = role
         self.secret = PacketAuthenticator(secret: secret, blockFunction: blockFunction)
@@ -76,31 +76,31 @@ public struct GMSChannel: Sendable {
     }
 
     /// True once messages can be sealed and opened.
-    public var isOpen: Bool { if case .open = state { return true } else { return false } }
+    package var isOpen: Bool { if case .open = state { return true } else { return false } }
 
     /// The client's first frame.
-    public func hello() -> [UInt8] {
+    package func hello() -> [UInt8] {
         precondition(role == .client, "only the client says hello")
         return Self.magic + [Kind.hello.rawValue] + nonce
     }
 
     /// A refusal frame carrying `reason`, for a peer that cannot be served.
-    public static func refusal(_ reason: String) -> [UInt8] { magic + [Kind.refusal.rawValue] + Array(reason.utf8.prefix(512)) }
+    package static func refusal(_ reason: String) -> [UInt8] { magic + [Kind.refusal.rawValue] + Array(reason.utf8.prefix(512)) }
 
     /// Whether `frame` is a handshake frame. A side without a secret uses this to
     /// recognize (and refuse) a peer that has one.
-    public static func isHandshake(_ frame: UnsafeRawBufferPointer) -> Bool {
+    package static func isHandshake(_ frame: UnsafeRawBufferPointer) -> Bool {
         frame.count > magic.count && frame.prefix(magic.count).elementsEqual(magic)
     }
 
     /// The reason in a refusal frame, if `frame` is one.
-    public static func refusalReason(_ frame: UnsafeRawBufferPointer) -> String? {
+    package static func refusalReason(_ frame: UnsafeRawBufferPointer) -> String? {
         guard isHandshake(frame), frame[magic.count] == Kind.refusal.rawValue else { return nil }
         return String(decoding: frame[(magic.count + 1)...], as: UTF8.self)
     }
 
     /// Adds the tag to an outgoing message. Only on an open channel.
-    public mutating func seal(_ payload: [UInt8]) -> [UInt8] {
+    package mutating func seal(_ payload: [UInt8]) -> [UInt8] {
         precondition(isOpen, "sealing on a channel that is not open")
         let tag = Self.tag(payload, counter: sent, key: sendKey!)
         sent += 1
@@ -108,7 +108,7 @@ public struct GMSChannel: Sendable {
     }
 
     /// Handles one received frame.
-    public mutating func receive(_ frame: UnsafeRawBufferPointer) -> Received {
+    package mutating func receive(_ frame: UnsafeRawBufferPointer) -> Received {
         if !isOpen, let reason = Self.refusalReason(frame) {
             state = .closed
             return .refusedByPeer(reason)
@@ -200,19 +200,19 @@ public struct GMSChannel: Sendable {
 
 /// Fresh nonces from driver-supplied entropy: HMAC-SHA256(entropy, counter), a PRF, so
 /// the pure target draws unpredictable values without reading randomness itself.
-public struct NonceSource: Sendable {
+package struct NonceSource: Sendable {
     private let key: PacketAuthenticator
     private var counter: UInt64 = 0
 
     /// - Parameter entropy: at least 32 unpredictable bytes (from the OS in the engine, from
     ///   a seed in the simulator).
-    public init(entropy: [UInt8]) {
+    package init(entropy: [UInt8]) {
         precondition(entropy.count >= 32, "a nonce source needs at least 32 bytes of entropy")
         key = PacketAuthenticator(secret: entropy)
     }
 
     /// The next 32-byte nonce.
-    public mutating func next() -> [UInt8] {
+    package mutating func next() -> [UInt8] {
         counter += 1
         var input = WireEncoder(reservingCapacity: 8)
         input.write(counter)

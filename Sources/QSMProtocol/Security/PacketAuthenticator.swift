@@ -2,7 +2,7 @@
 /// 16 bytes, RFC 4868 style) and its handshake proofs, and the derivation of the
 /// datagram keys (`DatagramSeal`). The key's inner and outer states are computed once; a
 /// tag then costs two SHA-256 passes and no allocation.
-public struct PacketAuthenticator: Sendable {
+package struct PacketAuthenticator: Sendable {
     private let inner: SHA256
     private let outer: SHA256
 
@@ -11,7 +11,7 @@ public struct PacketAuthenticator: Sendable {
     ///     first, as HMAC specifies).
     ///   - blockFunction: SHA-256 block compression in hardware, or nil for the portable
     ///     code (see `SHA256.BlockFunction`).
-    public init(secret: [UInt8], blockFunction: SHA256.BlockFunction? = nil) {
+    package init(secret: [UInt8], blockFunction: SHA256.BlockFunction? = nil) {
         var key = secret.count > SHA256.blockBytes ? SHA256.hash(secret, blockFunction: blockFunction) : secret
         key += [UInt8](repeating: 0, count: SHA256.blockBytes - key.count)
         var inner = SHA256(blockFunction: blockFunction)
@@ -23,14 +23,14 @@ public struct PacketAuthenticator: Sendable {
     }
 
     /// The full 32-byte HMAC of `message` (for checking against published vectors).
-    public func code(for message: UnsafeRawBufferPointer) -> [UInt8] {
+    package func code(for message: UnsafeRawBufferPointer) -> [UInt8] {
         var result = [UInt8](repeating: 0, count: SHA256.digestBytes)
         result.withUnsafeMutableBytes { write(code: message, into: $0, length: SHA256.digestBytes) }
         return result
     }
 
     /// Writes the first `length` bytes of the HMAC of `message` into `output`.
-    public func write(code message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, length: Int) {
+    package func write(code message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, length: Int) {
         var innerHash = inner
         innerHash.update(message)
         var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)

@@ -19,8 +19,8 @@
 ///
 /// Data packets were already deduplicated by sequence number. Now a replayed one costs a
 /// tag check and a bit test, and never reaches the protocol.
-public enum DatagramEnvelope {
-    public static let bytes = 24
+package enum DatagramEnvelope {
+    package static let bytes = 24
 
     /// Writes the envelope at `offset` in `buffer`.
     @inline(__always)
@@ -43,28 +43,28 @@ public enum DatagramEnvelope {
 
 /// Which counters of one sender's current incarnation have been seen: the highest, and a
 /// bitmap of the `width` below it. Fixed size, so there is no allocation per datagram.
-public struct ReplayWindow: Sendable {
-    public static let width: UInt64 = 4096
+package struct ReplayWindow: Sendable {
+    package static let width: UInt64 = 4096
     static let words = Int(width / 64)
 
-    public enum Verdict: Equatable, Sendable {
+    package enum Verdict: Equatable, Sendable {
         case fresh
         case replayed
         case tooOld
         case deadIncarnation
     }
 
-    public private(set) var epoch: UInt64
-    public private(set) var highest: UInt64 = 0
+    package private(set) var epoch: UInt64
+    package private(set) var highest: UInt64 = 0
     private var seen: [UInt64]
 
-    public init(epoch: UInt64) {
+    package init(epoch: UInt64) {
         self.epoch = epoch
         seen = [UInt64](repeating: 0, count: Self.words)
     }
 
     /// Checks `counter` of `epoch`, and marks it as seen if it is fresh.
-    public mutating func admit(epoch: UInt64, counter: UInt64) -> Verdict {
+    package mutating func admit(epoch: UInt64, counter: UInt64) -> Verdict {
         if epoch < self.epoch { return .deadIncarnation }
         if epoch > self.epoch {
             // A newer incarnation of the sender: its old one is dead from now on.

@@ -5,17 +5,17 @@
 /// This target is pure, so it cannot reach the CPU's SHA instructions itself: a driver
 /// that can (QSMCore) passes a `BlockFunction` that compresses whole blocks in hardware,
 /// and the Swift compression here is the fallback and the reference it is tested against.
-public struct SHA256: Sendable {
-    public static let digestBytes = 32
-    public static let blockBytes = 64
+package struct SHA256: Sendable {
+    package static let digestBytes = 32
+    package static let blockBytes = 64
 
     /// Compresses `count` 64-byte blocks at `data` into the eight state words at `state`
     /// (FIPS 180-4 word order): the shape of a C function, so a hardware implementation
     /// costs one indirect call per run of blocks, with no closure or existential.
-    public typealias BlockFunction = @convention(c) (UnsafeMutablePointer<UInt32>?, UnsafePointer<UInt8>?, Int) -> Void
+    package typealias BlockFunction = @convention(c) (UnsafeMutablePointer<UInt32>?, UnsafePointer<UInt8>?, Int) -> Void
 
     /// The hardware block function, or nil for the portable one.
-    public let blockFunction: BlockFunction?
+    package let blockFunction: BlockFunction?
 
     private static let roundConstants: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -37,9 +37,9 @@ public struct SHA256: Sendable {
 
     /// - Parameter blockFunction: compresses whole blocks (in hardware); nil for the
     ///   portable Swift code.
-    public init(blockFunction: BlockFunction? = nil) { self.blockFunction = blockFunction }
+    package init(blockFunction: BlockFunction? = nil) { self.blockFunction = blockFunction }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         totalBytes &+= UInt64(bytes.count)
         var offset = 0
         if pendingCount > 0 {
@@ -68,17 +68,17 @@ public struct SHA256: Sendable {
         pendingCount += bytes.count - offset
     }
 
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+    package mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// The digest; the value is finished afterwards (start a new one to hash again).
-    public mutating func finalize() -> [UInt8] {
+    package mutating func finalize() -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: 32)
         digest.withUnsafeMutableBytes { finalize(into: $0) }
         return digest
     }
 
     /// Writes the 32-byte digest into `output` (at least 32 bytes), without allocating.
-    public mutating func finalize(into output: UnsafeMutableRawBufferPointer) {
+    package mutating func finalize(into output: UnsafeMutableRawBufferPointer) {
         let bitLength = totalBytes &* 8
         var padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &padding) { raw in
@@ -94,7 +94,7 @@ public struct SHA256: Sendable {
     }
 
     /// The hash of `bytes` in one call.
-    public static func hash(_ bytes: [UInt8], blockFunction: BlockFunction? = nil) -> [UInt8] {
+    package static func hash(_ bytes: [UInt8], blockFunction: BlockFunction? = nil) -> [UInt8] {
         var hasher = SHA256(blockFunction: blockFunction)
         hasher.update(bytes)
         return hasher.finalize()

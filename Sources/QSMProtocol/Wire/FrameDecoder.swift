@@ -1,25 +1,25 @@
 /// Splits a byte stream into frames of a 32-bit big-endian length followed by that many
 /// bytes. A frame longer than `maximumFrameBytes` is a protocol error: the stream cannot
 /// be trusted past it, so the decoder stops and the caller closes the connection.
-public struct FrameDecoder {
-    public enum Failure: Error, Equatable, Sendable {
+package struct FrameDecoder {
+    package enum Failure: Error, Equatable, Sendable {
         /// A frame announced `length` bytes, more than the limit.
         case frameTooLarge(length: Int, limit: Int)
     }
 
-    public let maximumFrameBytes: Int
+    package let maximumFrameBytes: Int
     private var buffer: [UInt8] = []
     private var start = 0
 
-    public init(maximumFrameBytes: Int) {
+    package init(maximumFrameBytes: Int) {
         self.maximumFrameBytes = maximumFrameBytes
     }
 
     /// Bytes received but not yet returned as frames.
-    public var bufferedByteCount: Int { buffer.count - start }
+    package var bufferedByteCount: Int { buffer.count - start }
 
     /// Adds bytes read from the stream.
-    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         if start > 0 && start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             start = 0
@@ -28,7 +28,7 @@ public struct FrameDecoder {
     }
 
     /// The next complete frame's payload, nil if more bytes are needed.
-    public mutating func nextFrame() throws(Failure) -> [UInt8]? {
+    package mutating func nextFrame() throws(Failure) -> [UInt8]? {
         guard buffer.count - start >= 4 else { compact(); return nil }
         let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
         guard length <= maximumFrameBytes else { throw .frameTooLarge(length: length, limit: maximumFrameBytes) }
@@ -48,7 +48,7 @@ public struct FrameDecoder {
     }
 
     /// Prefixes `payload` with its 32-bit big-endian length.
-    public static func frame(_ payload: [UInt8]) -> [UInt8] {
+    package static func frame(_ payload: [UInt8]) -> [UInt8] {
         var framed = [UInt8]()
         framed.reserveCapacity(payload.count + 4)
         let length = UInt32(payload.count)

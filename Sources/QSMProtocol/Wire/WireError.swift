@@ -1,5 +1,5 @@
 /// Why bytes could not be read or written.
-public enum WireError: Error, Equatable, Sendable {
+package enum WireError: Error, Equatable, Sendable {
     /// Reading `needed` bytes at `offset` would pass the end (`available` bytes were left).
     case truncated(offset: Int, needed: Int, available: Int)
     /// Writing `needed` bytes at `offset` would pass the buffer's end.

@@ -3,16 +3,16 @@
 ///
 /// Any input (short, random, hostile) yields values or a `WireError`; the reader never
 /// traps and never reads outside its buffer. It borrows the buffer: it must not outlive it.
-public struct WireReader {
+package struct WireReader {
     private let bytes: UnsafeRawBufferPointer
     /// Bytes consumed so far.
-    public private(set) var offset = 0
+    package private(set) var offset = 0
 
-    public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     /// Bytes not yet consumed.
-    public var remainingCount: Int { bytes.count - offset }
-    public var isAtEnd: Bool { offset == bytes.count }
+    package var remainingCount: Int { bytes.count - offset }
+    package var isAtEnd: Bool { offset == bytes.count }
 
     @inline(__always)
     private func require(_ count: Int) throws(WireError) {
@@ -26,7 +26,7 @@ public struct WireReader {
 
     /// Reads one big-endian integer of type `T`.
     @inline(__always)
-    public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(WireError) -> T {
+    package mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(WireError) -> T {
         let size = MemoryLayout<T>.size
         try require(size)
         let value = bytes.loadUnaligned(fromByteOffset: offset, as: T.self)
@@ -34,14 +34,14 @@ public struct WireReader {
         return T(bigEndian: value)
     }
 
-    public mutating func readUInt8() throws(WireError) -> UInt8 { try read() }
-    public mutating func readUInt16() throws(WireError) -> UInt16 { try read() }
-    public mutating func readUInt32() throws(WireError) -> UInt32 { try read() }
-    public mutating func readUInt64() throws(WireError) -> UInt64 { try read() }
-    public mutating func readInt64() throws(WireError) -> Int64 { try read() }
+    package mutating func readUInt8() throws(WireError) -> UInt8 { try read() }
+    package mutating func readUInt16() throws(WireError) -> UInt16 { try read() }
+    package mutating func readUInt32() throws(WireError) -> UInt32 { try read() }
+    package mutating func readUInt64() throws(WireError) -> UInt64 { try read() }
+    package mutating func readInt64() throws(WireError) -> Int64 { try read() }
 
     /// Reads `count` bytes as a view into the same buffer (no copy).
-    public mutating func readBytes(count: Int) throws(WireError) -> UnsafeRawBufferPointer {
+    package mutating func readBytes(count: Int) throws(WireError) -> UnsafeRawBufferPointer {
         try require(count)
         let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
         offset += count
@@ -49,7 +49,7 @@ public struct WireReader {
     }
 
     /// Reads a 16-bit length and then that many bytes.
-    public mutating func readLengthPrefixedBytes() throws(WireError) -> UnsafeRawBufferPointer {
+    package mutating func readLengthPrefixedBytes() throws(WireError) -> UnsafeRawBufferPointer {
         let start = offset
         let length = Int(try readUInt16())
         do {
@@ -61,13 +61,13 @@ public struct WireReader {
     }
 
     /// Skips `count` bytes.
-    public mutating func skip(_ count: Int) throws(WireError) {
+    package mutating func skip(_ count: Int) throws(WireError) {
         try require(count)
         offset += count
     }
 
     /// Throws unless every byte has been consumed (trailing garbage is malformed input).
-    public func expectEnd() throws(WireError) {
+    package func expectEnd() throws(WireError) {
         guard isAtEnd else {
             throw .malformed(reason: "\(remainingCount) unexpected trailing bytes", offset: offset)
         }

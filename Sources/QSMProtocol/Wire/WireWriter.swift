@@ -1,14 +1,14 @@
 /// Writes big-endian fixed-width integers and byte ranges into a buffer, checking that
 /// each write fits before touching memory. A write that does not fit throws
 /// `WireError.overflow` and leaves the writer unchanged.
-public struct WireWriter {
+package struct WireWriter {
     private let bytes: UnsafeMutableRawBufferPointer
     /// Bytes written so far.
-    public private(set) var offset = 0
+    package private(set) var offset = 0
 
-    public init(_ bytes: UnsafeMutableRawBufferPointer) { self.bytes = bytes }
+    package init(_ bytes: UnsafeMutableRawBufferPointer) { self.bytes = bytes }
 
-    public var remainingCount: Int { bytes.count - offset }
+    package var remainingCount: Int { bytes.count - offset }
 
     @inline(__always)
     private func require(_ count: Int) throws(WireError) {
@@ -19,7 +19,7 @@ public struct WireWriter {
 
     /// Writes one big-endian integer.
     @inline(__always)
-    public mutating func write<T: FixedWidthInteger>(_ value: T) throws(WireError) {
+    package mutating func write<T: FixedWidthInteger>(_ value: T) throws(WireError) {
         let size = MemoryLayout<T>.size
         try require(size)
         bytes.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
@@ -27,7 +27,7 @@ public struct WireWriter {
     }
 
     /// Copies `source` in.
-    public mutating func write(bytes source: UnsafeRawBufferPointer) throws(WireError) {
+    package mutating func write(bytes source: UnsafeRawBufferPointer) throws(WireError) {
         try require(source.count)
         if source.count > 0 {
             (bytes.baseAddress! + offset).copyMemory(from: source.baseAddress!, byteCount: source.count)
@@ -36,7 +36,7 @@ public struct WireWriter {
     }
 
     /// Writes a 16-bit length and then the bytes; more than 65,535 bytes is malformed.
-    public mutating func writeLengthPrefixed(bytes source: UnsafeRawBufferPointer) throws(WireError) {
+    package mutating func writeLengthPrefixed(bytes source: UnsafeRawBufferPointer) throws(WireError) {
         guard source.count <= Int(UInt16.max) else {
             throw .malformed(reason: "\(source.count) bytes exceed a 16-bit length", offset: offset)
         }
@@ -46,7 +46,7 @@ public struct WireWriter {
     }
 
     /// Overwrites an integer written earlier at `position` (e.g. a length known only later).
-    public mutating func patch<T: FixedWidthInteger>(_ value: T, at position: Int) throws(WireError) {
+    package mutating func patch<T: FixedWidthInteger>(_ value: T, at position: Int) throws(WireError) {
         let size = MemoryLayout<T>.size
         guard position >= 0, position <= offset - size else {
             throw .overflow(offset: position, needed: size, available: max(0, offset - position))

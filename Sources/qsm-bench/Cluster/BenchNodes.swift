@@ -23,7 +23,7 @@ final class BenchReceiver: Sendable {
     private let check: Mutex<DeliveryCheck>
     private let delivered = Atomic<Int>(0)
     /// The multicast addresses of this node's regions, from its membership events.
-    private let regionAddresses = Mutex<Set<SocketAddress>>([])
+    private let regionAddresses = Mutex<Set<QSMSocketAddress>>([])
     private let regionView = Mutex<RegionView?>(nil)
     /// CPU time used before the node existed (the raw phase), left out of its figure.
     private let cpuBaseline = ProcessMetrics.cpuSeconds
@@ -70,7 +70,7 @@ final class BenchReceiver: Sendable {
     /// unless messages were skipped while this node was out of its groups.
     var tailCount: Int { check.withLock { $0.lastBySender.reduce(0, +) } }
 
-    var multicastAddresses: [SocketAddress] { regionAddresses.withLock { Array($0) } }
+    var multicastAddresses: [QSMSocketAddress] { regionAddresses.withLock { Array($0) } }
 
     /// The newest view of a region this node is in (who leads the rings).
     var latestRegionView: RegionView? { regionView.withLock { $0 } }

@@ -11,7 +11,7 @@ import QSMHarness
 final class ClusterProcesses {
     let options: RunOptions
     let network: HostNetwork?
-    let gmsAddress: SocketAddress
+    let gmsAddress: QSMSocketAddress
     private(set) var gms: WorkerProcess
     let senders: [WorkerProcess]
     private(set) var receivers: [WorkerProcess]
@@ -28,12 +28,12 @@ final class ClusterProcesses {
             let built = try HostNetwork(count: options.senders + options.receivers + 2)
             log("hosts: \(built.count) network namespaces \(built.prefix)-1...\(built.count) on a bridge "
                 + "(GMS on 10.77.0.1, senders from 10.77.0.2, receivers from 10.77.0.\(options.senders + 2))")
-            gmsAddress = SocketAddress(HostNetwork.address(of: 1), port: 7_000)
+            gmsAddress = QSMSocketAddress(HostNetwork.address(of: 1), port: 7_000)
             network = built
         } else {
             network = nil
             // A fixed port (the namespace is private) so that a restarted GMS is found.
-            gmsAddress = SocketAddress(.loopback, port: 17_700)
+            gmsAddress = QSMSocketAddress(.loopback, port: 17_700)
         }
         self.network = network
         gms = try Self.startGMS(options: options, address: gmsAddress, network: network)
@@ -87,7 +87,7 @@ final class ClusterProcesses {
         _ = try gms.expect("gms", within: 10)
     }
 
-    private static func startGMS(options: RunOptions, address: SocketAddress, network: HostNetwork?) throws -> WorkerProcess {
+    private static func startGMS(options: RunOptions, address: QSMSocketAddress, network: HostNetwork?) throws -> WorkerProcess {
         // The secret reaches the GMS worker through its environment (inherited, not on its
         // command line, where every process on the host could read it).
         if let secret = options.secret { setenv("QSM_BENCH_GMS_SECRET", secret, 1) } else { unsetenv("QSM_BENCH_GMS_SECRET") }

@@ -14,7 +14,7 @@ struct ClusterRun {
     /// Progress and diagnostics (standard error in the command).
     let log: (String) -> Void
 
-    static let rawGroup = SocketAddress(IPv4Address(239, 255, 77, 1), port: 17_999)
+    static let rawGroup = QSMSocketAddress(IPv4Address(239, 255, 77, 1), port: 17_999)
 
     func execute() throws -> RunReport {
         var report = RunReport(options: options)
@@ -37,12 +37,12 @@ struct ClusterRun {
             if options.encrypt { fields.append(("encrypt", 1)) }
             try receiver.send(WorkerLine("receive", fields))
         }
-        var unicast: [SocketAddress] = []
+        var unicast: [QSMSocketAddress] = []
         var receiverIDs: [UInt64] = []
         for receiver in cluster.receivers {
             let line = try receiver.expect("node", within: 30)
             receiverIDs.append(UInt64(line["id"] ?? "") ?? 0)
-            if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
+            if let address = QSMSocketAddress(line["address"] ?? "") { unicast.append(address) }
         }
         for (index, sender) in senders.enumerated() {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
@@ -71,7 +71,7 @@ struct ClusterRun {
                 throw WorkerProcess.Failure(description: "\(error); \(seen.joined(separator: "; "))")
             }
             senderIDs.append(line["id"] ?? "")
-            if let address = SocketAddress(line["address"] ?? "") { unicast.append(address) }
+            if let address = QSMSocketAddress(line["address"] ?? "") { unicast.append(address) }
         }
         // Receivers tell the run's messages from anything else that might be delivered.
         for receiver in cluster.receivers { try receiver.send(WorkerLine("senders", [("ids", senderIDs.joined(separator: ","))])) }
@@ -82,7 +82,7 @@ struct ClusterRun {
         if options.perturbation == .hostile {
             try receivers[0].send(WorkerLine("targets"))
             let multicast = (try receivers[0].expect("targets", within: 10)["multicast"] ?? "")
-                .split(separator: ",").compactMap { SocketAddress(String($0)) }
+                .split(separator: ",").compactMap { QSMSocketAddress(String($0)) }
             let injector = try WorkerProcess(name: "hostile", arguments: ["hostile"], host: cluster.hostileHost, network: cluster.network)
             let targets = (unicast + multicast + [gmsAddress]).map(\.description).joined(separator: ",")
             try injector.send(WorkerLine("hostile", [("targets", targets), ("gms", gmsAddress), ("interface", injector.interface)]))

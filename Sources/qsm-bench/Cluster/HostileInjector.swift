@@ -22,7 +22,7 @@ final class HostileInjector: Sendable {
     private let sent = Atomic<Int>(0)
     private let thread: Mutex<SystemThread?> = Mutex(nil)
 
-    init(targets: [SocketAddress], gms: SocketAddress, interface: IPv4Address, seed: UInt64) throws {
+    init(targets: [QSMSocketAddress], gms: QSMSocketAddress, interface: IPv4Address, seed: UInt64) throws {
         let corpus = try ProtocolFuzzTarget(seed: seed).corpus
         let socket = try UDPSocket()
         try socket.setMulticastInterface(interface)
@@ -52,7 +52,7 @@ final class HostileInjector: Sendable {
         thread.withLock { $0 }?.join()
     }
 
-    private func run(socket: UDPSocket, capture: UDPSocket, corpus: [[UInt8]], targets: [SocketAddress], gms: SocketAddress,
+    private func run(socket: UDPSocket, capture: UDPSocket, corpus: [[UInt8]], targets: [QSMSocketAddress], gms: QSMSocketAddress,
                      seed: UInt64) {
         var mutator = PacketMutator(seed: seed, corpus: corpus)
         var random = SplitMix64(seed: seed ^ 0xBAD)
@@ -118,7 +118,7 @@ final class HostileInjector: Sendable {
 
     /// A TCP connection to the GMS that says nonsense (a bad frame, or a frame claiming
     /// to be huge) and goes away.
-    private func sendGarbage(to gms: SocketAddress, random: inout SplitMix64) {
+    private func sendGarbage(to gms: QSMSocketAddress, random: inout SplitMix64) {
         guard let stream = try? TCPStream.connect(to: gms) else { return }
         var bytes = (0..<(16 + Int(random.next() % 200))).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         if random.next() % 2 == 0 { bytes[0] = 0x7F }  // a length prefix of gigabytes

@@ -25,7 +25,7 @@ final class RawReceiver: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let thread: Mutex<SystemThread?> = Mutex(nil)
 
-    init(mode: RawReceiveMode, group: SocketAddress, interface: IPv4Address, receiveBufferBytes: Int) throws {
+    init(mode: RawReceiveMode, group: QSMSocketAddress, interface: IPv4Address, receiveBufferBytes: Int) throws {
         self.mode = mode
         let socket = try UDPSocket()
         try socket.setReuseAddress(true)
@@ -119,7 +119,7 @@ final class RawSender {
     }
 
     /// Returns the seconds the trial took to send.
-    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: SocketAddress) throws -> Double {
+    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress) throws -> Double {
         let start = MonotonicClock.now()
         var sent = 0
         while sent < count {

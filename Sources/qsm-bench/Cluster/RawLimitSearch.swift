@@ -10,15 +10,15 @@ struct RawLimitSearch {
     let sender: WorkerProcess
     let receivers: [WorkerProcess]
     let size: Int
-    let group: SocketAddress
+    let group: QSMSocketAddress
     /// Length of one trial.
     let trialSeconds: Double
     /// The engine's default receive buffer (the same sockets as the engine's).
-    let receiveBufferBytes = QSMNodeConfiguration(gms: SocketAddress(.loopback, port: 1)).receiveBufferBytes
+    let receiveBufferBytes = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 1)).receiveBufferBytes
     let log: (String) -> Void
     private var nextTrial = 1
 
-    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: SocketAddress,
+    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: QSMSocketAddress,
          trialSeconds: Double, log: @escaping (String) -> Void) {
         self.sender = sender
         self.receivers = receivers

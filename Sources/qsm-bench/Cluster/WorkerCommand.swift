@@ -47,10 +47,10 @@ enum WorkerCommand {
         var configuration = MembershipConfiguration()
         if let timeout = arguments.first.flatMap(Int.init) { configuration.heartbeatTimeout = .milliseconds(timeout) }
         if arguments.count > 1, let size = Int(arguments[1]) { configuration.partitionSize = size }
-        let listen = arguments.count > 2 ? SocketAddress(arguments[2]) : nil
+        let listen = arguments.count > 2 ? QSMSocketAddress(arguments[2]) : nil
         if let secret = getenv("QSM_BENCH_GMS_SECRET") { configuration.clusterSecret = hexBytes(String(cString: secret)) }
         let core = try EventCore()
-        let server = try GMSServer(configuration: configuration, listeningOn: listen ?? SocketAddress(.loopback, port: 0), core: core)
+        let server = try GMSServer(configuration: configuration, listeningOn: listen ?? QSMSocketAddress(.loopback, port: 0), core: core)
         say(WorkerLine("gms", [("address", server.listenAddress)]))
         try core.run()
         exit(0)
@@ -66,7 +66,7 @@ enum WorkerCommand {
             guard let command = WorkerLine(parsing: text) else { continue }
             switch command.verb {
             case "hostile":
-                let targets = (command["targets"] ?? "").split(separator: ",").compactMap { SocketAddress(String($0)) }
+                let targets = (command["targets"] ?? "").split(separator: ",").compactMap { QSMSocketAddress(String($0)) }
                 injector = try HostileInjector(targets: targets, gms: try address(command, "gms"),
                                                interface: try interface(command), seed: UInt64(command.int("seed") ?? 99))
                 say(WorkerLine("hostile-started"))
@@ -174,8 +174,8 @@ enum WorkerCommand {
         }
     }
 
-    private static func address(_ command: WorkerLine, _ key: String) throws -> SocketAddress {
-        guard let text = command[key], let address = SocketAddress(text) else { throw ConfigurationError("worker: bad \(key)") }
+    private static func address(_ command: WorkerLine, _ key: String) throws -> QSMSocketAddress {
+        guard let text = command[key], let address = QSMSocketAddress(text) else { throw ConfigurationError("worker: bad \(key)") }
         return address
     }
 

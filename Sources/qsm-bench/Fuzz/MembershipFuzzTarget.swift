@@ -26,7 +26,7 @@ final class MembershipFuzzTarget {
         configuration.batchInterval = .milliseconds(10)
         self.configuration = configuration
         service = try MembershipService(configuration: configuration)
-        client = MembershipClient(node: NodeID(77), address: SocketAddress(.loopback, port: 7777))
+        client = MembershipClient(node: NodeID(77), address: QSMSocketAddress(.loopback, port: 7777))
         buildCorpora()
         client.start(now: now)
         client.connected(now: now)
@@ -37,7 +37,7 @@ final class MembershipFuzzTarget {
     private func buildCorpora() {
         var messages: [ClientMessage] = [.heartbeat, .resynchronize, .goodbye]
         for node in 1...4 {
-            messages.append(.register(node: NodeID(UInt64(node)), address: SocketAddress(.loopback, port: UInt16(8000 + node)),
+            messages.append(.register(node: NodeID(UInt64(node)), address: QSMSocketAddress(.loopback, port: UInt16(8000 + node)),
                                       protocolVersion: membershipProtocolVersion))
         }
         for (index, name) in ["a", "b", "prices", "x-long-group-name"].enumerated() {

@@ -27,11 +27,11 @@ final class ProtocolFuzzTarget {
         configuration.maximumOutOfOrderPackets = 4_096
         configuration.maximumPendingRetransmissions = 1_024
         self.configuration = configuration
-        let members = (1...5).map { NodeEntry(id: NodeID(UInt64($0)), address: SocketAddress(.loopback, port: UInt16(9000 + $0))) }
+        let members = (1...5).map { NodeEntry(id: NodeID(UInt64($0)), address: QSMSocketAddress(.loopback, port: UInt16(9000 + $0))) }
         let region = RegionView(id: Self.region, viewNumber: 1, hierarchy: 0, groups: [Self.group], members: members,
                                 partitions: [Partition(members: [1, 2, 3].map { NodeID($0) }, leader: NodeID(1)),
                                              Partition(members: [4, 5].map { NodeID($0) }, leader: NodeID(4))],
-                                regionLeader: NodeID(1), address: SocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
+                                regionLeader: NodeID(1), address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 17000))
         let group = GroupView(id: Self.group, name: GroupName("fuzz")!, viewNumber: 1, members: members.map(\.id),
                               mappingVersion: 1, regions: [RegionReference(id: Self.region, viewNumber: 1, address: region.address)],
                               hybridAddress: nil)

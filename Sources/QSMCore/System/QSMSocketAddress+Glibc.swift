@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-extension SocketAddress {
+extension QSMSocketAddress {
     init(_ raw: sockaddr_in) {
         self.init(IPv4Address(value: UInt32(bigEndian: raw.sin_addr.s_addr)),
                   port: UInt16(bigEndian: raw.sin_port))
