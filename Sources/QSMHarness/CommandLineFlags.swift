@@ -8,7 +8,22 @@ public struct CommandLineFlags {
     /// - Parameters:
     ///   - valued: flags that take a value (may repeat).
     ///   - switches: flags that take none.
+    ///
+    /// `--config PATH` (accepted by every command) reads a JSON file of flags first (see
+    /// `ConfigurationFile`); a flag given on the command line replaces the file's.
     public init(_ arguments: [String], valued: Set<String>, switches allowedSwitches: Set<String>) throws(ConfigurationError) {
+        var fromCommandLine = try Self(parsing: arguments, valued: valued.union(["--config"]), switches: allowedSwitches)
+        if let path = try fromCommandLine.value("--config") {
+            let fromFile = try Self(parsing: try ConfigurationFile.arguments(from: path, valued: valued, switches: allowedSwitches),
+                                    valued: valued, switches: allowedSwitches)
+            for (flag, given) in fromFile.values where fromCommandLine.values[flag] == nil { fromCommandLine.values[flag] = given }
+            fromCommandLine.switches.formUnion(fromFile.switches)
+        }
+        fromCommandLine.values["--config"] = nil
+        self = fromCommandLine
+    }
+
+    private init(parsing arguments: [String], valued: Set<String>, switches allowedSwitches: Set<String>) throws(ConfigurationError) {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
@@ -70,9 +85,6 @@ public struct CommandLineFlags {
     /// A HOST:PORT address with a dotted-quad host.
     public func address(_ flag: String) throws(ConfigurationError) -> QSMSocketAddress? {
         guard let text = try value(flag) else { return nil }
-        guard let address = QSMSocketAddress(text) else {
-            throw ConfigurationError("\(flag) must be IPv4-ADDRESS:PORT (like 127.0.0.1:7000), got '\(text)'")
-        }
-        return address
+        return try AddressResolution.hostAndPort(text, flag: flag)
     }
 }

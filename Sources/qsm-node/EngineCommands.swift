@@ -11,9 +11,12 @@ struct NodeFlags {
     static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds",
                                       "--secret-file", "--metrics-listen"]
     static let help = """
-          --gms HOST:PORT          the membership service
+          --gms HOST:PORT          the membership service (HOST: an IPv4 address or a name)
           --group NAME             the group
-          --interface IP           local interface address for multicast (default 127.0.0.1)
+          --interface IF           the interface for multicast: its IPv4 address, its name
+                                   (eth0) or a subnet it is in (10.0.0.0/24); default
+                                   127.0.0.1 (this host only; a warning says so when the
+                                   GMS is elsewhere)
           --port P                 unicast port for control traffic (default: any free port)
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live, 0...255 (default 1)
@@ -44,8 +47,11 @@ struct NodeFlags {
         var configuration = QSMNodeConfiguration(gms: gms)
         configuration.onWarning = { log(.warning, "qsm-node", $0) }
         if let text = try flags.value("--interface") {
-            guard let interface = IPv4Address(text) else { throw ConfigurationError("--interface must be an IPv4 address, got '\(text)'") }
-            configuration.interface = interface
+            configuration.interface = try AddressResolution.interface(text)
+        } else if configuration.gms.address != .loopback {
+            // The loopback default cannot reach a remote GMS's cluster: say so, not silently.
+            log(.warning, "qsm-node", "no --interface given: multicast stays on 127.0.0.1, which nodes on other hosts cannot reach "
+                + "(give the address, name or subnet of the NIC to use, like --interface eth0)")
         }
         configuration.port = UInt16(try flags.integer("--port", in: 0...65535, default: 0))
         if let text = try flags.value("--id") {
@@ -141,12 +147,13 @@ enum PublishCommand {
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
-        let metricsListen: QSMSocketAddress?
+        let metricsListen: QSMSocketAddress?, format: MessageFormat
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members", "--format"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
+            format = try MessageFormat.parse(flags)
             metricsListen = try flags.address("--metrics-listen")
         } catch {
             fail(error.message, command: "publish")
@@ -169,8 +176,18 @@ enum PublishCommand {
                 }
             }
             var published = 0
-            while let line = readLine(strippingNewline: true) {
-                try await node.publish(Array(line.utf8), to: group)
+            var reader = MessageReader(format: format, maximumBytes: configuration.protocolConfiguration.maximumMessageBytes)
+            while true {
+                let message: [UInt8]
+                do throws(ConfigurationError) {
+                    guard let next = try reader.next() else { break }
+                    message = next
+                } catch {
+                    log(.error, "qsm-node publish", "bad input: \(error.message)", ["published": published])
+                    node.stop()
+                    exit(1)
+                }
+                try await node.publish(message, to: group)
                 published += 1
             }
             let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeout * 1e9))
@@ -195,24 +212,30 @@ enum SubscribeCommand {
     static let usage = """
         usage: qsm-node subscribe --gms HOST:PORT --group NAME [flags]
 
-        Joins NAME and writes each delivered message to standard output as one line, in
-        delivery order. With --count N, leaves cleanly and exits 0 after N messages;
-        otherwise runs until SIGINT or SIGTERM, then leaves cleanly.
+        Joins NAME and writes each delivered message to standard output (a line, unless
+        --format says otherwise), in delivery order. With --count N, leaves cleanly and
+        exits 0 after N messages; otherwise runs until SIGINT or SIGTERM, then leaves
+        cleanly.
 
         flags:
         \(NodeFlags.help)
           --count N                exit after N messages
+        \(MessageFormat.help)
           -h, --help               show this help
+
+        exit status: 0 after --count messages or a stop signal, 1 on a failure (the GMS
+        not reached, or refusing this node), 2 on bad flags.
         """
 
     static func main(_ arguments: [String]) async -> Never {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
-        let metricsListen: QSMSocketAddress?
+        let metricsListen: QSMSocketAddress?, format: MessageFormat
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count", "--format"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             count = try flags.integer("--count", in: 0...Int.max, default: 0)
+            format = try MessageFormat.parse(flags)
             metricsListen = try flags.address("--metrics-listen")
         } catch {
             fail(error.message, command: "subscribe")
@@ -221,18 +244,10 @@ enum SubscribeCommand {
             let node = try QSMNode(configuration: configuration)
             let received = Atomic<Int>(0)
             let done = Atomic<Bool>(false)
+            let writer = MessageWriter(format: format)
             node.onDelivery { delivery in
                 guard delivery.group == group, !done.load(ordering: .acquiring) else { return }
-                var line = delivery.payload
-                line.append(UInt8(ascii: "\n"))
-                line.withUnsafeBytes { bytes in
-                    var offset = 0
-                    while offset < bytes.count {
-                        let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
-                        if written <= 0 { if errno == EINTR { continue }; break }
-                        offset += written
-                    }
-                }
+                writer.write(delivery)
                 let total = received.add(1, ordering: .acquiringAndReleasing).newValue
                 if count > 0 && total >= count { done.store(true, ordering: .releasing) }
             }

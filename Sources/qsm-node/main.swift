@@ -25,6 +25,13 @@ let usage = """
     Every node and the GMS need the same cluster secret (--secret-file PATH), or an
     explicit --insecure.
 
+    Every subcommand also takes --config PATH: a JSON object whose keys are its flags
+    without the dashes ({"gms": "10.0.0.1:7000", "group": ["a", "b"], "insecure": true});
+    flags on the command line override it.
+
+    Logs are JSON lines on standard error. Exit status: 0 done, 1 failed (the reason is
+    logged), 2 bad flags or configuration, 130 publish stopped by a signal.
+
     flags:
       -h, --help    show this help
       --version     print the version and exit (after any subcommand too)

@@ -200,6 +200,38 @@ struct ProcessMembershipTests {
         #expect(output.allSatisfy { $0.contains(": gms listening on 127.0.0.1:") }, "\(output)")
     }
 
+    /// `--config PATH`: a JSON object of flags (without dashes) configures a command;
+    /// flags on the command line override it; an unknown key or a wrongly typed value is
+    /// refused like a bad flag.
+    @Test func aConfigFileGivesFlagsAndTheCommandLineOverridesIt() throws {
+        let directory = "/tmp/qsm-config-\(getpid())"
+        mkdir(directory, 0o700)
+        defer { rmdir(directory) }
+        func file(_ name: String, _ text: String) -> String {
+            let path = directory + "/" + name
+            let handle = fopen(path, "w")!
+            fputs(text, handle)
+            fclose(handle)
+            return path
+        }
+        let good = file("gms.json", #"{"listen": "127.0.0.1:1", "insecure": true, "stats-seconds": 0, "address-pool": "239.1.0.0/16"}"#)
+        let unknown = file("unknown.json", #"{"listen": "127.0.0.1:0", "insecure": true, "colour": "blue"}"#)
+        let mistyped = file("mistyped.json", #"{"listen": "127.0.0.1:0", "insecure": "yes"}"#)
+        let broken = file("broken.json", #"{"listen": "#)
+        defer { for path in [good, unknown, mistyped, broken] { unlink(path) } }
+        let line = try NetworkNamespace.runIsolated { () throws -> String? in
+            // The file's port 1 is overridden by the command line's 0 (any free port).
+            let gms = try ChildProcess(executable: Self.qsmNode, arguments: ["gms", "--config", good, "--listen", "127.0.0.1:0"])
+            defer { gms.signal(SIGTERM); gms.waitForExit(timeoutMilliseconds: 10_000) }
+            return gms.readLine(timeoutMilliseconds: 20_000)
+        }
+        #expect(line?.hasPrefix("gms listening on 127.0.0.1:") == true && line != "gms listening on 127.0.0.1:1", "\(line ?? "no output")")
+        for path in [unknown, mistyped, broken, directory + "/missing.json"] {
+            let process = try ChildProcess(executable: Self.qsmNode, arguments: ["gms", "--config", path])
+            #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "\(path)")
+        }
+    }
+
     @Test func badFlagsAreRefusedWithAClearMessage() throws {
         for arguments in [["gms"], ["gms", "--listen", "nowhere"], ["gms", "--listen", "127.0.0.1:1", "--mode", "weird"],
                           ["member", "--insecure", "--gms", "127.0.0.1:1"], ["member", "--gms", "127.0.0.1:1", "--id", "0"],
@@ -210,7 +242,12 @@ struct ProcessMembershipTests {
                           ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "239.192.0.1/14"],
                           ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "10.0.0.0/8"],
                           ["gms", "--insecure", "--listen", "127.0.0.1:0", "--address-pool", "239.255.255.0+1000"],
-                          ["stats", "--format", "xml"], ["run", "--insecure", "--gms", "127.0.0.1:1"]] {
+                          ["stats", "--format", "xml"], ["run", "--insecure", "--gms", "127.0.0.1:1"],
+                          // IPv6 and unknown interfaces or hosts are refused with the reason.
+                          ["subscribe", "--insecure", "--gms", "[::1]:7000", "--group", "g"],
+                          ["subscribe", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--interface", "nosuchif0"],
+                          ["subscribe", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--interface", "192.0.2.77"],
+                          ["publish", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--format", "xml"]] {
             let process = try ChildProcess(executable: Self.qsmNode, arguments: arguments)
             #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "qsm-node \(arguments.joined(separator: " "))")
         }

@@ -1,0 +1,51 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QSMCore
+import QSMHarness
+import Testing
+
+/// `qsm-node publish` and `subscribe` carry any payload, and metadata, with `--format`.
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct MessageFormatProcessTests {
+    /// Binary payloads (a newline, a zero byte, 0xFF) published length-prefixed arrive
+    /// intact, with group, sender and sequence, as JSON lines; input that is not in the
+    /// format (a truncated frame, a line that is not a message object) exits 1 with the
+    /// reason, never publishing garbage.
+    @Test func binaryPayloadsPassIntactAndBadInputIsRefused() throws {
+        let node = EngineProcessTests.qsmNode
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let (gms, address) = try EngineProcessTests.startGMS()
+            defer { gms.signal(SIGTERM) }
+            // Addresses as an operator may type them: a host name, an interface name, a subnet.
+            let byName = "localhost:" + (address.split(separator: ":").last ?? "")
+            let subscriber = try ChildProcess(executable: node, arguments: [
+                "subscribe", "--insecure", "--gms", byName, "--interface", "lo", "--group", "binary", "--id", "61", "--count", "3",
+                "--format", "json"])
+            let frames = #"\000\000\000\003a\nb\000\000\000\002\000\377\000\000\000\003xyz"#
+            let publisher = try GMSAuthenticationProcessTests.shell(
+                "printf '\(frames)' | \(node) publish --insecure --gms \(address) --interface 127.0.0.0/8 --group binary --id 62 --wait-members 1 --format length-prefixed")
+            var lines: [String] = []
+            EngineProcessTests.collect(subscriber, into: &lines, until: MonotonicClock.now().advanced(by: .seconds(60)))
+            guard publisher.waitForExit(timeoutMilliseconds: 30_000) == 0 else { return "the publisher failed: \(publisher.availableLines())" }
+            let expected = ["YQpi", "AP8=", "eHl6"].enumerated().map { index, payload in
+                #"{"group":"binary","sender":62,"sequence":"# + "\(index + 1)" + #","payload_base64":""# + payload + #""}"#
+            }
+            guard lines == expected else { return "the subscriber wrote \(lines)" }
+            for (input, format, reason) in [(#"\000\000\001"#, "length-prefixed", "inside the length"),
+                                            (#"\000\000\000\011abc"#, "length-prefixed", "inside message 1"),
+                                            (#"{\"payload\": 5}\n"#, "json", "not a JSON object with")] {
+                let bad = try GMSAuthenticationProcessTests.shell(
+                    "printf '\(input)' | \(node) publish --insecure --gms \(address) --group binary --id 63 --format \(format)")
+                var output: [String] = []
+                EngineProcessTests.collect(bad, into: &output, until: MonotonicClock.now().advanced(by: .seconds(30)))
+                guard bad.waitForExit(timeoutMilliseconds: 10_000) == 1,
+                      output.contains(where: { $0.contains("bad input") && $0.contains(reason) }) else {
+                    return "\(format) input '\(input)': exit \(String(describing: bad.exitStatus)), \(output)"
+                }
+            }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+}
