@@ -116,12 +116,12 @@ final class MessageWriter: @unchecked Sendable {
         buffer.removeAll(keepingCapacity: true)
         switch format {
         case .lines:
-            buffer += delivery.payload
+            delivery.withPayload { buffer.append(contentsOf: $0) }
             buffer.append(UInt8(ascii: "\n"))
         case .lengthPrefixed:
-            let length = UInt32(delivery.payload.count)
+            let length = UInt32(delivery.payloadCount)
             buffer += [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
-            buffer += delivery.payload
+            delivery.withPayload { buffer.append(contentsOf: $0) }
         case .json:
             let line = "{\"group\":\(jsonString(delivery.group.text)),\"sender\":\(delivery.sender.value),\"sequence\":\(delivery.sequence),"
                 + "\"payload_base64\":\"\(Data(delivery.payload).base64EncodedString())\"}\n"

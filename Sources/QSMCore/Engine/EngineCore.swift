@@ -191,7 +191,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     private func collectDeliveries() {
         while let delivery = machine.pollDelivery() {
             emit(.delivery(QSMDelivery(group: delivery.group, sender: delivery.sender, sequence: delivery.sequence,
-                                       payload: Array(delivery.payload))))
+                                       bytes: delivery.payload)))
         }
     }
 

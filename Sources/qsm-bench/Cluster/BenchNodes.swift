@@ -48,7 +48,7 @@ final class BenchReceiver: Sendable {
         node.onDelivery { [self] delivery in
             let now = MonotonicClock.now()
             let group = BenchGroups.index(of: delivery.group) ?? Int.max
-            check.withLock { $0.observe(sender: delivery.sender, group: group, sequence: delivery.sequence, payload: delivery.payload, at: now) }
+            check.withLock { $0.observe(sender: delivery.sender, group: group, sequence: delivery.sequence, delivery: delivery, at: now) }
             delivered.add(1, ordering: .relaxed)
         }
         try node.start()

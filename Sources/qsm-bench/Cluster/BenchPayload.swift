@@ -38,20 +38,18 @@ enum BenchPayload {
 
     /// The header of a received message, or nil when it is too short or its pattern is
     /// wrong (corrupted).
-    static func check(_ bytes: [UInt8]) -> Header? {
-        guard bytes.count >= headerBytes else { return nil }
-        return bytes.withUnsafeBytes { raw -> Header? in
-            let sender = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
-            let sequence = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            let published = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: Int64.self))
-            // The pattern is a window into a table of repeating 0...255: one memcmp.
-            let body = raw.count - headerBytes
-            let offset = Int(UInt8(truncatingIfNeeded: sequence))
-            let intact = patternTable.withUnsafeBytes { table in
-                memcmp(raw.baseAddress! + headerBytes, table.baseAddress! + offset, body) == 0
-            }
-            guard intact else { return nil }
-            return Header(sender: Int(sender), sequence: sequence, publishedAt: Instant(nanoseconds: published))
+    static func check(_ raw: UnsafeRawBufferPointer) -> Header? {
+        guard raw.count >= headerBytes else { return nil }
+        let sender = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        let sequence = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let published = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: Int64.self))
+        // The pattern is a window into a table of repeating 0...255: one memcmp.
+        let body = raw.count - headerBytes
+        let offset = Int(UInt8(truncatingIfNeeded: sequence))
+        let intact = patternTable.withUnsafeBytes { table in
+            memcmp(raw.baseAddress! + headerBytes, table.baseAddress! + offset, body) == 0
         }
+        guard intact else { return nil }
+        return Header(sender: Int(sender), sequence: sequence, publishedAt: Instant(nanoseconds: published))
     }
 }

@@ -49,7 +49,7 @@ struct DeliveryCheck {
         for (index, id) in ids.enumerated() { senderIndexes[id] = index }
     }
 
-    mutating func observe(sender: NodeID, group: Int, sequence: UInt64, payload: [UInt8], at now: Instant) {
+    mutating func observe(sender: NodeID, group: Int, sequence: UInt64, delivery: QSMDelivery, at now: Instant) {
         if !senderIndexes.isEmpty, senderIndexes[sender] == nil {
             foreign += 1
             return
@@ -57,7 +57,7 @@ struct DeliveryCheck {
         delivered += 1
         if firstAt == nil { firstAt = now }
         lastAt = now
-        guard let header = BenchPayload.check(payload), header.sender < uniqueBySender.count,
+        guard let header = delivery.withPayload({ BenchPayload.check($0) }), header.sender < uniqueBySender.count,
               senderIndexes.isEmpty || senderIndexes[sender] == header.sender, group < expected[header.sender].count else {
             corrupt += 1
             return
