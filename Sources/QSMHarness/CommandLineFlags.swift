@@ -82,6 +82,41 @@ public struct CommandLineFlags {
         return number
     }
 
+    /// A duration: a number with a unit, `250ms`, `5s` or `2m` (a bare number is seconds),
+    /// from `flag`, or from `alias` (an older name whose bare numbers are in `aliasUnit`),
+    /// or `fallback`; it must lie in `range`.
+    public func duration(_ flag: String, alias: String? = nil, aliasUnit: Duration = .seconds(1),
+                         in range: ClosedRange<Duration>, default fallback: Duration) throws(ConfigurationError) -> Duration {
+        let given = try value(flag)
+        let old = try alias.flatMap { alias throws(ConfigurationError) in try value(alias) }
+        if given != nil, old != nil { throw ConfigurationError("\(flag) and \(alias!) are the same setting: give one") }
+        guard let text = given ?? old else { return fallback }
+        let name = given != nil ? flag : alias!
+        guard let parsed = Self.parseDuration(text, bareUnit: given != nil ? .seconds(1) : aliasUnit), range.contains(parsed) else {
+            throw ConfigurationError("\(name) must be a duration like 250ms, 5s or 2m within \(Self.describe(range.lowerBound))...\(Self.describe(range.upperBound)), got '\(text)'")
+        }
+        return parsed
+    }
+
+    /// `text` as a duration (`250ms`, `5s`, `2m`; a bare number is in `bareUnit`), or nil.
+    public static func parseDuration(_ text: String, bareUnit: Duration) -> Duration? {
+        let units: [(String, Double)] = [("ms", 1e-3), ("s", 1), ("m", 60)]
+        var number = Substring(text)
+        var scale = Double(bareUnit.components.seconds) + Double(bareUnit.components.attoseconds) / 1e18
+        for (suffix, seconds) in units where text.hasSuffix(suffix) {
+            number = text.dropLast(suffix.count)
+            scale = seconds
+            break
+        }
+        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
+        return .nanoseconds(Int64((value * scale * 1e9).rounded()))
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
+    }
+
     /// A HOST:PORT address with a dotted-quad host.
     public func address(_ flag: String) throws(ConfigurationError) -> QSMSocketAddress? {
         guard let text = try value(flag) else { return nil }

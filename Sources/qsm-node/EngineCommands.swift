@@ -8,7 +8,7 @@ import Synchronization
 
 /// Flags shared by publish, subscribe and run.
 struct NodeFlags {
-    static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds",
+    static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds", "--timeout",
                                       "--secret-file", "--metrics-listen"]
     static let help = """
           --gms HOST:PORT          the membership service (HOST: an IPv4 address or a name)
@@ -33,10 +33,12 @@ struct NodeFlags {
           --insecure               run without a cluster secret (warns every time): anyone
                                    who can send a datagram can forge data this node
                                    delivers, and anyone who reaches the GMS can join
-          --timeout-seconds S      give up if the GMS cannot be reached, or (publish) if the
+          --timeout D              give up if the GMS cannot be reached, or (publish) if the
                                    members asked for by --wait-members do not join, or the
-                                   messages are not all acknowledged, within S seconds each
-                                   (default 30; exit status 1)
+                                   messages are not all acknowledged, within D each (default
+                                   30s; exit status 1). Durations take a unit: 250ms, 5s, 2m
+                                   (a bare number is seconds); --timeout-seconds is the
+                                   older name
         \(NodeMetrics.help)
         Counters: 'qsm-node stats' reads them from this node's local stats socket.
         """
@@ -93,7 +95,8 @@ struct NodeFlags {
         let configuration = try node(flags)
         let groupText = try flags.required("--group")
         guard let group = GroupName(groupText) else { throw ConfigurationError("--group '\(groupText)' is not a group name") }
-        let timeout = Double(try flags.integer("--timeout-seconds", in: 1...86_400, default: 30))
+        let limit = try flags.duration("--timeout", alias: "--timeout-seconds", in: .milliseconds(100)...(.seconds(86_400)), default: .seconds(30))
+        let timeout = Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
         try configuration.validate()
         return (configuration, group, timeout)
     }
@@ -277,23 +280,24 @@ enum RunCommand {
         flags:
         \(NodeFlags.help)
           --group NAME[,NAME...]   groups to join (repeatable; --groups is the same)
-          --stats-seconds S        log statistics every S seconds (default 5)
+          --stats-interval D       log statistics every D (default 5s; --stats-seconds is
+                                   the older name)
           -h, --help               show this help
         """
 
     static func main(_ arguments: [String]) async -> Never {
         var configuration: QSMNodeConfiguration
         var groups: [GroupName] = []
-        let interval: Int
+        let interval: Duration
         let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--groups", "--stats-seconds"]),
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--groups", "--stats-seconds", "--stats-interval"]),
                                              switches: ["-h", "--help", "--insecure", "--encrypt"])
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)
             groups = try MemberCommand.names(flags.all("--group") + flags.all("--groups"), flag: "--group")
             guard !groups.isEmpty else { throw ConfigurationError("--group is required") }
-            interval = try flags.integer("--stats-seconds", in: 1...86_400, default: 5)
+            interval = try flags.duration("--stats-interval", alias: "--stats-seconds", in: .milliseconds(100)...(.seconds(86_400)), default: .seconds(5))
             metricsListen = try flags.address("--metrics-listen")
             try configuration.validate()
         } catch {
@@ -310,7 +314,7 @@ enum RunCommand {
             log(.info, "qsm-node run", "joining", ["node": node.id.value, "address": "\(node.address)",
                                                    "groups": groups.map(\.text).joined(separator: ",")])
             while true {
-                try? await Task.sleep(for: .seconds(interval))
+                try? await Task.sleep(for: interval)
                 guard let s = try? await node.statistics() else { continue }
                 let p = s.protocolStatistics
                 let rtt = p.tokenRounds == 0 ? 0 : Double(p.tokenRoundTripNanoseconds) / Double(p.tokenRounds) / 1e6

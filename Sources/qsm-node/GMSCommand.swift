@@ -15,6 +15,9 @@ enum GMSCommand {
         HOST:PORT" on standard output once ready; logs (JSON lines) and statistics go to
         standard error, and 'qsm-node stats' reads its counters. SIGINT or SIGTERM stops it.
 
+        Durations take a unit: 250ms, 5s, 2m (a bare number is seconds). Older names
+        still work: --batch-ms, --heartbeat-timeout-ms and --stats-seconds.
+
         flags:
           --listen HOST:PORT             address to listen on (port 0: any free port)
           --mode full|hierarchies        full: one region per distinct set of groups
@@ -23,8 +26,8 @@ enum GMSCommand {
           --partition-size K             nodes per partition (default 5)
           --min-region-size N            hierarchies mode: smallest region a group may
                                          leave behind when added (default 1)
-          --batch-ms MS                  apply pending changes every MS ms (default 100)
-          --heartbeat-timeout-ms MS      exclude a node silent this long (default 5000)
+          --batch D                      apply pending changes every D (default 100ms)
+          --heartbeat-timeout D          exclude a node silent this long (default 5s)
           --address-pool CIDR            multicast addresses for regions: a prefix
                                          (default 239.192.0.0/14, 262144 addresses),
                                          or START+COUNT (like 239.192.0.0+1024)
@@ -43,8 +46,7 @@ enum GMSCommand {
           --insecure                     run without a secret (warns): any host that
                                          reaches the port can register, join any group
                                          and read its data
-          --stats-seconds S              log statistics every S seconds, 0 = never
-                                         (default 10)
+          --stats-interval D             log statistics every D, 0 = never (default 10s)
           --metrics-listen HOST:PORT     also serve the counters at
                                          http://HOST:PORT/metrics (OpenMetrics text)
           -h, --help                     show this help
@@ -58,7 +60,7 @@ enum GMSCommand {
         let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             flags = try CommandLineFlags(arguments, valued: [
-                "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms",
+                "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms", "--batch", "--heartbeat-timeout", "--stats-interval",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
                 "--stats-seconds", "--secret-file", "--metrics-listen",
             ], switches: ["-h", "--help", "--insecure"])
@@ -74,8 +76,10 @@ enum GMSCommand {
             }
             configuration.partitionSize = try flags.integer("--partition-size", in: 1...1000, default: 5)
             configuration.minimumRegionSize = try flags.integer("--min-region-size", in: 1...1_000_000, default: 1)
-            configuration.batchInterval = .milliseconds(try flags.integer("--batch-ms", in: 1...600_000, default: 100))
-            configuration.heartbeatTimeout = .milliseconds(try flags.integer("--heartbeat-timeout-ms", in: 100...3_600_000, default: 5000))
+            configuration.batchInterval = try flags.duration("--batch", alias: "--batch-ms", aliasUnit: .milliseconds(1),
+                                                             in: .milliseconds(1)...(.seconds(600)), default: .milliseconds(100))
+            configuration.heartbeatTimeout = try flags.duration("--heartbeat-timeout", alias: "--heartbeat-timeout-ms", aliasUnit: .milliseconds(1),
+                                                                in: .milliseconds(100)...(.seconds(3600)), default: .seconds(5))
             if let pool = try flags.value("--address-pool") {
                 (configuration.addressPoolStart, configuration.addressPoolSize) = try addressPool(pool)
             }
@@ -84,7 +88,8 @@ enum GMSCommand {
             configuration.maximumNodes = try flags.integer("--max-nodes", in: 1...10_000_000, default: 10_000)
             configuration.maximumGroups = try flags.integer("--max-groups", in: 1...100_000_000, default: 100_000)
             configuration.maximumGroupsPerNode = try flags.integer("--max-groups-per-node", in: 1...10_000_000, default: 10_000)
-            statsSeconds = try flags.integer("--stats-seconds", in: 0...86_400, default: 10)
+            let interval = try flags.duration("--stats-interval", alias: "--stats-seconds", in: .zero...(.seconds(86_400)), default: .seconds(10))
+            statsSeconds = Int(interval.components.seconds) + (interval.components.attoseconds > 0 ? 1 : 0)
             metricsListen = try flags.address("--metrics-listen")
             if let path = try flags.value("--secret-file") {
                 configuration.clusterSecret = try NodeFlags.readSecret(path)

@@ -21,9 +21,10 @@ enum MemberCommand {
           --id N                   this node's id, 1...18446744073709551615
           --address HOST:PORT      unicast address to advertise (default 127.0.0.1:0;
                                    this command receives no data itself)
-          --join NAME[,NAME...]    groups to join (repeatable)
+          --group NAME[,NAME...]   groups to join (repeatable; --join is the older name)
           --publish NAME[,NAME...] groups to publish to without joining (repeatable)
-          --heartbeat-ms MS        heartbeat interval (default 1000)
+          --heartbeat D            heartbeat interval (default 1s; a duration like 250ms;
+                                   --heartbeat-ms is the older name)
           --secret-file PATH       the cluster secret (as for the GMS and every node): the
                                    GMS connection is mutually authenticated
           --insecure               run without a secret, against a GMS run with --insecure
@@ -36,10 +37,10 @@ enum MemberCommand {
         let address: QSMSocketAddress
         var joins: [GroupName] = []
         var publishes: [GroupName] = []
-        let heartbeat: Int
+        let heartbeat: Duration
         var secret: [UInt8]?
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--id", "--address", "--join", "--publish", "--heartbeat-ms",
+            let flags = try CommandLineFlags(arguments, valued: ["--gms", "--id", "--address", "--join", "--group", "--publish", "--heartbeat-ms", "--heartbeat",
                                                                  "--secret-file"],
                                              switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
@@ -57,9 +58,10 @@ enum MemberCommand {
             guard let id = UInt64(idText), id > 0 else { throw ConfigurationError("--id must be 1...18446744073709551615, got '\(idText)'") }
             node = NodeID(id)
             address = try flags.address("--address") ?? QSMSocketAddress(.loopback, port: 0)
-            joins = try names(flags.all("--join"), flag: "--join")
+            joins = try names(flags.all("--group") + flags.all("--join"), flag: "--group")
             publishes = try names(flags.all("--publish"), flag: "--publish")
-            heartbeat = try flags.integer("--heartbeat-ms", in: 10...60_000, default: 1000)
+            heartbeat = try flags.duration("--heartbeat", alias: "--heartbeat-ms", aliasUnit: .milliseconds(1),
+                                           in: .milliseconds(10)...(.seconds(60)), default: .seconds(1))
         } catch {
             fail(error.message, command: "member")
         }
@@ -67,7 +69,7 @@ enum MemberCommand {
         do {
             let core = try EventCore()
             let agent = MembershipAgent(node: node, address: address, gms: gms, core: core,
-                                        heartbeatInterval: .milliseconds(heartbeat), clusterSecret: secret) { events, agent in
+                                        heartbeatInterval: heartbeat, clusterSecret: secret) { events, agent in
                 for event in events { writeToStandardOutput(MembershipJSON.line(for: event, node: agent.client.node)) }
             }
             for group in joins { agent.join(group) }

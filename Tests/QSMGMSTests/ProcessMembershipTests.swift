@@ -214,7 +214,7 @@ struct ProcessMembershipTests {
             fclose(handle)
             return path
         }
-        let good = file("gms.json", #"{"listen": "127.0.0.1:1", "insecure": true, "stats-seconds": 0, "address-pool": "239.1.0.0/16"}"#)
+        let good = file("gms.json", #"{"listen": "127.0.0.1:1", "insecure": true, "stats-interval": 0, "address-pool": "239.1.0.0/16", "batch": "50ms", "heartbeat-timeout": "2s"}"#)
         let unknown = file("unknown.json", #"{"listen": "127.0.0.1:0", "insecure": true, "colour": "blue"}"#)
         let mistyped = file("mistyped.json", #"{"listen": "127.0.0.1:0", "insecure": "yes"}"#)
         let broken = file("broken.json", #"{"listen": "#)
@@ -247,7 +247,11 @@ struct ProcessMembershipTests {
                           ["subscribe", "--insecure", "--gms", "[::1]:7000", "--group", "g"],
                           ["subscribe", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--interface", "nosuchif0"],
                           ["subscribe", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--interface", "192.0.2.77"],
-                          ["publish", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--format", "xml"]] {
+                          ["publish", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--format", "xml"],
+                          // Durations take units; an old and a new name for one setting conflict.
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--batch", "fast"],
+                          ["gms", "--insecure", "--listen", "127.0.0.1:0", "--batch", "1s", "--batch-ms", "100"],
+                          ["subscribe", "--insecure", "--gms", "127.0.0.1:7000", "--group", "g", "--timeout", "-1s"]] {
             let process = try ChildProcess(executable: Self.qsmNode, arguments: arguments)
             #expect(process.waitForExit(timeoutMilliseconds: 10_000) == 2, "qsm-node \(arguments.joined(separator: " "))")
         }

@@ -77,8 +77,10 @@ enum RunCommand {
                                until sending ends, cut 5 s)
           --churn-events N     churn: N join/leave events spread over the run
           --partition-size N   nodes per token ring in the GMS (default 5)
-          --heartbeat-timeout S  seconds the GMS waits for a silent node before it
-                               excludes it (default 15: longer than a freeze)
+          --heartbeat-timeout D  how long the GMS waits for a silent node before it
+                               excludes it (default 15s: longer than a freeze; every
+                               duration here takes 250ms, 5s or 2m, bare numbers are
+                               seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
           --no-raw             skip the raw-limit search (no ratio is reported)
@@ -173,9 +175,15 @@ enum RunCommand {
         return (options, flags.has("--json"))
     }
 
+    /// A duration flag's value in seconds: `2.5`, `2500ms`, `2.5s` or `1m` (a bare number is
+    /// seconds, as in every qsm-node and qsm-bench duration).
     private static func seconds(_ text: String, flag: String) throws(ConfigurationError) -> Double {
-        guard let value = Double(text), value > 0, value <= 86_400 else {
-            throw ConfigurationError("\(flag) must be a number of seconds in (0, 86400], got '\(text)'")
+        guard let duration = CommandLineFlags.parseDuration(text, bareUnit: .seconds(1)) else {
+            throw ConfigurationError("\(flag) must be a duration like 2.5, 2500ms or 1m (bare numbers are seconds), got '\(text)'")
+        }
+        let value = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        guard value > 0, value <= 86_400 else {
+            throw ConfigurationError("\(flag) must be within (0, 86400] seconds, got '\(text)'")
         }
         return value
     }
