@@ -193,14 +193,13 @@ enum PublishCommand {
                 try await node.publish(message, to: group)
                 published += 1
             }
-            let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeout * 1e9))
-            while node.unacknowledgedMessages > 0 {
-                if MonotonicClock.now() >= deadline {
-                    log(.error, "qsm-node publish", "\(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(Int(timeout)) s")
-                    node.stop()
-                    exit(1)
-                }
-                try? await Task.sleep(for: .milliseconds(10))
+            do throws(QSMError) {
+                try await node.waitForAcknowledgements(timeout: .nanoseconds(Int64(timeout * 1e9)))
+            } catch {
+                log(.error, "qsm-node publish", "\(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(timeout) s",
+                    ["reason": "\(error)"])
+                node.stop()
+                exit(1)
             }
             node.stop()
             exit(0)

@@ -106,6 +106,45 @@ struct NodeWaitTests {
         guard case .timedOut? = outcome else { Issue.record("expected a timeout, got \(String(describing: outcome))"); return }
     }
 
+    /// Waiting for acknowledgements ends at its deadline when they cannot come (the node
+    /// never started, so its message never left), at once when nothing is outstanding, and
+    /// with `.cancelled` when its task is cancelled; a window wait returns on cancellation.
+    @Test func acknowledgementWaitsHaveADeadlineAndHonourCancellation() async throws {
+        let node = try NetworkNamespace.runIsolated { () throws -> QSMNode in
+            var configuration = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 9))
+            configuration.insecure = true
+            configuration.protocolConfiguration.windowMessages = 1
+            return try QSMNode(configuration: configuration)
+        }
+        let idle = try await within(seconds: Self.bound) { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForAcknowledgements(timeout: .seconds(1)) } catch { return error }
+            return nil
+        }
+        #expect(idle == nil, "nothing was outstanding")
+        let group = try node.join("acknowledged")
+        #expect(node.tryPublish([1], to: group) == .accepted)
+        let late = try await within(seconds: Self.bound) { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForAcknowledgements(timeout: .milliseconds(200)) } catch { return error }
+            return nil
+        }
+        guard case .timedOut? = late else { Issue.record("expected a timeout, got \(String(describing: late))"); return }
+        let waiter = Task { () -> QSMError? in
+            do throws(QSMError) { try await node.waitForAcknowledgements(timeout: .seconds(3600)) } catch { return error }
+            return nil
+        }
+        // The window (one message) is full: a publisher waiting for room returns when cancelled.
+        let publisher = Task { () -> QSMError? in
+            do throws(QSMError) { try await node.publish([2], to: group) } catch { return error }
+            return nil
+        }
+        waiter.cancel()
+        publisher.cancel()
+        let cancelled = try await within(seconds: Self.bound) { await waiter.value }
+        let publishCancelled = try await within(seconds: Self.bound) { await publisher.value }
+        #expect(cancelled == .cancelled)
+        #expect(publishCancelled == .cancelled)
+    }
+
     /// A started node that the application drops without `stop()` is deallocated (the
     /// dispatcher thread used to hold it for ever), and so stopped: its threads end and it
     /// leaves its groups, which another member sees in its view.

@@ -77,9 +77,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
             // The mirror holds no more than the machine's window, so this does not happen;
             // if it did, the slot must not leak and the message must not vanish unsaid.
             window.release(1)
+            emit(.acknowledged(count: 1))
             emit(.membership(.rejected(request: "publish to \(group)", reason: "too many publications waiting")))
         case .rejected(let reason):
             window.release(1)
+            emit(.acknowledged(count: 1))
             emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))
         }
         settle()
@@ -92,6 +94,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                                  unacknowledgedMessages: machine.messagesInFlight, heldBytes: protocolNode.heldBytes,
                                  regions: machine.membership.regions.count, deliveriesWaiting: waitingOutputs.count,
                                  machine: machine.statistics, traffic: machine.traffic, senderLags: protocolNode.senderLags(),
+                                 senderRetransmissionsReceived: protocolNode.senderRetransmissionsReceived(),
                                  registered: machine.membership.isRegistered)
     }
 

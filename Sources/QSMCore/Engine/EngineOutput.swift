@@ -5,7 +5,9 @@ enum EngineOutput: Sendable {
     case delivery(QSMDelivery)
     case membership(MembershipEvent)
     case statistics(token: UInt64, QSMNodeStatistics)
-    /// Published messages that were acknowledged by all their regions (frees window).
+    /// Published messages that left the window: acknowledged by all their regions, or
+    /// refused after being taken (frees window slots; wakes window and acknowledgement
+    /// waiters).
     case acknowledged(count: Int)
 }
 

@@ -164,6 +164,9 @@ public struct QSMNodeStatistics: Sendable {
     /// Per sender: how many of its messages this node knows were sent and has not yet
     /// received in order (0 for senders it is level with, which are left out).
     public var senderLags: [NodeID: UInt64]
+    /// Per sender: retransmitted packets of its messages that reached this node (repairs
+    /// of this node's losses); senders with none are left out.
+    public var senderRetransmissionsReceived: [NodeID: Int]
     /// Whether the node was registered with the GMS when the snapshot was taken.
     public var registered: Bool
     /// Datagrams dropped because their authentication tag was missing or wrong (only

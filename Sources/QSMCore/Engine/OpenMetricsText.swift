@@ -107,6 +107,8 @@ extension QSMNodeStatistics {
                    traffic.untrackedSenderDeliveries)
         out.family("qsm_sender_lag_messages", .gauge, "Messages a sender is known to have sent that this node has not yet received in order.",
                    samples: senderLags.sorted { $0.key < $1.key }.map { ([("sender", String($0.key.value))], Int64(clamping: $0.value)) })
+        out.family("qsm_sender_retransmissions_received", .counter, "Retransmitted packets of a sender's messages that reached this node (repairs of its losses).",
+                   samples: senderRetransmissionsReceived.sorted { $0.key < $1.key }.map { ([("sender", String($0.key.value))], Int64($0.value)) })
         return out.finish()
     }
 }

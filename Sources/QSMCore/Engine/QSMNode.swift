@@ -47,7 +47,9 @@ public final class QSMNode: Sendable {
         /// dropped (`onTermination`).
         var deliveryConsumers: [DeliveryConsumer] = []
         var eventContinuations: [AsyncStream<MembershipEvent>.Continuation] = []
-        var windowWaiters: [CheckedContinuation<Void, Never>] = []
+        var windowWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// `waitForAcknowledgements` calls, resumed when nothing is unacknowledged.
+        var acknowledgementWaiters: [UInt64: CheckedContinuation<Result<Void, QSMError>, Never>] = [:]
         var statisticsWaiters: [UInt64: CheckedContinuation<Result<QSMNodeStatistics, QSMError>, Never>] = [:]
         /// Taken when the node stopped (its core thread gone): what `statistics()` answers
         /// from then on.
@@ -203,7 +205,8 @@ public final class QSMNode: Sendable {
         state.withLock { state in
             for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }
-            for waiter in state.windowWaiters { waiter.resume() }
+            for waiter in state.windowWaiters.values { waiter.resume() }
+            for waiter in state.acknowledgementWaiters.values { waiter.resume(returning: .failure(.stopped)) }
             for waiter in state.viewWaiters.values { waiter.continuation.resume(returning: .failure(.stopped)) }
             for waiter in state.runWaiters.values { waiter.resume() }
             for waiter in state.statisticsWaiters.values { waiter.resume(returning: .success(final)) }
@@ -331,17 +334,40 @@ public final class QSMNode: Sendable {
         }
     }
 
-    /// Waits until the flow-control window has room for another message (or the node
-    /// stops). For publishers that build each message just before `tryPublish`.
+    /// Waits until the flow-control window has room for another message, the node
+    /// stops, or the calling task is cancelled (check `Task.isCancelled` after). For
+    /// publishers that build each message just before `tryPublish`.
     public func waitForWindow() async {
-        await withCheckedContinuation { continuation in
-            let free = state.withLock { state -> Bool in
-                if window.inUse < window.capacity || stopping.load(ordering: .acquiring) { return true }
-                state.windowWaiters.append(continuation)
-                return false
+        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let free = state.withLock { state -> Bool in
+                    if window.inUse < window.capacity || stopping.load(ordering: .acquiring) || Task.isCancelled { return true }
+                    state.windowWaiters[token] = continuation
+                    return false
+                }
+                if free { continuation.resume() }
             }
-            if free { continuation.resume() }
+        } onCancel: {
+            state.withLock { $0.windowWaiters.removeValue(forKey: token) }?.resume()
         }
+    }
+
+    /// Waits until every message this node published has been acknowledged by every
+    /// region it went to (each member has it, or the crash rules settled it).
+    /// - Throws: `QSMError.timedOut` if that does not happen within `timeout`,
+    ///   `.cancelled` when the calling task is cancelled, `.stopped` when the node stops.
+    public func waitForAcknowledgements(timeout: Duration) async throws(QSMError) {
+        try await awaitWaiter(timeout: timeout, awaiting: "acknowledgements", register: { token, continuation in
+            let immediate = state.withLock { state -> Result<Void, QSMError>? in
+                if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
+                if window.inUse == 0 { return .success(()) }
+                if Task.isCancelled { return .failure(.cancelled) }
+                state.acknowledgementWaiters[token] = continuation
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }, withdraw: { node, token in node.state.withLock { $0.acknowledgementWaiters.removeValue(forKey: token) } })
     }
 
     /// Messages published and not yet acknowledged by every region they went to.
@@ -561,8 +587,17 @@ public final class QSMNode: Sendable {
         case .statistics(let token, let snapshot):
             resumeStatisticsWaiter(token, with: .success(snapshot))
         case .acknowledged:
-            let waiters = state.withLock { state in defer { state.windowWaiters.removeAll() }; return state.windowWaiters }
+            let (waiters, settled) = state.withLock { state in
+                defer { state.windowWaiters.removeAll() }
+                var settled: [CheckedContinuation<Result<Void, QSMError>, Never>] = []
+                if window.inUse == 0 {
+                    settled = Array(state.acknowledgementWaiters.values)
+                    state.acknowledgementWaiters.removeAll()
+                }
+                return (Array(state.windowWaiters.values), settled)
+            }
             for waiter in waiters { waiter.resume() }
+            for waiter in settled { waiter.resume(returning: .success(())) }
         }
     }
 }

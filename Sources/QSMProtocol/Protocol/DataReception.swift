@@ -170,6 +170,7 @@ extension ProtocolNode {
             if streams.count < configuration.maximumStreams { statistics.notOwedDropped += 1 }
             return
         }
+        if retransmitted { stream.retransmissionsReceived += 1 }
         if stream.contiguous == stream.start - 1, packet.viewStartSequence < stream.start,
            let joined = joinedView[key.region], !foundingMember.contains(key.region), packet.regionView >= joined {
             // An earlier owed view than the first packet suggested, before anything was

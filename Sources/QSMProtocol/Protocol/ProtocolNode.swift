@@ -633,6 +633,16 @@ package final class ProtocolNode {
         return lags
     }
 
+    /// Per sender: retransmitted packets of its streams that reached this node (repairs of
+    /// what this node lost), over the streams it still has.
+    public func senderRetransmissionsReceived() -> [NodeID: Int] {
+        var counts: [NodeID: Int] = [:]
+        for (key, stream) in streams where stream.retransmissionsReceived > 0 {
+            counts[key.sender, default: 0] += stream.retransmissionsReceived
+        }
+        return counts
+    }
+
     /// What still keeps the node from being quiescent, for diagnosis.
     package var quiescenceReport: String {
         var parts: [String] = []

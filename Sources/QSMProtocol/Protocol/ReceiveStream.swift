@@ -13,6 +13,8 @@ final class ReceiveStream {
     @exclusivity(unchecked) var contiguous: UInt64
     /// The highest sequence number known to exist (seen here or reported by a token).
     @exclusivity(unchecked) var maximumSeen: UInt64
+    /// Retransmitted packets of this stream that reached this node (repairs of its losses).
+    @exclusivity(unchecked) var retransmissionsReceived = 0
     /// The highest sequence number that reached this node itself (not just reported) in
     /// the sender's own transmission, not a retransmission.
     @exclusivity(unchecked) var maximumReceived: UInt64 = 0
