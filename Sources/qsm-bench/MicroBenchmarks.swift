@@ -108,5 +108,5 @@ struct MicroBenchmarks {
 }
 
 func progress(_ message: String) {
-    writeToStandardError(message)
+    benchLog(message)
 }

@@ -71,13 +71,13 @@ enum RegionsBenchmark {
             let perNode = Int((interest * Double(groups)).rounded())
             guard perNode >= 1 else { throw ConfigurationError("--interest \(interest) of \(groups) groups is less than one group per node") }
         } catch {
-            writeToStandardError("qsm-bench regions: \(error.message)")
-            writeToStandardError("see qsm-bench regions --help")
+            benchLog("qsm-bench regions: \(error.message)")
+            benchLog("see qsm-bench regions --help")
             exit(2)
         }
 
         let perNode = Int((interest * Double(groups)).rounded())
-        if !json { writeToStandardError("qsm-bench regions: generating \(nodes) nodes x \(perNode) of \(groups) groups (Zipf \(zipf), seed \(seed))") }
+        if !json { benchLog("qsm-bench regions: generating \(nodes) nodes x \(perNode) of \(groups) groups (Zipf \(zipf), seed \(seed))") }
         let memberships = ZipfMemberships.generate(nodes: nodes, groups: groups, perNode: perNode, exponent: zipf, seed: seed)
         var configuration = MembershipConfiguration()
         configuration.mode = mode
@@ -94,12 +94,12 @@ enum RegionsBenchmark {
         var names: [GroupID: GroupName] = [:]
         for group in Set(memberships.joined()) { names[GroupID(UInt32(group))] = GroupName("g\(group)")! }
 
-        if !json { writeToStandardError("qsm-bench regions: computing views (\(mode.rawValue) mode)") }
+        if !json { benchLog("qsm-bench regions: computing views (\(mode.rawValue) mode)") }
         var computation: ViewComputation
         do {
             computation = try ViewComputation(configuration: configuration)
         } catch {
-            writeToStandardError("qsm-bench regions: \(error)")
+            benchLog("qsm-bench regions: \(error)")
             exit(1)
         }
         let start = MonotonicClock.now()

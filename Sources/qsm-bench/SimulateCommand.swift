@@ -159,8 +159,8 @@ enum SimulateCommand {
             scenario.sendersOutsideGroups = flags.has("--outside")
             if swarmCount == nil, swarmSeed == nil { try scenario.validate() }
         } catch {
-            writeToStandardError("qsm-bench simulate: \(error.message)")
-            writeToStandardError("see qsm-bench simulate --help")
+            benchLog("qsm-bench simulate: \(error.message)")
+            benchLog("see qsm-bench simulate --help")
             exit(2)
         }
         if let swarmSeed {
@@ -169,12 +169,12 @@ enum SimulateCommand {
                 print("\(swarmSeed): \(summary)")
                 exit(0)
             }
-            if !json { writeToStandardError("qsm-bench simulate: swarm seed \(swarmSeed): \(summary)") }
+            if !json { benchLog("qsm-bench simulate: swarm seed \(swarmSeed): \(summary)") }
             exit(runOne(swarmScenario, seed: swarmSeed, json: json, reproduce: "qsm-bench simulate --swarm-seed \(swarmSeed)",
                         trace: traceNode) ? 0 : 1)
         }
         if let swarmCount { runSwarm(count: swarmCount, seed: seed, json: json, keepGoing: keepGoing) }
-        if !json { writeToStandardError("qsm-bench simulate: \(scenario.nodes) nodes, \(scenario.groups) groups, seed \(seed)...") }
+        if !json { benchLog("qsm-bench simulate: \(scenario.nodes) nodes, \(scenario.groups) groups, seed \(seed)...") }
         exit(runOne(scenario, seed: seed, json: json, reproduce: nil, trace: traceNode) ? 0 : 1)
     }
 
@@ -187,21 +187,21 @@ enum SimulateCommand {
         for number in 1...count {
             let scenarioSeed = seeds.next() >> 1
             let (scenario, summary) = SwarmScenario.make(seed: scenarioSeed)
-            writeToStandardError("swarm \(number)/\(count): seed \(scenarioSeed): \(summary)")
+            benchLog("swarm \(number)/\(count): seed \(scenarioSeed): \(summary)")
             let reproduce = "swift run -c release qsm-bench simulate --swarm-seed \(scenarioSeed)"
             if !runOne(scenario, seed: scenarioSeed, json: json, reproduce: reproduce, quiet: !json) {
                 failed.append(scenarioSeed)
                 if keepGoing { continue }
-                writeToStandardError("swarm stopped at scenario \(number) of \(count); reproduce it with: \(reproduce)")
+                benchLog("swarm stopped at scenario \(number) of \(count); reproduce it with: \(reproduce)")
                 exit(1)
             }
         }
         let seconds = Double(MonotonicClock.now().nanoseconds(since: start)) / 1e9
         if !failed.isEmpty {
-            writeToStandardError("swarm: \(failed.count) of \(count) scenarios from seed \(seed) failed (\(Int(seconds)) s); their seeds: \(failed.map(String.init).joined(separator: " "))")
+            benchLog("swarm: \(failed.count) of \(count) scenarios from seed \(seed) failed (\(Int(seconds)) s); their seeds: \(failed.map(String.init).joined(separator: " "))")
             exit(1)
         }
-        writeToStandardError("swarm: \(count) scenarios from seed \(seed), no violation (\(Int(seconds)) s)")
+        benchLog("swarm: \(count) scenarios from seed \(seed), no violation (\(Int(seconds)) s)")
         exit(0)
     }
 
@@ -214,7 +214,7 @@ enum SimulateCommand {
         do {
             simulator = try Simulator(scenario: scenario, seed: seed)
         } catch {
-            writeToStandardError("qsm-bench simulate: \(error)")
+            benchLog("qsm-bench simulate: \(error)")
             exit(2)
         }
         simulator.traceNode = trace
@@ -228,13 +228,13 @@ enum SimulateCommand {
                 guard now.nanoseconds(since: lastReport) >= 10_000_000_000 else { return }
                 lastReport = now
                 let phase = simulated < publishingEnds ? "publishing until \(f(publishingEnds)) s" : "draining"
-                writeToStandardError("simulate: \(f(simulated)) simulated s (\(phase)), \(deliveries) deliveries, "
+                benchLog("simulate: \(f(simulated)) simulated s (\(phase)), \(deliveries) deliveries, "
                                      + "\(Int(Double(now.nanoseconds(since: wallStart)) / 1e9)) s wall, "
                                      + "RSS \(Int(ProcessMetrics.residentMegabytes().current)) MB")
             }
         }
         var result = simulator.run()
-        for line in simulator.trace { writeToStandardError("trace: \(line)") }
+        for line in simulator.trace { benchLog("trace: \(line)") }
         result.wallSeconds = Double(MonotonicClock.now().nanoseconds(since: wallStart)) / 1e9
         let fields: [(String, String)] = [
             ("nodes", "\(result.nodes)"), ("groups", "\(result.groups)"), ("senders", "\(scenario.senders)"), ("seed", "\(seed)"),
@@ -264,10 +264,10 @@ enum SimulateCommand {
             for (key, value) in fields { table.add(key, value) }
             print(table.render())
         } else {
-            writeToStandardError("  published \(result.published), delivered \(result.delivered), drained in \(f(result.drainSeconds)) s, \(f(result.wallSeconds)) s wall")
+            benchLog("  published \(result.published), delivered \(result.delivered), drained in \(f(result.drainSeconds)) s, \(f(result.wallSeconds)) s wall")
         }
-        for violation in result.violations.prefix(20) { writeToStandardError("violation (seed \(seed)): \(violation)") }
-        if !result.violations.isEmpty, let reproduce { writeToStandardError("reproduce with: \(reproduce)") }
+        for violation in result.violations.prefix(20) { benchLog("violation (seed \(seed)): \(violation)") }
+        if !result.violations.isEmpty, let reproduce { benchLog("reproduce with: \(reproduce)") }
         return result.violations.isEmpty
     }
 

@@ -40,8 +40,8 @@ let usage = """
     """
 
 func fail(_ message: String) -> Never {
-    writeToStandardError("qsm-bench: \(message)")
-    writeToStandardError("see qsm-bench --help")
+    benchLog("qsm-bench: \(message)")
+    benchLog("see qsm-bench --help")
     exit(2)
 }
 
@@ -120,7 +120,7 @@ case "micro":
     do {
         try parse(Array(arguments.dropFirst())).run()
     } catch {
-        writeToStandardError("qsm-bench: \(error)")
+        benchLog("qsm-bench: \(error)")
         exit(1)
     }
 case let first? where first.hasPrefix("-"):

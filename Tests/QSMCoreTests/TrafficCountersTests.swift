@@ -8,14 +8,16 @@ import Testing
     /// tracked is bounded (the rest still count in the group's totals, and as untracked);
     /// leaving a group forgets its counters.
     @Test func countsPerGroupAndSenderWithinABound() {
-        var counters = TrafficCounters()
+        var tally = TrafficTally()
         let prices = GroupName("prices")!, news = GroupName("news")!
-        counters.sent(to: prices, bytes: 100)
+        let names = [GroupID(1): prices, GroupID(2): news]
+        tally.sent(to: GroupID(1), bytes: 100)
         let senders = TrafficCounters.maximumSenders + 904
         for sender in 1...senders {
-            counters.delivered(in: news, from: NodeID(UInt64(sender)), sequence: 7, bytes: 10)
+            tally.delivered(in: GroupID(2), from: NodeID(UInt64(sender)), sequence: 7, bytes: 10)
         }
-        counters.delivered(in: news, from: NodeID(1), sequence: 8, bytes: 10)
+        tally.delivered(in: GroupID(2), from: NodeID(1), sequence: 8, bytes: 10)
+        var counters = tally.named(names)
         #expect(counters.groups[prices] == GroupTraffic(sentMessages: 1, sentBytes: 100))
         #expect(counters.groups[news]?.deliveredMessages == senders + 1)
         #expect(counters.groups[news]?.deliveredBytes == 10 * (senders + 1))
@@ -23,7 +25,8 @@ import Testing
         #expect(counters.untrackedSenderDeliveries == 904)
         let first = counters.senders[GroupSender(group: news, sender: NodeID(1))]
         #expect(first?.deliveredMessages == 2 && first?.lastSequence == 8)
-        counters.forget(news)
+        tally.forget(GroupID(2))
+        counters = tally.named(names)
         #expect(counters.groups[news] == nil && counters.senders.isEmpty && counters.groups[prices] != nil)
     }
 

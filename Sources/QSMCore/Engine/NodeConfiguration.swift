@@ -110,7 +110,7 @@ public struct QSMDelivery: Sendable {
     /// The sender's sequence number for this group: consecutive per sender and group.
     public let sequence: UInt64
     /// Where the bytes are (shared with what the node received; never written).
-    private let bytes: ArraySlice<UInt8>
+    @usableFromInline let bytes: ArraySlice<UInt8>
 
     package init(group: GroupName, sender: NodeID, sequence: UInt64, bytes: ArraySlice<UInt8>) {
         self.group = group
@@ -123,7 +123,9 @@ public struct QSMDelivery: Sendable {
     public var payloadCount: Int { bytes.count }
 
     /// Calls `body` with the message's bytes, as published, in place: valid only during
-    /// the call, and not copied.
+    /// the call, and not copied. (Inlinable, so the caller's module specializes it: a
+    /// generic call per message would box its result.)
+    @inlinable
     public func withPayload<Result, Failure: Error>(
         _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
     ) throws(Failure) -> Result {

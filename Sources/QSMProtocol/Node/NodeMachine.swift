@@ -29,7 +29,8 @@ package final class NodeMachine {
     // receiver's CPU (perf, `qsm-bench run`).
     @exclusivity(unchecked) package private(set) var statistics = NodeMachineStatistics()
     /// Per-group and per-sender counts of what was sent and delivered.
-    @exclusivity(unchecked) package private(set) var traffic = TrafficCounters()
+    package var traffic: TrafficCounters { tally.named(groupNames) }
+    @exclusivity(unchecked) private var tally = TrafficTally()
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) package private(set) var listenAddresses: Set<QSMSocketAddress> = []
@@ -100,7 +101,7 @@ package final class NodeMachine {
     package func leave(_ group: GroupName, now: Instant) {
         enter(now)
         membership.leave(group)
-        traffic.forget(group)
+        if let id = groupIDs[group] { tally.forget(id) }
         pumpMembership()
     }
     /// Registers as a publisher to a group this node does not join.
@@ -289,7 +290,7 @@ package final class NodeMachine {
                 statistics.droppedUnnamedGroup += 1
                 continue
             }
-            traffic.delivered(in: group, from: delivery.sender, sequence: delivery.groupSequence, bytes: delivery.payload.count)
+            tally.delivered(in: delivery.group, from: delivery.sender, sequence: delivery.groupSequence, bytes: delivery.payload.count)
             return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                 publishedAt: delivery.publishedAt, region: delivery.region,
                                 regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
@@ -339,7 +340,7 @@ package final class NodeMachine {
             _ = pending.popFirst()
             switch protocolNode.publish(group: groupID, payload: payload, now: now) {
             case .accepted(let sequence):
-                traffic.sent(to: group, bytes: payload.count)
+                tally.sent(to: groupID, bytes: payload.count)
                 if configuration.reportsCommits, let view = membership.groups[groupID] {
                     events.append(.committed(CommittedMessage(group: group, groupSequence: sequence, view: view)))
                 }

@@ -20,18 +20,37 @@ public struct TrafficCounters: Sendable, Equatable {
     /// No traffic yet.
     public init() {}
 
-    // One hash lookup per table per message: these run for every message.
+    package init(groups: [GroupName: GroupTraffic], senders: [GroupSender: SenderTraffic], untrackedSenderDeliveries: Int) {
+        self.groups = groups
+        self.senders = senders
+        self.untrackedSenderDeliveries = untrackedSenderDeliveries
+    }
+}
 
-    mutating func sent(to group: GroupName, bytes: Int) {
+/// The counting behind `TrafficCounters`, on the per-message path: keyed by group id
+/// (an integer hash, not a string's), named only when a snapshot is taken.
+struct TrafficTally {
+    struct SenderSlot: Hashable {
+        var group: GroupID
+        var sender: NodeID
+    }
+
+    var groups: [GroupID: GroupTraffic] = [:]
+    var senders: [SenderSlot: SenderTraffic] = [:]
+    var untrackedSenderDeliveries = 0
+
+    // One hash lookup per table per message.
+
+    mutating func sent(to group: GroupID, bytes: Int) {
         groups[group, default: GroupTraffic()].recordSent(bytes: bytes)
     }
 
-    mutating func delivered(in group: GroupName, from sender: NodeID, sequence: UInt64, bytes: Int) {
+    mutating func delivered(in group: GroupID, from sender: NodeID, sequence: UInt64, bytes: Int) {
         groups[group, default: GroupTraffic()].recordDelivered(bytes: bytes)
-        let key = GroupSender(group: group, sender: sender)
+        let key = SenderSlot(group: group, sender: sender)
         if let index = senders.index(forKey: key) {
             senders.values[index].record(sequence: sequence, bytes: bytes)
-        } else if senders.count < Self.maximumSenders {
+        } else if senders.count < TrafficCounters.maximumSenders {
             var traffic = SenderTraffic()
             traffic.record(sequence: sequence, bytes: bytes)
             senders[key] = traffic
@@ -41,9 +60,20 @@ public struct TrafficCounters: Sendable, Equatable {
     }
 
     /// The node left `group`: its counters go (a later join starts them again).
-    mutating func forget(_ group: GroupName) {
+    mutating func forget(_ group: GroupID) {
         guard groups.removeValue(forKey: group) != nil else { return }
         senders = senders.filter { $0.key.group != group }
+    }
+
+    /// The counters with group names (groups whose name is unknown are left out).
+    func named(_ names: [GroupID: GroupName]) -> TrafficCounters {
+        var byName: [GroupName: GroupTraffic] = [:]
+        for (id, traffic) in groups { if let name = names[id] { byName[name] = traffic } }
+        var bySender: [GroupSender: SenderTraffic] = [:]
+        for (slot, traffic) in senders {
+            if let name = names[slot.group] { bySender[GroupSender(group: name, sender: slot.sender)] = traffic }
+        }
+        return TrafficCounters(groups: byName, senders: bySender, untrackedSenderDeliveries: untrackedSenderDeliveries)
     }
 }
 

@@ -201,7 +201,7 @@ final class BenchSender: Sendable {
                 guard quietSeconds == 5 else { continue }
                 guard let statistics = try? await node.statistics() else { continue }
                 let figures = statistics.protocolStatistics
-                writeToStandardError("sender \(index): nothing sent for 5 s after \(now) messages: "
+                benchLog("sender \(index): nothing sent for 5 s after \(now) messages: "
                                      + "\(statistics.unacknowledgedMessages) unacknowledged, \(figures.acknowledged) acknowledged, "
                                      + "\(figures.dataPacketsSent) data packets and \(figures.retransmissionsSent) retransmissions sent, "
                                      + "\(figures.requestsReceived) requests received, \(statistics.core.datagramsSent) datagrams out, "

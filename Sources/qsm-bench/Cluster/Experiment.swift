@@ -14,11 +14,11 @@ struct Experiment {
         self.files = files
     }
 
-    private func log(_ text: String) { writeToStandardError(text) }
+    private func log(_ text: String) { benchLog(text) }
 
     private mutating func run(_ options: RunOptions, label: String) throws -> RunReport {
         log("== \(label): \(RunTable.describe(options))")
-        let report = try ClusterRun(options: options, log: { writeToStandardError("   " + $0) }).execute()
+        let report = try ClusterRun(options: options, log: { benchLog("   " + $0) }).execute()
         let delivered = report.complete && report.inOrder && report.duplicates == 0 && report.corrupt == 0
         if !delivered { allDelivered = false }
         log("   -> \(formatRate(report.messagesPerSecondMinimum)) msg/s at the slowest receiver"

@@ -89,7 +89,7 @@ enum ExperimentCommand {
                 healthy = healthy && experiment.allDelivered
             }
         } catch {
-            writeToStandardError("qsm-bench experiment: \(error)")
+            benchLog("qsm-bench experiment: \(error)")
             exit(1)
         }
         exit(healthy ? 0 : 3)

@@ -57,7 +57,7 @@ final class RawReceiver: Sendable {
             do {
                 result = mode == .blocking ? try batch.receiveWaitingForOne(on: socket) : try batch.receive(on: socket)
             } catch {
-                writeToStandardError("raw receiver: \(error)")
+                benchLog("raw receiver: \(error)")
                 return
             }
             guard case .completed(let count) = result, count > 0 else {

@@ -199,10 +199,10 @@ enum RunCommand {
         BenchNamespace.enter()
         let report: RunReport
         do {
-            writeToStandardError("qsm-bench run: \(RunTable.describe(options))")
-            report = try ClusterRun(options: options, log: { writeToStandardError($0) }).execute()
+            benchLog("qsm-bench run: \(RunTable.describe(options))")
+            report = try ClusterRun(options: options, log: { benchLog($0) }).execute()
         } catch {
-            writeToStandardError("qsm-bench run: \(error)")
+            benchLog("qsm-bench run: \(error)")
             exit(1)
         }
         writeToStandardOutput(json ? RunJSON.object(report) : RunTable.render(report))
@@ -217,7 +217,7 @@ enum BenchNamespace {
         do {
             try NetworkNamespace.enterPrivate()
         } catch {
-            writeToStandardError("qsm-bench: cannot create a private network namespace (\(error)); run as root")
+            benchLog("qsm-bench: cannot create a private network namespace (\(error)); run as root")
             exit(1)
         }
     }

@@ -17,11 +17,11 @@ enum WorkerCommand {
             case "gms": try runMembershipService(Array(arguments.dropFirst()))
             case "node": try await runNode()
             case "hostile": try runHostile()
-            default: writeToStandardError("qsm-bench _worker: unknown role \(arguments.first ?? "(none)")")
+            default: benchLog("qsm-bench _worker: unknown role \(arguments.first ?? "(none)")")
             }
             exit(0)
         } catch {
-            writeToStandardError("qsm-bench worker: \(error)")
+            benchLog("qsm-bench worker: \(error)")
             exit(1)
         }
     }
@@ -126,7 +126,7 @@ enum WorkerCommand {
                 let report = Task {
                     for _ in 0..<6 {
                         try await Task.sleep(for: .seconds(10))
-                        writeToStandardError("sender waiting for its receivers: \(BenchSender.membershipState(of: node))")
+                        benchLog("sender waiting for its receivers: \(BenchSender.membershipState(of: node))")
                     }
                 }
                 try await sender!.waitForReceivers(command.int("receivers") ?? 1)

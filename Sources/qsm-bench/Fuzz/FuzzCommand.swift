@@ -46,28 +46,28 @@ enum FuzzCommand {
             let protocolTarget = try ProtocolFuzzTarget(seed: seed)
             var mutator = PacketMutator(seed: seed, corpus: protocolTarget.corpus)
             var outcome = ProtocolFuzzTarget.Outcome()
-            writeToStandardError("fuzz: protocol, \(protocolTarget.corpus.count) valid packets to mutate")
+            benchLog("fuzz: protocol, \(protocolTarget.corpus.count) valid packets to mutate")
             for number in 1...cases {
                 if let failure = protocolTarget.feed(mutator.next(), caseNumber: number, into: &outcome) {
-                    writeToStandardError("fuzz: FAILED (seed \(seed)): \(failure)")
+                    benchLog("fuzz: FAILED (seed \(seed)): \(failure)")
                     exit(1)
                 }
-                if number % 100_000 == 0 { writeToStandardError("fuzz: protocol \(number)/\(cases)") }
+                if number % 100_000 == 0 { benchLog("fuzz: protocol \(number)/\(cases)") }
             }
             protocolTarget.finish(&outcome)
             let membership = try MembershipFuzzTarget()
             var serverMutator = PacketMutator(seed: seed &+ 1, corpus: membership.clientCorpus)
             var clientMutator = PacketMutator(seed: seed &+ 2, corpus: membership.serverCorpus)
             var random = SplitMix64(seed: seed &+ 3)
-            writeToStandardError("fuzz: membership, \(membership.clientCorpus.count) client and \(membership.serverCorpus.count) server messages to mutate")
+            benchLog("fuzz: membership, \(membership.clientCorpus.count) client and \(membership.serverCorpus.count) server messages to mutate")
             for number in 1...cases {
                 let toService = number % 2 == 0
                 let input = toService ? serverMutator.next() : clientMutator.next()
                 if let failure = membership.feed(input, toService: toService, caseNumber: number, random: &random) {
-                    writeToStandardError("fuzz: FAILED (seed \(seed)): \(failure)")
+                    benchLog("fuzz: FAILED (seed \(seed)): \(failure)")
                     exit(1)
                 }
-                if number % 100_000 == 0 { writeToStandardError("fuzz: membership \(number)/\(cases)") }
+                if number % 100_000 == 0 { benchLog("fuzz: membership \(number)/\(cases)") }
             }
             let seconds = Double(MonotonicClock.now().nanoseconds(since: started)) / 1e9
             print("fuzz: \(cases) protocol cases and \(cases) membership cases, no failure (seed \(seed), \(format(seconds, 1)) s)")
@@ -77,7 +77,7 @@ enum FuzzCommand {
                   + "\(membership.service.liveNodeCount) nodes live at the end (limit \(membership.configuration.maximumNodes))")
             exit(0)
         } catch {
-            writeToStandardError("qsm-bench fuzz: \(error)")
+            benchLog("qsm-bench fuzz: \(error)")
             exit(1)
         }
     }
