@@ -1,28 +1,33 @@
 /// A growable FIFO ring. Grows by doubling when full and never shrinks, so a queue that
 /// has reached its working size allocates nothing more.
 ///
-/// Inlinable: the event core's per-datagram queues use it from another module, where an
-/// unspecialized generic would look up type metadata on every call.
+/// Public and inlinable: the event core's per-datagram queues use it from another module,
+/// where an unspecialized generic would look up type metadata on every call; `package`
+/// bodies are not inlined across modules by this toolchain (perf showed
+/// `swift_getGenericMetadata` on the event core's hot path). Not meant for applications.
 @frozen
-package struct RingBuffer<Element> {
+public struct RingBuffer<Element> {
     @usableFromInline var storage: ContiguousArray<Element?>
     @usableFromInline var head = 0
     @usableFromInline var storedCount = 0
     /// Elements held.
-    @inlinable package var count: Int { storedCount }
+    @inlinable public var count: Int { storedCount }
 
+    /// An empty ring with room for `initialCapacity` elements (rounded up to a power of two).
     @inlinable
-    package init(initialCapacity: Int = 16) {
+    public init(initialCapacity: Int = 16) {
         var size = 1
         while size < max(initialCapacity, 1) { size <<= 1 }
         storage = ContiguousArray(repeating: nil, count: size)
     }
 
+    /// Whether it holds nothing.
     @inlinable
-    package var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { count == 0 }
 
+    /// Adds `element` at the back.
     @inlinable
-    package mutating func append(_ element: Element) {
+    public mutating func append(_ element: Element) {
         if count == storage.count { grow() }
         storage[(head + count) & (storage.count - 1)] = element
         storedCount += 1
@@ -30,19 +35,20 @@ package struct RingBuffer<Element> {
 
     /// The oldest element, left in place.
     @inlinable
-    package var first: Element? { count > 0 ? storage[head] : nil }
+    public var first: Element? { count > 0 ? storage[head] : nil }
 
     /// Puts an element back at the front (it becomes the next `popFirst()`).
     @inlinable
-    package mutating func prepend(_ element: Element) {
+    public mutating func prepend(_ element: Element) {
         if count == storage.count { grow() }
         head = (head - 1 + storage.count) & (storage.count - 1)
         storage[head] = element
         storedCount += 1
     }
 
+    /// Removes and returns the oldest element, if any.
     @inlinable
-    package mutating func popFirst() -> Element? {
+    public mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let element = storage[head].take()
         head = (head + 1) & (storage.count - 1)
@@ -52,7 +58,7 @@ package struct RingBuffer<Element> {
 
     /// Removes every element for which `shouldRemove` is true, keeping the order of the rest.
     @inlinable
-    package mutating func removeAll(where shouldRemove: (Element) -> Bool) {
+    public mutating func removeAll(where shouldRemove: (Element) -> Bool) {
         var kept = 0
         for offset in 0..<count {
             let index = (head + offset) & (storage.count - 1)

@@ -2,26 +2,37 @@
 ///
 /// The protocol never reads a clock: it is handed `Instant`s by whoever drives it (the
 /// event core with the real monotonic clock, or a simulator with virtual time).
-package struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
-    package var nanoseconds: Int64
+///
+/// Public (though applications do not need it) so that the event core, in another
+/// module, gets these one-instruction operations inlined: as `package` declarations they
+/// were called through the `Comparable` witness table on every event (perf showed it).
+public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Nanoseconds since the time line's origin.
+    public var nanoseconds: Int64
 
-    package init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    /// The instant `nanoseconds` after the origin.
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
-    package static let zero = Instant(nanoseconds: 0)
+    /// The origin.
+    public static let zero = Instant(nanoseconds: 0)
 
-    package func advanced(byNanoseconds delta: Int64) -> Instant {
+    /// The instant `delta` nanoseconds later (wrapping, never trapping).
+    public func advanced(byNanoseconds delta: Int64) -> Instant {
         Instant(nanoseconds: nanoseconds &+ delta)
     }
 
-    package func advanced(by duration: Duration) -> Instant {
+    /// The instant `duration` later.
+    public func advanced(by duration: Duration) -> Instant {
         advanced(byNanoseconds: duration.totalNanoseconds)
     }
 
-    package func nanoseconds(since earlier: Instant) -> Int64 { nanoseconds &- earlier.nanoseconds }
+    /// Nanoseconds from `earlier` to this instant.
+    public func nanoseconds(since earlier: Instant) -> Int64 { nanoseconds &- earlier.nanoseconds }
 
-    package static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+    public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
-    package var description: String { "\(Double(nanoseconds) / 1e9)s" }
+    /// Seconds since the origin, as text.
+    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
 }
 
 extension Duration {
