@@ -197,6 +197,18 @@ public final class MetricsServer: Sendable {
         return raw
     }
 
+    /// The stats sockets (`*.sock`) in `directory`, as paths, sorted.
+    public static func sockets(in directory: String) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var paths: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".sock") { paths.append(directory + "/" + name) }
+        }
+        return paths.sorted()
+    }
+
     /// The directory local stats sockets live in: `$QSM_RUN_DIR`, or
     /// `/tmp/qsm-node-UID` (created with mode 0700 when a node starts).
     public static var runDirectory: String {

@@ -48,7 +48,7 @@ enum StatsCommand {
                 guard let number = UInt16(port) else { throw ConfigurationError("--gms must be a port, got '\(port)'") }
                 paths = ["\(directory)/gms-\(number).sock"]
             } else {
-                paths = socketsIn(directory)
+                paths = MetricsServer.sockets(in: directory)
             }
         } catch {
             fail(error.message, command: "stats")
@@ -81,17 +81,6 @@ enum StatsCommand {
             exit(1)
         }
         exit(0)
-    }
-
-    static func socketsIn(_ directory: String) -> [String] {
-        guard let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
-        var paths: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".sock") { paths.append(directory + "/" + name) }
-        }
-        return paths.sorted()
     }
 
     /// One sample: its name, labels and value.

@@ -286,4 +286,24 @@ import Testing
                      now: Self.ms(3))
         #expect(late.debtQueries.count == 1 && late.owedNothing.isEmpty)
     }
+
+    /// "Nothing owed" answers are remembered within the stream bound; one past it is
+    /// counted (`streamLimitDropped`), and that sender's record gets no vouching.
+    @Test func nothingOwedBeyondTheStreamBoundIsCounted() throws {
+        var configuration = ProtocolConfiguration()
+        configuration.maximumStreams = 1
+        let late = try ProtocolNode(id: NodeID(2), configuration: configuration, seed: 2)
+        late.installMembership(regions: [Self.view(3, members: [1, 2], partitions: [[1, 2]])],
+                               groups: [Self.groupView(3, members: [1, 2])], now: Self.ms(1))
+        for sender: UInt64 in [3, 4] {
+            let record = TokenRecord(sender: NodeID(sender), contiguous: .max, maximumSeen: 9, stable: 0, coverage: 0)
+            late.learnAndRecover(from: [record], in: late.regions[Self.region]!)
+            late.receive(ProtocolPacket.viewStart(SenderStatusPacket(sender: NodeID(sender), region: Self.region, regionView: 2,
+                                                                     viewStartSequence: 1, maximumSequence: 0)).encoded(),
+                         now: Self.ms(2))
+        }
+        #expect(late.owedNothing == [StreamKey(sender: NodeID(3), region: Self.region)])
+        #expect(late.statistics.streamLimitDropped == 1)
+        #expect(late.debtQueries.isEmpty)
+    }
 }

@@ -128,7 +128,7 @@ struct ObservabilityProcessTests {
             guard subscriber.waitForExit(timeoutMilliseconds: 10_000) != nil, gms.waitForExit(timeoutMilliseconds: 10_000) != nil else {
                 return "the subscriber or the GMS did not stop"
             }
-            let leftovers = StatsCommandListing.sockets(in: runDirectory)
+            let leftovers = MetricsServer.sockets(in: runDirectory)
             return leftovers.isEmpty ? nil : "stats sockets left behind: \(leftovers)"
         }
         #expect(failure == nil, "\(failure ?? "")")
@@ -136,16 +136,3 @@ struct ObservabilityProcessTests {
     }
 }
 
-/// The `.sock` files in a directory.
-enum StatsCommandListing {
-    static func sockets(in directory: String) -> [String] {
-        guard let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".sock") { names.append(name) }
-        }
-        return names
-    }
-}

@@ -141,7 +141,10 @@ extension ProtocolNode {
             // A peer saw the sender leave before this node joined: nothing is owed. Held
             // packets of the sender's later views would say otherwise; they win.
             guard query.held.isEmpty, debtQueries.removeValue(forKey: key) != nil else { return }
-            if owedNothing.count < configuration.maximumStreams { owedNothing.insert(key) }
+            // Bounded like the streams: past the bound the sender stays without a
+            // contribution from this node (its record cannot complete), and that is counted.
+            guard owedNothing.count < configuration.maximumStreams else { return statistics.streamLimitDropped += 1 }
+            owedNothing.insert(key)
             return
         }
         resolveDebt(key, start: answer.viewStartSequence)
