@@ -29,12 +29,16 @@ let package = Package(
     ],
     targets: [
         .target(name: "CQSMLinux"),
+        // Counts the process's heap allocations (it replaces malloc and friends in the
+        // executable that links it): only qsm-bench links it, for allocations_per_message.
+        .target(name: "CQSMAllocationCounter"),
         .target(name: "QSMProtocol", swiftSettings: strict),
         .target(name: "QSMCore", dependencies: ["QSMProtocol", "CQSMLinux"], swiftSettings: strict),
         .target(name: "QSMGMS", dependencies: ["QSMProtocol", "QSMCore"], swiftSettings: strict),
         .target(name: "QSMSimulation", dependencies: ["QSMProtocol", "QSMGMS"], swiftSettings: strict),
         .target(name: "QSMHarness", dependencies: ["QSMCore", "CQSMLinux"], swiftSettings: strict),
-        .executableTarget(name: "qsm-bench", dependencies: ["QSMCore", "QSMGMS", "QSMSimulation", "QSMHarness"],
+        .executableTarget(name: "qsm-bench", dependencies: ["QSMCore", "QSMGMS", "QSMSimulation", "QSMHarness",
+                                                           "CQSMAllocationCounter"],
                           swiftSettings: strict),
         .executableTarget(name: "qsm-node", dependencies: ["QSMCore", "QSMGMS", "QSMHarness"], swiftSettings: strict),
         .testTarget(name: "QSMCoreTests", dependencies: ["QSMProtocol", "QSMCore", "QSMSimulation", "QSMHarness"],

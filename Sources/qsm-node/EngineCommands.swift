@@ -179,9 +179,9 @@ enum PublishCommand {
                 }
             }
             var published = 0
-            var reader = MessageReader(format: format, maximumBytes: configuration.protocolConfiguration.maximumMessageBytes)
+            let reader = MessageReader(format: format, maximumBytes: configuration.protocolConfiguration.maximumMessageBytes)
             while true {
-                let message: [UInt8]
+                let message: UnsafeRawBufferPointer
                 do throws(ConfigurationError) {
                     guard let next = try reader.next() else { break }
                     message = next
@@ -190,7 +190,9 @@ enum PublishCommand {
                     node.stop()
                     exit(1)
                 }
-                try await node.publish(message, to: group)
+                // Copied once, into an array the node reuses (the reader's buffer is
+                // not touched until the next message is read).
+                try await node.publish(copying: message, to: group)
                 published += 1
             }
             do throws(QSMError) {
@@ -324,7 +326,8 @@ enum RunCommand {
                     ("naks_sent", p.requestsSent), ("naks_received", p.requestsReceived), ("token_rtt_ms", rtt), ("ack_ms", ack),
                     ("pending_ack", s.unacknowledgedMessages), ("cached_bytes", s.heldBytes),
                     ("alarm_late_max_us", Int(s.alarmLateness.maxNanoseconds / 1000)),
-                    ("dropped_malformed", p.malformedDropped), ("dropped_unknown", p.unknownDropped),
+                    ("dropped_malformed", p.malformedDropped), ("ignored_own_multicast", p.ownMulticastIgnored),
+                    ("dropped_unknown", p.unknownDropped),
                     ("dropped_out_of_window", p.outOfOrderDropped), ("dropped_unauthenticated", s.machine.droppedUnauthenticated),
                     ("dropped_replayed", s.machine.droppedReplayed), ("dropped_too_old", s.machine.droppedTooOld),
                     ("dropped_dead_incarnation", s.machine.droppedDeadIncarnation), ("pool_exhausted", s.core.poolExhaustions),

@@ -34,15 +34,33 @@ enum MessageFormat: String {
     }
 }
 
-/// Reads messages from standard input in a `MessageFormat`.
-struct MessageReader {
+/// Reads messages from standard input in a `MessageFormat`. `lines` and
+/// `length-prefixed` read through one buffer, allocated once, and hand each message over
+/// in place: publishing from standard input allocates nothing per message. `json` decodes
+/// each line with Foundation (it allocates).
+final class MessageReader {
     let format: MessageFormat
     let maximumBytes: Int
     private(set) var count = 0
+    private let buffer: UnsafeMutableRawBufferPointer
+    /// The unread bytes are `buffer[start..<end]`.
+    private var start = 0
+    private var end = 0
+    private var inputEnded = false
+    /// Where a JSON line's payload is decoded to (json only).
+    private let decoded: UnsafeMutableRawBufferPointer
 
     init(format: MessageFormat, maximumBytes: Int) {
         self.format = format
         self.maximumBytes = maximumBytes
+        // Room for the largest message, its length or newline, and a read's worth more.
+        buffer = .allocate(byteCount: maximumBytes + 4 + (64 << 10), alignment: 16)
+        decoded = .allocate(byteCount: format == .json ? maximumBytes : 0, alignment: 16)
+    }
+
+    deinit {
+        buffer.deallocate()
+        decoded.deallocate()
     }
 
     private struct JSONMessage: Decodable {
@@ -50,57 +68,110 @@ struct MessageReader {
         var payload_base64: String?
     }
 
-    /// The next message, nil at the end of input.
+    /// The next message, valid until the next call; nil at the end of input.
     /// - Throws: `ConfigurationError` for input that is not in the format (a truncated
-    ///   frame, a frame over the size limit, a line that is not a message object).
-    mutating func next() throws(ConfigurationError) -> [UInt8]? {
+    ///   frame, a message over the size limit, a line that is not a message object).
+    func next() throws(ConfigurationError) -> UnsafeRawBufferPointer? {
         switch format {
         case .lines:
-            guard let line = readLine(strippingNewline: true) else { return nil }
+            guard let line = try nextLine() else { return nil }
             count += 1
-            return Array(line.utf8)
+            return line
         case .json:
-            guard let line = readLine(strippingNewline: true) else { return nil }
+            guard let line = try nextLine() else { return nil }
             count += 1
-            guard let message = try? JSONDecoder().decode(JSONMessage.self, from: Data(line.utf8)) else {
+            guard let message = try? JSONDecoder().decode(JSONMessage.self, from: Data(line)) else {
                 throw ConfigurationError("input line \(count) is not a JSON object with \"payload\" or \"payload_base64\"")
             }
-            if let text = message.payload { return Array(text.utf8) }
-            guard let encoded = message.payload_base64, let bytes = Data(base64Encoded: encoded) else {
-                throw ConfigurationError("input line \(count): no \"payload\", and \"payload_base64\" is missing or not base64")
+            let payload: [UInt8]
+            if let text = message.payload {
+                payload = Array(text.utf8)
+            } else {
+                guard let encoded = message.payload_base64, let bytes = Data(base64Encoded: encoded) else {
+                    throw ConfigurationError("input line \(count): no \"payload\", and \"payload_base64\" is missing or not base64")
+                }
+                payload = Array(bytes)
             }
-            return Array(bytes)
+            guard payload.count <= maximumBytes else {
+                throw ConfigurationError("input line \(count) holds \(payload.count) bytes, over the maximum message of \(maximumBytes)")
+            }
+            payload.withUnsafeBytes { if $0.count > 0 { decoded.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            return UnsafeRawBufferPointer(rebasing: decoded[0..<payload.count])
         case .lengthPrefixed:
-            var header = [UInt8](repeating: 0, count: 4)
-            let got = try readExactly(&header)
-            if got == 0 { return nil }
-            guard got == 4 else { throw ConfigurationError("input ends inside the length of message \(count + 1)") }
-            let length = header.reduce(0) { $0 << 8 | Int($1) }
+            guard try fill(4) else {
+                if end > start { throw ConfigurationError("input ends inside the length of message \(count + 1)") }
+                return nil
+            }
+            let length = Int(UInt32(bigEndian: UnsafeRawBufferPointer(buffer).loadUnaligned(fromByteOffset: start, as: UInt32.self)))
             guard length <= maximumBytes else {
                 throw ConfigurationError("message \(count + 1) is \(length) bytes, over the maximum of \(maximumBytes)")
             }
-            var payload = [UInt8](repeating: 0, count: length)
-            guard try readExactly(&payload) == length else {
+            guard try fill(4 + length) else {
                 throw ConfigurationError("input ends inside message \(count + 1) (\(length) bytes announced)")
             }
+            let message = UnsafeRawBufferPointer(rebasing: buffer[(start + 4)..<(start + 4 + length)])
+            start += 4 + length
             count += 1
-            return payload
+            return message
         }
     }
 
-    /// Fills `buffer` from standard input; the bytes read (fewer only at the end).
-    private func readExactly(_ buffer: inout [UInt8]) throws(ConfigurationError) -> Int {
-        var offset = 0
-        while offset < buffer.count {
-            let read = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress! + offset, $0.count - offset) }
-            if read == 0 { break }
+    /// The next line without its newline (or carriage return and newline); the last line
+    /// needs no newline.
+    private func nextLine() throws(ConfigurationError) -> UnsafeRawBufferPointer? {
+        var searched = start
+        while true {
+            if let newline = memchr(buffer.baseAddress! + searched, Int32(UInt8(ascii: "\n")), end - searched) {
+                let at = newline - buffer.baseAddress!
+                var lineEnd = at
+                if lineEnd > start, buffer[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+                let line = UnsafeRawBufferPointer(rebasing: buffer[start..<lineEnd])
+                start = at + 1
+                return try checked(line)
+            }
+            searched = end
+            let before = end - start
+            guard try fill(before + 1) else {
+                guard end > start else { return nil }
+                let line = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+                start = end
+                return try checked(line)
+            }
+            searched = start + before
+        }
+    }
+
+    private func checked(_ line: UnsafeRawBufferPointer) throws(ConfigurationError) -> UnsafeRawBufferPointer {
+        guard line.count <= maximumBytes || format == .json else {
+            throw ConfigurationError("input line \(count + 1) is \(line.count) bytes, over the maximum message of \(maximumBytes)")
+        }
+        return line
+    }
+
+    /// Reads until at least `wanted` unread bytes are buffered (moving them to the front
+    /// first if they would not fit); false if the input ended (or the line outgrew the
+    /// buffer) first.
+    private func fill(_ wanted: Int) throws(ConfigurationError) -> Bool {
+        while end - start < wanted {
+            if inputEnded { return false }
+            if start > 0, buffer.count - start < wanted {
+                let unread = end - start
+                if unread > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: unread) }
+                start = 0
+                end = unread
+            }
+            guard end < buffer.count else {
+                throw ConfigurationError("input line \(count + 1) is over the maximum message of \(maximumBytes) bytes")
+            }
+            let read = Glibc.read(0, buffer.baseAddress! + end, buffer.count - end)
+            if read == 0 { inputEnded = true; continue }
             if read < 0 {
                 if errno == EINTR { continue }
                 throw ConfigurationError("cannot read standard input: \(String(cString: strerror(errno)))")
             }
-            offset += read
+            end += read
         }
-        return offset
+        return true
     }
 }
 

@@ -150,3 +150,46 @@ import QSMHarness
         #expect(buffer.prefix(6) == [1, 2, 3, 4, 5, 6])
     }
 }
+
+/// Payload arrays are reused only when nothing else holds them.
+@Suite struct PayloadSparesTests {
+    @Test func soleOwnershipIsSeenWithoutCopying() {
+        // (Each answer is taken before `#expect`, which would capture a copy.)
+        var array = [UInt8](repeating: 1, count: 3)
+        let alone = isSoleOwner(&array)
+        #expect(alone)
+        let copy = array
+        let shared = isSoleOwner(&array)
+        #expect(!shared)
+        _ = copy
+        var other = [UInt8](repeating: 2, count: 2)
+        let slice = other[...]
+        let sliced = isSoleOwner(&other)
+        #expect(!sliced)
+        #expect(slice.count == 2)
+    }
+
+    @Test func aSharedSpareIsNeverWrittenTo() {
+        var spares = PayloadSpares(limit: 8)
+        let kept: [UInt8] = [9, 9, 9, 9]
+        spares.put(kept)
+        let source: [UInt8] = [1, 2, 3]
+        let copied = source.withUnsafeBytes { spares.copy($0) }
+        #expect(Array(copied) == [1, 2, 3])
+        // The kept array is untouched, and still a spare (to be tried later).
+        #expect(kept == [9, 9, 9, 9])
+        #expect(spares.count == 1)
+    }
+
+    @Test func aSoleSpareIsReused() {
+        var spares = PayloadSpares(limit: 8)
+        var spare = [UInt8](repeating: 0, count: 64)
+        let address = spare.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        spares.put(spare)
+        spare = []
+        let copied = [UInt8](repeating: 7, count: 10).withUnsafeBytes { spares.copy($0) }
+        #expect(Array(copied) == [UInt8](repeating: 7, count: 10))
+        #expect(copied.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == address)
+        #expect(spares.count == 0)
+    }
+}

@@ -48,4 +48,35 @@ struct MessageFormatProcessTests {
         }
         #expect(failure == nil, "\(failure ?? "")")
     }
+
+    /// `publish` reads standard input through one reused buffer: a line split across
+    /// reads, a line longer than the buffer's first fill (200,000 bytes), CRLF endings,
+    /// an empty line and a last line without a newline each arrive as one message, intact
+    /// and in order.
+    @Test func linesOfEveryShapeArriveWhole() throws {
+        let node = EngineProcessTests.qsmNode
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            let (gms, address) = try EngineProcessTests.startGMS()
+            defer { gms.signal(SIGTERM) }
+            let subscriber = try ChildProcess(executable: node, arguments: [
+                "subscribe", "--insecure", "--gms", address, "--group", "shapes", "--id", "71", "--count", "5", "--format", "json"])
+            let input = Array("one\r\ntwo\n\n".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 200_000) + Array("\nlast".utf8)
+            let path = "/tmp/qsm-shapes-\(getpid()).txt"
+            let file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            guard file >= 0, input.withUnsafeBytes({ write(file, $0.baseAddress, $0.count) }) == input.count else { return "cannot write \(path)" }
+            close(file)
+            defer { unlink(path) }
+            let publisher = try GMSAuthenticationProcessTests.shell(
+                "\(node) publish --insecure --gms \(address) --group shapes --id 72 --wait-members 1 < \(path)")
+            var lines: [String] = []
+            EngineProcessTests.collect(subscriber, into: &lines, until: MonotonicClock.now().advanced(by: .seconds(60)))
+            guard publisher.waitForExit(timeoutMilliseconds: 30_000) == 0 else { return "the publisher failed: \(publisher.availableLines())" }
+            let expected = ["b25l", "dHdv", "", String(repeating: "eHh4", count: 66_666) + "eHg=", "bGFzdA=="].enumerated().map {
+                #"{"group":"shapes","sender":72,"sequence":"# + "\($0.offset + 1)" + #","payload_base64":""# + $0.element + #""}"#
+            }
+            guard lines == expected else { return "the subscriber wrote \(lines.map { String($0.prefix(120)) })" }
+            return nil
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
 }

@@ -8,7 +8,7 @@
 /// the application falls behind, the core stops reading data sockets: the kernel holds or
 /// drops what comes, recovery brings it back later, and the senders' windows fill, so
 /// nothing is dropped silently and nothing grows without bound.
-final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserver {
+final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserver, PublishHandler {
     let core: EventCore
     let configuration: QSMNodeConfiguration
     /// The receive buffer the kernel granted the unicast socket (the multicast ones get
@@ -16,6 +16,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     let receiveBufferGranted: Int
     let machine: NodeMachine
     let window: PublishWindow
+    let recycler: PayloadRecycler
+    /// Arrays of deliveries the application is done with, handed back by the dispatcher:
+    /// received payloads are decoded into them.
+    let returnedPayloads: RequestQueue<[UInt8]>
     let outputs: RequestQueue<EngineOutput>
     let outputWakeup: ConsumerWakeup
     let outputsHeld: HeldOutputsFlag
@@ -35,11 +39,13 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// Datagrams arrived since the last settle: settle once per batch, not per datagram.
     @exclusivity(unchecked) private var settlePending = false
 
-    init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow,
-         outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
+    init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow, recycler: PayloadRecycler,
+         returnedPayloads: RequestQueue<[UInt8]>, outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
         self.configuration = configuration
         self.core = core
         self.window = window
+        self.recycler = recycler
+        self.returnedPayloads = returnedPayloads
         self.outputs = outputs
         self.outputWakeup = outputWakeup
         self.outputsHeld = outputsHeld
@@ -52,8 +58,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         try unicast.setMulticastTimeToLive(configuration.multicastTimeToLive)
         try unicast.setMulticastLoop(true)
         machine = try NodeMachine(configuration: configuration.machineConfiguration(id: node, address: localAddress))
+        machine.protocolNode.keepsReleasedPayloads = true
         unicastID = try core.registerDatagramSocket(unicast, traffic: .control, handler: self)
         core.ioTurnObserver = self
+        core.publishHandler = self
         gmsLink = GMSLink(gms: configuration.gms, machine: machine)
     }
 
@@ -69,7 +77,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     func addPublisher(_ group: GroupName) { machine.publishWithoutJoining(group, now: core.now); settle() }
 
     /// Publishes; the caller reserved a slot of the window mirror for it already.
-    func publish(_ payload: [UInt8], to group: GroupName) {
+    func publishRequested(_ payload: [UInt8], to group: GroupName) {
         switch machine.publish(payload, to: group, now: core.now) {
         case .accepted:
             break
@@ -115,6 +123,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     }
 
     func ioTurnEnded(core: EventCore) {
+        while let payload = returnedPayloads.dequeue() { machine.protocolNode.recyclePayload(payload) }
         if !core.hasQueuedInput, machine.inputCaughtUp(now: core.now) { settlePending = true }
         if settlePending {
             settlePending = false
@@ -145,6 +154,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
             switch event {
             case .membership(let change): emit(.membership(change))
             case .released(let messages):
+                while let payload = machine.protocolNode.takeReleasedPayload() { recycler.put(payload) }
                 window.release(messages)
                 emit(.acknowledged(count: messages))
             case .publishRejected(let group, let reason):

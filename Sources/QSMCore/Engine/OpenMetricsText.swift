@@ -79,6 +79,7 @@ extension QSMNodeStatistics {
             ([("reason", "no_address")], Int64(machine.droppedNoAddress)),
             ([("reason", "oversized")], Int64(machine.droppedOversized)),
             ([("reason", "malformed")], Int64(p.malformedDropped)),
+            ([("reason", "own_multicast")], Int64(p.ownMulticastIgnored)),
             ([("reason", "unknown_sender")], Int64(p.unknownDropped)),
             ([("reason", "out_of_window")], Int64(p.outOfOrderDropped)),
             ([("reason", "implausible_sequence")], Int64(p.implausibleDropped)),

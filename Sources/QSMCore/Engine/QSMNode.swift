@@ -31,6 +31,10 @@ public final class QSMNode: Sendable {
     private let handle: EventCoreHandle
     private let engine: CoreConfined<EngineCore>
     private let window: PublishWindow
+    private let recycler: PayloadRecycler
+    /// Arrays of deliveries handed to an `onDelivery` handler only, given back to the core
+    /// for later payloads (no allocation per message received).
+    private let returnedPayloads: RequestQueue<[UInt8]>
     private let outputs: RequestQueue<EngineOutput>
     private let outputWakeup: ConsumerWakeup
     private let outputsHeld = HeldOutputsFlag()
@@ -93,11 +97,15 @@ public final class QSMNode: Sendable {
         var seed = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()))
         id = NodeID(configuration.nodeID ?? max(1, seed.next() >> 1))
         window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages)
+        recycler = PayloadRecycler(capacity: 2 * configuration.protocolConfiguration.windowMessages,
+                                   budgetBytes: configuration.protocolConfiguration.windowBytes)
+        returnedPayloads = RequestQueue(capacity: 4_096)
         outputs = RequestQueue(capacity: configuration.deliveryQueueCapacity)
         outputWakeup = try ConsumerWakeup()
         let core = try EventCore(configuration: configuration.eventCoreConfiguration)
         handle = core.handle
-        let engine = try EngineCore(configuration: configuration, core: core, node: id, window: window,
+        let engine = try EngineCore(configuration: configuration, core: core, node: id, window: window, recycler: recycler,
+                                    returnedPayloads: returnedPayloads,
                                     outputs: outputs, outputWakeup: outputWakeup, outputsHeld: outputsHeld)
         address = engine.localAddress
         receiveBufferBytesGranted = engine.receiveBufferGranted
@@ -311,19 +319,45 @@ public final class QSMNode: Sendable {
         }
         guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
         guard window.tryReserve() else { return .wouldBlock }
-        if !handle.trySubmit(.perform({ [engine] _ in engine.value.publish(payload, to: group) })) {
+        if !handle.trySubmit(.publish(payload: payload, group: group)) {
             window.release(1)
             return .wouldBlock
         }
         return .accepted
     }
 
-    /// Publishes, waiting while the flow-control window is full.
-    /// - Throws: `QSMError.invalid` if the message is too large, `.stopped` if the node
-    ///   stopped, `.cancelled` if the calling task was cancelled while it waited.
-    public func publish(_ payload: [UInt8], to group: GroupName) async throws(QSMError) {
+    /// Publishes a copy of `bytes` without waiting: `.wouldBlock` while the window is full.
+    ///
+    /// The bytes are copied once, into an array the node reuses from messages already
+    /// acknowledged, and sent from there: a publisher that writes each message into the
+    /// same buffer allocates nothing per message. `bytes` is read during the call only.
+    public func tryPublish(copying bytes: UnsafeRawBufferPointer, to group: GroupName) -> PublishOutcome {
+        guard bytes.count <= configuration.protocolConfiguration.maximumMessageBytes else {
+            return .rejected("message of \(bytes.count) bytes exceeds the maximum of \(configuration.protocolConfiguration.maximumMessageBytes)")
+        }
+        guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
+        guard window.tryReserve() else { return .wouldBlock }
+        var payload = recycler.take()
+        payload.append(contentsOf: bytes)
+        if !handle.trySubmit(.publish(payload: payload, group: group)) {
+            window.release(1)
+            recycler.put(payload)
+            return .wouldBlock
+        }
+        return .accepted
+    }
+
+    /// Publishes a copy of `bytes`, waiting while the flow-control window is full (see
+    /// `tryPublish(copying:to:)`).
+    /// - Throws: as `publish(_:to:)`.
+    public func publish(copying bytes: UnsafeRawBufferPointer, to group: GroupName) async throws(QSMError) {
+        try await publishWaiting { tryPublish(copying: bytes, to: group) }
+    }
+
+    /// Tries until the attempt is accepted, waiting for the window between tries.
+    private func publishWaiting(_ attempt: () -> PublishOutcome) async throws(QSMError) {
         while true {
-            switch tryPublish(payload, to: group) {
+            switch attempt() {
             case .accepted: return
             case .rejected(let reason):
                 throw stopping.load(ordering: .acquiring) ? .stopped : .invalid(ConfigurationError(reason))
@@ -332,6 +366,13 @@ public final class QSMNode: Sendable {
                 await waitForWindow()
             }
         }
+    }
+
+    /// Publishes, waiting while the flow-control window is full.
+    /// - Throws: `QSMError.invalid` if the message is too large, `.stopped` if the node
+    ///   stopped, `.cancelled` if the calling task was cancelled while it waited.
+    public func publish(_ payload: [UInt8], to group: GroupName) async throws(QSMError) {
+        try await publishWaiting { tryPublish(payload, to: group) }
     }
 
     /// Waits until the flow-control window has room for another message, the node
@@ -541,6 +582,14 @@ public final class QSMNode: Sendable {
 
     private func deliver(_ delivery: QSMDelivery, to receivers: DeliveryReceivers) {
         receivers.handler?(delivery)
+        if receivers.consumers.isEmpty, delivery.bytes.startIndex == 0, delivery.sender != id {
+            // Only the handler saw it: its array goes back to the core, for a later
+            // payload to be decoded into once nothing else holds it (a slice of the whole
+            // array converts back without a copy). Not this node's own messages: their
+            // arrays go back to publishers, through the recycler.
+            _ = returnedPayloads.tryEnqueue(Array(delivery.bytes))
+            return
+        }
         for consumer in receivers.consumers where consumer.group == nil || consumer.group == delivery.group {
             // Wait (this thread only) until this consumer has room, unless it has gone.
             while consumer.outstanding.load(ordering: .acquiring) >= configuration.deliveryQueueCapacity,

@@ -78,4 +78,12 @@ package protocol AlarmHandler: AnyObject {
 package enum CoreRequest: Sendable {
     /// Runs the closure on the core thread with the core.
     case perform(@Sendable (EventCore) -> Void)
+    /// A message to publish, for the core's `PublishHandler`: a typed request, so the
+    /// per-message path allocates no closure.
+    case publish(payload: [UInt8], group: GroupName)
+}
+
+/// Takes the `.publish` requests of an event core (set once, on the core thread).
+package protocol PublishHandler: AnyObject {
+    func publishRequested(_ payload: [UInt8], to group: GroupName)
 }

@@ -36,6 +36,9 @@ package final class EventCore {
     @exclusivity(unchecked) private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
     /// Called after every I/O turn that handled at least one event.
     package weak var ioTurnObserver: (any IOTurnObserver)?
+    /// Where `.publish` requests go (they are refused silently without one: only an
+    /// engine submits them, after setting itself here).
+    package weak var publishHandler: (any PublishHandler)?
 
     /// Whether datagrams read off the sockets still wait to be handed to their handlers
     /// (an I/O turn ran out of its quantum before it got through them).
@@ -522,6 +525,7 @@ package final class EventCore {
         while handled < limit, let request = handle.requests.dequeue() {
             switch request {
             case .perform(let body): body(self)
+            case .publish(let payload, let group): publishHandler?.publishRequested(payload, to: group)
             }
             handled += 1
             if let end, MonotonicClock.now() >= end { break }

@@ -265,12 +265,11 @@ package final class NodeMachine {
                 statistics.droppedNoAddress += 1
                 continue
             }
-            let length = datagram.bytes.count
-            guard length + tagBytes <= limit else {
+            // Encoded in place, in the driver's buffer, leaving room for the tag.
+            guard let length = datagram.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<max(0, limit - tagBytes)])) else {
                 statistics.droppedOversized += 1
                 continue
             }
-            datagram.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: length) }
             if let seal {
                 datagramsSent += 1
                 _ = seal.seal(buffer, length: length, counter: datagramsSent)

@@ -14,9 +14,16 @@ extension ProtocolNode {
     @discardableResult
     package func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) -> PacketOrigin {
         enter(now)
+        // The kernel loops this node's multicast back to it; it numbered and took those
+        // messages when it sent them, so they are ignored before their payload is copied.
+        if bytes.count > 0, bytes[0] == PacketKind.data.rawValue || bytes[0] == PacketKind.hybridData.rawValue,
+           ProtocolPacket.originalSender(of: bytes) == id {
+            statistics.ownMulticastIgnored += 1
+            return .unknown
+        }
         let packet: ProtocolPacket
         do throws(WireError) {
-            packet = try ProtocolPacket(decoding: bytes)
+            packet = try ProtocolPacket(decoding: bytes, spares: &payloadSpares)
         } catch {
             statistics.malformedDropped += 1
             return .unknown

@@ -50,6 +50,25 @@ package final class ProtocolNode {
     /// sequence numbers continue if it comes back.
     @exclusivity(unchecked) var publishTargets: [GroupID: PublishTarget] = [:]
     @exclusivity(unchecked) var nextMessageID: UInt64 = 1
+    /// Messages every region acknowledged, kept for reuse (no allocation per publication).
+    @exclusivity(unchecked) var retiredMessages = RingBuffer<OutgoingMessage>(initialCapacity: 64)
+    static let retiredMessagesKept = 4_096
+    /// Whether the payloads of acknowledged messages are kept for the driver to reuse
+    /// (`takeReleasedPayload()`); off unless a driver asks (the simulator does not).
+    package var keepsReleasedPayloads = false
+    @exclusivity(unchecked) var releasedPayloads = RingBuffer<[UInt8]>(initialCapacity: 64)
+
+    /// The payload of a message every region acknowledged, for the publisher to write a
+    /// later message into (with `keepsReleasedPayloads`).
+    package func takeReleasedPayload() -> [UInt8]? { releasedPayloads.popFirst() }
+
+    /// Arrays of delivered payloads the driver handed back (`recyclePayload`), which
+    /// received payloads are decoded into.
+    @exclusivity(unchecked) var payloadSpares = PayloadSpares(limit: 4_096)
+
+    /// Hands back the array of a delivery the application is done with, for a later
+    /// payload to be decoded into (see `PayloadSpares`).
+    package func recyclePayload(_ bytes: [UInt8]) { payloadSpares.put(bytes) }
     @exclusivity(unchecked) var unacknowledgedMessages = 0
     @exclusivity(unchecked) var unacknowledgedBytes = 0
     @exclusivity(unchecked) var lastDataSentAt = Instant.zero
@@ -284,8 +303,15 @@ package final class ProtocolNode {
         }
         target.lastSequence += 1
         let sequence = target.lastSequence
-        let message = OutgoingMessage(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
+        let message: OutgoingMessage
+        if var retired = retiredMessages.popFirst(), isKnownUniquelyReferenced(&retired) {
+            retired.reuse(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
+                          payload: payload, publishedAt: now, regions: target.regions)
+            message = retired
+        } else {
+            message = OutgoingMessage(id: nextMessageID, group: group, groupView: target.viewNumber, groupSequence: sequence,
                                       payload: payload, publishedAt: now, regions: target.regions)
+        }
         message.hybrid = target.hybrid
         nextMessageID += 1
         statistics.published += 1
@@ -360,6 +386,10 @@ package final class ProtocolNode {
         releasedBytes += message.payload.count
         statistics.acknowledged += 1
         statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
+        // Reused by a later publication once nothing else refers to it (see `publish`).
+        let payload = message.retire()
+        if retiredMessages.count < Self.retiredMessagesKept { retiredMessages.append(message) }
+        if keepsReleasedPayloads, releasedPayloads.count < Self.retiredMessagesKept { releasedPayloads.append(payload) }
     }
 
     func receiveSenderStatus(_ status: SenderStatusPacket) {
@@ -438,19 +468,18 @@ package final class ProtocolNode {
             case .senderStatus(let region):
                 // Built now, from the freshest state; skipped if everything got acknowledged.
                 guard let state = regionSend[region], !state.awaiting.isEmpty else { continue }
-                let bytes = ProtocolPacket.senderStatus(SenderStatusPacket(
+                let packet = ProtocolPacket.senderStatus(SenderStatusPacket(
                     sender: id, region: region, regionView: state.view, viewStartSequence: state.viewStartSequence,
-                    maximumSequence: state.nextSequence - 1)).encoded()
+                    maximumSequence: state.nextSequence - 1))
                 statistics.controlPacketsSent += 1
-                statistics.controlBytesSent += bytes.count
-                return ProtocolDatagram(destination: .region(region), bytes: bytes, isControl: true)
+                statistics.controlBytesSent += packet.encodedByteCount
+                return ProtocolDatagram(destination: .region(region), packet: packet, isControl: true)
             }
         }
         while let (target, key, sequence) = retransmissions.popFirst() {
             if let packet = retransmittable(key, sequence) {
                 statistics.retransmissionsSent += 1
-                let bytes = ProtocolPacket.data(packet, retransmitted: true).encoded()
-                return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: false)
+                return ProtocolDatagram(destination: .node(target), packet: .data(packet, retransmitted: true), isControl: false)
             }
         }
         if let (template, headers) = hybridHeadersOut.popFirst() { return hybridDatagram(template, headers: headers) }
@@ -476,11 +505,11 @@ package final class ProtocolNode {
     }
 
     func controlDatagram(_ packet: ProtocolPacket, to target: NodeID) -> ProtocolDatagram {
-        let bytes = packet.encoded()
+        let count = packet.encodedByteCount
         statistics.controlPacketsSent += 1
-        statistics.controlBytesSent += bytes.count
-        if case .token = packet { statistics.tokenBytesSent += bytes.count }
-        return ProtocolDatagram(destination: .node(target), bytes: bytes, isControl: true)
+        statistics.controlBytesSent += count
+        if case .token = packet { statistics.tokenBytesSent += count }
+        return ProtocolDatagram(destination: .node(target), packet: packet, isControl: true)
     }
 
     /// A copy of the packet if this node can retransmit it: as its sender, or from its
@@ -526,8 +555,7 @@ package final class ProtocolNode {
         statistics.dataPayloadBytesSent += packet.payload.count
         lastDataSentAt = now
         senderStatusRepeats = 0
-        return ProtocolDatagram(destination: .region(reference.id),
-                                bytes: ProtocolPacket.data(packet, retransmitted: false).encoded(), isControl: false)
+        return ProtocolDatagram(destination: .region(reference.id), packet: .data(packet, retransmitted: false), isControl: false)
     }
 
     /// Numbers one fragment of a message in one region's sequence: adopts a newer view of
@@ -548,7 +576,6 @@ package final class ProtocolNode {
                                 view: state.view, viewStart: state.viewStartSequence)
         state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
         if Int(fragment) + 1 == fragmentCount(message) {
-            message.lastSequence[reference.id] = sequence
             state.awaiting.append((sequence, message))
         }
         regionSend[reference.id] = state
@@ -593,8 +620,8 @@ package final class ProtocolNode {
     func hybridDatagram(_ template: DataPacket, headers: ArraySlice<RegionHeader>) -> ProtocolDatagram {
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += template.payload.count
-        return ProtocolDatagram(destination: .group(template.group),
-                                bytes: ProtocolPacket.hybridData(template, headers: Array(headers)).encoded(), isControl: false)
+        return ProtocolDatagram(destination: .group(template.group), packet: .hybridData(template, headers: Array(headers)),
+                                isControl: false)
     }
 
     // MARK: Accounting

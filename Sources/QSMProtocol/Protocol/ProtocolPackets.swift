@@ -157,8 +157,33 @@ enum ProtocolPacket: Equatable {
 }
 
 extension ProtocolPacket {
+    /// The bytes `encode(into:)` writes.
+    var encodedByteCount: Int {
+        switch self {
+        case .data(let d, _): return DataPacket.headerBytes + d.payload.count
+        case .token(let t): return TokenPacket.headerBytes + t.records.count * TokenPacket.recordBytes
+        case .hybridData(let d, let headers):
+            return DataPacket.hybridHeaderBytes + headers.count * RegionHeader.bytes + d.payload.count
+        case .viewStartQuery: return 1 + 8 + 8 + 8 + 8
+        case .viewStart, .senderStatus: return 1 + SenderStatusPacket.bytes
+        case .acknowledgement: return 1 + 8 + 8 + 8
+        case .request(let r): return RequestPacket.headerBytes + r.sequences.count * 8
+        }
+    }
+
+    /// The packet as a new array (tests, fuzzing; the send path uses `encode(into:)`).
     func encoded() -> [UInt8] {
-        var e = WireEncoder(reservingCapacity: 96)
+        let count = encodedByteCount
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = encode(into: UnsafeMutableRawBufferPointer(buffer))!
+        }
+    }
+
+    /// Writes the packet at the start of `buffer`; returns its length, or nil (nothing
+    /// written) when it does not fit.
+    func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard encodedByteCount <= buffer.count else { return nil }
+        var e = PacketEncoder(buffer)
         switch self {
         case .data(let d, let retransmitted):
             e.write((retransmitted ? PacketKind.retransmission : .data).rawValue)
@@ -221,10 +246,17 @@ extension ProtocolPacket {
             e.write(UInt16(r.sequences.count))
             for s in r.sequences { e.write(s) }
         }
-        return e.bytes
+        return e.offset
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws(WireError) {
+        var none = PayloadSpares(limit: 0)
+        try self.init(decoding: bytes, spares: &none)
+    }
+
+    /// Decodes a packet; a data packet's payload is copied into an array taken from
+    /// `spares` when it has one (no allocation), else into a new one.
+    init(decoding bytes: UnsafeRawBufferPointer, spares: inout PayloadSpares) throws(WireError) {
         var r = WireReader(bytes)
         let kindByte = try r.readUInt8()
         guard let kind = PacketKind(rawValue: kindByte) else { throw .malformed(reason: "unknown packet kind \(kindByte)", offset: 0) }
@@ -249,7 +281,7 @@ extension ProtocolPacket {
             self = .data(DataPacket(sender: sender, region: region, regionView: regionView, viewStartSequence: viewStart,
                                     sequence: sequence, group: group, groupView: groupView, groupSequence: groupSequence,
                                     fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
-                                    payload: ArraySlice(payload)), retransmitted: kind == .retransmission)
+                                    payload: spares.copy(payload)), retransmitted: kind == .retransmission)
         case .partitionToken, .regionToken:
             let region = RegionID(try r.readUInt64())
             let regionView = try r.readUInt64()
@@ -295,7 +327,7 @@ extension ProtocolPacket {
                                           viewStartSequence: headers[0].viewStartSequence, sequence: headers[0].sequence,
                                           group: group, groupView: groupView, groupSequence: groupSequence,
                                           fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
-                                          payload: ArraySlice(payload)), headers: headers)
+                                          payload: spares.copy(payload)), headers: headers)
         case .viewStartQuery:
             self = .viewStartQuery(ViewStartQueryPacket(sender: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
                                                         requester: NodeID(try r.readUInt64()), view: try r.readUInt64()))
@@ -349,7 +381,12 @@ extension ProtocolPacket {
     }
 }
 
-extension WireEncoder {
+extension SenderStatusPacket {
+    /// Bytes of a sender status's fields.
+    static let bytes = 8 + 8 + 8 + 8 + 8
+}
+
+extension PacketEncoder {
     /// A sender status's fields (sender status and view start packets share them).
     mutating func writeStatus(_ status: SenderStatusPacket) {
         write(status.sender.value)

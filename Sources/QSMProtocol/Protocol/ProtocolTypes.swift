@@ -35,9 +35,19 @@ package enum PacketOrigin: Equatable, Sendable {
 /// A datagram the protocol built when its link asked for one.
 package struct ProtocolDatagram: Sendable {
     package var destination: ProtocolDestination
-    package var bytes: [UInt8]
+    /// The packet, encoded only when the driver writes it into its send buffer.
+    var packet: ProtocolPacket
     /// Tokens, ACKs, NAKs and pulls (not data or retransmissions).
     package var isControl: Bool
+
+    /// Bytes the packet takes on the wire (before any authentication tag).
+    package var byteCount: Int { packet.encodedByteCount }
+
+    /// Writes the packet at the start of `buffer`; nil when it does not fit.
+    package func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int? { packet.encode(into: buffer) }
+
+    /// The packet as a new array (tests and tools; the send path encodes in place).
+    package var bytes: [UInt8] { packet.encoded() }
 }
 
 /// A message handed to the application: in FIFO order per sender, exactly once.
@@ -96,6 +106,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var notOwedDropped = 0
     /// Packets that did not decode (truncated, inconsistent, unknown kind), dropped.
     public var malformedDropped = 0
+    /// This node's own multicast data, looped back by the kernel (the node took its
+    /// own messages when it sent them): ignored before decoding.
+    public var ownMulticastIgnored = 0
     /// Data packets of a region or region view this node had not installed yet, held
     /// until it has (`unknownDropped` counts those that had to go unreplayed).
     public var heldForView = 0

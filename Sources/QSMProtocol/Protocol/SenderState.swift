@@ -1,28 +1,36 @@
 /// One message published by this node, held until every region it was sent to has
 /// acknowledged it (seed section 4.3.6: sender memory = rate x time to acknowledge).
 final class OutgoingMessage {
-    let id: UInt64
-    let group: GroupID
-    let groupView: UInt64
-    let groupSequence: UInt64
-    let payload: [UInt8]
-    let publishedAt: Instant
-    /// The regions of the group view it is committed to.
-    let regions: [RegionReference]
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
-    // receiver's CPU (perf, `qsm-bench run`).
+    // receiver's CPU (perf, `qsm-bench run`). They are variables because a message that
+    // every region acknowledged is reused for a later publication (`reuse`): the send
+    // path then allocates no object per message.
+    @exclusivity(unchecked) private(set) var id: UInt64 = 0
+    @exclusivity(unchecked) private(set) var group: GroupID = GroupID(0)
+    @exclusivity(unchecked) private(set) var groupView: UInt64 = 0
+    @exclusivity(unchecked) private(set) var groupSequence: UInt64 = 0
+    @exclusivity(unchecked) private(set) var payload: [UInt8] = []
+    @exclusivity(unchecked) private(set) var publishedAt: Instant = .zero
+    /// The regions of the group view it is committed to.
+    @exclusivity(unchecked) private(set) var regions: [RegionReference] = []
     /// Next transmission: which region, which fragment.
     @exclusivity(unchecked) var regionCursor = 0
     @exclusivity(unchecked) var fragmentCursor = 0
-    @exclusivity(unchecked) var unacknowledgedRegions: Int
+    @exclusivity(unchecked) var unacknowledgedRegions = 0
     /// Sent once to the group's own address with every region's header (hybrid mode).
     @exclusivity(unchecked) var hybrid = false
-    /// The last sequence number used in each region (set as it is transmitted).
-    @exclusivity(unchecked) var lastSequence: [RegionID: UInt64] = [:]
 
     init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
          regions: [RegionReference]) {
+        reuse(id: id, group: group, groupView: groupView, groupSequence: groupSequence, payload: payload,
+              publishedAt: publishedAt, regions: regions)
+    }
+
+    /// Makes a retired message (acknowledged everywhere, referenced by nothing else) a
+    /// new one.
+    func reuse(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
+               regions: [RegionReference]) {
         self.id = id
         self.group = group
         self.groupView = groupView
@@ -30,7 +38,17 @@ final class OutgoingMessage {
         self.payload = payload
         self.publishedAt = publishedAt
         self.regions = regions
+        regionCursor = 0
+        fragmentCursor = 0
         unacknowledgedRegions = regions.count
+        hybrid = false
+    }
+
+    /// Lets go of the payload and regions of a message that is done (so a retired message
+    /// does not keep the application's bytes alive); returns the payload.
+    func retire() -> [UInt8] {
+        defer { payload = []; regions = [] }
+        return payload
     }
 }
 

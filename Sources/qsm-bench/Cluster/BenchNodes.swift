@@ -172,7 +172,8 @@ final class BenchSender: Sendable {
             let group = groupNames[Int(sequence % UInt64(groups))]
             BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: now)
             publishing: while true {
-                switch node.tryPublish(payload, to: group) {
+                // Copied into an array the node reuses: no allocation per message.
+                switch payload.withUnsafeBytes({ node.tryPublish(copying: $0, to: group) }) {
                 case .accepted: break publishing
                 case .rejected(let reason): throw ConfigurationError(reason)
                 case .wouldBlock:

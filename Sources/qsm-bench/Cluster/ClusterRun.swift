@@ -186,8 +186,10 @@ struct ClusterRun {
             report.receiverResults.append(receiver.killed ? nil : try receiver.expect("result", within: 30))
             report.receiverProgress.append(receiver.progress)
             report.receiverTails.append(receiver.tailProgress)
+            report.receiverAllocations.append(receiver.allocationProgress)
         }
         report.senderProgress = senders.map(\.progress)
+        report.senderAllocations = senders.map(\.allocationProgress)
         report.settleKilledSenderCounts()
         if options.verbose {
             for (index, line) in report.senderResults.enumerated() { log("sender \(index): \(line)") }

@@ -44,6 +44,9 @@ enum RunTable {
                       : "senders: \(format(report.senderCPUSeconds, 2)) s CPU in all, peak RSS ")
                      + "\(format(report.senderRSSMegabytes, 1)) MB; "
                      + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
+        lines.append("heap allocations per message in steady state: sender "
+                     + (report.senderAllocationsPerMessage.map { format($0, 3) } ?? "-")
+                     + ", receivers at most " + (report.receiverAllocationsPerMessage.map { format($0, 3) } ?? "-"))
         lines.append("protocol memory at its peak: sender held \(format(report.senderHeldMegabytesMaximum, 1)) MB unacknowledged, "
                      + "a receiver cached \(format(report.receiverCachedMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
@@ -98,6 +101,8 @@ enum RunJSON {
             ("latency_us_max", "\(latency.maximumMicroseconds)"),
             ("sender_cpu_s", number(report.senderCPUSeconds)), ("receivers_cpu_s", number(report.receiversCPUSeconds)),
             ("sender_rss_mb", number(report.senderRSSMegabytes)),
+            ("sender_allocations_per_message", optional(report.senderAllocationsPerMessage)),
+            ("receiver_allocations_per_message_max", optional(report.receiverAllocationsPerMessage)),
             ("receiver_rss_mb_max", number(report.receiverRSSMegabytesMaximum)),
             ("sender_held_mb_max", number(report.senderHeldMegabytesMaximum)),
             ("receiver_cached_mb_max", number(report.receiverCachedMegabytesMaximum)),

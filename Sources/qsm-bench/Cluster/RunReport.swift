@@ -17,6 +17,9 @@ struct RunReport {
     /// skipped messages while out of its groups).
     var receiverTails: [[(time: Int64, count: Int)]] = []
     var senderProgress: [[(time: Int64, count: Int)]] = []
+    /// Per worker: (messages so far, heap allocations so far), every 100 ms.
+    var senderAllocations: [[(count: Int, allocations: Int)]] = []
+    var receiverAllocations: [[(count: Int, allocations: Int)]] = []
     var events: [(start: Double, end: Double)] = []
     /// The senders never finished (their windows stayed full) and were stopped.
     var stalled = false
@@ -161,6 +164,25 @@ struct RunReport {
 
     var senderCPUSeconds: Double { senderResults.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
     var receiversCPUSeconds: Double { live.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
+    /// Heap allocations per message in steady state, at the sender that allocated most
+    /// per message sent, and at the receiver that allocated most per message delivered.
+    var senderAllocationsPerMessage: Double? { Self.steadyAllocations(senderAllocations) }
+    var receiverAllocationsPerMessage: Double? { Self.steadyAllocations(receiverAllocations) }
+
+    /// The worst of the series' steady-state rates: over the middle half of the samples
+    /// taken while messages were flowing (the first and last quarters hold start-up,
+    /// where buffers and tables are first allocated, and the drain).
+    static func steadyAllocations(_ series: [[(count: Int, allocations: Int)]]) -> Double? {
+        series.compactMap { samples -> Double? in
+            guard let final = samples.last?.count else { return nil }
+            let flowing = samples.filter { $0.count > 0 && $0.count < final }
+            guard flowing.count >= 4 else { return nil }
+            let from = flowing[flowing.count / 4], to = flowing[flowing.count * 3 / 4]
+            guard to.count > from.count else { return nil }
+            return Double(to.allocations - from.allocations) / Double(to.count - from.count)
+        }.max()
+    }
+
     var senderRSSMegabytes: Double { senderResults.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
     var receiverRSSMegabytesMaximum: Double { live.map { $0.double("rss_mb") ?? 0 }.max() ?? 0 }
     /// The most a receiver's protocol cache held at once, and the most a sender held

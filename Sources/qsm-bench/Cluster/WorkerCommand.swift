@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CQSMAllocationCounter
 import QSMCore
 import QSMHarness
 import QSMGMS
@@ -196,8 +197,10 @@ enum WorkerCommand {
     }
 }
 
-/// Prints `p t=NANOSECONDS n=COUNT` every 100 ms from a thread of its own, so that the
-/// coordinator can draw throughput over time; with `tail`, also `l=TAIL`: how far the
+/// Prints `p t=NANOSECONDS n=COUNT a=ALLOCATIONS` every 100 ms from a thread of its own,
+/// so that the coordinator can draw throughput over time and count heap allocations per
+/// message in steady state (`a` is the process's allocations so far, counted by
+/// CQSMAllocationCounter); with `tail`, also `l=TAIL`: how far the
 /// streams have come (for a receiver that skipped messages while away, more than its
 /// count), which tells the coordinator when it has everything it is owed.
 final class ProgressReporter: Sendable {
@@ -210,7 +213,8 @@ final class ProgressReporter: Sendable {
             while !stopping.isSet {
                 var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
                 nanosleep(&pause, nil)
-                var fields: [(String, Any)] = [("t", MonotonicClock.now().nanoseconds), ("n", count())]
+                var fields: [(String, Any)] = [("t", MonotonicClock.now().nanoseconds), ("n", count()),
+                                               ("a", Int(cqsm_allocation_count()))]
                 if let tail { fields.append(("l", tail())) }
                 WorkerCommand.say(WorkerLine("p", fields))
             }

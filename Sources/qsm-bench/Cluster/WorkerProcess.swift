@@ -47,6 +47,7 @@ final class WorkerProcess {
             if line.verb == "p", let time = line[ "t"].flatMap({ Int64($0) }), let count = line.int("n") {
                 progress.append((time, count))
                 tailProgress.append((time, line.int("l") ?? count))
+                if let allocations = line.int("a") { allocationProgress.append((count, allocations)) }
             } else {
                 pending.append(line)
             }
@@ -54,6 +55,8 @@ final class WorkerProcess {
     }
 
     var latestCount: Int { progress.last?.count ?? 0 }
+    /// (messages so far, heap allocations so far) from `p` lines.
+    private(set) var allocationProgress: [(count: Int, allocations: Int)] = []
     /// How far the worker's streams have come (see `ProgressReporter`), over time.
     private(set) var tailProgress: [(time: Int64, count: Int)] = []
     var latestTail: Int { tailProgress.last?.count ?? 0 }

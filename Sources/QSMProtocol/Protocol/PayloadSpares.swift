@@ -1,0 +1,53 @@
+/// Arrays of payloads already delivered, handed back by the driver, for decoding the next
+/// payloads into: a receiver then allocates nothing per message. An array someone still
+/// shares (a cached copy, a delivery the application kept) is copied on write when
+/// reused, as any Swift array would be: correctness never depends on who let go.
+struct PayloadSpares {
+    private var arrays = RingBuffer<[UInt8]>(initialCapacity: 16)
+    let limit: Int
+    /// Arrays larger than this are not kept, so the spares' memory stays bounded.
+    static let largestKeptBytes = 64 << 10
+
+    init(limit: Int) {
+        precondition(MemoryLayout<[UInt8]>.size == MemoryLayout<AnyObject?>.size, "an array is not one reference here")
+        self.limit = limit
+    }
+
+    var count: Int { arrays.count }
+
+    mutating func put(_ bytes: [UInt8]) {
+        guard arrays.count < limit, bytes.capacity > 0, bytes.capacity <= Self.largestKeptBytes else { return }
+        arrays.append(bytes)
+    }
+
+    /// `source` copied into a spare array (or a new one), as a slice of all of it. A
+    /// spare still shared (its payload is cached, or a delivery was kept) is not written
+    /// to: it goes to the back, to be tried again later; after a couple of those, a new
+    /// array is allocated (the bound keeps each message's cost constant).
+    mutating func copy(_ source: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
+        for _ in 0..<2 {
+            guard var bytes = arrays.popFirst() else { break }
+            guard isSoleOwner(&bytes) else {
+                arrays.append(bytes)
+                continue
+            }
+            bytes.removeAll(keepingCapacity: true)
+            bytes.append(contentsOf: source)
+            return ArraySlice(bytes)
+        }
+        return ArraySlice(source)
+    }
+}
+
+/// Whether `array` holds the only reference to its storage, so writing to it will not
+/// copy. The standard library keeps this test to itself; on this platform an array is
+/// one reference to its storage object, so the test is the one classes have, applied to
+/// that reference in place (no retain, no copy).
+@inline(__always)
+package func isSoleOwner(_ array: inout [UInt8]) -> Bool {
+    withUnsafeMutablePointer(to: &array) { pointer in
+        // As an optional reference: the non-optional form copies the reference in an
+        // unoptimized build, and then never sees it unique.
+        pointer.withMemoryRebound(to: Optional<AnyObject>.self, capacity: 1) { isKnownUniquelyReferenced(&$0.pointee) }
+    }
+}
