@@ -63,6 +63,8 @@ package struct SimulationScenario: Sendable {
     /// The largest datagram a node may send (tag included); the simulated network
     /// carries nothing larger.
     package var maximumDatagramBytes = 8_192
+    /// Packets to one address share a datagram up to this many bytes (0: never).
+    package var bundleBytes = NodeMachineConfiguration(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 1)).bundleBytes
     /// Nodes that drop all inbound packets for 10 ms every 1 s (section 4.3.3).
     package var burstyLossNodes: [Int] = []
     /// Nodes that stop for `length` seconds at `start`, then every `every` seconds if set.
@@ -199,6 +201,7 @@ package struct SimulationScenario: Sendable {
         var configuration = NodeMachineConfiguration(id: NodeID(UInt64(index + 1)), address: Self.address(of: index))
         configuration.protocolConfiguration = protocolConfiguration
         configuration.maximumDatagramBytes = maximumDatagramBytes
+        configuration.bundleBytes = bundleBytes
         configuration.clusterSecret = authenticated ? (secret ?? [UInt8](repeating: 7, count: 32)) : nil
         configuration.encryptsPayloads = authenticated && encrypted
         configuration.aesGCMBackend = aesGCMBackend

@@ -44,6 +44,10 @@ package enum SwarmScenario {
         // Room for a fragment and its headers (and tag), up to the engine's buffers.
         let smallest = s.protocolConfiguration.maximumFragmentBytes + 200
         s.maximumDatagramBytes = chance(0.4) ? pick(smallest...3_000) : 8_192
+        // Bundling, drawn from a stream of its own so that every other choice of a seed
+        // stays what it was before bundling existed (regression seeds keep their meaning).
+        var bundling = SplitMix64(seed: seed ^ 0xB_0D1E_0000)
+        s.bundleBytes = [0, 1_472, 1_472, 256 + Int(bundling.next() % 7_937)][Int(bundling.next() % 4)]
         let interior = Array(0..<s.nodes)
         func someNodes(_ most: Int) -> [Int] {
             var chosen: [Int] = []
@@ -109,6 +113,7 @@ package enum SwarmScenario {
             + ", \(s.senders) sender\(s.senders == 1 ? "" : "s")\(s.sendersOutsideGroups ? " outside" : "")"
             + " at \(Int(s.rate))/s of \(s.messageBytes) B for \(Int(s.seconds * 10) / 10) s"
             + (s.encrypted ? ", encrypted" : s.authenticated ? ", authenticated" : "") + (s.maximumDatagramBytes < 8_192 ? ", datagrams <= \(s.maximumDatagramBytes) B" : "")
+            + (s.bundleBytes == 0 ? ", unbundled" : s.bundleBytes == 1_472 ? "" : ", bundles <= \(s.bundleBytes) B")
         return (s, shape + (faults.isEmpty ? "; no faults" : "; " + faults.joined(separator: ", ")))
     }
 }

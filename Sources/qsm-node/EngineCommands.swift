@@ -9,7 +9,7 @@ import Synchronization
 /// Flags shared by publish, subscribe and run.
 struct NodeFlags {
     static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds", "--timeout",
-                                      "--secret-file", "--metrics-listen"]
+                                      "--secret-file", "--metrics-listen", "--bundle-bytes"]
     static let help = """
           --gms HOST:PORT          the membership service (HOST: an IPv4 address or a name)
           --group NAME             the group
@@ -20,6 +20,10 @@ struct NodeFlags {
           --port P                 unicast port for control traffic (default: any free port)
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live, 0...255 (default 1)
+          --bundle-bytes N         packets ready together for one address (small
+                                   messages) share a datagram of up to N bytes; 0: each
+                                   alone (default 1472: an Ethernet MTU without IP
+                                   fragmentation; on loopback or jumbo frames up to 65507)
           --secret-file PATH       the cluster secret (at least 16 bytes; a trailing newline
                                    is ignored; make one with 'qsm-node secret new PATH'):
                                    every datagram is authenticated (AES-128-GMAC, a key per
@@ -61,6 +65,10 @@ struct NodeFlags {
             configuration.nodeID = id
         }
         configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
+        configuration.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: configuration.bundleBytes)
+        if configuration.bundleBytes > configuration.eventCoreConfiguration.packetBufferCapacity {
+            configuration.eventCoreConfiguration.packetBufferCapacity = configuration.bundleBytes
+        }
         if let path = try flags.value("--secret-file") { configuration.clusterSecret = try readSecret(path) }
         configuration.insecure = flags.has("--insecure")
         if configuration.clusterSecret == nil, !configuration.insecure {

@@ -17,7 +17,13 @@ import QSMHarness
                 case 0, 1:
                     ring.append(next); model.append(next); next += 1
                 case 2:
-                    ring.prepend(next); model.insert(next, at: 0); next += 1
+                    if random.next() % 2 == 0 {
+                        ring.prepend(next); model.insert(next, at: 0)
+                    } else {
+                        let at = Int(random.next() % UInt64(model.count + 1))
+                        ring.insert(next, at: at); model.insert(next, at: at)
+                    }
+                    next += 1
                 case 3, 4:
                     let popped = ring.popFirst()
                     let expected = model.isEmpty ? nil : model.removeFirst()
@@ -27,7 +33,8 @@ import QSMHarness
                     ring.removeAll { $0 % modulus == 0 }
                     model.removeAll { $0 % modulus == 0 }
                 }
-                if ring.first != model.first || ring.count != model.count || ring.isEmpty != model.isEmpty {
+                if ring.first != model.first || ring.last != model.last || ring.count != model.count || ring.isEmpty != model.isEmpty
+                    || (0..<model.count).contains(where: { ring[$0] != model[$0] }) {
                     Issue.record("seed \(seed), step \(step): first/count differ from the model")
                     return
                 }
@@ -35,6 +42,92 @@ import QSMHarness
             var drained: [Int] = []
             while let value = ring.popFirst() { drained.append(value) }
             if drained != model { Issue.record("seed \(seed): drained \(drained.count) elements out of model order"); return }
+        }
+    }
+
+    static func packet(_ sequence: UInt64, bytes: Int = 3) -> DataPacket {
+        DataPacket(sender: NodeID(1), region: RegionID(1), regionView: 1, viewStartSequence: 1, sequence: sequence, group: GroupID(1),
+                   groupView: 1, groupSequence: sequence, fragmentIndex: 0, fragmentCount: 1, publishedAt: 0,
+                   payload: ArraySlice(repeating: UInt8(truncatingIfNeeded: sequence), count: bytes))
+    }
+
+    /// The cache's sorted ring against a dictionary, over many seeds: packets mostly in
+    /// order with gaps filled later, duplicates refused, stable prefixes removed, lookups
+    /// of held and missing numbers.
+    @Test func sequencedPacketsMatchADictionaryModel() {
+        for seed in UInt64(1)...200 {
+            var random = SplitMix64(seed: seed)
+            var store = SequencedPackets()
+            var model: [UInt64: DataPacket] = [:]
+            var next: UInt64 = 1
+            var stable: UInt64 = 0
+            var gaps: [UInt64] = []
+            for step in 0..<600 {
+                switch random.next() % 8 {
+                case 0, 1, 2, 3:
+                    // The next packet, sometimes leaving a gap behind.
+                    if random.next() % 4 == 0 { gaps.append(next); next += 1 }
+                    let inserted = store.insert(Self.packet(next))
+                    if !inserted || model[next] != nil { Issue.record("seed \(seed), step \(step): insert \(next) refused"); return }
+                    model[next] = Self.packet(next)
+                    next += 1
+                case 4:
+                    // A repair fills a gap (if it is still above the stable point).
+                    guard !gaps.isEmpty else { continue }
+                    let gap = gaps.remove(at: Int(random.next() % UInt64(gaps.count)))
+                    guard gap > stable else { continue }
+                    if !store.insert(Self.packet(gap)) { Issue.record("seed \(seed), step \(step): gap \(gap) refused"); return }
+                    model[gap] = Self.packet(gap)
+                case 5:
+                    // A duplicate is refused.
+                    if let held = model.keys.sorted().randomElement(using: &random), store.insert(Self.packet(held)) {
+                        Issue.record("seed \(seed), step \(step): duplicate \(held) taken"); return
+                    }
+                case 6:
+                    stable = min(next - 1, stable + random.next() % 20)
+                    var removed: [UInt64] = []
+                    store.removeThrough(stable) { removed.append($0.sequence) }
+                    let expected = model.keys.filter { $0 <= stable }.sorted()
+                    for key in expected { model[key] = nil }
+                    if removed != expected { Issue.record("seed \(seed), step \(step): removed \(removed) not \(expected)"); return }
+                default:
+                    let probe = random.next() % (next + 2)
+                    if store[probe] != model[probe] { Issue.record("seed \(seed), step \(step): lookup \(probe) differs"); return }
+                }
+                if store.count != model.count || store.packets.map(\.sequence) != model.keys.sorted() {
+                    Issue.record("seed \(seed), step \(step): contents differ from the model"); return
+                }
+            }
+        }
+    }
+
+    /// A sender's in-flight run against a dictionary: consecutive numbers kept, prefixes
+    /// acknowledged, lookups inside and outside the run.
+    @Test func inFlightPacketsMatchADictionaryModel() {
+        let message = OutgoingMessage(id: 1, group: GroupID(1), groupView: 1, groupSequence: 1, payload: [1], publishedAt: .zero,
+                                      regions: [])
+        for seed in UInt64(1)...100 {
+            var random = SplitMix64(seed: seed)
+            var run = InFlightPackets()
+            var model: [UInt64: UInt16] = [:]
+            var next: UInt64 = 1
+            var acknowledged: UInt64 = 0
+            for step in 0..<500 {
+                if random.next() % 3 != 0 {
+                    let fragment = UInt16(truncatingIfNeeded: random.next())
+                    run.append((message, fragment, 1, 1), sequence: next)
+                    model[next] = fragment
+                    next += 1
+                } else {
+                    acknowledged = min(next - 1, acknowledged + random.next() % 10)
+                    run.removeThrough(acknowledged)
+                    for key in model.keys where key <= acknowledged { model[key] = nil }
+                }
+                let probe = random.next() % (next + 3)
+                if run[probe]?.fragment != model[probe] || run.count != model.count {
+                    Issue.record("seed \(seed), step \(step): \(probe) or the count differs"); return
+                }
+            }
         }
     }
 }

@@ -99,7 +99,7 @@ public final class QSMNode: Sendable {
         window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages)
         recycler = PayloadRecycler(capacity: 2 * configuration.protocolConfiguration.windowMessages,
                                    budgetBytes: configuration.protocolConfiguration.windowBytes)
-        returnedPayloads = RequestQueue(capacity: 4_096)
+        returnedPayloads = RequestQueue(capacity: 32_768)
         outputs = RequestQueue(capacity: configuration.deliveryQueueCapacity)
         outputWakeup = try ConsumerWakeup()
         let core = try EventCore(configuration: configuration.eventCoreConfiguration)

@@ -37,6 +37,34 @@ public struct RingBuffer<Element> {
     @inlinable
     public var first: Element? { count > 0 ? storage[head] : nil }
 
+    /// The newest element, left in place.
+    @inlinable
+    public var last: Element? { count > 0 ? storage[(head + count - 1) & (storage.count - 1)] : nil }
+
+    /// The element `offset` places from the front (0 is `first`); `offset` must be below
+    /// `count`.
+    @inlinable
+    public subscript(offset: Int) -> Element {
+        precondition(offset >= 0 && offset < count, "ring offset out of range")
+        return storage[(head + offset) & (storage.count - 1)]!
+    }
+
+    /// Inserts `element` so that it is `offset` places from the front (0...count),
+    /// moving the later elements back by one.
+    @inlinable
+    public mutating func insert(_ element: Element, at offset: Int) {
+        precondition(offset >= 0 && offset <= count, "ring offset out of range")
+        if count == storage.count { grow() }
+        let mask = storage.count - 1
+        var index = count
+        while index > offset {
+            storage[(head + index) & mask] = storage[(head + index - 1) & mask].take()
+            index -= 1
+        }
+        storage[(head + offset) & mask] = element
+        storedCount += 1
+    }
+
     /// Puts an element back at the front (it becomes the next `popFirst()`).
     @inlinable
     public mutating func prepend(_ element: Element) {

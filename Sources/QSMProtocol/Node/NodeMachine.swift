@@ -145,15 +145,54 @@ package final class NodeMachine {
             guard admitReplayCheck(sender: opened.sender, epoch: opened.epoch, counter: opened.counter) else { return }
             body = opened.packet
         }
-        switch protocolNode.receive(body, now: now) {
+        if body.count > 0, body[0] == PacketKind.bundle.rawValue {
+            let valid = DatagramBundle.forEachPacket(in: body) { packet in receivePacket(packet, from: source) }
+            if valid { statistics.bundlesReceived += 1 } else { statistics.droppedMalformedBundles += 1 }
+        } else {
+            receivePacket(body, from: source)
+        }
+        admitPending()
+    }
+
+    /// The last group published to by name, and the last delivered by id (the first
+    /// reset when the views change; an id's name never changes): messages of one group
+    /// in a row cost no hashing.
+    @exclusivity(unchecked) private var lastPublished: (name: GroupName, id: GroupID)?
+    @exclusivity(unchecked) private var lastDelivered: (id: GroupID, name: GroupName)?
+
+    private func id(of group: GroupName) -> GroupID? {
+        if let lastPublished, lastPublished.name == group { return lastPublished.id }
+        guard let id = groupIDs[group] else { return nil }
+        lastPublished = (group, id)
+        return id
+    }
+
+    private func name(of group: GroupID) -> GroupName? {
+        if let lastDelivered, lastDelivered.id == group { return lastDelivered.name }
+        guard let name = groupNames[group] else { return nil }
+        lastDelivered = (group, name)
+        return name
+    }
+
+    @exclusivity(unchecked) private var lastSender = NodeID(0)
+    @exclusivity(unchecked) private var lastSenderAddress = QSMSocketAddress(.loopback, port: 0)
+
+    /// One protocol packet, alone in its datagram or one of a bundle's.
+    @inline(__always)
+    private func receivePacket(_ packet: UnsafeRawBufferPointer, from source: QSMSocketAddress) {
+        switch protocolNode.receive(packet, now: now) {
         case .sender(let sender) where sender != id:
+            // The same sender from the same address as the packet before (a stream in
+            // full flow) costs no lookup.
+            guard sender != lastSender || source != lastSenderAddress else { return }
+            lastSender = sender
+            lastSenderAddress = source
             addressBook[sender] = source
         case .requester(let requester) where requester != id && addressBook[requester] == nil:
             addressBook[requester] = source
         default:
             break
         }
-        admitPending()
     }
 
     /// The replay check of an authentic datagram's envelope: true if the sender's
@@ -253,30 +292,91 @@ package final class NodeMachine {
     // MARK: Outputs
 
     /// Whether `pollDatagram` has something to write.
-    package var hasDatagram: Bool { protocolNode.hasOutput }
+    package var hasDatagram: Bool { carried != nil || protocolNode.hasOutput }
 
     /// Writes the next datagram into `buffer` (at least `maximumDatagramBytes` long is
-    /// best; a smaller buffer is honoured the same way) and says where it goes.
+    /// best; a smaller buffer is honoured the same way) and says where it goes. Packets
+    /// the protocol has ready for the same address are packed into it, up to
+    /// `bundleBytes` (see `DatagramBundle`); the first that does not fit starts the next.
     package func pollDatagram(into buffer: UnsafeMutableRawBufferPointer, now: Instant) -> OutgoingDatagram? {
         enter(now)
         let limit = min(buffer.count, configuration.maximumDatagramBytes)
+        // Room for packets, the tag left out.
+        let packetRoom = max(0, limit - tagBytes)
+        let bundleRoom = min(packetRoom, configuration.bundleBytes - tagBytes)
+        while let (first, destination) = nextAddressedDatagram(now: now) {
+            var length: Int
+            if first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes <= bundleRoom, hasDatagram {
+                length = bundle(first, to: destination, into: buffer, room: bundleRoom, now: now)
+            } else {
+                // Encoded in place, in the driver's buffer, leaving room for the tag.
+                guard let encoded = first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packetRoom])) else {
+                    statistics.droppedOversized += 1
+                    continue
+                }
+                length = encoded
+            }
+            if let seal {
+                datagramsSent += 1
+                _ = seal.seal(buffer, length: length, counter: datagramsSent)
+                length += tagBytes
+            }
+            return OutgoingDatagram(destination: destination, length: length)
+        }
+        return nil
+    }
+
+    /// A datagram the protocol produced that did not fit the bundle being built: the
+    /// next datagram starts with it.
+    @exclusivity(unchecked) private var carried: (datagram: ProtocolDatagram, destination: QSMSocketAddress)?
+
+    private func nextAddressedDatagram(now: Instant) -> (ProtocolDatagram, QSMSocketAddress)? {
+        if let carried {
+            self.carried = nil
+            return carried
+        }
         while let datagram = protocolNode.nextDatagram(now: now) {
             guard let destination = address(of: datagram.destination) else {
                 statistics.droppedNoAddress += 1
                 continue
             }
-            // Encoded in place, in the driver's buffer, leaving room for the tag.
-            guard let length = datagram.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<max(0, limit - tagBytes)])) else {
-                statistics.droppedOversized += 1
-                continue
-            }
-            if let seal {
-                datagramsSent += 1
-                _ = seal.seal(buffer, length: length, counter: datagramsSent)
-            }
-            return OutgoingDatagram(destination: destination, length: length + tagBytes)
+            return (datagram, destination)
         }
         return nil
+    }
+
+    /// Writes `first` and whatever else is ready for `destination` and fits in `room`
+    /// bytes; returns the length. A single packet is written plain, without the bundle
+    /// header.
+    private func bundle(_ first: ProtocolDatagram, to destination: QSMSocketAddress, into buffer: UnsafeMutableRawBufferPointer,
+                        room: Int, now: Instant) -> Int {
+        let start = DatagramBundle.headerBytes
+        var offset = start
+        var count = 0
+        var next = first
+        while true {
+            let size = next.byteCount
+            buffer.storeBytes(of: UInt16(size).bigEndian, toByteOffset: offset, as: UInt16.self)
+            _ = next.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(offset + DatagramBundle.lengthBytes)..<(offset + DatagramBundle.lengthBytes + size)]))
+            offset += DatagramBundle.lengthBytes + size
+            count += 1
+            guard count < DatagramBundle.maximumPackets, hasDatagram, let (following, address) = nextAddressedDatagram(now: now) else { break }
+            guard address == destination, offset + DatagramBundle.lengthBytes + following.byteCount <= room else {
+                carried = (following, address)
+                break
+            }
+            next = following
+        }
+        if count == 1 {
+            let size = offset - start - DatagramBundle.lengthBytes
+            buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start + DatagramBundle.lengthBytes, byteCount: size)
+            return size
+        }
+        buffer[0] = PacketKind.bundle.rawValue
+        buffer.storeBytes(of: UInt16(count).bigEndian, toByteOffset: 1, as: UInt16.self)
+        statistics.bundlesSent += 1
+        statistics.packetsBundled += count
+        return offset
     }
 
     /// Whether `pollDelivery` has something.
@@ -285,7 +385,7 @@ package final class NodeMachine {
     /// The next delivery, in order.
     package func pollDelivery() -> NodeDelivery? {
         while let delivery = protocolNode.takeDelivery() {
-            guard let group = groupNames[delivery.group] else {
+            guard let group = name(of: delivery.group) else {
                 statistics.droppedUnnamedGroup += 1
                 continue
             }
@@ -325,7 +425,7 @@ package final class NodeMachine {
     /// known and flow control admits them.
     private func admitPending() {
         while let (group, payload) = pending.first {
-            guard let groupID = groupIDs[group] else {
+            guard let groupID = id(of: group) else {
                 // Waiting for the group's view, unless this node no longer belongs or
                 // publishes to it (it left before the view came): then it never will.
                 guard !membership.wantedMemberships.contains(group), !membership.wantedPublications.contains(group) else { break }
@@ -391,6 +491,8 @@ package final class NodeMachine {
         let groups = membership.groups
         for region in regions.values {
             for member in region.members where member.id != id { addressBook[member.id] = member.address }
+            // Packets' sources are written again after the views' (as before the memo).
+            lastSender = NodeID(0)
         }
         protocolNode.installMembership(regions: Array(regions.values), groups: Array(groups.values), now: now)
         // A region this node sends to but is not a member of: its address is in the
@@ -401,6 +503,7 @@ package final class NodeMachine {
         }
         for region in regions.values { if let address = region.address { regionAddresses[region.id] = address } }
         groupIDs = [:]
+        lastPublished = nil
         for group in groups.values {
             groupIDs[group.name] = group.id
             groupNames[group.id] = group.name

@@ -37,6 +37,13 @@ package struct NodeMachineConfiguration: Sendable {
     /// packets are bounded to fit (`ProtocolConfiguration.maximumPacketBytes` is set
     /// from this).
     package var maximumDatagramBytes = 8_192
+    /// Packets to the same address that are ready together share one datagram up to
+    /// this many bytes, tag included, and never more than `maximumDatagramBytes` (see
+    /// `DatagramBundle`); 0 sends every packet alone.
+    /// The default fits an Ethernet MTU of 1,500 without IP fragmentation (less the IPv4
+    /// and UDP headers). Packing happens when the socket pulls, so a lone packet never
+    /// waits for company.
+    package var bundleBytes = 1_472
     /// How much may be published and not yet acknowledged (see `FlowControl`).
     package var flowControl: any FlowControl = WindowFlowControl()
     /// Publications held while their group's view is not known yet or the window is
@@ -78,6 +85,9 @@ package struct NodeMachineConfiguration: Sendable {
         }
         if clusterSecret != nil, entropy.count < 32 {
             throw ConfigurationError("a node with a cluster secret needs 32 bytes of entropy for its GMS handshake")
+        }
+        guard bundleBytes == 0 || (bundleBytes >= 256 && bundleBytes <= 65_507) else {
+            throw ConfigurationError("bundle size must be 0 (off) or 256...65507 bytes, got \(bundleBytes)")
         }
         guard maximumPendingPublishes >= 1 else { throw ConfigurationError("maximum pending publishes must be at least 1") }
         let smallest = protocolConfiguration.maximumFragmentBytes

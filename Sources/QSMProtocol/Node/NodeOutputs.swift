@@ -79,4 +79,12 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     public var droppedUnnamedGroup = 0
     /// Publications waiting for their group's view or for room in the window.
     public var pendingPublishes = 0
+    /// Datagrams sent carrying several packets (see `DatagramBundle`), and the packets
+    /// they carried.
+    public var bundlesSent = 0
+    public var packetsBundled = 0
+    /// Bundles received, and bundles dropped because their lengths did not add up or one
+    /// held another.
+    public var bundlesReceived = 0
+    public var droppedMalformedBundles = 0
 }

@@ -38,35 +38,72 @@ struct TrafficTally {
     var groups: [GroupID: GroupTraffic] = [:]
     var senders: [SenderSlot: SenderTraffic] = [:]
     var untrackedSenderDeliveries = 0
-
-    // One hash lookup per table per message.
+    /// Deliveries of the same sender and group as the one before, added up here and
+    /// written to the tables when another sender or group comes (or the counters are
+    /// read): a stream in full flow costs no hashing per message.
+    private var run: (slot: SenderSlot, traffic: SenderTraffic)?
+    /// The same for publications to one group.
+    private var sentRun: (group: GroupID, messages: Int, bytes: Int)?
 
     mutating func sent(to group: GroupID, bytes: Int) {
-        groups[group, default: GroupTraffic()].recordSent(bytes: bytes)
+        if sentRun?.group == group {
+            sentRun!.messages += 1
+            sentRun!.bytes += bytes
+            return
+        }
+        flushSent()
+        sentRun = (group, 1, bytes)
     }
 
     mutating func delivered(in group: GroupID, from sender: NodeID, sequence: UInt64, bytes: Int) {
-        groups[group, default: GroupTraffic()].recordDelivered(bytes: bytes)
-        let key = SenderSlot(group: group, sender: sender)
+        let slot = SenderSlot(group: group, sender: sender)
+        if run?.slot == slot {
+            run!.traffic.record(sequence: sequence, bytes: bytes)
+            return
+        }
+        flushDelivered()
+        var traffic = SenderTraffic()
+        traffic.record(sequence: sequence, bytes: bytes)
+        run = (slot, traffic)
+    }
+
+    private mutating func flushSent() {
+        guard let (group, messages, bytes) = sentRun else { return }
+        sentRun = nil
+        groups[group, default: GroupTraffic()].recordSent(messages: messages, bytes: bytes)
+    }
+
+    private mutating func flushDelivered() {
+        guard let (slot, traffic) = run else { return }
+        run = nil
+        groups[slot.group, default: GroupTraffic()].recordDelivered(messages: traffic.deliveredMessages, bytes: traffic.deliveredBytes)
+        let key = slot
         if let index = senders.index(forKey: key) {
-            senders.values[index].record(sequence: sequence, bytes: bytes)
+            senders.values[index].add(traffic)
         } else if senders.count < TrafficCounters.maximumSenders {
-            var traffic = SenderTraffic()
-            traffic.record(sequence: sequence, bytes: bytes)
             senders[key] = traffic
         } else {
-            untrackedSenderDeliveries += 1
+            untrackedSenderDeliveries += traffic.deliveredMessages
         }
     }
 
     /// The node left `group`: its counters go (a later join starts them again).
     mutating func forget(_ group: GroupID) {
+        flushSent()
+        flushDelivered()
         guard groups.removeValue(forKey: group) != nil else { return }
         senders = senders.filter { $0.key.group != group }
     }
 
     /// The counters with group names (groups whose name is unknown are left out).
     func named(_ names: [GroupID: GroupName]) -> TrafficCounters {
+        var tally = self
+        tally.flushSent()
+        tally.flushDelivered()
+        return tally.flushedNamed(names)
+    }
+
+    private func flushedNamed(_ names: [GroupID: GroupName]) -> TrafficCounters {
         var byName: [GroupName: GroupTraffic] = [:]
         for (id, traffic) in groups { if let name = names[id] { byName[name] = traffic } }
         var bySender: [GroupSender: SenderTraffic] = [:]
@@ -90,13 +127,13 @@ public struct GroupTraffic: Sendable, Equatable {
     /// Nothing sent or delivered yet.
     public init() {}
 
-    mutating func recordSent(bytes: Int) {
-        sentMessages += 1
+    mutating func recordSent(messages: Int, bytes: Int) {
+        sentMessages += messages
         sentBytes += bytes
     }
 
-    mutating func recordDelivered(bytes: Int) {
-        deliveredMessages += 1
+    mutating func recordDelivered(messages: Int, bytes: Int) {
+        deliveredMessages += messages
         deliveredBytes += bytes
     }
 }
@@ -116,6 +153,13 @@ public struct SenderTraffic: Sendable, Equatable {
         deliveredMessages += 1
         deliveredBytes += bytes
         lastSequence = sequence
+    }
+
+    /// Adds later deliveries, counted on their own.
+    mutating func add(_ later: SenderTraffic) {
+        deliveredMessages += later.deliveredMessages
+        deliveredBytes += later.deliveredBytes
+        lastSequence = later.lastSequence
     }
 }
 

@@ -155,7 +155,7 @@ extension ProtocolNode {
         // Whoever sends new data is alive, whatever views said (it may have moved
         // regions). A retransmission proves nothing: a peer may be repairing a dead
         // sender's message.
-        if !retransmitted { departed.remove(packet.sender) }
+        if !retransmitted, !departed.isEmpty { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
         let existing = streams[key]
         // Sent in a view of the region from before this node joined it: not owed, whatever
@@ -189,7 +189,9 @@ extension ProtocolNode {
             // arrives; this packet may be in it.
             for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (runningNow, 0, .zero) }
         }
-        defer { streams[key] = stream }
+        // A stream is a class, changed in place: only a new one is stored (one hash per
+        // packet saved).
+        defer { if existing == nil { streams[key] = stream } }
         let sequence = packet.sequence
         guard sequence <= plausibleLimit(stream) else {
             // Absurdly far ahead (forged or corrupt): waiting for every gap below it
@@ -218,8 +220,7 @@ extension ProtocolNode {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
-        if caches(sequence, in: packet.region, view: packet.regionView), stream.cache[sequence] == nil {
-            stream.cache[sequence] = packet
+        if caches(sequence, in: packet.region, view: packet.regionView), stream.cache.insert(packet) {
             stream.cachedBytes += packet.payload.count
         }
         if sequence == stream.contiguous + 1 {

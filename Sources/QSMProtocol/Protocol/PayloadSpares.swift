@@ -2,22 +2,38 @@
 /// payloads into: a receiver then allocates nothing per message. An array someone still
 /// shares (a cached copy, a delivery the application kept) is copied on write when
 /// reused, as any Swift array would be: correctness never depends on who let go.
+///
+/// Bounded twice: at most `limit` arrays and `budgetBytes` of their capacity. The count
+/// must cover what is still shared for a while after delivery (the cached share of the
+/// messages not yet stable: rate x stability lag, thousands at full rate) with room
+/// besides for spares that are free.
 struct PayloadSpares {
     private var arrays = RingBuffer<[UInt8]>(initialCapacity: 16)
     let limit: Int
-    /// Arrays larger than this are not kept, so the spares' memory stays bounded.
+    let budgetBytes: Int
+    private(set) var heldBytes = 0
+    /// Arrays larger than this are not kept.
     static let largestKeptBytes = 64 << 10
 
-    init(limit: Int) {
+    init(limit: Int, budgetBytes: Int = 16 << 20) {
         precondition(MemoryLayout<[UInt8]>.size == MemoryLayout<AnyObject?>.size, "an array is not one reference here")
         self.limit = limit
+        self.budgetBytes = budgetBytes
     }
 
     var count: Int { arrays.count }
 
     mutating func put(_ bytes: [UInt8]) {
-        guard arrays.count < limit, bytes.capacity > 0, bytes.capacity <= Self.largestKeptBytes else { return }
+        let size = bytes.capacity
+        guard arrays.count < limit, size > 0, size <= Self.largestKeptBytes, heldBytes + size <= budgetBytes else { return }
+        heldBytes += size
         arrays.append(bytes)
+    }
+
+    private mutating func take() -> [UInt8]? {
+        guard let bytes = arrays.popFirst() else { return nil }
+        heldBytes -= bytes.capacity
+        return bytes
     }
 
     /// `source` copied into a spare array (or a new one), as a slice of all of it. A
@@ -26,9 +42,9 @@ struct PayloadSpares {
     /// array is allocated (the bound keeps each message's cost constant).
     mutating func copy(_ source: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
         for _ in 0..<2 {
-            guard var bytes = arrays.popFirst() else { break }
+            guard var bytes = take() else { break }
             guard isSoleOwner(&bytes) else {
-                arrays.append(bytes)
+                put(bytes)
                 continue
             }
             bytes.removeAll(keepingCapacity: true)

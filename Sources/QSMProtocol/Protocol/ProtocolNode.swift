@@ -52,7 +52,9 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var nextMessageID: UInt64 = 1
     /// Messages every region acknowledged, kept for reuse (no allocation per publication).
     @exclusivity(unchecked) var retiredMessages = RingBuffer<OutgoingMessage>(initialCapacity: 64)
-    static let retiredMessagesKept = 4_096
+    /// As many as the window holds: fewer, and a full window's worth of publications
+    /// would allocate again.
+    var retiredMessagesKept: Int { max(4_096, configuration.windowMessages) }
     /// Whether the payloads of acknowledged messages are kept for the driver to reuse
     /// (`takeReleasedPayload()`); off unless a driver asks (the simulator does not).
     package var keepsReleasedPayloads = false
@@ -64,7 +66,7 @@ package final class ProtocolNode {
 
     /// Arrays of delivered payloads the driver handed back (`recyclePayload`), which
     /// received payloads are decoded into.
-    @exclusivity(unchecked) var payloadSpares = PayloadSpares(limit: 4_096)
+    @exclusivity(unchecked) var payloadSpares = PayloadSpares(limit: 32_768)
 
     /// Hands back the array of a delivery the application is done with, for a later
     /// payload to be decoded into (see `PayloadSpares`).
@@ -361,20 +363,14 @@ package final class ProtocolNode {
 
     func receiveAcknowledgement(_ ack: AcknowledgementPacket) {
         guard ack.sender == id, let state = regionSend[ack.region], ack.stable > state.acknowledged else { return }
-        let previous = state.acknowledged
         state.acknowledged = ack.stable
-        // Everything in flight lies above the previous acknowledgement: remove just the
-        // newly acknowledged range (in place, no copy of the table).
-        if ack.stable - previous <= UInt64(state.inFlight.count) {
-            for sequence in (previous + 1)...ack.stable { state.inFlight.removeValue(forKey: sequence) }
-        } else {
-            state.inFlight = state.inFlight.filter { $0.key > ack.stable }
-        }
+        // Everything in flight lies above the previous acknowledgement: the newly
+        // acknowledged range is the front of the run.
+        state.inFlight.removeThrough(ack.stable)
         while let first = state.awaiting.first, first.last <= ack.stable {
             _ = state.awaiting.popFirst()
             regionAcknowledged(first.message)
         }
-        regionSend[ack.region] = state
     }
 
     func regionAcknowledged(_ message: OutgoingMessage) {
@@ -388,8 +384,8 @@ package final class ProtocolNode {
         statistics.acknowledgementLatencyNanoseconds += now.nanoseconds(since: message.publishedAt)
         // Reused by a later publication once nothing else refers to it (see `publish`).
         let payload = message.retire()
-        if retiredMessages.count < Self.retiredMessagesKept { retiredMessages.append(message) }
-        if keepsReleasedPayloads, releasedPayloads.count < Self.retiredMessagesKept { releasedPayloads.append(payload) }
+        if retiredMessages.count < retiredMessagesKept { retiredMessages.append(message) }
+        if keepsReleasedPayloads, releasedPayloads.count < retiredMessagesKept { releasedPayloads.append(payload) }
     }
 
     func receiveSenderStatus(_ status: SenderStatusPacket) {
@@ -563,7 +559,14 @@ package final class ProtocolNode {
     /// keeps the fragment for retransmission until acknowledged, awaits the message's
     /// acknowledgement after its last fragment, and loops it back if this node is a member.
     func numberFragment(_ message: OutgoingMessage, fragment: UInt16, in reference: RegionReference) -> DataPacket {
-        let state = regionSend[reference.id] ?? RegionSendState()
+        // A class, changed in place: stored only when new (one hash per packet saved).
+        let state: RegionSendState
+        if let existing = regionSend[reference.id] {
+            state = existing
+        } else {
+            state = RegionSendState()
+            regionSend[reference.id] = state
+        }
         if reference.viewNumber > state.view {
             state.view = reference.viewNumber
             state.viewStartSequence = state.nextSequence
@@ -574,11 +577,10 @@ package final class ProtocolNode {
         state.nextSequence += 1
         let packet = dataPacket(message, fragment: fragment, region: reference.id, sequence: sequence,
                                 view: state.view, viewStart: state.viewStartSequence)
-        state.inFlight[sequence] = (message, fragment, state.view, state.viewStartSequence)
+        state.inFlight.append((message, fragment, state.view, state.viewStartSequence), sequence: sequence)
         if Int(fragment) + 1 == fragmentCount(message) {
             state.awaiting.append((sequence, message))
         }
-        regionSend[reference.id] = state
         // The sender is a member like any other: it receives its own message.
         if regions[reference.id] != nil { receiveData(packet) }
         return packet

@@ -22,6 +22,9 @@ package enum PacketKind: UInt8 {
     /// "I do not hold these" (a `RequestPacket` whose requester is the peer answering):
     /// the reply to a pull for a departed sender's packets (see `SenderCrashRecovery`).
     case notHeld = 12
+    /// Several packets to one address in one datagram (see `DatagramBundle`); never
+    /// nested, and never decoded as a packet.
+    case bundle = 13
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -356,6 +359,9 @@ extension ProtocolPacket {
             sequences.reserveCapacity(count)
             for _ in 0..<count { sequences.append(try r.readUInt64()) }
             self = .request(RequestPacket(kind: kind, sender: sender, region: region, requester: requester, sequences: sequences))
+        case .bundle:
+            // Bundles are opened by the node machine; one reaching here was nested.
+            throw .malformed(reason: "a bundle where a packet was expected", offset: 0)
         }
         try r.expectEnd()
     }

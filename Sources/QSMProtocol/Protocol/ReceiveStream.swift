@@ -23,7 +23,7 @@ final class ReceiveStream {
     /// Received beyond a gap, waiting for it to be repaired.
     @exclusivity(unchecked) var outOfOrder: [UInt64: DataPacket] = [:]
     /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
-    @exclusivity(unchecked) var cache: [UInt64: DataPacket] = [:]
+    @exclusivity(unchecked) var cache = SequencedPackets()
     @exclusivity(unchecked) var cachedBytes = 0 { didSet { tally.bytes += cachedBytes - oldValue } }
     @exclusivity(unchecked) var outOfOrderBytes = 0 { didSet { tally.bytes += outOfOrderBytes - oldValue } }
     /// The node's running total of what all its streams hold, kept in step by every change
@@ -100,18 +100,11 @@ final class ReceiveStream {
         let previous = stable
         stable = min(value, contiguous)
         guard !cache.isEmpty, stable > previous else { return }
-        // Everything cached lies above the previous stable point (only packets beyond the
-        // contiguous prefix are ever added), so only the newly stable range is removed:
-        // work in proportion to what became stable, not to the cache's size.
-        if stable - previous <= UInt64(cache.count) {
-            for sequence in (previous + 1)...stable {
-                if let packet = cache.removeValue(forKey: sequence) { cachedBytes -= packet.payload.count }
-            }
-        } else {
-            let limit = stable
-            cache = cache.filter { $0.key > limit }
-            cachedBytes = cache.values.reduce(0) { $0 + $1.payload.count }
-        }
+        // The cache is in sequence order: the newly stable packets are at its front, so
+        // the work is in proportion to what became stable, not to the cache's size.
+        var released = 0
+        cache.removeThrough(stable) { released += $0.payload.count }
+        cachedBytes -= released
     }
 }
 

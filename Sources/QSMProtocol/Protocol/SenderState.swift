@@ -65,7 +65,7 @@ final class RegionSendState {
     static let viewHistoryLimit = 64
     @exclusivity(unchecked) var acknowledged: UInt64 = 0
     /// Transmitted, unacknowledged packets by sequence number, for retransmission.
-    @exclusivity(unchecked) var inFlight: [UInt64: (message: OutgoingMessage, fragment: UInt16, view: UInt64, viewStart: UInt64)] = [:]
+    @exclusivity(unchecked) var inFlight = InFlightPackets()
     /// Messages in transmission order with their last sequence here, for acknowledgement.
     @exclusivity(unchecked) var awaiting = RingBuffer<(last: UInt64, message: OutgoingMessage)>(initialCapacity: 64)
 }
@@ -79,4 +79,41 @@ final class PublishTarget {
     /// Sent once to the group's own address (hybrid mode, more than one region).
     @exclusivity(unchecked) var hybrid = false
     @exclusivity(unchecked) var lastSequence: UInt64 = 0
+}
+
+/// The packets a sender transmitted in one region and has not seen acknowledged: always
+/// a contiguous run of sequence numbers (each is kept as it is numbered, and
+/// acknowledgements remove a prefix), so a ring indexed by sequence number holds them,
+/// and neither keeping nor finding one hashes anything.
+struct InFlightPackets {
+    typealias Entry = (message: OutgoingMessage, fragment: UInt16, view: UInt64, viewStart: UInt64)
+    private var ring = RingBuffer<Entry>(initialCapacity: 64)
+    /// The sequence number of the oldest entry.
+    private var first: UInt64 = 1
+
+    var count: Int { ring.count }
+
+    /// Keeps the packet numbered `sequence`: the next after the newest held (numbering
+    /// is consecutive; were it not, the older entries would be let go rather than
+    /// misfiled).
+    mutating func append(_ entry: Entry, sequence: UInt64) {
+        if ring.isEmpty || sequence != first + UInt64(ring.count) {
+            while ring.popFirst() != nil {}
+            first = sequence
+        }
+        ring.append(entry)
+    }
+
+    subscript(sequence: UInt64) -> Entry? {
+        guard sequence >= first, sequence - first < UInt64(ring.count) else { return nil }
+        return ring[Int(sequence - first)]
+    }
+
+    /// Lets go of every packet numbered `sequence` or lower.
+    mutating func removeThrough(_ sequence: UInt64) {
+        while !ring.isEmpty, first <= sequence {
+            _ = ring.popFirst()
+            first += 1
+        }
+    }
 }

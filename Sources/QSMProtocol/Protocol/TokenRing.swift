@@ -106,6 +106,8 @@ extension ProtocolNode {
 
     /// New data arrived: rounds that had slowed for idleness come back to the busy pace.
     func quickenRounds(in region: RegionID) {
+        // A node that leads no ring has nothing to quicken (and looks nothing up).
+        guard !partitionRounds.isEmpty || !regionRounds.isEmpty else { return }
         // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
         let soon = now.advanced(by: configuration.busyTokenInterval)
         // (A round spaced out by the token budget is not idle: waking it on every packet

@@ -33,6 +33,7 @@ struct ClusterRun {
         for receiver in cluster.receivers {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
                                            ("interface", receiver.interface)]
+            if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
             try receiver.send(WorkerLine("receive", fields))
@@ -48,6 +49,7 @@ struct ClusterRun {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
                                            ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
+            if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
             try sender.send(WorkerLine("send", fields))
@@ -192,6 +194,16 @@ struct ClusterRun {
         report.senderAllocations = senders.map(\.allocationProgress)
         report.settleKilledSenderCounts()
         if options.verbose {
+            // How the rate went, every 250 ms: sender 0 and receiver 0 (a burst's start-up
+            // shows here).
+            let step = 0.25
+            let sent = report.rates(report.senderProgress.first ?? [], step: step)
+            let delivered = report.rates(report.receiverProgress.first ?? [], step: step)
+            for index in 0..<max(sent.count, delivered.count) {
+                let time = (sent.indices.contains(index) ? sent[index].time : delivered[index].time)
+                log("timeline \(format(time, 2)) s: sender 0 \(Int(sent.indices.contains(index) ? sent[index].rate : 0)) msg/s, "
+                    + "receiver 0 \(Int(delivered.indices.contains(index) ? delivered[index].rate : 0)) msg/s")
+            }
             for (index, line) in report.senderResults.enumerated() { log("sender \(index): \(line)") }
             for (index, line) in report.receiverResults.enumerated() { log("receiver \(index): \(line.map(\.description) ?? "killed")") }
         }

@@ -83,6 +83,9 @@ enum RunCommand {
                                seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
+          --bundle-bytes N     packets ready together for one address share a datagram of
+                               up to N bytes (default: the engine's, 1472, an Ethernet
+                               MTU; 0: one packet per datagram; up to 65507 on loopback)
           --no-raw             skip the raw-limit search (no ratio is reported)
           --raw-trial-seconds S  length of one raw trial (default 0.5)
           --drain-seconds S    after sending, how long to wait for receivers to have
@@ -106,7 +109,7 @@ enum RunCommand {
     static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
-            "--window", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
+            "--window", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
         ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
@@ -141,6 +144,7 @@ enum RunCommand {
             guard let window = Int(text), (1...1_000_000).contains(window) else { throw ConfigurationError("--window must be 1...1000000, got '\(text)'") }
             options.window = window
         }
+        if flags.has("--bundle-bytes") { options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: 1_472) }
         options.measureRaw = !flags.has("--no-raw")
         options.verbose = flags.has("--verbose")
         if flags.has("--insecure"), flags.has("--authenticate") {

@@ -61,6 +61,8 @@ struct RunOptions {
     var rawTrialSeconds = 0.5
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
+    /// Every node's bundle size (nil: the engine's default, 1,472 bytes; 0: no bundling).
+    var bundleBytes: Int?
     /// How long the GMS waits for a silent node's heartbeat before excluding it; longer
     /// than a 10 s freeze, so that a frozen receiver is waited for, not excluded.
     var heartbeatTimeoutMilliseconds = 15_000

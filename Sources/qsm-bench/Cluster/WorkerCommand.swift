@@ -190,6 +190,10 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
+        if let bundle = command.int("bundle") {
+            configuration.bundleBytes = bundle
+            configuration.eventCoreConfiguration.packetBufferCapacity = max(configuration.eventCoreConfiguration.packetBufferCapacity, bundle)
+        }
         if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) } else { configuration.insecure = true }
         configuration.encrypt = command.int("encrypt") == 1
         try configuration.validate()

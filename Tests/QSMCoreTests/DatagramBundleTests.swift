@@ -1,0 +1,134 @@
+import Testing
+@testable import QSMProtocol
+import QSMCore
+@testable import QSMSimulation
+
+/// Packets ready together for one address share a datagram (`DatagramBundle`); each keeps
+/// its own meaning, a lone packet goes plain and at once, and a bundle that does not add
+/// up is counted and never acted on.
+@Suite struct DatagramBundleTests {
+    static let address = QSMSocketAddress(.loopback, port: 5)
+    static let regionAddress = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+
+    /// Node `id` alone (or with node 1 as the sender) in one region of group "g".
+    static func machine(_ id: UInt64, bundleBytes: Int = 1_472) throws -> (NodeMachine, GroupName) {
+        var configuration = NodeMachineConfiguration(id: NodeID(id), address: QSMSocketAddress(.loopback, port: UInt16(4 + id)))
+        configuration.bundleBytes = bundleBytes
+        let machine = try NodeMachine(configuration: configuration)
+        machine.start(now: .zero)
+        let group = GroupName("g")!
+        machine.join(group, now: .zero)
+        let members = [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5)),
+                       NodeEntry(id: NodeID(2), address: QSMSocketAddress(.loopback, port: 6))]
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)], members: members,
+                                partitions: [Partition(members: [NodeID(1), NodeID(2)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: regionAddress)
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1), NodeID(2)], mappingVersion: 1,
+                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: regionAddress)], hybridAddress: nil)
+        try NodeMachineSpecTests().registerAndInstall(machine, regions: [region], groups: [view])
+        return (machine, group)
+    }
+
+    /// Every datagram the machine has ready, to the region's address, as bytes.
+    static func drain(_ machine: NodeMachine) -> [[UInt8]] {
+        var datagrams: [[UInt8]] = []
+        var buffer = [UInt8](repeating: 0, count: 8_192)
+        while let out = buffer.withUnsafeMutableBytes({ machine.pollDatagram(into: $0, now: .zero) }) {
+            if out.destination == regionAddress { datagrams.append(Array(buffer[0..<out.length])) }
+        }
+        return datagrams
+    }
+
+    static func packets(of datagram: [UInt8]) -> [ProtocolPacket] {
+        datagram.withUnsafeBytes { bytes in
+            if bytes[0] == PacketKind.bundle.rawValue {
+                var packets: [ProtocolPacket] = []
+                #expect(DatagramBundle.forEachPacket(in: bytes) { packets.append(try! ProtocolPacket(decoding: $0)) })
+                return packets
+            }
+            return [try! ProtocolPacket(decoding: bytes)]
+        }
+    }
+
+    @Test func readyPacketsShareADatagramAndALonePacketGoesPlain() throws {
+        let (sender, group) = try Self.machine(1)
+        for index in 0..<40 { #expect(sender.publish([UInt8](repeating: UInt8(index), count: 100), to: group, now: .zero) == .accepted) }
+        let datagrams = Self.drain(sender)
+        // 100-byte messages take 179 bytes each in a bundle (77 of header, 2 of length): 8 fit in 1,472.
+        #expect(datagrams.count == 5)
+        #expect(datagrams.allSatisfy { $0.count <= 1_472 && $0[0] == PacketKind.bundle.rawValue })
+        let sequences = datagrams.flatMap(Self.packets).compactMap { packet -> UInt64? in
+            if case .data(let data, false) = packet { return data.sequence } else { return nil }
+        }
+        #expect(sequences == Array(1...40))
+        #expect(sender.statistics.bundlesSent == 5 && sender.statistics.packetsBundled == 40)
+
+        // A lone message is written at once, as a plain packet.
+        #expect(sender.publish([UInt8](repeating: 9, count: 100), to: group, now: .zero) == .accepted)
+        let lone = Self.drain(sender)
+        #expect(lone.count == 1 && lone[0][0] == PacketKind.data.rawValue)
+
+        // Off: one packet per datagram.
+        let (plain, plainGroup) = try Self.machine(1, bundleBytes: 0)
+        for _ in 0..<10 { _ = plain.publish([UInt8](repeating: 1, count: 100), to: plainGroup, now: .zero) }
+        let unbundled = Self.drain(plain)
+        #expect(unbundled.count == 10 && unbundled.allSatisfy { $0[0] == PacketKind.data.rawValue })
+    }
+
+    @Test func aBundlesPacketsAreReceivedEachInTurn() throws {
+        let (sender, group) = try Self.machine(1)
+        let (receiver, _) = try Self.machine(2)
+        for index in 0..<40 { _ = sender.publish([UInt8](repeating: UInt8(index), count: 100), to: group, now: .zero) }
+        for datagram in Self.drain(sender) {
+            datagram.withUnsafeBytes { receiver.datagramReceived($0, from: Self.address, now: .zero) }
+        }
+        var payloads: [UInt8] = []
+        while let delivery = receiver.pollDelivery() { payloads.append(delivery.payload.first!) }
+        #expect(payloads == (0..<40).map(UInt8.init))
+        #expect(receiver.statistics.bundlesReceived == 5 && receiver.statistics.droppedMalformedBundles == 0)
+    }
+
+    /// Bundles whose lengths do not add up, that hold nothing, hold an empty packet or
+    /// another bundle, or carry trailing bytes: each counted, none acted on in part.
+    @Test func aMalformedBundleIsCountedAndNoneOfItIsActedOn() throws {
+        let (receiver, _) = try Self.machine(2)
+        let status = ProtocolPacket.senderStatus(SenderStatusPacket(sender: NodeID(1), region: RegionID(1), regionView: 1,
+                                                                    viewStartSequence: 1, maximumSequence: 3)).encoded()
+        func bundle(_ parts: [[UInt8]], count: Int? = nil) -> [UInt8] {
+            var bytes: [UInt8] = [PacketKind.bundle.rawValue, UInt8((count ?? parts.count) >> 8), UInt8((count ?? parts.count) & 0xFF)]
+            for part in parts { bytes += [UInt8(part.count >> 8), UInt8(part.count & 0xFF)] + part }
+            return bytes
+        }
+        var nested = bundle([status])
+        nested = bundle([status, nested])
+        let bad: [[UInt8]] = [
+            bundle([], count: 0), bundle([status], count: 2), bundle([status]) + [0], Array(bundle([status]).dropLast()),
+            bundle([status, []]), nested, [PacketKind.bundle.rawValue, 0],
+        ]
+        for (index, datagram) in bad.enumerated() {
+            datagram.withUnsafeBytes { receiver.datagramReceived($0, from: Self.address, now: .zero) }
+            #expect(receiver.statistics.droppedMalformedBundles == index + 1, "bundle \(index)")
+        }
+        #expect(receiver.protocolNode.statistics == ProtocolStatistics())
+        // A well-formed bundle whose second packet is garbage: the first is acted on, the
+        // second counted as malformed by the protocol.
+        bundle([status, [0xEE, 1, 2]]).withUnsafeBytes { receiver.datagramReceived($0, from: Self.address, now: .zero) }
+        #expect(receiver.statistics.bundlesReceived == 1)
+        #expect(receiver.protocolNode.statistics.malformedDropped == 1)
+    }
+
+    /// Swarm-style simulations with bundling on, off and at odd sizes keep every guarantee.
+    @Test(arguments: [0, 256, 1_472, 8_000]) func simulationsKeepEveryGuaranteeWhateverTheBundleSize(bundleBytes: Int) throws {
+        var scenario = NodeMachineSpecTests.scenario(12, seconds: 1, rate: 2_000)
+        scenario.senders = 3
+        scenario.messageBytes = 60
+        scenario.bundleBytes = bundleBytes
+        scenario.burstyLossNodes = [4]
+        let simulator = try Simulator(scenario: scenario, seed: 11)
+        let result = simulator.run()
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
+        let bundled = simulator.debugMachines.map(\.statistics.packetsBundled).reduce(0, +)
+        #expect(bundleBytes == 0 ? bundled == 0 : bundled > 0)
+        #expect(simulator.debugMachines.map(\.statistics.droppedMalformedBundles).reduce(0, +) == 0)
+    }
+}
