@@ -41,7 +41,8 @@ struct BenchCommandTests {
         "senders", "receivers", "groups", "size", "seconds", "sent", "delivered_min", "complete", "in_order", "duplicates",
         "msgs_per_sec_min", "mbytes_per_sec_min", "raw_lossless_msgs_per_sec", "ratio_to_raw", "latency_us_p50",
         "latency_us_p99", "sender_cpu_s", "receivers_cpu_s", "sender_rss_mb", "receiver_rss_mb_max", "token_rtt_ms",
-        "ack_latency_ms", "retransmissions",
+        "ack_latency_ms", "retransmissions", "raw_one_per_datagram_msgs_per_sec", "raw_bundled_msgs_per_sec",
+        "raw_messages_per_datagram", "sender_allocations_per_message", "receiver_allocations_per_message_max",
     ]
 
     /// `--version` works on both tools, alone and after any subcommand, and exits 0.
@@ -74,6 +75,24 @@ struct BenchCommandTests {
         let rate = try #require(result["msgs_per_sec_min"] as? Double)
         let ratio = try #require(result["ratio_to_raw"] as? Double)
         #expect(abs(ratio - rate / raw) < 0.01)
+    }
+
+    /// With small messages the raw baseline packs datagrams as the engine's bundles do,
+    /// and the ratio is taken against the best raw figure, never the weaker plain one.
+    @Test func smallMessagesAreMeasuredAgainstARawBaselineThatPacksToo() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--size", "100", "--raw-trial-seconds", "0.2",
+                                             "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        let perDatagram = try #require(result["raw_messages_per_datagram"] as? Int)
+        #expect(perDatagram > 1)
+        let one = try #require(result["raw_one_per_datagram_msgs_per_sec"] as? Double)
+        let bundled = try #require(result["raw_bundled_msgs_per_sec"] as? Double)
+        let best = try #require(result["raw_lossless_msgs_per_sec"] as? Double)
+        #expect(one > 0 && bundled > 0 && best == max(one, bundled))
+        let rate = try #require(result["msgs_per_sec_min"] as? Double)
+        #expect(abs(try #require(result["ratio_to_raw"] as? Double) - rate / best) < 0.01)
+        #expect(result["complete"] as? Bool == true)
     }
 
     @Test func aCrashedReceiverIsLeftOutAndTheSurvivorsGetEverything() throws {

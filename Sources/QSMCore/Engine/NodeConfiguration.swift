@@ -16,7 +16,9 @@ public struct QSMNodeConfiguration: Sendable {
     /// packet alone. The default, 1,472, fits an Ethernet MTU of 1,500 without IP
     /// fragmentation; on loopback or a jumbo-frame network more pays (up to 65,507).
     /// Packing happens as the socket takes datagrams: a lone message never waits.
-    public var bundleBytes = 1_472
+    public var bundleBytes = QSMNodeConfiguration.defaultBundleBytes
+    /// See `bundleBytes`.
+    public static let defaultBundleBytes = 1_472
     /// Kernel receive buffer asked for each socket. It should hold a whole flow-control
     /// window as the kernel counts it (about twice the payload for 1000-byte datagrams),
     /// so that a node paused for a while loses nothing the senders could still send;

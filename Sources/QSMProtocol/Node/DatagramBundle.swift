@@ -7,12 +7,24 @@
 /// sent alone (a lost bundle is a run of consecutive losses, recovered as a range). The
 /// saving is in what every datagram costs (a system call share, the kernel's per-packet
 /// work, a wake-up, a tag), which dominates for small messages.
-enum DatagramBundle {
+package enum DatagramBundle {
     static let headerBytes = 1 + 2
     static let lengthBytes = 2
     /// Packets in one bundle at most (small control packets could otherwise make a count
     /// that a receiver has to walk for long).
     static let maximumPackets = 256
+
+    /// How many single-fragment messages of `messageBytes` a bundle of at most
+    /// `bundleBytes` (tag included) holds when they are all ready, and the length of that
+    /// datagram: what a raw baseline must send to use the same technique. One, and a
+    /// plain data datagram, when two do not fit.
+    package static func packing(messageBytes: Int, bundleBytes: Int, authenticated: Bool) -> (messages: Int, datagramBytes: Int) {
+        let tag = authenticated ? DatagramSeal.overheadBytes : 0
+        let packet = DataPacket.headerBytes + messageBytes
+        let room = bundleBytes - tag - headerBytes
+        let count = bundleBytes == 0 ? 1 : max(1, min(maximumPackets, room / (lengthBytes + packet)))
+        return count == 1 ? (1, packet + tag) : (count, headerBytes + count * (lengthBytes + packet) + tag)
+    }
 
     /// Calls `body` with each packet of `bundle` (its kind byte included), after checking
     /// that the lengths add up exactly and that no packet is itself a bundle; false, and

@@ -9,7 +9,11 @@ import QSMHarness
 struct RawLimitSearch {
     let sender: WorkerProcess
     let receivers: [WorkerProcess]
+    /// Bytes of each datagram.
     let size: Int
+    /// Messages each datagram stands for: 1 for the plain baseline; with bundling, as
+    /// many as the engine packs into a datagram of `size` bytes.
+    let messagesPerDatagram: Int
     let group: QSMSocketAddress
     /// Length of one trial.
     let trialSeconds: Double
@@ -18,17 +22,19 @@ struct RawLimitSearch {
     let log: (String) -> Void
     private var nextTrial = 1
 
-    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, group: QSMSocketAddress,
+    init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, messagesPerDatagram: Int = 1, group: QSMSocketAddress,
          trialSeconds: Double, log: @escaping (String) -> Void) {
         self.sender = sender
         self.receivers = receivers
         self.size = size
+        self.messagesPerDatagram = messagesPerDatagram
         self.group = group
         self.trialSeconds = trialSeconds
         self.log = log
     }
 
-    /// The lossless rate in messages per second for receivers in `mode`.
+    /// The lossless rate in messages per second for receivers in `mode` (the search
+    /// itself is in datagrams per second).
     mutating func run(mode: RawReceiveMode) throws -> Double {
         for receiver in receivers {
             try receiver.send(WorkerLine("raw-open", [("mode", mode.rawValue), ("group", group),
@@ -74,8 +80,11 @@ struct RawLimitSearch {
             }
             lossless *= 0.9
         }
-        log("raw limit, \(mode.rawValue) receivers: \(Int(lossless)) msg/s")
-        return lossless
+        let messages = lossless * Double(messagesPerDatagram)
+        log("raw limit, \(mode.rawValue) receivers, \(size)-byte datagrams"
+            + (messagesPerDatagram > 1 ? " of \(messagesPerDatagram) messages: \(Int(lossless)) datagrams/s = " : ": ")
+            + "\(Int(messages)) msg/s")
+        return messages
     }
 
     private mutating func trial(rate: Double, seconds: Double) throws -> (lossless: Bool, achieved: Double) {
@@ -108,7 +117,7 @@ struct RawLimitSearch {
         }
         let received = counts.min() ?? 0
         let lossless = received >= count
-        log("  raw trial \(Int(rate)) msg/s (sent at \(Int(achieved))): "
+        log("  raw trial \(Int(rate)) datagrams/s (sent at \(Int(achieved))): "
             + (lossless ? "lossless" : "lost \(count - received) of \(count) at the worst receiver"))
         return (lossless, achieved)
     }

@@ -20,6 +20,12 @@ enum RunTable {
         let size = Double(report.options.size)
         if let raw = report.rawBlocking { table.add("raw blast, blocking receivers", formatRate(raw), format(raw * size / 1e6, 1), "") }
         if let raw = report.rawPolling { table.add("raw blast, polling receivers", formatRate(raw), format(raw * size / 1e6, 1), "") }
+        if let raw = report.rawBundledBlocking {
+            table.add("raw, \(report.rawMessagesPerDatagram) per datagram, blocking", formatRate(raw), format(raw * size / 1e6, 1), "")
+        }
+        if let raw = report.rawBundledPolling {
+            table.add("raw, \(report.rawMessagesPerDatagram) per datagram, polling", formatRate(raw), format(raw * size / 1e6, 1), "")
+        }
         let rate = report.messagesPerSecondMinimum
         table.add("QSM, slowest receiver", formatRate(rate), format(rate * size / 1e6, 1),
                   report.rawLossless.map { formatRatio(rate / $0) } ?? "-")
@@ -94,6 +100,9 @@ enum RunJSON {
             ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),
             ("raw_blocking_msgs_per_sec", optional(report.rawBlocking)),
             ("raw_polling_msgs_per_sec", optional(report.rawPolling)),
+            ("raw_one_per_datagram_msgs_per_sec", optional(report.rawOnePerDatagram)),
+            ("raw_bundled_msgs_per_sec", optional(report.rawBundled)),
+            ("raw_messages_per_datagram", "\(report.rawMessagesPerDatagram)"),
             ("raw_lossless_msgs_per_sec", optional(report.rawLossless)),
             ("ratio_to_raw", optional(report.rawLossless.map { rate / $0 })),
             ("latency_us_p50", optional(latency.percentile(0.5).map(Double.init))),

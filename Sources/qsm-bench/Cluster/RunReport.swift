@@ -6,6 +6,11 @@ struct RunReport {
     let options: RunOptions
     var rawBlocking: Double?
     var rawPolling: Double?
+    /// The same searches with datagrams packed as the engine packs its bundles (only
+    /// when more than one message fits), in messages per second.
+    var rawBundledBlocking: Double?
+    var rawBundledPolling: Double?
+    var rawMessagesPerDatagram = 1
     var startNanoseconds: Int64 = 0
     var sentBySender: [Int] = []
     var sendSeconds = 0.0
@@ -44,13 +49,14 @@ struct RunReport {
 
     var sent: Int { sentBySender.reduce(0, +) }
 
-    var rawLossless: Double? {
-        switch (rawBlocking, rawPolling) {
-        case let (a?, b?): return max(a, b)
-        case let (a?, nil), let (nil, a?): return a
-        default: return nil
-        }
-    }
+    /// The raw limit with the engine's own techniques: the best of every raw search.
+    var rawLossless: Double? { [rawBlocking, rawPolling, rawBundledBlocking, rawBundledPolling].compactMap { $0 }.max() }
+
+    /// The raw limit with one message per datagram (blocking or polling receivers).
+    var rawOnePerDatagram: Double? { [rawBlocking, rawPolling].compactMap { $0 }.max() }
+
+    /// The raw limit with the engine's packing, when it packs more than one.
+    var rawBundled: Double? { [rawBundledBlocking, rawBundledPolling].compactMap { $0 }.max() }
 
     private var checked: [WorkerLine] { options.checkedReceivers.compactMap { receiverResults[$0] } }
     private var live: [WorkerLine] { receiverResults.compactMap { $0 } }
