@@ -42,15 +42,22 @@ extension ProtocolNode {
     private func handle(_ packet: ProtocolPacket, _ bytes: UnsafeRawBufferPointer) {
         switch packet {
         case .data(let data, let retransmitted):
-            guard let region = regions[data.region] else {
-                // Perhaps a view that has not reached us yet: hold it briefly.
-                if !retransmitted { hold(bytes) } else { statistics.unknownDropped += 1 }
-                return
+            let installed: UInt64
+            if let lastRegionView, lastRegionView.region == data.region {
+                installed = lastRegionView.view
+            } else {
+                guard let region = regions[data.region] else {
+                    // Perhaps a view that has not reached us yet: hold it briefly.
+                    if !retransmitted { hold(bytes) } else { statistics.unknownDropped += 1 }
+                    return
+                }
+                installed = region.viewNumber
+                lastRegionView = (data.region, installed)
             }
             // Sent in a view of the region newer than this node's: it may not be in that
             // view (it left the group, or moved to another region), and a message is for
             // the members of the view it was sent in. Held until the view arrives.
-            guard data.regionView <= region.viewNumber else { return hold(bytes) }
+            guard data.regionView <= installed else { return hold(bytes) }
             receiveData(data, retransmitted: retransmitted)
         case .token(let token):
             if let whole = assemble(token) { receiveToken(whole) }
@@ -157,10 +164,23 @@ extension ProtocolNode {
         // sender's message.
         if !retransmitted, !departed.isEmpty { departed.remove(packet.sender) }
         let key = StreamKey(sender: packet.sender, region: packet.region)
-        let existing = streams[key]
+        let existing: ReceiveStream?
+        if let lastStream, lastStream.key == key {
+            existing = lastStream.stream
+        } else {
+            existing = streams[key]
+            if let existing { lastStream = (key, existing) }
+        }
         // Sent in a view of the region from before this node joined it: not owed, whatever
         // the stream (a sender slow to learn the new view keeps numbering in the old one).
-        if let joined = joinedView[key.region], packet.regionView < joined, !foundingMember.contains(key.region) {
+        let joinedLater: UInt64?
+        if let lastJoined, lastJoined.region == key.region {
+            joinedLater = lastJoined.view
+        } else {
+            joinedLater = foundingMember.contains(key.region) ? nil : joinedView[key.region]
+            lastJoined = (key.region, joinedLater)
+        }
+        if let joined = joinedLater, packet.regionView < joined {
             statistics.notOwedDropped += 1
             if let existing, packet.sequence >= existing.start { passNotOwed(existing, through: packet.sequence) }
             return
@@ -215,7 +235,8 @@ extension ProtocolNode {
             stream.maximumReceived = max(stream.maximumReceived, sequence)
             stream.lastArrivalAt = runningNow
         }
-        arrivals[packet.region, default: Arrivals()].add(bytes: packet.payload.count)
+        if arrivalRun?.region != packet.region { settleArrivals(); arrivalRun = (packet.region, Arrivals()) }
+        arrivalRun!.arrivals.add(bytes: packet.payload.count)
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
@@ -252,12 +273,25 @@ extension ProtocolNode {
     /// of that view (the newest installed at or before it), as every member that had
     /// the view decides alike, whatever view it has moved to since.
     func caches(_ sequence: UInt64, in region: RegionID, view: UInt64) -> Bool {
-        if let layouts = cacheLayouts[region], let layout = layouts.last(where: { $0.view <= view }) ?? layouts.first {
-            guard let mine = layout.mine else { return false }
-            return Int(sequence % UInt64(layout.partitions.count)) == mine
+        // The answer's parts for the last region and view asked about (forgotten when
+        // layouts change): one sender's packets in a row cost no lookup.
+        if let memo = lastCacheShare, memo.region == region, memo.view == view {
+            guard let mine = memo.mine else { return false }
+            return Int(sequence % UInt64(memo.count)) == mine
         }
-        guard let (index, count) = cachePartition[region] else { return false }
-        return Int(sequence % UInt64(count)) == index
+        let share = cacheShare(in: region, view: view)
+        lastCacheShare = (region, view, share.mine, share.count)
+        guard let mine = share.mine else { return false }
+        return Int(sequence % UInt64(share.count)) == mine
+    }
+
+    /// Which partition this node is of how many, for packets of `view` of `region`.
+    private func cacheShare(in region: RegionID, view: UInt64) -> (mine: Int?, count: Int) {
+        if let layouts = cacheLayouts[region], let layout = layouts.last(where: { $0.view <= view }) ?? layouts.first {
+            return (layout.mine, max(1, layout.partitions.count))
+        }
+        guard let (index, count) = cachePartition[region] else { return (nil, 1) }
+        return (index, max(1, count))
     }
 
     func outOfOrderCount() -> Int { outOfOrderTotal }
@@ -320,8 +354,9 @@ extension ProtocolNode {
         // two of them while it was in flight (it joined or left another group) can get it
         // in both. Per sender and group, sequence numbers rise: anything not above the
         // last delivered is such a second copy.
-        guard Self.advance(&lastDelivered[DeliveryKey(sender: packet.sender, group: packet.group), default: 0],
-                           to: packet.groupSequence) else {
+        let key = DeliveryKey(sender: packet.sender, group: packet.group)
+        if deliveryRun?.key != key { settleDeliveryRun(); deliveryRun = (key, lastDelivered[key] ?? 0) }
+        guard Self.advance(&deliveryRun!.last, to: packet.groupSequence) else {
             statistics.secondCopiesDropped += 1
             return
         }
@@ -330,6 +365,20 @@ extension ProtocolNode {
                                            publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
                                            regionSequence: packet.sequence - UInt64(packet.fragmentIndex),
                                            fragments: Int(packet.fragmentCount), payload: payload))
+    }
+
+    /// Adds the run of one region's arrivals to `arrivals`.
+    func settleArrivals() {
+        guard let run = arrivalRun else { return }
+        arrivalRun = nil
+        arrivals[run.region, default: Arrivals()].add(packets: run.arrivals.packets, bytes: run.arrivals.bytes)
+    }
+
+    /// Writes the run of deliveries of one sender and group to `lastDelivered`.
+    func settleDeliveryRun() {
+        guard let run = deliveryRun else { return }
+        deliveryRun = nil
+        lastDelivered[run.key] = run.last
     }
 
     /// Raises `last` to `sequence` if it is higher (one dictionary access, in place);

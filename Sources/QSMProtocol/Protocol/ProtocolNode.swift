@@ -27,12 +27,27 @@ package final class ProtocolNode {
     /// asking for it again the moment the node runs would only duplicate it.
     @exclusivity(unchecked) var runningNow = Instant.zero
     // Membership.
-    @exclusivity(unchecked) var regions: [RegionID: RegionView] = [:]
+    @exclusivity(unchecked) var regions: [RegionID: RegionView] = [:] { didSet { lastRegionView = nil } }
     @exclusivity(unchecked) var groups: [GroupID: GroupView] = [:]
-    @exclusivity(unchecked) var joinedView: [RegionID: UInt64] = [:]
-    @exclusivity(unchecked) var foundingMember: Set<RegionID> = []
+    @exclusivity(unchecked) var joinedView: [RegionID: UInt64] = [:] { didSet { lastJoined = nil } }
+    @exclusivity(unchecked) var foundingMember: Set<RegionID> = [] { didSet { lastJoined = nil } }
+    /// The view this node joined the last region a packet came in, if it did not found
+    /// it (forgotten when either table changes): one region's packets in a row cost no
+    /// lookup.
+    @exclusivity(unchecked) var lastJoined: (region: RegionID, view: UInt64?)?
     // Receiving.
-    @exclusivity(unchecked) var streams: [StreamKey: ReceiveStream] = [:]
+    @exclusivity(unchecked) var streams: [StreamKey: ReceiveStream] = [:] { didSet { lastStream = nil } }
+    /// The stream the last data packet went to (forgotten whenever `streams` changes):
+    /// a stream in full flow is found without hashing.
+    @exclusivity(unchecked) var lastStream: (key: StreamKey, stream: ReceiveStream)?
+    /// The same for a region's installed view number (forgotten when views are installed).
+    @exclusivity(unchecked) var lastRegionView: (region: RegionID, view: UInt64)?
+    /// Deliveries of one sender and group in a row: the last sequence delivered, written
+    /// to `lastDelivered` when another sender or group comes.
+    @exclusivity(unchecked) var deliveryRun: (key: DeliveryKey, last: UInt64)?
+    /// Packets and bytes arriving in one region in a row, added to `arrivals` when
+    /// another region's come or the counts are read.
+    @exclusivity(unchecked) var arrivalRun: (region: RegionID, arrivals: Arrivals)?
     /// What `streams` hold in all, kept by the streams themselves.
     let heldTally = HeldBytesTally()
     @exclusivity(unchecked) var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
@@ -78,11 +93,13 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var arrivals: [RegionID: Arrivals] = [:]
     /// Per region: this node's partition and the number of partitions (which sequence
     /// numbers it caches), from the current view.
-    @exclusivity(unchecked) var cachePartition: [RegionID: (index: Int, count: Int)] = [:]
+    @exclusivity(unchecked) var cachePartition: [RegionID: (index: Int, count: Int)] = [:] { didSet { lastCacheShare = nil } }
     /// The caching layouts of the latest views of each region this node installed
     /// (oldest first): a packet is cached by the partitions of the view it was sent in,
     /// and a crashed sender's packets are sought there.
-    @exclusivity(unchecked) var cacheLayouts: [RegionID: [CacheLayout]] = [:]
+    @exclusivity(unchecked) var cacheLayouts: [RegionID: [CacheLayout]] = [:] { didSet { lastCacheShare = nil } }
+    /// `caches`'s last answer's parts (see there).
+    @exclusivity(unchecked) var lastCacheShare: (region: RegionID, view: UInt64, mine: Int?, count: Int)?
     @exclusivity(unchecked) var nextSenderStatusAt = Instant.zero
     /// Statuses sent since the last new data (they are spaced further apart each time).
     @exclusivity(unchecked) var senderStatusRepeats = 0

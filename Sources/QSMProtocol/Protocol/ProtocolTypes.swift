@@ -15,6 +15,11 @@ struct Arrivals {
         packets += 1
         bytes += count
     }
+
+    mutating func add(packets more: Int, bytes count: Int) {
+        packets += more
+        bytes += count
+    }
 }
 
 /// A sender's messages to one group: their sequence numbers rise by one per message.

@@ -143,6 +143,7 @@ extension ProtocolNode {
     func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
+        settleArrivals()
         let arrived = arrivals[region] ?? Arrivals()
         let count = arrived.packets - round.arrivalsAtLastCompletion
         let bytes = arrived.bytes - round.arrivalBytesAtLastCompletion
