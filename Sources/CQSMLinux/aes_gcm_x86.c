@@ -44,12 +44,15 @@ TARGET static inline __m128i encrypt_block(const __m128i *rk, __m128i block) {
 // Multiplication in GF(2^128) of byte-reversed operands (Gueron and Kounavis, "Intel
 // Carry-Less Multiplication Instruction and its Usage for Computing the GCM Mode",
 // algorithm 5: four products, a shift left by one for the bit order, then reduction).
-TARGET static inline __m128i gf_multiply(__m128i a, __m128i b) {
-    __m128i low = _mm_clmulepi64_si128(a, b, 0x00);
+// Split in two: the 256-bit carry-less product, and its reduction. Both steps are linear
+// over XOR, so products that are summed anyway (four blocks of GHASH) are reduced once.
+TARGET static inline void carryless_product(__m128i a, __m128i b, __m128i *low, __m128i *high) {
     __m128i middle = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x10), _mm_clmulepi64_si128(a, b, 0x01));
-    __m128i high = _mm_clmulepi64_si128(a, b, 0x11);
-    low = _mm_xor_si128(low, _mm_slli_si128(middle, 8));
-    high = _mm_xor_si128(high, _mm_srli_si128(middle, 8));
+    *low = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x00), _mm_slli_si128(middle, 8));
+    *high = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x11), _mm_srli_si128(middle, 8));
+}
+
+TARGET static inline __m128i reduce(__m128i low, __m128i high) {
     // Shift the 256-bit product left by one bit.
     __m128i low_carry = _mm_srli_epi32(low, 31), high_carry = _mm_srli_epi32(high, 31);
     low = _mm_slli_epi32(low, 1);
@@ -68,6 +71,12 @@ TARGET static inline __m128i gf_multiply(__m128i a, __m128i b) {
     __m128i sum = _mm_xor_si128(_mm_xor_si128(_mm_xor_si128(b1, b2), b3), carried);
     low = _mm_xor_si128(low, sum);
     return _mm_xor_si128(high, low);
+}
+
+TARGET static inline __m128i gf_multiply(__m128i a, __m128i b) {
+    __m128i low, high;
+    carryless_product(a, b, &low, &high);
+    return reduce(low, high);
 }
 
 TARGET void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key) {
@@ -102,16 +111,22 @@ TARGET static inline void load_context(expanded *e, const uint8_t *context) {
     e->h4 = _mm_loadu_si128((const __m128i *)(context + 224));
 }
 
-// Folds `length` bytes into the hash state: four blocks at a time with one reduction
-// each (Horner's rule over H^4...H), then single blocks, then a zero-padded tail.
+// Folds `length` bytes into the hash state: four blocks at a time (Horner's rule over
+// H^4...H: four products summed, then one reduction), then single blocks, then a
+// zero-padded tail.
 TARGET static inline __m128i ghash(const expanded *e, __m128i state, const uint8_t *data, size_t length) {
     while (length >= 64) {
         __m128i x0 = _mm_xor_si128(state, byte_reverse(_mm_loadu_si128((const __m128i *)data)));
         __m128i x1 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 16)));
         __m128i x2 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 32)));
         __m128i x3 = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 48)));
-        state = _mm_xor_si128(_mm_xor_si128(gf_multiply(x0, e->h4), gf_multiply(x1, e->h3)),
-                              _mm_xor_si128(gf_multiply(x2, e->h2), gf_multiply(x3, e->h)));
+        __m128i l0, h0, l1, h1, l2, h2, l3, h3;
+        carryless_product(x0, e->h4, &l0, &h0);
+        carryless_product(x1, e->h3, &l1, &h1);
+        carryless_product(x2, e->h2, &l2, &h2);
+        carryless_product(x3, e->h, &l3, &h3);
+        state = reduce(_mm_xor_si128(_mm_xor_si128(l0, l1), _mm_xor_si128(l2, l3)),
+                       _mm_xor_si128(_mm_xor_si128(h0, h1), _mm_xor_si128(h2, h3)));
         data += 64;
         length -= 64;
     }

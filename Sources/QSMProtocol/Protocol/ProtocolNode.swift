@@ -118,6 +118,8 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
     // Tokens.
     @exclusivity(unchecked) var partitionRounds: [RegionID: LeaderRound] = [:]
+    /// Each region's rings, for the view they were built from (see `partitionRing`).
+    @exclusivity(unchecked) var rings: [RegionID: RegionRings] = [:]
     @exclusivity(unchecked) var regionRounds: [RegionID: LeaderRound] = [:]
     /// Each led partition's last completed round, and whether each record covered all.
     @exclusivity(unchecked) var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
@@ -197,6 +199,9 @@ package final class ProtocolNode {
     /// older views are dropped when they arrive.
     package func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
         enter(now)
+        // Rebuilt from the new views when next needed (a restarted GMS may reuse a region
+        // id and view number for other members).
+        rings = [:]
         var next: [RegionID: RegionView] = [:]
         for region in newRegions where region.members.contains(where: { $0.id == id }) {
             next[region.id] = region
@@ -701,3 +706,11 @@ package final class ProtocolNode {
     }
 }
 
+
+/// A region view's token rings as this node sees them: its partition's (leader first)
+/// and the ring of partition leaders (region leader first).
+struct RegionRings {
+    var view: UInt64
+    var partition: (index: Int, members: [NodeID])?
+    var leaders: [NodeID]
+}

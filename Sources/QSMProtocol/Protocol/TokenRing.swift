@@ -197,16 +197,31 @@ extension ProtocolNode {
     // MARK: Rings
 
     func partitionRing(_ region: RegionView) -> (index: Int, members: [NodeID])? {
-        guard let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) else { return nil }
-        let partition = region.partitions[index]
-        return (index, [partition.leader] + partition.members.filter { $0 != partition.leader })
+        if let known = rings[region.id], known.view == region.viewNumber { return known.partition }
+        let built = buildRings(region)
+        rings[region.id] = built
+        return built.partition
     }
 
     /// Partition leaders in partition order, starting with the region leader's partition.
     func regionRing(_ region: RegionView) -> [NodeID] {
+        if let known = rings[region.id], known.view == region.viewNumber { return known.leaders }
+        let built = buildRings(region)
+        rings[region.id] = built
+        return built.leaders
+    }
+
+    /// Both rings of a region view, built once per view (every token used to build them
+    /// anew: arrays allocated per round).
+    private func buildRings(_ region: RegionView) -> RegionRings {
+        var partition: (index: Int, members: [NodeID])?
+        if let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) {
+            let mine = region.partitions[index]
+            partition = (index, [mine.leader] + mine.members.filter { $0 != mine.leader })
+        }
         let leaders = region.partitions.map(\.leader)
-        guard let start = leaders.firstIndex(of: region.regionLeader) else { return leaders }
-        return Array(leaders[start...] + leaders[..<start])
+        let ring = leaders.firstIndex(of: region.regionLeader).map { Array(leaders[$0...] + leaders[..<$0]) } ?? leaders
+        return RegionRings(view: region.viewNumber, partition: partition, leaders: ring)
     }
 
     func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
