@@ -17,6 +17,10 @@ struct Experiment {
     private func log(_ text: String) { benchLog(text) }
 
     private mutating func run(_ options: RunOptions, label: String) throws -> RunReport {
+        // As `qsm-bench run` does by default: one random cluster secret, every datagram
+        // authenticated (experiments measured the insecure mode before).
+        var options = options
+        if options.secret == nil { options.secret = RunOptions.randomSecret() }
         log("== \(label): \(RunTable.describe(options))")
         let report = try ClusterRun(options: options, log: { benchLog("   " + $0) }).execute()
         let delivered = report.complete && report.inOrder && report.duplicates == 0 && report.corrupt == 0
