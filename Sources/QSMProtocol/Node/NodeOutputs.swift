@@ -79,12 +79,13 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     public var droppedUnnamedGroup = 0
     /// Publications waiting for their group's view or for room in the window.
     public var pendingPublishes = 0
-    /// Datagrams sent carrying several packets (see `DatagramBundle`), and the packets
-    /// they carried.
+    /// Datagrams sent carrying several packets (see `DatagramBundle`).
     public var bundlesSent = 0
+    /// The packets those datagrams carried.
     public var packetsBundled = 0
-    /// Bundles received, and bundles dropped because their lengths did not add up or one
-    /// held another.
+    /// Bundles received (each of their packets is counted by the protocol as it is).
     public var bundlesReceived = 0
+    /// Bundles dropped whole because their lengths did not add up, they were empty, or
+    /// one held another: none of their packets was acted on.
     public var droppedMalformedBundles = 0
 }
