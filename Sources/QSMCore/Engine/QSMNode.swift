@@ -314,16 +314,9 @@ public final class QSMNode: Sendable {
 
     /// Publishes without waiting: `.wouldBlock` while the window is full.
     public func tryPublish(_ payload: [UInt8], to group: GroupName) -> PublishOutcome {
-        guard payload.count <= configuration.protocolConfiguration.maximumMessageBytes else {
-            return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.protocolConfiguration.maximumMessageBytes)")
-        }
-        guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
+        if let refusal = refusal(ofBytes: payload.count) { return refusal }
         guard window.tryReserve() else { return .wouldBlock }
-        if !handle.trySubmit(.publish(payload: payload, group: group)) {
-            window.release(1)
-            return .wouldBlock
-        }
-        return .accepted
+        return submit(payload, to: group)
     }
 
     /// Publishes a copy of `bytes` without waiting: `.wouldBlock` while the window is full.
@@ -332,14 +325,26 @@ public final class QSMNode: Sendable {
     /// acknowledged, and sent from there: a publisher that writes each message into the
     /// same buffer allocates nothing per message. `bytes` is read during the call only.
     public func tryPublish(copying bytes: UnsafeRawBufferPointer, to group: GroupName) -> PublishOutcome {
-        guard bytes.count <= configuration.protocolConfiguration.maximumMessageBytes else {
-            return .rejected("message of \(bytes.count) bytes exceeds the maximum of \(configuration.protocolConfiguration.maximumMessageBytes)")
-        }
-        guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
+        if let refusal = refusal(ofBytes: bytes.count) { return refusal }
+        // The slot first: a full window costs no copy.
         guard window.tryReserve() else { return .wouldBlock }
         var payload = recycler.take()
         payload.append(contentsOf: bytes)
-        if !handle.trySubmit(.publish(payload: payload, group: group)) {
+        return submit(payload, to: group)
+    }
+
+    /// Why a message of `count` bytes cannot be published at all, if it cannot.
+    private func refusal(ofBytes count: Int) -> PublishOutcome? {
+        let maximum = configuration.protocolConfiguration.maximumMessageBytes
+        guard count <= maximum else { return .rejected("message of \(count) bytes exceeds the maximum of \(maximum)") }
+        guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
+        return nil
+    }
+
+    /// Hands a publication, whose window slot is reserved, to the core; a full request
+    /// queue gives the slot (and the array, for reuse) back.
+    private func submit(_ payload: [UInt8], to group: GroupName) -> PublishOutcome {
+        guard handle.trySubmit(.publish(payload: payload, group: group)) else {
             window.release(1)
             recycler.put(payload)
             return .wouldBlock

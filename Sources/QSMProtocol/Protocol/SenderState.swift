@@ -93,14 +93,12 @@ struct InFlightPackets {
 
     var count: Int { ring.count }
 
-    /// Keeps the packet numbered `sequence`: the next after the newest held (numbering
-    /// is consecutive; were it not, the older entries would be let go rather than
-    /// misfiled).
+    /// Keeps the packet numbered `sequence`: the next after the newest held. Numbering
+    /// is consecutive and acknowledgements only remove a prefix (a claim beyond what was
+    /// sent empties the ring, and then any number starts it), so anything else is a bug.
     mutating func append(_ entry: Entry, sequence: UInt64) {
-        if ring.isEmpty || sequence != first + UInt64(ring.count) {
-            while ring.popFirst() != nil {}
-            first = sequence
-        }
+        if ring.isEmpty { first = sequence }
+        precondition(sequence == first + UInt64(ring.count), "in-flight packets must be numbered consecutively")
         ring.append(entry)
     }
 
