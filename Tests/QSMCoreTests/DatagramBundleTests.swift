@@ -132,3 +132,24 @@ import QSMCore
         #expect(simulator.debugMachines.map(\.statistics.droppedMalformedBundles).reduce(0, +) == 0)
     }
 }
+
+/// The kernel loops a node's multicast back to it: those packets are ignored before
+/// decoding and counted, and a peer's identical-looking packet is not.
+@Suite struct OwnMulticastTests {
+    static func data(from sender: UInt64) -> [UInt8] {
+        ProtocolPacket.data(DataPacket(sender: NodeID(sender), region: RegionID(1), regionView: 1, viewStartSequence: 1, sequence: 1,
+                                       group: GroupID(1), groupView: 1, groupSequence: 1, fragmentIndex: 0, fragmentCount: 1,
+                                       publishedAt: 0, payload: [7, 7, 7]), retransmitted: false).encoded()
+    }
+
+    @Test func ownLoopedBackDataIsIgnoredAndCounted() throws {
+        let (machine, _) = try DatagramBundleTests.machine(2)
+        Self.data(from: 2).withUnsafeBytes { machine.datagramReceived($0, from: DatagramBundleTests.address, now: .zero) }
+        #expect(machine.protocolNode.statistics.ownMulticastIgnored == 1)
+        #expect(machine.pollDelivery() == nil)
+        #expect(machine.protocolNode.statistics.duplicatesDropped == 0)
+        Self.data(from: 1).withUnsafeBytes { machine.datagramReceived($0, from: DatagramBundleTests.address, now: .zero) }
+        #expect(machine.protocolNode.statistics.ownMulticastIgnored == 1)
+        #expect(machine.pollDelivery()?.payload == [7, 7, 7])
+    }
+}
