@@ -228,3 +228,55 @@ struct NodeWaitTests {
         #expect(failure == nil, "\(failure ?? "")")
     }
 }
+
+/// A membership update takes effect when it arrives: the engine settles its machine after
+/// every GMS frame, not at the next timer. (It once did not: a node that re-registered
+/// with a restarted GMS went on without listening to its new region's address until its
+/// next heartbeat, about a second of the sender's multicast lost at every receiver.)
+@Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
+struct MembershipUpdateTests {
+    @Test func aGroupViewReachesTheApplicationWithoutWaitingForATimer() async throws {
+        let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
+            // Heartbeats far apart: the only timer the idle node has is its heartbeat, so
+            // an update left for the next timer would wait a minute.
+            let gms = try ChildProcess(executable: EngineProcessTests.qsmNode,
+                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--insecure",
+                                                   "--heartbeat-timeout", "300s"])
+            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
+                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
+                throw ConfigurationError("the GMS did not start")
+            }
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            configuration.heartbeatInterval = .seconds(60)
+            let node = try QSMNode(configuration: configuration)
+            try node.start()
+            _ = Unmanaged.passRetained(gms)  // killed by pid at the end of the test
+            return (gms.pid, node)
+        }
+        defer { node.stop(); kill(gmsPID, SIGTERM) }
+        // Timed on the node's own dispatcher thread, not by this task (which the test
+        // pool may run late): from the join to the group view that lists this node.
+        let seen = SharedInstant()
+        node.onMembershipEvent { event in
+            if case .groupView(let view) = event, view.members.contains(node.id) { seen.setOnce(MonotonicClock.now()) }
+        }
+        let joinedAt = MonotonicClock.now()
+        let group = try node.join("prompt")
+        try await node.waitForMembers(1, in: group, timeout: .seconds(NodeWaitTests.bound))
+        let viewAt = try #require(seen.value, "no group view listing the node reached the handler")
+        let seconds = Double(viewAt.nanoseconds(since: joinedAt)) / 1e9
+        // The GMS batches changes every 100 ms; a minute means the update waited for the
+        // heartbeat timer.
+        #expect(seconds < 20, "the group view reached the application \(seconds) s after the join")
+    }
+}
+
+/// An instant one thread sets once and another reads.
+final class SharedInstant: @unchecked Sendable {
+    private var instant: Instant?
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(lock, nil) }
+    func setOnce(_ value: Instant) { pthread_mutex_lock(lock); if instant == nil { instant = value }; pthread_mutex_unlock(lock) }
+    var value: Instant? { pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }; return instant }
+}

@@ -63,6 +63,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         core.ioTurnObserver = self
         core.publishHandler = self
         gmsLink = GMSLink(gms: configuration.gms, machine: machine)
+        gmsLink.onInput = { [unowned self] in settlePending = true }
     }
 
     func start() {

@@ -6,6 +6,12 @@ final class GMSLink: FramedConnectionDelegate {
     private var connection: FramedConnection?
     /// The last connection failure, for diagnosis.
     private(set) var lastProblem: String?
+    /// Told after every event handed to the machine (connected, a frame, closed), so the
+    /// driver settles the machine at the end of the I/O turn: a membership update changes
+    /// what to listen to, who leads a ring and when the next timer is due, and nothing
+    /// else may come to prompt it (a node that just moved regions hears no data until it
+    /// listens to the new address).
+    var onInput: (() -> Void)?
 
     init(gms: QSMSocketAddress, machine: NodeMachine) {
         self.gms = gms
@@ -38,11 +44,13 @@ final class GMSLink: FramedConnectionDelegate {
     func connectionEstablished(_ connection: FramedConnection, core: EventCore) {
         guard connection === self.connection else { return }
         machine.gmsConnected(now: core.now)
+        onInput?()
     }
 
     func connection(_ connection: FramedConnection, received frame: [UInt8], core: EventCore) {
         guard connection === self.connection else { return }
         frame.withUnsafeBytes { machine.gmsFrameReceived($0, now: core.now) }
+        onInput?()
     }
 
     func connectionClosed(_ connection: FramedConnection, reason: FramedConnectionCloseReason, core: EventCore) {
@@ -50,5 +58,6 @@ final class GMSLink: FramedConnectionDelegate {
         self.connection = nil
         lastProblem = "cannot reach the GMS at \(gms): \(reason)"
         machine.gmsDisconnected(reason: lastProblem, now: core.now)
+        onInput?()
     }
 }
