@@ -124,8 +124,11 @@ struct GMSAuthenticationProcessTests {
                 subscribers.append(try ChildProcess(executable: node, arguments: [
                     "subscribe", "--gms", address, "--group", "shared", "--id", "\(10 + index)", "--count", "\(count)",
                     "--secret-file", secret, "--timeout-seconds", "60"]))
+                // Cluster one's group has two members, the watcher and the subscriber: the
+                // publisher waits for both (a member that joins after the stream began is
+                // owed only what follows its join, and the subscriber wants every line).
                 let publisher = try ChildProcess(executable: node, arguments: [
-                    "publish", "--gms", address, "--group", "shared", "--wait-members", "1", "--id", "\(1 + index)",
+                    "publish", "--gms", address, "--group", "shared", "--wait-members", "\(index == 0 ? 2 : 1)", "--id", "\(1 + index)",
                     "--secret-file", secret, "--timeout-seconds", "120"])
                 publishers.append(publisher)
                 feeders.append(try EngineProcessTests.feed(publisher, (1...count).map { "cluster \(index) line \($0)" }))
