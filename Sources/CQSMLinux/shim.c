@@ -29,6 +29,53 @@ _Static_assert(CQSM_EPOLL_CTL_ADD == EPOLL_CTL_ADD && CQSM_EPOLL_CTL_DEL == EPOL
 _Static_assert(CQSM_MSG_TRUNC == MSG_TRUNC, "MSG_TRUNC");
 _Static_assert(CQSM_IP_MULTICAST_ALL == IP_MULTICAST_ALL, "IP_MULTICAST_ALL");
 
+_Static_assert(CQSM_UDP_SEGMENT_CONTROL_BYTES >= CMSG_SPACE(sizeof(uint16_t)), "UDP_SEGMENT control space");
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+void cqsm_set_udp_segment(struct msghdr *message, void *control, uint16_t segment_bytes) {
+    memset(control, 0, CQSM_UDP_SEGMENT_CONTROL_BYTES);
+    message->msg_control = control;
+    message->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+    struct cmsghdr *header = CMSG_FIRSTHDR(message);
+    header->cmsg_level = SOL_UDP;
+    header->cmsg_type = UDP_SEGMENT;
+    header->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(header), &segment_bytes, sizeof segment_bytes);
+}
+
+int cqsm_udp_segment_supported(int fd) {
+    int none = 0;
+    return setsockopt(fd, SOL_UDP, UDP_SEGMENT, &none, sizeof none) == 0 ? 1 : 0;
+}
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+_Static_assert(CQSM_UDP_GRO_CONTROL_BYTES >= CMSG_SPACE(sizeof(int)), "UDP_GRO control space");
+
+int cqsm_enable_udp_gro(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on);
+}
+
+int cqsm_udp_gro_segment_bytes(const struct msghdr *message) {
+    for (struct cmsghdr *header = CMSG_FIRSTHDR((struct msghdr *)message); header != NULL;
+         header = CMSG_NXTHDR((struct msghdr *)message, header)) {
+        if (header->cmsg_level == SOL_UDP && header->cmsg_type == UDP_GRO) {
+            int size = 0;
+            memcpy(&size, CMSG_DATA(header), sizeof size);
+            return size;
+        }
+    }
+    return 0;
+}
+
 int cqsm_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
 int cqsm_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {

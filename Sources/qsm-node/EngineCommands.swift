@@ -340,6 +340,8 @@ enum RunCommand {
                     ("dropped_replayed", s.machine.droppedReplayed), ("dropped_too_old", s.machine.droppedTooOld),
                     ("dropped_dead_incarnation", s.machine.droppedDeadIncarnation), ("pool_exhausted", s.core.poolExhaustions),
                     ("gms_auth_failures", s.machine.gmsAuthenticationFailures),
+                    ("gso", s.core.segmentationOffload), ("gso_datagrams", s.core.segmentedDatagrams),
+                    ("gro", s.core.receiveOffload), ("gro_datagrams", s.core.coalescedDatagrams),
                 ])
             }
         } catch {

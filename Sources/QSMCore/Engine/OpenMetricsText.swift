@@ -69,6 +69,14 @@ extension QSMNodeStatistics {
         out.family("qsm_token_rounds", .counter, "Token rounds this node led that went around a ring.", p.tokenRounds)
         out.family("qsm_token_timeouts", .counter, "Token rounds this node led that were given up as lost.", p.tokenTimeouts)
         out.family("qsm_acknowledged_messages", .counter, "Published messages acknowledged by every region.", p.acknowledged)
+        out.family("qsm_segmentation_offload", .gauge, "1 while the node sends runs of datagrams as one segmented send (UDP GSO).",
+                   core.segmentationOffload ? 1 : 0)
+        out.family("qsm_segmented_sends", .counter, "Segmented sends (UDP GSO), each of two datagrams or more.", core.segmentedSends)
+        out.family("qsm_segmented_datagrams", .counter, "Datagrams sent in segmented sends.", core.segmentedDatagrams)
+        out.family("qsm_receive_offload", .gauge, "1 while the node takes coalesced datagrams (UDP GRO).", core.receiveOffload ? 1 : 0)
+        out.family("qsm_coalesced_receives", .counter, "Coalesced messages received (UDP GRO), each of two datagrams or more.",
+                   core.coalescedReceives)
+        out.family("qsm_coalesced_datagrams", .counter, "Datagrams received in coalesced messages.", core.coalescedDatagrams)
         out.family("qsm_gms_authentication_failures", .counter, "GMS connections that failed to authenticate.", machine.gmsAuthenticationFailures)
         out.family("qsm_dropped_datagrams", .counter, "Datagrams and packets dropped, by reason.", samples: [
             ([("reason", "unauthenticated")], Int64(machine.droppedUnauthenticated)),

@@ -23,6 +23,12 @@ package final class EventCore {
 
     private let epoll: Epoll
     private let receiveBatch: DatagramBatch
+    /// For sockets that receive coalesced datagrams; made with the first of them.
+    private var coalescedBatch: CoalescedDatagramBatch?
+    /// Coalesced messages per receive: 16 of up to 64 KB each.
+    static let coalescedBatchCapacity = 16
+    /// The most datagrams the kernel coalesces into one message (UDP_GRO_CNT_MAX).
+    static let maximumCoalescedDatagrams = 64
     @exclusivity(unchecked) private var registrations: [Registration?] = []
     @exclusivity(unchecked) private var generations: [UInt32] = []
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
@@ -97,6 +103,18 @@ package final class EventCore {
         let state = DatagramSocketState(
             socket: socket, handler: handler,
             pending: DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool))
+        if configuration.segmentationOffload, socket.supportsSegmentationOffload {
+            state.pending.segmentsSends = true
+            statistics.segmentationOffload = true
+        }
+        // Only with a pool that can take several coalesced messages at once: a receive is
+        // made only while every datagram it may bring has a buffer.
+        if configuration.receiveOffload, handler != nil,
+           configuration.packetBufferCount >= 4 * Self.maximumCoalescedDatagrams, socket.enableReceiveOffload() {
+            state.coalesces = true
+            statistics.receiveOffload = true
+            if coalescedBatch == nil { coalescedBatch = CoalescedDatagramBatch(capacity: Self.coalescedBatchCapacity) }
+        }
         return try register(descriptor: socket.descriptor, medium: .network, traffic: traffic,
                             interest: state.restingInterest, kind: .datagramSocket(state))
     }
@@ -371,6 +389,9 @@ package final class EventCore {
     /// Reads everything queued on a datagram socket (batched recvmmsg) into the inbound
     /// queue of its class, stopping early only if the buffer pool runs dry.
     private func drain(_ registration: Registration) {
+        if case .datagramSocket(let state) = registration.kind, state.coalesces, let coalescedBatch {
+            return drainCoalesced(registration, with: coalescedBatch)
+        }
         let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
         let token = registration.id.token
         while true {
@@ -405,6 +426,62 @@ package final class EventCore {
             }
             receiveBatch.detachAll()
             if received < receiveBatch.capacity { return }
+        }
+    }
+
+    /// `drain` for a socket that receives coalesced datagrams: each message is cut into
+    /// its datagrams, copied into packet buffers. A receive is only made while the pool
+    /// can take every datagram it may bring, so nothing taken from the kernel is dropped
+    /// for want of a buffer (the rest waits in the kernel, as in `drain`).
+    private func drainCoalesced(_ registration: Registration, with batch: CoalescedDatagramBatch) {
+        let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
+        let token = registration.id.token
+        while true {
+            guard pool.availableCount >= Self.maximumCoalescedDatagrams else {
+                statistics.poolExhaustions += 1
+                return
+            }
+            let asked = min(batch.capacity, pool.availableCount / Self.maximumCoalescedDatagrams)
+            let result: IOResult<Int>
+            do throws(SystemError) {
+                result = try batch.receive(on: registration.descriptor, count: asked)
+            } catch {
+                statistics.receiveErrors += 1
+                statistics.lastSocketError = error
+                return
+            }
+            guard case .completed(let received) = result else { return }
+            for index in 0..<received {
+                if batch.isTruncated(at: index) {
+                    statistics.droppedTruncated += 1
+                    continue
+                }
+                let bytes = batch.bytes(at: index)
+                let segment = max(1, batch.segmentBytes(at: index))
+                let source = batch.address(at: index)
+                if bytes.count > segment {
+                    statistics.coalescedReceives += 1
+                    statistics.coalescedDatagrams += (bytes.count + segment - 1) / segment
+                }
+                var offset = 0
+                repeat {
+                    let length = min(segment, bytes.count - offset)
+                    defer { offset += length }
+                    if injectedInboundLoss() {
+                        statistics.droppedByInjectedLoss += 1
+                        continue
+                    }
+                    guard length <= pool.bufferCapacity else {
+                        statistics.droppedTruncated += 1
+                        continue
+                    }
+                    // Checked above: there is a buffer for each of the message's datagrams.
+                    let buffer = pool.acquire()!
+                    pool.bytes(of: buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)]))
+                    queues[queue].append(.datagram(registration: token, buffer: buffer, length: Int32(length), source: source))
+                } while offset < bytes.count
+            }
+            if received < asked { return }
         }
     }
 
@@ -488,8 +565,12 @@ package final class EventCore {
                 case .completed(let sent):
                     statistics.datagramsSent += sent
                     statistics.bytesSent += batch.lastSentByteCount
+                    statistics.segmentedSends += batch.lastSegmentedMessages
+                    statistics.segmentedDatagrams += batch.lastSegmentedDatagrams
                 }
+                noteSegmentationFallback(batch)
             } catch {
+                noteSegmentationFallback(batch)
                 statistics.droppedSendErrors += 1
                 statistics.lastSocketError = error
                 batch.dropFirst()
@@ -498,6 +579,17 @@ package final class EventCore {
         if state.hasOutput && !state.writeBlocked && !state.outputQueued {
             state.outputQueued = true
             deferredOutput.append(registration.id.token)
+        }
+    }
+
+    /// Counts a socket whose batch just turned segmentation off (the kernel refused it).
+    private func noteSegmentationFallback(_ batch: DatagramBatch) {
+        guard batch.segmentationFallbacks > 0, !batch.fallbackCounted else { return }
+        batch.fallbackCounted = true
+        statistics.segmentationFallbacks += 1
+        statistics.segmentationOffload = registrations.contains { registration in
+            guard let registration, case .datagramSocket(let state) = registration.kind else { return false }
+            return state.pending.segmentsSends
         }
     }
 

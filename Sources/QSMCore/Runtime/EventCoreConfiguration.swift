@@ -18,6 +18,17 @@ public struct EventCoreConfiguration: Sendable {
     public var datagramBatchSize = 64
     /// Batches pulled and sent per socket per I/O turn before other work gets a turn.
     public var outputBatchesPerTurn = 16
+    /// Hand runs of equal datagrams to one destination to the kernel as one segmented
+    /// send (UDP generic segmentation offload), where the kernel offers it: the stack is
+    /// traversed once per run instead of once per datagram. Probed per socket; a kernel
+    /// that refuses it is noticed at the first send and the socket sends plainly from then
+    /// on (`EventCoreStatistics.segmentationFallbacks`).
+    public var segmentationOffload = true
+    /// Let the kernel hand receiving sockets runs of datagrams from one source as one
+    /// coalesced message (UDP generic receive offload), where it offers it: a segmented
+    /// send from a peer then costs one receive instead of one per datagram. The core cuts
+    /// each message back into datagrams, into its packet buffers.
+    public var receiveOffload = true
 
     /// After handling I/O or a request, the core keeps polling (yielding the processor
     /// between looks) for up to this long, and at most `busyPollAttempts` empty looks in

@@ -37,6 +37,23 @@ public struct EventCoreStatistics: Sendable, Equatable {
     public var droppedOversizedOutput = 0
     /// Inbound datagrams thrown away by `discardInbound(until:)` (fault injection).
     public var droppedByInjectedLoss = 0
+    /// Whether some socket of this core sends with UDP segmentation offload (it was asked
+    /// for, the kernel offers it, and no send has been refused).
+    public var segmentationOffload = false
+    /// Segmented sends (each carrying two datagrams or more, cut by the kernel), and the
+    /// datagrams they carried (counted in `datagramsSent` too).
+    public var segmentedSends = 0
+    /// See `segmentedSends`.
+    public var segmentedDatagrams = 0
+    /// Sockets that turned segmentation off because the kernel refused a segmented send.
+    public var segmentationFallbacks = 0
+    /// Whether some socket of this core receives coalesced datagrams (UDP GRO).
+    public var receiveOffload = false
+    /// Coalesced messages received (each two datagrams or more, cut apart by the core),
+    /// and the datagrams they held (counted in `datagramsReceived` too, as processed).
+    public var coalescedReceives = 0
+    /// See `coalescedReceives`.
+    public var coalescedDatagrams = 0
     /// recvmmsg failures other than "would block".
     public var receiveErrors = 0
     /// The last send or receive error seen, for diagnosis.

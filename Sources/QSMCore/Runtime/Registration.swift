@@ -43,6 +43,9 @@ final class DatagramSocketState {
     @exclusivity(unchecked) var writeBlocked = false
     /// An `.output` event for this socket is already queued.
     @exclusivity(unchecked) var outputQueued = false
+    /// The kernel hands this socket coalesced datagrams (UDP GRO): read it with the
+    /// core's `CoalescedDatagramBatch`.
+    @exclusivity(unchecked) var coalesces = false
 
     init(socket: UDPSocket, handler: (any DatagramHandler)?, pending: DatagramBatch) {
         self.socket = socket

@@ -13,6 +13,34 @@ package final class DatagramBatch {
     /// Bytes in the datagrams the last successful `send` handed to the kernel.
     package private(set) var lastSentByteCount = 0
 
+    /// UDP generic segmentation offload for sends (`UDP_SEGMENT`): a run of queued
+    /// datagrams to one destination, all of one size but the last (which may be shorter),
+    /// goes to the kernel as one message that it cuts into those datagrams after the
+    /// stack has been traversed once. Off unless the owner probed the socket for it
+    /// (`UDPSocket.supportsSegmentationOffload`); a kernel that refuses a segmented send
+    /// turns it off again (counted in `segmentationFallbacks`) and the batch is sent plain.
+    package var segmentsSends = false
+    /// Segmented messages (of two datagrams or more) the last successful `send` made, and
+    /// the datagrams they carried.
+    package private(set) var lastSegmentedMessages = 0
+    /// See `lastSegmentedMessages`.
+    package private(set) var lastSegmentedDatagrams = 0
+    /// Segmented sends the kernel refused, after which segmentation was turned off.
+    package private(set) var segmentationFallbacks = 0
+    /// Whether the owner has counted the fallback (it counts sockets, once each).
+    package var fallbackCounted = false
+    /// The most datagrams, and bytes, one segmented message may carry (the kernel's
+    /// UDP_MAX_SEGMENTS was 64 before Linux 5.?; the payload of one IPv4 datagram is at
+    /// most 65,507 bytes).
+    static let maximumSegments = 64
+    static let maximumSegmentedBytes = 65_000
+
+    /// The messages of a segmented send: each points into `vectors` and `addresses`
+    /// (a run of queued datagrams), with its own control space for the segment size.
+    private let messages: UnsafeMutablePointer<cqsm_mmsghdr>
+    private let messageDatagrams: UnsafeMutablePointer<Int>
+    private let controls: UnsafeMutableRawPointer
+
     private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
     private let vectors: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_in>
@@ -34,6 +62,11 @@ package final class DatagramBatch {
         addresses.initialize(repeating: sockaddr_in(), count: capacity)
         buffers = .allocate(capacity: capacity)
         buffers.initialize(repeating: PacketBuffer(index: -1), count: capacity)
+        messages = .allocate(capacity: capacity)
+        messages.initialize(repeating: cqsm_mmsghdr(), count: capacity)
+        messageDatagrams = .allocate(capacity: capacity)
+        messageDatagrams.initialize(repeating: 0, count: capacity)
+        controls = .allocate(byteCount: capacity * Int(CQSM_UDP_SEGMENT_CONTROL_BYTES), alignment: 8)
         for index in 0..<capacity {
             headers[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
             headers[index].msg_hdr.msg_iov = vectors + index
@@ -47,6 +80,9 @@ package final class DatagramBatch {
         vectors.deallocate()
         addresses.deallocate()
         buffers.deallocate()
+        messages.deallocate()
+        messageDatagrams.deallocate()
+        controls.deallocate()
     }
 
     package var isFull: Bool { count == capacity }
@@ -140,6 +176,9 @@ package final class DatagramBatch {
 
     func send(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
         guard count > 0 else { return .completed(0) }
+        lastSegmentedMessages = 0
+        lastSegmentedDatagrams = 0
+        if segmentsSends, count > 1 { return try sendSegmented(on: descriptor) }
         switch try nonBlockingCall("sendmmsg", { cqsm_sendmmsg(descriptor, headers, UInt32(count), 0) }) {
         case .wouldBlock:
             return .wouldBlock
@@ -150,6 +189,65 @@ package final class DatagramBatch {
             removeFirst(Int(sent))
             return .completed(Int(sent))
         }
+    }
+
+    /// `send` with runs of equal datagrams to one destination as segmented messages.
+    private func sendSegmented(on descriptor: Int32) throws(SystemError) -> IOResult<Int> {
+        var messageCount = 0
+        var index = 0
+        while index < count {
+            let size = vectors[index].iov_len
+            var end = index + 1
+            var total = size
+            while end < count, end - index < Self.maximumSegments, vectors[end - 1].iov_len == size,
+                  vectors[end].iov_len <= size, total + vectors[end].iov_len <= Self.maximumSegmentedBytes,
+                  addresses[end].sin_addr.s_addr == addresses[index].sin_addr.s_addr,
+                  addresses[end].sin_port == addresses[index].sin_port {
+                total += vectors[end].iov_len
+                end += 1
+            }
+            let message = messages + messageCount
+            message.pointee.msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
+            message.pointee.msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            message.pointee.msg_hdr.msg_iov = vectors + index
+            message.pointee.msg_hdr.msg_iovlen = end - index
+            message.pointee.msg_hdr.msg_flags = 0
+            if end - index > 1 {
+                cqsm_set_udp_segment(&message.pointee.msg_hdr, controls + messageCount * Int(CQSM_UDP_SEGMENT_CONTROL_BYTES),
+                                     UInt16(size))
+            } else {
+                message.pointee.msg_hdr.msg_control = nil
+                message.pointee.msg_hdr.msg_controllen = 0
+            }
+            messageDatagrams[messageCount] = end - index
+            messageCount += 1
+            index = end
+        }
+        let result: IOResult<Int32>
+        do throws(SystemError) {
+            result = try nonBlockingCall("sendmmsg(UDP_SEGMENT)") { cqsm_sendmmsg(descriptor, messages, UInt32(messageCount), 0) }
+        } catch {
+            // A kernel or device that cannot segment refuses the first message; anything
+            // else is the datagram's own error, for the caller as usual.
+            guard messageDatagrams[0] > 1, [EIO, EINVAL, EOPNOTSUPP].contains(error.errno) else { throw error }
+            segmentsSends = false
+            segmentationFallbacks += 1
+            return try send(on: descriptor)
+        }
+        guard case .completed(let sentMessages) = result else { return .wouldBlock }
+        var datagrams = 0
+        for message in 0..<Int(sentMessages) {
+            datagrams += messageDatagrams[message]
+            if messageDatagrams[message] > 1 {
+                lastSegmentedMessages += 1
+                lastSegmentedDatagrams += messageDatagrams[message]
+            }
+        }
+        var bytes = 0
+        for index in 0..<datagrams { bytes += vectors[index].iov_len }
+        lastSentByteCount = bytes
+        removeFirst(datagrams)
+        return .completed(datagrams)
     }
 
     /// Drops the first queued datagram (one the kernel refused), releasing its buffer.

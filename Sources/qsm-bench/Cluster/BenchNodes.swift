@@ -110,6 +110,8 @@ final class BenchReceiver: Sendable {
             ("out_of_order_dropped", protocolStatistics.outOfOrderDropped),
             ("duplicates_dropped", protocolStatistics.duplicatesDropped),
             ("datagrams", statistics.core.datagramsReceived), ("sleeps", statistics.core.sleeps),
+            ("gro", statistics.core.receiveOffload ? 1 : 0), ("gro_datagrams", statistics.core.coalescedDatagrams),
+            ("gro_receives", statistics.core.coalescedReceives),
             ("busy_polls", statistics.core.busyPolls), ("pool_exhaustions", statistics.core.poolExhaustions),
             ("alarm_late_max_us", statistics.alarmLateness.maxNanoseconds / 1000),
             ("cached_mb", Double(protocolStatistics.maximumCachedBytes) / 1_048_576),
@@ -226,6 +228,9 @@ final class BenchSender: Sendable {
             ("token_timeouts", protocolStatistics.tokenTimeouts), ("sleeps", statistics.core.sleeps),
             ("busy_polls", statistics.core.busyPolls), ("pool_exhaustions", statistics.core.poolExhaustions),
             ("held_mb", Double(protocolStatistics.maximumHeldBytes) / 1_048_576),
+            ("datagrams_sent", statistics.core.datagramsSent),
+            ("gso", statistics.core.segmentationOffload ? 1 : 0), ("gso_sends", statistics.core.segmentedSends),
+            ("gso_datagrams", statistics.core.segmentedDatagrams),
         ])
     }
 }

@@ -47,6 +47,7 @@ struct ClusterRun {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
                                            ("interface", receiver.interface)]
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
+            if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
             try receiver.send(WorkerLine("receive", fields))
@@ -63,6 +64,7 @@ struct ClusterRun {
                                            ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
+            if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
             try sender.send(WorkerLine("send", fields))

@@ -86,6 +86,10 @@ enum RunCommand {
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
                                MTU; 0: one packet per datagram; up to 65507 on loopback)
+          --no-gso             nodes neither hand runs of datagrams to the kernel as one
+                               segmented send (UDP GSO) nor take coalesced ones (UDP
+                               GRO); both are used by default where the kernel offers
+                               them
           --no-raw             skip the raw-limit search (no ratio is reported)
           --raw-trial-seconds S  length of one raw trial (default 0.5)
           --drain-seconds S    after sending, how long to wait for receivers to have
@@ -111,7 +115,7 @@ enum RunCommand {
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
-        ], switches: ["--json", "--no-raw", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -146,6 +150,7 @@ enum RunCommand {
         }
         if flags.has("--bundle-bytes") { options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: 1_472) }
         options.measureRaw = !flags.has("--no-raw")
+        options.segmentationOffload = !flags.has("--no-gso")
         options.verbose = flags.has("--verbose")
         if flags.has("--insecure"), flags.has("--authenticate") {
             throw ConfigurationError("--insecure and --authenticate exclude each other")

@@ -63,6 +63,9 @@ struct RunOptions {
     var window: Int?
     /// Every node's bundle size (nil: the engine's default, 1,472 bytes; 0: no bundling).
     var bundleBytes: Int?
+    /// Whether nodes (and the raw baseline) may use UDP segmentation offload where the
+    /// kernel offers it (`--no-gso` turns it off, for comparison).
+    var segmentationOffload = true
     /// How long the GMS waits for a silent node's heartbeat before excluding it; longer
     /// than a 10 s freeze, so that a frozen receiver is waited for, not excluded.
     var heartbeatTimeoutMilliseconds = 15_000

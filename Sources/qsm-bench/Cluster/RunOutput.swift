@@ -53,6 +53,16 @@ enum RunTable {
         lines.append("heap allocations per message in steady state: sender "
                      + (report.senderAllocationsPerMessage.map { format($0, 3) } ?? "-")
                      + ", receivers at most " + (report.receiverAllocationsPerMessage.map { format($0, 3) } ?? "-"))
+        lines.append("segmentation offload (UDP GSO) at the senders: "
+                     + (report.senderSegmentationOffload
+                        ? "in use, \(format(100 * (report.senderSegmentedShare ?? 0), 0))% of datagrams in segmented sends of "
+                          + "\(format(report.senderDatagramsPerSegmentedSend ?? 0, 1)) on average"
+                        : "not in use")
+                     + "; receive offload (UDP GRO) at the receivers: "
+                     + (report.receiverReceiveOffload
+                        ? "in use, \(format(100 * (report.receiverCoalescedShare ?? 0), 0))% of datagrams arrived coalesced, "
+                          + "\(format(report.receiverDatagramsPerCoalescedReceive ?? 0, 1)) per message on average"
+                        : "not in use"))
         lines.append("protocol memory at its peak: sender held \(format(report.senderHeldMegabytesMaximum, 1)) MB unacknowledged, "
                      + "a receiver cached \(format(report.receiverCachedMegabytesMaximum, 1)) MB at most")
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
@@ -114,6 +124,12 @@ enum RunJSON {
             ("receiver_allocations_per_message_max", optional(report.receiverAllocationsPerMessage)),
             ("receiver_rss_mb_max", number(report.receiverRSSMegabytesMaximum)),
             ("sender_held_mb_max", number(report.senderHeldMegabytesMaximum)),
+            ("segmentation_offload", report.senderSegmentationOffload ? "true" : "false"),
+            ("segmented_share", optional(report.senderSegmentedShare)),
+            ("datagrams_per_segmented_send", optional(report.senderDatagramsPerSegmentedSend)),
+            ("receive_offload", report.receiverReceiveOffload ? "true" : "false"),
+            ("coalesced_share", optional(report.receiverCoalescedShare)),
+            ("datagrams_per_coalesced_receive", optional(report.receiverDatagramsPerCoalescedReceive)),
             ("receiver_cached_mb_max", number(report.receiverCachedMegabytesMaximum)),
             ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
             ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),

@@ -195,6 +195,28 @@ struct RunReport {
     /// unacknowledged (bounded by the window: 4,096 messages or 16 MB by default).
     var receiverCachedMegabytesMaximum: Double { live.map { $0.double("cached_mb") ?? 0 }.max() ?? 0 }
     var senderHeldMegabytesMaximum: Double { senderResults.map { $0.double("held_mb") ?? 0 }.max() ?? 0 }
+    /// Whether every sender used UDP segmentation offload, and the share of the datagrams
+    /// senders handed over that went in segmented sends, and how many each carried.
+    var senderSegmentationOffload: Bool { !senderResults.isEmpty && senderResults.allSatisfy { $0.int("gso") == 1 } }
+    var senderSegmentedShare: Double? {
+        let sent = senderResults.map { $0.int("datagrams_sent") ?? 0 }.reduce(0, +)
+        return sent > 0 ? Double(senderResults.map { $0.int("gso_datagrams") ?? 0 }.reduce(0, +)) / Double(sent) : nil
+    }
+    /// Whether every receiver took coalesced datagrams (UDP GRO), the share of the
+    /// datagrams receivers read that came coalesced, and how many each message held.
+    var receiverReceiveOffload: Bool { !live.isEmpty && live.allSatisfy { $0.int("gro") == 1 } }
+    var receiverCoalescedShare: Double? {
+        let read = live.map { $0.int("datagrams") ?? 0 }.reduce(0, +)
+        return read > 0 ? Double(live.map { $0.int("gro_datagrams") ?? 0 }.reduce(0, +)) / Double(read) : nil
+    }
+    var receiverDatagramsPerCoalescedReceive: Double? {
+        let receives = live.map { $0.int("gro_receives") ?? 0 }.reduce(0, +)
+        return receives > 0 ? Double(live.map { $0.int("gro_datagrams") ?? 0 }.reduce(0, +)) / Double(receives) : nil
+    }
+    var senderDatagramsPerSegmentedSend: Double? {
+        let sends = senderResults.map { $0.int("gso_sends") ?? 0 }.reduce(0, +)
+        return sends > 0 ? Double(senderResults.map { $0.int("gso_datagrams") ?? 0 }.reduce(0, +)) / Double(sends) : nil
+    }
 
     /// Retransmissions per packet a fault dropped (nftables rules or injected loss).
     var retransmissionsPerDroppedPacket: Double? {

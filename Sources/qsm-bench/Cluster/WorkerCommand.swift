@@ -194,6 +194,10 @@ enum WorkerCommand {
             configuration.bundleBytes = bundle
             configuration.eventCoreConfiguration.packetBufferCapacity = max(configuration.eventCoreConfiguration.packetBufferCapacity, bundle)
         }
+        if command.int("gso") == 0 {
+            configuration.eventCoreConfiguration.segmentationOffload = false
+            configuration.eventCoreConfiguration.receiveOffload = false
+        }
         if let secret = command["secret"] { configuration.clusterSecret = hexBytes(secret) } else { configuration.insecure = true }
         configuration.encrypt = command.int("encrypt") == 1
         try configuration.validate()

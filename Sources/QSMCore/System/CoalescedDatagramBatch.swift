@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CQSMLinux
+
+/// Preallocated `recvmmsg` vectors for a socket that receives coalesced datagrams (UDP
+/// generic receive offload, `UDP_GRO`): the kernel may hand over a run of datagrams from
+/// one source as one message of up to 64 KB, with the segment size in a control message;
+/// the caller cuts it back into datagrams. Its buffers are its own (large enough for any
+/// coalesced message, so nothing is ever cut short by the buffer), built once and reused.
+package final class CoalescedDatagramBatch {
+    package let capacity: Int
+    /// Bytes per buffer: the largest message UDP GRO can build (an IPv4 datagram).
+    package static let bufferBytes = 65_536
+
+    private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
+    private let vectors: UnsafeMutablePointer<iovec>
+    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private let controls: UnsafeMutableRawPointer
+    private let storage: UnsafeMutableRawPointer
+
+    /// - Parameter capacity: messages per call, 1...64.
+    package init(capacity: Int) {
+        precondition(capacity > 0 && capacity <= 64, "a coalesced batch holds 1...64 messages")
+        self.capacity = capacity
+        headers = .allocate(capacity: capacity)
+        headers.initialize(repeating: cqsm_mmsghdr(), count: capacity)
+        vectors = .allocate(capacity: capacity)
+        vectors.initialize(repeating: iovec(), count: capacity)
+        addresses = .allocate(capacity: capacity)
+        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        controls = .allocate(byteCount: capacity * Int(CQSM_UDP_GRO_CONTROL_BYTES), alignment: 8)
+        storage = .allocate(byteCount: capacity * Self.bufferBytes, alignment: 64)
+        for index in 0..<capacity {
+            vectors[index].iov_base = storage + index * Self.bufferBytes
+            vectors[index].iov_len = Self.bufferBytes
+            headers[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
+            headers[index].msg_hdr.msg_iov = vectors + index
+            headers[index].msg_hdr.msg_iovlen = 1
+        }
+    }
+
+    deinit {
+        headers.deallocate()
+        vectors.deallocate()
+        addresses.deallocate()
+        controls.deallocate()
+        storage.deallocate()
+    }
+
+    /// Receives up to `count` (at most `capacity`) messages without waiting; `.wouldBlock`
+    /// when none was queued. Entries `0..<n` stay valid until the next call.
+    package func receive(on descriptor: Int32, count: Int) throws(SystemError) -> IOResult<Int> {
+        let count = min(max(count, 1), capacity)
+        for index in 0..<count {
+            headers[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            headers[index].msg_hdr.msg_control = controls + index * Int(CQSM_UDP_GRO_CONTROL_BYTES)
+            headers[index].msg_hdr.msg_controllen = Int(CQSM_UDP_GRO_CONTROL_BYTES)
+            headers[index].msg_hdr.msg_flags = 0
+            headers[index].msg_len = 0
+        }
+        switch try nonBlockingCall("recvmmsg(UDP_GRO)", { cqsm_recvmmsg(descriptor, headers, UInt32(count), Int32(MSG_DONTWAIT)) }) {
+        case .wouldBlock: return .wouldBlock
+        case .completed(let received): return .completed(Int(received))
+        }
+    }
+
+    /// The bytes of message `index` (one datagram, or several of `segmentBytes(at:)` each,
+    /// the last possibly shorter).
+    package func bytes(at index: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: storage + index * Self.bufferBytes, count: Int(headers[index].msg_len))
+    }
+
+    /// The size of the datagrams message `index` coalesces; its whole length when the
+    /// kernel did not coalesce it.
+    package func segmentBytes(at index: Int) -> Int {
+        // The msghdr is the first member of the mmsghdr.
+        let size = Int(cqsm_udp_gro_segment_bytes(UnsafeRawPointer(headers + index).assumingMemoryBound(to: msghdr.self)))
+        return size > 0 ? size : Int(headers[index].msg_len)
+    }
+
+    package func address(at index: Int) -> QSMSocketAddress { QSMSocketAddress(addresses[index]) }
+
+    /// Whether message `index` was cut short (it cannot be, at 64 KB; checked anyway).
+    package func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
+}
