@@ -40,6 +40,14 @@ struct ClusterRun {
                 report.rawBundledBlocking = try bundled.run(mode: .blocking)
                 report.rawBundledPolling = try bundled.run(mode: .polling)
             }
+            if options.segmentationOffload {
+                // And the engine's offloads: runs of those datagrams as segmented sends,
+                // taken coalesced.
+                var offloaded = RawLimitSearch(sender: senders[0], receivers: cluster.receivers, size: packing.datagramBytes,
+                                               messagesPerDatagram: packing.messages, group: Self.rawGroup,
+                                               trialSeconds: options.rawTrialSeconds, log: log)
+                report.rawOffload = try offloaded.run(mode: .offload)
+            }
         }
 
         // The engine: receivers join every group, senders wait until all are in.

@@ -15,6 +15,10 @@ enum RawReceiveMode: String, CaseIterable, Sendable {
     /// Non-blocking recvmmsg with a spin, yield, sleep backoff when nothing is there:
     /// no wake-up per packet while traffic flows.
     case polling
+    /// As `polling`, on a socket that takes coalesced datagrams (UDP GRO), from a sender
+    /// that hands the kernel runs of datagrams as one segmented send (UDP GSO): the
+    /// engine's own techniques, where the kernel has them.
+    case offload
 }
 
 /// A receiving thread for raw trials. Counts are read from another thread.
@@ -33,8 +37,11 @@ final class RawReceiver: Sendable {
         _ = try socket.bind(to: group)
         try socket.joinMulticastGroup(group.address, interface: interface)
         if mode == .blocking { try socket.setBlockingReceive(timeout: .milliseconds(50)) }
+        let coalescing = mode == .offload && socket.enableReceiveOffload()
         let box = CoreConfinedSocket(socket)
-        let started = try SystemThread(name: "raw-receive") { [self] in receive(on: box.socket) }
+        let started = try SystemThread(name: "raw-receive") { [self] in
+            if coalescing { receiveCoalesced(on: box.socket) } else { receive(on: box.socket) }
+        }
         thread.withLock { $0 = started }
     }
 
@@ -66,17 +73,52 @@ final class RawReceiver: Sendable {
             }
             idle = 0
             for index in 0..<count where batch.length(at: index) >= 8 {
-                let bytes = pool.bytes(of: batch.buffer(at: index))
-                let packetTrial = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
-                let current = trial.load(ordering: .relaxed)
-                if packetTrial == current {
-                    received.add(1, ordering: .relaxed)
-                } else if packetTrial > current {
-                    received.store(1, ordering: .relaxed)
-                    trial.store(packetTrial, ordering: .releasing)
-                }
+                self.count(UnsafeRawBufferPointer(pool.bytes(of: batch.buffer(at: index))))
             }
             batch.releaseAll()
+        }
+    }
+
+    /// `receive` for a socket that takes coalesced datagrams: each datagram of a
+    /// coalesced message is counted (every one starts with its trial number).
+    private func receiveCoalesced(on socket: UDPSocket) {
+        let batch = CoalescedDatagramBatch(capacity: 16)
+        var idle = 0
+        while !stopping.load(ordering: .relaxed) {
+            let result: IOResult<Int>
+            do {
+                result = try batch.receive(on: socket.descriptor, count: batch.capacity)
+            } catch {
+                benchLog("raw receiver: \(error)")
+                return
+            }
+            guard case .completed(let count) = result, count > 0 else {
+                Self.backOff(&idle)
+                continue
+            }
+            idle = 0
+            for index in 0..<count {
+                let bytes = batch.bytes(at: index)
+                let segment = max(1, batch.segmentBytes(at: index))
+                var offset = 0
+                while offset < bytes.count {
+                    let length = min(segment, bytes.count - offset)
+                    if length >= 8 { self.count(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])) }
+                    offset += length
+                }
+            }
+        }
+    }
+
+    /// Counts one datagram of the current trial (a later trial starts the count again).
+    private func count(_ datagram: UnsafeRawBufferPointer) {
+        let packetTrial = Int(UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+        let current = trial.load(ordering: .relaxed)
+        if packetTrial == current {
+            received.add(1, ordering: .relaxed)
+        } else if packetTrial > current {
+            received.store(1, ordering: .relaxed)
+            trial.store(packetTrial, ordering: .releasing)
         }
     }
 
@@ -118,8 +160,10 @@ final class RawSender {
         batch = DatagramBatch(capacity: batchSize, pool: pool)
     }
 
-    /// Returns the seconds the trial took to send.
-    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress) throws -> Double {
+    /// Returns the seconds the trial took to send. With `segmenting`, runs of the batch
+    /// go as segmented sends (UDP GSO) where the kernel has them.
+    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress, segmenting: Bool = false) throws -> Double {
+        batch.segmentsSends = segmenting && socket.supportsSegmentationOffload
         let start = MonotonicClock.now()
         var sent = 0
         while sent < count {

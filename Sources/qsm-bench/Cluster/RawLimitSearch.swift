@@ -21,6 +21,8 @@ struct RawLimitSearch {
     let receiveBufferBytes = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 1)).receiveBufferBytes
     let log: (String) -> Void
     private var nextTrial = 1
+    /// The receivers' mode of the search under way (`.offload` also segments the sends).
+    private var mode = RawReceiveMode.blocking
 
     init(sender: WorkerProcess, receivers: [WorkerProcess], size: Int, messagesPerDatagram: Int = 1, group: QSMSocketAddress,
          trialSeconds: Double, log: @escaping (String) -> Void) {
@@ -36,6 +38,7 @@ struct RawLimitSearch {
     /// The lossless rate in messages per second for receivers in `mode` (the search
     /// itself is in datagrams per second).
     mutating func run(mode: RawReceiveMode) throws -> Double {
+        self.mode = mode
         for receiver in receivers {
             try receiver.send(WorkerLine("raw-open", [("mode", mode.rawValue), ("group", group),
                                                      ("interface", receiver.interface), ("size", size), ("buffer", receiveBufferBytes)]))
@@ -92,7 +95,8 @@ struct RawLimitSearch {
         nextTrial += 1
         let count = max(1000, Int(rate * seconds))
         try sender.send(WorkerLine("raw-blast", [("trial", trial), ("count", count), ("rate", rate), ("size", size),
-                                                 ("group", group), ("interface", sender.interface)]))
+                                                 ("group", group), ("interface", sender.interface),
+                                                 ("gso", mode == .offload ? 1 : 0)]))
         let blasted = try sender.expect("raw-blasted", within: 60)
         let achieved = Double(count) / max(1e-6, blasted.double("seconds") ?? 1)
         // Let the receivers drain their sockets: done when all have everything, or when

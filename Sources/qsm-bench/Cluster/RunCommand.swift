@@ -17,7 +17,10 @@ enum RunCommand {
              same message size and socket buffers, searched for the highest paced rate
              at which no receiver loses anything (confirmed by a trial four times as
              long), once with receivers blocking in recvmmsg and once with receivers
-             polling with a spin/yield/sleep backoff; the better one counts;
+             polling with a spin/yield/sleep backoff; then with datagrams packed as the
+             engine packs its bundles (when more than one message fits), and with the
+             engine's offloads (segmented sends, coalesced receives: UDP GSO/GRO, where
+             the kernel has them); the best of them counts;
           2. the engine: every receiver joins every group, the senders publish to the
              groups round robin, and each receiver checks every delivery (every message,
              FIFO per sender and group, none twice, payload intact).
@@ -88,8 +91,8 @@ enum RunCommand {
                                MTU; 0: one packet per datagram; up to 65507 on loopback)
           --no-gso             nodes neither hand runs of datagrams to the kernel as one
                                segmented send (UDP GSO) nor take coalesced ones (UDP
-                               GRO); both are used by default where the kernel offers
-                               them
+                               GRO), and the raw search leaves them out too; both are
+                               used by default where the kernel offers them
           --no-raw             skip the raw-limit search (no ratio is reported)
           --raw-trial-seconds S  length of one raw trial (default 0.5)
           --drain-seconds S    after sending, how long to wait for receivers to have

@@ -26,6 +26,9 @@ enum RunTable {
         if let raw = report.rawBundledPolling {
             table.add("raw, \(report.rawMessagesPerDatagram) per datagram, polling", formatRate(raw), format(raw * size / 1e6, 1), "")
         }
+        if let raw = report.rawOffload {
+            table.add("raw, \(report.rawMessagesPerDatagram) per datagram, GSO/GRO", formatRate(raw), format(raw * size / 1e6, 1), "")
+        }
         let rate = report.messagesPerSecondMinimum
         table.add("QSM, slowest receiver", formatRate(rate), format(rate * size / 1e6, 1),
                   report.rawLossless.map { formatRatio(rate / $0) } ?? "-")
@@ -112,6 +115,7 @@ enum RunJSON {
             ("raw_polling_msgs_per_sec", optional(report.rawPolling)),
             ("raw_one_per_datagram_msgs_per_sec", optional(report.rawOnePerDatagram)),
             ("raw_bundled_msgs_per_sec", optional(report.rawBundled)),
+            ("raw_offload_msgs_per_sec", optional(report.rawOffload)),
             ("raw_messages_per_datagram", "\(report.rawMessagesPerDatagram)"),
             ("raw_lossless_msgs_per_sec", optional(report.rawLossless)),
             ("ratio_to_raw", optional(report.rawLossless.map { rate / $0 })),
