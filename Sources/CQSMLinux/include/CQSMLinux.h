@@ -107,8 +107,15 @@ void cqsm_sha256_blocks_sha_extensions(uint32_t *state, const uint8_t *data, siz
 /// 1 if this CPU has the AES and carry-less multiply instructions (and SSSE3/SSE4.1),
 /// which the AES-128-GCM functions below need (aes_gcm_x86.c).
 int cqsm_cpu_has_aes_gcm(void);
-/// Expands a 16-byte key into a 240-byte context (round keys and hash-key powers).
+/// 1 if this CPU can also hash sixteen blocks at a time (VPCLMULQDQ with AVX-512, and
+/// the OS saves that state).
+int cqsm_cpu_has_wide_ghash(void);
+/// Expands a 16-byte key into a 512-byte context (round keys and hash-key powers); the
+/// wide hash is used where the CPU has it.
 void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key);
+/// Turns the wide hash of an initialized context off (0) or back on (1, only where the
+/// CPU has it): for tests that compare both paths.
+void cqsm_aes128_gcm_set_wide(uint8_t *context, int enabled);
 /// Encrypts `length` bytes (`ciphertext` may equal `plaintext`) under a 12-byte nonce,
 /// authenticating `aad` too, and writes the 16-byte tag.
 void cqsm_aes128_gcm_seal(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,

@@ -49,7 +49,7 @@ package final class AESGCM: @unchecked Sendable {
     package static let nonceBytes = 12
     package static let tagBytes = 16
     /// Bytes of an expanded key, whatever the backend.
-    package static let contextBytes = 240
+    package static let contextBytes = 512
 
     package let backend: Backend
     private let context: UnsafeMutablePointer<UInt8>
