@@ -43,7 +43,8 @@ struct BenchCommandTests {
         "latency_us_p99", "sender_cpu_s", "receivers_cpu_s", "sender_rss_mb", "receiver_rss_mb_max", "token_rtt_ms",
         "ack_latency_ms", "retransmissions", "raw_one_per_datagram_msgs_per_sec", "raw_bundled_msgs_per_sec",
         "raw_messages_per_datagram", "sender_allocations_per_message", "receiver_allocations_per_message_max",
-        "raw_offload_msgs_per_sec", "segmentation_offload", "receive_offload",
+        "raw_offload_msgs_per_sec", "segmentation_offload", "receive_offload", "cpu_us_per_delivered_message",
+        "raw_cpu_us_per_delivered_message",
     ]
 
     /// `--version` works on both tools, alone and after any subcommand, and exits 0.
@@ -76,6 +77,9 @@ struct BenchCommandTests {
         let rate = try #require(result["msgs_per_sec_min"] as? Double)
         let ratio = try #require(result["ratio_to_raw"] as? Double)
         #expect(abs(ratio - rate / raw) < 0.01)
+        // CPU per delivered message, of the engine and of the raw limit's confirming trial.
+        #expect((result["cpu_us_per_delivered_message"] as? Double ?? 0) > 0)
+        #expect((result["raw_cpu_us_per_delivered_message"] as? Double ?? 0) > 0)
     }
 
     /// With small messages the raw baseline packs datagrams as the engine's bundles do

@@ -26,7 +26,9 @@ struct ClusterRun {
             var search = RawLimitSearch(sender: senders[0], receivers: cluster.receivers, size: options.size, group: Self.rawGroup,
                                         trialSeconds: options.rawTrialSeconds, log: log)
             report.rawBlocking = try search.run(mode: .blocking)
+            report.noteRawCPU(rate: report.rawBlocking, cpu: search.cpuPerDeliveredMessage)
             report.rawPolling = try search.run(mode: .polling)
+            report.noteRawCPU(rate: report.rawPolling, cpu: search.cpuPerDeliveredMessage)
             // The same technique as the engine: as many messages per datagram as its
             // bundles carry (with 1000-byte messages in 1,472-byte bundles, one: the
             // plain search above is that baseline already).
@@ -38,7 +40,9 @@ struct ClusterRun {
                                              messagesPerDatagram: packing.messages, group: Self.rawGroup,
                                              trialSeconds: options.rawTrialSeconds, log: log)
                 report.rawBundledBlocking = try bundled.run(mode: .blocking)
+                report.noteRawCPU(rate: report.rawBundledBlocking, cpu: bundled.cpuPerDeliveredMessage)
                 report.rawBundledPolling = try bundled.run(mode: .polling)
+                report.noteRawCPU(rate: report.rawBundledPolling, cpu: bundled.cpuPerDeliveredMessage)
             }
             if options.segmentationOffload {
                 // And the engine's offloads: runs of those datagrams as segmented sends,
@@ -47,6 +51,7 @@ struct ClusterRun {
                                                messagesPerDatagram: packing.messages, group: Self.rawGroup,
                                                trialSeconds: options.rawTrialSeconds, log: log)
                 report.rawOffload = try offloaded.run(mode: .offload)
+                report.noteRawCPU(rate: report.rawOffload, cpu: offloaded.cpuPerDeliveredMessage)
             }
         }
 

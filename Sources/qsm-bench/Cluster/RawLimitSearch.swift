@@ -74,9 +74,15 @@ struct RawLimitSearch {
         }
         // A short trial can pass on the strength of the socket buffers alone (they absorb
         // thousands of datagrams): the answer must hold for a trial four times as long.
+        // Its CPU (sender and receivers, user and system) per delivered message is what
+        // the engine's is compared with.
+        cpuPerDeliveredMessage = nil
         for _ in 0..<5 where lossless > 0 {
-            let outcome = try trial(rate: lossless, seconds: 4 * trialSeconds)
+            let outcome = try trial(rate: lossless, seconds: 4 * trialSeconds, measuringCPU: true)
             if outcome.lossless {
+                if let cpu = outcome.cpuSeconds {
+                    cpuPerDeliveredMessage = cpu / Double(outcome.count * receivers.count * messagesPerDatagram)
+                }
                 // What the sender really reached, if it fell short of the pace.
                 lossless = min(lossless, outcome.achieved)
                 break
@@ -90,10 +96,26 @@ struct RawLimitSearch {
         return messages
     }
 
-    private mutating func trial(rate: Double, seconds: Double) throws -> (lossless: Bool, achieved: Double) {
+    /// The CPU seconds, per message delivered at each receiver, that the last run's
+    /// confirming trial took in the sender and receiver processes together.
+    private(set) var cpuPerDeliveredMessage: Double?
+
+    /// The summed CPU seconds of the sender and receiver processes.
+    private func processesCPU() throws -> Double {
+        var total = 0.0
+        for worker in [sender] + receivers {
+            try worker.send(WorkerLine("raw-cpu"))
+            total += try worker.expect("raw-cpu", within: 10).double("cpu_s") ?? 0
+        }
+        return total
+    }
+
+    private mutating func trial(rate: Double, seconds: Double,
+                                measuringCPU: Bool = false) throws -> (lossless: Bool, achieved: Double, count: Int, cpuSeconds: Double?) {
         let trial = nextTrial
         nextTrial += 1
         let count = max(1000, Int(rate * seconds))
+        let cpuBefore = measuringCPU ? try processesCPU() : 0
         try sender.send(WorkerLine("raw-blast", [("trial", trial), ("count", count), ("rate", rate), ("size", size),
                                                  ("group", group), ("interface", sender.interface),
                                                  ("gso", mode == .offload ? 1 : 0)]))
@@ -119,10 +141,11 @@ struct RawLimitSearch {
             }
             WorkerProcess.waitForOutput([], milliseconds: 10)
         }
+        let cpuSeconds = measuringCPU ? try processesCPU() - cpuBefore : nil
         let received = counts.min() ?? 0
         let lossless = received >= count
         log("  raw trial \(Int(rate)) datagrams/s (sent at \(Int(achieved))): "
             + (lossless ? "lossless" : "lost \(count - received) of \(count) at the worst receiver"))
-        return (lossless, achieved)
+        return (lossless, achieved, count, cpuSeconds)
     }
 }

@@ -53,6 +53,9 @@ enum RunTable {
                       : "senders: \(format(report.senderCPUSeconds, 2)) s CPU in all, peak RSS ")
                      + "\(format(report.senderRSSMegabytes, 1)) MB; "
                      + "receivers: \(format(report.receiversCPUSeconds, 2)) s CPU in all, peak RSS \(format(report.receiverRSSMegabytesMaximum, 1)) MB at most")
+        lines.append("CPU per delivered message (senders and receivers together): "
+                     + (report.cpuPerDeliveredMessage.map { format($0 * 1e6, 2) + " us" } ?? "-")
+                     + (report.rawCPUPerDeliveredMessage.map { ", the raw limit's " + format($0 * 1e6, 2) + " us" } ?? ""))
         lines.append("heap allocations per message in steady state: sender "
                      + (report.senderAllocationsPerMessage.map { format($0, 3) } ?? "-")
                      + ", receivers at most " + (report.receiverAllocationsPerMessage.map { format($0, 3) } ?? "-"))
@@ -116,6 +119,8 @@ enum RunJSON {
             ("raw_one_per_datagram_msgs_per_sec", optional(report.rawOnePerDatagram)),
             ("raw_bundled_msgs_per_sec", optional(report.rawBundled)),
             ("raw_offload_msgs_per_sec", optional(report.rawOffload)),
+            ("cpu_us_per_delivered_message", optional(report.cpuPerDeliveredMessage.map { $0 * 1e6 })),
+            ("raw_cpu_us_per_delivered_message", optional(report.rawCPUPerDeliveredMessage.map { $0 * 1e6 })),
             ("raw_messages_per_datagram", "\(report.rawMessagesPerDatagram)"),
             ("raw_lossless_msgs_per_sec", optional(report.rawLossless)),
             ("ratio_to_raw", optional(report.rawLossless.map { rate / $0 })),

@@ -14,6 +14,17 @@ struct RunReport {
     /// receives), where the kernel has them, in messages per second.
     var rawOffload: Double?
     var rawMessagesPerDatagram = 1
+    /// CPU seconds per delivered message of the raw search that gave `rawLossless`
+    /// (sender and receivers together, over its confirming trial).
+    var rawCPUPerDeliveredMessage: Double?
+    private var rawCPUOfRate: Double?
+
+    /// Keeps the CPU figure of the fastest raw search so far.
+    mutating func noteRawCPU(rate: Double?, cpu: Double?) {
+        guard let rate, rate >= (rawCPUOfRate ?? 0) else { return }
+        rawCPUOfRate = rate
+        rawCPUPerDeliveredMessage = cpu
+    }
     var startNanoseconds: Int64 = 0
     var sentBySender: [Int] = []
     var sendSeconds = 0.0
@@ -173,6 +184,12 @@ struct RunReport {
 
     var senderCPUSeconds: Double { senderResults.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
     var receiversCPUSeconds: Double { live.map { $0.double("cpu_s") ?? 0 }.reduce(0, +) }
+    /// The engine's CPU seconds (senders and receivers together, the whole run) per
+    /// message delivered at a receiver.
+    var cpuPerDeliveredMessage: Double? {
+        let delivered = sent * live.count
+        return delivered > 0 ? (senderCPUSeconds + receiversCPUSeconds) / Double(delivered) : nil
+    }
     /// Heap allocations per message in steady state, at the sender that allocated most
     /// per message sent, and at the receiver that allocated most per message delivered.
     var senderAllocationsPerMessage: Double? { Self.steadyAllocations(senderAllocations) }

@@ -101,6 +101,8 @@ enum WorkerCommand {
             case "raw-count":
                 let trial = command.int("trial") ?? -1
                 say(WorkerLine("raw-count", [("trial", trial), ("count", rawReceiver?.count(of: trial) ?? 0)]))
+            case "raw-cpu":
+                say(WorkerLine("raw-cpu", [("cpu_s", ProcessMetrics.cpuSeconds)]))
             case "raw-close":
                 rawReceiver?.stop()
                 rawReceiver = nil
