@@ -279,12 +279,24 @@ struct RunReport {
         guard let lastTime = series.last?.time else { return [] }
         var result: [(Double, Double)] = []
         var index = 0
-        var previousCount = 0
+        var previousCount = 0.0
         var edge = Double(startNanoseconds) + step * 1e9
         while edge <= Double(lastTime) + step * 1e9 {
+            // The count at the edge, interpolated between the samples around it (a sample
+            // comes every 100 ms, a little after the edge it belongs to: the last sample
+            // before the edge would put up to 100 ms of one bin's messages in the next,
+            // and make the first bin look half as fast as it was).
             while index < series.count, Double(series[index].time) <= edge { index += 1 }
-            let count = index > 0 ? series[index - 1].count : 0
-            result.append(((edge - Double(startNanoseconds)) / 1e9, Double(count - previousCount) / step))
+            let before = index > 0 ? series[index - 1] : (time: startNanoseconds, count: 0)
+            let count: Double
+            if index < series.count, series[index].time > before.time {
+                let after = series[index]
+                let fraction = (edge - Double(before.time)) / Double(after.time - before.time)
+                count = Double(before.count) + fraction * Double(after.count - before.count)
+            } else {
+                count = Double(before.count)
+            }
+            result.append(((edge - Double(startNanoseconds)) / 1e9, (count - previousCount) / step))
             previousCount = count
             edge += step * 1e9
         }
