@@ -10,6 +10,7 @@ import Synchronization
 struct NodeFlags {
     static let valued: Set<String> = ["--gms", "--group", "--interface", "--port", "--id", "--ttl", "--timeout-seconds", "--timeout",
                                       "--secret-file", "--metrics-listen", "--bundle-bytes"]
+    static let switches: Set<String> = ["-h", "--help", "--insecure", "--encrypt", "--no-offload"]
     static let help = """
           --gms HOST:PORT          the membership service (HOST: an IPv4 address or a name)
           --group NAME             the group
@@ -24,6 +25,10 @@ struct NodeFlags {
                                    messages) share a datagram of up to N bytes; 0: each
                                    alone (default 1472: an Ethernet MTU without IP
                                    fragmentation; on loopback or jumbo frames up to 65507)
+          --no-offload             neither hand runs of datagrams to the kernel as one
+                                   segmented send (UDP GSO) nor take coalesced ones (UDP
+                                   GRO); by default both are used where the kernel offers
+                                   them ('gso' and 'gro' in the statistics say which are)
           --secret-file PATH       the cluster secret (at least 16 bytes; a trailing newline
                                    is ignored; make one with 'qsm-node secret new PATH'):
                                    every datagram is authenticated (AES-128-GMAC, a key per
@@ -78,6 +83,10 @@ struct NodeFlags {
             throw ConfigurationError("--secret-file and --insecure exclude each other")
         }
         configuration.encrypt = flags.has("--encrypt")
+        if flags.has("--no-offload") {
+            configuration.eventCoreConfiguration.segmentationOffload = false
+            configuration.eventCoreConfiguration.receiveOffload = false
+        }
         if configuration.encrypt, configuration.clusterSecret == nil {
             throw ConfigurationError("--encrypt needs --secret-file: the keys are derived from the cluster secret")
         }
@@ -160,7 +169,7 @@ enum PublishCommand {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, waitMembers: Int
         let metricsListen: QSMSocketAddress?, format: MessageFormat
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members", "--format"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--wait-members", "--format"]), switches: NodeFlags.switches)
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             waitMembers = try flags.integer("--wait-members", in: 0...1_000_000, default: 0)
@@ -243,7 +252,7 @@ enum SubscribeCommand {
         let configuration: QSMNodeConfiguration, group: GroupName, timeout: Double, count: Int
         let metricsListen: QSMSocketAddress?, format: MessageFormat
         do throws(ConfigurationError) {
-            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count", "--format"]), switches: ["-h", "--help", "--insecure", "--encrypt"])
+            let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--count", "--format"]), switches: NodeFlags.switches)
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             (configuration, group, timeout) = try NodeFlags.configuration(flags)
             count = try flags.integer("--count", in: 0...Int.max, default: 0)
@@ -301,7 +310,7 @@ enum RunCommand {
         let metricsListen: QSMSocketAddress?
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: NodeFlags.valued.union(["--groups", "--stats-seconds", "--stats-interval"]),
-                                             switches: ["-h", "--help", "--insecure", "--encrypt"])
+                                             switches: NodeFlags.switches)
             if flags.has("-h") || flags.has("--help") { print(usage); exit(0) }
             configuration = try NodeFlags.node(flags)
             groups = try MemberCommand.names(flags.all("--group") + flags.all("--groups"), flag: "--group")

@@ -70,7 +70,7 @@ struct ObservabilityProcessTests {
             }
             guard let gmsAddress, let gmsMetrics = Self.metricsAddress(in: gmsLines) else { return "the GMS did not start: \(gmsLines)" }
             let subscriber = try GMSAuthenticationProcessTests.shell(
-                "\(environment) \(node) subscribe --insecure --gms \(gmsAddress) --group '\(group)' --id 4101 --metrics-listen 127.0.0.1:0")
+                "\(environment) \(node) subscribe --insecure --gms \(gmsAddress) --group '\(group)' --id 4101 --metrics-listen 127.0.0.1:0 --no-offload")
             defer { subscriber.signal(SIGTERM) }
             let publisher = try ChildProcess(executable: node, arguments: [
                 "publish", "--insecure", "--gms", gmsAddress, "--group", group, "--id", "4102", "--wait-members", "1"])
@@ -99,6 +99,9 @@ struct ObservabilityProcessTests {
                 #"qsm_sender_last_sequence{"group": "obs \"quoted\" \\ group", "sender": "4102"} "# + "\(count)",
                 "qsm_node_registered{} 1",
                 #"qsm_dropped_datagrams_total{"reason": "unauthenticated"} 0"#,
+                // Offloads are on by default where the kernel has them; --no-offload says
+                // off, whatever the kernel.
+                "qsm_segmentation_offload{} 0", "qsm_receive_offload{} 0", "qsm_coalesced_datagrams_total{} 0",
             ]
             for sample in expected where !samples.contains(sample) {
                 return "/metrics lacks \(sample): \(samples.filter { $0.contains("group") })"
