@@ -154,9 +154,9 @@ package final class NodeMachine {
         admitPending()
     }
 
-    /// The last group published to by name, and the last delivered by id (the first
-    /// reset when the views change; an id's name never changes): messages of one group
-    /// in a row cost no hashing.
+    /// The last group published to by name, and the last delivered by id (both reset
+    /// when views are installed: a restarted GMS numbers groups afresh): messages of one
+    /// group in a row cost no hashing.
     @exclusivity(unchecked) private var lastPublished: (name: GroupName, id: GroupID)?
     @exclusivity(unchecked) private var lastDelivered: (id: GroupID, name: GroupName)?
 
@@ -504,6 +504,8 @@ package final class NodeMachine {
         for region in regions.values { if let address = region.address { regionAddresses[region.id] = address } }
         groupIDs = [:]
         lastPublished = nil
+        // A restarted GMS may give an id another group's name: the memo goes with views.
+        lastDelivered = nil
         for group in groups.values {
             groupIDs[group.name] = group.id
             groupNames[group.id] = group.name

@@ -355,8 +355,19 @@ extension ProtocolNode {
         // in both. Per sender and group, sequence numbers rise: anything not above the
         // last delivered is such a second copy.
         let key = DeliveryKey(sender: packet.sender, group: packet.group)
-        if deliveryRun?.key != key { settleDeliveryRun(); deliveryRun = (key, lastDelivered[key] ?? 0) }
-        guard Self.advance(&deliveryRun!.last, to: packet.groupSequence) else {
+        let counter: DeliveryCounter
+        if let run = deliveryRun, run.key == key {
+            counter = run.counter
+        } else if let known = lastDelivered[key] {
+            counter = known
+            deliveryRun = (key, known)
+        } else {
+            // Once per sender and group (a box, not an allocation per message).
+            counter = DeliveryCounter()
+            lastDelivered[key] = counter
+            deliveryRun = (key, counter)
+        }
+        guard Self.advance(&counter.last, to: packet.groupSequence) else {
             statistics.secondCopiesDropped += 1
             return
         }
@@ -374,15 +385,7 @@ extension ProtocolNode {
         arrivals[run.region, default: Arrivals()].add(packets: run.arrivals.packets, bytes: run.arrivals.bytes)
     }
 
-    /// Writes the run of deliveries of one sender and group to `lastDelivered`.
-    func settleDeliveryRun() {
-        guard let run = deliveryRun else { return }
-        deliveryRun = nil
-        lastDelivered[run.key] = run.last
-    }
-
-    /// Raises `last` to `sequence` if it is higher (one dictionary access, in place);
-    /// false if it is not.
+    /// Raises `last` to `sequence` if it is higher; false if it is not.
     @inline(__always)
     static func advance(_ last: inout UInt64, to sequence: UInt64) -> Bool {
         guard sequence > last else { return false }
@@ -413,4 +416,9 @@ extension ProtocolNode {
 
     /// Whether a delivery is waiting.
     package var hasDelivery: Bool { deliveryCursor < deliveries.count }
+}
+
+/// The last group sequence number delivered of one sender and group.
+final class DeliveryCounter {
+    @exclusivity(unchecked) var last: UInt64 = 0
 }

@@ -42,9 +42,9 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var lastStream: (key: StreamKey, stream: ReceiveStream)?
     /// The same for a region's installed view number (forgotten when views are installed).
     @exclusivity(unchecked) var lastRegionView: (region: RegionID, view: UInt64)?
-    /// Deliveries of one sender and group in a row: the last sequence delivered, written
-    /// to `lastDelivered` when another sender or group comes.
-    @exclusivity(unchecked) var deliveryRun: (key: DeliveryKey, last: UInt64)?
+    /// The sender and group of the last delivery, and their counter: deliveries of one
+    /// sender and group in a row raise it without a lookup.
+    @exclusivity(unchecked) var deliveryRun: (key: DeliveryKey, counter: DeliveryCounter)?
     /// Packets and bytes arriving in one region in a row, added to `arrivals` when
     /// another region's come or the counts are read.
     @exclusivity(unchecked) var arrivalRun: (region: RegionID, arrivals: Arrivals)?
@@ -53,8 +53,9 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var unknownPackets = RingBuffer<[UInt8]>(initialCapacity: 16)
     @exclusivity(unchecked) var deliveries: [ProtocolDelivery] = []
     @exclusivity(unchecked) var deliveryCursor = 0
-    /// Per sender and group, the last sequence number delivered.
-    @exclusivity(unchecked) var lastDelivered: [DeliveryKey: UInt64] = [:]
+    /// Per sender and group, the last sequence number delivered, in a box raised in
+    /// place: a delivery of another sender or group than the last costs one lookup.
+    @exclusivity(unchecked) var lastDelivered: [DeliveryKey: DeliveryCounter] = [:]
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0
