@@ -161,3 +161,38 @@ struct SegmentationOffloadTests {
         }
     }
 }
+
+extension SegmentationOffloadTests {
+    /// A kernel that refuses a segmented send (here: Linux refuses it on a socket without
+    /// UDP checksums, SO_NO_CHECK) turns segmentation off for that batch, counted, and the
+    /// same datagrams go plain: none lost, none twice.
+    @Test func aRefusedSegmentedSendFallsBackToPlainSends() throws {
+        let outcome = try NetworkNamespace.runIsolated { () throws -> (Bool, Bool, Int, [[UInt8]], [[UInt8]]) in
+            let (receiver, address) = try loopbackSocket()
+            _ = try receiver.setReceiveBufferSize(8 << 20)
+            let (sender, _) = try loopbackSocket()
+            let supported = sender.supportsSegmentationOffload
+            var noChecksum: Int32 = 1
+            guard setsockopt(sender.descriptor, SOL_SOCKET, 11 /* SO_NO_CHECK */, &noChecksum, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                throw SystemError(call: "setsockopt(SO_NO_CHECK)", errno: errno)
+            }
+            let pool = PacketBufferPool(bufferCount: 64, bufferCapacity: 2048)
+            let batch = DatagramBatch(capacity: 32, pool: pool)
+            batch.segmentsSends = supported
+            let datagrams = (0..<20).map { index in (0..<500).map { UInt8(truncatingIfNeeded: index &* 7 &+ $0) } }
+            for bytes in datagrams {
+                let buffer = pool.acquire()!
+                pool.bytes(of: buffer).copyBytes(from: bytes)
+                batch.append(buffer, length: bytes.count, to: address)
+            }
+            while !batch.isEmpty { _ = try batch.send(on: sender) }
+            return (supported, batch.segmentsSends, batch.segmentationFallbacks, try Self.readAll(receiver), datagrams)
+        }
+        let (supported, stillSegmenting, fallbacks, received, expected) = outcome
+        #expect(received == expected)
+        if supported {
+            #expect(!stillSegmenting)
+            #expect(fallbacks == 1)
+        }
+    }
+}
