@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A reference to one buffer of a `PacketBufferPool`.
 package struct PacketBuffer: Hashable, Sendable {
     package let index: Int32
@@ -22,6 +26,8 @@ package final class PacketBufferPool {
     @exclusivity(unchecked) package private(set) var invalidReleaseCount = 0
 
     private let storage: UnsafeMutableRawPointer
+    /// The allocation `storage` is carved from (64-byte aligned within it).
+    private let allocation: UnsafeMutableRawPointer
     private let freeStack: UnsafeMutablePointer<Int32>
     private let taken: UnsafeMutablePointer<Bool>
     @exclusivity(unchecked) private var freeCount: Int
@@ -35,10 +41,17 @@ package final class PacketBufferPool {
         self.bufferCount = bufferCount
         self.bufferCapacity = bufferCapacity
         let stride = (bufferCapacity + 63) & ~63
-        storage = .allocate(byteCount: stride * bufferCount, alignment: 64)
-        // Zeroed once, so a datagram that is sent without every byte written carries
-        // zeros or an earlier packet's bytes, never uninitialized memory.
-        storage.initializeMemory(as: UInt8.self, repeating: 0, count: stride * bufferCount)
+        // Zeroed memory, so a datagram that is sent without every byte written carries
+        // zeros or an earlier packet's bytes, never uninitialized memory. From calloc: a
+        // block this large is fresh anonymous memory that the kernel zero-fills page by
+        // page as it is first touched, so a node pays resident memory only for the
+        // buffers it has used (a sender keeps to a few hundred of 2,048), not for the
+        // whole pool up front.
+        guard let zeroed = calloc(stride * bufferCount + 64, 1) else {
+            preconditionFailure("cannot allocate \(stride * bufferCount) bytes of packet buffers")
+        }
+        allocation = zeroed
+        storage = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: zeroed) + 63) & ~63)!
         freeStack = .allocate(capacity: bufferCount)
         taken = .allocate(capacity: bufferCount)
         taken.initialize(repeating: false, count: bufferCount)
@@ -52,7 +65,7 @@ package final class PacketBufferPool {
     private let stride: Int
 
     deinit {
-        storage.deallocate()
+        free(allocation)
         freeStack.deallocate()
         taken.deallocate()
     }
