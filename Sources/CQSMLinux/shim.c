@@ -28,12 +28,11 @@ _Static_assert(CQSM_EPOLL_CTL_ADD == EPOLL_CTL_ADD && CQSM_EPOLL_CTL_DEL == EPOL
                CQSM_EPOLL_CTL_MOD == EPOLL_CTL_MOD, "epoll ops");
 _Static_assert(CQSM_MSG_TRUNC == MSG_TRUNC, "MSG_TRUNC");
 _Static_assert(CQSM_IP_MULTICAST_ALL == IP_MULTICAST_ALL, "IP_MULTICAST_ALL");
+#include <netinet/udp.h>
+_Static_assert(CQSM_UDP_SEGMENT == UDP_SEGMENT && CQSM_UDP_GRO == UDP_GRO, "UDP offload options");
 
 _Static_assert(CQSM_UDP_SEGMENT_CONTROL_BYTES >= CMSG_SPACE(sizeof(uint16_t)), "UDP_SEGMENT control space");
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif
@@ -49,20 +48,7 @@ void cqsm_set_udp_segment(struct msghdr *message, void *control, uint16_t segmen
     memcpy(CMSG_DATA(header), &segment_bytes, sizeof segment_bytes);
 }
 
-int cqsm_udp_segment_supported(int fd) {
-    int none = 0;
-    return setsockopt(fd, SOL_UDP, UDP_SEGMENT, &none, sizeof none) == 0 ? 1 : 0;
-}
-
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 _Static_assert(CQSM_UDP_GRO_CONTROL_BYTES >= CMSG_SPACE(sizeof(int)), "UDP_GRO control space");
-
-int cqsm_enable_udp_gro(int fd) {
-    int on = 1;
-    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on);
-}
 
 int cqsm_udp_gro_segment_bytes(const struct msghdr *message) {
     for (struct cmsghdr *header = CMSG_FIRSTHDR((struct msghdr *)message); header != NULL;

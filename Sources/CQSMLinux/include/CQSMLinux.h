@@ -40,6 +40,8 @@ enum {
     CQSM_MSG_TRUNC = 0x20,
     CQSM_MSG_WAITFORONE = 0x10000,
     CQSM_IP_MULTICAST_ALL = 49,
+    CQSM_UDP_SEGMENT = 103,
+    CQSM_UDP_GRO = 104,
     CQSM_MAX_EPOLL_BATCH = 256,
 };
 
@@ -62,15 +64,9 @@ enum { CQSM_UDP_SEGMENT_CONTROL_BYTES = 24 };
 void cqsm_set_udp_segment(struct msghdr *message, void *control, uint16_t segment_bytes);
 /// Bytes of control space for receiving one UDP_GRO option (CMSG_SPACE of an int).
 enum { CQSM_UDP_GRO_CONTROL_BYTES = 24 };
-/// Asks the kernel to hand `fd` coalesced datagrams (UDP_GRO): 0 on success, -1 (errno
-/// set) where the kernel has no UDP GRO.
-int cqsm_enable_udp_gro(int fd);
 /// The segment size of a coalesced datagram received into `message` (its UDP_GRO
 /// control message), or 0 if it is a single datagram.
 int cqsm_udp_gro_segment_bytes(const struct msghdr *message);
-/// Whether this kernel offers UDP generic segmentation offload on `fd`
-/// (setsockopt(UDP_SEGMENT) is accepted): 1 yes, 0 no.
-int cqsm_udp_segment_supported(int fd);
 
 /// unshare(CLONE_NEWNET) for the calling thread; threads and processes it creates
 /// afterwards inherit the new namespace.

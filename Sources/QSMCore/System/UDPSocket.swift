@@ -29,17 +29,21 @@ package final class UDPSocket {
 
     // MARK: Binding
 
-    /// Allows several sockets (and processes) on this host to bind the same multicast
-    /// address and port; each then receives its own copy of every datagram.
     /// Whether the kernel offers UDP generic segmentation offload (`UDP_SEGMENT`, Linux
-    /// 4.18 and later) on this socket: probed once, by setting the option to "off".
-    package var supportsSegmentationOffload: Bool { cqsm_udp_segment_supported(descriptor) == 1 }
+    /// 4.18 and later) on this socket: probed by setting the option to "off".
+    package var supportsSegmentationOffload: Bool {
+        (try? setOption(Int32(IPPROTO_UDP), Int32(CQSM_UDP_SEGMENT), Int32(0), "setsockopt(UDP_SEGMENT)")) != nil
+    }
 
     /// Asks the kernel to hand this socket runs of datagrams from one source as one
     /// coalesced message (UDP GRO, Linux 5.0 and later); false where it cannot. Such a
     /// socket must be read with `CoalescedDatagramBatch`.
-    package func enableReceiveOffload() -> Bool { cqsm_enable_udp_gro(descriptor) == 0 }
+    package func enableReceiveOffload() -> Bool {
+        (try? setOption(Int32(IPPROTO_UDP), Int32(CQSM_UDP_GRO), Int32(1), "setsockopt(UDP_GRO)")) != nil
+    }
 
+    /// Allows several sockets (and processes) on this host to bind the same multicast
+    /// address and port; each then receives its own copy of every datagram.
     package func setReuseAddress(_ enabled: Bool) throws(SystemError) {
         try setOption(SOL_SOCKET, SO_REUSEADDR, Int32(enabled ? 1 : 0), "setsockopt(SO_REUSEADDR)")
     }
