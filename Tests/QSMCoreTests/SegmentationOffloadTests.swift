@@ -100,15 +100,9 @@ struct SegmentationOffloadTests {
             var coalesced = 0
             while case .completed(let count) = try reader.receive(on: receiver.descriptor, count: 4), count > 0 {
                 for index in 0..<count {
-                    let bytes = reader.bytes(at: index)
-                    let segment = reader.segmentBytes(at: index)
-                    if bytes.count > segment { coalesced += 1 }
-                    var offset = 0
-                    repeat {
-                        let length = min(segment, bytes.count - offset)
-                        received.append(Array(bytes[offset..<(offset + length)]))
-                        offset += length
-                    } while offset < bytes.count
+                    let datagrams = reader.datagrams(at: index)
+                    if datagrams.count > 1 { coalesced += 1 }
+                    for datagram in datagrams { received.append(Array(datagram)) }
                 }
             }
             return (coalescing && batch.segmentsSends, received, datagrams.map(\.1), coalesced)
@@ -194,5 +188,26 @@ extension SegmentationOffloadTests {
             #expect(!stillSegmenting)
             #expect(fallbacks == 1)
         }
+    }
+}
+
+/// Cutting a coalesced message: full segments, a shorter last one, an exact multiple, and
+/// a single empty datagram (no kernel needed).
+struct CoalescedDatagramsTests {
+    static func cut(_ count: Int, _ segment: Int) -> [Int] {
+        let bytes = [UInt8](repeating: 7, count: count)
+        return bytes.withUnsafeBytes { raw in
+            let datagrams = CoalescedDatagrams(bytes: raw, segmentBytes: segment)
+            let lengths = datagrams.map(\.count)
+            #expect(datagrams.count == lengths.count)
+            return lengths
+        }
+    }
+
+    @Test func messagesAreCutIntoTheirSegments() {
+        #expect(Self.cut(250, 100) == [100, 100, 50])
+        #expect(Self.cut(200, 100) == [100, 100])
+        #expect(Self.cut(60, 100) == [60])
+        #expect(Self.cut(0, 0) == [0])
     }
 }

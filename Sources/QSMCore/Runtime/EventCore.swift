@@ -456,30 +456,26 @@ package final class EventCore {
                     statistics.droppedTruncated += 1
                     continue
                 }
-                let bytes = batch.bytes(at: index)
-                let segment = max(1, batch.segmentBytes(at: index))
+                let datagrams = batch.datagrams(at: index)
                 let source = batch.address(at: index)
-                if bytes.count > segment {
+                if datagrams.count > 1 {
                     statistics.coalescedReceives += 1
-                    statistics.coalescedDatagrams += (bytes.count + segment - 1) / segment
+                    statistics.coalescedDatagrams += datagrams.count
                 }
-                var offset = 0
-                repeat {
-                    let length = min(segment, bytes.count - offset)
-                    defer { offset += length }
+                for datagram in datagrams {
                     if injectedInboundLoss() {
                         statistics.droppedByInjectedLoss += 1
                         continue
                     }
-                    guard length <= pool.bufferCapacity else {
+                    guard datagram.count <= pool.bufferCapacity else {
                         statistics.droppedTruncated += 1
                         continue
                     }
                     // Checked above: there is a buffer for each of the message's datagrams.
                     let buffer = pool.acquire()!
-                    pool.bytes(of: buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)]))
-                    queues[queue].append(.datagram(registration: token, buffer: buffer, length: Int32(length), source: source))
-                } while offset < bytes.count
+                    pool.bytes(of: buffer).copyMemory(from: datagram)
+                    queues[queue].append(.datagram(registration: token, buffer: buffer, length: Int32(datagram.count), source: source))
+                }
             }
             if received < asked { return }
         }
@@ -521,6 +517,8 @@ package final class EventCore {
     /// per-turn allowance is used (then the rest waits for the next turn).
     private func pullOutput(_ registration: Registration, _ state: DatagramSocketState) {
         let batch = state.pending
+        let fallbacks = batch.segmentationFallbacks
+        defer { if batch.segmentationFallbacks > fallbacks { noteSegmentationFallback() } }
         pulling: for _ in 0..<configuration.outputBatchesPerTurn {
             while !batch.isFull, let (feed, traffic) = state.takeNextFeed() {
                 guard let buffer = pool.acquire() else {
@@ -568,9 +566,7 @@ package final class EventCore {
                     statistics.segmentedSends += batch.lastSegmentedMessages
                     statistics.segmentedDatagrams += batch.lastSegmentedDatagrams
                 }
-                noteSegmentationFallback(batch)
             } catch {
-                noteSegmentationFallback(batch)
                 statistics.droppedSendErrors += 1
                 statistics.lastSocketError = error
                 batch.dropFirst()
@@ -582,10 +578,9 @@ package final class EventCore {
         }
     }
 
-    /// Counts a socket whose batch just turned segmentation off (the kernel refused it).
-    private func noteSegmentationFallback(_ batch: DatagramBatch) {
-        guard batch.segmentationFallbacks > 0, !batch.fallbackCounted else { return }
-        batch.fallbackCounted = true
+    /// Counts a socket whose batch just turned segmentation off (the kernel refused it;
+    /// a batch does so once).
+    private func noteSegmentationFallback() {
         statistics.segmentationFallbacks += 1
         statistics.segmentationOffload = registrations.contains { registration in
             guard let registration, case .datagramSocket(let state) = registration.kind else { return false }

@@ -13,9 +13,8 @@ package final class CoalescedDatagramBatch {
     /// Bytes per buffer: the largest message UDP GRO can build (an IPv4 datagram).
     package static let bufferBytes = 65_536
 
-    private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
-    private let vectors: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private let arrays: MessageVectors
+    private var headers: UnsafeMutablePointer<cqsm_mmsghdr> { arrays.headers }
     private let controls: UnsafeMutableRawPointer
     private let storage: UnsafeMutableRawPointer
 
@@ -23,27 +22,17 @@ package final class CoalescedDatagramBatch {
     package init(capacity: Int) {
         precondition(capacity > 0 && capacity <= 64, "a coalesced batch holds 1...64 messages")
         self.capacity = capacity
-        headers = .allocate(capacity: capacity)
-        headers.initialize(repeating: cqsm_mmsghdr(), count: capacity)
-        vectors = .allocate(capacity: capacity)
-        vectors.initialize(repeating: iovec(), count: capacity)
-        addresses = .allocate(capacity: capacity)
-        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        arrays = MessageVectors(capacity: capacity)
         controls = .allocate(byteCount: capacity * Int(CQSM_UDP_GRO_CONTROL_BYTES), alignment: 8)
         storage = .allocate(byteCount: capacity * Self.bufferBytes, alignment: 64)
         for index in 0..<capacity {
-            vectors[index].iov_base = storage + index * Self.bufferBytes
-            vectors[index].iov_len = Self.bufferBytes
-            headers[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
-            headers[index].msg_hdr.msg_iov = vectors + index
-            headers[index].msg_hdr.msg_iovlen = 1
+            arrays.vectors[index].iov_base = storage + index * Self.bufferBytes
+            arrays.vectors[index].iov_len = Self.bufferBytes
         }
     }
 
     deinit {
-        headers.deallocate()
-        vectors.deallocate()
-        addresses.deallocate()
+        arrays.deallocate()
         controls.deallocate()
         storage.deallocate()
     }
@@ -79,8 +68,40 @@ package final class CoalescedDatagramBatch {
         return size > 0 ? size : Int(headers[index].msg_len)
     }
 
-    package func address(at index: Int) -> QSMSocketAddress { QSMSocketAddress(addresses[index]) }
+    package func address(at index: Int) -> QSMSocketAddress { QSMSocketAddress(arrays.addresses[index]) }
+
+    /// The datagrams of message `index`, in order: cut from it by its segment size.
+    package func datagrams(at index: Int) -> CoalescedDatagrams {
+        CoalescedDatagrams(bytes: bytes(at: index), segmentBytes: segmentBytes(at: index))
+    }
 
     /// Whether message `index` was cut short (it cannot be, at 64 KB; checked anyway).
     package func isTruncated(at index: Int) -> Bool { headers[index].msg_hdr.msg_flags & Int32(CQSM_MSG_TRUNC) != 0 }
+}
+
+/// The datagrams a coalesced message holds: `segmentBytes` each, the last possibly
+/// shorter; a message of one empty datagram yields that one. A value walked in place:
+/// nothing is allocated or copied.
+package struct CoalescedDatagrams: Sequence, IteratorProtocol {
+    private let bytes: UnsafeRawBufferPointer
+    private let segmentBytes: Int
+    private var offset = 0
+    private var done = false
+
+    init(bytes: UnsafeRawBufferPointer, segmentBytes: Int) {
+        self.bytes = bytes
+        self.segmentBytes = Swift.max(1, segmentBytes)
+    }
+
+    /// How many datagrams the message holds.
+    package var count: Int { Swift.max(1, (bytes.count + segmentBytes - 1) / segmentBytes) }
+
+    package mutating func next() -> UnsafeRawBufferPointer? {
+        guard !done else { return nil }
+        let length = Swift.min(segmentBytes, bytes.count - offset)
+        let datagram = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
+        offset += length
+        done = offset >= bytes.count
+        return datagram
+    }
 }

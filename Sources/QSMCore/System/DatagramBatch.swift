@@ -27,11 +27,9 @@ package final class DatagramBatch {
     package private(set) var lastSegmentedDatagrams = 0
     /// Segmented sends the kernel refused, after which segmentation was turned off.
     package private(set) var segmentationFallbacks = 0
-    /// Whether the owner has counted the fallback (it counts sockets, once each).
-    package var fallbackCounted = false
-    /// The most datagrams, and bytes, one segmented message may carry (the kernel's
-    /// UDP_MAX_SEGMENTS was 64 before Linux 5.?; the payload of one IPv4 datagram is at
-    /// most 65,507 bytes).
+    /// The most datagrams, and bytes, one segmented message may carry: 64 is the kernel's
+    /// UDP_MAX_SEGMENTS on older kernels (newer ones allow more), and the payload of one
+    /// IPv4 datagram is at most 65,507 bytes.
     static let maximumSegments = 64
     static let maximumSegmentedBytes = 65_000
 
@@ -41,9 +39,10 @@ package final class DatagramBatch {
     private let messageDatagrams: UnsafeMutablePointer<Int>
     private let controls: UnsafeMutableRawPointer
 
-    private let headers: UnsafeMutablePointer<cqsm_mmsghdr>
-    private let vectors: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private let arrays: MessageVectors
+    private var headers: UnsafeMutablePointer<cqsm_mmsghdr> { arrays.headers }
+    private var vectors: UnsafeMutablePointer<iovec> { arrays.vectors }
+    private var addresses: UnsafeMutablePointer<sockaddr_in> { arrays.addresses }
     private let buffers: UnsafeMutablePointer<PacketBuffer>
     private let pool: PacketBufferPool
 
@@ -54,12 +53,7 @@ package final class DatagramBatch {
         precondition(capacity > 0 && capacity <= 1024, "a datagram batch holds 1...1024 entries")
         self.capacity = capacity
         self.pool = pool
-        headers = .allocate(capacity: capacity)
-        headers.initialize(repeating: cqsm_mmsghdr(), count: capacity)
-        vectors = .allocate(capacity: capacity)
-        vectors.initialize(repeating: iovec(), count: capacity)
-        addresses = .allocate(capacity: capacity)
-        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        arrays = MessageVectors(capacity: capacity)
         buffers = .allocate(capacity: capacity)
         buffers.initialize(repeating: PacketBuffer(index: -1), count: capacity)
         messages = .allocate(capacity: capacity)
@@ -67,18 +61,11 @@ package final class DatagramBatch {
         messageDatagrams = .allocate(capacity: capacity)
         messageDatagrams.initialize(repeating: 0, count: capacity)
         controls = .allocate(byteCount: capacity * Int(CQSM_UDP_SEGMENT_CONTROL_BYTES), alignment: 8)
-        for index in 0..<capacity {
-            headers[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
-            headers[index].msg_hdr.msg_iov = vectors + index
-            headers[index].msg_hdr.msg_iovlen = 1
-        }
     }
 
     deinit {
         releaseAll()
-        headers.deallocate()
-        vectors.deallocate()
-        addresses.deallocate()
+        arrays.deallocate()
         buffers.deallocate()
         messages.deallocate()
         messageDatagrams.deallocate()
@@ -183,12 +170,18 @@ package final class DatagramBatch {
         case .wouldBlock:
             return .wouldBlock
         case .completed(let sent):
-            var bytes = 0
-            for index in 0..<Int(sent) { bytes += vectors[index].iov_len }
-            lastSentByteCount = bytes
-            removeFirst(Int(sent))
-            return .completed(Int(sent))
+            return .completed(finishSend(datagrams: Int(sent)))
         }
+    }
+
+    /// Records the bytes of the first `datagrams` queued, which the kernel took, and
+    /// removes them; returns their number.
+    private func finishSend(datagrams: Int) -> Int {
+        var bytes = 0
+        for index in 0..<datagrams { bytes += vectors[index].iov_len }
+        lastSentByteCount = bytes
+        removeFirst(datagrams)
+        return datagrams
     }
 
     /// `send` with runs of equal datagrams to one destination as segmented messages.
@@ -243,11 +236,7 @@ package final class DatagramBatch {
                 lastSegmentedDatagrams += messageDatagrams[message]
             }
         }
-        var bytes = 0
-        for index in 0..<datagrams { bytes += vectors[index].iov_len }
-        lastSentByteCount = bytes
-        removeFirst(datagrams)
-        return .completed(datagrams)
+        return .completed(finishSend(datagrams: datagrams))
     }
 
     /// Drops the first queued datagram (one the kernel refused), releasing its buffer.

@@ -98,14 +98,7 @@ final class RawReceiver: Sendable {
             }
             idle = 0
             for index in 0..<count {
-                let bytes = batch.bytes(at: index)
-                let segment = max(1, batch.segmentBytes(at: index))
-                var offset = 0
-                while offset < bytes.count {
-                    let length = min(segment, bytes.count - offset)
-                    if length >= 8 { self.count(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])) }
-                    offset += length
-                }
+                for datagram in batch.datagrams(at: index) where datagram.count >= 8 { self.count(datagram) }
             }
         }
     }
