@@ -273,7 +273,9 @@ package final class MembershipService {
 
     private func handleGroupRequest(_ message: ClientMessage, request: UInt32, group name: GroupName,
                                     on connection: ConnectionID, now: Instant) {
-        guard let node = connections[connection]?.node, var record = nodes[node] else {
+        // The node's record is read and changed in place: a copy would share its sets,
+        // and the first insert would copy a whole set (quadratic in a node's groups).
+        guard let node = connections[connection]?.node, nodes[node] != nil else {
             return refuse(request, "unknown node: register before sending requests", on: connection)
         }
         let existing = groupIDs[name]
@@ -281,10 +283,10 @@ package final class MembershipService {
         case .join, .publish:
             let isJoin: Bool
             if case .join = message { isJoin = true } else { isJoin = false }
-            if let existing, isJoin ? record.joined.contains(existing) : record.publishing.contains(existing) {
+            if let existing, isJoin ? nodes[node]!.joined.contains(existing) : nodes[node]!.publishing.contains(existing) {
                 return refuse(request, isJoin ? "already a member of '\(name)'" : "already publishing to '\(name)'", on: connection)
             }
-            if record.joined.count + record.publishing.count >= configuration.maximumGroupsPerNode {
+            if nodes[node]!.joined.count + nodes[node]!.publishing.count >= configuration.maximumGroupsPerNode {
                 return refuse(request, "limit of \(configuration.maximumGroupsPerNode) groups per node reached", on: connection)
             }
             let id: GroupID
@@ -300,29 +302,28 @@ package final class MembershipService {
                 groupRecords[id] = GroupRecord(name: name, hybrid: configuration.hybridGroups.contains(name.text))
             }
             if isJoin {
-                record.joined.insert(id)
+                nodes[node]!.joined.insert(id)
                 groupRecords[id]!.members += 1
             } else {
-                record.publishing.insert(id)
+                nodes[node]!.publishing.insert(id)
                 groupRecords[id]!.publishers += 1
             }
         case .leave, .unpublish:
             let isLeave: Bool
             if case .leave = message { isLeave = true } else { isLeave = false }
-            guard let existing, isLeave ? record.joined.contains(existing) : record.publishing.contains(existing) else {
+            guard let existing, isLeave ? nodes[node]!.joined.contains(existing) : nodes[node]!.publishing.contains(existing) else {
                 return refuse(request, isLeave ? "not a member of '\(name)'" : "not publishing to '\(name)'", on: connection)
             }
             if isLeave {
-                record.joined.remove(existing)
+                nodes[node]!.joined.remove(existing)
                 groupRecords[existing]!.members -= 1
             } else {
-                record.publishing.remove(existing)
+                nodes[node]!.publishing.remove(existing)
                 groupRecords[existing]!.publishers -= 1
             }
         default:
             return
         }
-        nodes[node] = record
         send(.accepted(request: request), to: connection)
         markDirty(now)
     }
