@@ -107,7 +107,8 @@ public struct QSMNodeConfiguration: Sendable {
         machine.maximumDatagramBytes = eventCoreConfiguration.packetBufferCapacity
         machine.bundleBytes = bundleBytes
         machine.flowControl = WindowFlowControl(messages: protocolConfiguration.windowMessages, bytes: protocolConfiguration.windowBytes)
-        machine.seed = id.value
+        // Secret, so that nobody can pick ids that collide in the per-message tables.
+        machine.seed = SystemRandom.bytes(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         return machine
     }
 }

@@ -30,7 +30,7 @@ package final class NodeMachine {
     @exclusivity(unchecked) package private(set) var statistics = NodeMachineStatistics()
     /// Per-group and per-sender counts of what was sent and delivered.
     package var traffic: TrafficCounters { tally.named(groupNames) }
-    @exclusivity(unchecked) private var tally = TrafficTally()
+    @exclusivity(unchecked) private var tally: TrafficTally
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) package private(set) var listenAddresses: Set<QSMSocketAddress> = []
@@ -72,6 +72,8 @@ package final class NodeMachine {
         if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         gmsSession = GMSClientSession(secret: configuration.clusterSecret, blockFunction: configuration.sha256BlockFunction)
         flowControl = configuration.flowControl
+        var tallySeed = SplitMix64(seed: configuration.seed ^ 0x94D0_49BB_1331_11EB)
+        tally = TrafficTally(seed: tallySeed.next())
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
                                         seed: configuration.seed)
         membership = MembershipClient(node: configuration.id, address: configuration.address,
@@ -154,11 +156,12 @@ package final class NodeMachine {
         admitPending()
     }
 
-    /// The last group published to by name, and the last delivered by id (both reset
-    /// when views are installed: a restarted GMS numbers groups afresh): messages of one
-    /// group in a row cost no hashing.
+    /// The last group published to by name (reset when views are installed: a restarted
+    /// GMS numbers groups afresh): messages to one group in a row cost no hashing.
     @exclusivity(unchecked) private var lastPublished: (name: GroupName, id: GroupID)?
-    @exclusivity(unchecked) private var lastDelivered: (id: GroupID, name: GroupName)?
+    /// Raised when views are installed: group names kept in delivery streams under an
+    /// older epoch are looked up again.
+    @exclusivity(unchecked) private var namesEpoch = 1
 
     private func id(of group: GroupName) -> GroupID? {
         if let lastPublished, lastPublished.name == group { return lastPublished.id }
@@ -167,10 +170,13 @@ package final class NodeMachine {
         return id
     }
 
-    private func name(of group: GroupID) -> GroupName? {
-        if let lastDelivered, lastDelivered.id == group { return lastDelivered.name }
-        guard let name = groupNames[group] else { return nil }
-        lastDelivered = (group, name)
+    /// The name of a delivery stream's group, kept in the stream: deliveries cost no
+    /// hashing however many groups take turns.
+    private func name(of stream: DeliveryStream) -> GroupName? {
+        if stream.nameEpoch == namesEpoch, let name = stream.name { return name }
+        guard let name = groupNames[stream.group] else { return nil }
+        stream.name = name
+        stream.nameEpoch = namesEpoch
         return name
     }
 
@@ -385,11 +391,11 @@ package final class NodeMachine {
     /// The next delivery, in order.
     package func pollDelivery() -> NodeDelivery? {
         while let delivery = protocolNode.takeDelivery() {
-            guard let group = name(of: delivery.group) else {
+            guard let group = name(of: delivery.stream) else {
                 statistics.droppedUnnamedGroup += 1
                 continue
             }
-            tally.delivered(in: delivery.group, from: delivery.sender, sequence: delivery.groupSequence, bytes: delivery.payload.count)
+            tally.delivered(on: delivery.stream, sequence: delivery.groupSequence, bytes: delivery.payload.count)
             return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                 publishedAt: delivery.publishedAt, region: delivery.region,
                                 regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
@@ -504,8 +510,9 @@ package final class NodeMachine {
         for region in regions.values { if let address = region.address { regionAddresses[region.id] = address } }
         groupIDs = [:]
         lastPublished = nil
-        // A restarted GMS may give an id another group's name: the memo goes with views.
-        lastDelivered = nil
+        // A restarted GMS may give an id another group's name: names kept in delivery
+        // streams go with views.
+        namesEpoch += 1
         for group in groups.values {
             groupIDs[group.name] = group.id
             groupNames[group.id] = group.name

@@ -53,7 +53,9 @@ package struct NodeMachineConfiguration: Sendable {
     /// simulations and tests that check delivery against the view; off in production,
     /// where it would cost an event per message.
     package var reportsCommits = false
-    /// Seeds the protocol's choices of peers to recover from.
+    /// Seeds the protocol's choices of peers to recover from and where its per-message
+    /// tables put ids (`IdentifierTable`): the engine draws it from the system's
+    /// randomness, the simulator from the scenario's seed.
     package var seed: UInt64 = 0
 
     package init(id: NodeID, address: QSMSocketAddress) {

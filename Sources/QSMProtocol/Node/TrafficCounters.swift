@@ -2,8 +2,8 @@
 /// reads (`qsm-node stats`, `/metrics`). Kept by the node machine on its own path, so
 /// the engine and the simulator count the same way.
 ///
-/// Memory is bounded: a group's counters go when the node leaves it, and at most
-/// `maximumSenders` senders are tracked (deliveries from more are counted in the group's
+/// The snapshot is bounded: a group's counters go when the node leaves it, and at most
+/// `maximumSenders` senders are listed (deliveries from more are counted in the group's
 /// totals and in `untrackedSenderDeliveries`).
 public struct TrafficCounters: Sendable, Equatable {
     /// Per group: messages and bytes this node published (as they entered the protocol)
@@ -27,23 +27,21 @@ public struct TrafficCounters: Sendable, Equatable {
     }
 }
 
-/// The counting behind `TrafficCounters`, on the per-message path: keyed by group id
-/// (an integer hash, not a string's), named only when a snapshot is taken.
+/// The counting behind `TrafficCounters`, on the per-message path. A delivery is
+/// counted in its sender's `DeliveryStream` box, which the protocol hands over with it:
+/// no lookup per message, however many groups take turns. Publications are keyed by
+/// group id (an integer, not a string), added up while they go to one group in a row.
+/// Group totals and names are made only when a snapshot is taken.
 struct TrafficTally {
-    struct SenderSlot: Hashable {
-        var group: GroupID
-        var sender: NodeID
-    }
-
-    var groups: [GroupID: GroupTraffic] = [:]
-    var senders: [SenderSlot: SenderTraffic] = [:]
-    var untrackedSenderDeliveries = 0
-    /// Deliveries of the same sender and group as the one before, added up here and
-    /// written to the tables when another sender or group comes (or the counters are
-    /// read): a stream in full flow costs no hashing per message.
-    private var run: (slot: SenderSlot, traffic: SenderTraffic)?
-    /// The same for publications to one group.
+    /// Publications per group.
+    private var sent: IdentifierTable<GroupID, GroupTraffic>
+    /// The streams delivered from, in the order of their first delivery.
+    private var streams: [DeliveryStream] = []
+    /// Publications to one group in a row, not yet added to `sent`.
     private var sentRun: (group: GroupID, messages: Int, bytes: Int)?
+
+    /// `seed` places group ids in the table of publications (`IdentifierTable`).
+    init(seed: UInt64) { sent = IdentifierTable(seed: seed) }
 
     mutating func sent(to group: GroupID, bytes: Int) {
         if sentRun?.group == group {
@@ -55,62 +53,54 @@ struct TrafficTally {
         sentRun = (group, 1, bytes)
     }
 
-    mutating func delivered(in group: GroupID, from sender: NodeID, sequence: UInt64, bytes: Int) {
-        let slot = SenderSlot(group: group, sender: sender)
-        if run?.slot == slot {
-            run!.traffic.record(sequence: sequence, bytes: bytes)
-            return
+    mutating func delivered(on stream: DeliveryStream, sequence: UInt64, bytes: Int) {
+        if !stream.counted {
+            stream.counted = true
+            streams.append(stream)
         }
-        flushDelivered()
-        var traffic = SenderTraffic()
-        traffic.record(sequence: sequence, bytes: bytes)
-        run = (slot, traffic)
+        stream.traffic.record(sequence: sequence, bytes: bytes)
     }
 
     private mutating func flushSent() {
         guard let (group, messages, bytes) = sentRun else { return }
         sentRun = nil
-        groups[group, default: GroupTraffic()].recordSent(messages: messages, bytes: bytes)
-    }
-
-    private mutating func flushDelivered() {
-        guard let (slot, traffic) = run else { return }
-        run = nil
-        groups[slot.group, default: GroupTraffic()].recordDelivered(messages: traffic.deliveredMessages, bytes: traffic.deliveredBytes)
-        let key = slot
-        if let index = senders.index(forKey: key) {
-            senders.values[index].add(traffic)
-        } else if senders.count < TrafficCounters.maximumSenders {
-            senders[key] = traffic
-        } else {
-            untrackedSenderDeliveries += traffic.deliveredMessages
-        }
+        var traffic = sent[group] ?? GroupTraffic()
+        traffic.recordSent(messages: messages, bytes: bytes)
+        sent[group] = traffic
     }
 
     /// The node left `group`: its counters go (a later join starts them again).
     mutating func forget(_ group: GroupID) {
         flushSent()
-        flushDelivered()
-        guard groups.removeValue(forKey: group) != nil else { return }
-        senders = senders.filter { $0.key.group != group }
-    }
-
-    /// The counters with group names (groups whose name is unknown are left out).
-    func named(_ names: [GroupID: GroupName]) -> TrafficCounters {
-        var tally = self
-        tally.flushSent()
-        tally.flushDelivered()
-        return tally.flushedNamed(names)
-    }
-
-    private func flushedNamed(_ names: [GroupID: GroupName]) -> TrafficCounters {
-        var byName: [GroupName: GroupTraffic] = [:]
-        for (id, traffic) in groups { if let name = names[id] { byName[name] = traffic } }
-        var bySender: [GroupSender: SenderTraffic] = [:]
-        for (slot, traffic) in senders {
-            if let name = names[slot.group] { bySender[GroupSender(group: name, sender: slot.sender)] = traffic }
+        sent.removeValue(forKey: group)
+        streams.removeAll { stream in
+            guard stream.group == group else { return false }
+            stream.counted = false
+            stream.traffic = SenderTraffic()
+            return true
         }
-        return TrafficCounters(groups: byName, senders: bySender, untrackedSenderDeliveries: untrackedSenderDeliveries)
+    }
+
+    /// The counters with group names (groups whose name is unknown are left out). The
+    /// first `TrafficCounters.maximumSenders` streams are listed per sender; the others'
+    /// deliveries count in their groups' totals and as untracked.
+    mutating func named(_ names: [GroupID: GroupName]) -> TrafficCounters {
+        flushSent()
+        var byName: [GroupName: GroupTraffic] = [:]
+        for (id, traffic) in sent.entries { if let name = names[id] { byName[name] = traffic } }
+        var bySender: [GroupSender: SenderTraffic] = [:]
+        var untracked = 0
+        for (index, stream) in streams.enumerated() {
+            guard let name = names[stream.group] else { continue }
+            byName[name, default: GroupTraffic()].recordDelivered(messages: stream.traffic.deliveredMessages,
+                                                                  bytes: stream.traffic.deliveredBytes)
+            if index < TrafficCounters.maximumSenders {
+                bySender[GroupSender(group: name, sender: stream.sender)] = stream.traffic
+            } else {
+                untracked += stream.traffic.deliveredMessages
+            }
+        }
+        return TrafficCounters(groups: byName, senders: bySender, untrackedSenderDeliveries: untracked)
     }
 }
 

@@ -355,19 +355,19 @@ extension ProtocolNode {
         // in both. Per sender and group, sequence numbers rise: anything not above the
         // last delivered is such a second copy.
         let key = DeliveryKey(sender: packet.sender, group: packet.group)
-        let counter: DeliveryCounter
+        let stream: DeliveryStream
         if let run = deliveryRun, run.key == key {
-            counter = run.counter
+            stream = run.stream
         } else if let known = lastDelivered[key] {
-            counter = known
+            stream = known
             deliveryRun = (key, known)
         } else {
             // Once per sender and group (a box, not an allocation per message).
-            counter = DeliveryCounter()
-            lastDelivered[key] = counter
-            deliveryRun = (key, counter)
+            stream = DeliveryStream(sender: packet.sender, group: packet.group)
+            lastDelivered[key] = stream
+            deliveryRun = (key, stream)
         }
-        guard Self.advance(&counter.last, to: packet.groupSequence) else {
+        guard Self.advance(&stream.last, to: packet.groupSequence) else {
             statistics.secondCopiesDropped += 1
             return
         }
@@ -375,7 +375,7 @@ extension ProtocolNode {
         deliveries.append(ProtocolDelivery(sender: packet.sender, group: packet.group, groupSequence: packet.groupSequence,
                                            publishedAt: Instant(nanoseconds: packet.publishedAt), region: packet.region,
                                            regionSequence: packet.sequence - UInt64(packet.fragmentIndex),
-                                           fragments: Int(packet.fragmentCount), payload: payload))
+                                           fragments: Int(packet.fragmentCount), payload: payload, stream: stream))
     }
 
     /// Adds the run of one region's arrivals to `arrivals`.
@@ -416,9 +416,4 @@ extension ProtocolNode {
 
     /// Whether a delivery is waiting.
     package var hasDelivery: Bool { deliveryCursor < deliveries.count }
-}
-
-/// The last group sequence number delivered of one sender and group.
-final class DeliveryCounter {
-    @exclusivity(unchecked) var last: UInt64 = 0
 }

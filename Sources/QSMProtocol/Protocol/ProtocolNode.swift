@@ -44,7 +44,7 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var lastRegionView: (region: RegionID, view: UInt64)?
     /// The sender and group of the last delivery, and their counter: deliveries of one
     /// sender and group in a row raise it without a lookup.
-    @exclusivity(unchecked) var deliveryRun: (key: DeliveryKey, counter: DeliveryCounter)?
+    @exclusivity(unchecked) var deliveryRun: (key: DeliveryKey, stream: DeliveryStream)?
     /// Packets and bytes arriving in one region in a row, added to `arrivals` when
     /// another region's come or the counts are read.
     @exclusivity(unchecked) var arrivalRun: (region: RegionID, arrivals: Arrivals)?
@@ -55,7 +55,7 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var deliveryCursor = 0
     /// Per sender and group, the last sequence number delivered, in a box raised in
     /// place: a delivery of another sender or group than the last costs one lookup.
-    @exclusivity(unchecked) var lastDelivered: [DeliveryKey: DeliveryCounter] = [:]
+    @exclusivity(unchecked) var lastDelivered: IdentifierTable<DeliveryKey, DeliveryStream>
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0
@@ -64,7 +64,7 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var regionSend: [RegionID: RegionSendState] = [:]
     /// Per group: what publishing needs. Kept when a group leaves the views, so that its
     /// sequence numbers continue if it comes back.
-    @exclusivity(unchecked) var publishTargets: [GroupID: PublishTarget] = [:]
+    @exclusivity(unchecked) var publishTargets: IdentifierTable<GroupID, PublishTarget>
     @exclusivity(unchecked) var nextMessageID: UInt64 = 1
     /// Messages every region acknowledged, kept for reuse (no allocation per publication).
     @exclusivity(unchecked) var retiredMessages = RingBuffer<OutgoingMessage>(initialCapacity: 64)
@@ -183,6 +183,11 @@ package final class ProtocolNode {
         self.id = id
         self.configuration = configuration
         random = SplitMix64(seed: seed ^ id.value &* 0x9E37_79B9_7F4A_7C15)
+        // The tables' seeds come from a stream of their own: the choices of peers stay
+        // what they were for a given seed.
+        var tableSeeds = SplitMix64(seed: seed ^ id.value &* 0xC2B2_AE3D_27D4_EB4F ^ 0x5851_F42D_4C95_7F2D)
+        lastDelivered = IdentifierTable(seed: tableSeeds.next())
+        publishTargets = IdentifierTable(seed: tableSeeds.next())
     }
 
     /// Every event enters here with its time: `now` follows it, `runningNow` too but

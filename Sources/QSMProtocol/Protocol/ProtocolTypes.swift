@@ -56,7 +56,7 @@ package struct ProtocolDatagram: Sendable {
 }
 
 /// A message handed to the application: in FIFO order per sender, exactly once.
-package struct ProtocolDelivery: Sendable {
+package struct ProtocolDelivery {
     package var sender: NodeID
     package var group: GroupID
     package var groupSequence: UInt64
@@ -68,6 +68,9 @@ package struct ProtocolDelivery: Sendable {
     package var fragments: Int
     /// The message; shares storage with the packet that carried it (no copy).
     package var payload: ArraySlice<UInt8>
+    /// The sender's stream in the group: where the node machine keeps its per-stream
+    /// counters and the group's name, found without a lookup.
+    package var stream: DeliveryStream
 }
 
 /// The outcome of publishing.

@@ -1,0 +1,140 @@
+/// A key of an `IdentifierTable`: a few integers (ids), folded into one word.
+package protocol IdentifierKey: Equatable {
+    /// The key's integers folded into one word; the table mixes it with its seed.
+    var folded: UInt64 { get }
+}
+
+/// A hash table from ids to values, for lookups made per message.
+///
+/// Swift's `Dictionary` passes every key through `Hasher` (SipHash), which costs about
+/// as much as the rest of a lookup; with thousands of groups taking turns, a receiver
+/// made one such lookup per message and a sender three (perf, `qsm-bench run --groups
+/// 8192`). Here the key's integers go through a seeded 64-bit finalizer (MurmurHash3's
+/// `fmix64`), slots are probed linearly, and removal shifts the following entries back
+/// (no tombstones, so lookups never slow down after churn). The table is at most half
+/// full and grows by doubling.
+///
+/// The seed comes from the node's seed: an outsider who does not know it cannot pick
+/// keys that pile into one run of slots (the ids here come from authenticated packets
+/// and from the GMS in any case).
+package struct IdentifierTable<Key: IdentifierKey, Value> {
+    private var slots: ContiguousArray<(key: Key, value: Value)?>
+    private var mask: Int
+    private let seed: UInt64
+    /// Entries held.
+    package private(set) var count = 0
+
+    /// An empty table; `seed` decides where keys go.
+    package init(seed: UInt64, minimumCapacity: Int = 8) {
+        var size = 8
+        while size < minimumCapacity * 2 { size <<= 1 }
+        slots = ContiguousArray(repeating: nil, count: size)
+        mask = size - 1
+        self.seed = seed
+    }
+
+    package var isEmpty: Bool { count == 0 }
+
+    /// The value for `key`; assigning nil removes it.
+    package subscript(key: Key) -> Value? {
+        get {
+            guard let index = index(of: key) else { return nil }
+            return slots[index]!.value
+        }
+        set {
+            if let newValue { updateValue(newValue, forKey: key) } else { removeValue(forKey: key) }
+        }
+    }
+
+    /// Stores `value` for `key`; returns the value it replaced.
+    @discardableResult
+    package mutating func updateValue(_ value: Value, forKey key: Key) -> Value? {
+        if let index = index(of: key) {
+            let old = slots[index]!.value
+            slots[index] = (key, value)
+            return old
+        }
+        if (count + 1) * 2 > slots.count { grow() }
+        var index = home(of: key)
+        while slots[index] != nil { index = (index + 1) & mask }
+        slots[index] = (key, value)
+        count += 1
+        return nil
+    }
+
+    /// Removes `key`'s entry; returns its value.
+    @discardableResult
+    package mutating func removeValue(forKey key: Key) -> Value? {
+        guard var hole = index(of: key) else { return nil }
+        let removed = slots[hole]!.value
+        slots[hole] = nil
+        count -= 1
+        // Backward shift: an entry after the hole moves into it unless its home lies
+        // cyclically after the hole (then the hole does not break its probe run).
+        var next = (hole + 1) & mask
+        while let entry = slots[next] {
+            let home = home(of: entry.key)
+            let stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+            if !stays {
+                slots[hole] = entry
+                slots[next] = nil
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        return removed
+    }
+
+    /// Removes every entry, keeping the slots.
+    package mutating func removeAll() {
+        for index in slots.indices { slots[index] = nil }
+        count = 0
+    }
+
+    /// Every entry, in no particular order.
+    package var entries: [(key: Key, value: Value)] { slots.compactMap { $0 } }
+
+    /// Every value, in no particular order.
+    package var values: [Value] { slots.compactMap { $0?.value } }
+
+    private func index(of key: Key) -> Int? {
+        var index = home(of: key)
+        while let entry = slots[index] {
+            if entry.key == key { return index }
+            index = (index + 1) & mask
+        }
+        return nil
+    }
+
+    @inline(__always)
+    private func home(of key: Key) -> Int {
+        var mixed = key.folded ^ seed
+        mixed ^= mixed >> 33
+        mixed &*= 0xff51_afd7_ed55_8ccd
+        mixed ^= mixed >> 33
+        mixed &*= 0xc4ce_b9fe_1a85_ec53
+        mixed ^= mixed >> 33
+        return Int(truncatingIfNeeded: mixed) & mask
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = ContiguousArray(repeating: nil, count: old.count * 2)
+        mask = slots.count - 1
+        for case let entry? in old {
+            var index = home(of: entry.key)
+            while slots[index] != nil { index = (index + 1) & mask }
+            slots[index] = entry
+        }
+    }
+}
+
+extension GroupID: IdentifierKey {
+    package var folded: UInt64 { UInt64(value) }
+}
+
+extension DeliveryKey: IdentifierKey {
+    /// The sender spread by a multiply before the group goes in, so that neither id's
+    /// bits cancel the other's.
+    var folded: UInt64 { (sender.value &* 0x9e37_79b9_7f4a_7c15) ^ UInt64(group.value) }
+}
