@@ -298,7 +298,8 @@ import QSMCore
     // MARK: Flow control
 
     /// The machine admits a message into the protocol only while the window has room;
-    /// the rest wait in order, and each acknowledged message is released exactly once.
+    /// the rest wait in order, and each acknowledged message is released exactly once
+    /// (and counted once in the group's traffic).
     @Test func flowControlAdmitsAWindowAndReleasesEachMessageOnce() throws {
         var configuration = NodeMachineConfiguration(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))
         configuration.flowControl = WindowFlowControl(messages: 8, bytes: 1 << 20)
@@ -338,6 +339,11 @@ import QSMCore
         #expect(mostInFlight <= 8)
         #expect(machine.messagesInFlight == 0)
         #expect(machine.protocolNode.statistics.acknowledged == 20)
+        // Counted per group, in the record each publication finds anyway; leaving the
+        // group forgets its counters.
+        #expect(machine.traffic.groups[group] == GroupTraffic(sentMessages: 20, sentBytes: 60))
+        machine.leave(group, now: now)
+        #expect(machine.traffic.groups[group] == nil)
     }
 
     /// Feeds a machine the frames a GMS would send: registered, then one full update.

@@ -8,15 +8,15 @@ import Testing
     /// tracked is bounded (the rest still count in the group's totals, and as untracked);
     /// leaving a group forgets its counters.
     @Test func countsPerGroupAndSenderWithinABound() {
-        var tally = TrafficTally(seed: 7)
+        var tally = TrafficTally()
         let prices = GroupName("prices")!, news = GroupName("news")!
         let names = [GroupID(1): prices, GroupID(2): news]
-        tally.sent(to: GroupID(1), bytes: 100)
+        let publications = [(group: GroupID(1), messages: 1, bytes: 100)]
         let senders = TrafficCounters.maximumSenders + 904
         let streams = (1...senders).map { DeliveryStream(sender: NodeID(UInt64($0)), group: GroupID(2)) }
         for stream in streams { tally.delivered(on: stream, sequence: 7, bytes: 10) }
         tally.delivered(on: streams[0], sequence: 8, bytes: 10)
-        var counters = tally.named(names)
+        var counters = tally.named(names, publications: publications)
         #expect(counters.groups[prices] == GroupTraffic(sentMessages: 1, sentBytes: 100))
         #expect(counters.groups[news]?.deliveredMessages == senders + 1)
         #expect(counters.groups[news]?.deliveredBytes == 10 * (senders + 1))
@@ -25,12 +25,12 @@ import Testing
         let first = counters.senders[GroupSender(group: news, sender: NodeID(1))]
         #expect(first?.deliveredMessages == 2 && first?.lastSequence == 8)
         tally.forget(GroupID(2))
-        counters = tally.named(names)
+        counters = tally.named(names, publications: publications)
         #expect(counters.groups[news] == nil && counters.senders.isEmpty && counters.groups[prices] != nil)
         // Delivered again after leaving (a message in flight, or a new join): counted
         // from zero.
         tally.delivered(on: streams[1], sequence: 9, bytes: 10)
-        counters = tally.named(names)
+        counters = tally.named(names, publications: publications)
         #expect(counters.groups[news]?.deliveredMessages == 1)
         #expect(counters.senders[GroupSender(group: news, sender: NodeID(2))]?.lastSequence == 9)
     }

@@ -5,6 +5,10 @@
 public struct GroupName: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The name as given.
     public let text: String
+    /// FNV-1a of the name's UTF-8, made once: a node finds a group's id by name per
+    /// publication, and hashing a string each time cost more than the rest of the
+    /// lookup (`IdentifierTable` mixes this word with a secret seed).
+    package let textHash: UInt64
 
     /// The longest name accepted, in UTF-8 bytes.
     public static let maximumByteCount = 255
@@ -15,9 +19,23 @@ public struct GroupName: Hashable, Sendable, Comparable, CustomStringConvertible
         guard count > 0, count <= Self.maximumByteCount,
               !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
         self.text = text
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        textHash = hash
     }
+
+    public static func == (lhs: GroupName, rhs: GroupName) -> Bool { lhs.textHash == rhs.textHash && lhs.text == rhs.text }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(text) }
 
     public var description: String { text }
 
     public static func < (lhs: GroupName, rhs: GroupName) -> Bool { lhs.text < rhs.text }
+}
+
+extension GroupName: IdentifierKey {
+    package var folded: UInt64 { textHash }
 }

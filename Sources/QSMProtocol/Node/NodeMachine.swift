@@ -29,8 +29,8 @@ package final class NodeMachine {
     // receiver's CPU (perf, `qsm-bench run`).
     @exclusivity(unchecked) package private(set) var statistics = NodeMachineStatistics()
     /// Per-group and per-sender counts of what was sent and delivered.
-    package var traffic: TrafficCounters { tally.named(groupNames) }
-    @exclusivity(unchecked) private var tally: TrafficTally
+    package var traffic: TrafficCounters { tally.named(groupNames, publications: protocolNode.publications()) }
+    @exclusivity(unchecked) private var tally = TrafficTally()
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) package private(set) var listenAddresses: Set<QSMSocketAddress> = []
@@ -45,7 +45,8 @@ package final class NodeMachine {
     /// Multicast addresses of the regions this node is in or sends to, from the views.
     @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:]
     @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
-    @exclusivity(unchecked) private var groupIDs: [GroupName: GroupID] = [:]
+    /// Ids of the groups in the current views, by name (looked up per publication).
+    @exclusivity(unchecked) private var groupIDs: IdentifierTable<GroupName, GroupID>
     /// Names of every group ever seen (a delivery may come after its group's view went).
     @exclusivity(unchecked) private var groupNames: [GroupID: GroupName] = [:]
     @exclusivity(unchecked) private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
@@ -72,8 +73,8 @@ package final class NodeMachine {
         if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         gmsSession = GMSClientSession(secret: configuration.clusterSecret, blockFunction: configuration.sha256BlockFunction)
         flowControl = configuration.flowControl
-        var tallySeed = SplitMix64(seed: configuration.seed ^ 0x94D0_49BB_1331_11EB)
-        tally = TrafficTally(seed: tallySeed.next())
+        var tableSeeds = SplitMix64(seed: configuration.seed ^ 0x94D0_49BB_1331_11EB)
+        groupIDs = IdentifierTable(seed: tableSeeds.next())
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
                                         seed: configuration.seed)
         membership = MembershipClient(node: configuration.id, address: configuration.address,
@@ -103,7 +104,10 @@ package final class NodeMachine {
     package func leave(_ group: GroupName, now: Instant) {
         enter(now)
         membership.leave(group)
-        if let id = groupIDs[group] { tally.forget(id) }
+        if let id = groupIDs[group] {
+            tally.forget(id)
+            protocolNode.forgetPublications(to: id)
+        }
         pumpMembership()
     }
     /// Registers as a publisher to a group this node does not join.
@@ -445,7 +449,6 @@ package final class NodeMachine {
             _ = pending.popFirst()
             switch protocolNode.publish(group: groupID, payload: payload, now: now) {
             case .accepted(let sequence):
-                tally.sent(to: groupID, bytes: payload.count)
                 if configuration.reportsCommits, let view = membership.groups[groupID] {
                     events.append(.committed(CommittedMessage(group: group, groupSequence: sequence, view: view)))
                 }
@@ -508,7 +511,7 @@ package final class NodeMachine {
             for reference in group.regions { if let address = reference.address { regionAddresses[reference.id] = address } }
         }
         for region in regions.values { if let address = region.address { regionAddresses[region.id] = address } }
-        groupIDs = [:]
+        groupIDs.removeAll()
         lastPublished = nil
         // A restarted GMS may give an id another group's name: names kept in delivery
         // streams go with views.

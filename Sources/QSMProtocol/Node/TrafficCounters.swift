@@ -28,30 +28,13 @@ public struct TrafficCounters: Sendable, Equatable {
 }
 
 /// The counting behind `TrafficCounters`, on the per-message path. A delivery is
-/// counted in its sender's `DeliveryStream` box, which the protocol hands over with it:
-/// no lookup per message, however many groups take turns. Publications are keyed by
-/// group id (an integer, not a string), added up while they go to one group in a row.
-/// Group totals and names are made only when a snapshot is taken.
+/// counted in its sender's `DeliveryStream` box, which the protocol hands over with it,
+/// and a publication in the protocol's record of the group it goes to: no lookup per
+/// message, however many groups take turns. Group totals and names are made only when a
+/// snapshot is taken.
 struct TrafficTally {
-    /// Publications per group.
-    private var sent: IdentifierTable<GroupID, GroupTraffic>
     /// The streams delivered from, in the order of their first delivery.
     private var streams: [DeliveryStream] = []
-    /// Publications to one group in a row, not yet added to `sent`.
-    private var sentRun: (group: GroupID, messages: Int, bytes: Int)?
-
-    /// `seed` places group ids in the table of publications (`IdentifierTable`).
-    init(seed: UInt64) { sent = IdentifierTable(seed: seed) }
-
-    mutating func sent(to group: GroupID, bytes: Int) {
-        if sentRun?.group == group {
-            sentRun!.messages += 1
-            sentRun!.bytes += bytes
-            return
-        }
-        flushSent()
-        sentRun = (group, 1, bytes)
-    }
 
     mutating func delivered(on stream: DeliveryStream, sequence: UInt64, bytes: Int) {
         if !stream.counted {
@@ -61,18 +44,8 @@ struct TrafficTally {
         stream.traffic.record(sequence: sequence, bytes: bytes)
     }
 
-    private mutating func flushSent() {
-        guard let (group, messages, bytes) = sentRun else { return }
-        sentRun = nil
-        var traffic = sent[group] ?? GroupTraffic()
-        traffic.recordSent(messages: messages, bytes: bytes)
-        sent[group] = traffic
-    }
-
-    /// The node left `group`: its counters go (a later join starts them again).
+    /// The node left `group`: its delivery counters go (a later join starts them again).
     mutating func forget(_ group: GroupID) {
-        flushSent()
-        sent.removeValue(forKey: group)
         streams.removeAll { stream in
             guard stream.group == group else { return false }
             stream.counted = false
@@ -81,13 +54,17 @@ struct TrafficTally {
         }
     }
 
-    /// The counters with group names (groups whose name is unknown are left out). The
-    /// first `TrafficCounters.maximumSenders` streams are listed per sender; the others'
-    /// deliveries count in their groups' totals and as untracked.
-    mutating func named(_ names: [GroupID: GroupName]) -> TrafficCounters {
-        flushSent()
+    /// The counters with group names (groups whose name is unknown are left out), with
+    /// `publications` per group. The first `TrafficCounters.maximumSenders` streams are
+    /// listed per sender; the others' deliveries count in their groups' totals and as
+    /// untracked.
+    func named(_ names: [GroupID: GroupName], publications: [(group: GroupID, messages: Int, bytes: Int)]) -> TrafficCounters {
         var byName: [GroupName: GroupTraffic] = [:]
-        for (id, traffic) in sent.entries { if let name = names[id] { byName[name] = traffic } }
+        for publication in publications {
+            if let name = names[publication.group] {
+                byName[name, default: GroupTraffic()].recordSent(messages: publication.messages, bytes: publication.bytes)
+            }
+        }
         var bySender: [GroupSender: SenderTraffic] = [:]
         var untracked = 0
         for (index, stream) in streams.enumerated() {

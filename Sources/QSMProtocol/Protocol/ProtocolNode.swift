@@ -332,6 +332,8 @@ package final class ProtocolNode {
             return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
         }
         target.lastSequence += 1
+        target.publishedMessages += 1
+        target.publishedBytes += payload.count
         let sequence = target.lastSequence
         let message: OutgoingMessage
         if var retired = retiredMessages.popFirst(), isKnownUniquelyReferenced(&retired) {
@@ -356,6 +358,20 @@ package final class ProtocolNode {
         unacknowledgedBytes += payload.count
         sendQueue.append(message)
         return .accepted(groupSequence: sequence)
+    }
+
+    /// Per group, the messages and bytes published to it (since `forgetPublications`).
+    package func publications() -> [(group: GroupID, messages: Int, bytes: Int)] {
+        publishTargets.entries.compactMap { entry in
+            entry.value.publishedMessages == 0 ? nil : (entry.key, entry.value.publishedMessages, entry.value.publishedBytes)
+        }
+    }
+
+    /// Counts the publications to `group` from zero again (the node left it).
+    package func forgetPublications(to group: GroupID) {
+        guard let target = publishTargets[group] else { return }
+        target.publishedMessages = 0
+        target.publishedBytes = 0
     }
 
     /// Messages published but not yet acknowledged by every region, and their bytes.

@@ -79,6 +79,10 @@ final class PublishTarget {
     /// Sent once to the group's own address (hybrid mode, more than one region).
     @exclusivity(unchecked) var hybrid = false
     @exclusivity(unchecked) var lastSequence: UInt64 = 0
+    /// Messages and payload bytes published to the group (for `TrafficCounters`): kept
+    /// here, where each publication finds its target anyway, so counting costs no lookup.
+    @exclusivity(unchecked) var publishedMessages = 0
+    @exclusivity(unchecked) var publishedBytes = 0
 }
 
 /// The packets a sender transmitted in one region and has not seen acknowledged: always
