@@ -55,6 +55,12 @@ struct ClusterRun {
             }
         }
 
+        if options.measureRawLatency, options.rate > 0 {
+            var search = RawLimitSearch(sender: senders[0], receivers: cluster.receivers, size: options.size, group: Self.rawGroup,
+                                        trialSeconds: options.rawTrialSeconds, log: log)
+            report.rawLatency = try search.latency(rate: options.rate, seconds: min(options.seconds ?? 5, 5))
+        }
+
         // The engine: receivers join every group, senders wait until all are in.
         for receiver in cluster.receivers {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),

@@ -8,7 +8,9 @@ import Synchronization
 /// The raw kernel limit: an unreliable sendmmsg/recvmmsg blast on the same kind of
 /// sockets the engine uses (UDP multicast, same receive buffer), no protocol at all.
 /// Each datagram carries its trial number and its index in the trial, so that a
-/// receiver counts what it got of the current trial.
+/// receiver counts what it got of the current trial, and the time it was sent (the
+/// monotonic clock, shared by every process on the machine), so that a receiver can
+/// measure the latency floor the engine's own latency stands on.
 enum RawReceiveMode: String, CaseIterable, Sendable {
     /// A thread blocking in recvmmsg (MSG_WAITFORONE): one wake-up per burst.
     case blocking
@@ -28,9 +30,14 @@ final class RawReceiver: Sendable {
     private let received = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let thread: Mutex<SystemThread?> = Mutex(nil)
+    /// Send-to-receive latency of the current trial's datagrams, when asked for.
+    private let measuresLatency: Bool
+    private let latency = Mutex(LatencyHistogram())
 
-    init(mode: RawReceiveMode, group: QSMSocketAddress, interface: IPv4Address, receiveBufferBytes: Int) throws {
+    init(mode: RawReceiveMode, group: QSMSocketAddress, interface: IPv4Address, receiveBufferBytes: Int,
+         measuresLatency: Bool = false) throws {
         self.mode = mode
+        self.measuresLatency = measuresLatency
         let socket = try UDPSocket()
         try socket.setReuseAddress(true)
         _ = try socket.setReceiveBufferSize(receiveBufferBytes)
@@ -49,6 +56,9 @@ final class RawReceiver: Sendable {
     func count(of trial: Int) -> Int {
         self.trial.load(ordering: .acquiring) == trial ? received.load(ordering: .acquiring) : 0
     }
+
+    /// The latency of the datagrams of the current trial (empty unless measured).
+    var latencyHistogram: LatencyHistogram { latency.withLock { $0 } }
 
     func stop() {
         stopping.store(true, ordering: .releasing)
@@ -111,7 +121,15 @@ final class RawReceiver: Sendable {
             received.add(1, ordering: .relaxed)
         } else if packetTrial > current {
             received.store(1, ordering: .relaxed)
+            if measuresLatency { latency.withLock { $0 = LatencyHistogram() } }
             trial.store(packetTrial, ordering: .releasing)
+        } else {
+            return
+        }
+        if measuresLatency, datagram.count >= RawSender.headerBytes {
+            let sentAt = Int64(bitPattern: datagram.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            let microseconds = Int(max(0, MonotonicClock.now().nanoseconds - sentAt) / 1000)
+            latency.withLock { $0.record(microseconds: microseconds) }
         }
     }
 
@@ -142,6 +160,9 @@ final class RawSender {
     private let pool: PacketBufferPool
     private let batch: DatagramBatch
     private let batchSize = 32
+    /// Trial number, index in the trial, send time in nanoseconds (in datagrams that
+    /// have room for it).
+    static let headerBytes = 16
 
     init(interface: IPv4Address, timeToLive: UInt8) throws {
         socket = try UDPSocket()
@@ -177,6 +198,9 @@ final class RawSender {
                 let bytes = pool.bytes(of: buffer)
                 bytes.storeBytes(of: UInt32(trial).bigEndian, toByteOffset: 0, as: UInt32.self)
                 bytes.storeBytes(of: UInt32(truncatingIfNeeded: sent + batch.count).bigEndian, toByteOffset: 4, as: UInt32.self)
+                if size >= Self.headerBytes {
+                    bytes.storeBytes(of: UInt64(bitPattern: MonotonicClock.now().nanoseconds), toByteOffset: 8, as: UInt64.self)
+                }
                 batch.append(buffer, length: size, to: group)
             }
             switch try batch.send(on: socket) {

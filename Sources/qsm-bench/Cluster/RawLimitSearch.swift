@@ -96,6 +96,38 @@ struct RawLimitSearch {
         return messages
     }
 
+    /// Send-to-receive latency of raw datagrams paced at `rate` per second for `seconds`,
+    /// all receivers' together (as the engine's is reported), with receivers blocking in
+    /// recvmmsg: one wake-up per datagram at such rates, as the engine's receivers
+    /// have. The floor the engine's latency stands on, on this machine, measured with
+    /// the same processes.
+    mutating func latency(rate: Double, seconds: Double) throws -> LatencyHistogram {
+        mode = .blocking
+        for receiver in receivers {
+            try receiver.send(WorkerLine("raw-open", [("mode", RawReceiveMode.blocking.rawValue), ("group", group),
+                                                     ("interface", receiver.interface), ("size", size),
+                                                     ("buffer", receiveBufferBytes), ("latency", 1)]))
+        }
+        for receiver in receivers { _ = try receiver.expect("raw-ready", within: 10) }
+        defer {
+            for receiver in receivers { try? receiver.send(WorkerLine("raw-close")) }
+            for receiver in receivers { _ = try? receiver.expect("raw-closed", within: 10) }
+        }
+        _ = try trial(rate: rate, seconds: seconds)
+        var merged = LatencyHistogram()
+        for receiver in receivers {
+            try receiver.send(WorkerLine("raw-latency"))
+            let line = try receiver.expect("raw-latency", within: 10)
+            if let histogram = LatencyHistogram(encoded: line["latency"] == "-" ? "" : line["latency"] ?? "",
+                                                maximumMicroseconds: line.int("latency_max_us") ?? 0) {
+                merged.merge(histogram)
+            }
+        }
+        log("raw latency at \(Int(rate)) datagrams/s: p50 \(merged.percentile(0.5) ?? 0) us, "
+            + "p99 \(merged.percentile(0.99) ?? 0) us, max \(merged.maximumMicroseconds) us")
+        return merged
+    }
+
     /// The CPU seconds, per message delivered at each receiver, that the last run's
     /// confirming trial took in the sender and receiver processes together.
     private(set) var cpuPerDeliveredMessage: Double?

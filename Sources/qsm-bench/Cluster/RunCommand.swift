@@ -95,6 +95,10 @@ enum RunCommand {
                                used by default where the kernel offers them
           --no-raw             skip the raw-limit search (no ratio is reported)
           --raw-trial-seconds S  length of one raw trial (default 0.5)
+          --raw-latency        with --rate: first measure the latency floor, raw
+                               datagrams of the same size paced at the same rate
+                               (up to 5 s) to receivers blocking in recvmmsg, and
+                               report it beside the engine's (raw_latency_us_p50/p99)
           --drain-seconds S    after sending, how long to wait for receivers to have
                                everything before reporting them incomplete (default 60)
           --insecure           run without a cluster secret (each node warns): by default
@@ -118,7 +122,7 @@ enum RunCommand {
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
             "--window", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
-        ], switches: ["--json", "--no-raw", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
+        ], switches: ["--json", "--no-raw", "--raw-latency", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
             print(usage)
             exit(0)
@@ -153,6 +157,10 @@ enum RunCommand {
         }
         if flags.has("--bundle-bytes") { options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: 1_472) }
         options.measureRaw = !flags.has("--no-raw")
+        options.measureRawLatency = flags.has("--raw-latency")
+        if options.measureRawLatency, options.rate <= 0 {
+            throw ConfigurationError("--raw-latency needs --rate: latency is measured at a fixed rate")
+        }
         options.segmentationOffload = !flags.has("--no-gso")
         options.verbose = flags.has("--verbose")
         if flags.has("--insecure"), flags.has("--authenticate") {

@@ -58,6 +58,8 @@ struct RunOptions {
     var rate = 0.0
     var perturbation = Perturbation.none
     var measureRaw = true
+    /// Also measure raw datagrams' send-to-receive latency at `rate` (`--raw-latency`).
+    var measureRawLatency = false
     var rawTrialSeconds = 0.5
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?

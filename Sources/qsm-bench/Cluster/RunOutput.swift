@@ -49,6 +49,9 @@ enum RunTable {
             lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
                          + (report.options.rate > 0 ? "" : " (as fast as possible: includes queueing in the window)"))
         }
+        if let raw = report.rawLatency, let p50 = raw.percentile(0.5), let p99 = raw.percentile(0.99) {
+            lines.append("raw latency floor at the same rate, send to receive: p50 \(p50) us, p99 \(p99) us, max \(raw.maximumMicroseconds) us")
+        }
         lines.append((report.options.senders == 1 ? "sender: \(format(report.senderCPUSeconds, 2)) s CPU, peak RSS "
                       : "senders: \(format(report.senderCPUSeconds, 2)) s CPU in all, peak RSS ")
                      + "\(format(report.senderRSSMegabytes, 1)) MB; "
@@ -127,6 +130,8 @@ enum RunJSON {
             ("latency_us_p50", optional(latency.percentile(0.5).map(Double.init))),
             ("latency_us_p99", optional(latency.percentile(0.99).map(Double.init))),
             ("latency_us_max", "\(latency.maximumMicroseconds)"),
+            ("raw_latency_us_p50", optional(report.rawLatency?.percentile(0.5).map(Double.init))),
+            ("raw_latency_us_p99", optional(report.rawLatency?.percentile(0.99).map(Double.init))),
             ("sender_cpu_s", number(report.senderCPUSeconds)), ("receivers_cpu_s", number(report.receiversCPUSeconds)),
             ("sender_rss_mb", number(report.senderRSSMegabytes)),
             ("sender_allocations_per_message", optional(report.senderAllocationsPerMessage)),

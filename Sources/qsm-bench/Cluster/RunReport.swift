@@ -14,6 +14,8 @@ struct RunReport {
     /// receives), where the kernel has them, in messages per second.
     var rawOffload: Double?
     var rawMessagesPerDatagram = 1
+    /// Raw datagrams' send-to-receive latency at the run's rate (`--raw-latency`).
+    var rawLatency: LatencyHistogram?
     /// CPU seconds per delivered message of the raw search that gave `rawLossless`
     /// (sender and receivers together, over its confirming trial).
     var rawCPUPerDeliveredMessage: Double?

@@ -96,8 +96,13 @@ enum WorkerCommand {
                 rawReceiver?.stop()
                 rawReceiver = try RawReceiver(mode: RawReceiveMode(rawValue: command["mode"] ?? "") ?? .blocking,
                                               group: try address(command, "group"), interface: try interface(command),
-                                              receiveBufferBytes: command.int("buffer") ?? 8 << 20)
+                                              receiveBufferBytes: command.int("buffer") ?? 8 << 20,
+                                              measuresLatency: command.int("latency") == 1)
                 say(WorkerLine("raw-ready"))
+            case "raw-latency":
+                let histogram = rawReceiver?.latencyHistogram ?? LatencyHistogram()
+                say(WorkerLine("raw-latency", [("latency", histogram.encoded.isEmpty ? "-" : histogram.encoded),
+                                               ("latency_max_us", histogram.maximumMicroseconds)]))
             case "raw-count":
                 let trial = command.int("trial") ?? -1
                 say(WorkerLine("raw-count", [("trial", trial), ("count", rawReceiver?.count(of: trial) ?? 0)]))
