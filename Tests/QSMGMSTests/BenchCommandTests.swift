@@ -136,8 +136,9 @@ struct BenchCommandTests {
         #expect((result["hostile_drops_counted"] as? Int ?? 0) > 1_000)
     }
 
+    /// With the raw latency floor measured first, at the same rate, by the same processes.
     @Test func aFixedRateRunMeasuresLatency() throws {
-        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--no-raw", "--rate", "2000", "--json"])
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--no-raw", "--raw-latency", "--rate", "2000", "--json"])
         #expect(status == 0, "output: \(output)")
         let result = try Self.json(output)
         let sent = try #require(result["sent"] as? Int)
@@ -146,6 +147,9 @@ struct BenchCommandTests {
         let p50 = try #require(result["latency_us_p50"] as? Double)
         let p99 = try #require(result["latency_us_p99"] as? Double)
         #expect(p50 > 0 && p50 <= p99)
+        let rawP50 = try #require(result["raw_latency_us_p50"] as? Double)
+        let rawP99 = try #require(result["raw_latency_us_p99"] as? Double)
+        #expect(rawP50 > 0 && rawP50 <= rawP99)
     }
 
     @Test func anExperimentWritesItsCSVAndCharts() throws {
@@ -170,6 +174,7 @@ struct BenchCommandTests {
         (["run", "--perturb", "crash", "--receivers", "1"], "at least 2 receivers"),
         (["run", "--perturb", "freeze", "--seconds", "5"], "--seconds 15"),
         (["run", "--rate", "-3"], "--rate"),
+        (["run", "--raw-latency"], "--raw-latency needs --rate"),
         (["run", "--hosts", "--fault-at", "some"], "--fault-at"),
         (["run", "--hosts", "--loss-percent", "0"], "--loss-percent"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
