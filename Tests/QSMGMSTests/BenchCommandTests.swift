@@ -113,7 +113,11 @@ struct BenchCommandTests {
     }
 
     @Test func injectedLossIsRepairedAndCounted() throws {
-        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "3", "--no-raw", "--perturb", "loss", "--json"])
+        // Paced, so that data is flowing during each 10 ms drop: unpaced, a sender that
+        // waits for acknowledgements on a loaded machine (a debug build in CI) can be
+        // idle then, and only control packets are dropped (CI saw 0 retransmissions once).
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "4", "--rate", "10000", "--no-raw",
+                                             "--perturb", "loss", "--json"])
         #expect(status == 0, "output: \(output)")
         let result = try Self.json(output)
         #expect(result["complete"] as? Bool == true)

@@ -44,7 +44,12 @@ struct MultiHostTests {
         }
         let publisher = try Self.hosts(["exec", "1", Self.qsmNode, "publish", "--insecure", "--gms", "10.77.0.1:7000", "--group", "lossy",
                                         "--interface", "10.77.0.1", "--wait-members", "2", "--id", "1", "--timeout-seconds", "60"])
-        let expected = (1...count).map { "message \($0)" }
+        // Lines of about 1 KB, one per datagram: short lines share datagrams, and the
+        // publisher hands runs of datagrams to the kernel as one segmented send, which
+        // stays one packet through the bridge, so 5,000 short lines made only a few dozen
+        // packets and a 5% rule could miss them all (it did once, in CI).
+        let padding = String(repeating: "x", count: 1_000)
+        let expected = (1...count).map { "message \($0) \(padding)" }
         let feeder = try EngineProcessTests.feed(publisher, expected)
         var outputs: [[String]] = []
         EngineProcessTests.collectAll(subscribers, into: &outputs, until: MonotonicClock.now().advanced(by: .seconds(120)))
