@@ -18,4 +18,11 @@ import Testing
         // A typed error thrown by the reader comes out as that type.
         #expect(throws: Refusal.refused) { try delivery.withPayload { (_) throws(Refusal) -> Void in throw .refused } }
     }
+
+    /// The output queue preallocates one slot per delivery it can hold (tens of
+    /// thousands), each as large as the largest output: a rare, large output such as a
+    /// statistics snapshot must be boxed, not inline, or the queue costs megabytes.
+    @Test func anOutputSlotStaysSmall() {
+        #expect(MemoryLayout<EngineOutput>.stride <= 256, "an EngineOutput slot is \(MemoryLayout<EngineOutput>.stride) bytes")
+    }
 }

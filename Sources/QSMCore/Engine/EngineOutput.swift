@@ -4,7 +4,10 @@ import Synchronization
 enum EngineOutput: Sendable {
     case delivery(QSMDelivery)
     case membership(MembershipEvent)
-    case statistics(token: UInt64, QSMNodeStatistics)
+    /// Boxed: a statistics snapshot is several hundred bytes, and every slot of the output
+    /// queue is as large as the largest case, so an inline snapshot would multiply the
+    /// queue's memory for the one rare output that needs the room.
+    indirect case statistics(token: UInt64, QSMNodeStatistics)
     /// Published messages that left the window: acknowledged by all their regions, or
     /// refused after being taken (frees window slots; wakes window and acknowledgement
     /// waiters).
