@@ -99,7 +99,7 @@ import Testing
         let service = try Self.service(secret: Self.secret)
         let connection = ConnectionID(1)
         service.connectionOpened(connection, now: Instant(nanoseconds: 1))
-        let register = ClientMessage.register(node: NodeID(7), address: QSMSocketAddress(.loopback, port: 9), protocolVersion: 2).encoded()
+        let register = ClientMessage.register(node: NodeID(7), address: QSMSocketAddress(.loopback, port: 9), protocolVersion: membershipProtocolVersion).encoded()
         register.withUnsafeBytes { service.frameReceived($0, on: connection, now: Instant(nanoseconds: 2)) }
         let actions = service.takeActions()
         #expect(actions.last == .close(connection))

@@ -65,6 +65,13 @@ func membershipViolation(_ views: MembershipViews, _ snapshot: MembershipSnapsho
             if (group.members != previous.members) != (group.viewNumber > previous.viewNumber) {
                 return "\(id) view number did not follow its member set"
             }
+            // A member keeps the view it joined in; one that was not a member joins now.
+            for (member, since) in zip(group.members, group.memberSince) {
+                let expectedSince = previous.memberSince(of: member) ?? group.viewNumber
+                if since != expectedSince { return "\(id): \(member) member since \(since), expected \(expectedSince)" }
+            }
+        } else if group.memberSince.contains(where: { $0 != group.viewNumber }) {
+            return "\(id): a member of a new group joined before its first view"
         }
     }
     if views.groups.count != snapshot.groups.count { return "groups that no longer exist still have views" }

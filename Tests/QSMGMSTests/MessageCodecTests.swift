@@ -30,9 +30,11 @@ import Testing
         }
         var groups: [GroupView] = []
         for _ in 0..<Int.random(in: 0...3, using: &random) {
+            let viewNumber = UInt64.random(in: 1...9, using: &random)
+            let members = (0..<Int.random(in: 0...5, using: &random)).map { NodeID(UInt64($0)) }
             groups.append(GroupView(id: GroupID(UInt32.random(in: 0...99, using: &random)), name: randomName(&random),
-                                    viewNumber: UInt64.random(in: 1...9, using: &random),
-                                    members: (0..<Int.random(in: 0...5, using: &random)).map { NodeID(UInt64($0)) },
+                                    viewNumber: viewNumber, members: members,
+                                    memberSince: members.map { _ in UInt64.random(in: 1...viewNumber, using: &random) },
                                     mappingVersion: 3,
                                     regions: (0..<Int.random(in: 0...3, using: &random)).map { RegionReference(id: RegionID(UInt64($0)), viewNumber: 2, address: randomAddress(&random)) },
                                     hybridAddress: Bool.random(using: &random) ? randomAddress(&random) : nil,
@@ -109,6 +111,31 @@ import Testing
             return
         }
         #expect(reason.contains("count"))
+    }
+
+    /// A group view whose member joined after the view, or whose members are out of
+    /// order, is malformed: receivers decide from it which messages they are owed.
+    @Test func impossibleGroupMembershipsAreMalformed() {
+        func decoded(members: [NodeID], since: [UInt64]) -> Result<ServerMessage, WireError> {
+            let group = GroupView(id: GroupID(1), name: GroupName("g")!, viewNumber: 3, members: members, memberSince: since,
+                                  mappingVersion: 1, regions: [], hybridAddress: nil)
+            let update = MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: [], removedRegions: [],
+                                          groups: [group], removedGroups: [])
+            return ServerMessage.update(update).encoded().withUnsafeBytes { raw in
+                Result { () throws(WireError) in try ServerMessage(decoding: raw) }
+            }
+        }
+        #expect((try? decoded(members: [NodeID(1), NodeID(2)], since: [1, 3]).get()) != nil)
+        for (members, since, expected) in [([NodeID(1), NodeID(2)], [UInt64(1), 4], "joined in view 4"),
+                                           ([NodeID(1), NodeID(2)], [0, 1], "joined in view 0"),
+                                           ([NodeID(2), NodeID(1)], [1, 1], "not sorted"),
+                                           ([NodeID(2), NodeID(2)], [1, 1], "not sorted")] {
+            guard case .failure(.malformed(let reason, _)) = decoded(members: members, since: since) else {
+                Issue.record("expected \(members) since \(since) to be malformed")
+                continue
+            }
+            #expect(reason.contains(expected), "\(reason)")
+        }
     }
 
     @Test func invalidNamesAndTrailingBytesAreMalformed() {

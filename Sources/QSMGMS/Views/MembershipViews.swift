@@ -128,6 +128,8 @@ package struct MembershipViews {
             let before = group
             if group.viewNumber == 0 || group.members != members {
                 group.viewNumber += 1
+                // A member keeps the view it joined in; a new one joins in this view.
+                group.memberSince = members.map { group.memberSince(of: $0) ?? group.viewNumber }
                 group.members = members
             }
             if group.mappingVersion == 0 || group.regions != references {

@@ -138,8 +138,20 @@ extension WireReader {
         let id = GroupID(try readUInt32())
         let name = try readGroupName()
         let viewNumber = try readUInt64()
-        var members: [NodeID] = []
-        for _ in 0..<(try readCount(elementBytes: 8)) { members.append(NodeID(try readUInt64())) }
+        var members: [NodeID] = [], memberSince: [UInt64] = []
+        for _ in 0..<(try readCount(elementBytes: 16)) {
+            let start = offset
+            let member = NodeID(try readUInt64())
+            guard members.last.map({ $0 < member }) ?? true else {
+                throw .malformed(reason: "group \(id): members not sorted", offset: start)
+            }
+            members.append(member)
+            let since = try readUInt64()
+            guard since >= 1, since <= viewNumber else {
+                throw .malformed(reason: "group \(id): member joined in view \(since), after view \(viewNumber)", offset: start)
+            }
+            memberSince.append(since)
+        }
         let mappingVersion = try readUInt64()
         var regions: [RegionReference] = []
         for _ in 0..<(try readCount(elementBytes: 17)) {
@@ -149,7 +161,8 @@ extension WireReader {
         let hybridAddress = try readOptionalAddress()
         var publishers: [NodeID] = []
         for _ in 0..<(try readCount(elementBytes: 8)) { publishers.append(NodeID(try readUInt64())) }
-        return GroupView(id: id, name: name, viewNumber: viewNumber, members: members, mappingVersion: mappingVersion,
+        return GroupView(id: id, name: name, viewNumber: viewNumber, members: members, memberSince: memberSince,
+                         mappingVersion: mappingVersion,
                          regions: regions, hybridAddress: hybridAddress, publishers: publishers)
     }
 }

@@ -1,6 +1,6 @@
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
-package let membershipProtocolVersion: UInt16 = 2
+package let membershipProtocolVersion: UInt16 = 3
 
 /// What a node sends the GMS.
 package enum ClientMessage: Equatable, Sendable {
@@ -173,7 +173,10 @@ extension WireEncoder {
         writeString(group.name.text)
         write(group.viewNumber)
         write(UInt32(group.members.count))
-        for member in group.members { write(member.value) }
+        for (member, since) in zip(group.members, group.memberSince) {
+            write(member.value)
+            write(since)
+        }
         write(group.mappingVersion)
         write(UInt32(group.regions.count))
         for reference in group.regions {

@@ -75,6 +75,10 @@ public struct GroupView: Hashable, Sendable {
     public var viewNumber: UInt64
     /// Members sorted by id.
     public var members: [NodeID]
+    /// Per member (same order as `members`): the view number from which it has been a
+    /// member without a break. A message committed to an older view is not owed to it
+    /// (one carried into its region by a reconfiguration, or sent by a lagging sender).
+    public var memberSince: [UInt64]
     /// Rises whenever the region list or any listed region's view changes.
     public var mappingVersion: UInt64
     /// Disjoint region views whose union is exactly `members`, sorted by region id.
@@ -86,8 +90,12 @@ public struct GroupView: Hashable, Sendable {
     /// what of its messages nobody left holds.
     public var publishers: [NodeID]
 
-    package init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], mappingVersion: UInt64,
-                regions: [RegionReference], hybridAddress: QSMSocketAddress?, publishers: [NodeID] = []) {
+    /// `memberSince` defaults to 1 for every member (members from the group's first view).
+    package init(id: GroupID, name: GroupName, viewNumber: UInt64, members: [NodeID], memberSince: [UInt64]? = nil,
+                 mappingVersion: UInt64, regions: [RegionReference], hybridAddress: QSMSocketAddress?,
+                 publishers: [NodeID] = []) {
+        precondition(memberSince == nil || memberSince!.count == members.count, "one join view per member")
+        self.memberSince = memberSince ?? Array(repeating: 1, count: members.count)
         self.publishers = publishers
         self.id = id
         self.name = name
@@ -96,5 +104,15 @@ public struct GroupView: Hashable, Sendable {
         self.mappingVersion = mappingVersion
         self.regions = regions
         self.hybridAddress = hybridAddress
+    }
+
+    /// The view from which `node` has been a member without a break; nil if it is not one.
+    package func memberSince(of node: NodeID) -> UInt64? {
+        var low = 0, high = members.count
+        while low < high {
+            let middle = (low + high) / 2
+            if members[middle] < node { low = middle + 1 } else { high = middle }
+        }
+        return low < members.count && members[low] == node ? memberSince[low] : nil
     }
 }
