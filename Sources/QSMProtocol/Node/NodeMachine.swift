@@ -49,6 +49,9 @@ package final class NodeMachine {
     @exclusivity(unchecked) private var groupIDs: IdentifierTable<GroupName, GroupID>
     /// Names of every group ever seen (a delivery may come after its group's view went).
     @exclusivity(unchecked) private var groupNames: [GroupID: GroupName] = [:]
+    /// The id each group name had last (see `GroupRenumbering`).
+    @exclusivity(unchecked) var knownGroupIDs: [GroupName: GroupID] = [:]
+    @exclusivity(unchecked) var nextParkedGroupID = UInt32.max
     @exclusivity(unchecked) private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
     @exclusivity(unchecked) private var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
     /// The GMS connection's authentication (with a cluster secret).
@@ -107,6 +110,8 @@ package final class NodeMachine {
         if let id = groupIDs[group] {
             tally.forget(id)
             protocolNode.forgetPublications(to: id)
+            protocolNode.leftGroup(id)
+            protocolNode.abandonMessages(to: id)
         }
         pumpMembership()
     }
@@ -484,6 +489,13 @@ package final class NodeMachine {
         }
         let changes = membership.takeEvents()
         guard !changes.isEmpty else { return }
+        for change in changes {
+            switch change {
+            case .excluded: protocolNode.forgetGroupContinuity()
+            case .registered(rejoining: true): protocolNode.membershipRestarting(now: now)
+            default: break
+            }
+        }
         let viewsChanged = changes.contains {
             switch $0 {
             case .regionView, .regionRemoved, .groupView, .groupRemoved: return true
@@ -503,6 +515,7 @@ package final class NodeMachine {
             // Packets' sources are written again after the views' (as before the memo).
             lastSender = NodeID(0)
         }
+        protocolNode.renameGroups(renumberedGroups(groups.values))
         protocolNode.installMembership(regions: Array(regions.values), groups: Array(groups.values), now: now)
         // A region this node sends to but is not a member of: its address is in the
         // group views.

@@ -367,6 +367,12 @@ extension ProtocolNode {
             lastDelivered[key] = stream
             deliveryRun = (key, stream)
         }
+        guard isOwedAsMember(stream, groupView: packet.groupView) else {
+            // Committed to a view of the group from before this node joined it (a copy
+            // carried into its region by a reconfiguration).
+            statistics.notMemberDropped += 1
+            return
+        }
         guard Self.advance(&stream.last, to: packet.groupSequence) else {
             statistics.secondCopiesDropped += 1
             return

@@ -5,7 +5,8 @@
 /// the group's name, so a delivery of another group than the last costs it no hashing.
 package final class DeliveryStream {
     package let sender: NodeID
-    package let group: GroupID
+    /// Changes only when a restarted GMS gives the group's name another id.
+    package internal(set) var group: GroupID
     /// The last group sequence number delivered.
     @exclusivity(unchecked) var last: UInt64 = 0
     /// What was delivered since counting began (`TrafficTally`), and whether the tally
@@ -16,6 +17,12 @@ package final class DeliveryStream {
     /// may give the id to another name).
     @exclusivity(unchecked) var name: GroupName?
     @exclusivity(unchecked) var nameEpoch = 0
+    /// The group view from which this node has been a member of the group without a
+    /// break (`ProtocolNode.memberSince`), valid while `memberSinceEpoch` is the node's:
+    /// a message committed to an earlier view is not owed to it (it joined later), and
+    /// reaches it only when carried into its region by a reconfiguration.
+    @exclusivity(unchecked) var memberSince: UInt64?
+    @exclusivity(unchecked) var memberSinceEpoch = -1
 
     init(sender: NodeID, group: GroupID) {
         self.sender = sender

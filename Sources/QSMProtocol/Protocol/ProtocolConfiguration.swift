@@ -70,6 +70,11 @@ public struct ProtocolConfiguration: Sendable {
     public var maximumStreams = 4_096
     /// Packets from unknown senders or regions held while a view change may be under way.
     public var maximumUnknownPackets = 1_024
+    /// After this node re-registers with a GMS (which may be a new one, rebuilding its
+    /// views as nodes come back), how long its unacknowledged messages of that time wait
+    /// for the groups' earlier members to reappear, to be carried to them, before they
+    /// count as done without those still missing (crashed meanwhile, or gone).
+    public var restartCarryGrace: Duration = .seconds(10)
 
     /// The defaults: they suit regions of up to thousands of nodes on one LAN.
     public init() {}
@@ -109,6 +114,7 @@ public struct ProtocolConfiguration: Sendable {
         guard maximumSequenceJump >= windowMessages else {
             throw ConfigurationError("the maximum sequence jump (\(maximumSequenceJump)) must be at least the window (\(windowMessages) messages)")
         }
+        guard restartCarryGrace >= .zero else { throw ConfigurationError("the restart carry grace cannot be negative") }
         guard maximumStreams >= 1 else { throw ConfigurationError("maximum streams must be at least 1") }
         guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
             throw ConfigurationError("buffer bounds must be positive")

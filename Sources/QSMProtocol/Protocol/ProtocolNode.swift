@@ -66,6 +66,23 @@ package final class ProtocolNode {
     /// sequence numbers continue if it comes back.
     @exclusivity(unchecked) var publishTargets: IdentifierTable<GroupID, PublishTarget>
     @exclusivity(unchecked) var nextMessageID: UInt64 = 1
+    /// Sent messages kept while their group is out of view (a restarting GMS), to be
+    /// carried into its regions when it is back (see `LosslessReconfiguration`).
+    @exclusivity(unchecked) var orphans: [OutgoingMessage] = []
+    /// Groups the application left (or stopped publishing to): their messages are given
+    /// up once the group is out of view, not kept (forgotten when it is back in view).
+    @exclusivity(unchecked) var abandonedGroups: Set<GroupID> = []
+    /// Per group this node is a member of: the group view its membership began with, 0
+    /// if before a restarted GMS's views. Changes bump `memberSinceEpoch`.
+    @exclusivity(unchecked) var memberSince: [GroupID: UInt64] = [:]
+    @exclusivity(unchecked) var memberSinceEpoch = 0
+    /// After a re-registration (`membershipRestarting`): per group, the members of its
+    /// last view before that have not reappeared in a view since, and until when the
+    /// messages of that time wait for them (`restartHeld`, acknowledged by every region
+    /// but kept to be carried to them when they reappear).
+    @exclusivity(unchecked) var awaitedAfterRestart: [GroupID: Set<NodeID>] = [:]
+    @exclusivity(unchecked) var restartHoldUntil: Instant?
+    @exclusivity(unchecked) var restartHeld: [OutgoingMessage] = []
     /// Messages every region acknowledged, kept for reuse (no allocation per publication).
     @exclusivity(unchecked) var retiredMessages = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     /// As many as the window holds: fewer, and a full window's worth of publications
@@ -260,6 +277,8 @@ package final class ProtocolNode {
             foundingMember.remove(gone)
         }
         let previous = regions
+        let previousTargets = Dictionary(publishTargets.entries.filter { $0.value.inView }.map { ($0.key, $0.value.regions) },
+                                         uniquingKeysWith: { first, _ in first })
         regions = next
         cachePartition = [:]
         for region in next.values {
@@ -279,6 +298,7 @@ package final class ProtocolNode {
             }
         }
         cacheLayouts = cacheLayouts.filter { next[$0.key] != nil }
+        let previousGroups = groups
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         updatePublishTargets()
         for region in regions.values {
@@ -300,12 +320,21 @@ package final class ProtocolNode {
             }
         }
         // Regions a sender's messages are waiting on that no longer exist: nobody is left
-        // to acknowledge, so they are accounted for (section 4.3.7, item 5).
+        // to acknowledge there (section 4.3.7, item 5). Their messages are carried into
+        // the group's new regions, or kept until the group is back in view.
         let live = Set(regions.keys).union(groups.values.flatMap { $0.regions.map(\.id) })
+        var displaced: [OutgoingMessage] = []
         for (region, state) in regionSend where !live.contains(region) {
-            while let (_, message) = state.awaiting.popFirst() { regionAcknowledged(message) }
+            while let (_, message) = state.awaiting.popFirst() {
+                message.unacknowledgedRegions -= 1
+                displaced.append(message)
+            }
             regionSend[region] = nil
         }
+        carryUnacknowledged(previousTargets: previousTargets, previousRegions: previous, previousGroups: previousGroups,
+                            displaced: displaced)
+        updateAwaitedAfterRestart()
+        updateMemberSince()
         // Packets that arrived early for a view now known.
         var held = unknownPackets
         unknownPackets = RingBuffer(initialCapacity: 16)
@@ -356,6 +385,7 @@ package final class ProtocolNode {
         }
         unacknowledgedMessages += 1
         unacknowledgedBytes += payload.count
+        message.queued = true
         sendQueue.append(message)
         return .accepted(groupSequence: sequence)
     }
@@ -419,7 +449,18 @@ package final class ProtocolNode {
 
     func regionAcknowledged(_ message: OutgoingMessage) {
         message.unacknowledgedRegions -= 1
-        guard message.unacknowledgedRegions == 0 else { return }
+        // Still to be sent somewhere (carried into new regions): not done yet.
+        guard message.unacknowledgedRegions == 0, !message.queued else { return }
+        release(message)
+    }
+
+    /// A message is done: acknowledged everywhere it went, or owed to nobody. One from
+    /// before a re-registration waits while members of its group may still reappear.
+    func release(_ message: OutgoingMessage) {
+        if restartHoldUntil != nil, message.groupView == 0, !(awaitedAfterRestart[message.group]?.isEmpty ?? true) {
+            restartHeld.append(message)
+            return
+        }
         unacknowledgedMessages -= 1
         unacknowledgedBytes -= message.payload.count
         releasedMessages += 1
@@ -590,7 +631,11 @@ package final class ProtocolNode {
             message.fragmentCursor = 0
             message.regionCursor += 1
         }
-        if message.regionCursor == message.regions.count { _ = sendQueue.popFirst() }
+        if message.regionCursor == message.regions.count, !continueDeferredCarry(message) {
+            _ = sendQueue.popFirst()
+            message.queued = false
+            message.carriedAhead = false
+        }
         statistics.dataPacketsSent += 1
         statistics.dataPayloadBytesSent += packet.payload.count
         lastDataSentAt = now
@@ -643,7 +688,14 @@ package final class ProtocolNode {
                                         viewStartSequence: packet.viewStartSequence, sequence: packet.sequence))
         }
         message.fragmentCursor += 1
-        if message.fragmentCursor == fragmentCount(message) { _ = sendQueue.popFirst() }
+        if message.fragmentCursor == fragmentCount(message) {
+            message.regionCursor = message.regions.count
+            if !continueDeferredCarry(message) {
+                _ = sendQueue.popFirst()
+                message.queued = false
+                message.carriedAhead = false
+            }
+        }
         guard let template else { return nil }
         statistics.hybridTransmissions += 1
         lastDataSentAt = now

@@ -123,6 +123,12 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Messages that reached this node a second time through another region (it moved
     /// between regions while they were in flight), not delivered again.
     public var secondCopiesDropped = 0
+    /// Unacknowledged messages this node, as a sender, carried into regions its group's
+    /// members moved to (lossless reconfiguration).
+    public var messagesCarried = 0
+    /// Carried messages committed to a view of their group from before this node joined
+    /// it: not owed, not delivered.
+    public var notMemberDropped = 0
     /// Queries a new member sent to learn where its debt begins, and senders it gave up
     /// asking (it then starts with the earliest packet it saw, and may miss what came
     /// before in the view it joined).

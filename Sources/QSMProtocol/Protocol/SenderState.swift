@@ -20,6 +20,14 @@ final class OutgoingMessage {
     @exclusivity(unchecked) var unacknowledgedRegions = 0
     /// Sent once to the group's own address with every region's header (hybrid mode).
     @exclusivity(unchecked) var hybrid = false
+    /// Whether it is in the send queue (not every transmission has gone yet).
+    @exclusivity(unchecked) var queued = false
+    /// Queued by a reconfiguration ahead of the rest of the queue (see `carry`).
+    @exclusivity(unchecked) var carriedAhead = false
+    /// Regions to carry it into once its current transmission is done: it was half sent
+    /// when a reconfiguration came, and its copies there must follow the older messages
+    /// carried there.
+    @exclusivity(unchecked) var deferredCarry: [RegionReference] = []
 
     init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
          regions: [RegionReference]) {
@@ -42,7 +50,44 @@ final class OutgoingMessage {
         fragmentCursor = 0
         unacknowledgedRegions = regions.count
         hybrid = false
+        queued = false
+        carriedAhead = false
+        deferredCarry = []
     }
+
+    /// Whether no transmission of it has gone yet (it can still be committed to other
+    /// regions).
+    var isUnsent: Bool { regionCursor == 0 && fragmentCursor == 0 }
+
+    /// Commits a message that has not been sent yet to the regions of a newer view of
+    /// its group (lossless reconfiguration).
+    func retarget(_ newRegions: [RegionReference], hybrid: Bool) {
+        precondition(isUnsent, "only an unsent message can change its regions")
+        regions = newRegions
+        unacknowledgedRegions = newRegions.count
+        self.hybrid = hybrid
+    }
+
+    /// Carries a message that is not yet acknowledged into regions it was not sent in
+    /// (members moved there): it is sent there next, and awaits their acknowledgements
+    /// too. Per-region transmissions only: the group's own address (hybrid) carried
+    /// every region's header at once.
+    func carry(into newRegions: [RegionReference]) {
+        precondition(!queued || regionCursor == regions.count, "carried mid-transmission")
+        regionCursor = regions.count
+        fragmentCursor = 0
+        regions += newRegions
+        unacknowledgedRegions += newRegions.count
+        hybrid = false
+    }
+
+    /// The group's id changed (a restarted GMS numbered the groups anew).
+    func regroup(_ newGroup: GroupID) { group = newGroup }
+
+    /// Committed to a view of a GMS that is gone: a restarted one numbers its views
+    /// anew, so the message counts as from before every view of it (owed to members
+    /// that were in the group before the restart and still are; see `memberSince`).
+    func forgetGroupView() { groupView = 0 }
 
     /// Lets go of the payload and regions of a message that is done (so a retired message
     /// does not keep the application's bytes alive); returns the payload.

@@ -26,6 +26,7 @@ extension ProtocolNode {
             deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
         }
         if let query = nextViewStartQuery { deadline = min(deadline ?? query, query) }
+        if let hold = restartHoldUntil { deadline = min(deadline ?? hold, hold) }
         return deadline
     }
 
@@ -53,6 +54,7 @@ extension ProtocolNode {
     /// Advances time: starts rounds that are due, and restarts rounds whose token was lost.
     package func tick(now: Instant) {
         enter(now)
+        if let hold = restartHoldUntil, now >= hold { endRestartHold() }
         if !debtQueries.isEmpty { askViewStarts() }
         // An idle sender with unacknowledged messages tells its regions how far it got:
         // at the busy pace at first, then less and less often while it has sent nothing
