@@ -11,7 +11,10 @@ import QSMGMS
 ///   was a member of the message's region from that region view on (a node that joined
 ///   the region later is owed only what was sent in views from the one it joined in);
 ///   a crashed sender's message reaches every such member of a region if a live member
-///   of the partition caching it there delivered it.
+///   of the partition caching it there delivered it;
+/// - lossless reconfiguration: a live sender's message also reaches every member of its
+///   view whose application stayed in the group from its publication on, whatever
+///   regions the member moved through (joins and leaves, a restarted GMS).
 package final class InvariantChecker {
     package struct Message {
         package var index: UInt64
@@ -24,8 +27,11 @@ package final class InvariantChecker {
         package var delivered: [UInt64]
         package var publishedAt: Instant
         package var deliveredCount = 0
-        /// Per region: the sequence numbers of its fragments there.
+        /// Per region: the sequence numbers of its fragments there (of the first copy
+        /// sent there, if a reconfiguration carried it in again).
         package var regionSequence: [RegionID: Range<UInt64>] = [:]
+        /// Per region: the nodes that delivered that first copy.
+        package var deliveredIn: [RegionID: [UInt64]] = [:]
     }
 
     private(set) var violations: [String] = []
@@ -47,6 +53,11 @@ package final class InvariantChecker {
         var sender: Int
         var group: GroupName
     }
+
+    /// Whether a node's application had joined a group and not left it again at a time:
+    /// a continuing member may get a message of a view that did not list it yet (a
+    /// restarted GMS rebuilding its views, or a copy carried by a reconfiguration).
+    package var wasMember: (Int, GroupName, Instant) -> Bool = { _, _, _ in false }
 
     package init(nodes: Int) { self.nodes = nodes }
 
@@ -92,7 +103,7 @@ package final class InvariantChecker {
             violation("node \(node) delivered \(delivery.sender)'s message #\(message.index) after #\(previous) in \(delivery.group): duplicate or out of FIFO order")
         }
         lastIndex[node, default: [:]][fifo] = max(previous, message.index)
-        if message.members.binarySearchContains(node) == false {
+        if message.members.binarySearchContains(node) == false && !wasMember(node, message.group, message.publishedAt) {
             violation("node \(node) delivered a message of a view it is not in (\(what))")
         }
         let word = node / 64, bit = UInt64(1) << UInt64(node % 64)
@@ -100,7 +111,19 @@ package final class InvariantChecker {
             message.delivered[word] |= bit
             message.deliveredCount += 1
         }
-        message.regionSequence[delivery.region] = delivery.regionSequence..<(delivery.regionSequence + UInt64(delivery.fragments))
+        // The copy first sent in a region has its lowest numbers there; copies carried into
+        // it later by a reconfiguration are numbered after it, and cached by the layout of
+        // a later view. The crashed-sender rule judges the first copy.
+        let copy = delivery.regionSequence..<(delivery.regionSequence + UInt64(delivery.fragments))
+        if let first = message.regionSequence[delivery.region], first.lowerBound < copy.lowerBound {
+            // A later copy: counts for completeness, not for who holds the first.
+        } else {
+            if message.regionSequence[delivery.region] != copy {
+                message.regionSequence[delivery.region] = copy
+                message.deliveredIn[delivery.region] = [UInt64](repeating: 0, count: (nodes + 63) / 64)
+            }
+            message.deliveredIn[delivery.region]![word] |= bit
+        }
         messages[MessageKey(sender: sender, index: index)] = message
     }
 
@@ -113,13 +136,18 @@ package final class InvariantChecker {
     /// - Parameter senderGone: whether a sender crashed, or stopped belonging and
     ///   publishing to the group of a message: its in-flight messages are then held to
     ///   the crashed sender's rule (a sender that leaves gives up what was not yet
-    ///   acknowledged, as one that fails does; delivering them anyway is reconfiguration
-    ///   without loss, which the protocol does not promise yet).
-    package func checkCompleteness(crashed: Set<Int>, senderGone: (Int, GroupName) -> Bool, stayedSince: (Int, RegionID, UInt64) -> Bool) {
+    ///   acknowledged, as one that fails does).
+    /// - Parameter stayedInGroup: whether a node has been a member of a group without a
+    ///   break since a time (it never left it from then on). A live sender's message is
+    ///   owed to every member of its view that stays in the group, whatever regions the
+    ///   member moves through meanwhile (lossless reconfiguration).
+    package func checkCompleteness(crashed: Set<Int>, senderGone: (Int, GroupName) -> Bool, stayedSince: (Int, RegionID, UInt64) -> Bool,
+                                   stayedInGroup: (Int, GroupName, Instant) -> Bool) {
         for (key, message) in messages {
             func got(_ node: Int) -> Bool { message.delivered[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0 }
             func stayed(_ node: Int) -> Bool {
                 message.regions.contains { $0.value.members.binarySearchContains(node) && stayedSince(node, $0.key, $0.value.view) }
+                    || stayedInGroup(node, message.group, message.publishedAt)
             }
             if !senderGone(key.sender, message.group) {
                 for member in message.members where !crashed.contains(member) && !got(member) && stayed(member) {
@@ -132,10 +160,15 @@ package final class InvariantChecker {
                 for (region, layout) in message.regions {
                     guard let sequences = message.regionSequence[region], !layout.partitions.isEmpty else { continue }
                     // Recoverable only if every fragment is: each is cached by the
-                    // partition its own sequence number maps to.
+                    // partition its own sequence number maps to, at members that
+                    // delivered this region's copy (not one carried elsewhere).
+                    let deliveredHere = message.deliveredIn[region] ?? []
+                    func gotHere(_ node: Int) -> Bool {
+                        node / 64 < deliveredHere.count && deliveredHere[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0
+                    }
                     let holders = sequences.map { sequence in
                         layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
-                            .filter { !crashed.contains($0) && got($0) }
+                            .filter { !crashed.contains($0) && gotHere($0) }
                     }
                     guard holders.allSatisfy({ !$0.isEmpty }) else { continue }
                     for member in layout.members where !crashed.contains(member) && !got(member)

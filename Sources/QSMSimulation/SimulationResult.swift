@@ -51,4 +51,8 @@ package struct SimulationResult: Sendable {
     package var tokenTimeouts = 0
     /// Token rounds led around rings of more than one node, partition and region rings.
     package var tokenRounds = 0
+    /// Unacknowledged messages senders carried into the regions members moved to, and
+    /// carried copies dropped by members that joined after they were committed.
+    package var messagesCarried = 0
+    package var notMemberDropped = 0
 }

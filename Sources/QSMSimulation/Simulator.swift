@@ -142,6 +142,10 @@ package final class Simulator {
     var networkDropped = 0
     /// Per node, the groups it left (or stopped publishing to) at some point.
     var leftGroups: [Int: Set<GroupName>] = [:]
+    /// When each node left each group (lossless reconfiguration is owed to those that stay).
+    var groupLeaves: [Int: [GroupName: [Instant]]] = [:]
+    /// When each node joined each group (as a member).
+    var groupJoins: [Int: [GroupName: [Instant]]] = [:]
     /// Publications refused after the node left their group.
     var publishesRefused = 0
     /// The cluster's secret when the scenario authenticates: the nodes' and the GMS's.
@@ -158,6 +162,10 @@ package final class Simulator {
         self.seed = seed
         random = SplitMix64(seed: seed)
         checker = InvariantChecker(nodes: scenario.nodes)
+        checker.wasMember = { [unowned self] node, group, time in
+            guard let joined = self.groupJoins[node]?[group]?.last(where: { $0 <= time }) else { return false }
+            return !(self.groupLeaves[node]?[group]?.contains { $0 >= joined && $0 <= time } ?? false)
+        }
         var secretRandom = SplitMix64(seed: seed ^ 0x5EC2E7)
         let secret = (0..<4).flatMap { _ in withUnsafeBytes(of: secretRandom.next()) { Array($0) } }
         clusterSecret = scenario.authenticated ? secret : nil
@@ -234,6 +242,10 @@ package final class Simulator {
                                   stayedSince: { node, region, view in
                                       guard let since = self.nodes[node].regionSince[region] else { return false }
                                       return since <= view
+                                  },
+                                  stayedInGroup: { node, group, since in
+                                      self.checker.wasMember(node, group, since)
+                                          && !(self.groupLeaves[node]?[group]?.contains { $0 >= since } ?? false)
                                   })
         return result()
     }
@@ -421,6 +433,7 @@ package final class Simulator {
             node.machine.publishWithoutJoining(name, now: now)
         } else {
             node.machine.join(name, now: now)
+            groupJoins[node.index, default: [:]][name, default: []].append(now)
         }
     }
 
@@ -429,6 +442,7 @@ package final class Simulator {
         if scenario.sendersOutsideGroups && isSender(node.index) { return }
         node.machine.leave(name, now: now)
         leftGroups[node.index, default: []].insert(name)
+        groupLeaves[node.index, default: [:]][name, default: []].append(now)
     }
 
     // MARK: One node
@@ -504,6 +518,16 @@ package final class Simulator {
                     if node.regionSince[view.id] == nil { node.regionSince[view.id] = view.viewNumber }
                 case .regionRemoved(let id):
                     node.regionSince[id] = nil
+                case .excluded:
+                    // Out of every group until it rejoins: owed nothing sent meanwhile.
+                    for group in node.groups {
+                        let name = GroupName(SimulationScenario.groupName(group))!
+                        groupLeaves[node.index, default: [:]][name, default: []].append(now)
+                        if !(scenario.sendersOutsideGroups && isSender(node.index)) {
+                            // It rejoins at once (the client re-registers), a moment after.
+                            groupJoins[node.index, default: [:]][name, default: []].append(now.advanced(byNanoseconds: 1))
+                        }
+                    }
                 default:
                     break
                 }
@@ -558,7 +582,7 @@ package final class Simulator {
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
-        var replays = 0, tooOld = 0
+        var replays = 0, tooOld = 0, carried = 0, notMember = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -574,6 +598,8 @@ package final class Simulator {
             retransmissions += s.retransmissionsSent
             tokenRecords = max(tokenRecords, s.maximumTokenRecords)
             tokensSplit += s.tokensSplit
+            carried += s.messagesCarried
+            notMember += s.notMemberDropped
             timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
@@ -610,6 +636,6 @@ package final class Simulator {
             publishesRefused: publishesRefused, gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
             controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,
             tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
-            tokenTimeouts: timeouts, tokenRounds: tokenRounds)
+            tokenTimeouts: timeouts, tokenRounds: tokenRounds, messagesCarried: carried, notMemberDropped: notMember)
     }
 }

@@ -15,6 +15,11 @@ import QSMCore
         // a node that joined after a sender crashed and could not vouch for its record.
         + [5216957618423667079, 2662918742403327691, 2964611340848302065, 288795696141808841, 5022986923529465834,
            624876516579225120]
+        // Seeds that lost or refused messages across reconfiguration before membership
+        // views carried join views: a member's restart, a sender's message carried into a
+        // view whose new members never had it, and renumbered groups.
+        + [1430784185841446479, 444561985166521184, 107540479371275158, 4864517398704206222,
+           5452762862878174055]
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
