@@ -255,6 +255,7 @@ enum SimulateCommand {
             ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
             ("replay_dropped", "\(result.replayDropped)"), ("too_old_dropped", "\(result.tooOldDropped)"),
             ("gms_updates", "\(result.gmsUpdatesSent)"), ("publishes_refused", "\(result.publishesRefused)"),
+            ("messages_carried", "\(result.messagesCarried)"), ("not_member_dropped", "\(result.notMemberDropped)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {

@@ -77,6 +77,9 @@ extension QSMNodeStatistics {
         out.family("qsm_coalesced_receives", .counter, "Coalesced messages received (UDP GRO), each of two datagrams or more.",
                    core.coalescedReceives)
         out.family("qsm_coalesced_datagrams", .counter, "Datagrams received in coalesced messages.", core.coalescedDatagrams)
+        out.family("qsm_messages_carried", .counter,
+                   "Unacknowledged messages this node carried into regions its groups' members moved to (lossless reconfiguration).",
+                   p.messagesCarried)
         out.family("qsm_gms_authentication_failures", .counter, "GMS connections that failed to authenticate.", machine.gmsAuthenticationFailures)
         out.family("qsm_dropped_datagrams", .counter, "Datagrams and packets dropped, by reason.", samples: [
             ([("reason", "unauthenticated")], Int64(machine.droppedUnauthenticated)),
@@ -92,6 +95,8 @@ extension QSMNodeStatistics {
             ([("reason", "out_of_window")], Int64(p.outOfOrderDropped)),
             ([("reason", "implausible_sequence")], Int64(p.implausibleDropped)),
             ([("reason", "stream_limit")], Int64(p.streamLimitDropped)),
+            ([("reason", "second_copy")], Int64(p.secondCopiesDropped)),
+            ([("reason", "not_member_when_committed")], Int64(p.notMemberDropped)),
             ([("reason", "pool_exhausted")], Int64(core.poolExhaustions)),
         ])
         let groups = traffic.groups.sorted { $0.key < $1.key }

@@ -109,6 +109,17 @@ struct RunOptions {
     /// 32 bytes from the OS's random source, as hex: the run's cluster secret.
     static func randomSecret() -> String { SystemRandom.hex(32) }
 
+    /// Checked receivers that stay in their groups the whole run: the perturbed receiver
+    /// 0 may be excluded (frozen or cut off too long) and rejoin, owed only what is sent
+    /// from its new views on. Lossless reconfiguration owes the others everything, across
+    /// a GMS restart or the churn of others.
+    var stayingReceivers: [Int] {
+        switch perturbation {
+        case .sleep, .loss, .randomLoss, .freeze, .cut: return checkedReceivers.filter { $0 != 0 }
+        default: return Array(checkedReceivers)
+        }
+    }
+
     var churningReceivers: Int { perturbation == .churn ? max(1, receivers / 2) : 0 }
 
     func validate() throws(ConfigurationError) {

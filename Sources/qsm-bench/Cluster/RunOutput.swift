@@ -40,8 +40,9 @@ enum RunTable {
                          report.corrupt == 0 ? nil : "\(report.corrupt) corrupted"].compactMap { $0 }.joined(separator: ", "))
                      + " (sent \(report.sent), fewest delivered \(report.deliveredMinimum), lost \(report.lost)"
                      + (report.killedSenders.isEmpty ? "" : ", \(report.diedWithSender) died with the killed sender before anyone had them")
-                     + (report.options.perturbation == .gmsRestart ? ", \(report.skippedAfterRejoin) in flight at the region switch skipped"
-                        : report.options.perturbation != .churn && report.skippedAfterRejoin > 0
+                     + (report.options.perturbation == .gmsRestart || report.options.perturbation == .churn
+                        ? ", \(report.skippedByMembersThatStay) skipped by members that stayed in their groups"
+                        : report.skippedAfterRejoin > 0
                         ? ", \(report.skippedAfterRejoin) sent while a receiver was excluded (it rejoined)" : "")
                      + ")")
         let latency = report.latency
@@ -114,6 +115,7 @@ enum RunJSON {
             ("sent", "\(report.sent)"), ("delivered_min", "\(report.deliveredMinimum)"),
             ("lost", "\(report.lost)"), ("died_with_sender", "\(report.diedWithSender)"),
             ("skipped_after_rejoin", "\(report.skippedAfterRejoin)"),
+            ("skipped_by_members_that_stay", "\(report.skippedByMembersThatStay)"),
             ("complete", "\(report.complete)"), ("stalled", "\(report.stalled)"), ("in_order", "\(report.inOrder)"),
             ("duplicates", "\(report.duplicates)"), ("corrupt", "\(report.corrupt)"),
             ("msgs_per_sec_min", number(rate)), ("mbytes_per_sec_min", number(rate * Double(options.size) / 1e6)),

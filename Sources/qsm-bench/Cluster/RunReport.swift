@@ -94,11 +94,10 @@ struct RunReport {
         }
     }
 
-    /// Every checked receiver has every message it must have, intact. Across a GMS
-    /// restart that is everything from where its streams resumed to the end (messages in
-    /// flight when the regions changed may be skipped, never delivered twice).
-    /// A receiver excluded while cut off rejoins the same way, and is owed what is sent
-    /// from its new views on.
+    /// Every checked receiver has every message it must have, intact: across a GMS
+    /// restart too (what was in flight when the regions changed is carried into the new
+    /// ones). A receiver excluded while cut off rejoins, and is owed what is sent from its
+    /// new views on.
     var complete: Bool {
         !stalled && checked.count == options.checkedReceivers.count && checked.allSatisfy { line in
             owed(line) == expectedBySender && (line.int("corrupt") ?? 1) == 0
@@ -106,10 +105,10 @@ struct RunReport {
     }
 
     /// What a receiver has of each sender, as far as it is owed: every message, or, for
-    /// one whose streams resumed in new views (GMS restart, exclusion and rejoin), every
-    /// message up to the last.
+    /// one that was excluded and rejoined (its streams resumed in new views), every
+    /// message up to the last. A GMS restart excludes nobody: everything is owed.
     private func owed(_ line: WorkerLine) -> [Int] {
-        options.perturbation == .gmsRestart || (line.int("skipped") ?? 0) > 0 ? last(line) : unique(line)
+        options.perturbation != .gmsRestart && (line.int("skipped") ?? 0) > 0 ? last(line) : unique(line)
     }
 
     private func last(_ line: WorkerLine) -> [Int] {
@@ -129,6 +128,13 @@ struct RunReport {
     /// left and rejoined, or a restarted GMS moved everyone): sent while it was away, or
     /// in flight at the switch. Summed over the receivers.
     var skippedAfterRejoin: Int { live.map { $0.int("skipped") ?? 0 }.reduce(0, +) }
+
+    /// Messages skipped by receivers that stayed in their groups the whole run
+    /// (`RunOptions.stayingReceivers`): lossless reconfiguration keeps this 0, across a
+    /// GMS restart and the churn of others.
+    var skippedByMembersThatStay: Int {
+        options.stayingReceivers.compactMap { receiverResults[$0] }.map { $0.int("skipped") ?? 0 }.reduce(0, +)
+    }
 
     /// A killed sender's count is its last progress report before the kill; the
     /// receivers may have more of its messages than that: the count is raised to them.
