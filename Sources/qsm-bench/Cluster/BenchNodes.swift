@@ -222,6 +222,7 @@ final class BenchSender: Sendable {
             ("sent", sentCount), ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
             ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("retransmissions", protocolStatistics.retransmissionsSent),
+            ("carried", protocolStatistics.messagesCarried),
             ("acknowledged", protocolStatistics.acknowledged),
             ("ack_latency_ns", protocolStatistics.acknowledgementLatencyNanoseconds),
             ("unacknowledged", statistics.unacknowledgedMessages),

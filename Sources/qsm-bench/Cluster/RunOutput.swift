@@ -78,7 +78,8 @@ enum RunTable {
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "retransmissions \(report.retransmissions) (\(report.duplicatePacketsReceived) arrived as duplicates), "
-                     + "kernel socket-buffer drops \(report.kernelReceiveDrops)")
+                     + "kernel socket-buffer drops \(report.kernelReceiveDrops)"
+                     + (report.messagesCarried > 0 ? ", \(report.messagesCarried) unacknowledged messages carried into new regions" : ""))
         if report.options.perturbation == .hostile {
             lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
                          + "(malformed, implausible, unknown, oversized, unauthenticated or replayed); "
@@ -150,6 +151,7 @@ enum RunJSON {
             ("token_rtt_ms", optional(report.tokenRoundTripMilliseconds)),
             ("ack_latency_ms", optional(report.acknowledgementLatencyMilliseconds)),
             ("retransmissions", "\(report.retransmissions)"),
+            ("messages_carried", "\(report.messagesCarried)"),
             ("duplicate_packets_received", "\(report.duplicatePacketsReceived)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
             ("packets_dropped_by_injection", "\(report.injectedDrops)"),

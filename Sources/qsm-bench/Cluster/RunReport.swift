@@ -279,6 +279,10 @@ struct RunReport {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
 
+    /// Unacknowledged messages the senders carried into the regions their groups'
+    /// members moved to (lossless reconfiguration: a GMS restart, churn).
+    var messagesCarried: Int { senderResults.map { $0.int("carried") ?? 0 }.reduce(0, +) }
+
     // MARK: Over time
 
     /// Messages per second per interval of `step` seconds for one progress series,
