@@ -55,4 +55,6 @@ package struct SimulationResult: Sendable {
     /// carried copies dropped by members that joined after they were committed.
     package var messagesCarried = 0
     package var notMemberDropped = 0
+    /// Unacknowledged messages senders stopped carrying (`ProtocolStatistics.messagesGivenUp`).
+    package var messagesGivenUp = 0
 }

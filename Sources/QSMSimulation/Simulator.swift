@@ -582,7 +582,7 @@ package final class Simulator {
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
-        var replays = 0, tooOld = 0, carried = 0, notMember = 0
+        var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -600,6 +600,7 @@ package final class Simulator {
             tokensSplit += s.tokensSplit
             carried += s.messagesCarried
             notMember += s.notMemberDropped
+            givenUp += s.messagesGivenUp
             timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
@@ -636,6 +637,7 @@ package final class Simulator {
             publishesRefused: publishesRefused, gmsUpdatesSent: service?.statistics.updatesSent ?? 0,
             controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,
             tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
-            tokenTimeouts: timeouts, tokenRounds: tokenRounds, messagesCarried: carried, notMemberDropped: notMember)
+            tokenTimeouts: timeouts, tokenRounds: tokenRounds, messagesCarried: carried, notMemberDropped: notMember,
+            messagesGivenUp: givenUp)
     }
 }

@@ -256,6 +256,7 @@ enum SimulateCommand {
             ("replay_dropped", "\(result.replayDropped)"), ("too_old_dropped", "\(result.tooOldDropped)"),
             ("gms_updates", "\(result.gmsUpdatesSent)"), ("publishes_refused", "\(result.publishesRefused)"),
             ("messages_carried", "\(result.messagesCarried)"), ("not_member_dropped", "\(result.notMemberDropped)"),
+            ("messages_given_up", "\(result.messagesGivenUp)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {

@@ -50,6 +50,24 @@ import Testing
         #expect(result.messagesCarried > 0, "seed \(seed): nothing was in flight at the restart")
     }
 
+    /// A member that crashes just before the GMS does never comes back to the new one:
+    /// what its senders held for it is given up when `restartCarryGrace` runs out,
+    /// counted, and nothing owed to the members that do come back is lost.
+    @Test(arguments: 1...2 as ClosedRange<UInt64>)
+    func whatIsHeldForAMemberThatNeverReturnsIsGivenUpAndCounted(seed: UInt64) throws {
+        var s = Self.scenario(nodes: 10, groups: 2)
+        s.gmsCrash = .init(at: 1.2, downFor: 0.3)
+        s.crashes = [.init(node: Int(seed % 4), at: 1.15)]
+        let result = try Simulator(scenario: s, seed: seed).run()
+        #expect(result.violations.isEmpty, "seed \(seed): \(result.violations.prefix(3))")
+        #expect(result.messagesGivenUp > 0, "seed \(seed): nothing held for the crashed member was given up")
+        var quiet = s
+        quiet.crashes = []
+        let everyoneBack = try Simulator(scenario: quiet, seed: seed).run()
+        #expect(everyoneBack.violations.isEmpty, "seed \(seed): \(everyoneBack.violations.prefix(3))")
+        #expect(everyoneBack.messagesGivenUp == 0, "seed \(seed): gave up messages though every member came back")
+    }
+
     /// A restarted GMS may give a group's name another id, and the old id to another
     /// name: the node's per-group state follows the name.
     @Test func aGroupRenumberedByARestartedGMSKeepsItsState() throws {

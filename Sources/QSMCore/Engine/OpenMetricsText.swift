@@ -80,6 +80,9 @@ extension QSMNodeStatistics {
         out.family("qsm_messages_carried", .counter,
                    "Unacknowledged messages this node carried into regions its groups' members moved to (lossless reconfiguration).",
                    p.messagesCarried)
+        out.family("qsm_messages_given_up", .counter,
+                   "Unacknowledged messages this node stopped carrying: their group was left while out of view, or members awaited after a GMS restart never came back.",
+                   p.messagesGivenUp)
         out.family("qsm_gms_authentication_failures", .counter, "GMS connections that failed to authenticate.", machine.gmsAuthenticationFailures)
         out.family("qsm_dropped_datagrams", .counter, "Datagrams and packets dropped, by reason.", samples: [
             ([("reason", "unauthenticated")], Int64(machine.droppedUnauthenticated)),

@@ -58,6 +58,7 @@ extension ProtocolNode {
                     if message.queued { orphaned.insert(ObjectIdentifier(message)) }
                     message.queued = false
                     message.unacknowledgedRegions = 0
+                    statistics.messagesGivenUp += 1
                     release(message)
                     continue
                 }
@@ -97,14 +98,23 @@ extension ProtocolNode {
         }
         guard !carried.isEmpty || !orphaned.isEmpty else { return }
         // The carried messages go first (oldest first), ahead of everything newer.
-        var queue = RingBuffer<OutgoingMessage>(initialCapacity: max(64, sendQueue.count + carried.count))
-        for message in carried {
+        for message in carried { message.carriedAhead = true }
+        requeue(carried, behindCarriedAhead: false, removing: orphaned)
+    }
+
+    /// Rebuilds the send queue with `messages` (marked queued) at its front, or behind
+    /// the messages carried ahead already, and without those in `removing`.
+    private func requeue(_ messages: [OutgoingMessage], behindCarriedAhead: Bool, removing: Set<ObjectIdentifier> = []) {
+        var queue = RingBuffer<OutgoingMessage>(initialCapacity: max(64, sendQueue.count + messages.count))
+        if behindCarriedAhead {
+            while let first = sendQueue.first, first.carriedAhead { queue.append(sendQueue.popFirst()!) }
+        }
+        for message in messages {
             message.queued = true
-            message.carriedAhead = true
             queue.append(message)
         }
         while let message = sendQueue.popFirst() {
-            if orphaned.contains(ObjectIdentifier(message)) { message.queued = false; continue }
+            if removing.contains(ObjectIdentifier(message)) { message.queued = false; continue }
             queue.append(message)
         }
         sendQueue = queue
@@ -142,12 +152,7 @@ extension ProtocolNode {
         message.queued = false
         message.carry(into: new)
         statistics.messagesCarried += 1
-        var queue = RingBuffer<OutgoingMessage>(initialCapacity: max(64, sendQueue.count + 1))
-        while let first = sendQueue.first, first.carriedAhead { queue.append(sendQueue.popFirst()!) }
-        message.queued = true
-        queue.append(message)
-        while let rest = sendQueue.popFirst() { queue.append(rest) }
-        sendQueue = queue
+        requeue([message], behindCarriedAhead: true)
         return true
     }
 
@@ -160,6 +165,7 @@ extension ProtocolNode {
         for message in orphans {
             if message.group == group {
                 message.unacknowledgedRegions = 0
+                statistics.messagesGivenUp += 1
                 release(message)
             } else {
                 kept.append(message)
@@ -226,9 +232,13 @@ extension ProtocolNode {
         if awaitedAfterRestart.isEmpty { endRestartHold() }
     }
 
-    /// Stops waiting for members to reappear: what was held for them is done.
+    /// Stops waiting for members to reappear: what was held for them is done, given up
+    /// (counted) where some of its group's awaited members never came back.
     func endRestartHold() {
         restartHoldUntil = nil
+        for message in restartHeld where !(awaitedAfterRestart[message.group]?.isEmpty ?? true) {
+            statistics.messagesGivenUp += 1
+        }
         awaitedAfterRestart.removeAll()
         let held = restartHeld
         restartHeld.removeAll()

@@ -129,6 +129,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Carried messages committed to a view of their group from before this node joined
     /// it: not owed, not delivered.
     public var notMemberDropped = 0
+    /// Unacknowledged messages this node, as a sender, stopped carrying before every
+    /// member that might be owed them had them: the application left their group while
+    /// it was out of view, or members awaited after a GMS restart did not reappear within
+    /// `ProtocolConfiguration.restartCarryGrace` (crashed or gone meanwhile).
+    public var messagesGivenUp = 0
     /// Queries a new member sent to learn where its debt begins, and senders it gave up
     /// asking (it then starts with the earliest packet it saw, and may miss what came
     /// before in the view it joined).
