@@ -84,6 +84,17 @@ import QSMHarness
             s.loss = 0.02
             return s
         },
+        // A sender that published without joining is in no region: its departure shows
+        // only in the groups' publisher lists. Its gaps must still be filled from caching
+        // members or abandoned, and nobody asks the dead node for ever (liveness).
+        Case(name: "a sender outside the groups crashes with gaps open", seeds: 1...6) { seed in
+            var s = base(8, seconds: 3, rate: 2_000)
+            s.senders = 2
+            s.sendersOutsideGroups = true
+            s.crashes = [.init(node: 7, at: 1.0 + Double(seed) * 0.15)]
+            s.loss = 0.05
+            return s
+        },
         Case(name: "irregular overlap, many groups", seeds: 1...6) { seed in
             var s = base(25, seconds: 2)
             s.groups = 50 + Int(seed) * 10

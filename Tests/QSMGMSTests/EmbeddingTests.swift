@@ -106,12 +106,7 @@ struct EmbeddingTests {
 struct AuthenticationTests {
     @Test func onlyNodesWithTheClusterSecretAreHeard() async throws {
         let secret = "the cluster's shared secret"
-        var template = Array("/tmp/qsm-secret-XXXXXX".utf8CString)
-        let descriptor = mkstemp(&template)
-        try #require(descriptor >= 0)
-        let secretPath = String(cString: template)
-        _ = secret.withCString { write(descriptor, $0, strlen($0)) }
-        close(descriptor)
+        let secretPath = try GMSAuthenticationProcessTests.secretFile(secret)
         defer { unlink(secretPath) }
         let (gmsPID, nodes) = try NetworkNamespace.runIsolated { () throws -> (Int32, [QSMNode]) in
             let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
