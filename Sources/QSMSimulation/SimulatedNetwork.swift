@@ -23,7 +23,7 @@ extension Simulator {
 
     func deliver(_ bytes: [UInt8], from source: Int, to target: Int, sentAt: Instant) {
         let faulty = isFaultyPhase
-        if faulty, cutOff(source, from: target) { return networkDropped += 1 }
+        if faulty, cutOff(source, from: target) || dataPathCut(source) || dataPathCut(target) { return networkDropped += 1 }
         if faulty, scenario.loss > 0, uniform() < scenario.loss { return networkDropped += 1 }
         var copies = 1
         if faulty, scenario.duplication > 0, uniform() < scenario.duplication {
@@ -50,6 +50,12 @@ extension Simulator {
         guard let split = scenario.split, splitHeals(for: a) != nil || splitHeals(for: b) != nil else { return false }
         let sideA = split.nodes.contains(a), sideB = split.nodes.contains(b)
         return sideA != sideB
+    }
+
+    /// Whether this node's data path is cut now (its GMS connection works).
+    func dataPathCut(_ index: Int) -> Bool {
+        guard let cut = scenario.dataPathCut, cut.nodes.contains(index) else { return false }
+        return now >= at(cut.start) && now < at(cut.start + cut.length)
     }
 
     /// When the split that cuts this node off from the GMS heals, while it is in force.

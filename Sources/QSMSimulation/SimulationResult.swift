@@ -57,4 +57,8 @@ package struct SimulationResult: Sendable {
     package var notMemberDropped = 0
     /// Unacknowledged messages senders stopped carrying (`ProtocolStatistics.messagesGivenUp`).
     package var messagesGivenUp = 0
+    /// Ring members reported to the GMS as suspects (no answer on the data path), and
+    /// nodes the GMS excluded on such a report.
+    package var suspectsReported = 0
+    package var suspicionExclusions = 0
 }

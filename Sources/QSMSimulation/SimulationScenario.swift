@@ -81,6 +81,9 @@ package struct SimulationScenario: Sendable {
     /// A network split: these nodes are cut off from the others and from the GMS for a
     /// while (datagrams across are lost; their GMS connections stall, as TCP does).
     package var split: Split?
+    /// These nodes' data paths are cut for a while (every datagram to or from them is
+    /// lost) while their GMS connections work: only the rings can tell.
+    package var dataPathCut: Split?
     /// The GMS process crashes and a new one starts (a new incarnation) later.
     package var gmsCrash: GMSCrash?
     package var partitionSize = 5
@@ -178,12 +181,15 @@ package struct SimulationScenario: Sendable {
             throw ConfigurationError("latencies cannot be negative")
         }
         let everyNode = burstyLossNodes + freezes.map(\.node) + crashes.map(\.node) + lateJoiners.map(\.node)
-            + groupChanges.map(\.node) + (split?.nodes ?? [])
+            + groupChanges.map(\.node) + (split?.nodes ?? []) + (dataPathCut?.nodes ?? [])
         for index in everyNode where !(0..<nodes).contains(index) {
             throw ConfigurationError("fault names node \(index), but nodes are 0...\(nodes - 1)")
         }
         if let split, split.start < 0 || split.length <= 0 || split.start + split.length > seconds {
             throw ConfigurationError("the split must start and heal within the \(seconds) s of publishing")
+        }
+        if let dataPathCut, dataPathCut.start < 0 || dataPathCut.length <= 0 || dataPathCut.start + dataPathCut.length > seconds {
+            throw ConfigurationError("the data path cut must start and heal within the \(seconds) s of publishing")
         }
         if let gmsCrash, gmsCrash.at < 0 || gmsCrash.downFor <= 0 || gmsCrash.at + gmsCrash.downFor > seconds {
             throw ConfigurationError("the GMS must crash and restart within the \(seconds) s of publishing")

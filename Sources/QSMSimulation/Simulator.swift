@@ -582,7 +582,7 @@ package final class Simulator {
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
-        var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0
+        var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0, suspects = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -601,6 +601,7 @@ package final class Simulator {
             carried += s.messagesCarried
             notMember += s.notMemberDropped
             givenUp += s.messagesGivenUp
+            suspects += s.suspectsReported
             timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
@@ -638,6 +639,7 @@ package final class Simulator {
             controlBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.control) / Double($0.data) } ?? 0,
             tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
             tokenTimeouts: timeouts, tokenRounds: tokenRounds, messagesCarried: carried, notMemberDropped: notMember,
-            messagesGivenUp: givenUp)
+            messagesGivenUp: givenUp, suspectsReported: suspects,
+            suspicionExclusions: service?.statistics.suspicionExclusions ?? 0)
     }
 }

@@ -47,6 +47,9 @@ enum SimulateCommand {
           --freeze N          node N freezes 0.5 s every 5 s (repeatable)
           --crash N@T         node N crashes at T simulated seconds (repeatable)
           --split N,N,..@T+D  those nodes are cut off from the rest and the GMS at T for D s
+          --cut-data N,N,..@T+D
+                              those nodes' datagrams are lost from T for D s, while
+                              their GMS connections work (only the rings can tell)
           --gms-crash T+D     the GMS crashes at T and a new one starts D s later
           --outside           senders publish without joining the groups (as qsm-bench
                               run's senders do): acknowledged by the region leader,
@@ -79,7 +82,7 @@ enum SimulateCommand {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
                                                                  "--loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
                                                                  "--datagram", "--partition-size", "--drain-seconds",
-                                                                 "--bursty", "--freeze", "--crash", "--split", "--gms-crash",
+                                                                 "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
                                              switches: ["--json", "--outside", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
@@ -133,13 +136,17 @@ enum SimulateCommand {
                 }
                 scenario.crashes.append(.init(node: node, at: time))
             }
-            if let text = try flags.value("--split") {
+            /// N,N,...@T+D: nodes, and when and for how long.
+            func nodesFor(_ flag: String) throws(ConfigurationError) -> SimulationScenario.Split? {
+                guard let text = try flags.value(flag) else { return nil }
                 let parts = text.split(separator: "@")
                 let nodes = parts.first.map { $0.split(separator: ",").compactMap { Int($0) } } ?? []
-                guard parts.count == 2, !nodes.isEmpty else { throw ConfigurationError("--split takes N,N,...@T+D, got '\(text)'") }
-                let (start, length) = try interval(String(parts[1]), "--split")
-                scenario.split = .init(nodes: nodes, start: start, length: length)
+                guard parts.count == 2, !nodes.isEmpty else { throw ConfigurationError("\(flag) takes N,N,...@T+D, got '\(text)'") }
+                let (start, length) = try interval(String(parts[1]), flag)
+                return .init(nodes: nodes, start: start, length: length)
             }
+            scenario.split = try nodesFor("--split")
+            scenario.dataPathCut = try nodesFor("--cut-data")
             if let text = try flags.value("--gms-crash") {
                 let (start, length) = try interval(text, "--gms-crash")
                 scenario.gmsCrash = .init(at: start, downFor: length)
@@ -257,6 +264,7 @@ enum SimulateCommand {
             ("gms_updates", "\(result.gmsUpdatesSent)"), ("publishes_refused", "\(result.publishesRefused)"),
             ("messages_carried", "\(result.messagesCarried)"), ("not_member_dropped", "\(result.notMemberDropped)"),
             ("messages_given_up", "\(result.messagesGivenUp)"),
+            ("suspects_reported", "\(result.suspectsReported)"), ("suspicion_exclusions", "\(result.suspicionExclusions)"),
             ("drain_seconds", f(result.drainSeconds)), ("wall_seconds", f(result.wallSeconds)),
         ]
         if json {

@@ -28,6 +28,10 @@ enum GMSCommand {
                                          leave behind when added (default 1)
           --batch D                      apply pending changes every D (default 100ms)
           --heartbeat-timeout D          exclude a node silent this long (default 5s)
+          --suspect-quarantine D         a node excluded because a ring leader of its
+                                         region found its data path answering no probe
+                                         (over several token timeouts) may not register
+                                         again for D (default 30s; 0: at once)
           --address-pool CIDR            multicast addresses for regions: a prefix
                                          (default 239.192.0.0/14, 262144 addresses),
                                          or START+COUNT (like 239.192.0.0+1024)
@@ -62,7 +66,7 @@ enum GMSCommand {
             flags = try CommandLineFlags(arguments, valued: [
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms", "--batch", "--heartbeat-timeout", "--stats-interval",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
-                "--stats-seconds", "--secret-file", "--metrics-listen",
+                "--stats-seconds", "--secret-file", "--metrics-listen", "--suspect-quarantine",
             ], switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
@@ -80,6 +84,7 @@ enum GMSCommand {
                                                              in: .milliseconds(1)...(.seconds(600)), default: .milliseconds(100))
             configuration.heartbeatTimeout = try flags.duration("--heartbeat-timeout", alias: "--heartbeat-timeout-ms", aliasUnit: .milliseconds(1),
                                                                 in: .milliseconds(100)...(.seconds(3600)), default: .seconds(5))
+            configuration.suspectQuarantine = try flags.duration("--suspect-quarantine", in: .zero...(.seconds(86_400)), default: .seconds(30))
             if let pool = try flags.value("--address-pool") {
                 (configuration.addressPoolStart, configuration.addressPoolSize) = try addressPool(pool)
             }
@@ -114,6 +119,7 @@ enum GMSCommand {
             }
             let server = try GMSServer(configuration: configuration, listeningOn: listen, core: core)
             server.onRefusal = { log(.warning, "qsm-node gms", "refused connection \($0)") }
+            server.onExclusion = { log(.warning, "qsm-node gms", "excluded \($0)") }
             _ = try StopOnSignal(core: core) { core in
                 log(.info, "qsm-node gms", "stopping")
                 core.handle.stop()
@@ -189,6 +195,10 @@ private final class GMSStatistics: AlarmHandler {
             ("leaves", "Nodes that left cleanly.", s.cleanLeaves),
             ("disconnect_failures", "Nodes excluded because their connection closed.", s.disconnectFailures),
             ("heartbeat_failures", "Nodes excluded for missing heartbeats.", s.heartbeatFailures),
+            ("suspicions", "Suspects reported by ring leaders (no answer on the data path).", s.suspicionsReceived),
+            ("suspicions_ignored", "Suspicions ignored (suspect not live, or sharing no region with its reporter).", s.suspicionsIgnored),
+            ("suspicion_exclusions", "Nodes excluded on a ring leader's suspicion.", s.suspicionExclusions),
+            ("quarantine_refusals", "Registrations refused while the node was quarantined after such an exclusion.", s.quarantineRefusals),
             ("rejected", "Requests refused (limits, bad names).", s.rejectedRequests),
             ("malformed", "Malformed frames received.", s.malformedFrames),
             ("oversized", "Frames over the size limit.", server.oversizedFrames),

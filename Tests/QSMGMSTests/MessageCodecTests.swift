@@ -47,7 +47,7 @@ import Testing
     static func randomClientMessage(_ random: inout SplitMix64) -> ClientMessage {
         let name = randomName(&random)
         let id = UInt32.random(in: 0...UInt32.max, using: &random)
-        switch Int.random(in: 0..<8, using: &random) {
+        switch Int.random(in: 0..<9, using: &random) {
         case 0: return .register(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)), address: randomAddress(&random), protocolVersion: membershipProtocolVersion)
         case 1: return .join(request: id, group: name)
         case 2: return .leave(request: id, group: name)
@@ -55,6 +55,7 @@ import Testing
         case 4: return .unpublish(request: id, group: name)
         case 5: return .heartbeat
         case 6: return .resynchronize
+        case 7: return .suspect(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)))
         default: return .goodbye
         }
     }

@@ -68,6 +68,9 @@ extension QSMNodeStatistics {
         out.family("qsm_recovery_requests_received", .counter, "Requests for missing packets this node received.", p.requestsReceived)
         out.family("qsm_token_rounds", .counter, "Token rounds this node led that went around a ring.", p.tokenRounds)
         out.family("qsm_token_timeouts", .counter, "Token rounds this node led that were given up as lost.", p.tokenTimeouts)
+        out.family("qsm_probes_sent", .counter, "Probes of ring members sent after timed-out rounds.", p.probesSent)
+        out.family("qsm_probe_answers_ignored", .counter, "Probe answers that matched no outstanding probe.", p.probeAnswersIgnored)
+        out.family("qsm_suspects_reported", .counter, "Ring members reported to the GMS for answering no probe.", p.suspectsReported)
         out.family("qsm_acknowledged_messages", .counter, "Published messages acknowledged by every region.", p.acknowledged)
         out.family("qsm_segmentation_offload", .gauge, "1 while the node sends runs of datagrams as one segmented send (UDP GSO).",
                    core.segmentationOffload ? 1 : 0)

@@ -33,6 +33,17 @@ package struct MembershipServiceStatistics: Sendable, Equatable {
     /// (no handshake, a wrong proof, a bad frame tag, or a handshake at a GMS without a
     /// secret). Nothing they said reached the membership state.
     package var authenticationFailures = 0
+    /// Suspects reported by ring leaders (`ClientMessage.suspect`); those ignored (the
+    /// suspect is not registered, is the reporter, shares no region with it, or is silent
+    /// here too: then the heartbeat timeout decides); nodes
+    /// excluded on a report; and registrations refused while such a node is quarantined.
+    package var suspicionsReceived = 0
+    /// See `suspicionsReceived`.
+    package var suspicionsIgnored = 0
+    /// See `suspicionsReceived`.
+    package var suspicionExclusions = 0
+    /// See `suspicionsReceived`.
+    package var quarantineRefusals = 0
 }
 
 /// QSM's centralized Global Membership Service (section 4.2.1 A) as a state machine with
@@ -69,6 +80,10 @@ package final class MembershipService {
     private var nonces: NonceSource?
     /// Why connections were refused, oldest first (bounded), for the runtime to log.
     private var refusals: [String] = []
+    /// Exclusions on suspicion, for the runtime to log (bounded like `refusals`).
+    private var exclusions: [String] = []
+    /// Nodes excluded on suspicion, and until when they may not register.
+    private var quarantined: [NodeID: Instant] = [:]
 
     private struct NodeRecord {
         var address: QSMSocketAddress
@@ -209,6 +224,9 @@ package final class MembershipService {
             guard let node = connections[connection]?.node else { return refuse(0, "resynchronize before registering", on: connection) }
             nodes[node]?.needsFull = true
             markDirty(now)
+        case .suspect(let suspect):
+            guard let reporter = connections[connection]?.node else { return refuse(0, "suspect before registering", on: connection) }
+            reportSuspicion(suspect, by: reporter, now: now)
         case .goodbye:
             if let node = connections[connection]?.node {
                 statistics.cleanLeaves += 1
@@ -222,6 +240,7 @@ package final class MembershipService {
     /// Advances time: detects failures, closes idle unregistered connections, and applies
     /// the pending batch when it is due.
     package func tick(now: Instant) {
+        if !quarantined.isEmpty { quarantined = quarantined.filter { $0.value > now } }
         for (id, node) in nodes where now.nanoseconds(since: node.lastHeard) > heartbeatTimeoutNanoseconds {
             statistics.heartbeatFailures += 1
             let seconds = Double(now.nanoseconds(since: node.lastHeard)) / 1e9
@@ -252,6 +271,16 @@ package final class MembershipService {
         }
         if let current = connections[connection]?.node {
             return refuse(0, "this connection is already registered as \(current)", on: connection)
+        }
+        if let until = quarantined[node] {
+            if now < until {
+                statistics.quarantineRefusals += 1
+                let seconds = Double(until.nanoseconds(since: now)) / 1e9
+                refuse(0, "node \(node.value) was excluded for a data path that answered no probe; it may register again in \(Int(seconds.rounded(.up))) s", on: connection)
+                actions.append(.close(connection))
+                return
+            }
+            quarantined[node] = nil
         }
         guard nodes[node] == nil else {
             statistics.duplicateRegistrations += 1
@@ -326,6 +355,44 @@ package final class MembershipService {
         }
         send(.accepted(request: request), to: connection)
         markDirty(now)
+    }
+
+    /// A ring leader reports that `suspect`, a member of one of its rings, answered none
+    /// of its probes over several timed-out rounds (the node applies that policy: never
+    /// one timeout, and only once some other node has answered it, so a leader whose own
+    /// path is broken reports no one). The GMS excludes the suspect if both are live and
+    /// share a region, and quarantines it for `suspectQuarantine`.
+    ///
+    /// Only a suspect the GMS still hears from: one silent here for half the heartbeat
+    /// timeout is frozen or dead as a whole, and the heartbeat timeout decides (a freeze
+    /// shorter than it is ridden out, as before; a quarantine would turn it into half a
+    /// minute away).
+    private func reportSuspicion(_ suspect: NodeID, by reporter: NodeID, now: Instant) {
+        statistics.suspicionsReceived += 1
+        guard suspect != reporter, let record = nodes[suspect],
+              now.nanoseconds(since: record.lastHeard) <= heartbeatTimeoutNanoseconds / 2,
+              views.regions.values.contains(where: { region in
+                  region.members.contains { $0.id == suspect } && region.members.contains { $0.id == reporter }
+              }) else {
+            statistics.suspicionsIgnored += 1
+            return
+        }
+        statistics.suspicionExclusions += 1
+        let quarantine = configuration.suspectQuarantine
+        send(.excluded(reason: "node \(reporter.value) found this node's data path answering none of its probes; "
+                       + "excluded, and may register again in \(quarantine)"), to: record.connection)
+        actions.append(.close(record.connection))
+        connections[record.connection]?.node = nil
+        removeNode(suspect, now: now)
+        if quarantine > .zero { quarantined[suspect] = now.advanced(by: quarantine) }
+        if exclusions.count >= 64 { exclusions.removeFirst() }
+        exclusions.append("node \(suspect.value): suspected by node \(reporter.value) (no answer on the data path); quarantined for \(quarantine)")
+    }
+
+    /// Nodes excluded on suspicion since the last call, for the runtime to log.
+    package func takeExclusions() -> [String] {
+        defer { exclusions.removeAll() }
+        return exclusions
     }
 
     private func refuse(_ request: UInt32, _ reason: String, on connection: ConnectionID) {

@@ -20,6 +20,8 @@ package final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alar
     /// Told why each refused connection was refused (failed authentication), for the
     /// operator's log. Called on the core thread.
     package var onRefusal: ((String) -> Void)?
+    /// Called with each exclusion of a node on a ring leader's suspicion.
+    package var onExclusion: ((String) -> Void)?
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
     /// A configuration whose `incarnation` is 0 gets a random one: every run of a server
@@ -115,6 +117,7 @@ package final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alar
             actions = service.takeActions()
         }
         for refusal in service.takeRefusals() { onRefusal?(refusal) }
+        for exclusion in service.takeExclusions() { onExclusion?(exclusion) }
         // Work may now be due sooner than the pending tick (a batch was just started).
         // Only ever earlier: pushing the tick later on every frame would starve failure
         // detection for as long as any node keeps talking.

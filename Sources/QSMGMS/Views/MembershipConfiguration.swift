@@ -29,6 +29,10 @@ package struct MembershipConfiguration: Sendable {
     /// A node whose heartbeats stop for this long is excluded as failed. Long enough that
     /// a node frozen for a couple of seconds rides it out (section 4.1.1, item 8).
     package var heartbeatTimeout: Duration = .seconds(5)
+    /// A node excluded because a ring leader of its region reported that its data path
+    /// answers no probe may not register again for this long (so a node cut off on the
+    /// data path does not rejoin, stall its regions and be excluded again, over and over).
+    package var suspectQuarantine: Duration = .seconds(30)
     /// Limits, each enforced with a clear error.
     package var maximumNodes = 10_000
     package var maximumGroups = 100_000
@@ -81,6 +85,7 @@ package struct MembershipConfiguration: Sendable {
         guard multicastPort != 0 else { throw ConfigurationError("multicast port must not be 0") }
         guard batchInterval > .zero else { throw ConfigurationError("batch interval must be positive") }
         guard heartbeatTimeout > .zero else { throw ConfigurationError("heartbeat timeout must be positive") }
+        guard suspectQuarantine >= .zero else { throw ConfigurationError("the suspect quarantine cannot be negative") }
         guard maximumNodes >= 1, maximumGroups >= 1, maximumGroupsPerNode >= 1 else {
             throw ConfigurationError("node and group limits must be at least 1")
         }

@@ -159,6 +159,13 @@ package final class MembershipClient {
         }
     }
 
+    /// Reports a ring member that answers none of this node's probes (sent only while
+    /// registered: a suspicion is about the current views).
+    package func reportSuspect(_ node: NodeID) {
+        guard isRegistered else { return }
+        sendMessage(.suspect(node: node))
+    }
+
     private func sendMessage(_ message: ClientMessage) {
         actions.append(.send(message.encoded()))
     }

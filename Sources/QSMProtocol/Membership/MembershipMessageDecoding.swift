@@ -21,6 +21,7 @@ extension ClientMessage {
         case 6: self = .heartbeat
         case 7: self = .resynchronize
         case 8: self = .goodbye
+        case 9: self = .suspect(node: NodeID(try reader.readUInt64()))
         default: throw .malformed(reason: "unknown client message kind \(tag)", offset: 0)
         }
         try reader.expectEnd()

@@ -1,6 +1,6 @@
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
-package let membershipProtocolVersion: UInt16 = 3
+package let membershipProtocolVersion: UInt16 = 4
 
 /// What a node sends the GMS.
 package enum ClientMessage: Equatable, Sendable {
@@ -16,6 +16,9 @@ package enum ClientMessage: Equatable, Sendable {
     case resynchronize
     /// A clean leave of the whole system.
     case goodbye
+    /// A ring member this node leads answers none of its probes on the data path (see
+    /// `DataPathSuspicion`); the GMS decides whether to exclude it.
+    case suspect(node: NodeID)
 }
 
 /// What the GMS sends a node.
@@ -56,7 +59,7 @@ package struct MembershipUpdate: Equatable, Sendable {
 }
 
 private enum ClientTag: UInt8 {
-    case register = 1, join, leave, publish, unpublish, heartbeat, resynchronize, goodbye
+    case register = 1, join, leave, publish, unpublish, heartbeat, resynchronize, goodbye, suspect
 }
 
 private enum ServerTag: UInt8 {
@@ -86,6 +89,9 @@ extension ClientMessage {
         case .heartbeat: encoder.write(ClientTag.heartbeat.rawValue)
         case .resynchronize: encoder.write(ClientTag.resynchronize.rawValue)
         case .goodbye: encoder.write(ClientTag.goodbye.rawValue)
+        case .suspect(let node):
+            encoder.write(ClientTag.suspect.rawValue)
+            encoder.write(node.value)
         }
         return encoder.bytes
     }

@@ -290,6 +290,8 @@ package final class NodeMachine {
     package func tick(now: Instant) {
         enter(now)
         protocolNode.tick(now: now)
+        // Ring members that answer no probe (see `DataPathSuspicion`): the GMS decides.
+        for suspect in protocolNode.takeSuspects() { membership.reportSuspect(suspect) }
         membership.tick(now: now)
         pumpMembership()
         // A node that leads its own region acknowledges its own messages in a round: the

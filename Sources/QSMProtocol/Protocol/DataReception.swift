@@ -35,6 +35,7 @@ extension ProtocolNode {
         case .senderStatus(let status): handle(packet, bytes); return .sender(status.sender)
         case .request(let request): handle(packet, bytes); return .requester(request.requester)
         case .viewStartQuery(let query): handle(packet, bytes); return .requester(query.requester)
+        case .probe(let probe): handle(packet, bytes); return .requester(probe.from)
         default: handle(packet, bytes); return .unknown
         }
     }
@@ -73,6 +74,8 @@ extension ProtocolNode {
             answerViewStartQuery(query)
         case .viewStart(let answer):
             receiveViewStart(answer)
+        case .probe(let probe):
+            receiveProbe(probe)
         case .hybridData(let template, let headers):
             // Keep the headers of this node's regions; the rest are other regions' business.
             var heldOnce = false

@@ -75,6 +75,15 @@ public struct ProtocolConfiguration: Sendable {
     /// for the groups' earlier members to reappear, to be carried to them, before they
     /// count as done without those still missing (crashed meanwhile, or gone).
     public var restartCarryGrace: Duration = .seconds(10)
+    /// Suspicion on the data path: a ring member that answers none of the probes its
+    /// leader sends after this many timed-out rounds in a row, over at least
+    /// `suspectAfter`, is reported to the GMS as a suspect (0: never report). Never on a
+    /// single timeout; and below the GMS's heartbeat timeout by default, so a node that
+    /// is cut off on the data path only is found before it has stalled its regions long.
+    public var suspectAfterTimeouts = 3
+    /// See `suspectAfterTimeouts`. Longer than a freeze the protocol rides out (a member
+    /// that answers late is cleared).
+    public var suspectAfter: Duration = .seconds(3)
 
     /// The defaults: they suit regions of up to thousands of nodes on one LAN.
     public init() {}
@@ -113,6 +122,9 @@ public struct ProtocolConfiguration: Sendable {
         }
         guard maximumSequenceJump >= windowMessages else {
             throw ConfigurationError("the maximum sequence jump (\(maximumSequenceJump)) must be at least the window (\(windowMessages) messages)")
+        }
+        guard suspectAfterTimeouts >= 0, suspectAfter >= .zero else {
+            throw ConfigurationError("suspicion settings cannot be negative")
         }
         guard restartCarryGrace >= .zero else { throw ConfigurationError("the restart carry grace cannot be negative") }
         guard maximumStreams >= 1 else { throw ConfigurationError("maximum streams must be at least 1") }

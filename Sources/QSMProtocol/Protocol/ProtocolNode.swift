@@ -156,6 +156,12 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var announcements: [RegionID: [NodeID: (stable: UInt64, rounds: Int)]] = [:]
     /// What this node, as region leader, last acknowledged per sender.
     @exclusivity(unchecked) var lastAcknowledged: [RegionID: [NodeID: UInt64]] = [:]
+    // Suspicion on the data path (see `DataPathSuspicion`).
+    @exclusivity(unchecked) var probeRecords: [NodeID: ProbeRecord] = [:]
+    @exclusivity(unchecked) var nextProbeNonce: UInt64 = 0
+    /// When another node last answered one of this node's probes.
+    @exclusivity(unchecked) var lastProbeAnswer: Instant?
+    @exclusivity(unchecked) var suspects: [NodeID] = []
 
     enum ControlItem {
         /// `contribute`: add this node's state as the token leaves (members do; a leader
@@ -167,6 +173,7 @@ package final class ProtocolNode {
         case senderStatus(RegionID)
         case viewStartQuery(ViewStartQueryPacket, to: NodeID)
         case viewStart(SenderStatusPacket, to: NodeID)
+        case probe(ProbePacket, to: NodeID)
     }
 
     struct LeaderRound {
@@ -298,6 +305,7 @@ package final class ProtocolNode {
             }
         }
         cacheLayouts = cacheLayouts.filter { next[$0.key] != nil }
+        forgetProbes(keeping: Set(next.values.flatMap { $0.members.map(\.id) }))
         let previousGroups = groups
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         updatePublishTargets()
@@ -546,6 +554,8 @@ package final class ProtocolNode {
                 return controlDatagram(.viewStartQuery(query), to: target)
             case .viewStart(let answer, let target):
                 return controlDatagram(.viewStart(answer), to: target)
+            case .probe(let probe, let target):
+                return controlDatagram(.probe(probe), to: target)
             case .senderStatus(let region):
                 // Built now, from the freshest state; skipped if everything got acknowledged.
                 guard let state = regionSend[region], !state.awaiting.isEmpty else { continue }

@@ -25,6 +25,10 @@ package enum PacketKind: UInt8 {
     /// Several packets to one address in one datagram (see `DatagramBundle`); never
     /// nested, and never decoded as a packet.
     case bundle = 13
+    /// "Are you there?", unicast by a ring leader whose token timed out to each member of
+    /// the ring (see `DataPathSuspicion`), and the answer.
+    case probe = 14
+    case probeReply = 15
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -138,6 +142,16 @@ struct ViewStartQueryPacket: Equatable {
 /// An idle sender's highest sequence number in a region, multicast while some of its
 /// messages there are unacknowledged: without it, a loss of the last packets would go
 /// unnoticed by anyone who did not see anything after them.
+/// A ring leader's probe of a member's data path, or the member's answer: `from` is who
+/// sent it, `nonce` matches an answer to its probe.
+struct ProbePacket: Equatable {
+    var kind: PacketKind
+    var from: NodeID
+    var region: RegionID
+    var nonce: UInt64
+    static let bytes = 1 + 8 + 8 + 8
+}
+
 struct SenderStatusPacket: Equatable {
     var sender: NodeID
     var region: RegionID
@@ -157,6 +171,7 @@ enum ProtocolPacket: Equatable {
     case token(TokenPacket)
     case acknowledgement(AcknowledgementPacket)
     case request(RequestPacket)
+    case probe(ProbePacket)
 }
 
 extension ProtocolPacket {
@@ -171,6 +186,7 @@ extension ProtocolPacket {
         case .viewStart, .senderStatus: return 1 + SenderStatusPacket.bytes
         case .acknowledgement: return 1 + 8 + 8 + 8
         case .request(let r): return RequestPacket.headerBytes + r.sequences.count * 8
+        case .probe: return ProbePacket.bytes
         }
     }
 
@@ -248,6 +264,11 @@ extension ProtocolPacket {
             e.write(r.requester.value)
             e.write(UInt16(r.sequences.count))
             for s in r.sequences { e.write(s) }
+        case .probe(let p):
+            e.write(p.kind.rawValue)
+            e.write(p.from.value)
+            e.write(p.region.value)
+            e.write(p.nonce)
         }
         return e.offset
     }
@@ -359,6 +380,9 @@ extension ProtocolPacket {
             sequences.reserveCapacity(count)
             for _ in 0..<count { sequences.append(try r.readUInt64()) }
             self = .request(RequestPacket(kind: kind, sender: sender, region: region, requester: requester, sequences: sequences))
+        case .probe, .probeReply:
+            self = .probe(ProbePacket(kind: kind, from: NodeID(try r.readUInt64()), region: RegionID(try r.readUInt64()),
+                                      nonce: try r.readUInt64()))
         case .bundle:
             // Bundles are opened by the node machine; one reaching here was nested.
             throw .malformed(reason: "a bundle where a packet was expected", offset: 0)

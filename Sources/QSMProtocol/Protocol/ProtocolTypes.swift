@@ -176,6 +176,14 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Rounds this node led whose token did not come back in time (lost, or held by a
     /// frozen or failed member), given up and restarted.
     public var tokenTimeouts = 0
+    /// Probes of ring members sent after timed-out rounds, answers that matched no
+    /// outstanding probe (late, replayed or unasked), and members reported to the GMS as
+    /// suspects for answering none (see `ProtocolConfiguration.suspectAfterTimeouts`).
+    public var probesSent = 0
+    /// See `probesSent`.
+    public var probeAnswersIgnored = 0
+    /// See `probesSent`.
+    public var suspectsReported = 0
     /// This node's messages acknowledged by every region they went to.
     public var acknowledged = 0
     /// The total time from publishing to acknowledgement of those (divide by

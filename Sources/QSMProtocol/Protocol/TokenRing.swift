@@ -73,14 +73,22 @@ extension ProtocolNode {
             nextSenderStatusAt = now.advanced(byNanoseconds: interval)
         }
         for regionID in partitionRounds.keys.sorted() {
-            guard var round = partitionRounds[regionID], roundIsDue(&round) else { continue }
+            guard var round = partitionRounds[regionID] else { continue }
+            let outstanding = round.inProgress
+            guard roundIsDue(&round) else { continue }
             partitionRounds[regionID] = round
-            if let region = regions[regionID] { startPartitionRound(region) }
+            guard let region = regions[regionID] else { continue }
+            if outstanding, let ring = partitionRing(region) { probeAfterTimeout(region: regionID, ring: ring.members) }
+            startPartitionRound(region)
         }
         for regionID in regionRounds.keys.sorted() {
-            guard var round = regionRounds[regionID], roundIsDue(&round) else { continue }
+            guard var round = regionRounds[regionID] else { continue }
+            let outstanding = round.inProgress
+            guard roundIsDue(&round) else { continue }
             regionRounds[regionID] = round
-            if let region = regions[regionID] { startRegionRound(region) }
+            guard let region = regions[regionID] else { continue }
+            if outstanding { probeAfterTimeout(region: regionID, ring: regionRing(region)) }
+            startRegionRound(region)
         }
         updateHeldBytes()
     }

@@ -35,7 +35,7 @@ final class MembershipFuzzTarget {
 
     /// Valid client messages, and the server messages a real exchange produces.
     private func buildCorpora() {
-        var messages: [ClientMessage] = [.heartbeat, .resynchronize, .goodbye]
+        var messages: [ClientMessage] = [.heartbeat, .resynchronize, .goodbye, .suspect(node: NodeID(2))]
         for node in 1...4 {
             messages.append(.register(node: NodeID(UInt64(node)), address: QSMSocketAddress(.loopback, port: UInt16(8000 + node)),
                                       protocolVersion: membershipProtocolVersion))
