@@ -108,6 +108,16 @@ package enum SwarmScenario {
             s.gmsCrash = .init(at: at, downFor: min(between(0.05, 1.5), s.seconds - at - 0.05))
             faults.append("GMS crash at \(Int(at * 1000)) ms for \(Int(s.gmsCrash!.downFor * 1000)) ms")
         }
+        // Data-path cuts, from a stream of their own too (they came later still).
+        var cuts = SplitMix64(seed: seed ^ 0xC_0700_0000)
+        if s.nodes >= 3, cuts.next() % 100 < 12 {
+            let start = 0.2 + Double(cuts.next() % 1_000) / 1_000 * max(0, s.seconds - 0.5)
+            let length = min(0.1 + Double(cuts.next() % 1_000) / 1_000 * 3, s.seconds - start - 0.05)
+            if length > 0.05 {
+                s.dataPathCut = .init(nodes: [Int(cuts.next() % UInt64(s.nodes))], start: start, length: length)
+                faults.append("data path of \(s.dataPathCut!.nodes) cut for \(Int(length * 1000)) ms")
+            }
+        }
         let shape = "\(s.nodes) nodes, \(s.groups) group\(s.groups == 1 ? "" : "s")"
             + (s.overlap == .perfect ? "" : " irregular") + (s.regionMode == .hierarchies ? " (hierarchies)" : "")
             + ", \(s.senders) sender\(s.senders == 1 ? "" : "s")\(s.sendersOutsideGroups ? " outside" : "")"
