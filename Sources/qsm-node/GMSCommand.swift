@@ -198,6 +198,7 @@ private final class GMSStatistics: AlarmHandler {
             ("suspicions", "Suspects reported by ring leaders (no answer on the data path).", s.suspicionsReceived),
             ("suspicions_ignored", "Suspicions ignored (suspect not live, or sharing no region with its reporter).", s.suspicionsIgnored),
             ("suspicion_exclusions", "Nodes excluded on a ring leader's suspicion.", s.suspicionExclusions),
+            ("evictions", "Nodes that left a group because their application was too slow (announced to the group).", s.evictionsAnnounced),
             ("quarantine_refusals", "Registrations refused while the node was quarantined after such an exclusion.", s.quarantineRefusals),
             ("rejected", "Requests refused (limits, bad names).", s.rejectedRequests),
             ("malformed", "Malformed frames received.", s.malformedFrames),

@@ -36,6 +36,10 @@ enum MembershipJSON {
             return #"{"event":"group_removed","name":\#(jsonString(name.text)),"id":\#(id.value)}"#
         case .rejected(let request, let reason):
             return #"{"event":"rejected","request":\#(jsonString(request)),"reason":\#(jsonString(reason))}"#
+        case .evicted(let group, let reason):
+            return #"{"event":"evicted","group":\#(jsonString(group.text)),"reason":\#(jsonString(reason))}"#
+        case .memberEvicted(let member, let group, let reason):
+            return #"{"event":"member_evicted","node":\#(member.value),"group":\#(jsonString(group.text)),"reason":\#(jsonString(reason))}"#
         }
     }
 

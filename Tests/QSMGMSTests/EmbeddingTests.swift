@@ -12,12 +12,7 @@ struct EmbeddingTests {
     @Test func publishAndReceiveThroughThePublicAPI() async throws {
         // Sockets and threads are made inside the namespace; the rest can run anywhere.
         let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
-            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
-                                       arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"])
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
-                throw ConfigurationError("the GMS did not start")
-            }
+            let (gms, address) = try startTestGMS(["--insecure"])
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.nodeID = 1
             configuration.insecure = true
@@ -109,12 +104,7 @@ struct AuthenticationTests {
         let secretPath = try GMSAuthenticationProcessTests.secretFile(secret)
         defer { unlink(secretPath) }
         let (gmsPID, nodes) = try NetworkNamespace.runIsolated { () throws -> (Int32, [QSMNode]) in
-            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
-                                       arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--secret-file", secretPath])
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
-                throw ConfigurationError("the GMS did not start")
-            }
+            let (gms, address) = try startTestGMS(["--secret-file", secretPath])
             var nodes: [QSMNode] = []
             for (id, secret) in [(1, secret), (2, secret), (3, "a forger's different secret")] {
                 var configuration = QSMNodeConfiguration(gms: address)
@@ -167,6 +157,18 @@ struct AuthenticationTests {
 }
 
 struct TimedOut: Error {}
+
+/// Starts `qsm-node gms` on a free loopback port (call it inside the test's network
+/// namespace) with `arguments` besides; returns it and the address it listens on.
+func startTestGMS(_ arguments: [String]) throws -> (ChildProcess, QSMSocketAddress) {
+    let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
+                               arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"] + arguments)
+    guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
+          let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
+        throw ConfigurationError("the GMS did not start")
+    }
+    return (gms, address)
+}
 
 /// Runs `body`, failing with `TimedOut` if it takes longer than `seconds`.
 func within<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async -> T) async throws -> T {

@@ -57,13 +57,7 @@ struct IrregularOverlapProcessTests {
         let secretPath = try GMSAuthenticationProcessTests.secretFile(secret)
         defer { unlink(secretPath) }
         let (gmsPID, nodes) = try NetworkNamespace.runIsolated { () throws -> (Int32, [Int: QSMNode]) in
-            let gms = try ChildProcess(executable: ChildProcess.currentExecutableDirectory + "/qsm-node",
-                                       arguments: ["gms", "--secret-file", secretPath, "--listen", "127.0.0.1:0", "--stats-seconds", "0",
-                                                   "--mode", mode, "--hybrid", "h", "--partition-size", "2"])
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on "),
-                  let address = QSMSocketAddress(ready.dropFirst("gms listening on ".count)) else {
-                throw ConfigurationError("the GMS did not start")
-            }
+            let (gms, address) = try startTestGMS(["--secret-file", secretPath, "--mode", mode, "--hybrid", "h", "--partition-size", "2"])
             var nodes: [Int: QSMNode] = [:]
             for id in joins.keys.sorted() {
                 var configuration = QSMNodeConfiguration(gms: address)

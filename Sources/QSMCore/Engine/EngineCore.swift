@@ -225,6 +225,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         if shouldPause != receivingPaused {
             receivingPaused = shouldPause
             for entry in multicast.values { try? core.setReceiving(entry.id, !shouldPause) }
+            // The slow-consumer policy counts how long the application holds the node back.
+            let evictions = machine.statistics.evictions
+            machine.applicationBehind(shouldPause, now: core.now)
+            if machine.statistics.evictions != evictions { settle() }
         }
     }
 

@@ -27,6 +27,13 @@ public struct QSMNodeConfiguration: Sendable {
     /// Deliveries and events waiting for the application before the node stops reading
     /// data (backpressure through flow control, never a drop).
     public var deliveryQueueCapacity = 16_384
+    /// The slow-receiver policy: an application that holds the node back (deliveries
+    /// waiting for it, so the node stops reading and the senders' windows fill) for most
+    /// of every second for this long gets the node evicted from its groups, so that the
+    /// groups' other members go on. It is told with `MembershipEvent.evicted` (their other
+    /// members and publishers with `.memberEvicted`) and may join again. Zero: never
+    /// evict; a slow application then slows every sender of its groups.
+    public var slowConsumerEviction: Duration = .seconds(10)
     /// How often the node tells the GMS it is alive (the GMS excludes nodes silent for its
     /// heartbeat timeout).
     public var heartbeatInterval: Duration = .seconds(1)
@@ -72,6 +79,7 @@ public struct QSMNodeConfiguration: Sendable {
         }
         guard receiveBufferBytes >= 65_536 else { throw ConfigurationError("receive buffer must be at least 65536 bytes") }
         guard deliveryQueueCapacity >= 16 else { throw ConfigurationError("delivery queue capacity must be at least 16") }
+        guard slowConsumerEviction >= .zero else { throw ConfigurationError("the slow-consumer eviction time cannot be negative") }
         guard heartbeatInterval > .zero else { throw ConfigurationError("heartbeat interval must be positive") }
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
@@ -96,6 +104,7 @@ public struct QSMNodeConfiguration: Sendable {
         var machine = NodeMachineConfiguration(id: id, address: address)
         machine.protocolConfiguration = protocolConfiguration
         machine.heartbeatInterval = heartbeatInterval
+        machine.slowConsumerEviction = slowConsumerEviction
         machine.clusterSecret = clusterSecret
         machine.encryptsPayloads = encrypt
         machine.sha256BlockFunction = HardwareSHA256.blockFunction

@@ -44,6 +44,12 @@ package struct MembershipServiceStatistics: Sendable, Equatable {
     package var suspicionExclusions = 0
     /// See `suspicionsReceived`.
     package var quarantineRefusals = 0
+    /// Nodes that left a group because their application was too slow, announced to the
+    /// group's other members and publishers; and such words ignored (a group the node
+    /// still belongs to, or does not exist).
+    package var evictionsAnnounced = 0
+    /// See `evictionsAnnounced`.
+    package var evictionsIgnored = 0
 }
 
 /// QSM's centralized Global Membership Service (section 4.2.1 A) as a state machine with
@@ -227,6 +233,9 @@ package final class MembershipService {
         case .suspect(let suspect):
             guard let reporter = connections[connection]?.node else { return refuse(0, "suspect before registering", on: connection) }
             reportSuspicion(suspect, by: reporter, now: now)
+        case .evicted(let group, let reason):
+            guard let node = connections[connection]?.node else { return refuse(0, "eviction before registering", on: connection) }
+            announceEviction(of: node, from: group, reason: reason)
         case .goodbye:
             if let node = connections[connection]?.node {
                 statistics.cleanLeaves += 1
@@ -389,7 +398,24 @@ package final class MembershipService {
         exclusions.append("node \(suspect.value): suspected by node \(reporter.value) (no answer on the data path); quarantined for \(quarantine)")
     }
 
-    /// Nodes excluded on suspicion since the last call, for the runtime to log.
+    /// A node left `group` because its application was too slow (it sent the leave just
+    /// before): its other members and publishers are told who and why. Only about the
+    /// node itself, and only for a group it no longer belongs to.
+    private func announceEviction(of node: NodeID, from name: GroupName, reason: String) {
+        guard let group = groupIDs[name], let record = nodes[node], !record.joined.contains(group) else {
+            statistics.evictionsIgnored += 1
+            return
+        }
+        statistics.evictionsAnnounced += 1
+        for (other, otherRecord) in nodes where other != node
+            && (otherRecord.joined.contains(group) || otherRecord.publishing.contains(group)) {
+            send(.memberEvicted(node: node, group: name, reason: reason), to: otherRecord.connection)
+        }
+        if exclusions.count >= 64 { exclusions.removeFirst() }
+        exclusions.append("node \(node.value) evicted itself from '\(name)': \(reason)")
+    }
+
+    /// Nodes excluded on suspicion or evicted since the last call, for the runtime to log.
     package func takeExclusions() -> [String] {
         defer { exclusions.removeAll() }
         return exclusions

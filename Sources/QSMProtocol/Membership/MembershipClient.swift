@@ -25,6 +25,13 @@ public enum MembershipEvent: Equatable, Sendable {
     case groupRemoved(GroupID, GroupName)
     /// The GMS refused a request, or the client refused one of the application's.
     case rejected(request: String, reason: String)
+    /// This node left `group` because its application took deliveries too slowly and
+    /// held back the group's senders (see `QSMNodeConfiguration.slowConsumerEviction`).
+    /// Deliveries already handed over stay; join again to receive from then on.
+    case evicted(group: GroupName, reason: String)
+    /// Another member of a group this node belongs or publishes to was evicted from it,
+    /// and why.
+    case memberEvicted(node: NodeID, group: GroupName, reason: String)
 }
 
 /// What the client asks its transport to do.
@@ -159,6 +166,15 @@ package final class MembershipClient {
         }
     }
 
+    /// Leaves `group` because the application is too slow: the leave, then word of why
+    /// for the group's other members (through the GMS), and the event for this node's.
+    package func evict(from group: GroupName, reason: String) {
+        guard wantedMemberships.contains(group) else { return }
+        leave(group)
+        if isRegistered { sendMessage(.evicted(group: group, reason: reason)) }
+        events.append(.evicted(group: group, reason: reason))
+    }
+
     /// Reports a ring member that answers none of this node's probes (sent only while
     /// registered: a suspicion is about the current views).
     package func reportSuspect(_ node: NodeID) {
@@ -224,6 +240,8 @@ package final class MembershipClient {
         case .rejected(let request, let reason):
             let what = pendingRequests.removeValue(forKey: request) ?? "request"
             events.append(.rejected(request: what, reason: reason))
+        case .memberEvicted(let node, let group, let reason):
+            events.append(.memberEvicted(node: node, group: group, reason: reason))
         case .excluded(let reason):
             events.append(.excluded(reason: reason))
             forgetViews()

@@ -22,6 +22,7 @@ extension ClientMessage {
         case 7: self = .resynchronize
         case 8: self = .goodbye
         case 9: self = .suspect(node: NodeID(try reader.readUInt64()))
+        case 10: self = .evicted(group: try reader.readGroupName(), reason: try reader.readReason())
         default: throw .malformed(reason: "unknown client message kind \(tag)", offset: 0)
         }
         try reader.expectEnd()
@@ -38,6 +39,8 @@ extension ServerMessage {
         case 3: self = .rejected(request: try reader.readUInt32(), reason: try reader.readString())
         case 4: self = .excluded(reason: try reader.readString())
         case 5: self = .update(try reader.readUpdate())
+        case 6: self = .memberEvicted(node: NodeID(try reader.readUInt64()), group: try reader.readGroupName(),
+                                      reason: try reader.readReason())
         default: throw .malformed(reason: "unknown server message kind \(tag)", offset: 0)
         }
         try reader.expectEnd()
@@ -50,6 +53,17 @@ extension WireReader {
         let raw = try readLengthPrefixedBytes()
         guard let text = String(validating: raw, as: UTF8.self) else {
             throw .malformed(reason: "text is not valid UTF-8", offset: start)
+        }
+        return text
+    }
+
+    /// An explanation: at most `String.maximumReasonBytes` (a node's word passed on to
+    /// others must not grow what the GMS sends).
+    mutating func readReason() throws(WireError) -> String {
+        let start = offset
+        let text = try readString()
+        guard text.utf8.count <= String.maximumReasonBytes else {
+            throw .malformed(reason: "an explanation of \(text.utf8.count) bytes (at most \(String.maximumReasonBytes))", offset: start)
         }
         return text
     }

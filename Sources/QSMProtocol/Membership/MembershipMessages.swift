@@ -19,6 +19,9 @@ package enum ClientMessage: Equatable, Sendable {
     /// A ring member this node leads answers none of its probes on the data path (see
     /// `DataPathSuspicion`); the GMS decides whether to exclude it.
     case suspect(node: NodeID)
+    /// Sent after the leave of `group`: the node left because its application was too
+    /// slow. The GMS tells the group's other members and publishers.
+    case evicted(group: GroupName, reason: String)
 }
 
 /// What the GMS sends a node.
@@ -30,6 +33,8 @@ package enum ServerMessage: Equatable, Sendable {
     /// The node was removed as failed; it must register again.
     case excluded(reason: String)
     case update(MembershipUpdate)
+    /// `node` left `group` because its application was too slow (`ClientMessage.evicted`).
+    case memberEvicted(node: NodeID, group: GroupName, reason: String)
 }
 
 /// A versioned change to what one node knows. Increments apply only on top of
@@ -59,11 +64,29 @@ package struct MembershipUpdate: Equatable, Sendable {
 }
 
 private enum ClientTag: UInt8 {
-    case register = 1, join, leave, publish, unpublish, heartbeat, resynchronize, goodbye, suspect
+    case register = 1, join, leave, publish, unpublish, heartbeat, resynchronize, goodbye, suspect, evicted
 }
 
 private enum ServerTag: UInt8 {
-    case registered = 1, accepted, rejected, excluded, update
+    case registered = 1, accepted, rejected, excluded, update, memberEvicted
+}
+
+extension String {
+    /// Longest explanation sent to or from the GMS, in UTF-8 bytes.
+    static let maximumReasonBytes = 1_000
+
+    /// At most `maximumReasonBytes` of UTF-8, cut at a character boundary.
+    var boundedForWire: String {
+        guard utf8.count > Self.maximumReasonBytes else { return self }
+        var bytes = 0
+        var result = ""
+        for character in self {
+            bytes += character.utf8.count
+            guard bytes <= Self.maximumReasonBytes else { break }
+            result.append(character)
+        }
+        return result
+    }
 }
 
 // MARK: Encoding
@@ -92,6 +115,10 @@ extension ClientMessage {
         case .suspect(let node):
             encoder.write(ClientTag.suspect.rawValue)
             encoder.write(node.value)
+        case .evicted(let group, let reason):
+            encoder.write(ClientTag.evicted.rawValue)
+            encoder.writeString(group.text)
+            encoder.writeString(reason.boundedForWire)
         }
         return encoder.bytes
     }
@@ -110,13 +137,18 @@ extension ServerMessage {
         case .rejected(let id, let reason):
             encoder.write(ServerTag.rejected.rawValue)
             encoder.write(id)
-            encoder.writeString(String(reason.utf8.prefix(1000))!)
+            encoder.writeString(reason.boundedForWire)
         case .excluded(let reason):
             encoder.write(ServerTag.excluded.rawValue)
-            encoder.writeString(String(reason.utf8.prefix(1000))!)
+            encoder.writeString(reason.boundedForWire)
         case .update(let update):
             encoder.write(ServerTag.update.rawValue)
             encoder.write(update: update)
+        case .memberEvicted(let node, let group, let reason):
+            encoder.write(ServerTag.memberEvicted.rawValue)
+            encoder.write(node.value)
+            encoder.writeString(group.text)
+            encoder.writeString(reason.boundedForWire)
         }
         return encoder.bytes
     }

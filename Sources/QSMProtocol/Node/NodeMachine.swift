@@ -62,6 +62,7 @@ package final class NodeMachine {
     @exclusivity(unchecked) private var datagramsSent: UInt64 = 0
     @exclusivity(unchecked) private var replayWindows: [NodeID: ReplayWindow] = [:]
     static let maximumReplayWindows = 65_536
+    @exclusivity(unchecked) private var slowConsumer: SlowConsumerPolicy
 
     package init(configuration: NodeMachineConfiguration) throws(ConfigurationError) {
         try configuration.validate()
@@ -76,6 +77,7 @@ package final class NodeMachine {
         if configuration.clusterSecret != nil { nonces = NonceSource(entropy: configuration.entropy) }
         gmsSession = GMSClientSession(secret: configuration.clusterSecret, blockFunction: configuration.sha256BlockFunction)
         flowControl = configuration.flowControl
+        slowConsumer = SlowConsumerPolicy(limit: configuration.slowConsumerEviction)
         var tableSeeds = SplitMix64(seed: configuration.seed ^ 0x94D0_49BB_1331_11EB)
         groupIDs = IdentifierTable(seed: tableSeeds.next())
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
@@ -107,13 +109,17 @@ package final class NodeMachine {
     package func leave(_ group: GroupName, now: Instant) {
         enter(now)
         membership.leave(group)
-        if let id = groupIDs[group] {
-            tally.forget(id)
-            protocolNode.forgetPublications(to: id)
-            protocolNode.leftGroup(id)
-            protocolNode.abandonMessages(to: id)
-        }
+        leftLocally(group)
         pumpMembership()
+    }
+
+    /// What leaving `group` undoes here, whatever the GMS has heard yet.
+    private func leftLocally(_ group: GroupName) {
+        guard let id = groupIDs[group] else { return }
+        tally.forget(id)
+        protocolNode.forgetPublications(to: id)
+        protocolNode.leftGroup(id)
+        protocolNode.abandonMessages(to: id)
     }
     /// Registers as a publisher to a group this node does not join.
     package func publishWithoutJoining(_ group: GroupName, now: Instant) {
@@ -286,9 +292,34 @@ package final class NodeMachine {
         pumpMembership()
     }
 
+    /// The driver says whether the application is behind: deliveries wait for it, and
+    /// the driver has stopped reading data meanwhile (see `SlowConsumerPolicy`).
+    package func applicationBehind(_ behind: Bool, now: Instant) {
+        enter(now)
+        protocolNode.recoverySuspended = behind
+        if slowConsumer.update(behind: behind, now: now) { evictForSlowConsumption() }
+    }
+
+    /// Held back by the application for `slowConsumerEviction`: leaves every group it
+    /// belongs to, saying why (see `SlowConsumerPolicy`).
+    private func evictForSlowConsumption() {
+        let groups = membership.wantedMemberships.sorted()
+        guard !groups.isEmpty else { return }
+        statistics.evictions += 1
+        let seconds = Double(configuration.slowConsumerEviction.totalNanoseconds) / 1e9
+        let reason = "node \(id.value)'s application took its deliveries too slowly: it held the node back for "
+            + "\(seconds) s (slow-consumer eviction); it left the group so that the others go on, and may join again"
+        for group in groups {
+            membership.evict(from: group, reason: reason)
+            leftLocally(group)
+        }
+        pumpMembership()
+    }
+
     /// Time passed: call at (or after) `nextDeadline()`.
     package func tick(now: Instant) {
         enter(now)
+        if slowConsumer.advance(now: now) { evictForSlowConsumption() }
         protocolNode.tick(now: now)
         // Ring members that answer no probe (see `DataPathSuspicion`): the GMS decides.
         for suspect in protocolNode.takeSuspects() { membership.reportSuspect(suspect) }
@@ -301,9 +332,10 @@ package final class NodeMachine {
 
     /// The earliest time `tick` has work.
     package func nextDeadline() -> Instant? {
-        let membershipDeadline = membership.nextDeadline(after: now)
-        guard let protocolDeadline = protocolNode.nextDeadline() else { return membershipDeadline }
-        return min(protocolDeadline, membershipDeadline)
+        var deadline = membership.nextDeadline(after: now)
+        if let protocolDeadline = protocolNode.nextDeadline() { deadline = min(deadline, protocolDeadline) }
+        if let slot = slowConsumer.nextDeadline { deadline = min(deadline, slot) }
+        return deadline
     }
 
     // MARK: Outputs

@@ -8,6 +8,10 @@ package struct NodeMachineConfiguration: Sendable {
     package var address: QSMSocketAddress
     package var protocolConfiguration = ProtocolConfiguration()
     package var heartbeatInterval: Duration = .seconds(1)
+    /// A node whose application has held it back (deliveries waiting) for most of every
+    /// second for this long evicts itself from its groups (see `SlowConsumerPolicy`);
+    /// zero: never.
+    package var slowConsumerEviction: Duration = .seconds(10)
     /// The first delay before reconnecting to the GMS (doubling up to 5 s).
     package var reconnectDelay: Duration = .milliseconds(200)
     /// When set, every datagram carries an AES-GCM tag under a key derived from it (see
@@ -79,6 +83,7 @@ package struct NodeMachineConfiguration: Sendable {
         guard heartbeatInterval > .zero, reconnectDelay > .zero else {
             throw ConfigurationError("heartbeat interval and reconnect delay must be positive")
         }
+        guard slowConsumerEviction >= .zero else { throw ConfigurationError("the slow-consumer eviction time cannot be negative") }
         if let clusterSecret, clusterSecret.count < 16 {
             throw ConfigurationError("the cluster secret must be at least 16 bytes, got \(clusterSecret.count)")
         }

@@ -79,6 +79,9 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     public var droppedUnnamedGroup = 0
     /// Publications waiting for their group's view or for room in the window.
     public var pendingPublishes = 0
+    /// Times this node evicted itself from its groups because its application took
+    /// deliveries too slowly (see `QSMNodeConfiguration.slowConsumerEviction`).
+    public var evictions = 0
     /// Datagrams sent carrying several packets (see `DatagramBundle`).
     public var bundlesSent = 0
     /// The packets those datagrams carried.

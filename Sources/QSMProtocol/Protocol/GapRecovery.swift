@@ -55,6 +55,7 @@ extension ProtocolNode {
     /// Asks for missing packets of `region`'s streams. A token visit (without tails)
     /// also counts a round for gaps whose sender is gone.
     private func askForMissing(in region: RegionView, includingTails: Bool) {
+        guard !recoverySuspended else { return }
         // One request per peer asked and per sender whose packets it is asked for: a
         // request names one sender, and holds at most `recoveryRequestsPerRound` numbers
         // (so it fits a packet). Merged across senders, requests named the wrong sender

@@ -91,6 +91,11 @@ package final class ProtocolNode {
     /// Whether the payloads of acknowledged messages are kept for the driver to reuse
     /// (`takeReleasedPayload()`); off unless a driver asks (the simulator does not).
     package var keepsReleasedPayloads = false
+    /// The application is behind (its driver stopped reading data meanwhile): this node
+    /// asks for nothing it misses until it catches up. Retransmissions come on the
+    /// control path, which is still read, and would pile up deliveries without bound
+    /// while the application takes them at a trickle (a slow consumer's node held 400 MB).
+    @exclusivity(unchecked) package var recoverySuspended = false
     @exclusivity(unchecked) var releasedPayloads = RingBuffer<[UInt8]>(initialCapacity: 64)
 
     /// The payload of a message every region acknowledged, for the publisher to write a
