@@ -27,6 +27,10 @@ final class BenchReceiver: Sendable {
     private let regionView = Mutex<RegionView?>(nil)
     /// CPU time used before the node existed (the raw phase), left out of its figure.
     private let cpuBaseline = ProcessMetrics.cpuSeconds
+    /// `--perturb slow`: nanoseconds the application spends on each delivery (0: none),
+    /// until the node is evicted for it; and when that happened (monotonic ns, 0: never).
+    private let deliveryDelay = Atomic<Int>(0)
+    private let evictedAt = Atomic<Int64>(0)
 
     init(configuration: QSMNodeConfiguration, groups: Int, senders: Int) throws {
         node = try QSMNode(configuration: configuration)
@@ -41,6 +45,11 @@ final class BenchReceiver: Sendable {
                 // Moved to other regions (a new GMS numbers its regions afresh): the
                 // streams resume there, possibly past messages in flight in the old one.
                 check.withLock { $0.rejoined() }
+            case .evicted:
+                // The slow application is told, and stops being slow (it drains what it
+                // was handed; it does not rejoin, so the run measures the others).
+                deliveryDelay.store(0, ordering: .relaxed)
+                _ = evictedAt.compareExchange(expected: 0, desired: MonotonicClock.now().nanoseconds, ordering: .relaxed)
             default:
                 break
             }
@@ -50,6 +59,11 @@ final class BenchReceiver: Sendable {
             let group = BenchGroups.index(of: delivery.group) ?? Int.max
             check.withLock { $0.observe(sender: delivery.sender, group: group, sequence: delivery.sequence, delivery: delivery, at: now) }
             delivered.add(1, ordering: .relaxed)
+            let delay = deliveryDelay.load(ordering: .relaxed)
+            if delay > 0 {
+                var pause = timespec(tv_sec: delay / 1_000_000_000, tv_nsec: delay % 1_000_000_000)
+                nanosleep(&pause, nil)
+            }
         }
         try node.start()
         try joinAll()
@@ -65,6 +79,11 @@ final class BenchReceiver: Sendable {
     }
 
     var deliveredCount: Int { delivered.load(ordering: .relaxed) }
+
+    /// The application takes at most `perSecond` deliveries a second from now on.
+    func slowDown(perSecond: Double) {
+        deliveryDelay.store(perSecond > 0 ? Int(1e9 / perSecond) : 0, ordering: .relaxed)
+    }
 
     /// The last message delivered of every stream, summed: equal to the delivered count
     /// unless messages were skipped while this node was out of its groups.
@@ -115,6 +134,7 @@ final class BenchReceiver: Sendable {
             ("busy_polls", statistics.core.busyPolls), ("pool_exhaustions", statistics.core.poolExhaustions),
             ("alarm_late_max_us", statistics.alarmLateness.maxNanoseconds / 1000),
             ("cached_mb", Double(protocolStatistics.maximumCachedBytes) / 1_048_576),
+            ("evictions", statistics.machine.evictions), ("evicted_ns", evictedAt.load(ordering: .relaxed)),
         ])
     }
 }
@@ -127,11 +147,21 @@ final class BenchSender: Sendable {
     let groups: Int
     private let sent = Atomic<Int>(0)
     private let cpuBaseline = ProcessMetrics.cpuSeconds
+    /// Evictions of receivers from this sender's groups it was told of, and when the
+    /// first came (monotonic ns, 0: none).
+    private let evictionNotices = Atomic<Int>(0)
+    private let firstNoticeAt = Atomic<Int64>(0)
 
     init(configuration: QSMNodeConfiguration, index: Int, groups: Int) throws {
         node = try QSMNode(configuration: configuration)
         self.index = index
         self.groups = groups
+        node.onMembershipEvent { [self] event in
+            if case .memberEvicted = event {
+                evictionNotices.add(1, ordering: .relaxed)
+                _ = firstNoticeAt.compareExchange(expected: 0, desired: MonotonicClock.now().nanoseconds, ordering: .relaxed)
+            }
+        }
         try node.start()
         for group in 0..<groups { node.publishWithoutJoining(BenchGroups.name(group)) }
     }
@@ -220,6 +250,7 @@ final class BenchSender: Sendable {
         let memory = ProcessMetrics.residentMegabytes()
         return WorkerLine("result", [
             ("sent", sentCount), ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
+            ("eviction_notices", evictionNotices.load(ordering: .relaxed)), ("first_notice_ns", firstNoticeAt.load(ordering: .relaxed)),
             ("udp_rcvbuf_errors", ProcessMetrics.udpReceiveBufferErrors()),
             ("retransmissions", protocolStatistics.retransmissionsSent),
             ("carried", protocolStatistics.messagesCarried),

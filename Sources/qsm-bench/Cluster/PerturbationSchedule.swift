@@ -36,6 +36,7 @@ struct PerturbationSchedule {
         case .freeze: nextAt = min(3, seconds * 0.2)
         case .crash, .crashRegionLeader, .crashPartitionLeader, .crashSender, .gmsRestart: nextAt = seconds * 0.4
         case .churn: nextAt = Self.churnInterval(options)
+        case .slow: nextAt = 2
         case .none, .hostile: nextAt = .infinity
         }
     }
@@ -83,6 +84,15 @@ struct PerturbationSchedule {
         switch options.perturbation {
         case .none, .hostile:
             break
+        case .slow:
+            // A tenth of what receiver 0 has been taking (of the fixed rate, if one is set).
+            let taken = Double(receivers[0].latestCount) / max(elapsed, 0.1)
+            let full = options.rate > 0 ? options.rate * Double(options.senders) : taken
+            let perSecond = max(1, full / 10)
+            try? receivers[0].send(WorkerLine("slow", [("per_second", perSecond)]))
+            events.append((elapsed, elapsed))
+            log("  \(receivers[0].name)'s application slowed to \(Int(perSecond)) deliveries/s")
+            nextAt = .infinity
         case .sleep, .freeze:
             let length = options.perturbation == .sleep ? 0.5 : 10
             receivers[0].signal(SIGSTOP)

@@ -68,6 +68,10 @@ enum RunCommand {
                                  hostile a hostile process sprays ~20,000 datagrams/s of
                                          garbage, oversized and forged packets at every
                                          node and region address, and junk at the GMS
+                                 slow    receiver 0's application takes deliveries at a
+                                         tenth of the rate from 2 s on; its node evicts
+                                         itself after 10 s of holding the others back
+                                         (needs --seconds >= 16; the default becomes 25)
           --hosts              run every process on a host of its own: network
                                namespaces on a bridge with real kernel IP multicast
                                between them (10.77.0.0/24, removed afterwards)
@@ -138,6 +142,7 @@ enum RunCommand {
             }
             options.perturbation = kind
             if kind == .freeze { options.seconds = 20 }
+            if kind == .slow { options.seconds = 25 }
         }
         if let text = try flags.value("--count") {
             guard let count = Int(text), count >= 1 else { throw ConfigurationError("--count must be a whole number >= 1, got '\(text)'") }

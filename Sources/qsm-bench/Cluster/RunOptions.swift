@@ -36,6 +36,9 @@ enum Perturbation: String, CaseIterable, Sendable {
     case churn
     /// A hostile process sprays garbage and forged packets at every node and the GMS.
     case hostile
+    /// Receiver 0's application takes deliveries at a tenth of the rate from 2 s on: it
+    /// holds the senders back until its node evicts itself (slow-consumer eviction, 10 s).
+    case slow
 
 
     /// A receiver is killed (and is not checked).
@@ -100,7 +103,7 @@ struct RunOptions {
     /// Receivers that must end with every message (the others crashed or churned).
     var checkedReceivers: Range<Int> {
         switch perturbation {
-        case .crash, .crashRegionLeader, .crashPartitionLeader: return 1..<receivers
+        case .crash, .crashRegionLeader, .crashPartitionLeader, .slow: return 1..<receivers
         case .churn: return churningReceivers..<receivers
         default: return 0..<receivers
         }
@@ -147,6 +150,9 @@ struct RunOptions {
         guard (1...100).contains(lossPercent) else { throw ConfigurationError("--loss-percent must be 1...100") }
         if let churnEvents, !(1...10_000).contains(churnEvents) { throw ConfigurationError("--churn-events must be 1...10000") }
         if hosts, senders + receivers + 2 > 200 { throw ConfigurationError("--hosts builds at most 200 hosts: fewer processes") }
+        if perturbation == .slow, let seconds, seconds < 16 {
+            throw ConfigurationError("--perturb slow holds the senders for about 12 s before the eviction: give --seconds 16 or more")
+        }
         if perturbation == .freeze, let seconds, seconds < 15 {
             throw ConfigurationError("--perturb freeze stops a receiver for 10 s: give --seconds 15 or more")
         }

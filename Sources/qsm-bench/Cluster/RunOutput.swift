@@ -45,6 +45,15 @@ enum RunTable {
                         : report.skippedAfterRejoin > 0
                         ? ", \(report.skippedAfterRejoin) sent while a receiver was excluded (it rejoined)" : "")
                      + ")")
+        if report.options.perturbation == .slow {
+            lines.append("slow receiver: \(report.evictions) eviction(s)"
+                         + (report.evictionSeconds.map { " \(format($0, 1)) s after the slowdown" } ?? "")
+                         + ", \(report.evictionNotices) notice(s) at the senders; "
+                         + (report.othersRatesAroundEviction.map { rates in
+                             "the others took \(formatRate(rates.before)) msg/s before the slowdown and \(formatRate(rates.after)) msg/s "
+                                 + "from a second after the eviction (\(formatRatio(rates.before > 0 ? rates.after / rates.before : 0)))"
+                         } ?? "no eviction before sending ended"))
+        }
         let latency = report.latency
         if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {
             lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
@@ -162,6 +171,11 @@ enum RunJSON {
             ("foreign_deliveries", "\(report.foreignDeliveries)"),
             ("recovery_s", optional(report.recoverySeconds)),
             ("sender_rate_ratio_during_freeze", optional(report.senderRateRatioDuringFreeze)),
+            ("evictions", "\(report.evictions)"), ("eviction_notices", "\(report.evictionNotices)"),
+            ("eviction_after_slowdown_s", optional(report.evictionSeconds)),
+            ("others_msgs_per_sec_before_slow", optional(report.othersRatesAroundEviction?.before)),
+            ("others_msgs_per_sec_after_eviction", optional(report.othersRatesAroundEviction?.after)),
+            ("others_rate_ratio_after_eviction", optional(report.othersRatesAroundEviction.map { $0.before > 0 ? $0.after / $0.before : .nan })),
         ]
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
     }

@@ -283,6 +283,35 @@ struct RunReport {
     /// members moved to (lossless reconfiguration: a GMS restart, churn).
     var messagesCarried: Int { senderResults.map { $0.int("carried") ?? 0 }.reduce(0, +) }
 
+    /// `--perturb slow`: receivers that evicted themselves for a slow application, and
+    /// the notices of it the senders got.
+    var evictions: Int { receiverResults.compactMap { $0?.int("evictions") }.reduce(0, +) }
+    var evictionNotices: Int { senderResults.map { $0.int("eviction_notices") ?? 0 }.reduce(0, +) }
+
+    /// `--perturb slow`: seconds from the slowdown to sender 0's notice of the eviction.
+    var evictionSeconds: Double? {
+        guard options.perturbation == .slow, let slowed = events.first?.start,
+              let evicted = senderResults.first?.int("first_notice_ns"), evicted > 0 else { return nil }
+        return Double(Int64(evicted) - startNanoseconds) / 1e9 - slowed
+    }
+
+    /// `--perturb slow`: the other receivers' rate (the slowest of them) in the two
+    /// seconds before receiver 0's application slowed, and from a second after its
+    /// eviction (when sender 0 was told of it; the slow application itself hears of it
+    /// only after what it was handed before) to the end of sending; nil without one.
+    var othersRatesAroundEviction: (before: Double, after: Double)? {
+        guard options.perturbation == .slow, let slowed = events.first?.start,
+              let evicted = senderResults.first?.int("first_notice_ns").map(Int64.init), evicted > 0 else { return nil }
+        let evictedAt = Double(evicted - startNanoseconds) / 1e9
+        let end = sendSeconds > 0 ? sendSeconds : Double(options.seconds ?? 10)
+        guard end > evictedAt + 2 else { return nil }
+        func rate(_ from: Double, _ to: Double) -> Double {
+            options.checkedReceivers.map { Double(count(receiverProgress[$0], at: to) - count(receiverProgress[$0], at: from)) / (to - from) }
+                .min() ?? 0
+        }
+        return (rate(max(0, slowed - 2), slowed), rate(evictedAt + 1, end))
+    }
+
     // MARK: Over time
 
     /// Messages per second per interval of `step` seconds for one progress series,
@@ -343,7 +372,8 @@ struct RunReport {
     ///   of what it was in the two seconds before.
     /// - A sender crash: until the live receivers agreed on what they had of its messages.
     var recoverySeconds: Double? {
-        guard !events.isEmpty, options.perturbation != .churn, receiverProgress.count == options.receivers,
+        guard !events.isEmpty, options.perturbation != .churn, options.perturbation != .slow,
+              receiverProgress.count == options.receivers,
               receiverTails.count == options.receivers else { return nil }
         if options.perturbation == .crashSender { return agreementSeconds }
         let end = Double((receiverProgress.flatMap { $0 }.map(\.time).max() ?? startNanoseconds) - startNanoseconds) / 1e9

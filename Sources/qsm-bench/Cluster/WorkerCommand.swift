@@ -165,12 +165,17 @@ enum WorkerCommand {
             case "fault":
                 receiver?.node.injectFault(inboundLossPercent: command.int("percent") ?? 100, dropOutbound: command["out"] == "1",
                                            for: .milliseconds(command.int("ms") ?? 0))
+            case "slow":
+                receiver?.slowDown(perSecond: command.double("per_second") ?? 0)
             case "leave":
                 receiver?.leaveAll()
             case "join":
                 try receiver?.joinAll()
             case "finish":
                 progress?.stop()
+                // A slowed application catches up now, so that what it has been handed
+                // (and the statistics queued behind it) comes through.
+                receiver?.slowDown(perSecond: 0)
                 if let receiver { say(try await receiver.result()) }
                 if let sender { say(try await sender.result()) }
                 receiver?.node.stop()
