@@ -28,10 +28,14 @@ enum GMSCommand {
                                          leave behind when added (default 1)
           --batch D                      apply pending changes every D (default 100ms)
           --heartbeat-timeout D          exclude a node silent this long (default 5s)
-          --suspect-quarantine D         a node excluded because a ring leader of its
-                                         region found its data path answering no probe
-                                         (over several token timeouts) may not register
-                                         again for D (default 30s; 0: at once)
+          --suspect-confirm D            exclude a node whose data path answers no
+                                         probe (its ring peers report it, every few
+                                         seconds, after several token timeouts) once it
+                                         has been reported for D (default 5s; 0: at the
+                                         first report); a node silent to the GMS too is
+                                         left to --heartbeat-timeout
+          --suspect-quarantine D         such a node may not register again for D
+                                         (default 30s; 0: at once)
           --address-pool CIDR            multicast addresses for regions: a prefix
                                          (default 239.192.0.0/14, 262144 addresses),
                                          or START+COUNT (like 239.192.0.0+1024)
@@ -66,7 +70,7 @@ enum GMSCommand {
             flags = try CommandLineFlags(arguments, valued: [
                 "--listen", "--mode", "--partition-size", "--min-region-size", "--batch-ms", "--heartbeat-timeout-ms", "--batch", "--heartbeat-timeout", "--stats-interval",
                 "--address-pool", "--multicast-port", "--hybrid", "--max-nodes", "--max-groups", "--max-groups-per-node",
-                "--stats-seconds", "--secret-file", "--metrics-listen", "--suspect-quarantine",
+                "--stats-seconds", "--secret-file", "--metrics-listen", "--suspect-quarantine", "--suspect-confirm",
             ], switches: ["-h", "--help", "--insecure"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
@@ -85,6 +89,7 @@ enum GMSCommand {
             configuration.heartbeatTimeout = try flags.duration("--heartbeat-timeout", alias: "--heartbeat-timeout-ms", aliasUnit: .milliseconds(1),
                                                                 in: .milliseconds(100)...(.seconds(3600)), default: .seconds(5))
             configuration.suspectQuarantine = try flags.duration("--suspect-quarantine", in: .zero...(.seconds(86_400)), default: .seconds(30))
+            configuration.suspectConfirmation = try flags.duration("--suspect-confirm", in: .zero...(.seconds(3600)), default: .seconds(5))
             if let pool = try flags.value("--address-pool") {
                 (configuration.addressPoolStart, configuration.addressPoolSize) = try addressPool(pool)
             }
@@ -198,6 +203,7 @@ private final class GMSStatistics: AlarmHandler {
             ("suspicions", "Suspects reported by ring leaders (no answer on the data path).", s.suspicionsReceived),
             ("suspicions_ignored", "Suspicions ignored (suspect not live, or sharing no region with its reporter).", s.suspicionsIgnored),
             ("suspicion_exclusions", "Nodes excluded on a ring leader's suspicion.", s.suspicionExclusions),
+            ("suspicions_unconfirmed", "Suspicions of a node reported for less than --suspect-confirm so far.", s.suspicionsAwaitingConfirmation),
             ("evictions", "Nodes that left a group because their application was too slow (announced to the group).", s.evictionsAnnounced),
             ("quarantine_refusals", "Registrations refused while the node was quarantined after such an exclusion.", s.quarantineRefusals),
             ("rejected", "Requests refused (limits, bad names).", s.rejectedRequests),

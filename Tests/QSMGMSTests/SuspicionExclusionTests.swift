@@ -13,6 +13,7 @@ import Testing
     @Test func aSuspectSharingARegionIsExcludedAndQuarantined() throws {
         var configuration = MembershipConfiguration()
         configuration.suspectQuarantine = .seconds(10)
+        configuration.suspectConfirmation = .zero
         let harness = try MembershipHarness(configuration)
         harness.addNode(1, groups: ["a"])
         harness.addNode(2, groups: ["a"])
@@ -53,6 +54,31 @@ import Testing
         harness.run(seconds: 60)
         #expect(harness.service.groupViews.first { $0.name.text == "a" }!.members == [NodeID(1), NodeID(2)])
         #expect(harness.divergence() == nil)
+    }
+
+    /// A suspect is excluded only once reports of it have kept coming for
+    /// `suspectConfirmation`; reports that stop for long start the count again.
+    @Test func aSuspicionMustLastToExclude() throws {
+        let harness = try MembershipHarness()  // confirmation 5 s
+        harness.addNode(1, groups: ["a"])
+        harness.addNode(2, groups: ["a"])
+        harness.run(seconds: 1)
+        func report(after seconds: Double) {
+            harness.run(seconds: seconds)
+            harness.end(1).client.reportSuspect(NodeID(2))
+            harness.run(seconds: 0.1)
+        }
+        report(after: 0)
+        report(after: 3)
+        #expect(harness.service.statistics.suspicionsAwaitingConfirmation == 2)
+        #expect(!Self.excluded(harness.end(2)))
+        // A lapse of more than 10 s: the next report starts afresh.
+        report(after: 12)
+        report(after: 3)
+        #expect(harness.service.statistics.suspicionExclusions == 0)
+        report(after: 2)
+        #expect(harness.service.statistics.suspicionExclusions == 1)
+        #expect(Self.excluded(harness.end(2)))
     }
 
     @Test func aSuspectMessageBeforeRegisteringIsRefused() throws {

@@ -42,6 +42,8 @@ package struct MembershipServiceStatistics: Sendable, Equatable {
     package var suspicionsIgnored = 0
     /// See `suspicionsReceived`.
     package var suspicionExclusions = 0
+    /// Reports that found the suspect suspected for less than `suspectConfirmation`.
+    package var suspicionsAwaitingConfirmation = 0
     /// See `suspicionsReceived`.
     package var quarantineRefusals = 0
     /// Nodes that left a group because their application was too slow, announced to the
@@ -90,6 +92,12 @@ package final class MembershipService {
     private var exclusions: [String] = []
     /// Nodes excluded on suspicion, and until when they may not register.
     private var quarantined: [NodeID: Instant] = [:]
+    /// Suspects reported and not yet excluded: when first and last (see
+    /// `suspectConfirmation`). Only live nodes; pruned once reports stop.
+    private var suspicions: [NodeID: (first: Instant, last: Instant)] = [:]
+    /// How long reports of a suspect may pause and still count as one suspicion: nodes
+    /// report again every few seconds while the silence lasts.
+    private static let suspicionLapseNanoseconds: Int64 = 10_000_000_000
 
     private struct NodeRecord {
         var address: QSMSocketAddress
@@ -250,6 +258,9 @@ package final class MembershipService {
     /// the pending batch when it is due.
     package func tick(now: Instant) {
         if !quarantined.isEmpty { quarantined = quarantined.filter { $0.value > now } }
+        if !suspicions.isEmpty {
+            suspicions = suspicions.filter { nodes[$0.key] != nil && now.nanoseconds(since: $0.value.last) <= Self.suspicionLapseNanoseconds }
+        }
         for (id, node) in nodes where now.nanoseconds(since: node.lastHeard) > heartbeatTimeoutNanoseconds {
             statistics.heartbeatFailures += 1
             let seconds = Double(now.nanoseconds(since: node.lastHeard)) / 1e9
@@ -370,7 +381,8 @@ package final class MembershipService {
     /// of its probes over several timed-out rounds (the node applies that policy: never
     /// one timeout, and only once some other node has answered it, so a leader whose own
     /// path is broken reports no one). The GMS excludes the suspect if both are live and
-    /// share a region, and quarantines it for `suspectQuarantine`.
+    /// share a region and it has been reported for `suspectConfirmation`, and quarantines
+    /// it for `suspectQuarantine`.
     ///
     /// Only a suspect the GMS still hears from: one silent here for half the heartbeat
     /// timeout is frozen or dead as a whole, and the heartbeat timeout decides (a freeze
@@ -386,6 +398,16 @@ package final class MembershipService {
             statistics.suspicionsIgnored += 1
             return
         }
+        // Confirmed only by reports over `suspectConfirmation`: a short cut is ridden out.
+        var entry = suspicions[suspect] ?? (now, now)
+        if now.nanoseconds(since: entry.last) > Self.suspicionLapseNanoseconds { entry.first = now }
+        entry.last = now
+        guard now.nanoseconds(since: entry.first) >= configuration.suspectConfirmation.totalNanoseconds else {
+            suspicions[suspect] = entry
+            statistics.suspicionsAwaitingConfirmation += 1
+            return
+        }
+        suspicions[suspect] = nil
         statistics.suspicionExclusions += 1
         let quarantine = configuration.suspectQuarantine
         send(.excluded(reason: "node \(reporter.value) found this node's data path answering none of its probes; "

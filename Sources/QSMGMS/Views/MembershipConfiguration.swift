@@ -33,6 +33,10 @@ package struct MembershipConfiguration: Sendable {
     /// answers no probe may not register again for this long (so a node cut off on the
     /// data path does not rejoin, stall its regions and be excluded again, over and over).
     package var suspectQuarantine: Duration = .seconds(30)
+    /// A suspect is excluded only once it has been reported for this long (reports keep
+    /// coming, every few seconds, while its data path stays silent): a cut shorter than
+    /// this is ridden out, as a freeze is by the heartbeat timeout. Zero: at the first.
+    package var suspectConfirmation: Duration = .seconds(5)
     /// Limits, each enforced with a clear error.
     package var maximumNodes = 10_000
     package var maximumGroups = 100_000
@@ -85,7 +89,9 @@ package struct MembershipConfiguration: Sendable {
         guard multicastPort != 0 else { throw ConfigurationError("multicast port must not be 0") }
         guard batchInterval > .zero else { throw ConfigurationError("batch interval must be positive") }
         guard heartbeatTimeout > .zero else { throw ConfigurationError("heartbeat timeout must be positive") }
-        guard suspectQuarantine >= .zero else { throw ConfigurationError("the suspect quarantine cannot be negative") }
+        guard suspectQuarantine >= .zero, suspectConfirmation >= .zero else {
+            throw ConfigurationError("the suspect quarantine and confirmation cannot be negative")
+        }
         guard maximumNodes >= 1, maximumGroups >= 1, maximumGroupsPerNode >= 1 else {
             throw ConfigurationError("node and group limits must be at least 1")
         }

@@ -27,9 +27,10 @@ extension ProtocolNode {
         var misses = 0
     }
 
-    /// A round this node leads in `region` timed out: counts the members that did not
-    /// answer the previous probes, reports those that have been silent for long enough,
-    /// and probes every other member of `ring` again.
+    /// A round this node leads in `region` timed out, or its leader went quiet (see
+    /// `watchLeaders`): counts the members of `ring` that did not answer the previous
+    /// probes, reports those that have been silent for long enough, and probes every
+    /// other member of `ring` again.
     func probeAfterTimeout(region: RegionID, ring: [NodeID]) {
         guard configuration.suspectAfterTimeouts > 0, ring.count > 1 else { return }
         for member in ring where member != id {
@@ -56,6 +57,39 @@ extension ProtocolNode {
             statistics.probesSent += 1
         }
     }
+
+    /// Members watch their partition leader the same way: no token for two idle
+    /// intervals (rounds come at least every idle interval while the leader is alive and
+    /// heard), and the member probes the leader and, as a witness of its own path, the
+    /// next other member, once per idle interval until a token comes.
+    func watchLeaders() {
+        guard configuration.suspectAfterTimeouts > 0, let due = nextLeaderWatch, now >= due else { return }
+        for (regionID, at) in leaderWatch where now >= at {
+            guard let region = regions[regionID], let (_, ring) = partitionRing(region), ring.count > 1, ring[0] != id else {
+                leaderWatch[regionID] = nil
+                continue
+            }
+            // The witness: the next member after this one other than the leader.
+            let start = ring.firstIndex(of: id) ?? 0
+            let witness = (1..<ring.count).map { ring[(start + $0) % ring.count] }.first { $0 != ring[0] }
+            probeAfterTimeout(region: regionID, ring: [ring[0]] + (witness.map { [$0] } ?? []))
+            leaderWatch[regionID] = now.advanced(by: configuration.idleTokenInterval)
+        }
+    }
+
+    /// A token of `region`'s partition ring came from the leader's side (or the region's
+    /// view is new): the leader is heard; watch again from now.
+    func heardFromLeader(_ region: RegionView) {
+        guard configuration.suspectAfterTimeouts > 0 else { return }
+        guard let (_, ring) = partitionRing(region), ring.count > 1, ring[0] != id else {
+            leaderWatch[region.id] = nil
+            return
+        }
+        leaderWatch[region.id] = now.advanced(byNanoseconds: 2 * configuration.idleTokenInterval.totalNanoseconds)
+    }
+
+    /// The earliest leader watch due.
+    var nextLeaderWatch: Instant? { leaderWatch.values.min() }
 
     /// A probe or an answer arrived.
     func receiveProbe(_ packet: ProbePacket) {

@@ -167,6 +167,9 @@ package final class ProtocolNode {
     /// When another node last answered one of this node's probes.
     @exclusivity(unchecked) var lastProbeAnswer: Instant?
     @exclusivity(unchecked) var suspects: [NodeID] = []
+    /// Per region where this node is a partition member, not its leader: when to probe
+    /// the leader if no token comes before (see `watchLeaders`).
+    @exclusivity(unchecked) var leaderWatch: [RegionID: Instant] = [:]
 
     enum ControlItem {
         /// `contribute`: add this node's state as the token leaves (members do; a leader
@@ -311,6 +314,8 @@ package final class ProtocolNode {
         }
         cacheLayouts = cacheLayouts.filter { next[$0.key] != nil }
         forgetProbes(keeping: Set(next.values.flatMap { $0.members.map(\.id) }))
+        leaderWatch = leaderWatch.filter { next[$0.key]?.viewNumber == previous[$0.key]?.viewNumber }
+        for region in next.values where leaderWatch[region.id] == nil { heardFromLeader(region) }
         let previousGroups = groups
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         updatePublishTargets()

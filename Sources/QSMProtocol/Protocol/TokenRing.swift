@@ -27,6 +27,7 @@ extension ProtocolNode {
         }
         if let query = nextViewStartQuery { deadline = min(deadline ?? query, query) }
         if let hold = restartHoldUntil { deadline = min(deadline ?? hold, hold) }
+        if let watch = nextLeaderWatch { deadline = min(deadline ?? watch, watch) }
         return deadline
     }
 
@@ -56,6 +57,7 @@ extension ProtocolNode {
         enter(now)
         if let hold = restartHoldUntil, now >= hold { endRestartHold() }
         if !debtQueries.isEmpty { askViewStarts() }
+        watchLeaders()
         // An idle sender with unacknowledged messages tells its regions how far it got:
         // at the busy pace at first, then less and less often while it has sent nothing
         // new (each status repeats the last; a slow sender in a region whose rounds take
@@ -419,6 +421,7 @@ extension ProtocolNode {
                 }
                 completePartitionRound(token, region)
             } else {
+                heardFromLeader(region)
                 learnAndRecover(from: token.records, in: region)
                 control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
