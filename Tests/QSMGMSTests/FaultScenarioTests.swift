@@ -87,6 +87,15 @@ struct FaultScenarioTests {
                  timeoutSeconds: 240) { json in
             #expect(json["skipped_by_members_that_stay"] as? Int == 0)
         },
+        // A receiver whose application takes a tenth of the rate: evicted after 10 s of
+        // holding the others back, told so, and the others keep their pace.
+        Scenario(name: "a slow receiver is evicted", arguments: ["--perturb", "slow", "--seconds", "25"],
+                 timeoutSeconds: 150) { json in
+            #expect(json["evictions"] as? Int == 1)
+            #expect((json["eviction_notices"] as? Int ?? 0) >= 1, "the sender was not told of the eviction")
+            let ratio = json["others_rate_ratio_after_eviction"] as? Double ?? 0
+            #expect(ratio >= 0.8, "the others kept \(ratio) of their rate after the eviction")
+        },
         Scenario(name: "a hostile process on its own host", arguments: ["--perturb", "hostile", "--authenticate", "--seconds", "4",
                                                                          "--rate", "5000"],
                  timeoutSeconds: 120) { json in
