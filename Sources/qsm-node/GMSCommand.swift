@@ -124,7 +124,7 @@ enum GMSCommand {
             }
             let server = try GMSServer(configuration: configuration, listeningOn: listen, core: core)
             server.onRefusal = { log(.warning, "qsm-node gms", "refused connection \($0)") }
-            server.onExclusion = { log(.warning, "qsm-node gms", "excluded \($0)") }
+            server.onExclusion = { log(.warning, "qsm-node gms", $0) }
             _ = try StopOnSignal(core: core) { core in
                 log(.info, "qsm-node gms", "stopping")
                 core.handle.stop()

@@ -417,7 +417,7 @@ package final class MembershipService {
         removeNode(suspect, now: now)
         if quarantine > .zero { quarantined[suspect] = now.advanced(by: quarantine) }
         if exclusions.count >= 64 { exclusions.removeFirst() }
-        exclusions.append("node \(suspect.value): suspected by node \(reporter.value) (no answer on the data path); quarantined for \(quarantine)")
+        exclusions.append("excluded node \(suspect.value): reported by node \(reporter.value) for \(configuration.suspectConfirmation) or more (its data path answers no probe); quarantined for \(quarantine)")
     }
 
     /// A node left `group` because its application was too slow (it sent the leave just

@@ -20,7 +20,8 @@ package final class GMSServer: DescriptorHandler, FramedConnectionDelegate, Alar
     /// Told why each refused connection was refused (failed authentication), for the
     /// operator's log. Called on the core thread.
     package var onRefusal: ((String) -> Void)?
-    /// Called with each exclusion of a node on a ring leader's suspicion.
+    /// Called with each exclusion of a node on suspicion, and each node's eviction of
+    /// itself from a group for a slow application (a line for the log).
     package var onExclusion: ((String) -> Void)?
 
     /// Binds `address` and registers with `core`; serving starts when the core runs.
