@@ -20,6 +20,10 @@ import QSMCore
         // view whose new members never had it, and renumbered groups.
         + [1430784185841446479, 444561985166521184, 107540479371275158, 4864517398704206222,
            5452762862878174055]
+        // A member that left a region for another of its group's while messages were in
+        // flight there, acknowledged by the region's next view before the sender had the
+        // views that moved it; and a data-path cut (with crashes).
+        + [2625045133342059725, 1660950480845983632, 9107757493325971685]
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
@@ -38,6 +42,7 @@ import QSMCore
         #expect(scenarios.contains { $0.duplication > 0 })
         #expect(scenarios.contains { $0.corruption > 0 })
         #expect(scenarios.contains { $0.encrypted })
+        #expect(scenarios.contains { $0.dataPathCut != nil })
         #expect(scenarios.contains { $0.jitterMicroseconds > 200 })
         #expect(scenarios.contains { $0.gmsLatencyMicroseconds.upperBound > 20_000 })
         #expect(scenarios.contains { !$0.burstyLossNodes.isEmpty })

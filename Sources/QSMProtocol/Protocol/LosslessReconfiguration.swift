@@ -24,7 +24,7 @@ extension ProtocolNode {
         for entry in publishTargets.entries where entry.value.inView && previousTargets[entry.key] != entry.value.regions {
             changed.insert(entry.key)
         }
-        guard !changed.isEmpty || !displaced.isEmpty || !orphans.isEmpty || !restartHeld.isEmpty else { return }
+        guard !changed.isEmpty || !displaced.isEmpty || !orphans.isEmpty || !restartHeld.isEmpty || !viewChecks.isEmpty else { return }
         var affected: [OutgoingMessage] = []
         var seen = Set<ObjectIdentifier>()
         func consider(_ message: OutgoingMessage) {
@@ -43,6 +43,25 @@ extension ProtocolNode {
         orphans.removeAll()
         for message in restartHeld { consider(message) }
         restartHeld.removeAll()
+        // Acknowledged before these views came (see `acknowledgedUnderNewerView`): carried
+        // now, in order with the rest, into every region it was not sent in at its view.
+        var checked = Set<ObjectIdentifier>()
+        if !viewChecks.isEmpty {
+            var waiting: [OutgoingMessage] = []
+            for message in viewChecks {
+                if let target = publishTargets[message.group], target.inView, viewsCover(message, target) {
+                    checked.insert(ObjectIdentifier(message))
+                    message.viewCheck = []
+                    consider(message)
+                } else if publishTargets[message.group]?.inView != true {
+                    message.viewCheck = []
+                    release(message)
+                } else {
+                    waiting.append(message)
+                }
+            }
+            viewChecks = waiting
+        }
         affected.sort { $0.id < $1.id }
 
         var carried: [OutgoingMessage] = []
@@ -71,6 +90,19 @@ extension ProtocolNode {
             }
             if message.queued && message.isUnsent {
                 if message.regions != target.regions { message.retarget(target.regions, hybrid: target.hybrid) }
+                continue
+            }
+            if checked.contains(ObjectIdentifier(message)) {
+                let new = target.regions.filter { reference in
+                    !message.regions.contains { $0.id == reference.id && $0.viewNumber == reference.viewNumber }
+                }
+                if new.isEmpty {
+                    release(message)
+                } else {
+                    message.carry(into: new)
+                    carried.append(message)
+                    statistics.messagesCarried += 1
+                }
                 continue
             }
             let new = target.regions.filter { reference in
@@ -118,6 +150,33 @@ extension ProtocolNode {
             queue.append(message)
         }
         sendQueue = queue
+    }
+
+    /// A message every region acknowledged, one of them from a newer view than the
+    /// message was sent in: that view's stability covers its members, not a member of the
+    /// group that left the region in between for another of the group's regions. If this
+    /// node's view of the group is already as new as each such acknowledgement, the views
+    /// that moved the member were installed while the message was unacknowledged, and it
+    /// was carried then: it is done. Otherwise the acknowledgement came before those views
+    /// (swarm seeds 2625045133342059725, 1660950480845983632): it waits for them, keeping
+    /// its place in the window, and is carried with the other messages of that
+    /// reconfiguration, in order (see `carryUnacknowledged`).
+    /// A group out of this node's views (it left it, or a GMS is restarting): done as
+    /// acknowledged; a member that moved meanwhile is beyond this node's reach there.
+    func acknowledgedUnderNewerView(_ message: OutgoingMessage) {
+        guard let target = publishTargets[message.group], target.inView, !viewsCover(message, target) else {
+            message.viewCheck = []
+            return release(message)
+        }
+        viewChecks.append(message)
+    }
+
+    /// Whether `target` is as new as every acknowledgement in `message.viewCheck`: each
+    /// region it names is at that view or later, or gone from the group.
+    func viewsCover(_ message: OutgoingMessage, _ target: PublishTarget) -> Bool {
+        message.viewCheck.allSatisfy { check in
+            target.regions.allSatisfy { $0.id != check.region || $0.viewNumber >= check.view }
+        }
     }
 
     /// Whether a new view of a region a message already went to may hold a member of its
@@ -172,6 +231,16 @@ extension ProtocolNode {
             }
         }
         orphans = kept
+        var checking: [OutgoingMessage] = []
+        for message in viewChecks {
+            if message.group == group {
+                message.viewCheck = []
+                release(message)
+            } else {
+                checking.append(message)
+            }
+        }
+        viewChecks = checking
     }
 
     /// Brings `memberSince` in line with the group views: a view that lists this node says
@@ -221,6 +290,7 @@ extension ProtocolNode {
         }
         for index in 0..<sendQueue.count { sendQueue[index].forgetGroupView() }
         for message in orphans { message.forgetGroupView() }
+        for message in viewChecks { message.forgetGroupView() }
     }
 
     /// Members awaited after a re-registration that appear in the new group views are
@@ -284,6 +354,7 @@ extension ProtocolNode {
         for index in 0..<sendQueue.count { regroup(sendQueue[index]) }
         for message in orphans { regroup(message) }
         for message in restartHeld { regroup(message) }
+        for message in viewChecks { regroup(message) }
         var awaited: [GroupID: Set<NodeID>] = [:]
         for (group, members) in awaitedAfterRestart { awaited[mapping[group] ?? group, default: []].formUnion(members) }
         awaitedAfterRestart = awaited

@@ -69,6 +69,9 @@ package final class ProtocolNode {
     /// Sent messages kept while their group is out of view (a restarting GMS), to be
     /// carried into its regions when it is back (see `LosslessReconfiguration`).
     @exclusivity(unchecked) var orphans: [OutgoingMessage] = []
+    /// Messages every region acknowledged, one of them from a newer view than the message
+    /// was sent in, waiting for views as new (see `acknowledgedUnderNewerView`).
+    @exclusivity(unchecked) var viewChecks: [OutgoingMessage] = []
     /// Groups the application left (or stopped publishing to): their messages are given
     /// up once the group is out of view, not kept (forgotten when it is back in view).
     @exclusivity(unchecked) var abandonedGroups: Set<GroupID> = []
@@ -461,6 +464,12 @@ package final class ProtocolNode {
         state.inFlight.removeThrough(ack.stable)
         while let first = state.awaiting.first, first.last <= ack.stable {
             _ = state.awaiting.popFirst()
+            // Acknowledged by a newer view of the region than it was sent in: a member may
+            // have left the region meanwhile, for another of the group's, without it.
+            if ack.regionView > 0, let sent = first.message.regions.last(where: { $0.id == ack.region }),
+               ack.regionView > sent.viewNumber {
+                first.message.viewCheck.append((ack.region, ack.regionView))
+            }
             regionAcknowledged(first.message)
         }
     }
@@ -469,6 +478,7 @@ package final class ProtocolNode {
         message.unacknowledgedRegions -= 1
         // Still to be sent somewhere (carried into new regions): not done yet.
         guard message.unacknowledgedRegions == 0, !message.queued else { return }
+        if !message.viewCheck.isEmpty { return acknowledgedUnderNewerView(message) }
         release(message)
     }
 

@@ -119,6 +119,9 @@ struct AcknowledgementPacket: Equatable {
     var region: RegionID
     var sender: NodeID
     var stable: UInt64
+    /// The region's view the leader acknowledged in: stability covers that view's
+    /// members (see `LosslessReconfiguration`'s view checks).
+    var regionView: UInt64 = 0
 }
 
 /// A NAK to the sender, or a pull from a caching peer: "send me these".
@@ -184,7 +187,7 @@ extension ProtocolPacket {
             return DataPacket.hybridHeaderBytes + headers.count * RegionHeader.bytes + d.payload.count
         case .viewStartQuery: return 1 + 8 + 8 + 8 + 8
         case .viewStart, .senderStatus: return 1 + SenderStatusPacket.bytes
-        case .acknowledgement: return 1 + 8 + 8 + 8
+        case .acknowledgement: return 1 + 8 + 8 + 8 + 8
         case .request(let r): return RequestPacket.headerBytes + r.sequences.count * 8
         case .probe: return ProbePacket.bytes
         }
@@ -257,6 +260,7 @@ extension ProtocolPacket {
             e.write(a.region.value)
             e.write(a.sender.value)
             e.write(a.stable)
+            e.write(a.regionView)
         case .request(let r):
             e.write(r.kind.rawValue)
             e.write(r.sender.value)
@@ -369,7 +373,7 @@ extension ProtocolPacket {
                                                     maximumSequence: try r.readUInt64()))
         case .acknowledgement:
             self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
-                                                          stable: try r.readUInt64()))
+                                                          stable: try r.readUInt64(), regionView: try r.readUInt64()))
         case .negativeAcknowledgement, .pull, .notHeld:
             let sender = NodeID(try r.readUInt64())
             let region = RegionID(try r.readUInt64())

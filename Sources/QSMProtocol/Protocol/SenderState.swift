@@ -28,6 +28,9 @@ final class OutgoingMessage {
     /// when a reconfiguration came, and its copies there must follow the older messages
     /// carried there.
     @exclusivity(unchecked) var deferredCarry: [RegionReference] = []
+    /// Regions that acknowledged it from a newer view than it was sent in, and that view
+    /// (see `ProtocolNode.acknowledgedUnderNewerView`).
+    @exclusivity(unchecked) var viewCheck: [(region: RegionID, view: UInt64)] = []
 
     init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
          regions: [RegionReference]) {
@@ -53,6 +56,7 @@ final class OutgoingMessage {
         queued = false
         carriedAhead = false
         deferredCarry = []
+        viewCheck = []
     }
 
     /// Whether no transmission of it has gone yet (it can still be committed to other

@@ -394,7 +394,8 @@ extension ProtocolNode {
     }
 
     func acknowledge(_ region: RegionID, sender: NodeID, stable: UInt64) {
-        let ack = AcknowledgementPacket(region: region, sender: sender, stable: stable)
+        let ack = AcknowledgementPacket(region: region, sender: sender, stable: stable,
+                                        regionView: regions[region]?.viewNumber ?? 0)
         if sender == id {
             receiveAcknowledgement(ack)
         } else if !departed.contains(sender) {
