@@ -244,8 +244,12 @@ enum SubscribeCommand {
         \(MessageFormat.help)
           -h, --help               show this help
 
+        A reader of standard output that falls far behind holds the node back; after
+        10 s of that the node is evicted from the group (the other members go on): it
+        says why and exits 1, after writing every message delivered before.
+
         exit status: 0 after --count messages or a stop signal, 1 on a failure (the GMS
-        not reached, or refusing this node), 2 on bad flags.
+        not reached, or refusing this node, or an eviction), 2 on bad flags.
         """
 
     static func main(_ arguments: [String]) async -> Never {
@@ -272,14 +276,23 @@ enum SubscribeCommand {
                 let total = received.add(1, ordering: .acquiringAndReleasing).newValue
                 if count > 0 && total >= count { done.store(true, ordering: .releasing) }
             }
+            // Evicted for a slow reader: said, after the deliveries handed over before it.
+            let evicted = Atomic<Bool>(false)
+            node.onMembershipEvent { event in
+                guard case .evicted(let name, let reason) = event, name == group else { return }
+                log(.error, "qsm-node subscribe", "evicted from '\(name)': \(reason)")
+                evicted.store(true, ordering: .releasing)
+            }
             try node.start()
             _ = NodeMetrics.serve(node, listen: metricsListen, command: "subscribe")
             stopOnSignals(node, exitCode: 0)
             try node.join(group.text)
             await waitForRegistration(node, timeoutSeconds: timeout, command: "subscribe")
-            while !done.load(ordering: .acquiring) { try? await Task.sleep(for: .milliseconds(10)) }
+            while !done.load(ordering: .acquiring), !evicted.load(ordering: .acquiring) {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
             node.stop()
-            exit(0)
+            exit(evicted.load(ordering: .acquiring) && !done.load(ordering: .acquiring) ? 1 : 0)
         } catch {
             log(.error, "qsm-node subscribe", "\(error)")
             exit(1)

@@ -20,6 +20,12 @@ struct DeliveryConsumerTests {
             let publisher = try QSMNode(configuration: configuration)
             configuration.nodeID = 2
             configuration.deliveryQueueCapacity = deliveryQueueCapacity
+            // These tests hold the node back on purpose, for as long as a loaded machine
+            // makes them: what they check is backpressure, not the eviction that ends it
+            // (`SlowConsumerEvictionTests`). With it, a slow consumer under the full
+            // suite's load had the node evicted, and the test waited for messages that
+            // were no longer its.
+            configuration.slowConsumerEviction = .zero
             let subscriber = try QSMNode(configuration: configuration)
             try publisher.start()
             try subscriber.start()
