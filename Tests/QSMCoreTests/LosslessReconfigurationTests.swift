@@ -86,3 +86,76 @@ import Testing
         #expect(machine.renumberedGroups(views([("a", 2), ("c", 1), ("b", 3)])) == [parked: GroupID(3)])
     }
 }
+
+/// The rule for an acknowledgement from a newer view of a region than a message was
+/// sent in, on a protocol node fed by hand (the swarm seeds that found it replay the
+/// whole story in `SwarmTests`).
+@Suite struct NewerViewAcknowledgementTests {
+    static func group(_ view: UInt64, regions: [(UInt64, UInt64)]) -> GroupView {
+        GroupView(id: GroupID(1), name: GroupName("g")!, viewNumber: view, members: [NodeID(1), NodeID(2)], mappingVersion: view,
+                  regions: regions.map { RegionReference(id: RegionID($0.0), viewNumber: $0.1,
+                                                         address: QSMSocketAddress(IPv4Address(239, 1, 1, UInt8($0.0)), port: 17000)) },
+                  hybridAddress: nil, publishers: [NodeID(9)])
+    }
+
+    static func ack(region: UInt64, view: UInt64, stable: UInt64 = 1) -> [UInt8] {
+        ProtocolPacket.acknowledgement(AcknowledgementPacket(region: RegionID(region), sender: NodeID(9), stable: stable,
+                                                             regionView: view)).encoded()
+    }
+
+    /// Sender 9 (outside the groups) sends a message into region 5's view 1. Region 5's
+    /// view 2 (member 2 has left it for region 6) acknowledges it before sender 9 has the
+    /// views that say so: the message keeps its window slot, is carried into region 6 and
+    /// region 5's view 2 once the views come, and is done when those acknowledge it.
+    @Test func anAcknowledgementAheadOfTheViewsWaitsForThemAndCarries() throws {
+        let sender = try ProtocolNode(id: NodeID(9), configuration: ProtocolConfiguration(), seed: 9)
+        let ms = SenderCrashRecoveryTests.ms
+        sender.installMembership(regions: [], groups: [Self.group(1, regions: [(5, 1)])], now: ms(1))
+        guard case .accepted = sender.publish(group: GroupID(1), payload: [7], now: ms(2)) else {
+            Issue.record("not accepted")
+            return
+        }
+        while sender.nextDatagram(now: ms(2)) != nil {}
+        sender.receive(Self.ack(region: 5, view: 2), now: ms(3))
+        #expect(sender.unacknowledgedMessageCount == 1, "done before the views that moved a member came")
+        sender.installMembership(regions: [], groups: [Self.group(1, regions: [(5, 2), (6, 1)])], now: ms(4))
+        #expect(sender.statistics.messagesCarried == 1)
+        var carriedTo: Set<ProtocolDestination> = []
+        while let datagram = sender.nextDatagram(now: ms(4)) {
+            if case .data = try datagram.bytes.withUnsafeBytes({ try ProtocolPacket(decoding: $0) }) { carriedTo.insert(datagram.destination) }
+        }
+        #expect(carriedTo == [.region(RegionID(5)), .region(RegionID(6))])
+        // Its copy in region 5's view 2 is that region's sequence number 2.
+        sender.receive(Self.ack(region: 5, view: 2, stable: 2), now: ms(5))
+        #expect(sender.unacknowledgedMessageCount == 1)
+        sender.receive(Self.ack(region: 6, view: 1), now: ms(5))
+        #expect(sender.unacknowledgedMessageCount == 0)
+        #expect(sender.statistics.releasedUnchecked == 0)
+    }
+
+    /// The views came first (the message was carried then): the newer view's
+    /// acknowledgement finds them as new and the message is done at once. A message whose
+    /// group leaves this node's views while it waits is let go, and counted.
+    @Test func viewsAlreadyAsNewFinishItAndAGroupOutOfViewIsCounted() throws {
+        let ms = SenderCrashRecoveryTests.ms
+        let sender = try ProtocolNode(id: NodeID(9), configuration: ProtocolConfiguration(), seed: 9)
+        sender.installMembership(regions: [], groups: [Self.group(1, regions: [(5, 1)])], now: ms(1))
+        _ = sender.publish(group: GroupID(1), payload: [7], now: ms(2))
+        while sender.nextDatagram(now: ms(2)) != nil {}
+        sender.installMembership(regions: [], groups: [Self.group(1, regions: [(5, 2)])], now: ms(3))
+        while sender.nextDatagram(now: ms(3)) != nil {}
+        #expect(sender.statistics.messagesCarried == 1)
+        sender.receive(Self.ack(region: 5, view: 2, stable: 2), now: ms(4))
+        #expect(sender.unacknowledgedMessageCount == 0)
+
+        let other = try ProtocolNode(id: NodeID(9), configuration: ProtocolConfiguration(), seed: 9)
+        other.installMembership(regions: [], groups: [Self.group(1, regions: [(5, 1)])], now: ms(1))
+        _ = other.publish(group: GroupID(1), payload: [7], now: ms(2))
+        while other.nextDatagram(now: ms(2)) != nil {}
+        other.receive(Self.ack(region: 5, view: 2), now: ms(3))
+        #expect(other.unacknowledgedMessageCount == 1)
+        other.installMembership(regions: [], groups: [], now: ms(4))
+        #expect(other.unacknowledgedMessageCount == 0)
+        #expect(other.statistics.releasedUnchecked == 1)
+    }
+}

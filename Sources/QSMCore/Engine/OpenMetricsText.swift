@@ -86,6 +86,9 @@ extension QSMNodeStatistics {
         out.family("qsm_messages_given_up", .counter,
                    "Unacknowledged messages this node stopped carrying: their group was left while out of view, or members awaited after a GMS restart never came back.",
                    p.messagesGivenUp)
+        out.family("qsm_released_unchecked", .counter,
+                   "Messages acknowledged from a newer region view, released unchecked for moved members (group out of view).",
+                   p.releasedUnchecked)
         out.family("qsm_gms_authentication_failures", .counter, "GMS connections that failed to authenticate.", machine.gmsAuthenticationFailures)
         out.family("qsm_dropped_datagrams", .counter, "Datagrams and packets dropped, by reason.", samples: [
             ([("reason", "unauthenticated")], Int64(machine.droppedUnauthenticated)),

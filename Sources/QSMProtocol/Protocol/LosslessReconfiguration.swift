@@ -54,8 +54,7 @@ extension ProtocolNode {
                     message.viewCheck = []
                     consider(message)
                 } else if publishTargets[message.group]?.inView != true {
-                    message.viewCheck = []
-                    release(message)
+                    releaseUnchecked(message)
                 } else {
                     waiting.append(message)
                 }
@@ -161,14 +160,24 @@ extension ProtocolNode {
     /// (swarm seeds 2625045133342059725, 1660950480845983632): it waits for them, keeping
     /// its place in the window, and is carried with the other messages of that
     /// reconfiguration, in order (see `carryUnacknowledged`).
-    /// A group out of this node's views (it left it, or a GMS is restarting): done as
-    /// acknowledged; a member that moved meanwhile is beyond this node's reach there.
+    /// A group out of this node's views (it left it, or a GMS is restarting): let go
+    /// unchecked, and counted (`releasedUnchecked`); a member that moved meanwhile is
+    /// beyond this node's reach there.
     func acknowledgedUnderNewerView(_ message: OutgoingMessage) {
-        guard let target = publishTargets[message.group], target.inView, !viewsCover(message, target) else {
+        guard let target = publishTargets[message.group], target.inView else { return releaseUnchecked(message) }
+        guard !viewsCover(message, target) else {
             message.viewCheck = []
             return release(message)
         }
         viewChecks.append(message)
+    }
+
+    /// Lets go of a message waiting for its view check whose group left this node's
+    /// views (left by the application, or a GMS restarting): counted.
+    func releaseUnchecked(_ message: OutgoingMessage) {
+        message.viewCheck = []
+        statistics.releasedUnchecked += 1
+        release(message)
     }
 
     /// Whether `target` is as new as every acknowledgement in `message.viewCheck`: each
@@ -231,16 +240,9 @@ extension ProtocolNode {
             }
         }
         orphans = kept
-        var checking: [OutgoingMessage] = []
-        for message in viewChecks {
-            if message.group == group {
-                message.viewCheck = []
-                release(message)
-            } else {
-                checking.append(message)
-            }
-        }
-        viewChecks = checking
+        let (leaving, staying) = (viewChecks.filter { $0.group == group }, viewChecks.filter { $0.group != group })
+        viewChecks = staying
+        for message in leaving { releaseUnchecked(message) }
     }
 
     /// Brings `memberSince` in line with the group views: a view that lists this node says

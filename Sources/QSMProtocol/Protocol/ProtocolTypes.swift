@@ -180,6 +180,10 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// outstanding probe (late, replayed or unasked), and members reported to the GMS as
     /// suspects for answering none (see `ProtocolConfiguration.suspectAfterTimeouts`).
     public var probesSent = 0
+    /// Messages a region acknowledged from a newer view than they were sent in, released
+    /// without the check for members that moved (see `acknowledgedUnderNewerView`)
+    /// because their group left this node's views: such a member may lack them.
+    public var releasedUnchecked = 0
     /// See `probesSent`.
     public var probeAnswersIgnored = 0
     /// See `probesSent`.
