@@ -15,6 +15,10 @@ extension Simulator {
         if let target = nodeAt[destination] {
             deliver(bytes, from: index, to: target, sentAt: sent)
         } else if let members = listeners[destination] {
+            if isFaultyPhase, scenario.regionWideLoss > 0, uniform() < scenario.regionWideLoss {
+                regionWideDropped += 1
+                return networkDropped += 1
+            }
             for member in members.sorted() where member != index { deliver(bytes, from: index, to: member, sentAt: sent) }
         } else {
             networkDropped += 1

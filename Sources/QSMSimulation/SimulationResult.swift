@@ -61,4 +61,11 @@ package struct SimulationResult: Sendable {
     /// nodes the GMS excluded on such a report.
     package var suspectsReported = 0
     package var suspicionExclusions = 0
+    /// Multicast datagrams lost for every listener at once (`regionWideLoss`).
+    package var regionWideDropped = 0
+    /// NAK aggregation: runs partition leaders asked for on their partition's behalf,
+    /// retransmissions sent by multicast, and requests a recent multicast absorbed.
+    package var partitionRepairsAsked = 0
+    package var multicastRepairs = 0
+    package var repairRequestsAbsorbed = 0
 }

@@ -41,6 +41,9 @@ package struct SimulationScenario: Sendable {
     /// probabilities, during the faulty phase. Corruption needs `authenticated`: a
     /// flipped bit must be detected, and only the tag detects every one.
     package var loss = 0.0
+    /// Probability that a multicast datagram is lost for every listener at once (as when
+    /// the sender's link or a switch drops it): region-wide loss, the convoy's cause.
+    package var regionWideLoss = 0.0
     package var duplication = 0.0
     package var corruption = 0.0
     /// Datagrams carry an AES-GCM tag (a cluster secret drawn from the seed).

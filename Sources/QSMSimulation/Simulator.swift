@@ -140,6 +140,7 @@ package final class Simulator {
     var corrupted = 0
     var networkDuplicates = 0
     var networkDropped = 0
+    var regionWideDropped = 0
     /// Per node, the groups it left (or stopped publishing to) at some point.
     var leftGroups: [Int: Set<GroupName>] = [:]
     /// When each node left each group (lossless reconfiguration is owed to those that stay).
@@ -583,6 +584,7 @@ package final class Simulator {
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
         var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0, suspects = 0
+        var partitionRepairs = 0, multicastRepairs = 0, absorbed = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -602,6 +604,9 @@ package final class Simulator {
             notMember += s.notMemberDropped
             givenUp += s.messagesGivenUp
             suspects += s.suspectsReported
+            partitionRepairs += s.partitionRepairsAsked
+            multicastRepairs += s.multicastRepairs
+            absorbed += s.repairRequestsAbsorbed
             timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
@@ -640,6 +645,8 @@ package final class Simulator {
             tokenBytesPerDataByteWhilePublishing: trafficAtEnd.map { $0.data == 0 ? 0 : Double($0.tokens) / Double($0.data) } ?? 0,
             tokenTimeouts: timeouts, tokenRounds: tokenRounds, messagesCarried: carried, notMemberDropped: notMember,
             messagesGivenUp: givenUp, suspectsReported: suspects,
-            suspicionExclusions: service?.statistics.suspicionExclusions ?? 0)
+            suspicionExclusions: service?.statistics.suspicionExclusions ?? 0,
+            regionWideDropped: regionWideDropped, partitionRepairsAsked: partitionRepairs,
+            multicastRepairs: multicastRepairs, repairRequestsAbsorbed: absorbed)
     }
 }

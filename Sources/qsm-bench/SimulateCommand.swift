@@ -32,6 +32,11 @@ enum SimulateCommand {
           --seconds T         simulated seconds of publishing (default 5)
           --drain-seconds T   the liveness bound after publishing (default 30)
           --loss P            random loss per datagram, 0...0.5 (default 0)
+          --region-loss P     random loss of a multicast datagram at every
+                              listener at once, 0...0.5 (default 0)
+          --unaggregated      no NAK aggregation or multicast repair: every
+                              receiver asks alone, every repair is a unicast
+                              (to compare)
           --duplicate P       random duplication per datagram, 0...0.5 (default 0)
           --corrupt P         one bit flipped per datagram with probability P; needs
                               --authenticate (only the tag detects every flip)
@@ -80,11 +85,11 @@ enum SimulateCommand {
         var describeOnly = false
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
-                                                                 "--loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
+                                                                 "--loss", "--region-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
                                                                  "--datagram", "--partition-size", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
-                                             switches: ["--json", "--outside", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
+                                             switches: ["--json", "--outside", "--unaggregated", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -111,6 +116,8 @@ enum SimulateCommand {
             }
             scenario.rate = try number("--rate", 1000, 0.001...1_000_000)
             scenario.loss = try number("--loss", 0, 0...0.5)
+            scenario.regionWideLoss = try number("--region-loss", 0, 0...0.5)
+            scenario.protocolConfiguration.aggregatesRepairs = !flags.has("--unaggregated")
             scenario.duplication = try number("--duplicate", 0, 0...0.5)
             scenario.corruption = try number("--corrupt", 0, 0...0.5)
             scenario.jitterMicroseconds = try number("--jitter", 50, 0...10_000_000)
@@ -258,6 +265,8 @@ enum SimulateCommand {
             ("token_rounds", "\(result.tokenRounds)"), ("token_timeouts", "\(result.tokenTimeouts)"), ("tokens_split", "\(result.tokensSplit)"),
             ("retransmissions", "\(result.retransmissions)"), ("duplicates_received", "\(result.duplicatesReceived)"),
             ("max_token_records", "\(result.maximumTokenRecords)"),
+            ("region_wide_dropped", "\(result.regionWideDropped)"), ("partition_repairs_asked", "\(result.partitionRepairsAsked)"),
+            ("multicast_repairs", "\(result.multicastRepairs)"), ("repair_requests_absorbed", "\(result.repairRequestsAbsorbed)"),
             ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
             ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
             ("replay_dropped", "\(result.replayDropped)"), ("too_old_dropped", "\(result.tooOldDropped)"),

@@ -59,7 +59,7 @@ import QSMCore
         var first = original
         leader.splitIntoParts(&first, to: NodeID(2))
         var parts = [first]
-        while let (part, _) = leader.tokenPartsOut.popFirst() { parts.append(part) }
+        while let (part, _, _) = leader.tokenPartsOut.popFirst() { parts.append(part) }
         #expect(parts.count == 2)
         var decoded: [TokenPacket] = []
         for part in parts {

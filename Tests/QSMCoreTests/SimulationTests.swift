@@ -191,7 +191,7 @@ import QSMHarness
     /// Views reach nodes at different times, so a receiver that starts listening after
     /// the sender's first packets recovers them: the same run without the freezes (the
     /// same seed, identical up to the first freeze) is the baseline, and the freezes may
-    /// add no retransmission to it.
+    /// add no retransmission, and no duplicate, to it.
     @Test(arguments: 1...4 as ClosedRange<UInt64>)
     func aFreezeWhoseBacklogFitsTheSocketCostsNoRetransmission(seed: UInt64) throws {
         var scenario = Self.base(5, seconds: 6, rate: 6_000)
@@ -201,7 +201,10 @@ import QSMHarness
         #expect(result.violations.isEmpty, "\(result.violations.prefix(3))")
         #expect(result.delivered >= result.published && result.published > 0)
         #expect(result.retransmissions <= baseline.retransmissions, "seed \(seed)")
-        #expect(result.duplicatesReceived == 0, "seed \(seed)")
+        // Nor a duplicate: the start-up recovery may send a packet most members lack by
+        // multicast (`RepairAggregation`), and it reaches the member that has it in the
+        // baseline too.
+        #expect(result.duplicatesReceived <= baseline.duplicatesReceived, "seed \(seed)")
     }
 
     /// A ring's first round (and a round after it idled) measured the data rate over an

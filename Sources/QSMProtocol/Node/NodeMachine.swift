@@ -355,7 +355,8 @@ package final class NodeMachine {
         let bundleRoom = min(packetRoom, configuration.bundleBytes - tagBytes)
         while let (first, destination) = nextAddressedDatagram(now: now) {
             var length: Int
-            if first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes <= bundleRoom, hasDatagram {
+            if first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes <= bundleRoom,
+               hasDatagram || first.redundantCopy {
                 length = bundle(first, to: destination, into: buffer, room: bundleRoom, now: now)
             } else {
                 // Encoded in place, in the driver's buffer, leaving room for the tag.
@@ -410,13 +411,14 @@ package final class NodeMachine {
             offset += DatagramBundle.lengthBytes + size
             count += 1
             guard count < DatagramBundle.maximumPackets, hasDatagram, let (following, address) = nextAddressedDatagram(now: now) else { break }
-            guard address == destination, offset + DatagramBundle.lengthBytes + following.byteCount <= room else {
+            guard address == destination, !following.redundantCopy,
+                  offset + DatagramBundle.lengthBytes + following.byteCount <= room else {
                 carried = (following, address)
                 break
             }
             next = following
         }
-        if count == 1 {
+        if count == 1, !first.redundantCopy {
             let size = offset - start - DatagramBundle.lengthBytes
             buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start + DatagramBundle.lengthBytes, byteCount: size)
             return size

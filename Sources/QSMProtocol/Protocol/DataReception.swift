@@ -61,7 +61,7 @@ extension ProtocolNode {
             guard data.regionView <= installed else { return hold(bytes) }
             receiveData(data, retransmitted: retransmitted)
         case .token(let token):
-            if let whole = assemble(token) { receiveToken(whole) }
+            if let whole = assemble(token), !isRepeatedToken(whole) { receiveToken(whole) }
         case .acknowledgement(let ack):
             receiveAcknowledgement(ack)
         case .request(let request) where request.kind == .notHeld:
@@ -256,6 +256,7 @@ extension ProtocolNode {
             // receivers under loss.)
             if firstUnknown < sequence {
                 for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
+                if !retransmitted { scheduleRecoveryCheck() }
             }
             guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
                 // Bounded: drop it, and ask for it again like any other gap.

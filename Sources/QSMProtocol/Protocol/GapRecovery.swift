@@ -42,6 +42,11 @@ extension ProtocolNode {
     /// of theirs that was queued has been read by now. True if there was anything to do.
     @discardableResult
     package func inputCaughtUp(now: Instant) -> Bool {
+        if pausedSinceInput {
+            // Retries held back since a pause may go now (at the next hole check).
+            pausedSinceInput = false
+            if streams.values.contains(where: { !$0.missing.isEmpty }) { scheduleRecoveryCheck() }
+        }
         guard !tailsAwaitingInput.isEmpty else { return false }
         enter(now)
         let due = tailsAwaitingInput.sorted()
@@ -74,54 +79,98 @@ extension ProtocolNode {
                     continue
                 }
             }
-            var asked = 0
-            for sequence in stream.missing.keys.sorted() {
-                guard asked < configuration.recoveryRequestsPerRound else { break }
-                let (since, attempts, askedAt) = stream.missing[sequence]!
-                // Asked recently: the answer is probably on its way; asking again now would
-                // only duplicate it.
-                if attempts > 0, runningNow.nanoseconds(since: askedAt) < retryInterval(attempts: attempts, senderGone: orphan != nil) { continue }
-                // A gap just learned of may still be in this node's socket queue (tokens
-                // come on the control path, ahead of the data). A hole is asked for after
-                // a short grace. A tail waits for the input to catch up (at a token's
-                // visit it may be in the backlog behind the token), then for the stream
-                // to have been quiet for the longer tail grace (while its packets keep
-                // arriving, it is most likely queued behind them).
-                if attempts == 0 {
-                    let isHole = sequence < stream.maximumReceived
-                    if !isHole && !includingTails {
-                        tailsWaiting = true
-                        continue
-                    }
-                    let grace = isHole ? configuration.gapGracePeriod : configuration.tailGracePeriod
-                    let reference = isHole ? since : max(since, stream.lastArrivalAt)
-                    if runningNow.nanoseconds(since: reference) < grace.totalNanoseconds { continue }
-                }
-                asked += 1
-                if attempts > 0 {
-                    statistics.askedAgain += 1
-                } else if sequence < stream.maximumReceived {
-                    statistics.holesAsked += 1
-                } else {
-                    statistics.tailsAsked += 1
-                }
-                stream.missing[sequence]!.attempts = attempts + 1
-                stream.missing[sequence]!.askedAt = runningNow
-                let target = orphan.map { orphanTarget(for: sequence, in: stream, key: key, region: region, search: $0, attempt: attempts) }
-                    ?? recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
-                guard let target else { continue }
-                let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-                requests[RequestTarget(peer: target, sender: key.sender),
-                         default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
-                                                sequences: [])].sequences.append(sequence)
+            if ask(stream, key: key, region: region, orphan: orphan, includingTails: includingTails, into: &requests) {
+                tailsWaiting = true
             }
             streams[key] = stream
         }
+        send(requests)
+        if tailsWaiting { tailsAwaitingInput.insert(region.id) }
+    }
+
+    /// Holes are asked for once their grace has passed, without waiting for the next
+    /// token visit (tokens may be 10 ms or more apart while a round trip to a peer is a
+    /// fraction of that, and the window holds everything above the first hole until it is
+    /// repaired). Checked every grace period while any live sender's stream has a hole.
+    /// Tails still wait for the input to catch up, and a departed sender's gaps for
+    /// token visits (which count the rounds of their search).
+    func recoverBetweenVisits() {
+        nextRecoveryCheck = nil
+        guard !recoverySuspended else { return }
+        var requests: [RequestTarget: RequestPacket] = [:]
+        var holes = false
+        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+            where stream.contiguous + 1 < stream.maximumReceived && !stream.missing.isEmpty && !departed.contains(key.sender) {
+            guard let region = regions[key.region] else { continue }
+            holes = true
+            _ = ask(stream, key: key, region: region, orphan: nil, includingTails: false, into: &requests)
+        }
+        send(requests)
+        if holes { scheduleRecoveryCheck() }
+    }
+
+    /// The next hole check, a grace period from now (if none is due sooner).
+    func scheduleRecoveryCheck() {
+        guard nextRecoveryCheck == nil else { return }
+        nextRecoveryCheck = now.advanced(byNanoseconds: max(configuration.gapGracePeriod.totalNanoseconds, 1_000_000))
+    }
+
+    private func send(_ requests: [RequestTarget: RequestPacket]) {
         for (target, request) in requests.sorted(by: { ($0.key.peer, $0.key.sender) < ($1.key.peer, $1.key.sender) }) {
             statistics.requestsSent += 1
             control.append(.request(request, to: target.peer))
         }
-        if tailsWaiting { tailsAwaitingInput.insert(region.id) }
+    }
+
+    /// Adds to `requests` what is due of one stream's missing packets (at most
+    /// `recoveryRequestsPerRound`); true if a tail waits for the input to catch up.
+    private func ask(_ stream: ReceiveStream, key: StreamKey, region: RegionView, orphan: OrphanSearch?,
+                     includingTails: Bool, into requests: inout [RequestTarget: RequestPacket]) -> Bool {
+        var tailsWaiting = false
+        var asked = 0
+        for sequence in stream.missing.keys.sorted() {
+            guard asked < configuration.recoveryRequestsPerRound else { break }
+            let (since, attempts, askedAt) = stream.missing[sequence]!
+            // Asked recently: the answer is probably on its way; asking again now would
+            // only duplicate it.
+            if attempts > 0, pausedSinceInput || runningNow.nanoseconds(since: askedAt) < retryInterval(attempts: attempts, senderGone: orphan != nil) {
+                continue
+            }
+            // A gap just learned of may still be in this node's socket queue (tokens
+            // come on the control path, ahead of the data). A hole is asked for after
+            // a short grace. A tail waits for the input to catch up (at a token's
+            // visit it may be in the backlog behind the token), then for the stream
+            // to have been quiet for the longer tail grace (while its packets keep
+            // arriving, it is most likely queued behind them).
+            if attempts == 0 {
+                let isHole = sequence < stream.maximumReceived
+                if !isHole && !includingTails {
+                    tailsWaiting = true
+                    continue
+                }
+                let grace = isHole ? configuration.gapGracePeriod : configuration.tailGracePeriod
+                let reference = isHole ? since : max(since, stream.lastArrivalAt)
+                if runningNow.nanoseconds(since: reference) < grace.totalNanoseconds { continue }
+            }
+            asked += 1
+            if attempts > 0 {
+                statistics.askedAgain += 1
+            } else if sequence < stream.maximumReceived {
+                statistics.holesAsked += 1
+            } else {
+                statistics.tailsAsked += 1
+            }
+            stream.missing[sequence]!.attempts = attempts + 1
+            stream.missing[sequence]!.askedAt = runningNow
+            let target = orphan.map { orphanTarget(for: sequence, in: stream, key: key, region: region, search: $0, attempt: attempts) }
+                ?? recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
+            guard let target else { continue }
+            let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
+            requests[RequestTarget(peer: target, sender: key.sender),
+                     default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                            sequences: [])].sequences.append(sequence)
+        }
+        return tailsWaiting
     }
 
     /// Caching peers first, picked at random within the partition that caches the

@@ -32,6 +32,11 @@ public struct ProtocolConfiguration: Sendable {
     /// timed out by a limit meant for five. A timed-out round doubles the ring's hop
     /// estimate, so a ring whose hops are slower than estimated still converges.
     public var tokenTimeoutRoundTrips = 4
+    /// After a ring's token is lost (its round timed out), the ring's next this many
+    /// rounds send every hop's token twice, in separate datagrams: under random loss a
+    /// lost token costs a whole timeout, and a second copy makes that rare for a few
+    /// hundred bytes a round. 0: never.
+    public var redundantTokenRounds = 64
     /// The hop time a ring is assumed to have before its first round is measured.
     public var initialTokenHopEstimate: Duration = .microseconds(500)
     /// Token traffic a region may cost, in bytes of tokens per byte of new data arriving:
@@ -48,12 +53,26 @@ public struct ProtocolConfiguration: Sendable {
     /// (a lost tail, or data still queued behind a backlog of tokens after a freeze).
     public var tailGracePeriod: Duration = .milliseconds(25)
     /// How long a node waits for a requested packet before asking again (elsewhere).
-    public var requestRetryInterval: Duration = .milliseconds(20)
+    /// Several round trips on a LAN: a repair lost with its datagram (under 5% loss,
+    /// one in twenty) holds the sender's window until it is asked for again, and at 20 ms
+    /// that alone halved throughput. After a pause of the node nothing is asked again
+    /// until its input has caught up (the answer may be in its socket backlog).
+    public var requestRetryInterval: Duration = .milliseconds(8)
     /// How much a pause between two events counts toward the grace periods and the retry
     /// interval. A node that did not run (frozen, descheduled) has not read what arrived
     /// meanwhile; counting the whole pause would make it ask for its own socket backlog.
     /// Below the tail grace, so a pause alone never makes a tail due.
     public var pauseAllowance: Duration = .milliseconds(10)
+    /// NAK aggregation and multicast repair (see `RepairAggregation`): partition leaders
+    /// ask once for what their whole partition lacks, and a packet that several members
+    /// lack is retransmitted once, by multicast. Off: every repair is a unicast to its
+    /// requester, as each receiver asks on its own (for comparison only).
+    public var aggregatesRepairs = true
+    /// A packet retransmitted this recently is not retransmitted again for another
+    /// request: a second requester gets it by multicast to the region (loss seen by
+    /// many), and requests after a multicast are absorbed by it. Below the retry
+    /// interval, so a requester whose repair was lost is answered when it asks again.
+    public var repairAggregationWindow: Duration = .milliseconds(4)
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -114,8 +133,14 @@ public struct ProtocolConfiguration: Sendable {
             throw ConfigurationError("token intervals must be positive, busy <= idle")
         }
         guard messagesPerTokenRound >= 1 else { throw ConfigurationError("messages per token round must be at least 1") }
+        guard redundantTokenRounds >= 0 else {
+            throw ConfigurationError("redundant token rounds must not be negative, got \(redundantTokenRounds)")
+        }
         guard tokenTimeoutIntervals >= 2, recoveryRequestsPerRound >= 1, peerAttemptsBeforeSender >= 0 else {
             throw ConfigurationError("token timeout must be at least 2 intervals and recovery at least 1 request per round")
+        }
+        guard repairAggregationWindow >= .zero, repairAggregationWindow < requestRetryInterval || requestRetryInterval == .zero else {
+            throw ConfigurationError("the repair aggregation window must be shorter than the request retry interval")
         }
         guard gapGracePeriod >= .zero, tailGracePeriod >= .zero, requestRetryInterval >= .zero, pauseAllowance >= .zero else {
             throw ConfigurationError("grace periods, the request retry interval and the pause allowance cannot be negative")

@@ -26,6 +26,10 @@ package final class ProtocolNode {
     /// `pauseAllowance`. What arrived during a pause is still unread in the sockets, and
     /// asking for it again the moment the node runs would only duplicate it.
     @exclusivity(unchecked) var runningNow = Instant.zero
+    /// The node paused (an event came longer than `pauseAllowance` after the one before)
+    /// and the driver has not yet said its input caught up: what it asked for before the
+    /// pause may be in its socket backlog, so nothing is asked again until then.
+    @exclusivity(unchecked) var pausedSinceInput = false
     // Membership.
     @exclusivity(unchecked) var regions: [RegionID: RegionView] = [:] { didSet { lastRegionView = nil } }
     @exclusivity(unchecked) var groups: [GroupID: GroupView] = [:]
@@ -85,6 +89,8 @@ package final class ProtocolNode {
     /// but kept to be carried to them when they reappear).
     @exclusivity(unchecked) var awaitedAfterRestart: [GroupID: Set<NodeID>] = [:]
     @exclusivity(unchecked) var restartHoldUntil: Instant?
+    /// When holes are next checked between token visits (see `recoverBetweenVisits`).
+    @exclusivity(unchecked) var nextRecoveryCheck: Instant?
     @exclusivity(unchecked) var restartHeld: [OutgoingMessage] = []
     /// Messages every region acknowledged, kept for reuse (no allocation per publication).
     @exclusivity(unchecked) var retiredMessages = RingBuffer<OutgoingMessage>(initialCapacity: 64)
@@ -132,16 +138,25 @@ package final class ProtocolNode {
     // Output, pulled by the link.
     @exclusivity(unchecked) var control = RingBuffer<ControlItem>(initialCapacity: 16)
     /// The remaining parts of a token too large for one datagram, sent before anything else.
-    @exclusivity(unchecked) var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID)>(initialCapacity: 4)
+    @exclusivity(unchecked) var tokenPartsOut = RingBuffer<(token: TokenPacket, to: NodeID, copy: Bool)>(initialCapacity: 4)
     /// Tokens arriving in parts, per ring, until every part is in.
     @exclusivity(unchecked) var tokenAssembly: [TokenAssemblyKey: TokenAssembly] = [:]
+    /// The last token this node acted on per ring (view, round, start): a redundant copy
+    /// of it is dropped.
+    @exclusivity(unchecked) var tokensHandled: [TokenAssemblyKey: TokenIdentity] = [:]
     /// The remaining region headers of a hybrid transmission too large for one datagram.
     @exclusivity(unchecked) var hybridHeadersOut = RingBuffer<(template: DataPacket, headers: ArraySlice<RegionHeader>)>(initialCapacity: 4)
     /// Messages whose every region acknowledged them (or that needed no region), not
     /// yet taken by the driver: what flow control gives back.
     @exclusivity(unchecked) var releasedMessages = 0
     @exclusivity(unchecked) var releasedBytes = 0
-    @exclusivity(unchecked) var retransmissions = RingBuffer<(to: NodeID, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    @exclusivity(unchecked) var retransmissions = RingBuffer<(to: ProtocolDestination, key: StreamKey, sequence: UInt64)>(initialCapacity: 16)
+    /// Packets retransmitted within the aggregation window, and in the order they were
+    /// (see `RepairAggregation`).
+    @exclusivity(unchecked) var recentRepairs: [RepairKey: RecentRepair] = [:]
+    @exclusivity(unchecked) var repairOrder = RingBuffer<(RepairKey, Instant)>(initialCapacity: 16)
+    /// Per stream, the run this node last asked for on behalf of its partition, and when.
+    @exclusivity(unchecked) var partitionAsks: [StreamKey: (run: ClosedRange<UInt64>, at: Instant)] = [:]
     // Tokens.
     @exclusivity(unchecked) var partitionRounds: [RegionID: LeaderRound] = [:]
     /// Each region's rings, for the view they were built from (see `partitionRing`).
@@ -210,6 +225,10 @@ package final class ProtocolNode {
         var budgetNanoseconds: Int64 = 0
         /// Slowed to the idle pace because nothing was unstable: new data wakes it.
         var idle = false
+        /// Rounds still to send with two copies per hop, after a timeout.
+        var redundantRounds = 0
+        /// Copies per hop of the round under way.
+        var copies: UInt8 { redundantRounds > 0 ? TokenPacket.maximumCopies : 1 }
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.
@@ -229,6 +248,7 @@ package final class ProtocolNode {
     /// counts a pause since the previous event for at most `pauseAllowance`.
     func enter(_ time: Instant) {
         let elapsed = max(0, time.nanoseconds(since: now))
+        if elapsed > configuration.pauseAllowance.totalNanoseconds { pausedSinceInput = true }
         runningNow = runningNow.advanced(byNanoseconds: min(elapsed, configuration.pauseAllowance.totalNanoseconds))
         now = time
     }
@@ -289,6 +309,8 @@ package final class ProtocolNode {
             regionRounds[gone] = nil
             partitionAggregate[gone] = nil
             tokenAssembly = tokenAssembly.filter { $0.key.region != gone }
+            tokensHandled = tokensHandled.filter { $0.key.region != gone }
+            partitionAsks = partitionAsks.filter { $0.key.region != gone }
             announcements[gone] = nil
             joinedView[gone] = nil
             // Coming back later is a new join: owed only what is sent from then on.
@@ -532,13 +554,7 @@ package final class ProtocolNode {
     func receiveRequest(_ request: RequestPacket) {
         statistics.requestsReceived += 1
         let key = StreamKey(sender: request.sender, region: request.region)
-        for sequence in request.sequences {
-            guard retransmissions.count < configuration.maximumPendingRetransmissions else {
-                statistics.retransmissionsDropped += 1
-                continue
-            }
-            retransmissions.append((request.requester, key, sequence))
-        }
+        for sequence in request.sequences { queueRepair(sequence, of: key, for: request) }
         let lacking = notHeld(request)
         if !lacking.isEmpty {
             statistics.notHeldSent += 1
@@ -558,13 +574,19 @@ package final class ProtocolNode {
     /// then new data. Nil when there is nothing to send.
     package func nextDatagram(now: Instant) -> ProtocolDatagram? {
         enter(now)
-        if let (part, target) = tokenPartsOut.popFirst() { return controlDatagram(.token(part), to: target) }
+        if let (part, target, copy) = tokenPartsOut.popFirst() {
+            var datagram = controlDatagram(.token(part), to: target)
+            datagram.redundantCopy = copy
+            return datagram
+        }
         while let item = control.popFirst() {
             switch item {
             case .token(var token, let target, let contribute):
                 if contribute { mergeOwnState(into: &token) }
                 statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
+                let queuedParts = tokenPartsOut.count
                 splitIntoParts(&token, to: target)
+                if token.copies > 1 { queueCopies(of: token, to: target, partsFrom: queuedParts) }
                 return controlDatagram(.token(token), to: target)
             case .acknowledgement(let ack, let target):
                 return controlDatagram(.acknowledgement(ack), to: target)
@@ -590,11 +612,23 @@ package final class ProtocolNode {
         while let (target, key, sequence) = retransmissions.popFirst() {
             if let packet = retransmittable(key, sequence) {
                 statistics.retransmissionsSent += 1
-                return ProtocolDatagram(destination: .node(target), packet: .data(packet, retransmitted: true), isControl: false)
+                if case .region = target { statistics.multicastRepairs += 1 }
+                return ProtocolDatagram(destination: target, packet: .data(packet, retransmitted: true), isControl: false)
             }
         }
         if let (template, headers) = hybridHeadersOut.popFirst() { return hybridDatagram(template, headers: headers) }
         return nextDataDatagram()
+    }
+
+    /// Queues the redundant copies of a token (its first part and the parts queued
+    /// from `partsFrom` on): sent after the original, each in a datagram of its own.
+    func queueCopies(of token: TokenPacket, to target: NodeID, partsFrom start: Int) {
+        let end = tokenPartsOut.count
+        for _ in 1..<Int(token.copies) {
+            tokenPartsOut.append((token, target, true))
+            for offset in start..<end { tokenPartsOut.append((tokenPartsOut[offset].token, target, true)) }
+            statistics.redundantTokensSent += 1 + end - start
+        }
     }
 
     /// Leaves in `token` the records of its first datagram and queues the other parts.
@@ -607,7 +641,7 @@ package final class ProtocolNode {
             part.records = Array(token.records[(index * perPart)..<min(token.records.count, (index + 1) * perPart)])
             part.part = UInt16(index)
             part.parts = UInt16(parts)
-            tokenPartsOut.append((part, target))
+            tokenPartsOut.append((part, target, false))
         }
         token.records.removeSubrange(perPart...)
         token.part = 0

@@ -29,6 +29,10 @@ package enum PacketKind: UInt8 {
     /// the ring (see `DataPathSuspicion`), and the answer.
     case probe = 14
     case probeReply = 15
+    /// "My whole partition lacks these": a `RequestPacket` from a partition leader to the
+    /// sender, answered by one multicast retransmission to the region (see
+    /// `RepairAggregation`).
+    case regionRepair = 16
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -69,6 +73,11 @@ struct TokenRecord: Equatable {
     /// How many members (partition token) or partitions (region token) contributed their
     /// `contiguous`. A minimum is only a safe stability point once everyone is in it.
     var coverage: UInt32
+    /// On a partition token: the lowest run of sequence numbers every member visited so
+    /// far lacks (0 and 0: none). See `RepairAggregation`.
+    var lackFrom: UInt64 = 0
+    /// See `lackFrom`.
+    var lackTo: UInt64 = 0
 }
 
 struct TokenPacket: Equatable {
@@ -83,14 +92,21 @@ struct TokenPacket: Equatable {
     /// each with a share of the records; the next member acts on it once it has them all.
     var part: UInt16 = 0
     var parts: UInt16 = 1
+    /// How many copies of the token each hop sends (1, or 2 while its ring loses
+    /// tokens: see `ProtocolConfiguration.redundantTokenRounds`). Members act on one
+    /// copy and drop the rest (`duplicateTokensDropped`).
+    var copies: UInt8 = 1
 }
 
 extension TokenPacket {
     /// Bytes of a token datagram before its records, and of each record.
-    static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 2
-    static let recordBytes = 8 + 8 + 8 + 8 + 4
+    static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 1 + 2
+    static let recordBytes = 8 + 8 + 8 + 8 + 4 + 8 + 8
 
     /// How many records fit in one datagram of at most `packetBytes`.
+    /// The most copies a hop may send of one token.
+    static let maximumCopies: UInt8 = 2
+
     static func recordsPerDatagram(packetBytes: Int) -> Int {
         max(1, (packetBytes - headerBytes) / recordBytes)
     }
@@ -224,6 +240,7 @@ extension ProtocolPacket {
             e.write(t.startedAt)
             e.write(t.part)
             e.write(t.parts)
+            e.write(t.copies)
             e.write(UInt16(t.records.count))
             for r in t.records {
                 e.write(r.sender.value)
@@ -231,6 +248,8 @@ extension ProtocolPacket {
                 e.write(r.maximumSeen)
                 e.write(r.stable)
                 e.write(r.coverage)
+                e.write(r.lackFrom)
+                e.write(r.lackTo)
             }
         case .hybridData(let d, let headers):
             e.write(PacketKind.hybridData.rawValue)
@@ -319,6 +338,8 @@ extension ProtocolPacket {
             let part = try r.readUInt16()
             let parts = try r.readUInt16()
             guard parts >= 1, part < parts else { throw .malformed(reason: "token part \(part) of \(parts)", offset: r.offset) }
+            let copies = try r.readUInt8()
+            guard (1...TokenPacket.maximumCopies).contains(copies) else { throw .malformed(reason: "token copies \(copies)", offset: r.offset) }
             let count = Int(try r.readUInt16())
             guard count * TokenPacket.recordBytes <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
             var records: [TokenRecord] = []
@@ -326,10 +347,11 @@ extension ProtocolPacket {
             for _ in 0..<count {
                 records.append(TokenRecord(sender: NodeID(try r.readUInt64()), contiguous: try r.readUInt64(),
                                            maximumSeen: try r.readUInt64(), stable: try r.readUInt64(),
-                                           coverage: try r.readUInt32()))
+                                           coverage: try r.readUInt32(), lackFrom: try r.readUInt64(),
+                                           lackTo: try r.readUInt64()))
             }
             self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
-                                      startedAt: startedAt, records: records, part: part, parts: parts))
+                                      startedAt: startedAt, records: records, part: part, parts: parts, copies: copies))
         case .hybridData:
             let sender = NodeID(try r.readUInt64())
             let count = Int(try r.readUInt16())
@@ -374,7 +396,7 @@ extension ProtocolPacket {
         case .acknowledgement:
             self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
                                                           stable: try r.readUInt64(), regionView: try r.readUInt64()))
-        case .negativeAcknowledgement, .pull, .notHeld:
+        case .negativeAcknowledgement, .pull, .notHeld, .regionRepair:
             let sender = NodeID(try r.readUInt64())
             let region = RegionID(try r.readUInt64())
             let requester = NodeID(try r.readUInt64())

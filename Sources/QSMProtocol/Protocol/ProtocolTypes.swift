@@ -44,6 +44,12 @@ package struct ProtocolDatagram: Sendable {
     var packet: ProtocolPacket
     /// Tokens, ACKs, NAKs and pulls (not data or retransmissions).
     package var isControl: Bool
+    /// A redundant copy of a token. It goes in a datagram of its own, never bundled with
+    /// the packet before it, and is written as a bundle of one: a few bytes longer than
+    /// the original, so that segmentation offload (which joins equal-length datagrams to
+    /// one address into one send, and so into one packet a single drop takes) never
+    /// joins the two copies.
+    package var redundantCopy = false
 
     /// Bytes the packet takes on the wire (before any authentication tag).
     package var byteCount: Int { packet.encodedByteCount }
@@ -149,6 +155,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var streamLimitDropped = 0
     /// Tokens of an older view or round, or not for this node's ring, dropped.
     public var staleTokensDropped = 0
+    /// Redundant token copies sent (a ring that lost a token sends each hop twice for a
+    /// while), and copies received of a token this node had already acted on.
+    public var redundantTokensSent = 0
+    /// See `redundantTokensSent`.
+    public var duplicateTokensDropped = 0
     /// NAKs and pulls sent, and received (each asks for one or more sequence numbers).
     public var requestsSent = 0
     /// Sequence numbers asked for: holes below what arrived, tails beyond it, and ones
@@ -160,6 +171,16 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var askedAgain = 0
     /// Requests (NAKs and pulls) received from peers.
     public var requestsReceived = 0
+    /// NAK aggregation (see `RepairAggregation`): runs a whole partition lacked that its
+    /// leader asked the sender for once; retransmissions sent by multicast to a region
+    /// (loss seen by many) rather than by unicast; and requests absorbed because a
+    /// multicast of the packet had just gone out (or the same requester asked again
+    /// within the aggregation window).
+    public var partitionRepairsAsked = 0
+    /// See `partitionRepairsAsked`.
+    public var multicastRepairs = 0
+    /// See `partitionRepairsAsked`.
+    public var repairRequestsAbsorbed = 0
     /// Requested retransmissions not sent: over `maximumPendingRetransmissions`, or no
     /// longer held.
     public var retransmissionsDropped = 0

@@ -12,6 +12,13 @@ struct TokenAssemblyKey: Hashable {
     var partition: UInt32
 }
 
+/// Which round of a ring a token is (see `ProtocolNode.isRepeatedToken`).
+struct TokenIdentity: Equatable {
+    var regionView: UInt64
+    var round: UInt64
+    var startedAt: Int64
+}
+
 struct TokenAssembly {
     var first: TokenPacket
     var parts: [[TokenRecord]?]
@@ -56,5 +63,20 @@ extension ProtocolNode {
         whole.part = 0
         whole.parts = 1
         return whole
+    }
+
+    /// Whether this node already acted on this token: a ring that lost tokens sends two
+    /// copies of each, and only the first is taken (forwarding both would double the
+    /// copies at every hop). Equality only: a leader's rounds, not their order, say
+    /// which token is which.
+    func isRepeatedToken(_ token: TokenPacket) -> Bool {
+        let key = TokenAssemblyKey(kind: token.kind, region: token.region, partition: token.partition)
+        let identity = TokenIdentity(regionView: token.regionView, round: token.round, startedAt: token.startedAt)
+        guard tokensHandled[key] != identity else {
+            statistics.duplicateTokensDropped += 1
+            return true
+        }
+        tokensHandled[key] = identity
+        return false
     }
 }

@@ -28,6 +28,7 @@ extension ProtocolNode {
         if let query = nextViewStartQuery { deadline = min(deadline ?? query, query) }
         if let hold = restartHoldUntil { deadline = min(deadline ?? hold, hold) }
         if let watch = nextLeaderWatch { deadline = min(deadline ?? watch, watch) }
+        if let check = nextRecoveryCheck { deadline = min(deadline ?? check, check) }
         return deadline
     }
 
@@ -58,6 +59,7 @@ extension ProtocolNode {
         if let hold = restartHoldUntil, now >= hold { endRestartHold() }
         if !debtQueries.isEmpty { askViewStarts() }
         watchLeaders()
+        if let check = nextRecoveryCheck, now >= check { recoverBetweenVisits() }
         // An idle sender with unacknowledged messages tells its regions how far it got:
         // at the busy pace at first, then less and less often while it has sent nothing
         // new (each status repeats the last; a slow sender in a region whose rounds take
@@ -107,6 +109,8 @@ extension ProtocolNode {
         if round.inProgress {
             guard now.nanoseconds(since: round.startedAt) >= timeoutNanoseconds(round) else { return false }
             statistics.tokenTimeouts += 1
+            // Lost, most likely: the next rounds go with two copies per hop.
+            round.redundantRounds = configuration.redundantTokenRounds
             if round.hopEstimateNanoseconds == 0 {
                 round.unmeasuredHopNanoseconds = min(2 * max(round.unmeasuredHopNanoseconds, configuration.initialTokenHopEstimate.totalNanoseconds),
                                                      configuration.idleTokenInterval.totalNanoseconds)
@@ -249,11 +253,14 @@ extension ProtocolNode {
         round.inProgress = true
         round.startedAt = now
         round.ringLength = ring.count
+        let copies = round.copies
+        round.redundantRounds = max(0, round.redundantRounds - 1)
         partitionRounds[region.id] = round
         learnAndRecover(from: [], in: region)
         let token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
                                 partition: UInt32(index), round: round.round, startedAt: now.nanoseconds,
-                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]),
+                                copies: copies)
         if ring.count == 1 {
             completePartitionRound(token, region)
         } else {
@@ -291,6 +298,9 @@ extension ProtocolNode {
         if ring.count > 1 {
             countRoundTrip(since: round.startedAt)
             learnHopTime(&round)
+            // What all of them lack is asked for once, for all (before the leader's own
+            // requests, which then wait for it).
+            askForPartitionLoss(token.records, ringLength: ring.count, in: region)
             // What the others saw tells the leader of its own gaps, the tail included.
             learnAndRecover(from: token.records, in: region)
         }
@@ -314,7 +324,7 @@ extension ProtocolNode {
         let repairing = aggregate.values.contains { $0.record.maximumSeen > $0.record.contiguous && $0.record.contiguous != .max }
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
-            ringBytes: ringBytes(length: ring.count, records: token.records.count), shares: region.partitions.count + 1))
+            ringBytes: ringBytes(length: ring.count, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
         partitionRounds[region.id] = round
         // A region of one partition: its region ring is this leader alone, and the
         // aggregate just made is all it would combine. Combining it now, rather than at
@@ -339,10 +349,13 @@ extension ProtocolNode {
         round.inProgress = true
         round.startedAt = now
         round.ringLength = region.partitions.count
+        let copies = round.copies
+        round.redundantRounds = max(0, round.redundantRounds - 1)
         regionRounds[region.id] = round
         let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
                                 round: round.round, startedAt: now.nanoseconds,
-                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]))
+                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]),
+                                copies: copies)
         let ring = regionRing(region)
         if ring.count == 1 {
             completeRegionRound(token, region)
@@ -389,7 +402,7 @@ extension ProtocolNode {
         round.busy = active || !pending.isEmpty
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
-            ringBytes: ringBytes(length: ringLength, records: token.records.count), shares: region.partitions.count + 1))
+            ringBytes: ringBytes(length: ringLength, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
         regionRounds[region.id] = round
     }
 
@@ -464,6 +477,7 @@ extension ProtocolNode {
                 let key = StreamKey(sender: token.records[position].sender, region: region.id)
                 // Owed nothing of a sender gone before this node joined: nothing it lacks.
                 if streams[key] == nil, owedNothing.contains(key) {
+                    contributeLack(to: &token.records[position], nil)
                     token.records[position].coverage.saturatingIncrement()
                     continue
                 }
@@ -475,6 +489,7 @@ extension ProtocolNode {
                 streams[key] = stream
                 token.records[position].contiguous = min(token.records[position].contiguous, stream.contiguous)
                 token.records[position].maximumSeen = max(token.records[position].maximumSeen, stream.maximumSeen)
+                contributeLack(to: &token.records[position], stream)
                 token.records[position].coverage.saturatingIncrement()
             }
             // A sender keeps its own record going while it waits for acknowledgements, so a
@@ -482,8 +497,11 @@ extension ProtocolNode {
             let awaiting = !(regionSend[region.id]?.awaiting.isEmpty ?? true)
             for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
                 where key.region == region.id && index[key.sender] == nil && (stream.isActive || (key.sender == id && awaiting)) {
-                token.records.append(TokenRecord(sender: key.sender, contiguous: stream.contiguous,
-                                                 maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 1))
+                var record = TokenRecord(sender: key.sender, contiguous: stream.contiguous,
+                                         maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 0)
+                contributeLack(to: &record, stream)
+                record.coverage = 1
+                token.records.append(record)
             }
         } else {
             for (sender, entry) in (partitionAggregate[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -495,6 +513,7 @@ extension ProtocolNode {
                     }
                 } else {
                     var record = entry.record
+                    record.lackRun = nil
                     record.coverage = entry.complete ? 1 : 0
                     if !entry.complete { record.contiguous = .max }
                     token.records.append(record)

@@ -1,0 +1,187 @@
+import Testing
+@testable import QSMProtocol
+@testable import QSMSimulation
+
+/// NAK aggregation, multicast repair and redundant tokens (`RepairAggregation`,
+/// `TokenRing`): each rule on protocol nodes fed by hand, and region-wide loss under the
+/// simulator with and without aggregation.
+@Suite struct RepairAggregationTests {
+    typealias Fixture = SenderCrashRecoveryTests
+
+    /// A node of a region of `members` in one partition led by the first, that received
+    /// sender 9's packets `received` (sender 9 publishes without being a member).
+    static func node(_ id: UInt64, members: [UInt64], received: [UInt64],
+                     configure: (inout ProtocolConfiguration) -> Void = { _ in }) throws -> ProtocolNode {
+        var configuration = ProtocolConfiguration()
+        configure(&configuration)
+        let node = try ProtocolNode(id: NodeID(id), configuration: configuration, seed: id)
+        node.installMembership(regions: [Fixture.view(1, members: members, partitions: [members])],
+                               groups: [Fixture.groupView(1, members: members, publishers: [9])], now: Fixture.ms(1))
+        for sequence in received { node.receive(Fixture.data(from: 9, view: 1, viewStart: 1, sequence: sequence), now: Fixture.ms(2)) }
+        return node
+    }
+
+    static func stream(_ node: ProtocolNode) throws -> ReceiveStream {
+        try #require(node.streams[StreamKey(sender: NodeID(9), region: Fixture.region)])
+    }
+
+    @Test func aMemberWritesItsFirstHoleRunAndLaterMembersNarrowIt() throws {
+        let member = try Self.node(2, members: [1, 2, 3], received: [1, 2, 4, 5, 6, 9, 11])
+        let stream = try Self.stream(member)
+        var record = TokenRecord(sender: NodeID(9), contiguous: .max, maximumSeen: 11, stable: 0, coverage: 0)
+        member.contributeLack(to: &record, stream)
+        #expect(record.lackRun == 3...3)
+        // Later members keep the first part of the run they lack too.
+        record.coverage = 1
+        record.lackRun = 2...8
+        member.contributeLack(to: &record, stream)
+        #expect(record.lackRun == 3...3)
+        record.lackRun = 7...12
+        member.contributeLack(to: &record, stream)
+        // 12 is beyond what the sender's transmissions brought here (11): a tail, not
+        // known lost.
+        #expect(record.lackRun == 7...8)
+        record.lackRun = 4...6
+        member.contributeLack(to: &record, stream)
+        #expect(record.lackRun == nil)
+        // Once empty, it stays empty.
+        member.contributeLack(to: &record, stream)
+        #expect(record.lackRun == nil)
+        // A forged run as wide as the number space costs a bounded look.
+        record.lackRun = 1...UInt64.max
+        member.contributeLack(to: &record, stream)
+        #expect(record.lackRun == 3...3)
+    }
+
+    /// The leader of {1, 2, 3} gets its token back: the members' run, narrowed by what the
+    /// leader lacks, is asked for once from the sender as a region repair.
+    func leaderAsks(membersLack run: ClosedRange<UInt64>?, leaderReceived: [UInt64]) throws -> [RequestPacket] {
+        let leader = try Self.node(1, members: [1, 2, 3], received: leaderReceived)
+        leader.tick(now: Fixture.ms(10))
+        let sent = try Fixture.drain(leader, now: Fixture.ms(10))
+        guard case .token(var token)? = sent.first(where: { if case .token = $0.1 { true } else { false } })?.1 else {
+            Issue.record("the leader started no round")
+            return []
+        }
+        for index in token.records.indices where token.records[index].sender == NodeID(9) {
+            token.records[index].coverage = 2
+            token.records[index].contiguous = 2
+            token.records[index].lackRun = run
+        }
+        leader.receive(ProtocolPacket.token(token).encoded(), now: Fixture.ms(11))
+        return try Fixture.drain(leader, now: Fixture.ms(11)).compactMap { destination, packet in
+            guard case .request(let request) = packet, request.kind == .regionRepair else { return nil }
+            #expect(destination == .node(NodeID(9)))
+            return request
+        }
+    }
+
+    @Test func aRunTheWholePartitionLacksIsAskedForOnceFromTheSender() throws {
+        let asked = try leaderAsks(membersLack: 3...4, leaderReceived: [1, 2, 5, 6])
+        #expect(asked.count == 1)
+        #expect(asked.first?.sequences == [3, 4])
+        #expect(asked.first?.sender == NodeID(9))
+    }
+
+    @Test func aRunSomeMemberHoldsIsNotAskedForByTheLeader() throws {
+        #expect(try leaderAsks(membersLack: nil, leaderReceived: [1, 2, 5, 6]).isEmpty)
+        // The leader holds it: not lacked by the whole partition.
+        #expect(try leaderAsks(membersLack: 3...4, leaderReceived: [1, 2, 3, 4, 5, 6]).isEmpty)
+    }
+
+    /// A caching peer of a region of five (multicast from three requesters on: more than
+    /// half of the other four) that holds sender 9's packets 1...6.
+    static func repairer(aggregates: Bool = true) throws -> ProtocolNode {
+        let peer = try node(1, members: Array(1...5), received: Array(1...6)) { $0.aggregatesRepairs = aggregates }
+        _ = try Fixture.drain(peer, now: Fixture.ms(2))
+        return peer
+    }
+
+    static func ask(_ peer: ProtocolNode, _ sequence: UInt64, by requester: UInt64, kind: PacketKind = .pull,
+                    at time: Int64) throws -> [ProtocolDestination] {
+        let request = RequestPacket(kind: kind, sender: NodeID(9), region: Fixture.region, requester: NodeID(requester),
+                                    sequences: [sequence])
+        peer.receive(ProtocolPacket.request(request).encoded(), now: Fixture.ms(time))
+        return try Fixture.drain(peer, now: Fixture.ms(time)).compactMap { destination, packet in
+            guard case .data(let data, true) = packet else { return nil }
+            #expect(data.sequence == sequence)
+            return destination
+        }
+    }
+
+    @Test func aPacketMostMembersLackIsRetransmittedOnceByMulticast() throws {
+        let peer = try Self.repairer()
+        #expect(peer.multicastRepairRequesters(Fixture.region) == 3)
+        let region = ProtocolDestination.region(Fixture.region)
+        #expect(try Self.ask(peer, 3, by: 2, at: 3) == [.node(NodeID(2))])
+        // The same requester again within the window: absorbed.
+        #expect(try Self.ask(peer, 3, by: 2, at: 4).isEmpty)
+        // Loss seen by few: a unicast to each.
+        #expect(try Self.ask(peer, 3, by: 3, at: 4) == [.node(NodeID(3))])
+        // Seen by most: once, to the region, for everyone still missing it.
+        #expect(try Self.ask(peer, 3, by: 4, at: 5) == [region])
+        #expect(try Self.ask(peer, 3, by: 5, at: 6).isEmpty)
+        #expect(peer.statistics.repairRequestsAbsorbed == 2)
+        #expect(peer.statistics.multicastRepairs == 1)
+        // After the window, a lone request is a unicast again.
+        #expect(try Self.ask(peer, 3, by: 2, at: 20) == [.node(NodeID(2))])
+        // A partition leader's region repair goes to the region at once.
+        #expect(try Self.ask(peer, 4, by: 2, kind: .regionRepair, at: 21) == [region])
+        #expect(try Self.ask(peer, 4, by: 3, at: 22).isEmpty)
+    }
+
+    @Test func withoutAggregationEveryRequestIsAUnicast() throws {
+        let peer = try Self.repairer(aggregates: false)
+        for requester: UInt64 in 2...5 {
+            #expect(try Self.ask(peer, 3, by: requester, at: 3) == [.node(NodeID(requester))])
+        }
+        #expect(peer.statistics.multicastRepairs == 0)
+    }
+
+    @Test func aRingThatLostATokenSendsTwoCopiesAndMembersActOnOne() throws {
+        let leader = try Self.node(1, members: [1, 2, 3], received: [1, 2])
+        leader.tick(now: Fixture.ms(10))
+        _ = try Fixture.drain(leader, now: Fixture.ms(10))
+        // The token never comes back: the round times out and the next goes twice.
+        leader.tick(now: Fixture.ms(500))
+        var tokens: [(TokenPacket, Bool)] = []
+        while let datagram = leader.nextDatagram(now: Fixture.ms(500)) {
+            if case .token(let token) = try datagram.bytes.withUnsafeBytes({ try ProtocolPacket(decoding: $0) }) {
+                #expect(datagram.destination == .node(NodeID(2)))
+                tokens.append((token, datagram.redundantCopy))
+            }
+        }
+        #expect(leader.statistics.tokenTimeouts == 1)
+        #expect(tokens.count == 2)
+        #expect(tokens.map(\.1) == [false, true])
+        #expect(tokens.first?.0 == tokens.last?.0)
+        #expect(tokens.first?.0.copies == 2)
+        // Member 2 forwards one of the two to member 3, twice, and drops the other copy.
+        let member = try Self.node(2, members: [1, 2, 3], received: [1, 2])
+        _ = try Fixture.drain(member, now: Fixture.ms(2))
+        for (token, _) in tokens { member.receive(ProtocolPacket.token(token).encoded(), now: Fixture.ms(501)) }
+        let forwarded = try Fixture.drain(member, now: Fixture.ms(501)).filter { if case .token = $0.1 { true } else { false } }
+        #expect(forwarded.count == 2)
+        #expect(forwarded.allSatisfy { $0.0 == .node(NodeID(3)) })
+        #expect(member.statistics.duplicateTokensDropped == 1)
+    }
+
+    /// Region-wide loss (a multicast lost at every member at once) in a region of 20:
+    /// with aggregation about one retransmission per loss; without, one per member.
+    @Test(arguments: [UInt64(1), 2])
+    func regionWideLossIsRepairedOncePerLoss(seed: UInt64) throws {
+        var scenario = SimulationTests.base(20, seconds: 2, rate: 2_000)
+        scenario.regionWideLoss = 0.02
+        let aggregated = try Simulator(scenario: scenario, seed: seed).run()
+        scenario.protocolConfiguration.aggregatesRepairs = false
+        let alone = try Simulator(scenario: scenario, seed: seed).run()
+        print("seed \(seed): aggregated \(aggregated.retransmissions) retransmissions for \(aggregated.regionWideDropped) region-wide losses "
+              + "(\(aggregated.multicastRepairs) by multicast); alone \(alone.retransmissions) for \(alone.regionWideDropped)")
+        #expect(aggregated.violations.isEmpty, "\(aggregated.violations.prefix(3))")
+        #expect(alone.violations.isEmpty, "\(alone.violations.prefix(3))")
+        #expect(aggregated.regionWideDropped > 20 && alone.regionWideDropped > 20)
+        #expect(aggregated.multicastRepairs >= aggregated.regionWideDropped / 2)
+        #expect(aggregated.retransmissions <= 4 * aggregated.regionWideDropped)
+        #expect(alone.retransmissions >= 10 * alone.regionWideDropped)
+    }
+}
