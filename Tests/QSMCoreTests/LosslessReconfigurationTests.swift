@@ -159,3 +159,48 @@ import Testing
         #expect(other.statistics.releasedUnchecked == 1)
     }
 }
+
+/// Tokens of a region view a member has not installed yet (section 4.3.8, 4b): held, and
+/// acted on once the view arrives; dropped as stale if another view comes instead.
+@Suite struct NewerViewTokenTests {
+    typealias Fixture = SenderCrashRecoveryTests
+
+    /// Member 2 of {1, 2, 3} in view 1, and the token leader 1 sends in view 2.
+    static func setUp() throws -> (ProtocolNode, TokenPacket) {
+        let member = try Fixture.node(2)
+        member.installMembership(regions: [Fixture.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],
+                                 now: Fixture.ms(1))
+        _ = try Fixture.drain(member, now: Fixture.ms(1))
+        let token = TokenPacket(kind: .partitionToken, region: Fixture.region, regionView: 2, partition: 0, round: 1,
+                                startedAt: 5, records: [])
+        member.receive(ProtocolPacket.token(token).encoded(), now: Fixture.ms(2))
+        return (member, token)
+    }
+
+    static func forwardedTokens(_ member: ProtocolNode, at time: Int64) throws -> [(ProtocolDestination, TokenPacket)] {
+        try Fixture.drain(member, now: Fixture.ms(time)).compactMap { destination, packet in
+            if case .token(let token) = packet { (destination, token) } else { nil }
+        }
+    }
+
+    @Test func aTokenOfTheNextViewIsHeldUntilTheViewArrives() throws {
+        let (member, token) = try Self.setUp()
+        #expect(try Self.forwardedTokens(member, at: 2).isEmpty)
+        #expect(member.statistics.tokensHeldForView == 1)
+        #expect(member.statistics.staleTokensDropped == 0)
+        member.installMembership(regions: [Fixture.view(2, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],
+                                 now: Fixture.ms(3))
+        let forwarded = try Self.forwardedTokens(member, at: 3)
+        #expect(forwarded.count == 1)
+        #expect(forwarded.first?.0 == .node(NodeID(3)))
+        #expect(forwarded.first?.1.round == token.round && forwarded.first?.1.regionView == 2)
+    }
+
+    @Test func aHeldTokenIsDroppedWhenAnotherViewComesInstead() throws {
+        let (member, _) = try Self.setUp()
+        member.installMembership(regions: [Fixture.view(3, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],
+                                 now: Fixture.ms(3))
+        #expect(try Self.forwardedTokens(member, at: 3).isEmpty)
+        #expect(member.statistics.staleTokensDropped == 1)
+    }
+}

@@ -61,7 +61,7 @@ extension ProtocolNode {
             guard data.regionView <= installed else { return hold(bytes) }
             receiveData(data, retransmitted: retransmitted)
         case .token(let token):
-            if let whole = assemble(token), !isRepeatedToken(whole) { receiveToken(whole) }
+            if let whole = assemble(token) { receiveToken(whole) }
         case .acknowledgement(let ack):
             receiveAcknowledgement(ack)
         case .request(let request) where request.kind == .notHeld:

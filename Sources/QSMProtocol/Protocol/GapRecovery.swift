@@ -116,7 +116,7 @@ extension ProtocolNode {
     }
 
     private func send(_ requests: [RequestTarget: RequestPacket]) {
-        for (target, request) in requests.sorted(by: { ($0.key.peer, $0.key.sender) < ($1.key.peer, $1.key.sender) }) {
+        for (target, request) in requests.sorted(by: { ($0.key.peer, $0.key.sender, $0.key.region) < ($1.key.peer, $1.key.sender, $1.key.region) }) {
             statistics.requestsSent += 1
             control.append(.request(request, to: target.peer))
         }
@@ -166,7 +166,7 @@ extension ProtocolNode {
                 ?? recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
             guard let target else { continue }
             let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-            requests[RequestTarget(peer: target, sender: key.sender),
+            requests[RequestTarget(peer: target, sender: key.sender, region: region.id),
                      default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
                                             sequences: [])].sequences.append(sequence)
         }
@@ -188,8 +188,11 @@ extension ProtocolNode {
     }
 }
 
-/// A peer asked for packets, and the sender whose packets they are.
+/// A peer asked for packets, the sender whose packets they are, and their region (a
+/// request names one of each, and holds one stream's numbers: at most
+/// `recoveryRequestsPerRound`, so it fits a packet).
 struct RequestTarget: Hashable {
     var peer: NodeID
     var sender: NodeID
+    var region: RegionID
 }

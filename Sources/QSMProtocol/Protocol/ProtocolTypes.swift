@@ -155,6 +155,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var streamLimitDropped = 0
     /// Tokens of an older view or round, or not for this node's ring, dropped.
     public var staleTokensDropped = 0
+    /// Tokens of a region view this node had not installed yet, held until it was (and
+    /// then acted on, or dropped as stale if another view came instead).
+    public var tokensHeldForView = 0
     /// Redundant token copies sent (a ring that lost a token sends each hop twice for a
     /// while), and copies received of a token this node had already acted on.
     public var redundantTokensSent = 0

@@ -420,9 +420,19 @@ extension ProtocolNode {
 
     func receiveToken(_ token: TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else {
-            statistics.staleTokensDropped += 1
+            if regions[token.region].map({ token.regionView > $0.viewNumber }) ?? true {
+                // Of a view this node has not installed yet (section 4.3.8, 4b): the
+                // leader that sent it had the view first. Held (within
+                // `maximumUnknownPackets`, with early data) and acted on once the view
+                // arrives; dropped as stale if another view comes instead.
+                statistics.tokensHeldForView += 1
+                ProtocolPacket.token(token).encoded().withUnsafeBytes { hold($0) }
+            } else {
+                statistics.staleTokensDropped += 1
+            }
             return
         }
+        guard !isRepeatedToken(token) else { return }
         if token.kind == .partitionToken {
             guard let (index, ring) = partitionRing(region), UInt32(index) == token.partition else {
                 statistics.staleTokensDropped += 1
