@@ -39,13 +39,21 @@ extension ProtocolNode {
 
     /// The driver has handed over everything that had arrived (its input queues are
     /// empty). Tails that waited for this are asked for now, if still missing: anything
-    /// of theirs that was queued has been read by now. True if there was anything to do.
+    /// of theirs that was queued has been read by now; so are retries held back since a
+    /// pause (`pausedSinceInput`). True if there was anything to do.
     @discardableResult
     package func inputCaughtUp(now: Instant) -> Bool {
         if pausedSinceInput {
-            // Retries held back since a pause may go now (at the next hole check).
+            // Retries held back since a pause go now, with the tails that waited.
+            enter(now)
             pausedSinceInput = false
-            if streams.values.contains(where: { !$0.missing.isEmpty }) { scheduleRecoveryCheck() }
+            var due = tailsAwaitingInput
+            for (key, stream) in streams where !stream.missing.isEmpty { due.insert(key.region) }
+            tailsAwaitingInput.removeAll()
+            for id in due.sorted() {
+                if let region = regions[id] { askForMissing(in: region, includingTails: true) }
+            }
+            return !due.isEmpty
         }
         guard !tailsAwaitingInput.isEmpty else { return false }
         enter(now)

@@ -264,6 +264,8 @@ final class BenchSender: Sendable {
             ("ack_latency_ns", protocolStatistics.acknowledgementLatencyNanoseconds),
             ("unacknowledged", statistics.unacknowledgedMessages),
             ("token_timeouts", protocolStatistics.tokenTimeouts), ("sleeps", statistics.core.sleeps),
+            ("multicast_repairs", protocolStatistics.multicastRepairs),
+            ("repairs_absorbed", protocolStatistics.repairRequestsAbsorbed),
             ("busy_polls", statistics.core.busyPolls), ("pool_exhaustions", statistics.core.poolExhaustions),
             ("held_mb", Double(protocolStatistics.maximumHeldBytes) / 1_048_576),
             ("datagrams_sent", statistics.core.datagramsSent),

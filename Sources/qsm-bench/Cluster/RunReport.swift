@@ -279,6 +279,14 @@ struct RunReport {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
 
+    /// NAK aggregation (`RepairAggregation`): retransmissions sent by multicast, requests
+    /// a recent multicast absorbed, runs partition leaders asked for on their partition's
+    /// behalf; and token rounds given up (lost or late tokens), over every node.
+    var multicastRepairs: Int { (senderResults + live).map { $0.int("multicast_repairs") ?? 0 }.reduce(0, +) }
+    var repairRequestsAbsorbed: Int { (senderResults + live).map { $0.int("repairs_absorbed") ?? 0 }.reduce(0, +) }
+    var partitionRepairsAsked: Int { live.map { $0.int("partition_repairs") ?? 0 }.reduce(0, +) }
+    var tokenTimeouts: Int { (senderResults + live).map { $0.int("token_timeouts") ?? 0 }.reduce(0, +) }
+
     /// Unacknowledged messages the senders carried into the regions their groups'
     /// members moved to (lossless reconfiguration: a GMS restart, churn).
     var messagesCarried: Int { senderResults.map { $0.int("carried") ?? 0 }.reduce(0, +) }
