@@ -106,9 +106,16 @@ extension ProtocolNode {
         nextRecoveryCheck = nil
         guard !recoverySuspended else { return }
         var requests: [RequestTarget: RequestPacket] = [:]
-        var holes = false
-        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+        // Only the streams with holes, in a fixed order (a sender's streams in several
+        // regions too: the simulator replays runs exactly).
+        var due: [(key: StreamKey, stream: ReceiveStream)] = []
+        for (key, stream) in streams
             where stream.contiguous + 1 < stream.maximumReceived && !stream.missing.isEmpty && !departed.contains(key.sender) {
+            due.append((key, stream))
+        }
+        due.sort { ($0.key.sender, $0.key.region) < ($1.key.sender, $1.key.region) }
+        var holes = false
+        for (key, stream) in due {
             guard let region = regions[key.region] else { continue }
             holes = true
             _ = ask(stream, key: key, region: region, orphan: nil, includingTails: false, into: &requests)
