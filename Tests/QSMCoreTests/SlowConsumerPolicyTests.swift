@@ -40,6 +40,31 @@ import Testing
         #expect(off.nextDeadline == nil)
     }
 
+    /// A node stopped while its application was behind (SIGSTOP under full load) is not
+    /// evicted on waking for the time it did not run: the CI's 10 s freeze once ended
+    /// that way, the thawed receiver leaving its group a moment before it caught up.
+    @Test func timeTheNodeDidNotRunIsNotHeldAgainstIt() {
+        var policy = SlowConsumerPolicy(limit: .seconds(10))
+        let second: Int64 = 1_000_000_000
+        let before = policy.update(behind: true, now: Instant(nanoseconds: second / 2))
+        // Stopped from 0.6 s to 11 s: its slot ended at 1.5 s, it wakes at 11 s.
+        let onWaking = policy.advance(now: Instant(nanoseconds: 11 * second))
+        let caughtUp = policy.update(behind: false, now: Instant(nanoseconds: 11 * second + second / 10))
+        #expect(!before && !onWaking && !caughtUp)
+        // Still behind after waking: counted from the wake, evicted 10 slots later.
+        var stuck = SlowConsumerPolicy(limit: .seconds(10))
+        let stuckBefore = stuck.update(behind: true, now: Instant(nanoseconds: second / 2))
+        let stuckOnWaking = stuck.advance(now: Instant(nanoseconds: 11 * second))
+        #expect(!stuckBefore && !stuckOnWaking)
+        var evictedAt: Int64?
+        var now = 11 * second
+        while evictedAt == nil, now < 40 * second {
+            now = stuck.nextDeadline?.nanoseconds ?? (now + second)
+            if stuck.advance(now: Instant(nanoseconds: now)) { evictedAt = now }
+        }
+        #expect(evictedAt == 21 * second)
+    }
+
     /// Reference model: a slot of ten 100 ms steps is held if at least 8 of them were
     /// behind; eviction after `limit` slots held in a row (slots aligned to when counting
     /// started). Random sequences of long and short runs, 200 seeds.

@@ -9,7 +9,8 @@
 /// Time is counted in one-second slots: a slot counts as held back if the driver said
 /// the application was behind for at least 80% of it. Brief stalls (a pause of the
 /// application, a burst) never add up to `limit`; a consumer that keeps up with most of
-/// the rate is never behind that long.
+/// the rate is never behind that long. Time the node itself did not run (it was stopped
+/// or starved: the deadline passed by a whole slot) does not count.
 struct SlowConsumerPolicy {
     static let slotNanoseconds: Int64 = 1_000_000_000
     static let heldShare = 0.8
@@ -45,6 +46,17 @@ struct SlowConsumerPolicy {
     mutating func advance(now: Instant) -> Bool {
         guard limitNanoseconds > 0 else { return false }
         if behindSince == nil, heldSlots == 0, behindInSlot == 0 {
+            slotStart = now
+            return false
+        }
+        // Called a whole slot past the deadline: this node did not run meanwhile
+        // (stopped, as by SIGSTOP or a paused VM, or starved of CPU). Time it did not see
+        // is not time its application held it back (the senders' timeouts and the GMS's
+        // heartbeats judge a node that does not run): counting starts afresh.
+        if now.nanoseconds(since: slotStart) >= 2 * Self.slotNanoseconds {
+            heldSlots = 0
+            behindInSlot = 0
+            if behindSince != nil { behindSince = now }
             slotStart = now
             return false
         }
