@@ -166,6 +166,49 @@ import Testing
         #expect(member.statistics.duplicateTokensDropped == 1)
     }
 
+    /// The pulls and NAKs a node sends at `time`, as the sequence numbers asked.
+    static func asked(_ node: ProtocolNode, at time: Int64) throws -> [UInt64] {
+        try Fixture.drain(node, now: Fixture.ms(time)).flatMap { _, packet -> [UInt64] in
+            guard case .request(let request) = packet, request.kind == .pull || request.kind == .negativeAcknowledgement else { return [] }
+            return request.sequences
+        }
+    }
+
+    @Test func aHoleIsAskedForAfterItsGraceWithoutATokenVisit() throws {
+        // Member 3 of {1, 2, 3}: it leads no ring, and no token comes.
+        let member = try Self.node(3, members: [1, 2, 3], received: [1, 2, 4])
+        #expect(try Self.asked(member, at: 2).isEmpty)
+        let check = try #require(member.nextDeadline())
+        #expect(check <= Fixture.ms(4))
+        member.tick(now: check)
+        #expect(try Self.asked(member, at: check.nanoseconds / 1_000_000) == [3])
+        #expect(member.statistics.holesAsked == 1)
+    }
+
+    @Test func afterAPauseAQuestionIsAskedAgainOnlyOnceTheInputCaughtUp() throws {
+        let member = try Self.node(3, members: [1, 2, 3], received: [1, 2, 4])
+        member.tick(now: Fixture.ms(5))
+        #expect(try Self.asked(member, at: 5) == [3])
+        // The node did not run for 40 ms: the answer may be in its socket backlog.
+        member.tick(now: Fixture.ms(45))
+        #expect(try Self.asked(member, at: 45).isEmpty)
+        #expect(member.statistics.askedAgain == 0)
+        // Its input caught up and 3 is still missing: asked again at once.
+        #expect(member.inputCaughtUp(now: Fixture.ms(45)))
+        #expect(try Self.asked(member, at: 45) == [3])
+        #expect(member.statistics.askedAgain == 1)
+    }
+
+    @Test func aRequestForAPacketNotHeldIsCountedAndAbsorbsNothing() throws {
+        let peer = try Self.repairer()
+        #expect(try Self.ask(peer, 9, by: 2, at: 3).isEmpty)
+        #expect(try Self.ask(peer, 9, by: 3, at: 3).isEmpty)
+        #expect(try Self.ask(peer, 9, by: 4, at: 3).isEmpty)
+        #expect(peer.statistics.repairRequestsNotHeld == 3)
+        #expect(peer.statistics.repairRequestsAbsorbed == 0)
+        #expect(peer.statistics.multicastRepairs == 0)
+    }
+
     /// Region-wide loss (a multicast lost at every member at once) in a region of 20:
     /// with aggregation about one retransmission per loss; without, one per member.
     @Test(arguments: [UInt64(1), 2])

@@ -657,6 +657,14 @@ package final class ProtocolNode {
         return ProtocolDatagram(destination: .node(target), packet: packet, isControl: true)
     }
 
+    /// Whether this node can retransmit the packet (what `retransmittable` would copy),
+    /// without building it.
+    func holdsForRepair(_ key: StreamKey, _ sequence: UInt64) -> Bool {
+        if key.sender == id, let state = regionSend[key.region], state.inFlight[sequence] != nil { return true }
+        guard let stream = streams[key] else { return false }
+        return stream.cache[sequence] != nil || stream.outOfOrder[sequence] != nil
+    }
+
     /// A copy of the packet if this node can retransmit it: as its sender, or from its
     /// cache or out-of-order buffer.
     func retransmittable(_ key: StreamKey, _ sequence: UInt64) -> DataPacket? {

@@ -184,6 +184,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var multicastRepairs = 0
     /// See `partitionRepairsAsked`.
     public var repairRequestsAbsorbed = 0
+    /// Sequence numbers asked of this node that it does not hold (not cached here, or
+    /// released): nothing is sent for them.
+    public var repairRequestsNotHeld = 0
     /// Requested retransmissions not sent: over `maximumPendingRetransmissions`, or no
     /// longer held.
     public var retransmissionsDropped = 0

@@ -108,13 +108,17 @@ extension ProtocolNode {
     /// lone requester, by multicast to the region when a whole partition or a second
     /// requester lacks it, not at all when a multicast of it went out just now.
     func queueRepair(_ sequence: UInt64, of key: StreamKey, for request: RequestPacket) {
-        guard configuration.aggregatesRepairs else {
-            guard retransmissions.count < configuration.maximumPendingRetransmissions else {
-                statistics.retransmissionsDropped += 1
-                return
-            }
-            return retransmissions.append((.node(request.requester), key, sequence))
+        // Not held here (never cached, or released): nothing to send, and nothing to
+        // absorb later requests with.
+        guard holdsForRepair(key, sequence) else {
+            statistics.repairRequestsNotHeld += 1
+            return
         }
+        guard retransmissions.count < configuration.maximumPendingRetransmissions else {
+            statistics.retransmissionsDropped += 1
+            return
+        }
+        guard configuration.aggregatesRepairs else { return retransmissions.append((.node(request.requester), key, sequence)) }
         let window = configuration.repairAggregationWindow.totalNanoseconds
         forgetOldRepairs(window: window)
         let repair = RepairKey(stream: key, sequence: sequence)
@@ -127,10 +131,6 @@ extension ProtocolNode {
             }
             requests = recent.requests + 1
             if requests >= multicastRepairRequesters(key.region) { multicast = true }
-        }
-        guard retransmissions.count < configuration.maximumPendingRetransmissions else {
-            statistics.retransmissionsDropped += 1
-            return
         }
         // This node can reach the region's address if it is in the region or is the
         // sender (which sends there without joining); otherwise it answers by unicast.

@@ -17,6 +17,12 @@ struct TokenIdentity: Equatable {
     var regionView: UInt64
     var round: UInt64
     var startedAt: Int64
+
+    init(_ token: TokenPacket) {
+        regionView = token.regionView
+        round = token.round
+        startedAt = token.startedAt
+    }
 }
 
 struct TokenAssembly {
@@ -40,8 +46,7 @@ extension ProtocolNode {
         }
         let key = TokenAssemblyKey(kind: part.kind, region: part.region, partition: part.partition)
         if let current = tokenAssembly[key],
-           current.first.round != part.round || current.first.regionView != part.regionView
-            || current.first.parts != part.parts || current.first.startedAt != part.startedAt {
+           TokenIdentity(current.first) != TokenIdentity(part) || current.first.parts != part.parts {
             statistics.tokenPartsDropped += current.received
             tokenAssembly[key] = nil
         }
@@ -71,7 +76,7 @@ extension ProtocolNode {
     /// which token is which.
     func isRepeatedToken(_ token: TokenPacket) -> Bool {
         let key = TokenAssemblyKey(kind: token.kind, region: token.region, partition: token.partition)
-        let identity = TokenIdentity(regionView: token.regionView, round: token.round, startedAt: token.startedAt)
+        let identity = TokenIdentity(token)
         guard tokensHandled[key] != identity else {
             statistics.duplicateTokensDropped += 1
             return true
