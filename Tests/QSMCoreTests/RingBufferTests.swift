@@ -96,6 +96,17 @@ import QSMHarness
                     let expected = model.keys.filter { $0 <= stable }.sorted()
                     for key in expected { model[key] = nil }
                     if removed != expected { Issue.record("seed \(seed), step \(step): removed \(removed) not \(expected)"); return }
+                case 7 where random.next() % 2 == 0:
+                    // Taking the lowest, as a stream drains what follows its prefix; a
+                    // number that is not the lowest takes nothing.
+                    guard let lowest = model.keys.min() else { continue }
+                    if store.popFirst(numbered: lowest + 1) != nil {
+                        Issue.record("seed \(seed), step \(step): took \(lowest + 1) before \(lowest)"); return
+                    }
+                    if store.popFirst(numbered: lowest)?.sequence != lowest {
+                        Issue.record("seed \(seed), step \(step): \(lowest) not taken"); return
+                    }
+                    model[lowest] = nil
                 default:
                     let probe = random.next() % (next + 2)
                     if store[probe] != model[probe] { Issue.record("seed \(seed), step \(step): lookup \(probe) differs"); return }

@@ -1,8 +1,9 @@
-/// Packets kept by sequence number: a stream's share of the cooperative cache. Every
-/// operation on the per-message path is O(1) and hashes nothing: a packet's slot is its
-/// number modulo a power-of-two table that spans every number from the lowest held to
-/// the highest, and the slot names the packet's place in a pool. Packets leave in order
-/// as they become stable, a walk from the lowest.
+/// Packets kept by sequence number: a stream's share of the cooperative cache, and the
+/// packets it holds beyond a gap. Every operation on the per-message path is O(1) and
+/// hashes nothing: a packet's slot is its number modulo a power-of-two table that spans
+/// every number from the lowest held to the highest, and the slot names the packet's
+/// place in a pool. Packets leave in order (as they become stable, or as a gap below
+/// them is filled), a walk from the lowest.
 ///
 /// A repair that fills a gap is just another insert. (The cache was a sorted ring, and a
 /// repair was inserted in place by shifting every later packet: under 5% loss at every
@@ -89,6 +90,15 @@ struct SequencedPackets {
         // The next lowest is at most `highest`, which is still held.
         lowest = end + 1
         while slots[Int(truncatingIfNeeded: lowest & mask)] == 0 { lowest += 1 }
+    }
+
+    /// Removes and returns the packet numbered `sequence` if it is the lowest held (the
+    /// next one in order, for a buffer of packets ahead of a contiguous prefix).
+    mutating func popFirst(numbered sequence: UInt64) -> DataPacket? {
+        guard count > 0, lowest == sequence else { return nil }
+        var first: DataPacket?
+        removeThrough(sequence) { first = $0 }
+        return first
     }
 
     /// Every packet, in rising order.

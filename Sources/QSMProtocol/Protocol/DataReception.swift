@@ -264,7 +264,7 @@ extension ProtocolNode {
                 if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
                 return
             }
-            stream.outOfOrder[sequence] = packet
+            stream.outOfOrder.insert(packet)
             stream.outOfOrderBytes += packet.payload.count
             outOfOrderTotal += 1
         }
@@ -311,8 +311,7 @@ extension ProtocolNode {
         stream.maximumSeen = max(stream.maximumSeen, sequence)
         stream.fragments.removeAll()
         stream.missing = stream.missing.filter { $0.key > sequence }
-        for (number, packet) in stream.outOfOrder where number <= sequence {
-            stream.outOfOrder[number] = nil
+        stream.outOfOrder.removeThrough(sequence) { packet in
             stream.outOfOrderBytes -= packet.payload.count
             outOfOrderTotal -= 1
         }
@@ -321,7 +320,7 @@ extension ProtocolNode {
 
     /// Accepts whatever out-of-order packets now follow the contiguous prefix.
     func drainInOrder(_ stream: ReceiveStream) {
-        while !stream.outOfOrder.isEmpty, let next = stream.outOfOrder.removeValue(forKey: stream.contiguous + 1) {
+        while let next = stream.outOfOrder.popFirst(numbered: stream.contiguous + 1) {
             stream.outOfOrderBytes -= next.payload.count
             outOfOrderTotal -= 1
             accept(next, into: stream)

@@ -21,7 +21,7 @@ final class ReceiveStream {
     /// The highest sequence number known stable (held by every member of the region).
     @exclusivity(unchecked) var stable: UInt64 = 0
     /// Received beyond a gap, waiting for it to be repaired.
-    @exclusivity(unchecked) var outOfOrder: [UInt64: DataPacket] = [:]
+    @exclusivity(unchecked) var outOfOrder = SequencedPackets()
     /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
     @exclusivity(unchecked) var cache = SequencedPackets()
     @exclusivity(unchecked) var cachedBytes = 0 { didSet { tally.bytes += cachedBytes - oldValue } }
