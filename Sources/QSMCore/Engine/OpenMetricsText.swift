@@ -71,6 +71,8 @@ extension QSMNodeStatistics {
         out.family("qsm_probes_sent", .counter, "Probes of ring members sent after timed-out rounds.", p.probesSent)
         out.family("qsm_probe_answers_ignored", .counter, "Probe answers that matched no outstanding probe.", p.probeAnswersIgnored)
         out.family("qsm_suspects_reported", .counter, "Ring members reported to the GMS for answering no probe.", p.suspectsReported)
+        out.family("qsm_senders_presumed_gone", .counter,
+                   "Senders named by no view held here, silent through repeated asks, treated as departed.", p.sendersPresumedGone)
         out.family("qsm_acknowledged_messages", .counter, "Published messages acknowledged by every region.", p.acknowledged)
         out.family("qsm_segmentation_offload", .gauge, "1 while the node sends runs of datagrams as one segmented send (UDP GSO).",
                    core.segmentationOffload ? 1 : 0)

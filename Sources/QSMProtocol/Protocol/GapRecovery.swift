@@ -79,7 +79,8 @@ extension ProtocolNode {
             where key.region == region.id && !stream.missing.isEmpty {
             // A departed sender's gaps are sought where the view they were sent in cached
             // them, and skipped once everyone who could hold them said they do not.
-            let orphan = departed.contains(key.sender) ? OrphanSearch(self, stream, region) : nil
+            let gone = departed.contains(key.sender) || presumeGone(key, stream, region)
+            let orphan = gone ? OrphanSearch(self, stream, region) : nil
             if let orphan, !includingTails {
                 skipLost(stream, key: key, region: region, search: orphan)
                 if stream.missing.isEmpty {

@@ -193,6 +193,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Messages of a departed sender skipped because no live member held them (the
     /// crashed-sender rule).
     public var abandonedAfterSenderLeft = 0
+    /// Senders presumed gone: named by no view this node holds, and silent through
+    /// `ProtocolNode.unnamedSenderAttempts` asks (see `presumeGone`).
+    public var sendersPresumedGone = 0
     /// Replies that this node does not hold what a peer asked of a departed sender.
     public var notHeldSent = 0
     /// Token rounds this node led around a ring of more than one node, and their total

@@ -28,6 +28,29 @@ extension ProtocolNode {
         return base << min(max(attempts - 8, 0), 4)
     }
 
+    /// Asks for a gap of a sender that no view of this node names after which it is
+    /// presumed gone (see `presumeGone`): about 130 ms of asking at the retry interval.
+    static let unnamedSenderAttempts = 16
+
+    /// Whether `key`'s sender, not known to have departed, is presumed gone now: no view
+    /// this node holds names it (not `region`'s members, nor any group's members or
+    /// publishers) and a gap of its stream has gone unanswered `unnamedSenderAttempts`
+    /// times (every few asks go to the sender itself). Such a sender was seen only
+    /// through tokens: a publisher that crashed before this node's first views named it
+    /// (removed from the groups' publisher lists before this node saw them), whose gaps
+    /// here were otherwise asked for forever (swarm seed 1557026809635651381).
+    ///
+    /// It is then sought like any departed sender's, from caching peers, and abandoned
+    /// when they all deny holding it (peers that believe it alive never deny). A packet
+    /// or status of its own, or a view that names it, makes it live again.
+    func presumeGone(_ key: StreamKey, _ stream: ReceiveStream, _ region: RegionView) -> Bool {
+        guard key.sender != id, !isInCurrentViews(key.sender, region: region),
+              stream.missing.values.contains(where: { $0.attempts >= Self.unnamedSenderAttempts }) else { return false }
+        departed.insert(key.sender)
+        statistics.sendersPresumedGone += 1
+        return true
+    }
+
     /// Who could hold `sequence` of a departed sender: the live members still in the
     /// region of its caching partition in the view it was most likely sent in (or in
     /// each kept view, when that view's layout is not at hand), in a fixed order.
