@@ -196,6 +196,31 @@ import Testing
         #expect(forwarded.first?.1.round == token.round && forwarded.first?.1.regionView == 2)
     }
 
+    /// A token too large for one datagram reaches a node that has not installed the
+    /// region yet in parts: each part is held, and the token is assembled and forwarded
+    /// once the view arrives (parts were dropped as stale before).
+    @Test func thePartsOfATokenForARegionNotYetInstalledAreHeldUntilItIs() throws {
+        let member = try Fixture.node(2)
+        for part in 0..<2 {
+            var token = TokenPacket(kind: .partitionToken, region: Fixture.region, regionView: 1, partition: 0, round: 1, startedAt: 5,
+                                    records: [TokenRecord(sender: NodeID(UInt64(10 + part)), contiguous: 0, maximumSeen: 0, stable: 0,
+                                                          coverage: 0)])
+            token.part = UInt16(part)
+            token.parts = 2
+            member.receive(ProtocolPacket.token(token).encoded(), now: Fixture.ms(2))
+        }
+        #expect(try Self.forwardedTokens(member, at: 2).isEmpty)
+        #expect(member.statistics.tokensHeldForView == 2)
+        #expect(member.statistics.staleTokensDropped == 0)
+        member.installMembership(regions: [Fixture.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],
+                                 now: Fixture.ms(3))
+        let forwarded = try Self.forwardedTokens(member, at: 3)
+        #expect(!forwarded.isEmpty)
+        #expect(forwarded.allSatisfy { $0.0 == .node(NodeID(3)) && $0.1.round == 1 && $0.1.regionView == 1 })
+        let senders = Set(forwarded.flatMap { $0.1.records.map(\.sender) })
+        #expect(senders.isSuperset(of: [NodeID(10), NodeID(11)]), "forwarded \(senders)")
+    }
+
     @Test func aHeldTokenIsDroppedWhenAnotherViewComesInstead() throws {
         let (member, _) = try Self.setUp()
         member.installMembership(regions: [Fixture.view(3, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],

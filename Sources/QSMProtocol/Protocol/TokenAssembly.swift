@@ -39,9 +39,17 @@ extension ProtocolNode {
         let perPart = TokenPacket.recordsPerDatagram(packetBytes: configuration.maximumPacketBytes)
         // No ring of this node, or more parts than a token of `maximumStreams` records
         // can need: forged or stale, never assembled.
-        guard regions[part.region] != nil,
-              Int(part.parts) <= (configuration.maximumStreams + perPart - 1) / perPart + 1 else {
+        guard Int(part.parts) <= (configuration.maximumStreams + perPart - 1) / perPart + 1 else {
             statistics.staleTokensDropped += 1
+            return nil
+        }
+        guard regions[part.region] != nil else {
+            // A region this node has not installed yet (its leader had the view first, as
+            // for a whole token of a newer view in `receiveToken`): held, within
+            // `maximumUnknownPackets`, and replayed once the view arrives; dropped as stale
+            // then if this node is not in the region after all.
+            statistics.tokensHeldForView += 1
+            ProtocolPacket.token(part).encoded().withUnsafeBytes { hold($0) }
             return nil
         }
         let key = TokenAssemblyKey(kind: part.kind, region: part.region, partition: part.partition)
