@@ -73,6 +73,26 @@ extension QSMNodeStatistics {
         out.family("qsm_suspects_reported", .counter, "Ring members reported to the GMS for answering no probe.", p.suspectsReported)
         out.family("qsm_senders_presumed_gone", .counter,
                    "Senders named by no view held here, silent through repeated asks, treated as departed.", p.sendersPresumedGone)
+        out.family("qsm_partition_repairs_asked", .counter,
+                   "Runs of packets a whole partition lacked, asked of their sender once by this partition leader.", p.partitionRepairsAsked)
+        out.family("qsm_multicast_repairs", .counter, "Packets this node retransmitted by multicast to a region (loss seen by many).",
+                   p.multicastRepairs)
+        out.family("qsm_repair_requests_absorbed", .counter,
+                   "Requests for a packet this node had just multicast, or had just answered for the same requester.", p.repairRequestsAbsorbed)
+        out.family("qsm_repair_requests_not_held", .counter, "Packets peers asked this node for that it does not hold (nothing sent).",
+                   p.repairRequestsNotHeld)
+        out.family("qsm_retransmissions_dropped", .counter, "Requested retransmissions not sent: over the pending limit, or no longer held.",
+                   p.retransmissionsDropped)
+        out.family("qsm_abandoned_after_sender_left", .counter,
+                   "Packets of a departed sender skipped because no live member held them.", p.abandonedAfterSenderLeft)
+        out.family("qsm_redundant_tokens_sent", .counter, "Second copies of tokens sent by rings whose tokens were lost lately.",
+                   p.redundantTokensSent)
+        out.family("qsm_token_copies_dropped", .counter, "Copies of a token already acted on, dropped.", p.duplicateTokensDropped)
+        out.family("qsm_tokens_held_for_view", .counter, "Tokens and token parts of a region view not yet installed here, held for it.",
+                   p.tokensHeldForView)
+        out.family("qsm_stale_tokens_dropped", .counter, "Tokens of an older view, round or ring, dropped.", p.staleTokensDropped)
+        out.family("qsm_token_parts_dropped", .counter, "Parts of multi-part tokens dropped because a newer token replaced them.",
+                   p.tokenPartsDropped)
         out.family("qsm_acknowledged_messages", .counter, "Published messages acknowledged by every region.", p.acknowledged)
         out.family("qsm_segmentation_offload", .gauge, "1 while the node sends runs of datagrams as one segmented send (UDP GSO).",
                    core.segmentationOffload ? 1 : 0)
