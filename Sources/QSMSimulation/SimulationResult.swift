@@ -68,4 +68,7 @@ package struct SimulationResult: Sendable {
     package var partitionRepairsAsked = 0
     package var multicastRepairs = 0
     package var repairRequestsAbsorbed = 0
+    /// The mean round trip of partition rings and of region rings (0: none went round).
+    package var partitionRoundMillisecondsMean = 0.0
+    package var regionRoundMillisecondsMean = 0.0
 }

@@ -580,6 +580,7 @@ package final class Simulator {
 
     func result() -> SimulationResult {
         var tokenRounds = 0, tokenTime: Int64 = 0, acknowledged = 0, ackTime: Int64 = 0
+        var regionRounds = 0, regionTime: Int64 = 0
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
@@ -589,6 +590,8 @@ package final class Simulator {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
             tokenTime += s.tokenRoundTripNanoseconds
+            regionRounds += s.regionTokenRounds
+            regionTime += s.regionTokenRoundTripNanoseconds
             acknowledged += s.acknowledged
             ackTime += s.acknowledgementLatencyNanoseconds
             recoveries.merge(s.recoveryMicroseconds)
@@ -647,6 +650,9 @@ package final class Simulator {
             messagesGivenUp: givenUp, suspectsReported: suspects,
             suspicionExclusions: service?.statistics.suspicionExclusions ?? 0,
             regionWideDropped: regionWideDropped, partitionRepairsAsked: partitionRepairs,
-            multicastRepairs: multicastRepairs, repairRequestsAbsorbed: absorbed)
+            multicastRepairs: multicastRepairs, repairRequestsAbsorbed: absorbed,
+            partitionRoundMillisecondsMean: tokenRounds > regionRounds
+                ? Double(tokenTime - regionTime) / Double(tokenRounds - regionRounds) / 1e6 : 0,
+            regionRoundMillisecondsMean: regionRounds == 0 ? 0 : Double(regionTime) / Double(regionRounds) / 1e6)
     }
 }

@@ -255,6 +255,8 @@ enum SimulateCommand {
             ("sim_seconds", f(result.simulatedSeconds)), ("published", "\(result.published)"), ("delivered", "\(result.delivered)"),
             ("violations", "\(result.violations.count)"),
             ("token_rtt_ms_mean", f(result.tokenRoundTripMillisecondsMean)),
+            ("partition_round_ms_mean", f(result.partitionRoundMillisecondsMean)),
+            ("region_round_ms_mean", f(result.regionRoundMillisecondsMean)),
             ("ack_latency_ms_mean", f(result.acknowledgementLatencyMillisecondsMean)),
             ("recovery_ms_p99", f(result.recoveryMillisecondsP99)),
             ("max_cached_bytes_per_node", "\(result.maximumCachedBytesPerNode)"),

@@ -203,6 +203,11 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var tokenRounds = 0
     /// See `tokenRounds`.
     public var tokenRoundTripNanoseconds: Int64 = 0
+    /// Of `tokenRounds`, those of region rings (among a region's partition leaders), and
+    /// their total round-trip time: the ring that grows with the number of partitions.
+    public var regionTokenRounds = 0
+    /// See `regionTokenRounds`.
+    public var regionTokenRoundTripNanoseconds: Int64 = 0
     /// Rounds this node led whose token did not come back in time (lost, or held by a
     /// frozen or failed member), given up and restarted.
     public var tokenTimeouts = 0

@@ -371,6 +371,8 @@ extension ProtocolNode {
         let ringLength = regionRing(region).count
         if ringLength > 1 {
             countRoundTrip(since: round.startedAt)
+            statistics.regionTokenRounds += 1
+            statistics.regionTokenRoundTripNanoseconds += now.nanoseconds(since: round.startedAt)
             learnHopTime(&round)
         }
         var pending = announcements[region.id] ?? [:]
