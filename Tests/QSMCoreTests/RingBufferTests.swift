@@ -119,6 +119,32 @@ import QSMHarness
         }
     }
 
+    /// Tables grow to the span they hold, counted in the node's tally: an insert that
+    /// would take the tally past its limit is refused, and a stream gives back what its
+    /// tables took when it goes. (Without the bound, two packets 65,000 apart in each of
+    /// 4,096 streams took 2 GB of tables.)
+    @Test func tableGrowthIsCountedAndBounded() {
+        let tally = HeldBytesTally()
+        tally.tableSlotLimit = 1_000
+        var table = SequencedPackets(tally: tally)
+        let first = table.insert(Self.packet(10)), second = table.insert(Self.packet(500))
+        #expect(first && second, "512 slots fit the limit")
+        #expect(tally.tableSlots == 512 - SequencedPackets.initialSlots)
+        let third = table.insert(Self.packet(1_200))
+        #expect(!third, "1,024 more slots would not")
+        #expect(table.count == 2 && table[1_200] == nil && table[500] != nil)
+        #expect(tally.tableSlots == 496)
+        do {
+            let stream = ReceiveStream(start: 1, tally: tally)
+            tally.tableSlotLimit = .max
+            let cached = stream.cache.insert(Self.packet(1)) && stream.cache.insert(Self.packet(100))
+            let held = stream.outOfOrder.insert(Self.packet(3)) && stream.outOfOrder.insert(Self.packet(40))
+            #expect(cached && held)
+            #expect(tally.tableSlots == 496 + 112 + 48)
+        }
+        #expect(tally.tableSlots == 496, "a stream that goes gives its tables' slots back")
+    }
+
     /// A sender's in-flight run against a dictionary: consecutive numbers kept, prefixes
     /// acknowledged, lookups inside and outside the run.
     @Test func inFlightPacketsMatchADictionaryModel() {

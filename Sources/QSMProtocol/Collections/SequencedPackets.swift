@@ -14,11 +14,18 @@
 /// span, held or not (a node caches every P-th number when its region has P
 /// partitions). Callers bound the span: a stream accepts numbers up to
 /// `maximumSequenceJump` beyond its contiguous prefix, and its cache holds nothing at or
-/// below the stable point.
+/// below the stable point. Two packets far apart in each of many streams would still
+/// cost a large table each: growth beyond the initial size is counted in the node's
+/// `HeldBytesTally`, and an insert that would take it past its `tableSlotLimit` is
+/// refused (the caller treats the packet as not kept).
 struct SequencedPackets {
+    /// The initial table size, not counted against the node's limit.
+    static let initialSlots = 16
+    /// Where growth is counted and bounded (nil: unbounded, as in tests).
+    private let tally: HeldBytesTally?
     /// For number s, `slots[s & mask]` is 1 + its packet's index in `pool`, or 0: none.
     /// Every slot of a number outside `lowest...highest` is 0.
-    private var slots = [Int32](repeating: 0, count: 16)
+    private var slots = [Int32](repeating: 0, count: SequencedPackets.initialSlots)
     private var pool: [DataPacket?] = []
     /// Indices of `pool` entries free for reuse.
     private var free: [Int32] = []
@@ -31,7 +38,12 @@ struct SequencedPackets {
     /// does not pin its table; an ordinary one is reused, not reallocated).
     static let retainedSlots = 1 << 16
 
+    init(tally: HeldBytesTally? = nil) { self.tally = tally }
+
     var isEmpty: Bool { count == 0 }
+
+    /// Slots beyond the initial table (what this table counts in its tally).
+    var extraSlots: Int { slots.count - Self.initialSlots }
     private var mask: UInt64 { UInt64(slots.count - 1) }
 
     /// The packet numbered `sequence`, if held.
@@ -41,7 +53,8 @@ struct SequencedPackets {
         return entry == 0 ? nil : pool[Int(entry - 1)]
     }
 
-    /// Adds `packet`; false (nothing changed) if its number is held already.
+    /// Adds `packet`; false (nothing changed) if its number is held already, or if the
+    /// table would have to grow past the node's `tableSlotLimit`.
     @discardableResult
     mutating func insert(_ packet: DataPacket) -> Bool {
         let sequence = packet.sequence
@@ -51,7 +64,7 @@ struct SequencedPackets {
         } else {
             if sequence >= lowest, sequence <= highest, slots[Int(truncatingIfNeeded: sequence & mask)] != 0 { return false }
             let low = min(lowest, sequence), high = max(highest, sequence)
-            if high - low >= UInt64(slots.count) { grow(toSpan: high - low) }
+            if high - low >= UInt64(slots.count), !grow(toSpan: high - low) { return false }
             lowest = low
             highest = high
         }
@@ -84,7 +97,10 @@ struct SequencedPackets {
             removed(packet)
         }
         guard count > 0 else {
-            if slots.count > Self.retainedSlots { slots = [Int32](repeating: 0, count: Self.retainedSlots) }
+            if slots.count > Self.retainedSlots {
+                tally?.tableSlots -= slots.count - Self.retainedSlots
+                slots = [Int32](repeating: 0, count: Self.retainedSlots)
+            }
             return
         }
         // The next lowest is at most `highest`, which is still held.
@@ -108,11 +124,16 @@ struct SequencedPackets {
     }
 
     /// A table of the next power of two above `span` (the largest minus the smallest
-    /// number to be held), every held packet moved to its new slot.
-    private mutating func grow(toSpan span: UInt64) {
-        precondition(span < 1 << 32, "a cache spanning \(span) numbers: callers bound the span")
+    /// number to be held), every held packet moved to its new slot; false (nothing
+    /// changed) if the tally has no room for it.
+    private mutating func grow(toSpan span: UInt64) -> Bool {
+        guard span < 1 << 32 else { return false }
         var capacity = slots.count
         while UInt64(capacity) <= span { capacity *= 2 }
+        if let tally {
+            guard tally.tableSlots + capacity - slots.count <= tally.tableSlotLimit else { return false }
+            tally.tableSlots += capacity - slots.count
+        }
         var grown = [Int32](repeating: 0, count: capacity)
         let newMask = UInt64(capacity - 1)
         for number in lowest...highest {
@@ -120,5 +141,6 @@ struct SequencedPackets {
             if entry != 0 { grown[Int(truncatingIfNeeded: number & newMask)] = entry }
         }
         slots = grown
+        return true
     }
 }

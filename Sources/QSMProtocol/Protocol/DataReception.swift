@@ -264,7 +264,12 @@ extension ProtocolNode {
                 if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
                 return
             }
-            stream.outOfOrder.insert(packet)
+            guard stream.outOfOrder.insert(packet) else {
+                // No room in the node's table budget (see `maximumTableSlots`): as above.
+                statistics.outOfOrderDropped += 1
+                if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
+                return
+            }
             stream.outOfOrderBytes += packet.payload.count
             outOfOrderTotal += 1
         }

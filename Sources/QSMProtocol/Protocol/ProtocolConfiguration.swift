@@ -89,6 +89,12 @@ public struct ProtocolConfiguration: Sendable {
     public var maximumStreams = 4_096
     /// Packets from unknown senders or regions held while a view change may be under way.
     public var maximumUnknownPackets = 1_024
+    /// Slots (4 bytes each) that the streams' packet tables may take together beyond
+    /// their initial size: a table spans the numbers it holds, so packets far apart in
+    /// many streams would otherwise cost memory out of proportion to the packets. A
+    /// packet that would need more is not cached, or (ahead of a gap) dropped, counted
+    /// in `outOfOrderDropped`, and asked for again. 16M slots: 64 MB.
+    public var maximumTableSlots = 1 << 24
     /// After this node re-registers with a GMS (which may be a new one, rebuilding its
     /// views as nodes come back), how long its unacknowledged messages of that time wait
     /// for the groups' earlier members to reappear, to be carried to them, before they
@@ -152,6 +158,7 @@ public struct ProtocolConfiguration: Sendable {
             throw ConfigurationError("suspicion settings cannot be negative")
         }
         guard restartCarryGrace >= .zero else { throw ConfigurationError("the restart carry grace cannot be negative") }
+        guard maximumTableSlots >= 0 else { throw ConfigurationError("maximum table slots cannot be negative") }
         guard maximumStreams >= 1 else { throw ConfigurationError("maximum streams must be at least 1") }
         guard maximumOutOfOrderPackets >= 1, maximumPendingRetransmissions >= 1, maximumUnknownPackets >= 0 else {
             throw ConfigurationError("buffer bounds must be positive")

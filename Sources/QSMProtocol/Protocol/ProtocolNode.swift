@@ -242,6 +242,7 @@ package final class ProtocolNode {
         var tableSeeds = SplitMix64(seed: seed ^ id.value &* 0xC2B2_AE3D_27D4_EB4F ^ 0x5851_F42D_4C95_7F2D)
         lastDelivered = IdentifierTable(seed: tableSeeds.next())
         publishTargets = IdentifierTable(seed: tableSeeds.next())
+        heldTally.tableSlotLimit = configuration.maximumTableSlots
     }
 
     /// Every event enters here with its time: `now` follows it, `runningNow` too but

@@ -110,8 +110,8 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var tokenBytesSent = 0
     /// Data packets received a second time, dropped.
     public var duplicatesDropped = 0
-    /// Packets beyond the out-of-order limit (`maximumOutOfOrderPackets`), dropped and
-    /// recovered later.
+    /// Packets beyond the out-of-order limit (`maximumOutOfOrderPackets`), or beyond the
+    /// packet tables' budget (`maximumTableSlots`), dropped and recovered later.
     public var outOfOrderDropped = 0
     /// Packets of a sender or region this node could not place (no stream could start),
     /// dropped and recovered later if owed.

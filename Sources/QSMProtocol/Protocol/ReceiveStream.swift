@@ -21,9 +21,9 @@ final class ReceiveStream {
     /// The highest sequence number known stable (held by every member of the region).
     @exclusivity(unchecked) var stable: UInt64 = 0
     /// Received beyond a gap, waiting for it to be repaired.
-    @exclusivity(unchecked) var outOfOrder = SequencedPackets()
+    @exclusivity(unchecked) var outOfOrder: SequencedPackets
     /// This node's share of the cooperative cache (Fig. 4.12), kept until stable.
-    @exclusivity(unchecked) var cache = SequencedPackets()
+    @exclusivity(unchecked) var cache: SequencedPackets
     @exclusivity(unchecked) var cachedBytes = 0 { didSet { tally.bytes += cachedBytes - oldValue } }
     @exclusivity(unchecked) var outOfOrderBytes = 0 { didSet { tally.bytes += outOfOrderBytes - oldValue } }
     /// The node's running total of what all its streams hold, kept in step by every change
@@ -55,6 +55,8 @@ final class ReceiveStream {
 
     init(start: UInt64, tally: HeldBytesTally) {
         self.tally = tally
+        cache = SequencedPackets(tally: tally)
+        outOfOrder = SequencedPackets(tally: tally)
         self.start = start
         contiguous = start - 1
         maximumSeen = start - 1
@@ -67,7 +69,10 @@ final class ReceiveStream {
 
     var heldBytes: Int { cachedBytes + outOfOrderBytes }
 
-    deinit { tally.bytes -= cachedBytes + outOfOrderBytes }
+    deinit {
+        tally.bytes -= cachedBytes + outOfOrderBytes
+        tally.tableSlots -= cache.extraSlots + outOfOrder.extraSlots
+    }
 
     /// The packet at the contiguous prefix's new end was numbered in `view`, which began
     /// at `start`: one comparison per packet, an append only when the view changes.
@@ -108,9 +113,13 @@ final class ReceiveStream {
     }
 }
 
-/// What every stream of one node holds (cache and out-of-order packets), in bytes.
+/// What every stream of one node holds (cache and out-of-order packets), in bytes, and
+/// what their packet tables take beyond their initial size, in slots (see
+/// `SequencedPackets`), against `tableSlotLimit`.
 final class HeldBytesTally {
     @exclusivity(unchecked) var bytes = 0
+    @exclusivity(unchecked) var tableSlots = 0
+    @exclusivity(unchecked) var tableSlotLimit = Int.max
 }
 
 /// Identifies a stream: one sender in one region.
