@@ -145,6 +145,31 @@ import QSMHarness
         #expect(tally.tableSlots == 496, "a stream that goes gives its tables' slots back")
     }
 
+    /// A node whose tables are at their budget (none beyond their initial size, here)
+    /// counts what it did not keep: a packet its partition caches goes uncached, and a
+    /// packet ahead of a gap that would widen the held table is dropped and left missing,
+    /// to be asked for again.
+    @Test func aNodeAtItsTableBudgetCountsWhatItDidNotKeep() throws {
+        typealias Fixture = SenderCrashRecoveryTests
+        var configuration = ProtocolConfiguration()
+        configuration.maximumTableSlots = 0
+        let node = try ProtocolNode(id: NodeID(2), configuration: configuration, seed: 2)
+        node.installMembership(regions: [Fixture.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])], groups: [],
+                               now: Fixture.ms(1))
+        let key = StreamKey(sender: NodeID(1), region: Fixture.region)
+        node.receive(Fixture.data(from: 1, view: 1, viewStart: 1, sequence: 1), now: Fixture.ms(2))
+        // Ahead of a gap: held (alone in its table), but caching it would span 100 numbers.
+        node.receive(Fixture.data(from: 1, view: 1, viewStart: 1, sequence: 100), now: Fixture.ms(3))
+        #expect(node.statistics.notCachedForTableBudget == 1)
+        #expect(node.statistics.outOfOrderDropped == 0)
+        #expect(node.streams[key]?.outOfOrder[100] != nil && node.streams[key]?.cache[1] != nil)
+        // Holding this one too would span 100 numbers: dropped, and missing.
+        node.receive(Fixture.data(from: 1, view: 1, viewStart: 1, sequence: 200), now: Fixture.ms(4))
+        #expect(node.statistics.outOfOrderDropped == 1)
+        #expect(node.statistics.notCachedForTableBudget == 2)
+        #expect(node.streams[key]?.outOfOrder[200] == nil && node.streams[key]?.missing[200] != nil)
+    }
+
     /// A sender's in-flight run against a dictionary: consecutive numbers kept, prefixes
     /// acknowledged, lookups inside and outside the run.
     @Test func inFlightPacketsMatchADictionaryModel() {

@@ -124,6 +124,7 @@ extension QSMNodeStatistics {
             ([("reason", "own_multicast")], Int64(p.ownMulticastIgnored)),
             ([("reason", "unknown_sender")], Int64(p.unknownDropped)),
             ([("reason", "out_of_window")], Int64(p.outOfOrderDropped)),
+            ([("reason", "not_cached_table_budget")], Int64(p.notCachedForTableBudget)),
             ([("reason", "implausible_sequence")], Int64(p.implausibleDropped)),
             ([("reason", "stream_limit")], Int64(p.streamLimitDropped)),
             ([("reason", "second_copy")], Int64(p.secondCopiesDropped)),

@@ -244,8 +244,13 @@ extension ProtocolNode {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
-        if caches(sequence, in: packet.region, view: packet.regionView), stream.cache.insert(packet) {
-            stream.cachedBytes += packet.payload.count
+        if caches(sequence, in: packet.region, view: packet.regionView) {
+            // Not held yet (this packet is new here), so a refusal is the tables' budget.
+            if stream.cache.insert(packet) {
+                stream.cachedBytes += packet.payload.count
+            } else {
+                statistics.notCachedForTableBudget += 1
+            }
         }
         if sequence == stream.contiguous + 1 {
             accept(packet, into: stream)
@@ -258,14 +263,9 @@ extension ProtocolNode {
                 for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
                 if !retransmitted { scheduleRecoveryCheck() }
             }
-            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets else {
-                // Bounded: drop it, and ask for it again like any other gap.
-                statistics.outOfOrderDropped += 1
-                if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
-                return
-            }
-            guard stream.outOfOrder.insert(packet) else {
-                // No room in the node's table budget (see `maximumTableSlots`): as above.
+            // Bounded, in packets and in the tables' slots (`maximumTableSlots`): beyond
+            // either, drop it and ask for it again like any other gap.
+            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets, stream.outOfOrder.insert(packet) else {
                 statistics.outOfOrderDropped += 1
                 if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
                 return

@@ -113,6 +113,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Packets beyond the out-of-order limit (`maximumOutOfOrderPackets`), or beyond the
     /// packet tables' budget (`maximumTableSlots`), dropped and recovered later.
     public var outOfOrderDropped = 0
+    /// Packets this node's partition caches that it did not cache, for the packet tables'
+    /// budget (`maximumTableSlots`): peers ask the sender or another replica instead.
+    public var notCachedForTableBudget = 0
     /// Packets of a sender or region this node could not place (no stream could start),
     /// dropped and recovered later if owed.
     public var unknownDropped = 0

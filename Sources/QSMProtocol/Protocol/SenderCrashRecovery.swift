@@ -44,8 +44,10 @@ extension ProtocolNode {
     /// when they all deny holding it (peers that believe it alive never deny). A packet
     /// or status of its own, or a view that names it, makes it live again.
     func presumeGone(_ key: StreamKey, _ stream: ReceiveStream, _ region: RegionView) -> Bool {
-        guard key.sender != id, !isInCurrentViews(key.sender, region: region),
-              stream.missing.values.contains(where: { $0.attempts >= Self.unnamedSenderAttempts }) else { return false }
+        // The unanswered gap first: rare for a live sender, where scanning the views
+        // (members of the region and of every group) on every token visit is not.
+        guard key.sender != id, stream.missing.values.contains(where: { $0.attempts >= Self.unnamedSenderAttempts }),
+              !isInCurrentViews(key.sender, region: region) else { return false }
         departed.insert(key.sender)
         statistics.sendersPresumedGone += 1
         return true
