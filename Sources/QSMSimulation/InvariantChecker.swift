@@ -10,8 +10,9 @@ import QSMGMS
 /// - nothing lost: a live sender's message reaches every live member of its view that
 ///   was a member of the message's region from that region view on (a node that joined
 ///   the region later is owed only what was sent in views from the one it joined in);
-///   a crashed sender's message reaches every such member of a region if a live member
-///   of the partition caching it there delivered it;
+///   a gone sender's message reaches every such member of a region if any such member
+///   delivered the copy sent there (survivor agreement; with the seed's weaker rule, if
+///   a live member of the partition caching it there did);
 /// - lossless reconfiguration: a live sender's message also reaches every member of its
 ///   view whose application stayed in the group from its publication on, whatever
 ///   regions the member moved through (joins and leaves, a restarted GMS).
@@ -59,7 +60,15 @@ package final class InvariantChecker {
     /// restarted GMS rebuilding its views, or a copy carried by a reconfiguration).
     package var wasMember: (Int, GroupName, Instant) -> Bool = { _, _, _ in false }
 
-    package init(nodes: Int) { self.nodes = nodes }
+    /// Whether the run holds the protocol to survivor agreement (every member that stays
+    /// in a region ends with the same set of a gone sender's messages), or to the seed's
+    /// weaker crashed-sender rule (`ProtocolConfiguration.survivorAgreement`).
+    private let agreement: Bool
+
+    package init(nodes: Int, survivorAgreement: Bool = true) {
+        self.nodes = nodes
+        agreement = survivorAgreement
+    }
 
     package func violation(_ text: String) {
         if violations.count < 50 { violations.append(text) }
@@ -157,23 +166,28 @@ package final class InvariantChecker {
                     break
                 }
             } else {
+                // Sender-crash agreement: the members of a region that stay in it end with
+                // the same set of a gone sender's messages. If one of them delivered the
+                // copy sent there, every one of them delivered the message.
                 for (region, layout) in message.regions {
-                    guard let sequences = message.regionSequence[region], !layout.partitions.isEmpty else { continue }
-                    // Recoverable only if every fragment is: each is cached by the
-                    // partition its own sequence number maps to, at members that
-                    // delivered this region's copy (not one carried elsewhere).
+                    guard let sequences = message.regionSequence[region] else { continue }
                     let deliveredHere = message.deliveredIn[region] ?? []
                     func gotHere(_ node: Int) -> Bool {
                         node / 64 < deliveredHere.count && deliveredHere[node / 64] & (UInt64(1) << UInt64(node % 64)) != 0
                     }
-                    let holders = sequences.map { sequence in
-                        layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
-                            .filter { !crashed.contains($0) && gotHere($0) }
-                    }
-                    guard holders.allSatisfy({ !$0.isEmpty }) else { continue }
-                    for member in layout.members where !crashed.contains(member) && !got(member)
-                        && stayedSince(member, region, layout.view) {
-                        violation("node \(member) never delivered crashed sender \(key.sender + 1)'s message #\(message.index) (\(region)#\(sequences) of view \(layout.view)), which live caching members \(holders) delivered")
+                    let survivors = layout.members.filter { !crashed.contains($0) && stayedSince($0, region, layout.view) }
+                    guard let witness = survivors.first(where: gotHere) else { continue }
+                    for member in survivors where !got(member) {
+                        let rule = agreement ? "survivor agreement" : "crashed-sender rule"
+                        if !agreement {
+                            // The seed's weaker rule: owed only if a live member of the
+                            // caching partition of every fragment delivered it.
+                            guard !layout.partitions.isEmpty, sequences.allSatisfy({ sequence in
+                                layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
+                                    .contains { !crashed.contains($0) && gotHere($0) }
+                            }) else { break }
+                        }
+                        violation("node \(member) never delivered gone sender \(key.sender + 1)'s message #\(message.index) (\(region)#\(sequences) of view \(layout.view)), which surviving member \(witness) delivered (\(rule))")
                         break
                     }
                 }

@@ -162,7 +162,7 @@ package final class Simulator {
         self.scenario = scenario
         self.seed = seed
         random = SplitMix64(seed: seed)
-        checker = InvariantChecker(nodes: scenario.nodes)
+        checker = InvariantChecker(nodes: scenario.nodes, survivorAgreement: scenario.protocolConfiguration.survivorAgreement)
         checker.wasMember = { [unowned self] node, group, time in
             guard let joined = self.groupJoins[node]?[group]?.last(where: { $0 <= time }) else { return false }
             return !(self.groupLeaves[node]?[group]?.contains { $0 >= joined && $0 <= time } ?? false)

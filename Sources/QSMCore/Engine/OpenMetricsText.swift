@@ -85,6 +85,8 @@ extension QSMNodeStatistics {
                    p.retransmissionsDropped)
         out.family("qsm_abandoned_after_sender_left", .counter,
                    "Packets of a departed sender skipped because no live member held them.", p.abandonedAfterSenderLeft)
+        out.family("qsm_abandoned_unanswered", .counter,
+                   "Of those, skipped because a possible holder never answered (survivors may disagree on them).", p.abandonedUnanswered)
         out.family("qsm_redundant_tokens_sent", .counter, "Second copies of tokens sent by rings whose tokens were lost lately.",
                    p.redundantTokensSent)
         out.family("qsm_token_copies_dropped", .counter, "Copies of a token already acted on, dropped.", p.duplicateTokensDropped)

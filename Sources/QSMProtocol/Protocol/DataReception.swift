@@ -244,7 +244,9 @@ extension ProtocolNode {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
-        if caches(sequence, in: packet.region, view: packet.regionView) {
+        // Every packet is kept until stable for sender-crash agreement; else only this
+        // node's partition's share.
+        if configuration.survivorAgreement || caches(sequence, in: packet.region, view: packet.regionView) {
             // Not held yet (this packet is new here), so a refusal is the tables' budget.
             if stream.cache.insert(packet) {
                 stream.cachedBytes += packet.payload.count

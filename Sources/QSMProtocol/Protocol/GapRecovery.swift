@@ -144,6 +144,12 @@ extension ProtocolNode {
                      includingTails: Bool, into requests: inout [RequestTarget: RequestPacket]) -> Bool {
         var tailsWaiting = false
         var asked = 0
+        func add(_ sequence: UInt64, to target: NodeID) {
+            let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
+            requests[RequestTarget(peer: target, sender: key.sender, region: region.id),
+                     default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                            sequences: [])].sequences.append(sequence)
+        }
         for sequence in stream.missing.keys.sorted() {
             guard asked < configuration.recoveryRequestsPerRound else { break }
             let (since, attempts, askedAt) = stream.missing[sequence]!
@@ -178,13 +184,13 @@ extension ProtocolNode {
             }
             stream.missing[sequence]!.attempts = attempts + 1
             stream.missing[sequence]!.askedAt = runningNow
-            let target = orphan.map { orphanTarget(for: sequence, in: stream, key: key, region: region, search: $0, attempt: attempts) }
-                ?? recoveryTarget(for: sequence, key: key, region: region, attempt: attempts)
-            guard let target else { continue }
-            let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-            requests[RequestTarget(peer: target, sender: key.sender, region: region.id),
-                     default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
-                                            sequences: [])].sequences.append(sequence)
+            if let orphan {
+                for target in orphanTargets(for: sequence, in: stream, key: key, region: region, search: orphan, attempt: attempts) {
+                    add(sequence, to: target)
+                }
+            } else if let target = recoveryTarget(for: sequence, key: key, region: region, attempt: attempts) {
+                add(sequence, to: target)
+            }
         }
         return tailsWaiting
     }

@@ -73,6 +73,17 @@ public struct ProtocolConfiguration: Sendable {
     /// many), and requests after a multicast are absorbed by it. Below the retry
     /// interval, so a requester whose repair was lost is answered when it asks again.
     public var repairAggregationWindow: Duration = .milliseconds(4)
+    /// Sender-crash agreement, stronger than the seed's rule (see `SenderCrashRecovery`):
+    /// every member keeps every packet it received until it is stable region-wide, not
+    /// only its partition's share of the cooperative cache, and a departed sender's gap
+    /// is given up only when every live member of the region said it does not hold it.
+    /// So when a sender fails, the members that stay end with the same set of its
+    /// messages, even where its caching partition lost one that another member
+    /// delivered. It costs memory: a region of P partitions keeps P times the seed's
+    /// share at each member (bounded all the same by the sender's window and
+    /// `maximumTableSlots`). Off: the seed's rule, where a message reaches every member
+    /// if a live member of its caching partition delivered it.
+    public var survivorAgreement = true
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.

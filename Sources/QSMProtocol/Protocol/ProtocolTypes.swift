@@ -196,6 +196,10 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Messages of a departed sender skipped because no live member held them (the
     /// crashed-sender rule).
     public var abandonedAfterSenderLeft = 0
+    /// Of those, skipped because some possible holder never answered within the last
+    /// resort's asks (`ProtocolNode.skipAfterAttempts`), rather than every one denying
+    /// it: the survivors may then disagree on that message.
+    public var abandonedUnanswered = 0
     /// Senders presumed gone: named by no view this node holds, and silent through
     /// `ProtocolNode.unnamedSenderAttempts` asks (see `presumeGone`).
     public var sendersPresumedGone = 0

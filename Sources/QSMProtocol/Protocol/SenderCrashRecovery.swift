@@ -1,15 +1,24 @@
-/// Recovery of a departed sender's packets (sections 4.2.1 C and 4.3.8 4c): what a live
-/// caching member holds is owed to every member that stayed (sender-crash agreement).
+/// Recovery of a departed sender's packets (sections 4.2.1 C and 4.3.8 4c), and
+/// sender-crash agreement: the members that stay end with the same set of its messages.
 ///
-/// A packet is cached by one partition of the view it was sent in (`caches`). Once its
-/// sender is gone, a member missing it asks the members of that partition, each in turn,
-/// rather than peers of its current view (views change as crashed members are removed,
-/// and the partitions with them). A member asked for what it does not hold says so
-/// (`notHeld`) when it is sure: it has delivered past it without a cached copy, it never
-/// had the stream, or it is missing it itself. A gap that every possible holder denied
-/// is lost with the sender and skipped, and the stream goes on. As a last resort, for
-/// peers that never answer, a gap is skipped after `skipAfterAttempts` asks, which back
-/// off so that a node cut off from the others for a while does not give up early.
+/// A packet is cached by one partition of the view it was sent in (`caches`); with
+/// `survivorAgreement` (the default) every member also keeps every packet it received
+/// until it is stable region-wide. Once the sender is gone, a member missing a packet
+/// asks the members of that partition, each in turn, rather than peers of its current
+/// view (views change as crashed members are removed, and the partitions with them);
+/// with agreement, then the region's other live members, several at a time. This is the
+/// flush among survivors: whatever one of them delivered, it still holds (it is not
+/// stable while another lacks it), so the others get it from it. A member asked for
+/// what it does not hold says so (`notHeld`) when it is sure: it has delivered past it
+/// without a copy, it never had the stream, or it is missing it itself. A gap that every
+/// possible holder denied is lost with the sender for every survivor alike, and is
+/// skipped. As a last resort, for peers that never answer, a gap is skipped after
+/// `skipAfterAttempts` asks (counted in `abandonedUnanswered`: agreement is then not
+/// assured), which back off so that a node cut off from the others for a while does not
+/// give up early.
+///
+/// Without agreement (the seed's rule), the possible holders are the caching partition
+/// only: a message reaches every member if a live caching member delivered it.
 ///
 /// Which view a missing packet was sent in is not known for certain: the view starts
 /// seen in the stream (its history and the packets held beyond the gap) suggest one.
@@ -55,33 +64,62 @@ extension ProtocolNode {
 
     /// Who could hold `sequence` of a departed sender: the live members still in the
     /// region of its caching partition in the view it was most likely sent in (or in
-    /// each kept view, when that view's layout is not at hand), in a fixed order.
+    /// each kept view, when that view's layout is not at hand), in a fixed order; with
+    /// `survivorAgreement`, then every other live member of the region.
     func possibleHolders(_ sequence: UInt64, key: StreamKey, region: RegionView, search: OrphanSearch) -> [NodeID] {
+        holderList(sequence, key: key, region: region, search: search).holders
+    }
+
+    /// `possibleHolders`, and how many of them lead it as the caching partition's.
+    func holderList(_ sequence: UInt64, key: StreamKey, region: RegionView,
+                    search: OrphanSearch) -> (holders: [NodeID], caching: Int) {
+        func candidate(_ member: NodeID) -> Bool {
+            member != id && member != key.sender && !departed.contains(member)
+        }
         guard let layouts = cacheLayouts[region.id], !layouts.isEmpty else {
-            return region.members.map(\.id).filter { $0 != id && $0 != key.sender && !departed.contains($0) }
+            let all = region.members.map(\.id).filter(candidate)
+            return (all, all.count)
         }
         let likelyView = search.viewStarts.last(where: { $0.start <= sequence })?.view
         let exact = likelyView.flatMap { view in layouts.last(where: { $0.view == view }) }
         var holders: [NodeID] = []
         for layout in exact.map({ [$0] }) ?? layouts {
             let partition = layout.partitions[Int(sequence % UInt64(layout.partitions.count))]
-            for member in partition.members where member != id && member != key.sender && !departed.contains(member)
-                && search.regionMembers.contains(member) && !holders.contains(member) {
+            for member in partition.members where candidate(member) && search.regionMembers.contains(member)
+                && !holders.contains(member) {
                 holders.append(member)
             }
         }
-        return holders
+        let caching = holders.count
+        if configuration.survivorAgreement {
+            let first = Set(holders)
+            holders += search.sortedMembers.filter { candidate($0) && !first.contains($0) }
+        }
+        return (holders, caching)
     }
 
+    /// How many possible holders beyond the caching partition one ask goes to at once:
+    /// a gap lost with the sender is given up only when every live member denied it, and
+    /// in a region of hundreds, one at a time would outlast the last resort.
+    static let orphanAskFanOut = 16
+
     /// Whom to ask for a departed sender's `sequence`: a possible holder that has not
-    /// denied it, in turn; once all have, any member (a copy may be elsewhere).
-    func orphanTarget(for sequence: UInt64, in stream: ReceiveStream, key: StreamKey, region: RegionView,
-                      search: OrphanSearch, attempt: Int) -> NodeID? {
+    /// denied it, in turn (several at once past the caching partition's members); once
+    /// all have, any member (a copy may be elsewhere).
+    func orphanTargets(for sequence: UInt64, in stream: ReceiveStream, key: StreamKey, region: RegionView,
+                       search: OrphanSearch, attempt: Int) -> [NodeID] {
         let denied = stream.denials[sequence] ?? []
-        let untried = possibleHolders(sequence, key: key, region: region, search: search).filter { !denied.contains($0) }
-        if !untried.isEmpty { return untried[attempt % untried.count] }
+        let (holders, caching) = holderList(sequence, key: key, region: region, search: search)
+        // The caching partition's members first, one ask each, in turn; past them, a batch.
+        let untriedCaching = holders[..<caching].filter { !denied.contains($0) }
+        if !untriedCaching.isEmpty { return [untriedCaching[attempt % untriedCaching.count]] }
+        let untried = holders[caching...].filter { !denied.contains($0) }
+        if !untried.isEmpty {
+            let from = (attempt * Self.orphanAskFanOut) % untried.count
+            return (0..<min(Self.orphanAskFanOut, untried.count)).map { untried[(from + $0) % untried.count] }
+        }
         let others = region.members.map(\.id).filter { $0 != id && $0 != key.sender && !departed.contains($0) }
-        return others.isEmpty ? nil : others[Int(random.next() % UInt64(others.count))]
+        return others.isEmpty ? [] : [others[Int(random.next() % UInt64(others.count))]]
     }
 
     /// Skips the gaps at the head of a departed sender's stream that are lost with it
@@ -98,6 +136,7 @@ extension ProtocolNode {
             let allDenied = entry.attempts > 0
                 && possibleHolders(sequence, key: key, region: region, search: search).allSatisfy(denied.contains)
             guard allDenied || entry.attempts >= Self.skipAfterAttempts else { return }
+            if !allDenied { statistics.abandonedUnanswered += 1 }
             stream.contiguous = sequence
             stream.missing[sequence] = nil
             stream.denials[sequence] = nil
@@ -149,9 +188,12 @@ extension ProtocolNode {
 struct OrphanSearch {
     var viewStarts: [(start: UInt64, view: UInt64)]
     var regionMembers: Set<NodeID>
+    /// The region's members in id order: the holders beyond the caching partition.
+    var sortedMembers: [NodeID]
 
     init(_ node: ProtocolNode, _ stream: ReceiveStream, _ region: RegionView) {
         viewStarts = node.knownViewStarts(stream)
-        regionMembers = Set(region.members.map(\.id))
+        sortedMembers = region.members.map(\.id).sorted()
+        regionMembers = Set(sortedMembers)
     }
 }
