@@ -34,6 +34,11 @@ import QSMCore
         // member only through tokens, its gaps were asked for forever (97 nodes,
         // hierarchies, 22 crashes).
         + [1557026809635651381]
+        // Sender-crash agreement: under the seed's caching rule alone (each packet kept
+        // by one partition), a member outside the caching partition delivered a packet
+        // the partition lost, and after the sender crashed the others gave it up. Each
+        // broke survivor agreement; every member now keeps what it got until stable.
+        + [8386199435775627842, 8897267473645542198, 8612058542554366566]
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
