@@ -14,6 +14,9 @@ import QSMCore
     static func machine(_ id: UInt64, bundleBytes: Int = 1_472) throws -> (NodeMachine, GroupName) {
         var configuration = NodeMachineConfiguration(id: NodeID(id), address: QSMSocketAddress(.loopback, port: UInt16(4 + id)))
         configuration.bundleBytes = bundleBytes
+        // Views are installed by hand here, with no rings to say they are in everywhere:
+        // no pause for them (that rule has tests of its own, `ViewChangePauseTests`).
+        configuration.protocolConfiguration.viewChangePauseLimit = .zero
         let machine = try NodeMachine(configuration: configuration)
         machine.start(now: .zero)
         let group = GroupName("g")!

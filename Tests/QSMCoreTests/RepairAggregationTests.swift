@@ -13,6 +13,9 @@ import Testing
     static func node(_ id: UInt64, members: [UInt64], received: [UInt64],
                      configure: (inout ProtocolConfiguration) -> Void = { _ in }) throws -> ProtocolNode {
         var configuration = ProtocolConfiguration()
+        // Views are installed by hand here, with no rings to say they are in everywhere:
+        // no pause for them (that rule has tests of its own, `ViewChangePauseTests`).
+        configuration.viewChangePauseLimit = .zero
         configure(&configuration)
         let node = try ProtocolNode(id: NodeID(id), configuration: configuration, seed: id)
         node.installMembership(regions: [Fixture.view(1, members: members, partitions: [members])],

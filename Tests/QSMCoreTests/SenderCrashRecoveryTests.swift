@@ -36,6 +36,9 @@ import Testing
     static func node(_ id: UInt64, survivorAgreement: Bool = true) throws -> ProtocolNode {
         var configuration = ProtocolConfiguration()
         configuration.survivorAgreement = survivorAgreement
+        // Views are installed by hand here, with no rings to say they are in everywhere:
+        // no pause for them (that rule has tests of its own, `ViewChangePauseTests`).
+        configuration.viewChangePauseLimit = .zero
         return try ProtocolNode(id: NodeID(id), configuration: configuration, seed: id)
     }
 

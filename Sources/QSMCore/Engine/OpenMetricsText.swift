@@ -92,6 +92,13 @@ extension QSMNodeStatistics {
         out.family("qsm_token_copies_dropped", .counter, "Copies of a token already acted on, dropped.", p.duplicateTokensDropped)
         out.family("qsm_tokens_held_for_view", .counter, "Tokens and token parts of a region view not yet installed here, held for it.",
                    p.tokensHeldForView)
+        out.family("qsm_view_change_pauses", .counter,
+                   "Pauses of multicast and recovery in a region while a new view of it was installed everywhere.", p.viewChangePauses)
+        out.family("qsm_view_change_pauses_timed_out", .counter,
+                   "Of those, pauses that ran out (viewChangePauseLimit) before the rings said the view was installed everywhere.",
+                   p.viewChangePausesTimedOut)
+        out.family("qsm_view_change_pause_milliseconds", .counter, "Total length of those pauses.",
+                   p.viewChangePauseNanoseconds / 1_000_000)
         out.family("qsm_stale_tokens_dropped", .counter, "Tokens of an older view, round or ring, dropped.", p.staleTokensDropped)
         out.family("qsm_token_parts_dropped", .counter, "Parts of multi-part tokens dropped because a newer token replaced them.",
                    p.tokenPartsDropped)

@@ -68,7 +68,7 @@ extension ProtocolNode {
     /// Asks for missing packets of `region`'s streams. A token visit (without tails)
     /// also counts a round for gaps whose sender is gone.
     private func askForMissing(in region: RegionView, includingTails: Bool) {
-        guard !recoverySuspended else { return }
+        guard !recoverySuspended, !isPausedForViewChange(region.id) else { return }
         // One request per peer asked and per sender whose packets it is asked for: a
         // request names one sender, and holds at most `recoveryRequestsPerRound` numbers
         // (so it fits a packet). Merged across senders, requests named the wrong sender
@@ -111,7 +111,8 @@ extension ProtocolNode {
         // regions too: the simulator replays runs exactly).
         var due: [(key: StreamKey, stream: ReceiveStream)] = []
         for (key, stream) in streams
-            where stream.contiguous + 1 < stream.maximumReceived && !stream.missing.isEmpty && !departed.contains(key.sender) {
+            where stream.contiguous + 1 < stream.maximumReceived && !stream.missing.isEmpty && !departed.contains(key.sender)
+                && !isPausedForViewChange(key.region) {
             due.append((key, stream))
         }
         due.sort { ($0.key.sender, $0.key.region) < ($1.key.sender, $1.key.region) }

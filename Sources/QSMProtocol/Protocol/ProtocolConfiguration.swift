@@ -84,6 +84,10 @@ public struct ProtocolConfiguration: Sendable {
     /// `maximumTableSlots`). Off: the seed's rule, where a message reaches every member
     /// if a live member of its caching partition delivered it.
     public var survivorAgreement = true
+    /// After installing a new view of a region, a node suspends multicast and recovery
+    /// there until every member has installed it (its rings say so), for at most this
+    /// long (see `ViewChangePause`); zero: no pause.
+    public var viewChangePauseLimit: Duration = .milliseconds(200)
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -168,6 +172,7 @@ public struct ProtocolConfiguration: Sendable {
         guard suspectAfterTimeouts >= 0, suspectAfter >= .zero else {
             throw ConfigurationError("suspicion settings cannot be negative")
         }
+        guard viewChangePauseLimit >= .zero else { throw ConfigurationError("the view change pause limit cannot be negative") }
         guard restartCarryGrace >= .zero else { throw ConfigurationError("the restart carry grace cannot be negative") }
         guard maximumTableSlots >= 0 else { throw ConfigurationError("maximum table slots cannot be negative") }
         guard maximumStreams >= 1 else { throw ConfigurationError("maximum streams must be at least 1") }

@@ -188,6 +188,13 @@ package final class ProtocolNode {
     /// Per region where this node is a partition member, not its leader: when to probe
     /// the leader if no token comes before (see `watchLeaders`).
     @exclusivity(unchecked) var leaderWatch: [RegionID: Instant] = [:]
+    // Reconfiguration (see `ViewChangePause`).
+    /// Regions whose multicast and recovery wait for a new view to be installed everywhere.
+    @exclusivity(unchecked) var viewChangePauses: [RegionID: ViewChangePauseState] = [:]
+    /// Per region: the last view known to be installed by every member.
+    @exclusivity(unchecked) var settledView: [RegionID: UInt64] = [:]
+    /// Per led partition: the last view a round of it completed in.
+    @exclusivity(unchecked) var partitionSettledView: [RegionID: UInt64] = [:]
 
     enum ControlItem {
         /// `contribute`: add this node's state as the token leaves (members do; a leader
@@ -204,6 +211,10 @@ package final class ProtocolNode {
 
     struct LeaderRound {
         var round: UInt64 = 0
+        /// When this ring's current view was installed here, and the last view whose
+        /// rounds have said it is installed everywhere (see `ViewChangePause`).
+        var viewSince = Instant.zero
+        var announcedSettledView: UInt64 = 0
         var inProgress = false
         var startedAt = Instant.zero
         var nextStart = Instant.zero
@@ -345,6 +356,8 @@ package final class ProtocolNode {
         let previousGroups = groups
         groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
         updatePublishTargets()
+        settledView = settledView.filter { next[$0.key] != nil }
+        partitionSettledView = partitionSettledView.filter { next[$0.key] != nil }
         for region in regions.values {
             if leadsPartition(region), partitionRounds[region.id] == nil {
                 partitionRounds[region.id] = LeaderRound(nextStart: now)
@@ -363,6 +376,7 @@ package final class ProtocolNode {
                 regionRounds[region.id]?.inProgress = false
             }
         }
+        pauseForViewChanges(previous: previous)
         // Regions a sender's messages are waiting on that no longer exist: nobody is left
         // to acknowledge there (section 4.3.7, item 5). Their messages are carried into
         // the group's new regions, or kept until the group is back in view.
@@ -568,7 +582,8 @@ package final class ProtocolNode {
 
     /// Whether the link should pull: something is waiting to be built and sent.
     package var hasOutput: Bool {
-        !tokenPartsOut.isEmpty || !control.isEmpty || !retransmissions.isEmpty || !hybridHeadersOut.isEmpty || !sendQueue.isEmpty
+        !tokenPartsOut.isEmpty || !control.isEmpty || !retransmissions.isEmpty || !hybridHeadersOut.isEmpty
+            || sendQueue.first.map { !headWaitsForViewChange($0) } ?? false
     }
 
     /// Builds the next datagram, freshest state first: control, then retransmissions,
@@ -695,7 +710,7 @@ package final class ProtocolNode {
     /// The next fragment of the oldest queued message, numbered in its region's sequence.
     func nextDataDatagram() -> ProtocolDatagram? {
         // The head stays queued until its last transmission has gone.
-        guard let message = sendQueue.first else { return nil }
+        guard let message = sendQueue.first, !headWaitsForViewChange(message) else { return nil }
         if message.hybrid { return nextHybridDatagram(message) }
         let reference = message.regions[message.regionCursor]
         let packet = numberFragment(message, fragment: UInt16(message.fragmentCursor), in: reference)

@@ -96,11 +96,18 @@ struct TokenPacket: Equatable {
     /// tokens: see `ProtocolConfiguration.redundantTokenRounds`). Members act on one
     /// copy and drop the rest (`duplicateTokensDropped`).
     var copies: UInt8 = 1
+    /// Whether the ring's view is installed everywhere (see `ViewChangePause`). On a
+    /// region token, the low 15 bits count the partitions whose leader has completed a
+    /// round of its partition in this view, as the token passes them; on either kind,
+    /// `settledFlag` says the region leader found every partition had.
+    var settled: UInt16 = 0
 }
 
 extension TokenPacket {
+    /// `settled`'s bit for "the whole region has installed this view".
+    static let settledFlag: UInt16 = 0x8000
     /// Bytes of a token datagram before its records, and of each record.
-    static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 1 + 2
+    static let headerBytes = 1 + 8 + 8 + 4 + 8 + 8 + 2 + 2 + 1 + 2 + 2
     static let recordBytes = 8 + 8 + 8 + 8 + 4 + 8 + 8
 
     /// How many records fit in one datagram of at most `packetBytes`.
@@ -241,6 +248,7 @@ extension ProtocolPacket {
             e.write(t.part)
             e.write(t.parts)
             e.write(t.copies)
+            e.write(t.settled)
             e.write(UInt16(t.records.count))
             for r in t.records {
                 e.write(r.sender.value)
@@ -340,6 +348,7 @@ extension ProtocolPacket {
             guard parts >= 1, part < parts else { throw .malformed(reason: "token part \(part) of \(parts)", offset: r.offset) }
             let copies = try r.readUInt8()
             guard (1...TokenPacket.maximumCopies).contains(copies) else { throw .malformed(reason: "token copies \(copies)", offset: r.offset) }
+            let settled = try r.readUInt16()
             let count = Int(try r.readUInt16())
             guard count * TokenPacket.recordBytes <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
             var records: [TokenRecord] = []
@@ -351,7 +360,8 @@ extension ProtocolPacket {
                                            lackTo: try r.readUInt64()))
             }
             self = .token(TokenPacket(kind: kind, region: region, regionView: regionView, partition: partition, round: round,
-                                      startedAt: startedAt, records: records, part: part, parts: parts, copies: copies))
+                                      startedAt: startedAt, records: records, part: part, parts: parts, copies: copies,
+                                      settled: settled))
         case .hybridData:
             let sender = NodeID(try r.readUInt64())
             let count = Int(try r.readUInt16())

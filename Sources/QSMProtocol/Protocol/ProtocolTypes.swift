@@ -161,6 +161,13 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Tokens of a region view this node had not installed yet, held until it was (and
     /// then acted on, or dropped as stale if another view came instead).
     public var tokensHeldForView = 0
+    /// Pauses of multicast and recovery in a region for a new view (see
+    /// `ProtocolConfiguration.viewChangePauseLimit`), those that ran out rather than
+    /// ending when the rings said the view was installed everywhere, and their total
+    /// length.
+    public var viewChangePauses = 0
+    public var viewChangePausesTimedOut = 0
+    public var viewChangePauseNanoseconds: Int64 = 0
     /// Redundant token copies sent (a ring that lost a token sends each hop twice for a
     /// while), and copies received of a token this node had already acted on.
     public var redundantTokensSent = 0

@@ -78,7 +78,7 @@ extension ProtocolNode {
     /// A partition round came back: every sender's run that the whole partition lacks is
     /// asked for once, by multicast, from the sender (not again within a retry interval).
     func askForPartitionLoss(_ records: [TokenRecord], ringLength: Int, in region: RegionView) {
-        guard configuration.aggregatesRepairs, ringLength > 1, !recoverySuspended else { return }
+        guard configuration.aggregatesRepairs, ringLength > 1, !recoverySuspended, !isPausedForViewChange(region.id) else { return }
         for record in records where record.coverage >= UInt32(ringLength) {
             guard let run = record.lackRun, record.sender != id, !departed.contains(record.sender),
                   run.upperBound - run.lowerBound < UInt64(configuration.recoveryRequestsPerRound) else { continue }

@@ -29,6 +29,7 @@ extension ProtocolNode {
         if let hold = restartHoldUntil { deadline = min(deadline ?? hold, hold) }
         if let watch = nextLeaderWatch { deadline = min(deadline ?? watch, watch) }
         if let check = nextRecoveryCheck { deadline = min(deadline ?? check, check) }
+        if let pause = nextPauseDeadline { deadline = min(deadline ?? pause, pause) }
         return deadline
     }
 
@@ -59,6 +60,7 @@ extension ProtocolNode {
         if let hold = restartHoldUntil, now >= hold { endRestartHold() }
         if !debtQueries.isEmpty { askViewStarts() }
         watchLeaders()
+        endOverduePauses()
         if let check = nextRecoveryCheck, now >= check { recoverBetweenVisits() }
         // An idle sender with unacknowledged messages tells its regions how far it got:
         // at the busy pace at first, then less and less often while it has sent nothing
@@ -255,12 +257,14 @@ extension ProtocolNode {
         round.ringLength = ring.count
         let copies = round.copies
         round.redundantRounds = max(0, round.redundantRounds - 1)
+        let stamp = settledStamp(&round, region)
         partitionRounds[region.id] = round
         learnAndRecover(from: [], in: region)
         let token = TokenPacket(kind: .partitionToken, region: region.id, regionView: region.viewNumber,
                                 partition: UInt32(index), round: round.round, startedAt: now.nanoseconds,
                                 records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]),
-                                copies: copies)
+                                copies: copies,
+                                settled: stamp)
         if ring.count == 1 {
             completePartitionRound(token, region)
         } else {
@@ -294,6 +298,8 @@ extension ProtocolNode {
     func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
         var token = received
+        // Back at the leader in this view: every member has installed it.
+        partitionSettledView[region.id] = region.viewNumber
         mergeOwnState(into: &token)
         if ring.count > 1 {
             countRoundTrip(since: round.startedAt)
@@ -325,6 +331,7 @@ extension ProtocolNode {
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
             ringBytes: ringBytes(length: ring.count, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
+        keepBusyWhileSettling(&round, region)
         partitionRounds[region.id] = round
         // A region of one partition: its region ring is this leader alone, and the
         // aggregate just made is all it would combine. Combining it now, rather than at
@@ -351,11 +358,13 @@ extension ProtocolNode {
         round.ringLength = region.partitions.count
         let copies = round.copies
         round.redundantRounds = max(0, round.redundantRounds - 1)
+        let stamp = settledStamp(&round, region)
         regionRounds[region.id] = round
         let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
                                 round: round.round, startedAt: now.nanoseconds,
                                 records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]),
-                                copies: copies)
+                                copies: copies,
+                                settled: stamp)
         let ring = regionRing(region)
         if ring.count == 1 {
             completeRegionRound(token, region)
@@ -405,6 +414,14 @@ extension ProtocolNode {
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
             ringBytes: ringBytes(length: ringLength, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
+        // Every partition had a round in this view: the view is in everywhere, and the
+        // rounds that follow say so.
+        if settledView[region.id] != region.viewNumber,
+           Int(token.settled & ~TokenPacket.settledFlag) >= region.partitions.count {
+            viewSettled(region)
+            round.nextStart = now
+        }
+        keepBusyWhileSettling(&round, region)
         regionRounds[region.id] = round
     }
 
@@ -448,6 +465,7 @@ extension ProtocolNode {
                 completePartitionRound(token, region)
             } else {
                 heardFromLeader(region)
+                learnSettled(from: token, region)
                 learnAndRecover(from: token.records, in: region)
                 control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
@@ -465,6 +483,7 @@ extension ProtocolNode {
                     statistics.staleTokensDropped += 1
                     return
                 }
+                learnSettled(from: token, region)
                 learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
                 // Stability the region leader announced: pass it on to this partition.
                 for record in token.records where record.stable > 0 {
@@ -480,6 +499,7 @@ extension ProtocolNode {
     /// its own streams; for a region token, its partition's last aggregate.
     func mergeOwnState(into token: inout TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else { return }
+        stampSettled(&token, region)
         var index: [NodeID: Int] = [:]
         for (position, record) in token.records.enumerated() { index[record.sender] = position }
         if token.kind == .partitionToken {

@@ -164,6 +164,8 @@ enum RunJSON {
             ("repair_requests_absorbed", "\(report.repairRequestsAbsorbed)"),
             ("partition_repairs_asked", "\(report.partitionRepairsAsked)"),
             ("token_timeouts", "\(report.tokenTimeouts)"),
+            ("view_change_pauses", "\(report.viewChangePauses)"),
+            ("view_change_pauses_timed_out", "\(report.viewChangePausesTimedOut)"),
             ("messages_carried", "\(report.messagesCarried)"),
             ("duplicate_packets_received", "\(report.duplicatePacketsReceived)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),

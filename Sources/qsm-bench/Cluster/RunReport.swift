@@ -287,6 +287,11 @@ struct RunReport {
     var partitionRepairsAsked: Int { live.map { $0.int("partition_repairs") ?? 0 }.reduce(0, +) }
     var tokenTimeouts: Int { (senderResults + live).map { $0.int("token_timeouts") ?? 0 }.reduce(0, +) }
 
+    /// Pauses of multicast and recovery for a new region view (`ViewChangePause`), over
+    /// every node, and those that ran out at the limit instead of ending by the rings.
+    var viewChangePauses: Int { (senderResults + live).map { $0.int("view_change_pauses") ?? 0 }.reduce(0, +) }
+    var viewChangePausesTimedOut: Int { (senderResults + live).map { $0.int("view_change_pauses_timed_out") ?? 0 }.reduce(0, +) }
+
     /// Unacknowledged messages the senders carried into the regions their groups'
     /// members moved to (lossless reconfiguration: a GMS restart, churn).
     var messagesCarried: Int { senderResults.map { $0.int("carried") ?? 0 }.reduce(0, +) }
