@@ -68,6 +68,12 @@ package struct SimulationResult: Sendable {
     package var partitionRepairsAsked = 0
     package var multicastRepairs = 0
     package var repairRequestsAbsorbed = 0
+    /// Pauses for a new region view (`ViewChangePause`) at every node, and those that
+    /// ran out at the limit rather than ending when the rings said the view was in.
+    package var viewChangePauses = 0
+    package var viewChangePausesTimedOut = 0
+    /// Their mean length (of those that ended).
+    package var viewChangePauseMillisecondsMean = 0.0
     /// The mean round trip of partition rings and of region rings (0: none went round).
     package var partitionRoundMillisecondsMean = 0.0
     package var regionRoundMillisecondsMean = 0.0

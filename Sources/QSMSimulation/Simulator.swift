@@ -585,7 +585,7 @@ package final class Simulator {
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
         var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0, suspects = 0
-        var partitionRepairs = 0, multicastRepairs = 0, absorbed = 0
+        var partitionRepairs = 0, multicastRepairs = 0, absorbed = 0, pauses = 0, pausesTimedOut = 0, pauseTime: Int64 = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
             tokenRounds += s.tokenRounds
@@ -610,6 +610,9 @@ package final class Simulator {
             partitionRepairs += s.partitionRepairsAsked
             multicastRepairs += s.multicastRepairs
             absorbed += s.repairRequestsAbsorbed
+            pauses += s.viewChangePauses
+            pausesTimedOut += s.viewChangePausesTimedOut
+            pauseTime += s.viewChangePauseNanoseconds
             timeouts += s.tokenTimeouts
             published += s.published
             oversized += node.machine.statistics.droppedOversized
@@ -651,6 +654,8 @@ package final class Simulator {
             suspicionExclusions: service?.statistics.suspicionExclusions ?? 0,
             regionWideDropped: regionWideDropped, partitionRepairsAsked: partitionRepairs,
             multicastRepairs: multicastRepairs, repairRequestsAbsorbed: absorbed,
+            viewChangePauses: pauses, viewChangePausesTimedOut: pausesTimedOut,
+            viewChangePauseMillisecondsMean: pauses == 0 ? 0 : Double(pauseTime) / Double(pauses) / 1e6,
             partitionRoundMillisecondsMean: tokenRounds > regionRounds
                 ? Double(tokenTime - regionTime) / Double(tokenRounds - regionRounds) / 1e6 : 0,
             regionRoundMillisecondsMean: regionRounds == 0 ? 0 : Double(regionTime) / Double(regionRounds) / 1e6)

@@ -269,6 +269,8 @@ enum SimulateCommand {
             ("max_token_records", "\(result.maximumTokenRecords)"),
             ("region_wide_dropped", "\(result.regionWideDropped)"), ("partition_repairs_asked", "\(result.partitionRepairsAsked)"),
             ("multicast_repairs", "\(result.multicastRepairs)"), ("repair_requests_absorbed", "\(result.repairRequestsAbsorbed)"),
+            ("view_change_pauses", "\(result.viewChangePauses)"), ("view_change_pauses_timed_out", "\(result.viewChangePausesTimedOut)"),
+            ("view_change_pause_ms_mean", f(result.viewChangePauseMillisecondsMean)),
             ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
             ("corrupted", "\(result.corruptedDatagrams)"), ("unauthenticated_dropped", "\(result.unauthenticatedDropped)"),
             ("replay_dropped", "\(result.replayDropped)"), ("too_old_dropped", "\(result.tooOldDropped)"),
