@@ -179,6 +179,38 @@ import Testing
         #expect(node.statistics.abandonedUnanswered == 0)
     }
 
+    /// The last resort: a gap of a departed sender that a possible holder never answers
+    /// about is skipped after `skipAfterAttempts` backed-off asks, and counted apart
+    /// (`abandonedUnanswered`): survivor agreement is not assured for it.
+    @Test func aGapNobodyAnswersForIsSkippedAtTheLastResortAndCounted() throws {
+        let node = try Self.node(1)
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3], publishers: [5])], now: Self.ms(1))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 1), now: Self.ms(2))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 3), now: Self.ms(2))
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3], publishers: [])], now: Self.ms(3))
+        #expect(node.takeDelivery()?.groupSequence == 1)
+        let region = node.regions[Self.region]!
+        var time: Int64 = 10
+        var asks = 0
+        var delivered: UInt64?
+        // Nodes 2 and 3 never answer; visits every 10 ms (the backoff needs running time).
+        while delivered == nil, time < 60_000 {
+            time += 10
+            node.inputCaughtUp(now: Self.ms(time))
+            node.learnAndRecover(from: [], in: region)
+            for (_, packet) in try Self.drain(node, now: Self.ms(time)) {
+                if case .request(let request) = packet, request.sequences.contains(2) { asks += 1 }
+            }
+            delivered = node.takeDelivery()?.groupSequence
+        }
+        #expect(delivered == 3)
+        #expect(asks >= ProtocolNode.skipAfterAttempts)
+        #expect(node.statistics.abandonedAfterSenderLeft == 1)
+        #expect(node.statistics.abandonedUnanswered == 1)
+    }
+
     /// Asked for a departed sender's packets it does not hold, a member says so when it is
     /// sure (it delivered past them without a copy); what it holds it sends. With survivor
     /// agreement it holds every packet it received until stable, not only its
