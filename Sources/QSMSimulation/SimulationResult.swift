@@ -74,7 +74,11 @@ package struct SimulationResult: Sendable {
     package var viewChangePausesTimedOut = 0
     /// Their mean length (of those that ended).
     package var viewChangePauseMillisecondsMean = 0.0
-    /// The mean round trip of partition rings and of region rings (0: none went round).
+    /// The mean round trip of partition rings, of the leader rings between them and the
+    /// region ring in large regions, and of region rings (0: none went round).
     package var partitionRoundMillisecondsMean = 0.0
+    package var leaderRoundMillisecondsMean = 0.0
     package var regionRoundMillisecondsMean = 0.0
+    /// Levels of token rings in the deepest region (2: partitions and the region ring).
+    package var ringLevels = 0
 }

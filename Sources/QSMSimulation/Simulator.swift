@@ -580,7 +580,7 @@ package final class Simulator {
 
     func result() -> SimulationResult {
         var tokenRounds = 0, tokenTime: Int64 = 0, acknowledged = 0, ackTime: Int64 = 0
-        var regionRounds = 0, regionTime: Int64 = 0
+        var regionRounds = 0, regionTime: Int64 = 0, leaderRounds = 0, leaderTime: Int64 = 0, ringLevels = 0
         var recoveries = LatencyHistogram()
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
@@ -592,6 +592,9 @@ package final class Simulator {
             tokenTime += s.tokenRoundTripNanoseconds
             regionRounds += s.regionTokenRounds
             regionTime += s.regionTokenRoundTripNanoseconds
+            leaderRounds += s.leaderTokenRounds
+            leaderTime += s.leaderTokenRoundTripNanoseconds
+            ringLevels = max(ringLevels, node.machine.protocolNode.ringLevels)
             acknowledged += s.acknowledged
             ackTime += s.acknowledgementLatencyNanoseconds
             recoveries.merge(s.recoveryMicroseconds)
@@ -656,8 +659,10 @@ package final class Simulator {
             multicastRepairs: multicastRepairs, repairRequestsAbsorbed: absorbed,
             viewChangePauses: pauses, viewChangePausesTimedOut: pausesTimedOut,
             viewChangePauseMillisecondsMean: pauses == 0 ? 0 : Double(pauseTime) / Double(pauses) / 1e6,
-            partitionRoundMillisecondsMean: tokenRounds > regionRounds
-                ? Double(tokenTime - regionTime) / Double(tokenRounds - regionRounds) / 1e6 : 0,
-            regionRoundMillisecondsMean: regionRounds == 0 ? 0 : Double(regionTime) / Double(regionRounds) / 1e6)
+            partitionRoundMillisecondsMean: tokenRounds > regionRounds + leaderRounds
+                ? Double(tokenTime - regionTime - leaderTime) / Double(tokenRounds - regionRounds - leaderRounds) / 1e6 : 0,
+            leaderRoundMillisecondsMean: leaderRounds == 0 ? 0 : Double(leaderTime) / Double(leaderRounds) / 1e6,
+            regionRoundMillisecondsMean: regionRounds == 0 ? 0 : Double(regionTime) / Double(regionRounds) / 1e6,
+            ringLevels: ringLevels)
     }
 }

@@ -88,6 +88,13 @@ public struct ProtocolConfiguration: Sendable {
     /// there until every member has installed it (its rings say so), for at most this
     /// long (see `ViewChangePause`); zero: no pause.
     public var viewChangePauseLimit: Duration = .milliseconds(200)
+    /// The most partition leaders on one ring (see `LeaderHierarchy`). A region with
+    /// more partitions than this puts its partition leaders on rings of at most this
+    /// many, their leaders on rings of their own, and so on up to one region ring: a
+    /// round's information reaches the region leader in time that grows with the log of
+    /// the region's size, not with its size. Zero: one ring of every partition leader,
+    /// whatever the region's size (two levels, as the seed has it).
+    public var leaderRingFanout = 32
     /// Pull attempts at caching peers before a node asks the sender itself.
     public var peerAttemptsBeforeSender = 2
     /// Out-of-order packets held per node awaiting a gap repair.
@@ -171,6 +178,9 @@ public struct ProtocolConfiguration: Sendable {
         }
         guard suspectAfterTimeouts >= 0, suspectAfter >= .zero else {
             throw ConfigurationError("suspicion settings cannot be negative")
+        }
+        guard leaderRingFanout == 0 || leaderRingFanout >= 2 else {
+            throw ConfigurationError("the leader ring fanout must be 0 (one ring) or at least 2, got \(leaderRingFanout)")
         }
         guard viewChangePauseLimit >= .zero else { throw ConfigurationError("the view change pause limit cannot be negative") }
         guard restartCarryGrace >= .zero else { throw ConfigurationError("the restart carry grace cannot be negative") }

@@ -162,6 +162,8 @@ package final class ProtocolNode {
     /// Each region's rings, for the view they were built from (see `partitionRing`).
     @exclusivity(unchecked) var rings: [RegionID: RegionRings] = [:]
     @exclusivity(unchecked) var regionRounds: [RegionID: LeaderRound] = [:]
+    /// The leader rings this node leads below each region ring, by level.
+    @exclusivity(unchecked) var leaderRounds: [RegionID: [Int: LeaderRingState]] = [:]
     /// Each led partition's last completed round, and whether each record covered all.
     @exclusivity(unchecked) var partitionAggregate: [RegionID: [NodeID: (record: TokenRecord, complete: Bool)]] = [:]
     /// Nodes that left a view of one of this node's regions (crashed, or moved away).
@@ -319,6 +321,7 @@ package final class ProtocolNode {
             outOfOrderTotal = streams.values.reduce(0) { $0 + $1.outOfOrder.count }
             partitionRounds[gone] = nil
             regionRounds[gone] = nil
+            leaderRounds[gone] = nil
             partitionAggregate[gone] = nil
             tokenAssembly = tokenAssembly.filter { $0.key.region != gone }
             tokensHandled = tokensHandled.filter { $0.key.region != gone }
@@ -375,6 +378,7 @@ package final class ProtocolNode {
                 partitionRounds[region.id]?.inProgress = false
                 regionRounds[region.id]?.inProgress = false
             }
+            updateLeaderRounds(region, newView: previous[region.id]?.viewNumber != region.viewNumber)
         }
         pauseForViewChanges(previous: previous)
         // Regions a sender's messages are waiting on that no longer exist: nobody is left
@@ -871,10 +875,20 @@ package final class ProtocolNode {
 }
 
 
-/// A region view's token rings as this node sees them: its partition's (leader first)
-/// and the ring of partition leaders (region leader first).
+/// A region view's token rings as this node sees them: its partition's (leader first),
+/// the leader rings it is on below the region ring (see `LeaderHierarchy`), and the
+/// region ring (region leader first).
 struct RegionRings {
     var view: UInt64
     var partition: (index: Int, members: [NodeID])?
+    /// The region ring: every partition leader in a region of at most
+    /// `leaderRingFanout` partitions, else the leaders of the top level's rings.
     var leaders: [NodeID]
+    /// The rings below the region ring this node is on, lowest level first.
+    var levels: [LeaderRing] = []
+    /// Levels of leader rings, the region ring's included (1: the seed's two levels).
+    var depth = 1
+    /// Each level's share of the token budget, partition rings first, the region ring
+    /// last (see `LeaderHierarchy.budgetHops`).
+    var budgetHops: [Double] = [1, 1]
 }

@@ -222,6 +222,12 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var regionTokenRounds = 0
     /// See `regionTokenRounds`.
     public var regionTokenRoundTripNanoseconds: Int64 = 0
+    /// Of `tokenRounds`, those of the rings between the partition leaders and the region
+    /// ring in a large region (see `ProtocolConfiguration.leaderRingFanout`), and their
+    /// total round-trip time.
+    public var leaderTokenRounds = 0
+    /// See `leaderTokenRounds`.
+    public var leaderTokenRoundTripNanoseconds: Int64 = 0
     /// Rounds this node led whose token did not come back in time (lost, or held by a
     /// frozen or failed member), given up and restarted.
     public var tokenTimeouts = 0

@@ -22,6 +22,7 @@ extension ProtocolNode {
         }
         partitionRounds.values.forEach(consider)
         regionRounds.values.forEach(consider)
+        if let leaders = nextLeaderRoundDeadline { deadline = min(deadline ?? leaders, leaders) }
         if unacknowledgedMessages > 0 && sendQueue.isEmpty {
             deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
         }
@@ -87,6 +88,7 @@ extension ProtocolNode {
             if outstanding, let ring = partitionRing(region) { probeAfterTimeout(region: regionID, ring: ring.members) }
             startPartitionRound(region)
         }
+        tickLeaderRounds()
         for regionID in regionRounds.keys.sorted() {
             guard var round = regionRounds[regionID] else { continue }
             let outstanding = round.inProgress
@@ -140,6 +142,7 @@ extension ProtocolNode {
             round.nextStart = soon
             regionRounds[region] = round
         }
+        quickenLeaderRounds(region, by: soon, idleOnly: true)
     }
 
     /// The next interval for a round that just completed: paced to the region's arrival
@@ -152,13 +155,13 @@ extension ProtocolNode {
     /// pace. Under loss at every receiver that feedback collapsed throughput to a few
     /// thousand messages a second.
     ///
-    /// In a large region the rings' own cost sets a floor too: a round costs every ring
-    /// member a token (`ringBytes` in all), and the region's `shares` rings (its
-    /// partitions' and the leaders') together may cost at most `tokenBytesPerDataByte`
-    /// of the data arriving. At 1,000 members and 1,000 messages a second, rounds every
-    /// 20 ms cost several bytes of tokens per byte of data; spaced by the budget, a
-    /// fraction of one.
-    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, ringBytes: Int, shares: Int) -> Int64 {
+    /// In a large region the rings' own cost sets a floor too: the rings of the region,
+    /// each sending a token of about `hopBytes` per member a round, may together cost at
+    /// most `tokenBytesPerDataByte` of the data arriving. At 1,000 members and 1,000
+    /// messages a second, rounds every 20 ms cost several bytes of tokens per byte of
+    /// data; spaced by the budget, a fraction of one. How the budget is shared between
+    /// the levels of rings is `RegionRings.budgetHops`: `hops` is this ring's level's.
+    func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, hopBytes: Int, hops: Double) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
         let ceiling = configuration.idleTokenInterval.totalNanoseconds
         settleArrivals()
@@ -182,7 +185,7 @@ extension ProtocolNode {
         if !measured {
             round.budgetNanoseconds = 0
         } else if bytes > 0 && elapsed > 0 {
-            let interval = Double(ringBytes) * Double(shares) * Double(elapsed) / (configuration.tokenBytesPerDataByte * Double(bytes))
+            let interval = Double(hopBytes) * Double(hops) * Double(elapsed) / (configuration.tokenBytesPerDataByte * Double(bytes))
             round.budgetNanoseconds = Int64(min(interval, Double(ceiling)))
         }
         let budget = round.budgetNanoseconds
@@ -204,9 +207,9 @@ extension ProtocolNode {
         return round.paceNanoseconds
     }
 
-    /// The bytes one round of a ring sends: a token per hop, with `records` records.
-    func ringBytes(length: Int, records: Int) -> Int {
-        length * (TokenPacket.headerBytes + records * TokenPacket.recordBytes)
+    /// The bytes one hop of a token with `records` records sends, in `copies` copies.
+    func hopBytes(records: Int, copies: UInt8) -> Int {
+        (TokenPacket.headerBytes + records * TokenPacket.recordBytes) * Int(copies)
     }
 
     /// The slowest pace, in busy intervals, of a round with unstable data to settle.
@@ -229,8 +232,8 @@ extension ProtocolNode {
         return built.leaders
     }
 
-    /// Both rings of a region view, built once per view (every token used to build them
-    /// anew: arrays allocated per round).
+    /// Every ring of a region view this node is on, built once per view (every token
+    /// used to build them anew: arrays allocated per round).
     private func buildRings(_ region: RegionView) -> RegionRings {
         var partition: (index: Int, members: [NodeID])?
         if let index = region.partitions.firstIndex(where: { $0.members.contains(id) }) {
@@ -239,7 +242,10 @@ extension ProtocolNode {
         }
         let leaders = region.partitions.map(\.leader)
         let ring = leaders.firstIndex(of: region.regionLeader).map { Array(leaders[$0...] + leaders[..<$0]) } ?? leaders
-        return RegionRings(view: region.viewNumber, partition: partition, leaders: ring)
+        let hierarchy = LeaderHierarchy.build(leaders: ring, fanout: configuration.leaderRingFanout, member: id)
+        return RegionRings(view: region.viewNumber, partition: partition, leaders: hierarchy.top, levels: hierarchy.levels,
+                           depth: hierarchy.depth,
+                           budgetHops: LeaderHierarchy.budgetHops(levelHops: [region.members.count] + hierarchy.levelHops))
     }
 
     func next(after node: NodeID, in ring: [NodeID]) -> NodeID {
@@ -330,7 +336,7 @@ extension ProtocolNode {
         let repairing = aggregate.values.contains { $0.record.maximumSeen > $0.record.contiguous && $0.record.contiguous != .max }
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
-            ringBytes: ringBytes(length: ring.count, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
+            hopBytes: hopBytes(records: token.records.count, copies: token.copies), hops: regionRings(region).budgetHops[0]))
         keepBusyWhileSettling(&round, region)
         partitionRounds[region.id] = round
         // A region of one partition: its region ring is this leader alone, and the
@@ -355,17 +361,18 @@ extension ProtocolNode {
         round.round += 1
         round.inProgress = true
         round.startedAt = now
-        round.ringLength = region.partitions.count
+        let rings = regionRings(region)
+        round.ringLength = rings.leaders.count
         let copies = round.copies
         round.redundantRounds = max(0, round.redundantRounds - 1)
         let stamp = settledStamp(&round, region)
         regionRounds[region.id] = round
         let token = TokenPacket(kind: .regionToken, region: region.id, regionView: region.viewNumber, partition: 0,
                                 round: round.round, startedAt: now.nanoseconds,
-                                records: informationRecords(region.id, aggregate: partitionAggregate[region.id] ?? [:]),
+                                records: informationRecords(region.id, aggregate: lowerAggregate(region.id, level: rings.depth)),
                                 copies: copies,
                                 settled: stamp)
-        let ring = regionRing(region)
+        let ring = rings.leaders
         if ring.count == 1 {
             completeRegionRound(token, region)
         } else {
@@ -393,8 +400,9 @@ extension ProtocolNode {
             active = true
             if record.contiguous != .max, record.maximumSeen > record.contiguous { repairing = true }
             let previous = lastAcknowledged[region.id]?[record.sender] ?? 0
-            if record.coverage >= UInt32(region.partitions.count), record.contiguous != .max, record.contiguous > previous {
-                // Everyone has everything up to here: stable, acknowledged, announced.
+            if record.coverage >= UInt32(ringLength), record.contiguous != .max, record.contiguous > previous {
+                // Everyone has everything up to here: stable, acknowledged, announced
+                // (every member of the region ring reported for all it stands for).
                 let stable = record.contiguous
                 pending[record.sender] = (stable, 2)
                 lastAcknowledged[region.id, default: [:]][record.sender] = stable
@@ -413,7 +421,7 @@ extension ProtocolNode {
         round.busy = active || !pending.isEmpty
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
-            ringBytes: ringBytes(length: ringLength, records: token.records.count) * Int(token.copies), shares: region.partitions.count + 1))
+            hopBytes: hopBytes(records: token.records.count, copies: token.copies), hops: regionRings(region).budgetHops[regionRings(region).depth]))
         // Every partition had a round in this view: the view is in everywhere, and the
         // rounds that follow say so.
         if settledView[region.id] != region.viewNumber,
@@ -470,14 +478,25 @@ extension ProtocolNode {
                 control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
         } else {
-            let ring = regionRing(region)
-            if region.regionLeader == id {
-                guard let round = regionRounds[region.id], round.inProgress, round.round == token.round else {
+            // The region ring, or one of the leader rings below it.
+            let rings = regionRings(region)
+            guard let level = tokenLevel(token, rings) else {
+                statistics.staleTokensDropped += 1
+                return
+            }
+            let ring = leaderRing(at: level, rings)
+            if level == rings.depth ? region.regionLeader == id : ring.first == id {
+                let round = level == rings.depth ? regionRounds[region.id] : leaderRounds[region.id]?[level]?.round
+                guard let round, round.inProgress, round.round == token.round else {
                     statistics.staleTokensDropped += 1
                     return
                 }
                 learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
-                completeRegionRound(token, region)
+                if level == rings.depth {
+                    completeRegionRound(token, region)
+                } else {
+                    completeLeaderRound(token, region, level: level)
+                }
             } else {
                 guard ring.contains(id) else {
                     statistics.staleTokensDropped += 1
@@ -485,7 +504,8 @@ extension ProtocolNode {
                 }
                 learnSettled(from: token, region)
                 learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
-                // Stability the region leader announced: pass it on to this partition.
+                // Stability the region leader announced: pass it on to this partition
+                // (and to the ring this node leads below, if any).
                 for record in token.records where record.stable > 0 {
                     announcements[region.id, default: [:]][record.sender] = (record.stable, 2)
                     streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
@@ -536,7 +556,8 @@ extension ProtocolNode {
                 token.records.append(record)
             }
         } else {
-            for (sender, entry) in (partitionAggregate[region.id] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let level = tokenLevel(token, regionRings(region)) else { return }
+            for (sender, entry) in lowerAggregate(region.id, level: level).sorted(by: { $0.key < $1.key }) {
                 if let position = index[sender] {
                     token.records[position].maximumSeen = max(token.records[position].maximumSeen, entry.record.maximumSeen)
                     if entry.complete {

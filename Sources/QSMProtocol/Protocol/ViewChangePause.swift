@@ -36,6 +36,7 @@ extension ProtocolNode {
             partitionRounds[region.id]?.viewSince = now
             regionRounds[region.id]?.nextStart = now
             regionRounds[region.id]?.viewSince = now
+            restartLeaderRoundsForView(region.id)
         }
         for id in Array(viewChangePauses.keys) where regions[id] == nil { viewChangePauses[id] = nil }
     }
@@ -63,6 +64,8 @@ extension ProtocolNode {
             round.nextStart = min(round.nextStart, now)
             partitionRounds[region.id] = round
         }
+        // And a leader of leaders, the rings it leads.
+        quickenLeaderRounds(region.id, by: now, idleOnly: false)
         guard let pause = viewChangePauses[region.id], pause.view <= region.viewNumber else { return }
         endPause(region.id, pause)
     }
@@ -105,14 +108,16 @@ extension ProtocolNode {
     }
 
     /// What a token leaving this node says of its view: a partition leader counts its
-    /// partition on a region token once a round of it completed in this view, and any
-    /// leader passes on that the whole region is settled.
+    /// partition on a region token once a round of it completed in this view (a leader
+    /// of leaders, the partitions its ring one level down last counted: see
+    /// `LeaderHierarchy`), and any leader passes on that the whole region is settled.
     func stampSettled(_ token: inout TokenPacket, _ region: RegionView) {
         if settledView[region.id] == region.viewNumber { token.settled |= TokenPacket.settledFlag }
-        if token.kind == .regionToken, partitionSettledView[region.id] == region.viewNumber,
-           token.settled & ~TokenPacket.settledFlag < ~TokenPacket.settledFlag {
-            token.settled += 1
-        }
+        guard token.kind == .regionToken, let level = tokenLevel(token, regionRings(region)) else { return }
+        let added = lowerSettledPartitions(region, level: level)
+        guard added > 0 else { return }
+        let count = min(Int(token.settled & ~TokenPacket.settledFlag) + added, Int(~TokenPacket.settledFlag))
+        token.settled = token.settled & TokenPacket.settledFlag | UInt16(count)
     }
 
     /// A token of this node's view of `region` arrived: it may say the view is settled.
