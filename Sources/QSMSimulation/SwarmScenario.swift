@@ -118,12 +118,19 @@ package enum SwarmScenario {
                 faults.append("data path of \(s.dataPathCut!.nodes) cut for \(Int(length * 1000)) ms")
             }
         }
+        // Rings of leaders of leaders (`LeaderHierarchy`): a swarm region has too few
+        // partitions for the default fanout, so half the seeds take a small one. From a
+        // stream of its own, like bundling.
+        var ringDraw = SplitMix64(seed: seed ^ 0x1EAD_0000)
+        let fanout = [0, 0, 2, 3][Int(ringDraw.next() % 4)]
+        if fanout > 0 { s.protocolConfiguration.leaderRingFanout = fanout }
         let shape = "\(s.nodes) nodes, \(s.groups) group\(s.groups == 1 ? "" : "s")"
             + (s.overlap == .perfect ? "" : " irregular") + (s.regionMode == .hierarchies ? " (hierarchies)" : "")
             + ", \(s.senders) sender\(s.senders == 1 ? "" : "s")\(s.sendersOutsideGroups ? " outside" : "")"
             + " at \(Int(s.rate))/s of \(s.messageBytes) B for \(Int(s.seconds * 10) / 10) s"
             + (s.encrypted ? ", encrypted" : s.authenticated ? ", authenticated" : "") + (s.maximumDatagramBytes < 8_192 ? ", datagrams <= \(s.maximumDatagramBytes) B" : "")
             + (s.bundleBytes == 0 ? ", unbundled" : s.bundleBytes == 1_472 ? "" : ", bundles <= \(s.bundleBytes) B")
+            + (fanout > 0 ? ", leader rings of <= \(fanout)" : "")
         return (s, shape + (faults.isEmpty ? "; no faults" : "; " + faults.joined(separator: ", ")))
     }
 }
