@@ -48,6 +48,13 @@ enum SimulateCommand {
                               draws its own from 100 us to this; default 2000)
           --datagram BYTES    largest datagram the network carries (default 8192)
           --partition-size K  nodes per partition (default 5)
+          --leader-fanout F   most partition leaders on one ring; a region with
+                              more gets rings of leaders of leaders, so a round's
+                              news reaches its leader in O(log n) hops (default 32;
+                              0: one ring of every partition leader, as the seed)
+          --token-budget B    token bytes the rings may send per data byte
+                              arriving (default 0.25): in a large region at a low
+                              rate, this budget, not the rings, sets the pace
           --bursty N          node N drops all inbound packets 10 ms every 1 s (repeatable)
           --freeze N          node N freezes 0.5 s every 5 s (repeatable)
           --crash N@T         node N crashes at T simulated seconds (repeatable)
@@ -86,7 +93,7 @@ enum SimulateCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
                                                                  "--loss", "--region-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
-                                                                 "--datagram", "--partition-size", "--drain-seconds",
+                                                                 "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
                                              switches: ["--json", "--outside", "--unaggregated", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
@@ -100,6 +107,9 @@ enum SimulateCommand {
             scenario.messageBytes = try flags.integer("--size", in: 8...1_000_000, default: 1000)
             scenario.maximumDatagramBytes = try flags.integer("--datagram", in: 576...65_507, default: 8_192)
             scenario.partitionSize = try flags.integer("--partition-size", in: 1...64, default: 5)
+            let fanout = try flags.integer("--leader-fanout", in: 0...65_536, default: ProtocolConfiguration().leaderRingFanout)
+            guard fanout != 1 else { throw ConfigurationError("--leader-fanout must be 0 (one region ring) or at least 2, got 1") }
+            scenario.protocolConfiguration.leaderRingFanout = fanout
             func number(_ flag: String, _ fallback: Double, _ range: ClosedRange<Double>) throws(ConfigurationError) -> Double {
                 guard let text = try flags.value(flag) else { return fallback }
                 guard let value = Double(text), range.contains(value) else {
@@ -115,6 +125,7 @@ enum SimulateCommand {
                 return (start, length)
             }
             scenario.rate = try number("--rate", 1000, 0.001...1_000_000)
+            scenario.protocolConfiguration.tokenBytesPerDataByte = try number("--token-budget", ProtocolConfiguration().tokenBytesPerDataByte, 0.001...1_000_000)
             scenario.loss = try number("--loss", 0, 0...0.5)
             scenario.regionWideLoss = try number("--region-loss", 0, 0...0.5)
             scenario.protocolConfiguration.aggregatesRepairs = !flags.has("--unaggregated")
@@ -256,7 +267,9 @@ enum SimulateCommand {
             ("violations", "\(result.violations.count)"),
             ("token_rtt_ms_mean", f(result.tokenRoundTripMillisecondsMean)),
             ("partition_round_ms_mean", f(result.partitionRoundMillisecondsMean)),
+            ("leader_round_ms_mean", f(result.leaderRoundMillisecondsMean)),
             ("region_round_ms_mean", f(result.regionRoundMillisecondsMean)),
+            ("ring_levels", "\(result.ringLevels)"),
             ("ack_latency_ms_mean", f(result.acknowledgementLatencyMillisecondsMean)),
             ("recovery_ms_p99", f(result.recoveryMillisecondsP99)),
             ("max_cached_bytes_per_node", "\(result.maximumCachedBytesPerNode)"),
