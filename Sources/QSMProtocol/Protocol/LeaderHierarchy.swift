@@ -227,6 +227,18 @@ extension ProtocolNode {
         leaderRounds[region.id]?[level] = state
     }
 
+    /// Whether this node's announcements of stability may age by a round now: only once
+    /// every leader ring it leads (and, for the region leader, its partition ring) has
+    /// started a round since `since`, the last time they aged. Otherwise a partition
+    /// ring going round every few milliseconds aged them away before a leader ring
+    /// paced at a second had carried them down, and the members below never settled
+    /// (10,000 nodes, 4 levels: "stable 358" at hundreds of nodes for 30 s).
+    func announcementsMayAge(_ region: RegionID, since: Instant, partitionRing: Bool) -> Bool {
+        if partitionRing, let round = partitionRounds[region], round.startedAt <= since { return false }
+        guard let states = leaderRounds[region] else { return true }
+        return states.values.allSatisfy { $0.round.startedAt > since }
+    }
+
     /// The earliest time a leader ring this node leads has work.
     var nextLeaderRoundDeadline: Instant? {
         var deadline: Instant?

@@ -324,8 +324,10 @@ extension ProtocolNode {
             aggregate[record.sender] = (record, complete)
         }
         partitionAggregate[region.id] = aggregate
-        // Announcements age by one round each time they have gone around.
-        if var pending = announcements[region.id], region.regionLeader != id {
+        // Announcements age by one round each time they have gone around (and, at a
+        // leader of leaders, around the rings it leads too: see `announcementsMayAge`).
+        if var pending = announcements[region.id], region.regionLeader != id,
+           announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: false) {
             for (sender, entry) in pending {
                 pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1)
             }
@@ -393,7 +395,9 @@ extension ProtocolNode {
         }
         var pending = announcements[region.id] ?? [:]
         // Announcements age; fresh stability replaces them.
-        for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
+        if announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: true) {
+            for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
+        }
         var active = false
         var repairing = false
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
@@ -506,8 +510,12 @@ extension ProtocolNode {
                 learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
                 // Stability the region leader announced: pass it on to this partition
                 // (and to the ring this node leads below, if any).
+                // (Never lowered: a record a lagging member put on the token carries the
+                // older stability it knows, and passing that down instead of the newer one
+                // would keep the members below from ever settling.)
                 for record in token.records where record.stable > 0 {
-                    announcements[region.id, default: [:]][record.sender] = (record.stable, 2)
+                    let known = announcements[region.id]?[record.sender]?.stable ?? 0
+                    announcements[region.id, default: [:]][record.sender] = (max(known, record.stable), 2)
                     streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
                 }
                 control.append(.token(token, to: next(after: id, in: ring), contribute: true))
