@@ -68,6 +68,30 @@ import Testing
         }
     }
 
+    /// A leader of leaders keeps what it was told is stable until every ring it leads has
+    /// started a round since it last aged it: its partition ring may go round a hundred
+    /// times while its leader ring goes once (at 10,000 nodes, members below never
+    /// settled when announcements aged by the partition ring alone).
+    @Test func announcementsWaitForEveryRingTheNodeLeads() throws {
+        let node = try ProtocolNode(id: NodeID(1), configuration: ProtocolConfiguration(), seed: 1)
+        let region = RegionID(7)
+        #expect(node.announcementsMayAge(region, since: Instant(nanoseconds: 500), partitionRing: false),
+                "a node that leads no leader ring ages by its partition rounds alone")
+        var state = LeaderRingState(ring: LeaderRing(level: 1, group: 0, members: [NodeID(1), NodeID(2)]),
+                                    round: .init(nextStart: .zero))
+        state.round.startedAt = Instant(nanoseconds: 100)
+        node.leaderRounds[region] = [1: state]
+        #expect(!node.announcementsMayAge(region, since: Instant(nanoseconds: 200), partitionRing: false))
+        #expect(node.announcementsMayAge(region, since: Instant(nanoseconds: 50), partitionRing: false))
+        // The region leader ages at its region rounds: its partition ring must have
+        // started one since, too.
+        var partition = ProtocolNode.LeaderRound(nextStart: .zero)
+        partition.startedAt = Instant(nanoseconds: 40)
+        node.partitionRounds[region] = partition
+        #expect(!node.announcementsMayAge(region, since: Instant(nanoseconds: 50), partitionRing: true))
+        #expect(node.announcementsMayAge(region, since: Instant(nanoseconds: 30), partitionRing: true))
+    }
+
     static func largeRegion(fanout: Int) -> SimulationScenario {
         var s = SimulationScenario()
         s.nodes = 60
