@@ -239,26 +239,12 @@ extension ProtocolNode {
         return states.values.allSatisfy { $0.round.startedAt > since }
     }
 
-    /// The earliest time a leader ring this node leads has work.
-    var nextLeaderRoundDeadline: Instant? {
-        var deadline: Instant?
-        for states in leaderRounds.values {
-            for state in states.values {
-                let round = state.round
-                let due = round.inProgress ? round.startedAt.advanced(byNanoseconds: timeoutNanoseconds(round)) : round.nextStart
-                deadline = min(deadline ?? due, due)
-            }
-        }
-        return deadline
-    }
-
     /// Brings the leader rings of `region` this node leads to round now, or within
     /// `by` where they had slowed for idleness.
     func quickenLeaderRounds(_ region: RegionID, by soon: Instant, idleOnly: Bool) {
-        guard let states = leaderRounds[region] else { return }
-        for (level, var state) in states where !state.round.inProgress && state.round.nextStart > soon {
-            if idleOnly, state.round.paceNanoseconds != 0, !state.round.idle { continue }
-            state.round.nextStart = soon
+        // (Called for every data packet a ring leader takes: most lead no leader ring.)
+        guard !leaderRounds.isEmpty, let states = leaderRounds[region] else { return }
+        for (level, var state) in states where state.round.quicken(to: soon, idleOnly: idleOnly) {
             leaderRounds[region]?[level] = state
         }
     }

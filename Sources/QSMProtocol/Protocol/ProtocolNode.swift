@@ -242,6 +242,15 @@ package final class ProtocolNode {
         var redundantRounds = 0
         /// Copies per hop of the round under way.
         var copies: UInt8 { redundantRounds > 0 ? TokenPacket.maximumCopies : 1 }
+
+        /// Brings the next round forward to `soon` if it was to start later and, with
+        /// `idleOnly`, had slowed for idleness (a round spaced out by the token budget is
+        /// not idle: waking it on every packet would undo the budget). Whether it did.
+        mutating func quicken(to soon: Instant, idleOnly: Bool) -> Bool {
+            guard !inProgress, nextStart > soon, !idleOnly || paceNanoseconds == 0 || idle else { return false }
+            nextStart = soon
+            return true
+        }
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.

@@ -22,7 +22,7 @@ extension ProtocolNode {
         }
         partitionRounds.values.forEach(consider)
         regionRounds.values.forEach(consider)
-        if let leaders = nextLeaderRoundDeadline { deadline = min(deadline ?? leaders, leaders) }
+        for states in leaderRounds.values { for state in states.values { consider(state.round) } }
         if unacknowledgedMessages > 0 && sendQueue.isEmpty {
             deadline = min(deadline ?? nextSenderStatusAt, nextSenderStatusAt)
         }
@@ -130,18 +130,8 @@ extension ProtocolNode {
         guard !partitionRounds.isEmpty || !regionRounds.isEmpty else { return }
         // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
         let soon = now.advanced(by: configuration.busyTokenInterval)
-        // (A round spaced out by the token budget is not idle: waking it on every packet
-        // would undo the budget.)
-        if var round = partitionRounds[region], !round.inProgress, round.nextStart > soon,
-           round.paceNanoseconds == 0 || round.idle {
-            round.nextStart = soon
-            partitionRounds[region] = round
-        }
-        if var round = regionRounds[region], !round.inProgress, round.nextStart > soon,
-           round.paceNanoseconds == 0 || round.idle {
-            round.nextStart = soon
-            regionRounds[region] = round
-        }
+        if var round = partitionRounds[region], round.quicken(to: soon, idleOnly: true) { partitionRounds[region] = round }
+        if var round = regionRounds[region], round.quicken(to: soon, idleOnly: true) { regionRounds[region] = round }
         quickenLeaderRounds(region, by: soon, idleOnly: true)
     }
 
@@ -393,7 +383,8 @@ extension ProtocolNode {
         guard var round = regionRounds[region.id] else { return }
         var token = received
         mergeOwnState(into: &token)
-        let ringLength = regionRing(region).count
+        let rings = regionRings(region)
+        let ringLength = rings.leaders.count
         if ringLength > 1 {
             countRoundTrip(since: round.startedAt)
             statistics.regionTokenRounds += 1
@@ -432,7 +423,7 @@ extension ProtocolNode {
         round.busy = active || !pending.isEmpty
         round.nextStart = now.advanced(byNanoseconds: pace(
             &round, region: region.id, active: round.busy, repairing: repairing,
-            hopBytes: hopBytes(records: token.records.count, copies: token.copies), hops: regionRings(region).budgetHops[regionRings(region).depth]))
+            hopBytes: hopBytes(records: token.records.count, copies: token.copies), hops: rings.budgetHops[rings.depth]))
         // Every partition had a round in this view: the view is in everywhere, and the
         // rounds that follow say so.
         if settledView[region.id] != region.viewNumber,
