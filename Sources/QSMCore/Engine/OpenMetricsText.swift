@@ -79,8 +79,24 @@ extension QSMNodeStatistics {
                    p.multicastRepairs)
         out.family("qsm_repair_requests_absorbed", .counter,
                    "Requests for a packet this node had just multicast, or had just answered for the same requester.", p.repairRequestsAbsorbed)
-        out.family("qsm_repair_requests_not_held", .counter, "Packets peers asked this node for that it does not hold (nothing sent).",
+        out.family("qsm_repair_requests_not_held", .counter, "Packets peers asked this node for that it does not hold and will not (nothing sent).",
                    p.repairRequestsNotHeld)
+        out.family("qsm_repairs_awaited", .counter,
+                   "Requests for packets this node caches but lacked too, kept to be answered once it holds them.", p.repairsAwaited)
+        out.family("qsm_awaited_repairs_answered", .counter, "Kept requests answered once the packet arrived here.",
+                   p.awaitedRepairsAnswered)
+        out.family("qsm_awaited_repairs_served_by_multicast", .counter,
+                   "Kept requests dropped because the packet came by multicast to the region, which reached the askers too.",
+                   p.awaitedRepairsServedByMulticast)
+        out.family("qsm_awaited_repairs_expired", .counter, "Kept requests forgotten unanswered after their window.",
+                   p.awaitedRepairsExpired)
+        out.family("qsm_awaited_repairs_refused", .counter, "Requests not kept because the table of kept requests was full.",
+                   p.awaitedRepairsRefused)
+        out.family("qsm_partition_pushes_asked", .counter,
+                   "Runs this partition leader's whole partition lacked, asked of the partition caching them as a push.",
+                   p.partitionPushesAsked)
+        out.family("qsm_partition_pushes", .counter, "Packets this node pushed to the members of a partition that lacked them.",
+                   p.partitionPushes)
         out.family("qsm_retransmissions_dropped", .counter, "Requested retransmissions not sent: over the pending limit, or no longer held.",
                    p.retransmissionsDropped)
         out.family("qsm_abandoned_after_sender_left", .counter,

@@ -250,6 +250,7 @@ extension ProtocolNode {
             // Not held yet (this packet is new here), so a refusal is the tables' budget.
             if stream.cache.insert(packet) {
                 stream.cachedBytes += packet.payload.count
+                if !awaitedRepairs.isEmpty { answerAwaitedRepairs(key, packet) }
             } else {
                 statistics.notCachedForTableBudget += 1
             }

@@ -68,6 +68,14 @@ public struct ProtocolConfiguration: Sendable {
     /// lack is retransmitted once, by multicast. Off: every repair is a unicast to its
     /// requester, as each receiver asks on its own (for comparison only).
     public var aggregatesRepairs = true
+    /// Recovery from caching replicas once they hold the message (see
+    /// `ReplicaRecovery`): a replica asked for a packet it caches but lacks too answers
+    /// once it has it, rather than dropping the request. Off: for comparison only.
+    public var answersOnceHeld = true
+    /// The inter-partition push (see `ReplicaRecovery`): what a partition leader's whole
+    /// partition lacks and another partition caches is pushed from there, rather than
+    /// multicast by the sender to the whole region. Off: for comparison only.
+    public var pushesBetweenPartitions = true
     /// A packet retransmitted this recently is not retransmitted again for another
     /// request: a second requester gets it by multicast to the region (loss seen by
     /// many), and requests after a multicast are absorbed by it. Below the retry

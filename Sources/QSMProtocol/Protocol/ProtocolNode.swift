@@ -157,6 +157,10 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var repairOrder = RingBuffer<(RepairKey, Instant)>(initialCapacity: 16)
     /// Per stream, the run this node last asked for on behalf of its partition, and when.
     @exclusivity(unchecked) var partitionAsks: [StreamKey: (run: ClosedRange<UInt64>, at: Instant)] = [:]
+    /// Requests for packets this node caches but does not hold yet, answered once it
+    /// does, and in the order they came (see `ReplicaRecovery`).
+    @exclusivity(unchecked) var awaitedRepairs: [RepairKey: AwaitedRepair] = [:]
+    @exclusivity(unchecked) var awaitedOrder = RingBuffer<(RepairKey, Instant)>(initialCapacity: 16)
     // Tokens.
     @exclusivity(unchecked) var partitionRounds: [RegionID: LeaderRound] = [:]
     /// Each region's rings, for the view they were built from (see `partitionRing`).
@@ -335,6 +339,7 @@ package final class ProtocolNode {
             tokenAssembly = tokenAssembly.filter { $0.key.region != gone }
             tokensHandled = tokensHandled.filter { $0.key.region != gone }
             partitionAsks = partitionAsks.filter { $0.key.region != gone }
+            forgetAwaitedRepairs(in: gone)
             announcements[gone] = nil
             joinedView[gone] = nil
             // Coming back later is a new join: owed only what is sent from then on.
@@ -581,6 +586,7 @@ package final class ProtocolNode {
 
     func receiveRequest(_ request: RequestPacket) {
         statistics.requestsReceived += 1
+        if request.kind == .partitionPush { return receivePartitionPush(request) }
         let key = StreamKey(sender: request.sender, region: request.region)
         for sequence in request.sequences { queueRepair(sequence, of: key, for: request) }
         let lacking = notHeld(request)
@@ -639,9 +645,15 @@ package final class ProtocolNode {
             }
         }
         while let (target, key, sequence) = retransmissions.popFirst() {
-            if let packet = retransmittable(key, sequence) {
+            if var packet = retransmittable(key, sequence) {
                 statistics.retransmissionsSent += 1
-                if case .region = target { statistics.multicastRepairs += 1 }
+                // Marked as multicast to the region only if it is (a cached copy keeps
+                // the mark of the way it came here).
+                packet.repairedToRegion = false
+                if case .region = target {
+                    statistics.multicastRepairs += 1
+                    packet.repairedToRegion = true
+                }
                 return ProtocolDatagram(destination: target, packet: .data(packet, retransmitted: true), isControl: false)
             }
         }

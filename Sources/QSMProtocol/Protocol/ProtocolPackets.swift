@@ -33,6 +33,13 @@ package enum PacketKind: UInt8 {
     /// sender, answered by one multicast retransmission to the region (see
     /// `RepairAggregation`).
     case regionRepair = 16
+    /// A retransmission sent by multicast to the whole region (loss seen by many): its
+    /// receivers know that every member it reached got it too (see `ReplicaRecovery`).
+    case regionRetransmission = 17
+    /// "My whole partition lacks these; send them to its members once you hold them": a
+    /// `RequestPacket` from a partition leader to a member of the partition that caches
+    /// them (the inter-partition push of section 4.2.1 C; see `ReplicaRecovery`).
+    case partitionPush = 18
 }
 
 /// One region's numbering of a hybrid transmission.
@@ -59,6 +66,8 @@ struct DataPacket: Equatable {
     /// When the message was published (sender's clock), for latency measurement.
     var publishedAt: Int64
     var payload: ArraySlice<UInt8>
+    /// A retransmission multicast to the region (`PacketKind.regionRetransmission`).
+    var repairedToRegion = false
 }
 
 /// One active sender's state as a token aggregates it.
@@ -231,7 +240,7 @@ extension ProtocolPacket {
         var e = PacketEncoder(buffer)
         switch self {
         case .data(let d, let retransmitted):
-            e.write((retransmitted ? PacketKind.retransmission : .data).rawValue)
+            e.write((retransmitted ? d.repairedToRegion ? PacketKind.regionRetransmission : .retransmission : .data).rawValue)
             e.write(d.sender.value)
             e.write(d.region.value)
             e.write(d.regionView)
@@ -316,7 +325,7 @@ extension ProtocolPacket {
         let kindByte = try r.readUInt8()
         guard let kind = PacketKind(rawValue: kindByte) else { throw .malformed(reason: "unknown packet kind \(kindByte)", offset: 0) }
         switch kind {
-        case .data, .retransmission:
+        case .data, .retransmission, .regionRetransmission:
             let sender = NodeID(try r.readUInt64())
             let region = RegionID(try r.readUInt64())
             let regionView = try r.readUInt64()
@@ -336,7 +345,8 @@ extension ProtocolPacket {
             self = .data(DataPacket(sender: sender, region: region, regionView: regionView, viewStartSequence: viewStart,
                                     sequence: sequence, group: group, groupView: groupView, groupSequence: groupSequence,
                                     fragmentIndex: fragmentIndex, fragmentCount: fragmentCount, publishedAt: publishedAt,
-                                    payload: spares.copy(payload)), retransmitted: kind == .retransmission)
+                                    payload: spares.copy(payload), repairedToRegion: kind == .regionRetransmission),
+                         retransmitted: kind != .data)
         case .partitionToken, .regionToken:
             let region = RegionID(try r.readUInt64())
             let regionView = try r.readUInt64()
@@ -406,7 +416,7 @@ extension ProtocolPacket {
         case .acknowledgement:
             self = .acknowledgement(AcknowledgementPacket(region: RegionID(try r.readUInt64()), sender: NodeID(try r.readUInt64()),
                                                           stable: try r.readUInt64(), regionView: try r.readUInt64()))
-        case .negativeAcknowledgement, .pull, .notHeld, .regionRepair:
+        case .negativeAcknowledgement, .pull, .notHeld, .regionRepair, .partitionPush:
             let sender = NodeID(try r.readUInt64())
             let region = RegionID(try r.readUInt64())
             let requester = NodeID(try r.readUInt64())

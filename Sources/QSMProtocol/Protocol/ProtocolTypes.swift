@@ -194,9 +194,32 @@ public struct ProtocolStatistics: Sendable, Equatable {
     public var multicastRepairs = 0
     /// See `partitionRepairsAsked`.
     public var repairRequestsAbsorbed = 0
-    /// Sequence numbers asked of this node that it does not hold (not cached here, or
-    /// released): nothing is sent for them.
+    /// Sequence numbers asked of this node that it does not hold and will not (not
+    /// cached here, or released): nothing is sent for them.
     public var repairRequestsNotHeld = 0
+    /// Recovery from replicas once they hold the message (see `ReplicaRecovery`):
+    /// requests for packets this node caches but lacked too, kept to be answered once
+    /// it holds them; of those, answered; dropped because the packet came by multicast
+    /// to the region (which reached the askers too); forgotten after the window; and
+    /// not kept (the table or a packet's requester list was full).
+    public var repairsAwaited = 0
+    /// See `repairsAwaited`.
+    public var awaitedRepairsAnswered = 0
+    /// See `repairsAwaited`.
+    public var awaitedRepairsServedByMulticast = 0
+    /// See `repairsAwaited`.
+    public var awaitedRepairsExpired = 0
+    /// See `repairsAwaited`.
+    public var awaitedRepairsRefused = 0
+    /// The inter-partition push: runs this partition leader asked another partition to
+    /// push to its members, and packets this node pushed to a lacking partition's
+    /// members (see `ReplicaRecovery`).
+    public var partitionPushesAsked = 0
+    /// See `partitionPushesAsked`.
+    public var partitionPushes = 0
+    /// Push requests for a packet that had reached this node by multicast to the region
+    /// (so the asking partition too): nothing pushed.
+    public var pushesServedByMulticast = 0
     /// Requested retransmissions not sent: over `maximumPendingRetransmissions`, or no
     /// longer held.
     public var retransmissionsDropped = 0

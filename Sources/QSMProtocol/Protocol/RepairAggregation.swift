@@ -96,9 +96,13 @@ extension ProtocolNode {
                     stream.missing[sequence]!.askedAt = runningNow
                 }
             }
+            // Numbers other partitions cache are pushed from there (`ReplicaRecovery`);
+            // the sender is asked for this partition's own share.
+            let own = askForPushes(of: run, sender: record.sender, in: region)
+            guard !own.isEmpty else { continue }
             statistics.partitionRepairsAsked += 1
             control.append(.request(RequestPacket(kind: .regionRepair, sender: record.sender, region: region.id,
-                                                  requester: id, sequences: Array(run)), to: record.sender))
+                                                  requester: id, sequences: own), to: record.sender))
         }
     }
 
@@ -111,6 +115,8 @@ extension ProtocolNode {
         // Not held here (never cached, or released): nothing to send, and nothing to
         // absorb later requests with.
         guard holdsForRepair(key, sequence) else {
+            // A caching replica that lacks it too answers once it holds it.
+            if request.kind == .pull, awaitRepair(sequence, of: key, for: request.requester) { return }
             statistics.repairRequestsNotHeld += 1
             return
         }
