@@ -19,7 +19,16 @@ extension Simulator {
                 regionWideDropped += 1
                 return networkDropped += 1
             }
-            for member in members.sorted() where member != index { deliver(bytes, from: index, to: member, sentAt: sent) }
+            let lacking = isFaultyPhase && scenario.partitionLoss > 0 && uniform() < scenario.partitionLoss
+                ? partitionMembers(listening: members) : []
+            if !lacking.isEmpty { partitionDropped += 1 }
+            for member in members.sorted() where member != index {
+                if lacking.contains(member) {
+                    networkDropped += 1
+                    continue
+                }
+                deliver(bytes, from: index, to: member, sentAt: sent)
+            }
         } else {
             networkDropped += 1
         }
@@ -47,6 +56,17 @@ extension Simulator {
                 + (nodes[source].latencyNanoseconds + nodes[target].latencyNanoseconds) / 2
             schedule(.arrival(node: target, bytes: payload, from: sourceAddress), at: sentAt.advanced(byNanoseconds: delay))
         }
+    }
+
+    /// The node indices of partition `partitionLossIndex` of the region whose address
+    /// `listeners` listen on, as the lowest listener's view of it lays it out (none if
+    /// that view has no such partition).
+    func partitionMembers(listening listeners: Set<Int>) -> Set<Int> {
+        guard let first = listeners.min() else { return [] }
+        let mine = NodeID(UInt64(first + 1))
+        let region = nodes[first].machine.protocolNode.installedRegions.first { $0.members.contains { $0.id == mine } }
+        guard let region, region.partitions.indices.contains(scenario.partitionLossIndex) else { return [] }
+        return Set(region.partitions[scenario.partitionLossIndex].members.map { Int($0.value) - 1 })
     }
 
     /// Whether the split separates two nodes now.

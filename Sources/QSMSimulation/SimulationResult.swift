@@ -63,11 +63,25 @@ package struct SimulationResult: Sendable {
     package var suspicionExclusions = 0
     /// Multicast datagrams lost for every listener at once (`regionWideLoss`).
     package var regionWideDropped = 0
+    /// Multicast datagrams lost at every member of one partition at once (`partitionLoss`).
+    package var partitionDropped = 0
     /// NAK aggregation: runs partition leaders asked for on their partition's behalf,
     /// retransmissions sent by multicast, and requests a recent multicast absorbed.
     package var partitionRepairsAsked = 0
     package var multicastRepairs = 0
     package var repairRequestsAbsorbed = 0
+    /// Recovery requests sent (pulls, NAKs, partition requests), and those asked of a
+    /// node that did not hold the packet and never would.
+    package var requestsSent = 0
+    package var repairRequestsNotHeld = 0
+    /// Replica recovery (`ReplicaRecovery`): requests kept by a replica until it held
+    /// the packet, those answered, and those the region's multicast served; runs pushed
+    /// between partitions, and the packets pushed.
+    package var repairsAwaited = 0
+    package var awaitedRepairsAnswered = 0
+    package var awaitedRepairsServedByMulticast = 0
+    package var partitionPushesAsked = 0
+    package var partitionPushes = 0
     /// Pauses for a new region view (`ViewChangePause`) at every node, and those that
     /// ran out at the limit rather than ending when the rings said the view was in.
     package var viewChangePauses = 0

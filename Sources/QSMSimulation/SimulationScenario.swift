@@ -44,6 +44,12 @@ package struct SimulationScenario: Sendable {
     /// Probability that a multicast datagram is lost for every listener at once (as when
     /// the sender's link or a switch drops it): region-wide loss, the convoy's cause.
     package var regionWideLoss = 0.0
+    /// Probability that a multicast datagram is lost at every member of one partition
+    /// at once, and only there (as when the switch of the rack a partition sits in drops
+    /// it): partition `partitionLossIndex` of the region as the lowest listener's view
+    /// lays it out.
+    package var partitionLoss = 0.0
+    package var partitionLossIndex = 1
     package var duplication = 0.0
     package var corruption = 0.0
     /// Datagrams carry an AES-GCM tag (a cluster secret drawn from the seed).

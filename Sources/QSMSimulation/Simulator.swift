@@ -141,6 +141,8 @@ package final class Simulator {
     var networkDuplicates = 0
     var networkDropped = 0
     var regionWideDropped = 0
+    /// Multicast datagrams lost at every member of one partition at once (`partitionLoss`).
+    var partitionDropped = 0
     /// Per node, the groups it left (or stopped publishing to) at some point.
     var leftGroups: [Int: Set<GroupName>] = [:]
     /// When each node left each group (lossless reconfiguration is owed to those that stay).
@@ -585,6 +587,7 @@ package final class Simulator {
         var maximumCached = 0, maximumHeld = 0, controlBytes = 0, dataBytes = 0, retransmissions = 0, tokenRecords = 0
         var published = 0, duplicates = 0, oversized = 0, unauthenticated = 0, tokensSplit = 0, timeouts = 0
         var replays = 0, tooOld = 0, carried = 0, notMember = 0, givenUp = 0, suspects = 0
+        var awaited = 0, awaitedAnswered = 0, awaitedByMulticast = 0, notHeld = 0, pushesAsked = 0, pushes = 0, requests = 0
         var partitionRepairs = 0, multicastRepairs = 0, absorbed = 0, pauses = 0, pausesTimedOut = 0, pauseTime: Int64 = 0
         for node in nodes {
             let s = node.machine.protocolNode.statistics
@@ -613,6 +616,13 @@ package final class Simulator {
             partitionRepairs += s.partitionRepairsAsked
             multicastRepairs += s.multicastRepairs
             absorbed += s.repairRequestsAbsorbed
+            awaited += s.repairsAwaited
+            awaitedAnswered += s.awaitedRepairsAnswered
+            awaitedByMulticast += s.awaitedRepairsServedByMulticast
+            notHeld += s.repairRequestsNotHeld
+            pushesAsked += s.partitionPushesAsked
+            pushes += s.partitionPushes
+            requests += s.requestsSent
             pauses += s.viewChangePauses
             pausesTimedOut += s.viewChangePausesTimedOut
             pauseTime += s.viewChangePauseNanoseconds
@@ -636,7 +646,7 @@ package final class Simulator {
             checker.violation("\(replays) datagrams were dropped as replays, but the network duplicated only \(networkDuplicates)")
         }
         let p99 = Double(recoveries.percentile(0.99) ?? 0) / 1e3
-        return SimulationResult(
+        var result = SimulationResult(
             seed: seed, nodes: scenario.nodes, groups: scenario.groups,
             simulatedSeconds: Double(now.nanoseconds) / 1e9, published: published, delivered: checker.deliveries,
             violations: checker.violations,
@@ -664,5 +674,14 @@ package final class Simulator {
             leaderRoundMillisecondsMean: leaderRounds == 0 ? 0 : Double(leaderTime) / Double(leaderRounds) / 1e6,
             regionRoundMillisecondsMean: regionRounds == 0 ? 0 : Double(regionTime) / Double(regionRounds) / 1e6,
             ringLevels: ringLevels)
+        result.requestsSent = requests
+        result.partitionDropped = partitionDropped
+        result.repairRequestsNotHeld = notHeld
+        result.repairsAwaited = awaited
+        result.awaitedRepairsAnswered = awaitedAnswered
+        result.awaitedRepairsServedByMulticast = awaitedByMulticast
+        result.partitionPushesAsked = pushesAsked
+        result.partitionPushes = pushes
+        return result
     }
 }

@@ -124,6 +124,13 @@ package enum SwarmScenario {
         var ringDraw = SplitMix64(seed: seed ^ 0x1EAD_0000)
         let fanout = [0, 0, 2, 3][Int(ringDraw.next() % 4)]
         if fanout > 0 { s.protocolConfiguration.leaderRingFanout = fanout }
+        // Loss at every member of one partition at once (`ReplicaRecovery`'s push), for a
+        // quarter of the seeds: also from a stream of its own.
+        var pushDraw = SplitMix64(seed: seed ^ 0x9054_0000)
+        if pushDraw.next() % 4 == 0 {
+            s.partitionLoss = [0.01, 0.03, 0.05][Int(pushDraw.next() % 3)]
+            faults.append("partition-wide loss \(Int(s.partitionLoss * 100))%")
+        }
         let shape = "\(s.nodes) nodes, \(s.groups) group\(s.groups == 1 ? "" : "s")"
             + (s.overlap == .perfect ? "" : " irregular") + (s.regionMode == .hierarchies ? " (hierarchies)" : "")
             + ", \(s.senders) sender\(s.senders == 1 ? "" : "s")\(s.sendersOutsideGroups ? " outside" : "")"

@@ -34,9 +34,18 @@ enum SimulateCommand {
           --loss P            random loss per datagram, 0...0.5 (default 0)
           --region-loss P     random loss of a multicast datagram at every
                               listener at once, 0...0.5 (default 0)
+          --partition-loss P  random loss of a multicast datagram at every member
+                              of one partition (the second of its region) at
+                              once, 0...0.5 (default 0)
           --unaggregated      no NAK aggregation or multicast repair: every
                               receiver asks alone, every repair is a unicast
                               (to compare)
+          --no-push           a partition's whole loss is multicast by the sender,
+                              not pushed from the partitions that cache it (to
+                              compare)
+          --no-await          a caching replica asked for a packet it lacks too
+                              drops the request rather than answering once it
+                              holds the packet (to compare)
           --duplicate P       random duplication per datagram, 0...0.5 (default 0)
           --corrupt P         one bit flipped per datagram with probability P; needs
                               --authenticate (only the tag detects every flip)
@@ -92,11 +101,11 @@ enum SimulateCommand {
         var describeOnly = false
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
-                                                                 "--loss", "--region-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
+                                                                 "--loss", "--region-loss", "--partition-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
                                                                  "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
-                                             switches: ["--json", "--outside", "--unaggregated", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
+                                             switches: ["--json", "--outside", "--unaggregated", "--no-push", "--no-await", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -128,7 +137,10 @@ enum SimulateCommand {
             scenario.protocolConfiguration.tokenBytesPerDataByte = try number("--token-budget", ProtocolConfiguration().tokenBytesPerDataByte, 0.001...1_000_000)
             scenario.loss = try number("--loss", 0, 0...0.5)
             scenario.regionWideLoss = try number("--region-loss", 0, 0...0.5)
+            scenario.partitionLoss = try number("--partition-loss", 0, 0...0.5)
             scenario.protocolConfiguration.aggregatesRepairs = !flags.has("--unaggregated")
+            scenario.protocolConfiguration.pushesBetweenPartitions = !flags.has("--no-push")
+            scenario.protocolConfiguration.answersOnceHeld = !flags.has("--no-await")
             scenario.duplication = try number("--duplicate", 0, 0...0.5)
             scenario.corruption = try number("--corrupt", 0, 0...0.5)
             scenario.jitterMicroseconds = try number("--jitter", 50, 0...10_000_000)
@@ -282,6 +294,11 @@ enum SimulateCommand {
             ("max_token_records", "\(result.maximumTokenRecords)"),
             ("region_wide_dropped", "\(result.regionWideDropped)"), ("partition_repairs_asked", "\(result.partitionRepairsAsked)"),
             ("multicast_repairs", "\(result.multicastRepairs)"), ("repair_requests_absorbed", "\(result.repairRequestsAbsorbed)"),
+            ("partition_dropped", "\(result.partitionDropped)"),
+            ("requests_sent", "\(result.requestsSent)"), ("repair_requests_not_held", "\(result.repairRequestsNotHeld)"),
+            ("repairs_awaited", "\(result.repairsAwaited)"), ("awaited_repairs_answered", "\(result.awaitedRepairsAnswered)"),
+            ("awaited_repairs_served_by_multicast", "\(result.awaitedRepairsServedByMulticast)"),
+            ("partition_pushes_asked", "\(result.partitionPushesAsked)"), ("partition_pushes", "\(result.partitionPushes)"),
             ("view_change_pauses", "\(result.viewChangePauses)"), ("view_change_pauses_timed_out", "\(result.viewChangePausesTimedOut)"),
             ("view_change_pause_ms_mean", f(result.viewChangePauseMillisecondsMean)),
             ("network_dropped", "\(result.networkDropped)"), ("network_duplicates", "\(result.networkDuplicates)"),
