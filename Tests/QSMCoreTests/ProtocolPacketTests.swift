@@ -21,12 +21,14 @@ import QSMHarness
             let count = UInt16(1 + random.next() % 4)
             let payload = (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             let sequence = 1 + random.next() % 1000
+            // An original, a retransmission, or one multicast to the region.
+            let way = random.next() % 3
             return .data(DataPacket(sender: NodeID(u64()), region: RegionID(u64()), regionView: u64(),
                                     viewStartSequence: 1 + random.next() % sequence, sequence: sequence,
                                     group: GroupID(UInt32(truncatingIfNeeded: u64())), groupView: u64(), groupSequence: u64(),
                                     fragmentIndex: UInt16(random.next() % UInt64(count)), fragmentCount: count,
-                                    publishedAt: Int64(bitPattern: u64()), payload: payload[...]),
-                         retransmitted: random.next() % 2 == 0)
+                                    publishedAt: Int64(bitPattern: u64()), payload: payload[...], repairedToRegion: way == 2),
+                         retransmitted: way > 0)
         case 1:
             let records = (0..<Int(random.next() % 5)).map { _ in
                 TokenRecord(sender: NodeID(u64()), contiguous: u64(), maximumSeen: u64(), stable: u64(),
@@ -38,7 +40,8 @@ import QSMHarness
         case 2:
             return .acknowledgement(AcknowledgementPacket(region: RegionID(u64()), sender: NodeID(u64()), stable: u64()))
         case 3:
-            return .request(RequestPacket(kind: random.next() % 2 == 0 ? .pull : .negativeAcknowledgement, sender: NodeID(u64()),
+            let kinds: [PacketKind] = [.pull, .negativeAcknowledgement, .notHeld, .regionRepair, .partitionPush]
+            return .request(RequestPacket(kind: kinds[Int(random.next() % UInt64(kinds.count))], sender: NodeID(u64()),
                                           region: RegionID(u64()), requester: NodeID(u64()),
                                           sequences: (0..<Int(random.next() % 10)).map { _ in u64() }))
         default:
