@@ -39,6 +39,11 @@ import QSMCore
         // the partition lost, and after the sender crashed the others gave it up. Each
         // broke survivor agreement; every member now keeps what it got until stable.
         + [8386199435775627842, 8897267473645542198, 8612058542554366566]
+        // A region leader since a view change that knew a crashed sender's stability
+        // only from announcements: the partition of a member that had missed the last
+        // one was alone in reporting the record (settled partitions drop it), and the
+        // leader repeated nothing (partition-wide loss, 8 crashes).
+        + [52525121186862104]
 
     @Test(arguments: seeds)
     func aSwarmScenarioKeepsEveryGuarantee(seed: UInt64) throws {
@@ -54,6 +59,7 @@ import QSMCore
     @Test func theListCoversEveryFault() {
         let scenarios = Self.seeds.map { SwarmScenario.make(seed: $0).scenario }
         #expect(scenarios.contains { $0.loss > 0 })
+        #expect(scenarios.contains { $0.partitionLoss > 0 })
         #expect(scenarios.contains { $0.duplication > 0 })
         #expect(scenarios.contains { $0.corruption > 0 })
         #expect(scenarios.contains { $0.encrypted })

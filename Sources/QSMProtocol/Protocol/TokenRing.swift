@@ -401,7 +401,13 @@ extension ProtocolNode {
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             active = true
             if record.contiguous != .max, record.maximumSeen > record.contiguous { repairing = true }
-            let previous = lastAcknowledged[region.id]?[record.sender] ?? 0
+            // What this leader knows stable: found by its own rounds, or (a leader since a
+            // view change) announced to it before. A partition that has settled drops the
+            // record, so a member that missed the last announcement can never again make
+            // a round complete: a new leader that knew only its own rounds' findings
+            // (none) then repeated nothing, and the member waited forever.
+            let known = streams[StreamKey(sender: record.sender, region: region.id)]?.stable ?? 0
+            let previous = max(lastAcknowledged[region.id]?[record.sender] ?? 0, known)
             if record.coverage >= UInt32(ringLength), record.contiguous != .max, record.contiguous > previous {
                 // Everyone has everything up to here: stable, acknowledged, announced
                 // (every member of the region ring reported for all it stands for).
