@@ -91,6 +91,10 @@ package struct SimulationResult: Sendable {
     /// The mean round trip of partition rings, of the leader rings between them and the
     /// region ring in large regions, and of region rings (0: none went round).
     package var partitionRoundMillisecondsMean = 0.0
+    /// Rounds of region rings and of the leader rings between them and the partition
+    /// rings (the rest of `tokenRounds` are partition rounds).
+    package var regionTokenRounds = 0
+    package var leaderTokenRounds = 0
     package var leaderRoundMillisecondsMean = 0.0
     package var regionRoundMillisecondsMean = 0.0
     /// Levels of token rings in the deepest region (2: partitions and the region ring).

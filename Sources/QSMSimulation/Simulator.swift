@@ -676,6 +676,8 @@ package final class Simulator {
             ringLevels: ringLevels)
         result.requestsSent = requests
         result.partitionDropped = partitionDropped
+        result.regionTokenRounds = regionRounds
+        result.leaderTokenRounds = leaderRounds
         result.repairRequestsNotHeld = notHeld
         result.repairsAwaited = awaited
         result.awaitedRepairsAnswered = awaitedAnswered

@@ -81,7 +81,8 @@ enum SimulateCommand {
                               printed before it runs; stop at the first violation with
                               the command that reproduces it
           --keep-going        with --swarm: run every scenario, and list the failing seeds
-          --swarm-seed X      run the one swarm scenario of seed X
+          --swarm-seed X      run the one swarm scenario of seed X (--unaggregated,
+                      --no-push and --no-await apply to it too)
           --describe          with --swarm-seed: say what the scenario holds, and stop
           --trace N           print node N's membership changes and GMS connection
           --json              print one JSON object (per scenario with --swarm)
@@ -201,7 +202,13 @@ enum SimulateCommand {
             exit(2)
         }
         if let swarmSeed {
-            let (swarmScenario, summary) = SwarmScenario.make(seed: swarmSeed)
+            var (swarmScenario, summary) = SwarmScenario.make(seed: swarmSeed)
+            // The comparison switches apply to a swarm scenario too (to tell which rule
+            // a failing seed depends on).
+            let comparisons = scenario.protocolConfiguration
+            if !comparisons.aggregatesRepairs { swarmScenario.protocolConfiguration.aggregatesRepairs = false }
+            if !comparisons.pushesBetweenPartitions { swarmScenario.protocolConfiguration.pushesBetweenPartitions = false }
+            if !comparisons.answersOnceHeld { swarmScenario.protocolConfiguration.answersOnceHeld = false }
             if describeOnly {
                 print("\(swarmSeed): \(summary)")
                 exit(0)
@@ -289,7 +296,8 @@ enum SimulateCommand {
             ("control_bytes_per_data_byte", f(result.controlBytesPerDataByte)),
             ("control_bytes_per_data_byte_publishing", f(result.controlBytesPerDataByteWhilePublishing)),
             ("token_bytes_per_data_byte_publishing", f(result.tokenBytesPerDataByteWhilePublishing)),
-            ("token_rounds", "\(result.tokenRounds)"), ("token_timeouts", "\(result.tokenTimeouts)"), ("tokens_split", "\(result.tokensSplit)"),
+            ("token_rounds", "\(result.tokenRounds)"), ("leader_token_rounds", "\(result.leaderTokenRounds)"),
+            ("region_token_rounds", "\(result.regionTokenRounds)"), ("token_timeouts", "\(result.tokenTimeouts)"), ("tokens_split", "\(result.tokensSplit)"),
             ("retransmissions", "\(result.retransmissions)"), ("duplicates_received", "\(result.duplicatesReceived)"),
             ("max_token_records", "\(result.maximumTokenRecords)"),
             ("region_wide_dropped", "\(result.regionWideDropped)"), ("partition_repairs_asked", "\(result.partitionRepairsAsked)"),
