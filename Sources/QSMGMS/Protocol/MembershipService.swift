@@ -497,7 +497,11 @@ package final class MembershipService {
         for region in views.regions.values {
             for member in region.members { regionsOf[member.id, default: []].append(region.id) }
         }
-        for (id, record) in nodes {
+        // In node order, not the dictionary's (which differs from process to process):
+        // which node hears of a view first must not depend on it (the simulator
+        // replays a seed exactly; at 10,000 nodes it did not).
+        for id in nodes.keys.sorted() {
+            let record = nodes[id]!
             let wantedRegions = Set(regionsOf[id] ?? [])
             let wantedGroups = record.joined.union(record.publishing).filter { views.groups[$0] != nil }
             var update: MembershipUpdate
