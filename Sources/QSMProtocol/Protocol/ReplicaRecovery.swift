@@ -61,18 +61,20 @@ extension ProtocolNode {
         forgetOldAwaitedRepairs()
         let repair = RepairKey(stream: key, sequence: sequence)
         if var entry = awaitedRepairs[repair] {
+            // (The window runs from the first request: a repeated one does not extend
+            // it, nor add to the order, which stays as long as the table at most.)
             if entry.requester != requester {
                 // Widespread: answered by the region's repair, not from here.
                 statistics.awaitedRepairsRefused += entry.requester == nil ? 1 : 2
                 statistics.repairsAwaited -= entry.requester == nil ? 0 : 1
                 entry.requester = nil
+                awaitedRepairs[repair] = entry
             }
-            entry.at = runningNow
-            awaitedRepairs[repair] = entry
-            awaitedOrder.append((repair, runningNow))
             return true
         }
-        guard awaitedRepairs.count < configuration.maximumPendingRetransmissions else {
+        // Bounded: the table, and the order (which also names entries answered since).
+        guard awaitedRepairs.count < configuration.maximumPendingRetransmissions,
+              awaitedOrder.count < 2 * configuration.maximumPendingRetransmissions else {
             statistics.awaitedRepairsRefused += 1
             return false
         }
@@ -101,16 +103,15 @@ extension ProtocolNode {
                                                                  requester: requester, sequences: []))
     }
 
-    /// Drops requests kept longer than the window (oldest first; one renewed since stays).
+    /// Drops requests kept longer than the window, oldest first.
     func forgetOldAwaitedRepairs() {
         let window = awaitedRepairWindow
         while let (repair, at) = awaitedOrder.first, runningNow.nanoseconds(since: at) >= window {
             _ = awaitedOrder.popFirst()
-            guard let entry = awaitedRepairs[repair] else { continue }
-            if runningNow.nanoseconds(since: entry.at) >= window {
-                if entry.requester != nil { statistics.awaitedRepairsExpired += 1 }
-                awaitedRepairs[repair] = nil
-            }
+            // Gone (answered), or a later entry for the same packet: not this one's to drop.
+            guard let entry = awaitedRepairs[repair], entry.at == at else { continue }
+            if entry.requester != nil { statistics.awaitedRepairsExpired += 1 }
+            awaitedRepairs[repair] = nil
         }
     }
 
@@ -197,7 +198,7 @@ extension ProtocolNode {
     }
 }
 
-/// A request for one packet that a replica keeps until it holds it: when the last
+/// A request for one packet that a replica keeps until it holds it: when the first
 /// request came, and whom to answer (nil: several asked, the region's repair serves
 /// them).
 struct AwaitedRepair {
