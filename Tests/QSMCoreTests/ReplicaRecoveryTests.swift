@@ -107,10 +107,13 @@ import Testing
         _ = try Self.request(replica, [3], by: 2, at: 3)
         _ = try Self.request(replica, [3], by: 5, at: 3)
         _ = try Self.request(replica, [3], by: 6, at: 4)
-        #expect(replica.statistics.repairsAwaited == 0)
+        // The first was kept, then given up with the second; the second and third were
+        // never kept.
+        #expect(replica.statistics.repairsAwaited == 1)
         #expect(replica.statistics.awaitedRepairsRefused == 3)
         replica.receive(Self.retransmission(3, toRegion: false), now: Fixture.ms(5))
         #expect(try Self.sentData(replica, at: 5).isEmpty)
+        #expect(replica.statistics.awaitedRepairsAnswered == 0)
     }
 
     @Test func onlyWhatTheReplicaWillHoldIsKeptAndOnlyForAWhile() throws {
@@ -131,6 +134,15 @@ import Testing
         }
         replica.receive(Self.retransmission(3, toRegion: false), now: Fixture.ms(late))
         #expect(try Self.sentData(replica, at: late).isEmpty)
+        #expect(replica.statistics.awaitedRepairsExpired == 1)
+    }
+
+    @Test func keptRequestsGoWhenTheNodeLeavesTheRegionCounted() throws {
+        let replica = try Self.node(4, partitions: Self.twoPartitions, received: [1, 2, 4, 5])
+        _ = try Self.request(replica, [3], by: 2, at: 3)
+        replica.installMembership(regions: [], groups: [], now: Fixture.ms(4))
+        #expect(replica.awaitedRepairs.isEmpty)
+        #expect(replica.awaitedOrder.isEmpty)
         #expect(replica.statistics.awaitedRepairsExpired == 1)
     }
 
@@ -213,8 +225,9 @@ import Testing
         _ = try Fixture.drain(replica, now: Fixture.ms(3))
         #expect(try Self.request(replica, [3], by: 4, kind: .partitionPush, at: 4).isEmpty)
         #expect(replica.statistics.pushesServedByMulticast == 1)
-        // A requester outside the region's partitions gets nothing.
+        // A requester outside the region's partitions gets nothing, counted.
         #expect(try Self.request(replica, [3], by: 77, kind: .partitionPush, at: 5).isEmpty)
+        #expect(replica.statistics.repairRequestsNotHeld == 1)
     }
 
     // MARK: Under the simulator

@@ -882,6 +882,12 @@ package final class ProtocolNode {
     }
 
     /// What still keeps the node from being quiescent, for diagnosis.
+    /// The regions this node has installed, lowest id first (the simulator lays its
+    /// partition-wide loss out by them).
+    package var installedRegions: [RegionView] {
+        regions.values.sorted { $0.id < $1.id }
+    }
+
     package var quiescenceReport: String {
         var parts: [String] = []
         if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }

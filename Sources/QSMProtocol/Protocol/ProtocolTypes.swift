@@ -200,8 +200,9 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// Recovery from replicas once they hold the message (see `ReplicaRecovery`):
     /// requests for packets this node caches but lacked too, kept to be answered once
     /// it holds them; of those, answered; dropped because the packet came by multicast
-    /// to the region (which reached the askers too); forgotten after the window; and
-    /// not kept (the table or a packet's requester list was full).
+    /// to the region (which reached the askers too); forgotten after the window or when
+    /// this node left the region; and refused: not kept (the table was full, or another
+    /// member had asked for the same packet), or given up when a second member asked.
     public var repairsAwaited = 0
     /// See `repairsAwaited`.
     public var awaitedRepairsAnswered = 0

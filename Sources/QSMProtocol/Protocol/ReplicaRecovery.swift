@@ -64,9 +64,10 @@ extension ProtocolNode {
             // (The window runs from the first request: a repeated one does not extend
             // it, nor add to the order, which stays as long as the table at most.)
             if entry.requester != requester {
-                // Widespread: answered by the region's repair, not from here.
+                // Widespread: answered by the region's repair, not from here. The new
+                // asker is refused, and so is the kept one, now given up (counters only
+                // rise: `repairsAwaited` stays as it was).
                 statistics.awaitedRepairsRefused += entry.requester == nil ? 1 : 2
-                statistics.repairsAwaited -= entry.requester == nil ? 0 : 1
                 entry.requester = nil
                 awaitedRepairs[repair] = entry
             }
@@ -118,17 +119,12 @@ extension ProtocolNode {
     /// This node left `region`: what was kept for its streams goes with them.
     func forgetAwaitedRepairs(in region: RegionID) {
         guard !awaitedRepairs.isEmpty else { return }
+        statistics.awaitedRepairsExpired += awaitedRepairs.filter { $0.key.stream.region == region && $0.value.requester != nil }.count
         awaitedRepairs = awaitedRepairs.filter { $0.key.stream.region != region }
         awaitedOrder.removeAll { $0.0.stream.region == region }
     }
 
     // MARK: The inter-partition push
-
-    /// The regions this node has installed, lowest id first (the simulator lays its
-    /// partition-wide loss out by them).
-    package var installedRegions: [RegionView] {
-        regions.values.sorted { $0.id < $1.id }
-    }
 
     /// A partition leader's request that this node send `request.sequences` to every
     /// member of the leader's partition. What this node holds is pushed. What it lacks
