@@ -236,10 +236,16 @@ import Testing
     /// partitions of five): with pushes, the partitions that hold the packet send it to
     /// the one that lacks it, and the sender multicasts to all 20 only for that
     /// partition's own share.
+    ///
+    /// With a grace of 2 ms before a hole is asked for (a network that may reorder):
+    /// then a token reports the partition's loss to its leader first. Under the default
+    /// grace (0.25 ms) the members' own asks to the caching partitions mostly come first,
+    /// and a push is rarely needed (`bench/README.md`).
     @Test(arguments: [UInt64(1), 2, 3])
     func partitionWideLossIsPushedFromPartitionsThatHoldIt(seed: UInt64) throws {
         var scenario = SimulationTests.base(20, seconds: 2, rate: 2_000)
         scenario.partitionLoss = 0.05
+        scenario.protocolConfiguration.gapGracePeriod = .milliseconds(2)
         let pushed = try Simulator(scenario: scenario, seed: seed).run()
         scenario.protocolConfiguration.pushesBetweenPartitions = false
         let multicast = try Simulator(scenario: scenario, seed: seed).run()

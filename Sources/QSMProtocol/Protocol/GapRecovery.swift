@@ -129,7 +129,7 @@ extension ProtocolNode {
     /// The next hole check, a grace period from now (if none is due sooner).
     func scheduleRecoveryCheck() {
         guard nextRecoveryCheck == nil else { return }
-        nextRecoveryCheck = now.advanced(byNanoseconds: max(configuration.gapGracePeriod.totalNanoseconds, 1_000_000))
+        nextRecoveryCheck = now.advanced(byNanoseconds: max(configuration.gapGracePeriod.totalNanoseconds, 100_000))
     }
 
     private func send(_ requests: [RequestTarget: RequestPacket]) {

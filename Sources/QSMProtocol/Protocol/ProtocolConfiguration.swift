@@ -45,19 +45,24 @@ public struct ProtocolConfiguration: Sendable {
     public var tokenBytesPerDataByte = 0.25
     /// Sequence numbers a node asks for per stream per token visit (recovery rate limit).
     public var recoveryRequestsPerRound = 128
-    /// How old a gap must be before it is first asked for: packets a token reports may
-    /// still be queued at this node, unread, and asking for them would only cause
-    /// needless retransmissions.
-    public var gapGracePeriod: Duration = .milliseconds(2)
+    /// How old a hole (a gap below a packet that reached this node in the sender's own
+    /// transmission) must be before it is first asked for, and how often holes are
+    /// checked. One sender's datagrams share one FIFO path, so a hole is almost always a
+    /// loss; the grace only lets a rare reordering settle. Everything above a hole waits
+    /// for its repair, and so does the sender's window: at 2 ms (checked every 1 ms, so
+    /// 3 ms on average) 5% random loss cost a tenth of the throughput (`bench/README.md`).
+    public var gapGracePeriod: Duration = .microseconds(250)
     /// The same for missing packets beyond the highest one this node received itself
     /// (a lost tail, or data still queued behind a backlog of tokens after a freeze).
     public var tailGracePeriod: Duration = .milliseconds(25)
     /// How long a node waits for a requested packet before asking again (elsewhere).
-    /// Several round trips on a LAN: a repair lost with its datagram (under 5% loss,
-    /// one in twenty) holds the sender's window until it is asked for again, and at 20 ms
-    /// that alone halved throughput. After a pause of the node nothing is asked again
+    /// Many round trips on a LAN, and more than a descheduled peer's usual delay: a
+    /// request or repair lost (under 5% loss, about one in ten asks) holds the sender's
+    /// window until it is asked for again. At 20 ms that alone halved throughput; 8 ms
+    /// against 4 ms cost 15% under 5% random loss, and 3 ms added only duplicates
+    /// (`bench/README.md`). After a pause of the node nothing is asked again
     /// until its input has caught up (the answer may be in its socket backlog).
-    public var requestRetryInterval: Duration = .milliseconds(8)
+    public var requestRetryInterval: Duration = .milliseconds(4)
     /// How much a pause between two events counts toward the grace periods and the retry
     /// interval. A node that did not run (frozen, descheduled) has not read what arrived
     /// meanwhile; counting the whole pause would make it ask for its own socket backlog.
@@ -80,7 +85,7 @@ public struct ProtocolConfiguration: Sendable {
     /// request: a second requester gets it by multicast to the region (loss seen by
     /// many), and requests after a multicast are absorbed by it. Below the retry
     /// interval, so a requester whose repair was lost is answered when it asks again.
-    public var repairAggregationWindow: Duration = .milliseconds(4)
+    public var repairAggregationWindow: Duration = .milliseconds(2)
     /// Sender-crash agreement, stronger than the seed's rule (see `SenderCrashRecovery`):
     /// every member keeps every packet it received until it is stable region-wide, not
     /// only its partition's share of the cooperative cache, and a departed sender's gap
