@@ -117,6 +117,17 @@ struct SequencedPackets {
         return first
     }
 
+    /// How many packets numbered in `range` are held (O(length of the range held)).
+    func count(in range: ClosedRange<UInt64>) -> Int {
+        guard count > 0, range.upperBound >= lowest, range.lowerBound <= highest else { return 0 }
+        var found = 0
+        for number in max(range.lowerBound, lowest)...min(range.upperBound, highest)
+            where slots[Int(truncatingIfNeeded: number & mask)] != 0 {
+            found += 1
+        }
+        return found
+    }
+
     /// Every packet, in rising order.
     var packets: [DataPacket] {
         guard count > 0 else { return [] }

@@ -145,7 +145,7 @@ extension ProtocolNode {
         if reported > limit { statistics.implausibleDropped += 1 }
         let target = min(reported, limit)
         guard target > stream.maximumSeen else { return false }
-        for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...target where stream.outOfOrder[gap] == nil {
+        for gap in (max(stream.maximumSeen, stream.contiguous) + 1)...target where !stream.holdsAhead(gap) {
             stream.missing[gap] = (runningNow, 0, .zero)
         }
         stream.maximumSeen = target
@@ -210,7 +210,7 @@ extension ProtocolNode {
             stream.contiguous = stream.start - 1
             // The newly owed range (below the old start, so nonempty) is missing until it
             // arrives; this packet may be in it.
-            for gap in stream.start...previousContiguous where stream.outOfOrder[gap] == nil { stream.missing[gap] = (runningNow, 0, .zero) }
+            for gap in stream.start...previousContiguous where !stream.holdsAhead(gap) { stream.missing[gap] = (runningNow, 0, .zero) }
         }
         // A stream is a class, changed in place: only a new one is stored (one hash per
         // packet saved).
@@ -222,8 +222,7 @@ extension ProtocolNode {
             statistics.implausibleDropped += 1
             return
         }
-        guard sequence >= stream.start, sequence > stream.contiguous,
-              stream.outOfOrder.isEmpty || stream.outOfOrder[sequence] == nil else {
+        guard sequence >= stream.start, sequence > stream.contiguous, !stream.holdsAhead(sequence) else {
             statistics.duplicatesDropped += 1
             return
         }
@@ -244,18 +243,32 @@ extension ProtocolNode {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
+        let inOrder = sequence == stream.contiguous + 1
+        // Beyond a gap, and the node already holds as many such packets as it may: drop
+        // it and ask for it again like any other gap.
+        if !inOrder, outOfOrderCount() >= configuration.maximumOutOfOrderPackets {
+            statistics.outOfOrderDropped += 1
+            if firstUnknown < sequence {
+                for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
+            }
+            if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
+            if !retransmitted { scheduleRecoveryCheck() }
+            return
+        }
         // Every packet is kept until stable for sender-crash agreement; else only this
         // node's partition's share.
+        var cachedHere = false
         if configuration.survivorAgreement || caches(sequence, in: packet.region, view: packet.regionView) {
             // Not held yet (this packet is new here), so a refusal is the tables' budget.
             if stream.cache.insert(packet) {
+                cachedHere = true
                 stream.cachedBytes += packet.payload.count
                 if !awaitedRepairs.isEmpty { answerAwaitedRepairs(key, packet) }
             } else {
                 statistics.notCachedForTableBudget += 1
             }
         }
-        if sequence == stream.contiguous + 1 {
+        if inOrder {
             accept(packet, into: stream)
             drainInOrder(stream)
         } else {
@@ -266,15 +279,20 @@ extension ProtocolNode {
                 for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
                 if !retransmitted { scheduleRecoveryCheck() }
             }
-            // Bounded, in packets and in the tables' slots (`maximumTableSlots`): beyond
-            // either, drop it and ask for it again like any other gap.
-            guard outOfOrderCount() < configuration.maximumOutOfOrderPackets, stream.outOfOrder.insert(packet) else {
+            if cachedHere {
+                // Held in the cache, and taken from there once the gap is filled.
+                stream.aheadInCache += 1
+                outOfOrderTotal += 1
+            } else if stream.outOfOrder.insert(packet) {
+                stream.outOfOrderBytes += packet.payload.count
+                outOfOrderTotal += 1
+            } else {
+                // Bounded in the tables' slots too (`maximumTableSlots`): beyond them,
+                // drop it and ask for it again like any other gap.
                 statistics.outOfOrderDropped += 1
                 if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
                 return
             }
-            stream.outOfOrderBytes += packet.payload.count
-            outOfOrderTotal += 1
         }
         // New data wakes token rounds that had slowed down for idleness.
         quickenRounds(in: packet.region)
@@ -315,7 +333,6 @@ extension ProtocolNode {
     func passNotOwed(_ stream: ReceiveStream, through sequence: UInt64) {
         stream.start = sequence + 1
         guard stream.contiguous < sequence else { return }
-        stream.contiguous = sequence
         stream.maximumSeen = max(stream.maximumSeen, sequence)
         stream.fragments.removeAll()
         stream.missing = stream.missing.filter { $0.key > sequence }
@@ -323,15 +340,33 @@ extension ProtocolNode {
             stream.outOfOrderBytes -= packet.payload.count
             outOfOrderTotal -= 1
         }
+        if stream.aheadInCache > 0 {
+            // Cached packets numbered up to `sequence` are below the prefix now, not owed:
+            // no longer ahead of it (they leave the cache as they become stable).
+            let passed = stream.cache.count(in: (stream.contiguous + 1)...sequence)
+            stream.aheadInCache -= passed
+            outOfOrderTotal -= passed
+        }
+        stream.contiguous = sequence
         drainInOrder(stream)
     }
 
-    /// Accepts whatever out-of-order packets now follow the contiguous prefix.
+    /// Accepts whatever out-of-order packets now follow the contiguous prefix, from
+    /// either table.
     func drainInOrder(_ stream: ReceiveStream) {
-        while let next = stream.outOfOrder.popFirst(numbered: stream.contiguous + 1) {
-            stream.outOfOrderBytes -= next.payload.count
-            outOfOrderTotal -= 1
-            accept(next, into: stream)
+        while true {
+            let number = stream.contiguous + 1
+            if let next = stream.outOfOrder.popFirst(numbered: number) {
+                stream.outOfOrderBytes -= next.payload.count
+                outOfOrderTotal -= 1
+                accept(next, into: stream)
+            } else if stream.aheadInCache > 0, let next = stream.cache[number] {
+                stream.aheadInCache -= 1
+                outOfOrderTotal -= 1
+                accept(next, into: stream)
+            } else {
+                return
+            }
         }
     }
 

@@ -331,7 +331,7 @@ package final class ProtocolNode {
             for key in debtQueries.keys where key.region == gone {
                 heldForDebt -= debtQueries.removeValue(forKey: key)?.held.count ?? 0
             }
-            outOfOrderTotal = streams.values.reduce(0) { $0 + $1.outOfOrder.count }
+            outOfOrderTotal = streams.values.reduce(0) { $0 + $1.heldAhead }
             partitionRounds[gone] = nil
             regionRounds[gone] = nil
             leaderRounds[gone] = nil
@@ -893,7 +893,7 @@ package final class ProtocolNode {
         if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }
         if !sendQueue.isEmpty { parts.append("\(sendQueue.count) queued") }
         for (key, stream) in streams where stream.isActive || !stream.cache.isEmpty {
-            parts.append("\(key.sender)@\(key.region): contiguous \(stream.contiguous) max \(stream.maximumSeen) stable \(stream.stable) cache \(stream.cache.count) held \(stream.outOfOrder.count) "
+            parts.append("\(key.sender)@\(key.region): contiguous \(stream.contiguous) max \(stream.maximumSeen) stable \(stream.stable) cache \(stream.cache.count) held \(stream.heldAhead) "
                 + "start \(stream.start) missing \(stream.missing.count) (asked \(stream.missing.values.map(\.attempts).max() ?? 0) times at most)"
                 + (departed.contains(key.sender) ? " sender departed" : "") + (regions[key.region] == nil ? " region not in view" : ""))
         }

@@ -179,7 +179,7 @@ extension ProtocolNode {
     func knownViewStarts(_ stream: ReceiveStream) -> [(start: UInt64, view: UInt64)] {
         var starts: [UInt64: UInt64] = [:]
         for entry in stream.viewStarts { starts[entry.start] = entry.view }
-        for packet in stream.outOfOrder.packets { starts[packet.viewStartSequence] = packet.regionView }
+        for packet in stream.packetsAhead { starts[packet.viewStartSequence] = packet.regionView }
         return starts.map { (start: $0.key, view: $0.value) }.sorted { $0.start < $1.start }
     }
 }
