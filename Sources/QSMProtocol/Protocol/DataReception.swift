@@ -244,13 +244,17 @@ extension ProtocolNode {
             statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
         }
         let inOrder = sequence == stream.contiguous + 1
+        // New gaps below this packet (none when it is in order). Walking the whole range
+        // from the contiguous prefix instead cost O(window) lookups per packet behind a
+        // hole: CPU-bound receivers under loss.
+        if firstUnknown < sequence {
+            for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
+            if !retransmitted { scheduleRecoveryCheck() }
+        }
         // Beyond a gap, and the node already holds as many such packets as it may: drop
         // it and ask for it again like any other gap.
         if !inOrder, outOfOrderCount() >= configuration.maximumOutOfOrderPackets {
             statistics.outOfOrderDropped += 1
-            if firstUnknown < sequence {
-                for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
-            }
             if stream.missing[sequence] == nil { stream.missing[sequence] = (runningNow, 0, .zero) }
             if !retransmitted { scheduleRecoveryCheck() }
             return
@@ -272,13 +276,6 @@ extension ProtocolNode {
             accept(packet, into: stream)
             drainInOrder(stream)
         } else {
-            // New gaps below this packet. (Walking the whole range from the contiguous
-            // prefix instead cost O(window) lookups per packet behind a hole: CPU-bound
-            // receivers under loss.)
-            if firstUnknown < sequence {
-                for gap in firstUnknown..<sequence { stream.missing[gap] = (runningNow, 0, .zero) }
-                if !retransmitted { scheduleRecoveryCheck() }
-            }
             if cachedHere {
                 // Held in the cache, and taken from there once the gap is filled.
                 stream.aheadInCache += 1
