@@ -147,13 +147,23 @@ extension ProtocolNode {
         var asked = 0
         func add(_ sequence: UInt64, to target: NodeID) {
             let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-            requests[RequestTarget(peer: target, sender: key.sender, region: region.id),
-                     default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
-                                            sequences: [])].sequences.append(sequence)
+            let target = RequestTarget(peer: target, sender: key.sender, region: region.id)
+            if requests[target] == nil {
+                // Room for a whole request at once: grown one number at a time, it
+                // reallocated several times per request.
+                requests[target] = RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id, sequences: [])
+                requests[target]!.sequences.reserveCapacity(configuration.recoveryRequestsPerRound)
+            }
+            requests[target]!.sequences.append(sequence)
         }
-        for sequence in stream.missing.keys.sorted() {
-            guard asked < configuration.recoveryRequestsPerRound else { break }
-            let (since, attempts, askedAt) = stream.missing[sequence]!
+        // What is due, found in one pass and only that sorted (lowest first, and in a
+        // fixed order for exact replays): sorting every missing number on each check,
+        // every quarter millisecond under loss, cost an allocation and a sort per stream.
+        var due = recoveryScratch
+        recoveryScratch = []
+        due.removeAll(keepingCapacity: true)
+        defer { recoveryScratch = due }
+        for (sequence, (since, attempts, askedAt)) in stream.missing {
             // Asked recently: the answer is probably on its way; asking again now would
             // only duplicate it.
             if attempts > 0, pausedSinceInput || runningNow.nanoseconds(since: askedAt) < retryInterval(attempts: attempts, senderGone: orphan != nil) {
@@ -175,6 +185,12 @@ extension ProtocolNode {
                 let reference = isHole ? since : max(since, stream.lastArrivalAt)
                 if runningNow.nanoseconds(since: reference) < grace.totalNanoseconds { continue }
             }
+            due.append(sequence)
+        }
+        due.sort()
+        for sequence in due {
+            guard asked < configuration.recoveryRequestsPerRound else { break }
+            let attempts = stream.missing[sequence]!.attempts
             asked += 1
             if attempts > 0 {
                 statistics.askedAgain += 1
@@ -204,10 +220,24 @@ extension ProtocolNode {
         let cycle = configuration.peerAttemptsBeforeSender + 1
         if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
         let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
-        var candidates = partition.members.filter { $0 != id && $0 != key.sender }
-        if candidates.isEmpty { candidates = region.members.map(\.id).filter { $0 != id && $0 != key.sender } }
-        if candidates.isEmpty { return senderAvailable ? key.sender : nil }
-        return candidates[Int(random.next() % UInt64(candidates.count))]
+        // Picked among the candidates in place: a list of them cost an allocation per
+        // ask, most of a receiver's allocations under loss.
+        if let peer = pick(among: partition.members, excluding: key.sender) { return peer }
+        if let peer = pick(among: region.members.lazy.map(\.id), excluding: key.sender) { return peer }
+        return senderAvailable ? key.sender : nil
+    }
+
+    /// One of `members` other than this node and `sender`, at random; nil if none.
+    private func pick(among members: some Collection<NodeID>, excluding sender: NodeID) -> NodeID? {
+        var count = 0
+        for member in members where member != id && member != sender { count += 1 }
+        guard count > 0 else { return nil }
+        var index = Int(random.next() % UInt64(count))
+        for member in members where member != id && member != sender {
+            if index == 0 { return member }
+            index -= 1
+        }
+        return nil
     }
 }
 

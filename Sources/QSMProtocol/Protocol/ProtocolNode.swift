@@ -114,6 +114,8 @@ package final class ProtocolNode {
     /// Arrays of delivered payloads the driver handed back (`recyclePayload`), which
     /// received payloads are decoded into.
     @exclusivity(unchecked) var payloadSpares = PayloadSpares(limit: 32_768)
+    /// Reused by each recovery check for the missing numbers due (see `GapRecovery`).
+    @exclusivity(unchecked) var recoveryScratch: [UInt64] = []
 
     /// Hands back the array of a delivery the application is done with, for a later
     /// payload to be decoded into (see `PayloadSpares`).
