@@ -147,14 +147,11 @@ extension ProtocolNode {
         var asked = 0
         func add(_ sequence: UInt64, to target: NodeID) {
             let kind: PacketKind = target == key.sender ? .negativeAcknowledgement : .pull
-            let target = RequestTarget(peer: target, sender: key.sender, region: region.id)
-            if requests[target] == nil {
-                // Room for a whole request at once: grown one number at a time, it
-                // reallocated several times per request.
-                requests[target] = RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id, sequences: [])
-                requests[target]!.sequences.reserveCapacity(configuration.recoveryRequestsPerRound)
-            }
-            requests[target]!.sequences.append(sequence)
+            // A new request has room for all its numbers at once: grown one at a time, it
+            // reallocated several times per request.
+            requests[RequestTarget(peer: target, sender: key.sender, region: region.id),
+                     default: RequestPacket(kind: kind, sender: key.sender, region: region.id, requester: id,
+                                            sequences: roomForRequestNumbers())].sequences.append(sequence)
         }
         // What is due, found in one pass and only that sorted (lowest first, and in a
         // fixed order for exact replays): sorting every missing number on each check,
@@ -210,6 +207,13 @@ extension ProtocolNode {
             }
         }
         return tailsWaiting
+    }
+
+    /// An empty list of requested numbers with room for a whole request.
+    private func roomForRequestNumbers() -> [UInt64] {
+        var numbers: [UInt64] = []
+        numbers.reserveCapacity(configuration.recoveryRequestsPerRound)
+        return numbers
     }
 
     /// Caching peers first, picked at random within the partition that caches the
