@@ -181,6 +181,7 @@ struct BenchCommandTests {
         (["run", "--raw-latency"], "--raw-latency needs --rate"),
         (["run", "--hosts", "--fault-at", "some"], "--fault-at"),
         (["run", "--hosts", "--loss-percent", "0"], "--loss-percent"),
+        (["run", "--peer-attempts", "-1"], "--peer-attempts"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
         (["nonsense"], "unknown subcommand"),

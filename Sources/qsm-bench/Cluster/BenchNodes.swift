@@ -109,6 +109,8 @@ final class BenchReceiver: Sendable {
             ("first_ns", check.firstAt?.nanoseconds ?? 0), ("last_ns", check.lastAt?.nanoseconds ?? 0),
             ("latency", check.latency.encoded.isEmpty ? "-" : check.latency.encoded),
             ("latency_max_us", check.latency.maximumMicroseconds),
+            ("recovery", protocolStatistics.recoveryMicroseconds.encoded.isEmpty ? "-" : protocolStatistics.recoveryMicroseconds.encoded),
+            ("recovery_max_us", protocolStatistics.recoveryMicroseconds.maximumMicroseconds),
             ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
             ("retransmissions", protocolStatistics.retransmissionsSent),
             ("requests", protocolStatistics.requestsSent),

@@ -66,6 +66,7 @@ struct ClusterRun {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("groups", options.groups), ("senders", options.senders),
                                            ("interface", receiver.interface)]
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
+            if let attempts = options.peerAttempts { fields.append(("peer_attempts", attempts)) }
             if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
@@ -83,6 +84,7 @@ struct ClusterRun {
                                            ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
+            if let attempts = options.peerAttempts { fields.append(("peer_attempts", attempts)) }
             if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }

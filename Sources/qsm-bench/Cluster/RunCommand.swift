@@ -90,6 +90,9 @@ enum RunCommand {
                                seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
+          --peer-attempts N    recovery: times a receiver asks caching peers for a
+                               missing packet before it asks the sender (default: the
+                               engine's, 2; 0: the sender first)
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
                                MTU; 0: one packet per datagram; up to 65507 on loopback)
@@ -124,7 +127,7 @@ enum RunCommand {
     static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
-            "--window", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
+            "--window", "--peer-attempts", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
         ], switches: ["--json", "--no-raw", "--raw-latency", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
@@ -155,6 +158,12 @@ enum RunCommand {
                 throw ConfigurationError("--rate must be 0...10000000 messages per second, got '\(text)'")
             }
             options.rate = rate
+        }
+        if let text = try flags.value("--peer-attempts") {
+            guard let attempts = Int(text), (0...100).contains(attempts) else {
+                throw ConfigurationError("--peer-attempts must be 0...100, got '\(text)'")
+            }
+            options.peerAttempts = attempts
         }
         if let text = try flags.value("--window") {
             guard let window = Int(text), (1...1_000_000).contains(window) else { throw ConfigurationError("--window must be 1...1000000, got '\(text)'") }

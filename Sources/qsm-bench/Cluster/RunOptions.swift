@@ -66,6 +66,9 @@ struct RunOptions {
     var rawTrialSeconds = 0.5
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
+    /// How many times a node asks caching peers for a missing packet before it asks the
+    /// sender (nil: the engine's default, 2; 0: the sender first).
+    var peerAttempts: Int?
     /// Every node's bundle size (nil: the engine's default, 1,472 bytes; 0: no bundling).
     var bundleBytes: Int?
     /// Whether nodes (and the raw baseline) may use UDP segmentation offload where the

@@ -142,6 +142,8 @@ enum RunJSON {
             ("latency_us_p50", optional(latency.percentile(0.5).map(Double.init))),
             ("latency_us_p99", optional(latency.percentile(0.99).map(Double.init))),
             ("latency_us_max", "\(latency.maximumMicroseconds)"),
+            ("recovery_us_p50", optional(report.recovery.percentile(0.5).map(Double.init))),
+            ("recovery_us_p99", optional(report.recovery.percentile(0.99).map(Double.init))),
             ("raw_latency_us_p50", optional(report.rawLatency?.percentile(0.5).map(Double.init))),
             ("raw_latency_us_p99", optional(report.rawLatency?.percentile(0.99).map(Double.init))),
             ("sender_cpu_s", number(report.senderCPUSeconds)), ("receivers_cpu_s", number(report.receiversCPUSeconds)),

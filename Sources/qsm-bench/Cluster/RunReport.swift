@@ -179,11 +179,17 @@ struct RunReport {
         }.min() ?? 0
     }
 
-    var latency: LatencyHistogram {
+    var latency: LatencyHistogram { merged("latency", of: checked) }
+
+    /// How long receivers' holes stayed open, from noticed to filled (every live
+    /// receiver's, merged).
+    var recovery: LatencyHistogram { merged("recovery", of: live) }
+
+    private func merged(_ key: String, of lines: [WorkerLine]) -> LatencyHistogram {
         var merged = LatencyHistogram()
-        for line in checked {
-            if let histogram = LatencyHistogram(encoded: line["latency"] == "-" ? "" : line["latency"] ?? "",
-                                                maximumMicroseconds: line.int("latency_max_us") ?? 0) {
+        for line in lines {
+            if let histogram = LatencyHistogram(encoded: line[key] == "-" ? "" : line[key] ?? "",
+                                                maximumMicroseconds: line.int("\(key)_max_us") ?? 0) {
                 merged.merge(histogram)
             }
         }

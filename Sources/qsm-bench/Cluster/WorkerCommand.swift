@@ -202,6 +202,7 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
+        if let attempts = command.int("peer_attempts") { configuration.protocolConfiguration.peerAttemptsBeforeSender = attempts }
         if let bundle = command.int("bundle") {
             configuration.bundleBytes = bundle
             configuration.eventCoreConfiguration.packetBufferCapacity = max(configuration.eventCoreConfiguration.packetBufferCapacity, bundle)
