@@ -143,6 +143,62 @@ struct EventCoreTests {
         #expect(order == Array(repeating: "control", count: 20) + Array(repeating: "data", count: 20))
     }
 
+    /// A backlog of inbound data is handled in slices, and what a slice produced for a
+    /// control socket (a token to pass on, a repair to send) goes out before the rest of
+    /// the backlog: it does not wait behind every datagram read in the same turn.
+    @Test func outboundControlGoesAheadOfTheRestOfADataBacklog() throws {
+        final class OneControlDatagram: PacketFeed {
+            let destination: QSMSocketAddress
+            var handledWhenPulled: Int?
+            var handled = 0
+            init(destination: QSMSocketAddress) { self.destination = destination }
+            func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram? {
+                guard handledWhenPulled == nil else { return nil }
+                handledWhenPulled = handled
+                buffer[0] = 0xC0
+                return OutboundDatagram(destination: destination, length: 1, hasMore: false)
+            }
+        }
+        final class BatchCounter: IOTurnObserver {
+            var batches = 0
+            func ioBatchEnded(core: EventCore) { batches += 1 }
+        }
+        let backlog = 100
+        let outcome = try NetworkNamespace.runIsolated { () throws -> [Int] in
+            let core = try EventCore()
+            let (dataSocket, dataAddress) = try loopbackSocket()
+            let (controlSocket, _) = try loopbackSocket()
+            let (sink, sinkAddress) = try loopbackSocket()
+            let (sender, _) = try loopbackSocket()
+            let feed = OneControlDatagram(destination: sinkAddress)
+            let counter = BatchCounter()
+            core.ioTurnObserver = counter
+            let controlID = try core.registerDatagramSocket(controlSocket, traffic: .control, handler: nil)
+            let dataHandler = RecordingHandler { recorder, core in
+                feed.handled = recorder.datagrams.count
+                // The first datagram of the backlog asks for a control datagram to go out.
+                if recorder.datagrams.count == 1 { core.registerIntent(feed, on: controlID, traffic: .control) }
+            }
+            _ = try core.registerDatagramSocket(dataSocket, traffic: .data, handler: dataHandler)
+            for index in 0..<backlog { try sendDatagram(sender, [UInt8(truncatingIfNeeded: index)], to: dataAddress) }
+            guard waitUntilReadable([dataSocket.descriptor]) else { return [] }
+            try core.runTurn(maximumWaitNanoseconds: 1_000_000_000)
+            guard waitUntilReadable([sink.descriptor]) else { return [] }
+            return [dataHandler.datagrams.count, feed.handledWhenPulled ?? -1, counter.batches,
+                    core.statistics.inboundDataSlices]
+        }
+        #expect(outcome.count == 4)
+        guard outcome.count == 4 else { return }
+        // The whole backlog was handled in the one turn...
+        #expect(outcome[0] == backlog)
+        // ...but the control datagram left after the first slice, not after the backlog.
+        #expect(outcome[1] == EventCore.inboundDataSlice)
+        // The observer settled after each slice and at the end of the turn.
+        let slices = (backlog - 1) / EventCore.inboundDataSlice
+        #expect(outcome[3] == slices)
+        #expect(outcome[2] == slices + 1)
+    }
+
     @Test func networkIsHandledBeforeLocalDescriptors() throws {
         final class PipeReader: DescriptorHandler {
             let descriptor: Int32

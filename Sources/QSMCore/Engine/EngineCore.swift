@@ -123,7 +123,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         settlePending = true
     }
 
-    func ioTurnEnded(core: EventCore) {
+    func ioBatchEnded(core: EventCore) {
         while let payload = returnedPayloads.dequeue() { machine.protocolNode.recyclePayload(payload) }
         if !core.hasQueuedInput, machine.inputCaughtUp(now: core.now) { settlePending = true }
         if settlePending {

@@ -29,10 +29,11 @@ package protocol DatagramHandler: AnyObject {
                           on registration: RegistrationID, core: EventCore)
 }
 
-/// Told when the core finished processing a batch of I/O events, so that work which
-/// only needs doing once per batch (not per datagram) can be done then.
+/// Told when the core finished processing a batch of I/O events (a turn, or a slice of
+/// a turn's inbound data), so that work which only needs doing once per batch (not per
+/// datagram) can be done then.
 package protocol IOTurnObserver: AnyObject {
-    func ioTurnEnded(core: EventCore)
+    func ioBatchEnded(core: EventCore)
 }
 
 /// One datagram a feed produced into the buffer it was offered.

@@ -40,8 +40,11 @@ package final class EventCore {
     @exclusivity(unchecked) private var injectedLossPercent: UInt64 = 100
     @exclusivity(unchecked) private var injectedOutboundDrop = false
     @exclusivity(unchecked) private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
-    /// Called after every I/O turn that handled at least one event.
+    /// Called after every I/O turn that handled at least one event, and between slices
+    /// of inbound data within a turn.
     package weak var ioTurnObserver: (any IOTurnObserver)?
+    /// Inbound data events handled before control gets another look within a turn.
+    static let inboundDataSlice = 32
     /// Where `.publish` requests go (they are refused silently without one: only an
     /// engine submits them, after setting itself here).
     package weak var publishHandler: (any PublishHandler)?
@@ -344,20 +347,37 @@ package final class EventCore {
                 emptyPolls = 0
             }
         }
-        processing: for priority in 0..<queues.count {
-            while let event = queues[priority].popFirst() {
-                process(event)
-                handled += 1
-                if handled & 15 == 0 {
-                    now = MonotonicClock.now()
-                    if now >= end {
-                        statistics.ioQuantumExpirations += 1
-                        break processing
-                    }
+        // Inbound data is handled in slices: after each, the observer settles (what the
+        // slice produced, a token to pass on or a repair to send, is queued as output)
+        // and control, inbound or outbound, goes ahead of the rest of the data. A whole
+        // socket backlog handled first would hold tokens and repairs behind it: the
+        // priority inversion of the seed's section 4.3.3.
+        let inboundData = IOPriority.networkInboundData.rawValue
+        var priority = 0
+        var sliceEnd = Self.inboundDataSlice
+        processing: while priority < queues.count {
+            guard let event = queues[priority].popFirst() else {
+                // Work a lower queue queued above it (output it asked for) runs first.
+                priority = (0..<priority).first { !queues[$0].isEmpty } ?? priority + 1
+                continue
+            }
+            process(event)
+            handled += 1
+            if handled & 15 == 0 {
+                now = MonotonicClock.now()
+                if now >= end {
+                    statistics.ioQuantumExpirations += 1
+                    break processing
                 }
             }
+            if priority == inboundData, handled >= sliceEnd, !queues[priority].isEmpty {
+                sliceEnd = handled + Self.inboundDataSlice
+                statistics.inboundDataSlices += 1
+                ioTurnObserver?.ioBatchEnded(core: self)
+                priority = 0
+            }
         }
-        if handled > 0 { ioTurnObserver?.ioTurnEnded(core: self) }
+        if handled > 0 { ioTurnObserver?.ioBatchEnded(core: self) }
         for token in deferredOutput {
             queues[IOPriority.networkOutboundData.rawValue].append(.output(registration: token))
         }

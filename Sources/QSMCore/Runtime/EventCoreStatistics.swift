@@ -27,6 +27,9 @@ public struct EventCoreStatistics: Sendable, Equatable {
     public var ioQuantumExpirations = 0
     /// Times the alarm quantum ran out with alarms left for the next turn.
     public var alarmQuantumExpirations = 0
+    /// Times a turn paused its inbound data, after a slice of it, to let control
+    /// (tokens, requests, repairs, in or out) go first.
+    public var inboundDataSlices = 0
     /// Inbound datagrams longer than a packet buffer: dropped, never delivered cut short.
     public var droppedTruncated = 0
     /// Times no packet buffer was free (receive paused or a send postponed).

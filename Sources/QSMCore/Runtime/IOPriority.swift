@@ -1,10 +1,13 @@
 /// The six I/O priority queues of the event core, highest first (section 4.2.2,
-/// Fig. 4.15): network before local (disk) I/O, inbound before outbound, control and
-/// recovery before data.
+/// Fig. 4.15): network before local (disk) I/O, control and recovery before data, and
+/// inbound before outbound within each. Outbound control goes ahead of inbound data,
+/// the refinement section 4.3.3 asks for ("varying priorities for control packets"):
+/// every datagram is read off the sockets before any is handled, so this loses nothing
+/// in the kernel, and a token or repair no longer waits behind a backlog of data.
 package enum IOPriority: Int, CaseIterable, Sendable {
     case networkInboundControl
-    case networkInboundData
     case networkOutboundControl
+    case networkInboundData
     case networkOutboundData
     case localInbound
     case localOutbound
