@@ -4,7 +4,8 @@
 /// its quantum: the I/O queue (epoll), the alarm queue (a splay tree) and the lock-free
 /// request queue through which other threads reach it. I/O is handled in two stages, like
 /// interrupts: ready sockets are first drained into six internal priority queues, then the
-/// queues are processed highest priority first. Sending follows the pull model: feeds
+/// queues are processed highest priority first (inbound data in slices, with control
+/// served between them). Sending follows the pull model: feeds
 /// register intent with a socket and the socket pulls datagrams when it can take them.
 ///
 /// Everything here except `handle` must be used on the thread that calls `run()`.
