@@ -127,6 +127,11 @@ extension QSMNodeStatistics {
         out.family("qsm_coalesced_receives", .counter, "Coalesced messages received (UDP GRO), each of two datagrams or more.",
                    core.coalescedReceives)
         out.family("qsm_coalesced_datagrams", .counter, "Datagrams received in coalesced messages.", core.coalescedDatagrams)
+        out.family("qsm_io_quantum_expirations", .counter,
+                   "Times the event core's I/O or alarm quantum ran out with work left for the next turn.", core.ioQuantumExpirations)
+        out.family("qsm_inbound_data_slices", .counter,
+                   "Times a turn paused its inbound data after a slice to let control (tokens, requests, repairs) go first.",
+                   core.inboundDataSlices)
         out.family("qsm_messages_carried", .counter,
                    "Unacknowledged messages this node carried into regions its groups' members moved to (lossless reconfiguration).",
                    p.messagesCarried)
