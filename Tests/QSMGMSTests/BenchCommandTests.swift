@@ -112,19 +112,27 @@ struct BenchCommandTests {
         #expect(result["delivered_min"] as? Int == result["sent"] as? Int)
     }
 
-    @Test func injectedLossIsRepairedAndCounted() throws {
+    /// Loss at receiver 0 only, so receiver 1 holds every packet it lacks: asked first
+    /// (the default), that caching peer serves repairs; with `--peer-attempts 0` only the
+    /// sender does. Either way everything arrives, and the holes' open times are reported.
+    @Test(arguments: [2, 0])
+    func injectedLossIsRepairedAndCounted(peerAttempts: Int) throws {
         // Paced, so that data is flowing during each 10 ms drop: unpaced, a sender that
         // waits for acknowledgements on a loaded machine (a debug build in CI) can be
         // idle then, and only control packets are dropped (CI saw 0 retransmissions once).
         let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "4", "--rate", "10000", "--no-raw",
-                                             "--perturb", "loss", "--json"])
+                                             "--perturb", "loss", "--peer-attempts", "\(peerAttempts)", "--json"])
         #expect(status == 0, "output: \(output)")
         let result = try Self.json(output)
         #expect(result["complete"] as? Bool == true)
         #expect(result["duplicates"] as? Int == 0)
+        #expect(result["peer_attempts"] as? Int == peerAttempts)
         let dropped = try #require(result["packets_dropped_by_injection"] as? Int)
         #expect(dropped > 0, "the loss perturbation dropped nothing")
         #expect((result["retransmissions"] as? Int ?? 0) > 0)
+        let byReceivers = try #require(result["receiver_retransmissions"] as? Int)
+        if peerAttempts == 0 { #expect(byReceivers == 0) } else { #expect(byReceivers > 0) }
+        #expect((result["recovery_us_p99"] as? Double ?? 0) > 0)
     }
 
     @Test func authenticatedTrafficFlowsThroughAHostileSpray() throws {

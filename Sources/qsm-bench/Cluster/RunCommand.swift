@@ -92,7 +92,7 @@ enum RunCommand {
                                engine's, 4096)
           --peer-attempts N    recovery: times a receiver asks caching peers for a
                                missing packet before it asks the sender (default: the
-                               engine's, 2; 0: the sender first)
+                               engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the sender first)
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
                                MTU; 0: one packet per datagram; up to 65507 on loopback)

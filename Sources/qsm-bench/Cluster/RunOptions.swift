@@ -67,8 +67,10 @@ struct RunOptions {
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
     /// How many times a node asks caching peers for a missing packet before it asks the
-    /// sender (nil: the engine's default, 2; 0: the sender first).
+    /// sender (nil: the engine's default; 0: the sender first).
     var peerAttempts: Int?
+    /// `peerAttempts`, or the engine's default: what the run used.
+    var effectivePeerAttempts: Int { peerAttempts ?? ProtocolConfiguration().peerAttemptsBeforeSender }
     /// Every node's bundle size (nil: the engine's default, 1,472 bytes; 0: no bundling).
     var bundleBytes: Int?
     /// Whether nodes (and the raw baseline) may use UDP segmentation offload where the

@@ -285,6 +285,9 @@ struct RunReport {
         (senderResults + live).map { $0.int("retransmissions") ?? 0 }.reduce(0, +)
     }
 
+    /// Of those, what receivers sent: repairs served by caching peers, not the sender.
+    var receiverRetransmissions: Int { live.map { $0.int("retransmissions") ?? 0 }.reduce(0, +) }
+
     /// NAK aggregation (`RepairAggregation`): retransmissions sent by multicast, requests
     /// a recent multicast absorbed, runs partition leaders asked for on their partition's
     /// behalf; and token rounds given up (lost or late tokens), over every node.
