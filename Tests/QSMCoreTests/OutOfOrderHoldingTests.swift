@@ -12,8 +12,10 @@ import Testing
 
     /// Node 1 of a region of {1, 2, 3, 4} in partitions {1, 2} and {3, 4}, receiving
     /// sender 9's packets.
-    static func node(survivorAgreement: Bool, limit: Int = 65_536) throws -> ProtocolNode {
+    static func node(survivorAgreement: Bool, limit: Int = 65_536,
+                     senderFirstUpTo: Int = ProtocolConfiguration().senderFirstUpToMembers) throws -> ProtocolNode {
         var configuration = ProtocolConfiguration()
+        configuration.senderFirstUpToMembers = senderFirstUpTo
         configuration.survivorAgreement = survivorAgreement
         configuration.maximumOutOfOrderPackets = limit
         configuration.viewChangePauseLimit = .zero

@@ -1,16 +1,42 @@
 import Testing
 @testable import QSMProtocol
 
-/// Who a hole is asked from, and which holes a check asks for: the caching partition's
-/// peers at random (never this node or the sender), then the sender; the lowest due holes
-/// first, at most `recoveryRequestsPerRound` per stream per check.
+/// Who a hole is asked from, and which holes a check asks for: in a small region the
+/// sender; in a larger one the caching partition's peers at random (never this node or
+/// the sender), then the sender; the lowest due holes first, at most
+/// `recoveryRequestsPerRound` per stream per check.
 @Suite struct RecoveryAskTests {
     typealias Fixture = SenderCrashRecoveryTests
     typealias Repair = RepairAggregationTests
 
+    @Test func inARegionOfAtMostSenderFirstUpToMembersTheSenderIsAskedEveryTime() throws {
+        // Node 1 of {1, 2, 3, 4}; sender 9 outside. Four members: at the bound, and under
+        // the default.
+        for bound in [4, ProtocolConfiguration().senderFirstUpToMembers] {
+            let node = try OutOfOrderHoldingTests.node(survivorAgreement: false, senderFirstUpTo: bound)
+            let region = try #require(node.regions[Fixture.region])
+            let key = StreamKey(sender: NodeID(9), region: Fixture.region)
+            #expect(node.peerAttemptsBeforeSender(in: region) == 0)
+            for sequence in UInt64(1)...50 {
+                for attempt in 0..<5 {
+                    #expect(node.recoveryTarget(for: sequence, key: key, region: region, attempt: attempt) == NodeID(9))
+                }
+            }
+            // This node's own stream: no sender to ask but itself, so its caching peers.
+            let own = StreamKey(sender: NodeID(1), region: Fixture.region)
+            #expect(node.recoveryTarget(for: 2, key: own, region: region, attempt: 0) == NodeID(2))
+        }
+        // One member more than the bound: peers first again.
+        let larger = try OutOfOrderHoldingTests.node(survivorAgreement: false, senderFirstUpTo: 3)
+        let region = try #require(larger.regions[Fixture.region])
+        #expect(larger.peerAttemptsBeforeSender(in: region) == larger.configuration.peerAttemptsBeforeSender)
+        #expect(larger.recoveryTarget(for: 2, key: StreamKey(sender: NodeID(9), region: Fixture.region), region: region, attempt: 0) == NodeID(2))
+    }
+
     @Test func holesAreAskedFromTheCachingPartitionsPeersAtRandomThenTheSender() throws {
-        // Node 1 of {1, 2, 3, 4} in partitions {1, 2} and {3, 4}; sender 9 outside.
-        let node = try OutOfOrderHoldingTests.node(survivorAgreement: false)
+        // Node 1 of {1, 2, 3, 4} in partitions {1, 2} and {3, 4}; sender 9 outside; peers
+        // first in a region of any size.
+        let node = try OutOfOrderHoldingTests.node(survivorAgreement: false, senderFirstUpTo: 0)
         let region = try #require(node.regions[Fixture.region])
         let key = StreamKey(sender: NodeID(9), region: Fixture.region)
         let senderTurn = node.configuration.peerAttemptsBeforeSender
@@ -31,6 +57,7 @@ import Testing
     @Test func aPartitionOfThisNodeAloneFallsBackToTheRegionThenTheSender() throws {
         var configuration = ProtocolConfiguration()
         configuration.viewChangePauseLimit = .zero
+        configuration.senderFirstUpToMembers = 0
         let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
         node.installMembership(regions: [Fixture.view(1, members: [1, 2], partitions: [[1], [2]])],
                                groups: [Fixture.groupView(1, members: [1, 2], publishers: [9])], now: Fixture.ms(1))

@@ -112,26 +112,30 @@ struct BenchCommandTests {
         #expect(result["delivered_min"] as? Int == result["sent"] as? Int)
     }
 
-    /// Loss at receiver 0 only, so receiver 1 holds every packet it lacks: asked first
-    /// (the default), that caching peer serves repairs; with `--peer-attempts 0` only the
-    /// sender does. Either way everything arrives, and the holes' open times are reported.
-    @Test(arguments: [2, 0])
-    func injectedLossIsRepairedAndCounted(peerAttempts: Int) throws {
+    /// Loss at receiver 0 only, so receiver 1 holds every packet it lacks. In this region
+    /// of three members the default asks the sender for every repair, so no receiver
+    /// serves one; with `--sender-first-up-to 0` the caching peer is asked first and
+    /// serves repairs. Either way everything arrives, and the holes' open times are
+    /// reported.
+    @Test(arguments: [nil, 0])
+    func injectedLossIsRepairedAndCounted(senderFirstUpTo: Int?) throws {
         // Paced, so that data is flowing during each 10 ms drop: unpaced, a sender that
         // waits for acknowledgements on a loaded machine (a debug build in CI) can be
         // idle then, and only control packets are dropped (CI saw 0 retransmissions once).
-        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "4", "--rate", "10000", "--no-raw",
-                                             "--perturb", "loss", "--peer-attempts", "\(peerAttempts)", "--json"])
+        var arguments = ["run", "--receivers", "2", "--seconds", "4", "--rate", "10000", "--no-raw", "--perturb", "loss", "--json"]
+        if let senderFirstUpTo { arguments += ["--sender-first-up-to", "\(senderFirstUpTo)"] }
+        let (status, output) = try Self.run(arguments)
         #expect(status == 0, "output: \(output)")
         let result = try Self.json(output)
         #expect(result["complete"] as? Bool == true)
         #expect(result["duplicates"] as? Int == 0)
-        #expect(result["peer_attempts"] as? Int == peerAttempts)
+        #expect(result["peer_attempts"] as? Int == ProtocolConfiguration().peerAttemptsBeforeSender)
+        #expect(result["sender_first_up_to"] as? Int == senderFirstUpTo ?? ProtocolConfiguration().senderFirstUpToMembers)
         let dropped = try #require(result["packets_dropped_by_injection"] as? Int)
         #expect(dropped > 0, "the loss perturbation dropped nothing")
         #expect((result["retransmissions"] as? Int ?? 0) > 0)
         let byReceivers = try #require(result["receiver_retransmissions"] as? Int)
-        if peerAttempts == 0 { #expect(byReceivers == 0) } else { #expect(byReceivers > 0) }
+        if senderFirstUpTo == 0 { #expect(byReceivers > 0) } else { #expect(byReceivers == 0) }
         #expect((result["recovery_us_p99"] as? Double ?? 0) > 0)
     }
 
@@ -190,6 +194,7 @@ struct BenchCommandTests {
         (["run", "--hosts", "--fault-at", "some"], "--fault-at"),
         (["run", "--hosts", "--loss-percent", "0"], "--loss-percent"),
         (["run", "--peer-attempts", "-1"], "--peer-attempts"),
+        (["run", "--sender-first-up-to", "-1"], "--sender-first-up-to"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
         (["nonsense"], "unknown subcommand"),

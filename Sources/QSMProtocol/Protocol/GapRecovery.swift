@@ -216,19 +216,26 @@ extension ProtocolNode {
         return numbers
     }
 
-    /// Caching peers first, picked at random within the partition that caches the
+    /// In a region of at most `senderFirstUpToMembers` members, the sender. Otherwise
+    /// caching peers first, picked at random within the partition that caches the
     /// sequence number (so a long burst is repaired by many peers at once); the sender
     /// every `peerAttemptsBeforeSender + 1`-th attempt.
     func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
         let senderAvailable = key.sender != id
-        let cycle = configuration.peerAttemptsBeforeSender + 1
-        if senderAvailable && attempt % cycle == configuration.peerAttemptsBeforeSender { return key.sender }
+        let peerAttempts = peerAttemptsBeforeSender(in: region)
+        if senderAvailable && attempt % (peerAttempts + 1) == peerAttempts { return key.sender }
         let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
         // Picked among the candidates in place: a list of them cost an allocation per
         // ask, most of a receiver's allocations under loss.
         if let peer = pick(among: partition.members, excluding: key.sender) { return peer }
         if let peer = pick(among: region.members.lazy.map(\.id), excluding: key.sender) { return peer }
         return senderAvailable ? key.sender : nil
+    }
+
+    /// How many times a node of `region` asks caching peers before the sender: none in
+    /// a region of at most `senderFirstUpToMembers` members.
+    func peerAttemptsBeforeSender(in region: RegionView) -> Int {
+        region.members.count <= configuration.senderFirstUpToMembers ? 0 : configuration.peerAttemptsBeforeSender
     }
 
     /// One of `members` other than this node and `sender`, at random; nil if none.

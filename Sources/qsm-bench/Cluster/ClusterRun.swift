@@ -67,6 +67,7 @@ struct ClusterRun {
                                            ("interface", receiver.interface)]
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
             if let attempts = options.peerAttempts { fields.append(("peer_attempts", attempts)) }
+            if let members = options.senderFirstUpTo { fields.append(("sender_first_up_to", members)) }
             if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }
@@ -85,6 +86,7 @@ struct ClusterRun {
             if let window = options.window { fields.append(("window", window)) }
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
             if let attempts = options.peerAttempts { fields.append(("peer_attempts", attempts)) }
+            if let members = options.senderFirstUpTo { fields.append(("sender_first_up_to", members)) }
             if !options.segmentationOffload { fields.append(("gso", 0)) }
             if let secret = options.secret { fields.append(("secret", secret)) }
             if options.encrypt { fields.append(("encrypt", 1)) }

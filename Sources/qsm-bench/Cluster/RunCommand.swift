@@ -90,9 +90,14 @@ enum RunCommand {
                                seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
-          --peer-attempts N    recovery: times a receiver asks caching peers for a
-                               missing packet before it asks the sender (default: the
-                               engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the sender first)
+          --peer-attempts N    recovery, in a region larger than --sender-first-up-to: times
+                               a receiver asks caching peers for a missing packet before
+                               it asks the sender (default: the engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the
+                               sender first)
+          --sender-first-up-to N  recovery: in a region of at most N members (the
+                               senders and receivers of its groups) a receiver asks the
+                               sender for every repair (default: the engine's, \(ProtocolConfiguration().senderFirstUpToMembers); 0:
+                               caching peers first in every region)
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
                                MTU; 0: one packet per datagram; up to 65507 on loopback)
@@ -127,7 +132,7 @@ enum RunCommand {
     static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
-            "--window", "--peer-attempts", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
+            "--window", "--peer-attempts", "--sender-first-up-to", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
         ], switches: ["--json", "--no-raw", "--raw-latency", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
@@ -164,6 +169,12 @@ enum RunCommand {
                 throw ConfigurationError("--peer-attempts must be 0...100, got '\(text)'")
             }
             options.peerAttempts = attempts
+        }
+        if let text = try flags.value("--sender-first-up-to") {
+            guard let members = Int(text), (0...100_000).contains(members) else {
+                throw ConfigurationError("--sender-first-up-to must be 0...100000, got '\(text)'")
+            }
+            options.senderFirstUpTo = members
         }
         if let text = try flags.value("--window") {
             guard let window = Int(text), (1...1_000_000).contains(window) else { throw ConfigurationError("--window must be 1...1000000, got '\(text)'") }

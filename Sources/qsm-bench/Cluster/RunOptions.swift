@@ -67,10 +67,16 @@ struct RunOptions {
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
     /// How many times a node asks caching peers for a missing packet before it asks the
-    /// sender (nil: the engine's default; 0: the sender first).
+    /// sender, in a region larger than `senderFirstUpTo` (nil: the engine's default; 0:
+    /// the sender first).
     var peerAttempts: Int?
     /// `peerAttempts`, or the engine's default: what the run used.
     var effectivePeerAttempts: Int { peerAttempts ?? ProtocolConfiguration().peerAttemptsBeforeSender }
+    /// In a region of at most this many members a node asks the sender first (nil: the
+    /// engine's default; 0: peers first in every region).
+    var senderFirstUpTo: Int?
+    /// `senderFirstUpTo`, or the engine's default: what the run used.
+    var effectiveSenderFirstUpTo: Int { senderFirstUpTo ?? ProtocolConfiguration().senderFirstUpToMembers }
     /// Every node's bundle size (nil: the engine's default, 1,472 bytes; 0: no bundling).
     var bundleBytes: Int?
     /// Whether nodes (and the raw baseline) may use UDP segmentation offload where the

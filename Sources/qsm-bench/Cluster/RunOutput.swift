@@ -118,6 +118,7 @@ enum RunJSON {
             ("size", "\(options.size)"), ("seconds", number(report.sendSeconds)), ("rate", number(options.rate)),
             ("perturbation", string(options.perturbation.rawValue)),
             ("peer_attempts", "\(options.effectivePeerAttempts)"),
+            ("sender_first_up_to", "\(options.effectiveSenderFirstUpTo)"),
             ("authenticated", "\(options.secret != nil)"),
             ("encrypted", "\(options.encrypt)"),
             ("mac_implementation", options.secret == nil ? "null" : string(HardwareAESGCM.backend.name)),

@@ -203,6 +203,7 @@ enum WorkerCommand {
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
         if let attempts = command.int("peer_attempts") { configuration.protocolConfiguration.peerAttemptsBeforeSender = attempts }
+        if let members = command.int("sender_first_up_to") { configuration.protocolConfiguration.senderFirstUpToMembers = members }
         if let bundle = command.int("bundle") {
             configuration.bundleBytes = bundle
             configuration.eventCoreConfiguration.packetBufferCapacity = max(configuration.eventCoreConfiguration.packetBufferCapacity, bundle)
