@@ -211,6 +211,53 @@ import Testing
         #expect(node.statistics.abandonedUnanswered == 1)
     }
 
+    /// Asks made while the sender was thought live do not count toward the last resort:
+    /// asked of the sender every time (`peerAttemptsBeforeSender` 0), a gap had been asked
+    /// for more than `skipAfterAttempts` times when the sender was found gone, and was
+    /// skipped at once, before any survivor was asked (swarm seed 5126271043880124848).
+    @Test func asksOfASenderThoughtLiveDoNotCountTowardTheLastResort() throws {
+        var configuration = ProtocolConfiguration()
+        configuration.viewChangePauseLimit = .zero
+        configuration.peerAttemptsBeforeSender = 0
+        let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3], publishers: [5])], now: Self.ms(1))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 1), now: Self.ms(2))
+        node.receive(Self.data(from: 5, view: 1, viewStart: 1, sequence: 3), now: Self.ms(2))
+        #expect(node.takeDelivery()?.groupSequence == 1)
+        let region = node.regions[Self.region]!
+        // The sender has crashed, but no view says so yet: it is asked, in vain.
+        var askedOfSender = 0
+        for visit in 1...(ProtocolNode.skipAfterAttempts + 8) {
+            let time = Int64(10 + 10 * visit)
+            node.inputCaughtUp(now: Self.ms(time))
+            node.learnAndRecover(from: [], in: region)
+            for (destination, packet) in try Self.drain(node, now: Self.ms(time)) {
+                guard case .request(let request) = packet, request.sequences.contains(2) else { continue }
+                #expect(destination == .node(NodeID(5)))
+                askedOfSender += 1
+            }
+        }
+        #expect(askedOfSender > ProtocolNode.skipAfterAttempts)
+        // Now it is gone: the gap is sought from the survivors, not skipped.
+        node.installMembership(regions: [Self.view(1, members: [1, 2, 3], partitions: [[1, 2, 3]])],
+                               groups: [Self.groupView(1, members: [1, 2, 3], publishers: [])], now: Self.ms(500))
+        var askedOfSurvivors: Set<NodeID> = []
+        for visit in 1...4 {
+            let time = Int64(500 + 10 * visit)
+            node.inputCaughtUp(now: Self.ms(time))
+            node.learnAndRecover(from: [], in: region)
+            for (destination, packet) in try Self.drain(node, now: Self.ms(time)) {
+                if case .request(let request) = packet, request.sequences.contains(2), case .node(let peer) = destination {
+                    askedOfSurvivors.insert(peer)
+                }
+            }
+        }
+        #expect(node.takeDelivery() == nil, "the gap was skipped")
+        #expect(node.statistics.abandonedUnanswered == 0)
+        #expect(!askedOfSurvivors.isEmpty && askedOfSurvivors.isSubset(of: [NodeID(2), NodeID(3)]), "\(askedOfSurvivors)")
+    }
+
     /// Asked for a departed sender's packets it does not hold, a member says so when it is
     /// sure (it delivered past them without a copy); what it holds it sends. With survivor
     /// agreement it holds every packet it received until stable, not only its

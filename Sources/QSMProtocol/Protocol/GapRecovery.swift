@@ -80,6 +80,7 @@ extension ProtocolNode {
             // A departed sender's gaps are sought where the view they were sent in cached
             // them, and skipped once everyone who could hold them said they do not.
             let gone = departed.contains(key.sender) || presumeGone(key, stream, region)
+            if gone != stream.orphanSearchBegun { beginOrphanSearch(stream, gone) }
             let orphan = gone ? OrphanSearch(self, stream, region) : nil
             if let orphan, !includingTails {
                 skipLost(stream, key: key, region: region, search: orphan)

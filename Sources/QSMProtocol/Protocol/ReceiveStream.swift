@@ -48,6 +48,9 @@ final class ReceiveStream {
     /// After the sender left: for each gap, the peers that said they do not hold it
     /// (see `SenderCrashRecovery`).
     @exclusivity(unchecked) var denials: [UInt64: Set<NodeID>] = [:]
+    /// Whether the search for the departed sender's gaps has begun: their asks are then
+    /// counted afresh (see `SenderCrashRecovery.beginOrphanSearch`).
+    @exclusivity(unchecked) var orphanSearchBegun = false
     /// Where each of the sender's views began, as seen in order (the latest
     /// `viewHistoryLimit`): lets this node tell a new member where its debt begins when
     /// the sender cannot (it crashed). See `DebtStart`.

@@ -26,8 +26,22 @@
 /// are asked.
 extension ProtocolNode {
     /// The last resort: asks after which a departed sender's gap is skipped, answered
-    /// or not (about 7 s of backed-off asking).
+    /// or not (about 7 s of backed-off asking, counted from the search's start).
     static let skipAfterAttempts = 32
+
+    /// Marks the search for a departed sender's gaps as begun (or, for a sender that
+    /// turned out alive, as over). The asks of a gap made while the sender was thought
+    /// live count for nothing in it but one: with `peerAttemptsBeforeSender` 0 they all
+    /// went to the sender, which may have crashed long before the membership service
+    /// said so, and a gap asked for that often was skipped as unanswered at once, before
+    /// any survivor holding it was asked (swarm seed 5126271043880124848, the sender
+    /// asked every time: two survivors, each without the other's packets).
+    func beginOrphanSearch(_ stream: ReceiveStream, _ begun: Bool) {
+        stream.orphanSearchBegun = begun
+        // One ask is kept for a gap asked before, so that the next counts as asked
+        // again, as it is.
+        for (sequence, entry) in stream.missing where entry.attempts > 1 { stream.missing[sequence]!.attempts = 1 }
+    }
 
     /// The pause before asking for a gap again: `requestRetryInterval`, and after the
     /// sender left, doubling after the eighth ask up to 16 times as long.
