@@ -46,6 +46,11 @@ enum SimulateCommand {
           --no-await          a caching replica asked for a packet it lacks too
                               drops the request rather than answering once it
                               holds the packet (to compare)
+          --peers-first       receivers ask caching peers before the sender in regions
+                              of every size, not the sender first in regions of at
+                              most \(ProtocolConfiguration().senderFirstUpToMembers) members (to compare)
+          --peer-attempts N   asks of caching peers between two of the sender, 0...100
+                              (default \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: only the sender while it is thought live)
           --duplicate P       random duplication per datagram, 0...0.5 (default 0)
           --corrupt P         one bit flipped per datagram with probability P; needs
                               --authenticate (only the tag detects every flip)
@@ -82,7 +87,8 @@ enum SimulateCommand {
                               the command that reproduces it
           --keep-going        with --swarm: run every scenario, and list the failing seeds
           --swarm-seed X      run the one swarm scenario of seed X (--unaggregated,
-                      --no-push and --no-await apply to it too)
+                      --no-push, --no-await, --peers-first and --peer-attempts apply
+                      to it too)
           --describe          with --swarm-seed: say what the scenario holds, and stop
           --trace N           print node N's membership changes and GMS connection
           --json              print one JSON object (per scenario with --swarm)
@@ -103,10 +109,10 @@ enum SimulateCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
                                                                  "--loss", "--region-loss", "--partition-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
-                                                                 "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--drain-seconds",
+                                                                 "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--peer-attempts", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
-                                             switches: ["--json", "--outside", "--unaggregated", "--no-push", "--no-await", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
+                                             switches: ["--json", "--outside", "--unaggregated", "--no-push", "--no-await", "--peers-first", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
             if flags.has("-h") || flags.has("--help") {
                 print(usage)
                 exit(0)
@@ -142,6 +148,13 @@ enum SimulateCommand {
             scenario.protocolConfiguration.aggregatesRepairs = !flags.has("--unaggregated")
             scenario.protocolConfiguration.pushesBetweenPartitions = !flags.has("--no-push")
             scenario.protocolConfiguration.answersOnceHeld = !flags.has("--no-await")
+            if flags.has("--peers-first") { scenario.protocolConfiguration.senderFirstUpToMembers = 0 }
+            if let text = try flags.value("--peer-attempts") {
+                guard let attempts = Int(text), (0...100).contains(attempts) else {
+                    throw ConfigurationError("--peer-attempts must be a whole number in 0...100, got '\(text)'")
+                }
+                scenario.protocolConfiguration.peerAttemptsBeforeSender = attempts
+            }
             scenario.duplication = try number("--duplicate", 0, 0...0.5)
             scenario.corruption = try number("--corrupt", 0, 0...0.5)
             scenario.jitterMicroseconds = try number("--jitter", 50, 0...10_000_000)
@@ -209,6 +222,8 @@ enum SimulateCommand {
             if !comparisons.aggregatesRepairs { swarmScenario.protocolConfiguration.aggregatesRepairs = false }
             if !comparisons.pushesBetweenPartitions { swarmScenario.protocolConfiguration.pushesBetweenPartitions = false }
             if !comparisons.answersOnceHeld { swarmScenario.protocolConfiguration.answersOnceHeld = false }
+            if comparisons.senderFirstUpToMembers == 0 { swarmScenario.protocolConfiguration.senderFirstUpToMembers = 0 }
+            swarmScenario.protocolConfiguration.peerAttemptsBeforeSender = comparisons.peerAttemptsBeforeSender
             if describeOnly {
                 print("\(swarmSeed): \(summary)")
                 exit(0)

@@ -9,17 +9,25 @@ import Testing
     typealias Fixture = SenderCrashRecoveryTests
     typealias Repair = RepairAggregationTests
 
-    @Test func inARegionOfAtMostSenderFirstUpToMembersTheSenderIsAskedEveryTime() throws {
-        // Node 1 of {1, 2, 3, 4}; sender 9 outside. Four members: at the bound, and under
-        // the default.
+    @Test func inARegionOfAtMostSenderFirstUpToMembersTheSenderIsAskedFirstThenPeers() throws {
+        // Node 1 of {1, 2, 3, 4} in partitions {1, 2} and {3, 4}; sender 9 outside. Four
+        // members: at the bound, and under the default.
         for bound in [4, ProtocolConfiguration().senderFirstUpToMembers] {
             let node = try OutOfOrderHoldingTests.node(survivorAgreement: false, senderFirstUpTo: bound)
             let region = try #require(node.regions[Fixture.region])
             let key = StreamKey(sender: NodeID(9), region: Fixture.region)
-            #expect(node.peerAttemptsBeforeSender(in: region) == 0)
+            let cycle = node.configuration.peerAttemptsBeforeSender + 1
+            #expect(node.senderTurn(in: region) == 0)
             for sequence in UInt64(1)...50 {
-                for attempt in 0..<5 {
-                    #expect(node.recoveryTarget(for: sequence, key: key, region: region, attempt: attempt) == NodeID(9))
+                for attempt in 0..<(2 * cycle) {
+                    let target = node.recoveryTarget(for: sequence, key: key, region: region, attempt: attempt)
+                    if attempt % cycle == 0 {
+                        #expect(target == NodeID(9))
+                    } else {
+                        // The sender did not answer (it may have crashed): a caching peer.
+                        #expect(target == (sequence % 2 == 0 ? NodeID(2) : target), "\(sequence) \(attempt)")
+                        #expect(target == NodeID(2) || target == NodeID(3) || target == NodeID(4))
+                    }
                 }
             }
             // This node's own stream: no sender to ask but itself, so its caching peers.
@@ -29,7 +37,7 @@ import Testing
         // One member more than the bound: peers first again.
         let larger = try OutOfOrderHoldingTests.node(survivorAgreement: false, senderFirstUpTo: 3)
         let region = try #require(larger.regions[Fixture.region])
-        #expect(larger.peerAttemptsBeforeSender(in: region) == larger.configuration.peerAttemptsBeforeSender)
+        #expect(larger.senderTurn(in: region) == larger.configuration.peerAttemptsBeforeSender)
         #expect(larger.recoveryTarget(for: 2, key: StreamKey(sender: NodeID(9), region: Fixture.region), region: region, attempt: 0) == NodeID(2))
     }
 

@@ -113,10 +113,10 @@ struct BenchCommandTests {
     }
 
     /// Loss at receiver 0 only, so receiver 1 holds every packet it lacks. In this region
-    /// of three members the default asks the sender for every repair, so no receiver
-    /// serves one; with `--sender-first-up-to 0` the caching peer is asked first and
-    /// serves repairs. Either way everything arrives, and the holes' open times are
-    /// reported.
+    /// of three members the default asks the sender first, so the sender serves nearly
+    /// every repair (a peer only where the sender's repair was lost too); with
+    /// `--sender-first-up-to 0` the caching peer is asked first and serves most. Either
+    /// way everything arrives, and the holes' open times are reported.
     @Test(arguments: [nil, 0])
     func injectedLossIsRepairedAndCounted(senderFirstUpTo: Int?) throws {
         // Paced, so that data is flowing during each 10 ms drop: unpaced, a sender that
@@ -134,8 +134,13 @@ struct BenchCommandTests {
         let dropped = try #require(result["packets_dropped_by_injection"] as? Int)
         #expect(dropped > 0, "the loss perturbation dropped nothing")
         #expect((result["retransmissions"] as? Int ?? 0) > 0)
+        let all = try #require(result["retransmissions"] as? Int)
         let byReceivers = try #require(result["receiver_retransmissions"] as? Int)
-        if senderFirstUpTo == 0 { #expect(byReceivers > 0) } else { #expect(byReceivers == 0) }
+        if senderFirstUpTo == 0 {
+            #expect(2 * byReceivers > all, "\(byReceivers) of \(all) by receivers")
+        } else {
+            #expect(10 * byReceivers < all, "\(byReceivers) of \(all) by receivers")
+        }
         #expect((result["recovery_us_p99"] as? Double ?? 0) > 0)
     }
 

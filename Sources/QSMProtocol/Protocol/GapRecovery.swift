@@ -217,14 +217,16 @@ extension ProtocolNode {
         return numbers
     }
 
-    /// In a region of at most `senderFirstUpToMembers` members, the sender. Otherwise
-    /// caching peers first, picked at random within the partition that caches the
-    /// sequence number (so a long burst is repaired by many peers at once); the sender
-    /// every `peerAttemptsBeforeSender + 1`-th attempt.
+    /// Caching peers, picked at random within the partition that caches the sequence
+    /// number (so a long burst is repaired by many peers at once), and the sender every
+    /// `peerAttemptsBeforeSender + 1`-th attempt: after the peers in a large region, and
+    /// before them in a region of at most `senderFirstUpToMembers` members. Peers are
+    /// asked in a small region too, once the sender has not answered: it may have
+    /// crashed, and until the membership service excludes it, only peers can repair.
     func recoveryTarget(for sequence: UInt64, key: StreamKey, region: RegionView, attempt: Int) -> NodeID? {
         let senderAvailable = key.sender != id
-        let peerAttempts = peerAttemptsBeforeSender(in: region)
-        if senderAvailable && attempt % (peerAttempts + 1) == peerAttempts { return key.sender }
+        let cycle = configuration.peerAttemptsBeforeSender + 1
+        if senderAvailable && attempt % cycle == senderTurn(in: region) { return key.sender }
         let partition = region.partitions[Int(sequence % UInt64(region.partitions.count))]
         // Picked among the candidates in place: a list of them cost an allocation per
         // ask, most of a receiver's allocations under loss.
@@ -233,9 +235,10 @@ extension ProtocolNode {
         return senderAvailable ? key.sender : nil
     }
 
-    /// How many times a node of `region` asks caching peers before the sender: none in
-    /// a region of at most `senderFirstUpToMembers` members.
-    func peerAttemptsBeforeSender(in region: RegionView) -> Int {
+    /// Which attempt of each cycle of `peerAttemptsBeforeSender + 1` asks the sender:
+    /// the first in a region of at most `senderFirstUpToMembers` members, the last in a
+    /// larger one.
+    func senderTurn(in region: RegionView) -> Int {
         region.members.count <= configuration.senderFirstUpToMembers ? 0 : configuration.peerAttemptsBeforeSender
     }
 

@@ -108,12 +108,14 @@ public struct ProtocolConfiguration: Sendable {
     /// the region's size, not with its size. Zero: one ring of every partition leader,
     /// whatever the region's size (two levels, as the seed has it).
     public var leaderRingFanout = 32
-    /// Pull attempts at caching peers before a node asks the sender itself, in a region
-    /// of more than `senderFirstUpToMembers` members.
+    /// Pull attempts at caching peers between two asks of the sender itself (before the
+    /// first, in a region of more than `senderFirstUpToMembers` members).
     public var peerAttemptsBeforeSender = 2
-    /// In a region of at most this many members, a node asks the sender for every
-    /// repair, and caching peers only once the sender has left; in a larger one, it
-    /// asks caching peers first (`peerAttemptsBeforeSender`). In a small region the
+    /// In a region of at most this many members, a node asks the sender first for a
+    /// missing packet, then (if that ask goes unanswered) `peerAttemptsBeforeSender`
+    /// times caching peers, and so on; in a larger one, caching peers first. Peers are
+    /// still asked in a small region: a sender that crashed is asked in vain until the
+    /// membership service excludes it. In a small region the
     /// sender's share of the requests is bounded by the region's size, it holds every
     /// packet it sent, and it folds concurrent requests for a packet into one multicast
     /// (`aggregatesRepairs`); a caching peer asked for a packet just lost is often
