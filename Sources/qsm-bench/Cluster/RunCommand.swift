@@ -90,14 +90,13 @@ enum RunCommand {
                                seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 4096)
-          --peer-attempts N    recovery, in a region larger than --sender-first-up-to: times
-                               a receiver asks caching peers for a missing packet before
-                               it asks the sender (default: the engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the
-                               sender first)
+          --peer-attempts N    recovery: asks of caching peers for a missing packet between
+                               two asks of the sender (default: the engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the
+                               sender every time while it is thought live)
           --sender-first-up-to N  recovery: in a region of at most N members (the
                                senders and receivers of its groups) a receiver asks the
-                               sender for every repair (default: the engine's, \(ProtocolConfiguration().senderFirstUpToMembers); 0:
-                               caching peers first in every region)
+                               sender first, then peers; in a larger one, peers first
+                               (default: the engine's, \(ProtocolConfiguration().senderFirstUpToMembers); 0: peers first everywhere)
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
                                MTU; 0: one packet per datagram; up to 65507 on loopback)

@@ -66,14 +66,13 @@ struct RunOptions {
     var rawTrialSeconds = 0.5
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
-    /// How many times a node asks caching peers for a missing packet before it asks the
-    /// sender, in a region larger than `senderFirstUpTo` (nil: the engine's default; 0:
-    /// the sender first).
+    /// How many times a node asks caching peers for a missing packet between two asks of
+    /// the sender (nil: the engine's default; 0: the sender every time).
     var peerAttempts: Int?
     /// `peerAttempts`, or the engine's default: what the run used.
     var effectivePeerAttempts: Int { peerAttempts ?? ProtocolConfiguration().peerAttemptsBeforeSender }
-    /// In a region of at most this many members a node asks the sender first (nil: the
-    /// engine's default; 0: peers first in every region).
+    /// In a region of at most this many members a node asks the sender first, then
+    /// peers (nil: the engine's default; 0: peers first in every region).
     var senderFirstUpTo: Int?
     /// `senderFirstUpTo`, or the engine's default: what the run used.
     var effectiveSenderFirstUpTo: Int { senderFirstUpTo ?? ProtocolConfiguration().senderFirstUpToMembers }
