@@ -140,6 +140,21 @@ import Testing
         #expect(try Self.ask(peer, 4, by: 3, at: 22).isEmpty)
     }
 
+    /// A sender outside the region (no view of it) takes the region's size from its
+    /// groups' views: with eight members, a multicast from the fifth requester on (more
+    /// than half), not from the second.
+    @Test func aSenderOutsideTheRegionCountsItsMembersFromTheGroupsView() throws {
+        var configuration = ProtocolConfiguration()
+        configuration.viewChangePauseLimit = .zero
+        let sender = try ProtocolNode(id: NodeID(9), configuration: configuration, seed: 9)
+        let members = Array(UInt64(1)...8)
+        sender.installMembership(regions: [], groups: [Fixture.groupView(1, members: members, publishers: [9])], now: Fixture.ms(1))
+        #expect(sender.regions[Fixture.region] == nil)
+        #expect(sender.multicastRepairRequesters(Fixture.region) == 5)
+        // With no group mapped to it either: the least, two.
+        #expect(sender.multicastRepairRequesters(RegionID(77)) == 2)
+    }
+
     @Test func withoutAggregationEveryRequestIsAUnicast() throws {
         let peer = try Self.repairer(aggregates: false)
         for requester: UInt64 in 2...5 {
