@@ -32,7 +32,10 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var pausedSinceInput = false
     // Membership.
     @exclusivity(unchecked) var regions: [RegionID: RegionView] = [:] { didSet { lastRegionView = nil } }
-    @exclusivity(unchecked) var groups: [GroupID: GroupView] = [:]
+    @exclusivity(unchecked) var groups: [GroupID: GroupView] = [:] { didSet { outsideRegionMembers.removeAll() } }
+    /// For regions this node is not in: the fewest members of a group mapped to each,
+    /// worked out once per change of the group views (see `multicastRepairRequesters`).
+    @exclusivity(unchecked) var outsideRegionMembers: [RegionID: Int] = [:]
     @exclusivity(unchecked) var joinedView: [RegionID: UInt64] = [:] { didSet { lastJoined = nil } }
     @exclusivity(unchecked) var foundingMember: Set<RegionID> = [] { didSet { lastJoined = nil } }
     /// The view this node joined the last region a packet came in, if it did not found

@@ -164,11 +164,20 @@ extension ProtocolNode {
     /// sent 23k multicast repairs a run, each a duplicate at six or seven receivers.)
     func multicastRepairRequesters(_ region: RegionID) -> Int {
         if let view = regions[region] { return max(2, (view.members.count - 1) / 2 + 1) }
-        var fewest = Int.max
-        for view in groups.values where view.regions.contains(where: { $0.id == region }) {
-            fewest = min(fewest, view.members.count)
+        let members: Int
+        if let known = outsideRegionMembers[region] {
+            members = known
+        } else {
+            // Once per change of the group views, not per request: a sender may publish
+            // to thousands of groups.
+            var fewest = Int.max
+            for view in groups.values where view.regions.contains(where: { $0.id == region }) {
+                fewest = min(fewest, view.members.count)
+            }
+            members = fewest == .max ? 0 : fewest
+            outsideRegionMembers[region] = members
         }
-        return fewest == .max ? 2 : max(2, fewest / 2 + 1)
+        return max(2, members / 2 + 1)
     }
 
     /// Drops what was repaired longer ago than `window` (oldest first; a repair renewed
