@@ -141,8 +141,8 @@ import Testing
     }
 
     /// A sender outside the region (no view of it) takes the region's size from its
-    /// groups' views: with eight members, a multicast from the fifth requester on (more
-    /// than half), not from the second.
+    /// groups' views: with eight members, its repair of a packet goes by multicast from
+    /// the fifth requester on (more than half), not from the second.
     @Test func aSenderOutsideTheRegionCountsItsMembersFromTheGroupsView() throws {
         var configuration = ProtocolConfiguration()
         configuration.viewChangePauseLimit = .zero
@@ -153,6 +153,19 @@ import Testing
         #expect(sender.multicastRepairRequesters(Fixture.region) == 5)
         // With no group mapped to it either: the least, two.
         #expect(sender.multicastRepairRequesters(RegionID(77)) == 2)
+        guard case .accepted = sender.publish(group: Fixture.group, payload: [7], now: Fixture.ms(2)) else {
+            Issue.record("not accepted")
+            return
+        }
+        _ = try Fixture.drain(sender, now: Fixture.ms(2))
+        // Four members lack it: loss seen by few, a unicast to each.
+        for requester: UInt64 in 1...4 {
+            #expect(try Self.ask(sender, 1, by: requester, at: 3) == [.node(NodeID(requester))])
+        }
+        // The fifth: seen by most, once to the region; later requests are absorbed.
+        #expect(try Self.ask(sender, 1, by: 5, at: 3) == [.region(Fixture.region)])
+        #expect(try Self.ask(sender, 1, by: 6, at: 3).isEmpty)
+        #expect(sender.statistics.multicastRepairs == 1)
     }
 
     @Test func withoutAggregationEveryRequestIsAUnicast() throws {

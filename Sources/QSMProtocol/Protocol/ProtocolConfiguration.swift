@@ -115,15 +115,16 @@ public struct ProtocolConfiguration: Sendable {
     /// missing packet, then (if that ask goes unanswered) `peerAttemptsBeforeSender`
     /// times caching peers, and so on; in a larger one, caching peers first. Peers are
     /// still asked in a small region: a sender that crashed is asked in vain until the
-    /// membership service excludes it. In a small region the
-    /// sender's share of the requests is bounded by the region's size, it holds every
-    /// packet it sent, and it folds concurrent requests for a packet into one multicast
-    /// (`aggregatesRepairs`); a caching peer asked for a packet just lost is often
-    /// behind the node that asks. Measured under 5% random loss with four receivers
-    /// (`bench/README.md`), asking the sender first kept 0.73 of the loss-free
-    /// throughput, against 0.60 asking peers first. In a region of hundreds, asking the
-    /// sender would be the convoy the cooperative cache exists to prevent. Zero: peers
-    /// first in every region.
+    /// membership service excludes it.
+    ///
+    /// In a small region the sender's share of the requests is bounded by the region's
+    /// size, it holds every packet it sent, and it folds concurrent requests for a
+    /// packet into one multicast (`aggregatesRepairs`); a caching peer asked for a
+    /// packet just lost is often behind the node that asks. Under 5% random loss with
+    /// four receivers, asking the sender first kept 0.73 of the loss-free throughput,
+    /// against 0.62 asking peers first (medians of three, one sitting: `bench/README.md`,
+    /// "Loss, sixth pass"). In a region of hundreds, asking the sender would be the
+    /// convoy the cooperative cache exists to prevent. Zero: peers first in every region.
     public var senderFirstUpToMembers = 16
     /// Out-of-order packets held per node awaiting a gap repair.
     public var maximumOutOfOrderPackets = 65_536
