@@ -17,8 +17,17 @@ package protocol IdentifierKey: Equatable {
 /// The seed comes from the node's seed: an outsider who does not know it cannot pick
 /// keys that pile into one run of slots (the ids here come from authenticated packets
 /// and from the GMS in any case).
+///
+/// Keys and values are kept in two arrays, slot for slot, so a probe reads keys only.
+/// With one array of (key, value) pairs, every slot a probe looked at was copied whole,
+/// and a class-typed value was retained and released for it: a receiver's
+/// `DeliveryStream`, a sender's `PublishTarget`. With 8,192 groups taking turns, those
+/// lookups took about 5% of the machine's samples in `qsm-bench run --groups 8192`, and
+/// were the main source of the reference counting that run added over one group. With
+/// the arrays split, the run went 7.5% faster (median of six alternated pairs).
 package struct IdentifierTable<Key: IdentifierKey, Value> {
-    private var slots: ContiguousArray<(key: Key, value: Value)?>
+    private var keys: ContiguousArray<Key?>
+    private var slotValues: ContiguousArray<Value?>
     private var mask: Int
     private let seed: UInt64
     /// Entries held.
@@ -28,7 +37,8 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     package init(seed: UInt64, minimumCapacity: Int = 8) {
         var size = 8
         while size < minimumCapacity * 2 { size <<= 1 }
-        slots = ContiguousArray(repeating: nil, count: size)
+        keys = ContiguousArray(repeating: nil, count: size)
+        slotValues = ContiguousArray(repeating: nil, count: size)
         mask = size - 1
         self.seed = seed
     }
@@ -39,7 +49,7 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     package subscript(key: Key) -> Value? {
         get {
             guard let index = index(of: key) else { return nil }
-            return slots[index]!.value
+            return slotValues[index]
         }
         set {
             if let newValue { updateValue(newValue, forKey: key) } else { removeValue(forKey: key) }
@@ -50,14 +60,15 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     @discardableResult
     package mutating func updateValue(_ value: Value, forKey key: Key) -> Value? {
         if let index = index(of: key) {
-            let old = slots[index]!.value
-            slots[index] = (key, value)
+            let old = slotValues[index]
+            slotValues[index] = value
             return old
         }
-        if (count + 1) * 2 > slots.count { grow() }
+        if (count + 1) * 2 > keys.count { grow() }
         var index = home(of: key)
-        while slots[index] != nil { index = (index + 1) & mask }
-        slots[index] = (key, value)
+        while keys[index] != nil { index = (index + 1) & mask }
+        keys[index] = key
+        slotValues[index] = value
         count += 1
         return nil
     }
@@ -66,18 +77,21 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     @discardableResult
     package mutating func removeValue(forKey key: Key) -> Value? {
         guard var hole = index(of: key) else { return nil }
-        let removed = slots[hole]!.value
-        slots[hole] = nil
+        let removed = slotValues[hole]
+        keys[hole] = nil
+        slotValues[hole] = nil
         count -= 1
         // Backward shift: an entry after the hole moves into it unless its home lies
         // cyclically after the hole (then the hole does not break its probe run).
         var next = (hole + 1) & mask
-        while let entry = slots[next] {
-            let home = home(of: entry.key)
+        while let entry = keys[next] {
+            let home = home(of: entry)
             let stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
             if !stays {
-                slots[hole] = entry
-                slots[next] = nil
+                keys[hole] = entry
+                slotValues[hole] = slotValues[next]
+                keys[next] = nil
+                slotValues[next] = nil
                 hole = next
             }
             next = (next + 1) & mask
@@ -87,20 +101,25 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
 
     /// Removes every entry, keeping the slots.
     package mutating func removeAll() {
-        for index in slots.indices { slots[index] = nil }
+        for index in keys.indices {
+            keys[index] = nil
+            slotValues[index] = nil
+        }
         count = 0
     }
 
     /// Every entry, in no particular order.
-    package var entries: [(key: Key, value: Value)] { slots.compactMap { $0 } }
+    package var entries: [(key: Key, value: Value)] {
+        keys.indices.compactMap { index in keys[index].map { ($0, slotValues[index]!) } }
+    }
 
     /// Every value, in no particular order.
-    package var values: [Value] { slots.compactMap { $0?.value } }
+    package var values: [Value] { slotValues.compactMap { $0 } }
 
     private func index(of key: Key) -> Int? {
         var index = home(of: key)
-        while let entry = slots[index] {
-            if entry.key == key { return index }
+        while let candidate = keys[index] {
+            if candidate == key { return index }
             index = (index + 1) & mask
         }
         return nil
@@ -118,13 +137,17 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     }
 
     private mutating func grow() {
-        let old = slots
-        slots = ContiguousArray(repeating: nil, count: old.count * 2)
-        mask = slots.count - 1
-        for case let entry? in old {
-            var index = home(of: entry.key)
-            while slots[index] != nil { index = (index + 1) & mask }
-            slots[index] = entry
+        let oldKeys = keys
+        let oldValues = slotValues
+        keys = ContiguousArray(repeating: nil, count: oldKeys.count * 2)
+        slotValues = ContiguousArray(repeating: nil, count: oldKeys.count * 2)
+        mask = keys.count - 1
+        for slot in oldKeys.indices {
+            guard let key = oldKeys[slot] else { continue }
+            var index = home(of: key)
+            while keys[index] != nil { index = (index + 1) & mask }
+            keys[index] = key
+            slotValues[index] = oldValues[slot]
         }
     }
 }
