@@ -96,7 +96,12 @@ for key, label in rows:
           f"| {n(d.get('corrupt'))} | {n(d.get('skipped_by_members_that_stay'))} | {n(d.get('recovery_s'), 2)} | {n(d.get('msgs_per_sec_min'))} "
           f"| {n(d.get('sender_rss_mb'), 1)} / {n(d.get('receiver_rss_mb_max'), 1)} | {n(dropped)} "
           f"| {n(d.get('retransmissions'))} / {n(d.get('duplicate_packets_received'))} | {'; '.join(other)} |")
-loss, clean = (json.load(open(f"{out}/{k}.json")).get("msgs_per_sec_min") for k in ("loss5-all", "none"))
+def rate(key):
+    try:
+        return json.load(open(f"{out}/{key}.json")).get("msgs_per_sec_min")
+    except (OSError, ValueError):
+        return None  # that run left no result: its row above says so
+loss, clean = rate("loss5-all"), rate("none")
 if loss and clean:
     print(f"\n5% random loss at every receiver against no fault, this sitting: {loss / clean:.2f}")
 PY
