@@ -41,6 +41,9 @@ import Testing
                     if random.next() % 50 == 0 {
                         table.removeAll()
                         model.removeAll()
+                    } else if random.next() % 10 == 0 {
+                        // Room made ahead: a rehash that must keep every entry.
+                        table.reserveCapacity(Int(random.next() % 128))
                     }
                 }
                 // Every key of the range, present or not, must be found exactly as the

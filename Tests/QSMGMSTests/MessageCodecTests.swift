@@ -139,6 +139,41 @@ import Testing
         }
     }
 
+    /// Thousands of group views over the same members decode to views that share their
+    /// member, join-view and region lists (one array each, not one per group: issue 15,
+    /// a sender's RSS), and are equal to what was sent.
+    @Test func equalListsOfDecodedGroupViewsShareOneArray() throws {
+        let members = [NodeID(3), NodeID(5), NodeID(9)]
+        let regions = [RegionReference(id: RegionID(7), viewNumber: 2, address: nil)]
+        var groups: [GroupView] = []
+        for index in 0..<2000 {
+            let even = index % 2 == 0
+            let groupMembers: [NodeID] = even ? members : [NodeID(3)]
+            let since: [UInt64] = even ? [1, 2, 4] : [1]
+            let publishers: [NodeID] = index % 3 == 0 ? [NodeID(11)] : []
+            groups.append(GroupView(id: GroupID(UInt32(index)), name: GroupName("g\(index)")!, viewNumber: 4,
+                                    members: groupMembers, memberSince: since, mappingVersion: 1, regions: regions,
+                                    hybridAddress: nil, publishers: publishers))
+        }
+        let update = MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: [], removedRegions: [],
+                                      groups: groups, removedGroups: [])
+        let decoded = try ServerMessage.update(update).encoded().withUnsafeBytes { raw throws(WireError) in
+            try ServerMessage(decoding: raw)
+        }
+        guard case .update(let received) = decoded else {
+            Issue.record("expected an update, got \(decoded)")
+            return
+        }
+        #expect(received == update)
+        func distinctStorage<T>(_ arrays: [[T]]) -> Int {
+            Set(arrays.map { array in array.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) } }).count
+        }
+        #expect(distinctStorage(received.groups.map(\.members)) == 2)
+        #expect(distinctStorage(received.groups.map(\.memberSince)) == 2)
+        #expect(distinctStorage(received.groups.map(\.regions)) == 1)
+        #expect(distinctStorage(received.groups.map(\.publishers).filter { !$0.isEmpty }) == 1)
+    }
+
     @Test func invalidNamesAndTrailingBytesAreMalformed() {
         var bad = ClientMessage.join(request: 1, group: GroupName("ok")!).encoded()
         bad[bad.count - 1] = 0x07  // "o\u{7}": a control character

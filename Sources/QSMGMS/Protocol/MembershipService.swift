@@ -144,10 +144,7 @@ package final class MembershipService {
     }
 
     /// Actions produced since the last call, in order.
-    package func takeActions() -> [MembershipServiceAction] {
-        defer { actions.removeAll(keepingCapacity: true) }
-        return actions
-    }
+    package func takeActions() -> [MembershipServiceAction] { actions.takeAll() }
 
     // MARK: Transport events
 

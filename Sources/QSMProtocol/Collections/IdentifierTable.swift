@@ -109,12 +109,22 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     }
 
     /// Every entry, in no particular order.
+    /// (Built at its final size: with thousands of entries, growing it by doubling left
+    /// a trail of freed arrays, issue 15.)
     package var entries: [(key: Key, value: Value)] {
-        keys.indices.compactMap { index in keys[index].map { ($0, slotValues[index]!) } }
+        var entries: [(key: Key, value: Value)] = []
+        entries.reserveCapacity(count)
+        for index in keys.indices { if let key = keys[index] { entries.append((key, slotValues[index]!)) } }
+        return entries
     }
 
     /// Every value, in no particular order.
-    package var values: [Value] { slotValues.compactMap { $0 } }
+    package var values: [Value] {
+        var values: [Value] = []
+        values.reserveCapacity(count)
+        for value in slotValues { if let value { values.append(value) } }
+        return values
+    }
 
     private func index(of key: Key) -> Int? {
         var index = home(of: key)
@@ -136,11 +146,22 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
         return Int(truncatingIfNeeded: mixed) & mask
     }
 
-    private mutating func grow() {
+    /// Makes room for `minimumCount` entries at once: filling a table with thousands of
+    /// entries then rehashes once, instead of once per doubling with each outgrown pair of
+    /// arrays left behind as free heap (issue 15, RSS).
+    package mutating func reserveCapacity(_ minimumCount: Int) {
+        var size = keys.count
+        while size < minimumCount * 2 { size <<= 1 }
+        if size > keys.count { grow(to: size) }
+    }
+
+    private mutating func grow() { grow(to: keys.count * 2) }
+
+    private mutating func grow(to size: Int) {
         let oldKeys = keys
         let oldValues = slotValues
-        keys = ContiguousArray(repeating: nil, count: oldKeys.count * 2)
-        slotValues = ContiguousArray(repeating: nil, count: oldKeys.count * 2)
+        keys = ContiguousArray(repeating: nil, count: size)
+        slotValues = ContiguousArray(repeating: nil, count: size)
         mask = keys.count - 1
         for slot in oldKeys.indices {
             guard let key = oldKeys[slot] else { continue }

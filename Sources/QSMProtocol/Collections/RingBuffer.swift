@@ -25,6 +25,10 @@ public struct RingBuffer<Element> {
     @inlinable
     public var isEmpty: Bool { count == 0 }
 
+    /// Elements it can hold before growing.
+    @inlinable
+    public var capacity: Int { storage.count }
+
     /// Adds `element` at the back.
     @inlinable
     public mutating func append(_ element: Element) {

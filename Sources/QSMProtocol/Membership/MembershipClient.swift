@@ -94,15 +94,11 @@ package final class MembershipClient {
         reconnectDelayNanoseconds = minimumReconnectDelay
     }
 
-    package func takeActions() -> [MembershipClientAction] {
-        defer { actions.removeAll(keepingCapacity: true) }
-        return actions
-    }
+    /// The actions asked for since the last call, moved out (see `Array.takeAll`).
+    package func takeActions() -> [MembershipClientAction] { actions.takeAll() }
 
-    package func takeEvents() -> [MembershipEvent] {
-        defer { events.removeAll(keepingCapacity: true) }
-        return events
-    }
+    /// The events since the last call, moved out (see `Array.takeAll`).
+    package func takeEvents() -> [MembershipEvent] { events.takeAll() }
 
     /// The earliest time `tick` has something to do.
     package func nextDeadline(after now: Instant) -> Instant {
@@ -296,9 +292,8 @@ package final class MembershipClient {
                 regions[id] = nil
                 events.append(.regionRemoved(id))
             }
-            for (id, group) in groups.sorted(by: { $0.key < $1.key }) where !keepGroups.contains(id) {
-                groups[id] = nil
-                events.append(.groupRemoved(id, group.name))
+            for id in groups.keys.sorted() where !keepGroups.contains(id) {
+                if let group = groups.removeValue(forKey: id) { events.append(.groupRemoved(id, group.name)) }
             }
         } else {
             guard !awaitingFull else { return }
@@ -319,6 +314,10 @@ package final class MembershipClient {
             regions[region.id] = region
             events.append(.regionView(region))
         }
+        // Room for the new ones at once: an update of thousands of groups would otherwise
+        // outgrow the table a dozen times, each outgrown copy left as free heap.
+        let arriving = update.groups.reduce(0) { $0 + (groups[$1.id] == nil ? 1 : 0) }
+        groups.reserveCapacity(groups.count + arriving)
         for group in update.groups where groups[group.id] != group {
             groups[group.id] = group
             events.append(.groupView(group))

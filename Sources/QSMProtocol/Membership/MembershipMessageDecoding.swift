@@ -110,7 +110,10 @@ extension WireReader {
         var removedRegions: [RegionID] = []
         for _ in 0..<(try readCount(elementBytes: 8)) { removedRegions.append(RegionID(try readUInt64())) }
         var groups: [GroupView] = []
-        for _ in 0..<(try readCount(elementBytes: 32)) { groups.append(try readGroup()) }
+        var interners = GroupViewInterners()
+        let groupCount = try readCount(elementBytes: 32)
+        groups.reserveCapacity(groupCount)
+        for _ in 0..<groupCount { groups.append(try readGroup(sharing: &interners)) }
         var removedGroups: [GroupID] = []
         for _ in 0..<(try readCount(elementBytes: 4)) { removedGroups.append(GroupID(try readUInt32())) }
         return MembershipUpdate(baseVersion: base, version: version, isFull: fullFlag == 1, regions: regions,
@@ -149,12 +152,15 @@ extension WireReader {
                           partitions: partitions, regionLeader: leader, address: try readOptionalAddress())
     }
 
-    mutating func readGroup() throws(WireError) -> GroupView {
+    mutating func readGroup(sharing interners: inout GroupViewInterners) throws(WireError) -> GroupView {
         let id = GroupID(try readUInt32())
         let name = try readGroupName()
         let viewNumber = try readUInt64()
         var members: [NodeID] = [], memberSince: [UInt64] = []
-        for _ in 0..<(try readCount(elementBytes: 16)) {
+        let memberCount = try readCount(elementBytes: 16)
+        members.reserveCapacity(memberCount)
+        memberSince.reserveCapacity(memberCount)
+        for _ in 0..<memberCount {
             let start = offset
             let member = NodeID(try readUInt64())
             guard members.last.map({ $0 < member }) ?? true else {
@@ -176,8 +182,9 @@ extension WireReader {
         let hybridAddress = try readOptionalAddress()
         var publishers: [NodeID] = []
         for _ in 0..<(try readCount(elementBytes: 8)) { publishers.append(NodeID(try readUInt64())) }
-        return GroupView(id: id, name: name, viewNumber: viewNumber, members: members, memberSince: memberSince,
-                         mappingVersion: mappingVersion,
-                         regions: regions, hybridAddress: hybridAddress, publishers: publishers)
+        return GroupView(id: id, name: name, viewNumber: viewNumber, members: interners.nodes.intern(members),
+                         memberSince: interners.views.intern(memberSince), mappingVersion: mappingVersion,
+                         regions: interners.regions.intern(regions), hybridAddress: hybridAddress,
+                         publishers: interners.nodes.intern(publishers))
     }
 }

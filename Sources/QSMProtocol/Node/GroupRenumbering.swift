@@ -9,8 +9,10 @@ extension NodeMachine {
     /// `UInt32.max`) until the owner's name comes back.
     func renumberedGroups(_ groups: some Collection<GroupView>) -> [GroupID: GroupID] {
         var arriving: [GroupName: GroupID] = [:]
+        arriving.reserveCapacity(groups.count)
         for group in groups { arriving[group.name] = group.id }
         var owners: [GroupID: GroupName] = [:]
+        owners.reserveCapacity(knownGroupIDs.count)
         for (name, id) in knownGroupIDs { owners[id] = name }
         var mapping: [GroupID: GroupID] = [:]
         for (name, new) in arriving {
@@ -24,6 +26,7 @@ extension NodeMachine {
             mapping[new] = parked
             knownGroupIDs[owner] = parked
         }
+        knownGroupIDs.reserveCapacity(knownGroupIDs.count + arriving.keys.reduce(0) { $0 + (knownGroupIDs[$1] == nil ? 1 : 0) })
         for (name, id) in arriving { knownGroupIDs[name] = id }
         return mapping
     }

@@ -450,11 +450,28 @@ package final class NodeMachine {
 
     package func pollEvent() -> NodeEvent? {
         takeReleased()
-        return events.popFirst()
+        guard let event = events.popFirst() else {
+            // A burst (one view event per group when thousands of views arrive at once)
+            // grew the queue far beyond its working size: once drained, it goes back to a
+            // small one rather than keeping a megabyte nothing uses (issue 15, RSS).
+            if events.capacity > Self.keptQueueCapacity { events = RingBuffer(initialCapacity: 64) }
+            return nil
+        }
+        return event
     }
 
+    /// The largest capacity the event and GMS-action queues keep once drained: above the
+    /// steady state (a few events per datagram), below the bursts of a view installation.
+    static let keptQueueCapacity = 1024
+
     /// What the GMS connection should do next: connect, send a frame, or close.
-    package func pollGMSAction() -> MembershipClientAction? { gmsActions.popFirst() }
+    package func pollGMSAction() -> MembershipClientAction? {
+        guard let action = gmsActions.popFirst() else {
+            if gmsActions.capacity > Self.keptQueueCapacity { gmsActions = RingBuffer(initialCapacity: 16) }
+            return nil
+        }
+        return action
+    }
 
     /// Whether `pollGMSAction` has something: lets a driver skip its GMS link on the
     /// per-message path.
@@ -552,7 +569,7 @@ package final class NodeMachine {
             lastSender = NodeID(0)
         }
         protocolNode.renameGroups(renumberedGroups(groups.values))
-        protocolNode.installMembership(regions: Array(regions.values), groups: Array(groups.values), now: now)
+        protocolNode.installMembership(regions: Array(regions.values), groups: groups, now: now)
         // A region this node sends to but is not a member of: its address is in the
         // group views.
         regionAddresses = [:]
@@ -565,6 +582,8 @@ package final class NodeMachine {
         // A restarted GMS may give an id another group's name: names kept in delivery
         // streams go with views.
         namesEpoch += 1
+        groupIDs.reserveCapacity(groups.count)
+        groupNames.reserveCapacity(groupNames.count + groups.keys.reduce(0) { $0 + (groupNames[$1] == nil ? 1 : 0) })
         for group in groups.values {
             groupIDs[group.name] = group.id
             groupNames[group.id] = group.name

@@ -60,6 +60,9 @@ struct TrafficTally {
     /// untracked.
     func named(_ names: [GroupID: GroupName], publications: [(group: GroupID, messages: Int, bytes: Int)]) -> TrafficCounters {
         var byName: [GroupName: GroupTraffic] = [:]
+        // At least one entry per publication's group: made room for at once (a sender of
+        // 8,192 groups otherwise outgrew this table a dozen times per snapshot, issue 15).
+        byName.reserveCapacity(publications.count)
         for publication in publications {
             if let name = names[publication.group] {
                 byName[name, default: GroupTraffic()].recordSent(messages: publication.messages, bytes: publication.bytes)

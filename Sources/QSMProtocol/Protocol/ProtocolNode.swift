@@ -291,6 +291,12 @@ package final class ProtocolNode {
     /// publishes to (what the GMS sent it). Rings are rebuilt from the new views; tokens of
     /// older views are dropped when they arrive.
     package func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupView], now: Instant) {
+        installMembership(regions: newRegions, groups: Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) }), now: now)
+    }
+
+    /// `groups` keyed by id, as the membership client keeps them: taken as they are, so
+    /// node and client share one copy (copy-on-write) instead of each keeping its own.
+    package func installMembership(regions newRegions: [RegionView], groups newGroups: [GroupID: GroupView], now: Instant) {
         enter(now)
         // Rebuilt from the new views when next needed (a restarted GMS may reuse a region
         // id and view number for other members).
@@ -313,12 +319,17 @@ package final class ProtocolNode {
         // A sender of another region reaches this one as an outsider: its departure shows
         // only in the group views, where it was a member and is one no more (crashed, or
         // left). Without this its gaps here could never be abandoned.
-        let groupMembers = Set(newGroups.flatMap(\.members))
-        let stillViewed = Set(newGroups.map(\.id))
+        // (Sets filled view by view, not from one flattened array of every group's
+        // members: with thousands of groups over few nodes that array was the larger.)
+        var groupMembers = Set<NodeID>()
         // A sender that published without joining shows only in the groups' publisher
         // lists: gone from them (crashed, or stopped publishing), it is gone.
-        let publishing = Set(newGroups.flatMap(\.publishers))
-        for view in groups.values where stillViewed.contains(view.id) {
+        var publishing = Set<NodeID>()
+        for view in newGroups.values {
+            groupMembers.formUnion(view.members)
+            publishing.formUnion(view.publishers)
+        }
+        for view in groups.values where newGroups[view.id] != nil {
             for member in view.members where !groupMembers.contains(member) && !publishing.contains(member) {
                 departed.insert(member)
             }
@@ -376,7 +387,7 @@ package final class ProtocolNode {
         leaderWatch = leaderWatch.filter { next[$0.key]?.viewNumber == previous[$0.key]?.viewNumber }
         for region in next.values where leaderWatch[region.id] == nil { heardFromLeader(region) }
         let previousGroups = groups
-        groups = Dictionary(uniqueKeysWithValues: newGroups.map { ($0.id, $0) })
+        groups = newGroups
         updatePublishTargets()
         settledView = settledView.filter { next[$0.key] != nil }
         partitionSettledView = partitionSettledView.filter { next[$0.key] != nil }
@@ -473,9 +484,12 @@ package final class ProtocolNode {
 
     /// Per group, the messages and bytes published to it (since `forgetPublications`).
     package func publications() -> [(group: GroupID, messages: Int, bytes: Int)] {
-        publishTargets.entries.compactMap { entry in
-            entry.value.publishedMessages == 0 ? nil : (entry.key, entry.value.publishedMessages, entry.value.publishedBytes)
+        var publications: [(group: GroupID, messages: Int, bytes: Int)] = []
+        publications.reserveCapacity(publishTargets.count)
+        for (group, target) in publishTargets.entries where target.publishedMessages > 0 {
+            publications.append((group, target.publishedMessages, target.publishedBytes))
         }
+        return publications
     }
 
     /// Counts the publications to `group` from zero again (the node left it).
@@ -502,6 +516,7 @@ package final class ProtocolNode {
     func updatePublishTargets() {
         var shared: [[RegionReference]: [RegionReference]] = [:]
         for target in publishTargets.values { target.inView = false }
+        publishTargets.reserveCapacity(groups.count)
         for view in groups.values {
             let regions = shared[view.regions] ?? view.regions
             shared[view.regions] = regions
