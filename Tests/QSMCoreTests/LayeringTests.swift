@@ -37,6 +37,24 @@ import Testing
         #expect(!declaration.contains("dependencies"), "QSMProtocol must not depend on anything: \(declaration)")
     }
 
+    /// Foundation stays out of the engine, the harness and `qsm-bench`: linked, it cost
+    /// each process about 2 MB of resident memory (issue 15, the sender's RSS).
+    @Test func noFoundationInTheEngineTheHarnessOrTheBenchmark() throws {
+        var offenders: [String] = []
+        for target in ["QSMProtocol", "QSMCore", "QSMGMS", "QSMSimulation", "QSMHarness", "qsm-bench"] {
+            let files = try swiftFiles(under: Self.root + "/Sources/" + target)
+            #expect(!files.isEmpty, "no files under Sources/\(target)")
+            for file in files {
+                for (number, line) in try readLines(file).enumerated() {
+                    if let module = importedModule(line), module.hasPrefix("Foundation") {
+                        offenders.append("\(file):\(number + 1): \(line.trimmingCharacters())")
+                    }
+                }
+            }
+        }
+        #expect(offenders.isEmpty, "\(offenders)")
+    }
+
     /// The harness (processes, namespaces, flags) never ships in a library product.
     @Test func libraryProductsDoNotShipTheHarnessOrTheSimulator() throws {
         let manifest = try readLines(Self.root + "/Package.swift")
