@@ -2,6 +2,7 @@
 #include "CQSMLinux.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <net/if.h>
@@ -209,3 +210,5 @@ int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *
     posix_spawnattr_destroy(&attributes);
     return result;
 }
+
+int cqsm_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }

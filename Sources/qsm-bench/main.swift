@@ -4,6 +4,8 @@ import Glibc
 import QSMCore
 import QSMHarness
 
+ProcessMemoryPolicy.apply()
+
 let overview = """
     usage: qsm-bench [run] [flags]      the cluster benchmark (the default)
            qsm-bench experiment NAME    sweeps that write CSV and SVG

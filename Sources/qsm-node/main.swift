@@ -4,6 +4,8 @@ import Glibc
 import QSMCore
 import QSMHarness
 
+ProcessMemoryPolicy.apply()
+
 // qsm-node: flags -> validated configuration -> run. Each subcommand lives in its own file.
 
 let usage = """

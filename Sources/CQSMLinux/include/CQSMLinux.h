@@ -121,6 +121,10 @@ void cqsm_aes128_gcm_seal(const uint8_t *context, const uint8_t *nonce, const ui
 int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uint8_t *aad, size_t aad_length,
                          const uint8_t *ciphertext, uint8_t *plaintext, size_t length, const uint8_t *tag);
 
+/// Fixes glibc's mmap threshold at `bytes` (mallopt M_MMAP_THRESHOLD), which also stops
+/// glibc raising it each time a large block is freed. Returns 1 on success, 0 if refused.
+int cqsm_fix_mmap_threshold(int bytes);
+
 #ifdef __cplusplus
 }
 #endif
