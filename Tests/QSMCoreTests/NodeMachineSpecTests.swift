@@ -349,6 +349,36 @@ import QSMCore
         #expect(machine.traffic.groups[group] == nil)
     }
 
+    /// Installing thousands of group views queues an event per view; once the
+    /// application has taken them, the queue goes back to a small one instead of keeping
+    /// the burst's capacity (issue 15, RSS). Every view event is still delivered.
+    @Test func theEventQueueShrinksAfterTheBurstOfABigInstall() throws {
+        let machine = try NodeMachine(configuration: NodeMachineConfiguration(id: NodeID(1),
+                                                                              address: QSMSocketAddress(.loopback, port: 5)))
+        machine.start(now: .zero)
+        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+        let count = 9_000
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: (0..<count).map { GroupID(UInt32($0)) },
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
+                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: address)
+        var views: [GroupView] = []
+        for index in 0..<count {
+            let name = GroupName("g\(index)")!
+            machine.join(name, now: .zero)
+            views.append(GroupView(id: GroupID(UInt32(index)), name: name, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
+                                   regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil))
+        }
+        try registerAndInstall(machine, regions: [region], groups: views)
+        #expect(machine.eventQueueCapacity > NodeMachine.keptEventCapacity, "the burst grew the queue")
+        var groupViews = 0
+        while let event = machine.pollEvent() { if case .membership(.groupView) = event { groupViews += 1 } }
+        #expect(groupViews == count)
+        #expect(machine.eventQueueCapacity <= 64)
+        while machine.pollGMSAction() != nil {}
+        #expect(machine.gmsActionQueueCapacity <= NodeMachine.keptGMSActionCapacity)
+    }
+
     /// Feeds a machine the frames a GMS would send: registered, then one full update.
     func registerAndInstall(_ machine: NodeMachine, regions: [RegionView], groups: [GroupView]) throws {
         while machine.pollGMSAction() != nil {}

@@ -454,20 +454,28 @@ package final class NodeMachine {
             // A burst (one view event per group when thousands of views arrive at once)
             // grew the queue far beyond its working size: once drained, it goes back to a
             // small one rather than keeping a megabyte nothing uses (issue 15, RSS).
-            if events.capacity > Self.keptQueueCapacity { events = RingBuffer(initialCapacity: 64) }
+            if events.capacity > Self.keptEventCapacity { events = RingBuffer(initialCapacity: 64) }
             return nil
         }
         return event
     }
 
-    /// The largest capacity the event and GMS-action queues keep once drained: above the
-    /// steady state (a few events per datagram), below the bursts of a view installation.
-    static let keptQueueCapacity = 1024
+    /// The largest capacity the event queue keeps once drained: above its bursts in steady
+    /// state (with `reportsCommits`, an event per message admitted, up to a window of
+    /// them at once), so that those never reallocate it; below the burst of installing
+    /// thousands of group views (an event per view: 16,384 slots for 8,192 groups).
+    static let keptEventCapacity = 8192
+    /// The same for the GMS-action queue, whose steady state is a heartbeat a second.
+    static let keptGMSActionCapacity = 1024
+
+    /// The queues' capacities now (for tests of the above).
+    var eventQueueCapacity: Int { events.capacity }
+    var gmsActionQueueCapacity: Int { gmsActions.capacity }
 
     /// What the GMS connection should do next: connect, send a frame, or close.
     package func pollGMSAction() -> MembershipClientAction? {
         guard let action = gmsActions.popFirst() else {
-            if gmsActions.capacity > Self.keptQueueCapacity { gmsActions = RingBuffer(initialCapacity: 16) }
+            if gmsActions.capacity > Self.keptGMSActionCapacity { gmsActions = RingBuffer(initialCapacity: 16) }
             return nil
         }
         return action
