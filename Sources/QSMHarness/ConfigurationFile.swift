@@ -17,7 +17,10 @@ enum ConfigurationFile {
 
     /// The file's settings as command-line arguments (`--key value`, `--switch`).
     static func arguments(from path: String, valued: Set<String>, switches: Set<String>) throws(ConfigurationError) -> [String] {
-        let bytes = try contents(of: path)
+        var bytes = try contents(of: path)
+        // A UTF-8 byte order mark, as some editors write: JSON readers may ignore it
+        // (RFC 8259, section 8.1), and a configuration is better read than refused.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         let document: JSONValue
         do {
             document = try JSONParser.parse(bytes)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import QSMHarness
 import QSMProtocol
 import Testing
@@ -32,6 +35,34 @@ import Testing
         }
         // Invalid UTF-8 inside a string.
         #expect(throws: JSONParser.Failure.self) { try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
+    }
+
+    /// A configuration file becomes flags: switches, valued flags (lists repeat them),
+    /// whole numbers without a fraction; a byte order mark is skipped; an unknown key, a
+    /// mistyped value, invalid JSON and a missing file are refused with the reason.
+    @Test func aConfigurationFileBecomesFlags() throws {
+        let path = "/tmp/qsm-config-test-\(getpid()).json"
+        defer { unlink(path) }
+        func write(_ bytes: [UInt8]) {
+            let file = fopen(path, "w")!
+            _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            fclose(file)
+        }
+        func arguments() throws(ConfigurationError) -> [String] {
+            try ConfigurationFile.arguments(from: path, valued: ["--gms", "--group", "--rate"], switches: ["--insecure", "--quiet"])
+        }
+        write([0xEF, 0xBB, 0xBF] + Array(#"{"gms": "10.0.0.1:7000", "group": ["a", "b"], "rate": 1e3, "insecure": true, "quiet": false}"#.utf8))
+        #expect(try arguments() == ["--gms", "10.0.0.1:7000", "--group", "a", "--group", "b", "--insecure", "--rate", "1000"])
+        for (text, reason) in [(#"{"colour": "blue"}"#, "unknown key 'colour'"), (#"{"insecure": "yes"}"#, "is a switch"),
+                               (#"{"rate": [[1]]}"#, "takes a string or a number"), (#"{"gms": "#, "not valid JSON"),
+                               ("[1]", "not a JSON object"), (#"{"gms": "a", "gms": "b"}"#, "given twice")] {
+            write(Array(text.utf8))
+            #expect(throws: ConfigurationError.self) { try arguments() }
+            do { _ = try arguments() } catch { #expect(error.message.contains(reason), "\(text): \(error)") }
+        }
+        unlink(path)
+        #expect(throws: ConfigurationError.self) { try arguments() }
+        do { _ = try arguments() } catch { #expect(error.message.contains("No such file"), "\(error)") }
     }
 
     @Test func nestingIsBounded() throws {
