@@ -401,7 +401,7 @@ extension ProtocolNode {
         let stream: DeliveryStream
         if let run = deliveryRun, run.key == key {
             stream = run.stream
-        } else if let known = lastDelivered[key] {
+        } else if let known = lastDelivered.stream(for: key) {
             stream = known
             deliveryRun = (key, known)
         } else {

@@ -62,7 +62,7 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var deliveryCursor = 0
     /// Per sender and group, the last sequence number delivered, in a box raised in
     /// place: a delivery of another sender or group than the last costs one lookup.
-    @exclusivity(unchecked) var lastDelivered: IdentifierTable<DeliveryKey, DeliveryStream>
+    @exclusivity(unchecked) var lastDelivered: DeliveryStreamTable
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0
@@ -271,7 +271,7 @@ package final class ProtocolNode {
         // The tables' seeds come from a stream of their own: the choices of peers stay
         // what they were for a given seed.
         var tableSeeds = SplitMix64(seed: seed ^ id.value &* 0xC2B2_AE3D_27D4_EB4F ^ 0x5851_F42D_4C95_7F2D)
-        lastDelivered = IdentifierTable(seed: tableSeeds.next())
+        lastDelivered = DeliveryStreamTable(seed: tableSeeds.next())
         publishTargets = IdentifierTable(seed: tableSeeds.next())
         heldTally.tableSlotLimit = configuration.maximumTableSlots
     }
