@@ -19,8 +19,12 @@ struct DeliveryStreamTable {
     }
 
     /// The largest group id (exclusive) a sender with `streams` streams keeps in its
-    /// array: at most 8 slots per stream, or 4,096 slots (32 KB) for any sender.
-    static func denseBound(streams: Int) -> Int { max(4_096, 8 * streams) }
+    /// array: at most 8 slots per stream, or 64 (512 bytes) for any sender. A sender's
+    /// streams usually arrive in the order of their ids (the GMS numbers groups as they
+    /// are created), so its array covers them as they come; and a node that accepts
+    /// unauthenticated packets (`--insecure`) spends no more than that on a sender id
+    /// that someone made up.
+    static func denseBound(streams: Int) -> Int { max(64, 8 * streams) }
 
     private var lanes: IdentifierTable<NodeID, Lane>
     private var sparse: IdentifierTable<DeliveryKey, DeliveryStream>
