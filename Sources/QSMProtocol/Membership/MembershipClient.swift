@@ -314,10 +314,7 @@ package final class MembershipClient {
             regions[region.id] = region
             events.append(.regionView(region))
         }
-        // Room for the new ones at once: an update of thousands of groups would otherwise
-        // outgrow the table a dozen times, each outgrown copy left as free heap.
-        let arriving = update.groups.reduce(0) { $0 + (groups[$1.id] == nil ? 1 : 0) }
-        groups.reserveCapacity(groups.count + arriving)
+        groups.reserveCapacity(forNew: update.groups.lazy.map(\.id))
         for group in update.groups where groups[group.id] != group {
             groups[group.id] = group
             events.append(.groupView(group))

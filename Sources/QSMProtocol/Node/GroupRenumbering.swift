@@ -26,7 +26,7 @@ extension NodeMachine {
             mapping[new] = parked
             knownGroupIDs[owner] = parked
         }
-        knownGroupIDs.reserveCapacity(knownGroupIDs.count + arriving.keys.reduce(0) { $0 + (knownGroupIDs[$1] == nil ? 1 : 0) })
+        knownGroupIDs.reserveCapacity(forNew: arriving.keys)
         for (name, id) in arriving { knownGroupIDs[name] = id }
         return mapping
     }

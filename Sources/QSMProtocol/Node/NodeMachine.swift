@@ -591,7 +591,7 @@ package final class NodeMachine {
         // streams go with views.
         namesEpoch += 1
         groupIDs.reserveCapacity(groups.count)
-        groupNames.reserveCapacity(groupNames.count + groups.keys.reduce(0) { $0 + (groupNames[$1] == nil ? 1 : 0) })
+        groupNames.reserveCapacity(forNew: groups.keys)
         for group in groups.values {
             groupIDs[group.name] = group.id
             groupNames[group.id] = group.name
