@@ -1,6 +1,7 @@
 /// Hands back one shared copy of equal arrays: decoding thousands of group views whose
 /// member lists, join views and region lists are mostly equal keeps each distinct list
-/// once (arrays are copy-on-write, so sharing is safe).
+/// once, and so do the publish targets' region lists (arrays are copy-on-write, so
+/// sharing is safe).
 ///
 /// With 8,192 groups over the same members a node kept 32,768 small arrays, 2 MB of
 /// heap, where a few suffice (issue 15, the sender's RSS).
@@ -20,6 +21,6 @@ struct ArrayInterner<Element: Hashable> {
 /// The interners of one membership update's group views.
 struct GroupViewInterners {
     var nodes = ArrayInterner<NodeID>()
-    var views = ArrayInterner<UInt64>()
+    var joinViews = ArrayInterner<UInt64>()
     var regions = ArrayInterner<RegionReference>()
 }

@@ -173,6 +173,10 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
     }
 }
 
+extension NodeID: IdentifierKey {
+    package var folded: UInt64 { value }
+}
+
 extension GroupID: IdentifierKey {
     package var folded: UInt64 { UInt64(value) }
 }

@@ -183,7 +183,7 @@ extension WireReader {
         var publishers: [NodeID] = []
         for _ in 0..<(try readCount(elementBytes: 8)) { publishers.append(NodeID(try readUInt64())) }
         return GroupView(id: id, name: name, viewNumber: viewNumber, members: interners.nodes.intern(members),
-                         memberSince: interners.views.intern(memberSince), mappingVersion: mappingVersion,
+                         memberSince: interners.joinViews.intern(memberSince), mappingVersion: mappingVersion,
                          regions: interners.regions.intern(regions), hybridAddress: hybridAddress,
                          publishers: interners.nodes.intern(publishers))
     }

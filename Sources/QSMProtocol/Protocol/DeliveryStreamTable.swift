@@ -112,7 +112,3 @@ struct DeliveryStreamTable {
         }
     }
 }
-
-extension NodeID: IdentifierKey {
-    package var folded: UInt64 { value }
-}

@@ -514,12 +514,11 @@ package final class ProtocolNode {
     /// region list share one array, so thousands of groups over one region keep one
     /// list hot in the cache instead of thousands.
     func updatePublishTargets() {
-        var shared: [[RegionReference]: [RegionReference]] = [:]
+        var shared = ArrayInterner<RegionReference>()
         for target in publishTargets.values { target.inView = false }
         publishTargets.reserveCapacity(groups.count)
         for view in groups.values {
-            let regions = shared[view.regions] ?? view.regions
-            shared[view.regions] = regions
+            let regions = shared.intern(view.regions)
             let target = publishTargets[view.id] ?? PublishTarget()
             target.inView = true
             target.viewNumber = view.viewNumber
