@@ -1,5 +1,5 @@
 /// A JSON value (RFC 8259), as `JSONParser` reads it.
-enum JSONValue: Equatable {
+package enum JSONValue: Equatable {
     case string(String)
     case number(Double)
     case bool(Bool)
@@ -8,7 +8,7 @@ enum JSONValue: Equatable {
     /// Members in the order written (keys are unique: the parser refuses repeats).
     case object([(key: String, value: JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.string(let a), .string(let b)): a == b
         case (.number(let a), .number(let b)): a == b
@@ -28,14 +28,14 @@ enum JSONValue: Equatable {
 /// Strict: one value and nothing after it but whitespace; no comments, trailing commas,
 /// leading zeros, lone surrogates, raw control characters or invalid UTF-8; no repeated
 /// keys in an object; nesting at most `maximumDepth` deep. Errors name the byte offset.
-struct JSONParser {
+package struct JSONParser {
     /// How deep arrays and objects may nest (a hostile file cannot exhaust the stack).
-    static let maximumDepth = 64
+    package static let maximumDepth = 64
 
-    struct Failure: Error, CustomStringConvertible {
-        let reason: String
-        let offset: Int
-        var description: String { "\(reason) at byte \(offset)" }
+    package struct Failure: Error, CustomStringConvertible {
+        package let reason: String
+        package let offset: Int
+        package var description: String { "\(reason) at byte \(offset)" }
     }
 
     private let bytes: [UInt8]
@@ -45,7 +45,7 @@ struct JSONParser {
     private init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     /// The one value `bytes` holds.
-    static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
+    package static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
         var parser = JSONParser(bytes)
         let value = try parser.value()
         parser.skipWhitespace()

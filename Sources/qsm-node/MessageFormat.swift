@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import FoundationEssentials
 import QSMCore
 import QSMHarness
 
@@ -36,8 +35,8 @@ enum MessageFormat: String {
 
 /// Reads messages from standard input in a `MessageFormat`. `lines` and
 /// `length-prefixed` read through one buffer, allocated once, and hand each message over
-/// in place: publishing from standard input allocates nothing per message. `json` decodes
-/// each line with Foundation (it allocates).
+/// in place: publishing from standard input allocates nothing per message. `json` parses
+/// each line (`JSONParser`, `Base64`; it allocates).
 final class MessageReader {
     let format: MessageFormat
     let maximumBytes: Int
@@ -63,11 +62,6 @@ final class MessageReader {
         decoded.deallocate()
     }
 
-    private struct JSONMessage: Decodable {
-        var payload: String?
-        var payload_base64: String?
-    }
-
     /// The next message, valid until the next call; nil at the end of input.
     /// - Throws: `ConfigurationError` for input that is not in the format (a truncated
     ///   frame, a message over the size limit, a line that is not a message object).
@@ -80,18 +74,7 @@ final class MessageReader {
         case .json:
             guard let line = try nextLine() else { return nil }
             count += 1
-            guard let message = try? JSONDecoder().decode(JSONMessage.self, from: Data(line)) else {
-                throw ConfigurationError("input line \(count) is not a JSON object with \"payload\" or \"payload_base64\"")
-            }
-            let payload: [UInt8]
-            if let text = message.payload {
-                payload = Array(text.utf8)
-            } else {
-                guard let encoded = message.payload_base64, let bytes = Data(base64Encoded: encoded) else {
-                    throw ConfigurationError("input line \(count): no \"payload\", and \"payload_base64\" is missing or not base64")
-                }
-                payload = Array(bytes)
-            }
+            let payload = try jsonPayload(Array(line))
             guard payload.count <= maximumBytes else {
                 throw ConfigurationError("input line \(count) holds \(payload.count) bytes, over the maximum message of \(maximumBytes)")
             }
@@ -114,6 +97,35 @@ final class MessageReader {
             count += 1
             return message
         }
+    }
+
+    /// The payload of one JSON input line: an object whose `payload` is text (sent as its
+    /// UTF-8 bytes) or, without one, whose `payload_base64` is strict, padded base64.
+    /// Other members are ignored; a `null` member counts as absent.
+    private func jsonPayload(_ line: [UInt8]) throws(ConfigurationError) -> [UInt8] {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(line)
+        } catch {
+            throw ConfigurationError("input line \(count) is not a JSON object with \"payload\" or \"payload_base64\" (\(error))")
+        }
+        guard case .object(let members) = value else {
+            throw ConfigurationError("input line \(count) is not a JSON object with \"payload\" or \"payload_base64\"")
+        }
+        func member(_ key: String) -> JSONValue? {
+            guard let value = members.first(where: { $0.key == key })?.value, value != .null else { return nil }
+            return value
+        }
+        if let text = member("payload") {
+            guard case .string(let string) = text else {
+                throw ConfigurationError("input line \(count) is not a JSON object with \"payload\" or \"payload_base64\" (\"payload\" is not a string)")
+            }
+            return Array(string.utf8)
+        }
+        guard case .string(let encoded)? = member("payload_base64"), let bytes = Base64.decode(encoded.utf8) else {
+            throw ConfigurationError("input line \(count): no \"payload\", and \"payload_base64\" is missing or not base64")
+        }
+        return bytes
     }
 
     /// The next line without its newline (or carriage return and newline); the last line
@@ -194,9 +206,9 @@ final class MessageWriter: @unchecked Sendable {
             buffer += [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
             delivery.withPayload { buffer.append(contentsOf: $0) }
         case .json:
-            let line = "{\"group\":\(jsonString(delivery.group.text)),\"sender\":\(delivery.sender.value),\"sequence\":\(delivery.sequence),"
-                + "\"payload_base64\":\"\(Data(delivery.payload).base64EncodedString())\"}\n"
-            buffer += line.utf8
+            buffer += "{\"group\":\(jsonString(delivery.group.text)),\"sender\":\(delivery.sender.value),\"sequence\":\(delivery.sequence),\"payload_base64\":\"".utf8
+            delivery.withPayload { Base64.encode($0, appendingTo: &buffer) }
+            buffer += "\"}\n".utf8
         }
         buffer.withUnsafeBytes { bytes in
             var offset = 0

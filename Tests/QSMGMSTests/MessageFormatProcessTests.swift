@@ -34,7 +34,11 @@ struct MessageFormatProcessTests {
             guard lines == expected else { return "the subscriber wrote \(lines)" }
             for (input, format, reason) in [(#"\000\000\001"#, "length-prefixed", "inside the length"),
                                             (#"\000\000\000\011abc"#, "length-prefixed", "inside message 1"),
-                                            (#"{\"payload\": 5}\n"#, "json", "not a JSON object with")] {
+                                            (#"{\"payload\": 5}\n"#, "json", "not a JSON object with"),
+                                            (#"{\"payload\": \"a\",}\n"#, "json", "not a JSON object with"),
+                                            (#"[\"payload\"]\n"#, "json", "not a JSON object with"),
+                                            (#"{\"payload_base64\": \"Zh==\"}\n"#, "json", "not base64"),
+                                            (#"{\"payload_base64\": \"Zg\"}\n"#, "json", "not base64")] {
                 let bad = try GMSAuthenticationProcessTests.shell(
                     "printf '\(input)' | \(node) publish --insecure --gms \(address) --group binary --id 63 --format \(format)")
                 var output: [String] = []
@@ -49,34 +53,59 @@ struct MessageFormatProcessTests {
         #expect(failure == nil, "\(failure ?? "")")
     }
 
+    /// `publish --format json` sends a line's `payload` as its UTF-8 bytes (escapes
+    /// decoded), else its `payload_base64` decoded; other members are ignored and `null`
+    /// counts as absent. The subscriber writes each back in base64.
+    @Test func jsonInputCarriesTextAndBase64Payloads() throws {
+        let input = #"{"payload": "h\u00e9llo \"quoted\""}"# + "\n"
+            + #"{"note": [1, {"x": null}], "payload_base64": "AP8K"}"# + "\n"
+            + #"{"payload": null, "payload_base64": ""}"# + "\n"
+        let expected = ["aMOpbGxvICJxdW90ZWQi", "AP8K", ""].enumerated().map {
+            #"{"group":"json","sender":82,"sequence":"# + "\($0.offset + 1)" + #","payload_base64":""# + $0.element + #""}"#
+        }
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            try Self.published(Array(input.utf8), group: "json", ids: (81, 82), count: 3, flags: ["--format", "json"], expect: expected)
+        }
+        #expect(failure == nil, "\(failure ?? "")")
+    }
+
     /// `publish` reads standard input through one reused buffer: a line split across
     /// reads, a line longer than the buffer's first fill (200,000 bytes), CRLF endings,
     /// an empty line and a last line without a newline each arrive as one message, intact
     /// and in order.
     @Test func linesOfEveryShapeArriveWhole() throws {
-        let node = EngineProcessTests.qsmNode
+        let input = Array("one\r\ntwo\n\n".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 200_000) + Array("\nlast".utf8)
+        let expected = ["b25l", "dHdv", "", String(repeating: "eHh4", count: 66_666) + "eHg=", "bGFzdA=="].enumerated().map {
+            #"{"group":"shapes","sender":72,"sequence":"# + "\($0.offset + 1)" + #","payload_base64":""# + $0.element + #""}"#
+        }
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            let (gms, address) = try EngineProcessTests.startGMS()
-            defer { gms.signal(SIGTERM) }
-            let subscriber = try ChildProcess(executable: node, arguments: [
-                "subscribe", "--insecure", "--gms", address, "--group", "shapes", "--id", "71", "--count", "5", "--format", "json"])
-            let input = Array("one\r\ntwo\n\n".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 200_000) + Array("\nlast".utf8)
-            let path = "/tmp/qsm-shapes-\(getpid()).txt"
-            let file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            guard file >= 0, input.withUnsafeBytes({ write(file, $0.baseAddress, $0.count) }) == input.count else { return "cannot write \(path)" }
-            close(file)
-            defer { unlink(path) }
-            let publisher = try GMSAuthenticationProcessTests.shell(
-                "\(node) publish --insecure --gms \(address) --group shapes --id 72 --wait-members 1 < \(path)")
-            var lines: [String] = []
-            EngineProcessTests.collect(subscriber, into: &lines, until: MonotonicClock.now().advanced(by: .seconds(60)))
-            guard publisher.waitForExit(timeoutMilliseconds: 30_000) == 0 else { return "the publisher failed: \(publisher.availableLines())" }
-            let expected = ["b25l", "dHdv", "", String(repeating: "eHh4", count: 66_666) + "eHg=", "bGFzdA=="].enumerated().map {
-                #"{"group":"shapes","sender":72,"sequence":"# + "\($0.offset + 1)" + #","payload_base64":""# + $0.element + #""}"#
-            }
-            guard lines == expected else { return "the subscriber wrote \(lines.map { String($0.prefix(120)) })" }
-            return nil
+            try Self.published(input, group: "shapes", ids: (71, 72), count: 5, flags: [], expect: expected)
         }
         #expect(failure == nil, "\(failure ?? "")")
+    }
+
+    /// Publishes `input`, from a file, to `group` with `qsm-node publish` and `flags`, to a
+    /// subscriber that writes `count` messages as JSON lines: nil if it wrote `expected`,
+    /// else what went wrong. Runs inside the test's namespace.
+    private static func published(_ input: [UInt8], group: String, ids: (subscriber: Int, publisher: Int), count: Int,
+                                  flags: [String], expect expected: [String]) throws -> String? {
+        let node = EngineProcessTests.qsmNode
+        let (gms, address) = try EngineProcessTests.startGMS()
+        defer { gms.signal(SIGTERM) }
+        let subscriber = try ChildProcess(executable: node, arguments: [
+            "subscribe", "--insecure", "--gms", address, "--group", group, "--id", "\(ids.subscriber)", "--count", "\(count)",
+            "--format", "json"])
+        let path = "/tmp/qsm-\(group)-\(getpid()).txt"
+        let file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard file >= 0, input.withUnsafeBytes({ write(file, $0.baseAddress, $0.count) }) == input.count else { return "cannot write \(path)" }
+        close(file)
+        defer { unlink(path) }
+        let publisher = try GMSAuthenticationProcessTests.shell(
+            "\(node) publish --insecure --gms \(address) --group \(group) --id \(ids.publisher) --wait-members 1 \(flags.joined(separator: " ")) < \(path)")
+        var lines: [String] = []
+        EngineProcessTests.collect(subscriber, into: &lines, until: MonotonicClock.now().advanced(by: .seconds(60)))
+        guard publisher.waitForExit(timeoutMilliseconds: 30_000) == 0 else { return "the publisher failed: \(publisher.availableLines())" }
+        guard lines == expected else { return "the subscriber wrote \(lines.map { String($0.prefix(120)) })" }
+        return nil
     }
 }
