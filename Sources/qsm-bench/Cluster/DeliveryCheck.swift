@@ -14,8 +14,9 @@ struct DeliveryCheck {
     /// Deliveries from nodes that are not senders of this run (forged packets accepted
     /// because the cluster has no secret).
     private(set) var foreign = 0
-    /// The run's senders by node id, once known: index in the payload must match.
-    private var senderIndexes: [NodeID: Int] = [:]
+    /// The run's senders, once known, in the order of the index their payloads carry
+    /// (at most 64: a scan costs less per delivery than hashing the id).
+    private var senderIDs: [NodeID] = []
     private(set) var firstAt: Instant?
     private(set) var lastAt: Instant?
     private(set) var latency = LatencyHistogram()
@@ -46,11 +47,12 @@ struct DeliveryCheck {
     var lastBySender: [Int] { expected.map { $0.reduce(0) { $0 + Int($1) - 1 } } }
 
     mutating func knowSenders(_ ids: [NodeID]) {
-        for (index, id) in ids.enumerated() { senderIndexes[id] = index }
+        senderIDs = ids
     }
 
     mutating func observe(sender: NodeID, group: Int, sequence: UInt64, delivery: QSMDelivery, at now: Instant) {
-        if !senderIndexes.isEmpty, senderIndexes[sender] == nil {
+        let senderIndex = senderIDs.firstIndex(of: sender)
+        if !senderIDs.isEmpty, senderIndex == nil {
             foreign += 1
             return
         }
@@ -58,7 +60,7 @@ struct DeliveryCheck {
         if firstAt == nil { firstAt = now }
         lastAt = now
         guard let header = delivery.withPayload({ BenchPayload.check($0) }), header.sender < uniqueBySender.count,
-              senderIndexes.isEmpty || senderIndexes[sender] == header.sender, group < expected[header.sender].count else {
+              senderIDs.isEmpty || senderIndex == header.sender, group < expected[header.sender].count else {
             corrupt += 1
             return
         }
