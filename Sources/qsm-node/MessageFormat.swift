@@ -40,6 +40,9 @@ enum MessageFormat: String {
 final class MessageReader {
     let format: MessageFormat
     let maximumBytes: Int
+    /// The longest line read: a message's bytes for `lines`; for `json`, room for any
+    /// message's encoding (base64 is 4/3 of it, a `\u00XX` escape 6 bytes for one).
+    private let maximumLineBytes: Int
     private(set) var count = 0
     private let buffer: UnsafeMutableRawBufferPointer
     /// The unread bytes are `buffer[start..<end]`.
@@ -53,7 +56,8 @@ final class MessageReader {
         self.format = format
         self.maximumBytes = maximumBytes
         // Room for the largest message, its length or newline, and a read's worth more.
-        buffer = .allocate(byteCount: maximumBytes + 4 + (64 << 10), alignment: 16)
+        maximumLineBytes = format == .json ? maximumBytes * 6 + 4_096 : maximumBytes
+        buffer = .allocate(byteCount: maximumLineBytes + 4 + (64 << 10), alignment: 16)
         decoded = .allocate(byteCount: format == .json ? maximumBytes : 0, alignment: 16)
     }
 
@@ -154,10 +158,14 @@ final class MessageReader {
     }
 
     private func checked(_ line: UnsafeRawBufferPointer) throws(ConfigurationError) -> UnsafeRawBufferPointer {
-        guard line.count <= maximumBytes || format == .json else {
-            throw ConfigurationError("input line \(count + 1) is \(line.count) bytes, over the maximum message of \(maximumBytes)")
-        }
+        guard line.count <= maximumLineBytes else { throw lineTooLong(count + 1) }
         return line
+    }
+
+    private func lineTooLong(_ number: Int) -> ConfigurationError {
+        format == .json
+            ? ConfigurationError("input line \(number) is over \(maximumLineBytes) bytes, longer than any message of at most \(maximumBytes) bytes can be written in JSON")
+            : ConfigurationError("input line \(number) is over the maximum message of \(maximumBytes) bytes")
     }
 
     /// Reads until at least `wanted` unread bytes are buffered (moving them to the front
@@ -173,7 +181,7 @@ final class MessageReader {
                 end = unread
             }
             guard end < buffer.count else {
-                throw ConfigurationError("input line \(count + 1) is over the maximum message of \(maximumBytes) bytes")
+                throw lineTooLong(count + 1)
             }
             let read = Glibc.read(0, buffer.baseAddress! + end, buffer.count - end)
             if read == 0 { inputEnded = true; continue }

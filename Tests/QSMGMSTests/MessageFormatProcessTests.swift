@@ -55,16 +55,19 @@ struct MessageFormatProcessTests {
 
     /// `publish --format json` sends a line's `payload` as its UTF-8 bytes (escapes
     /// decoded), else its `payload_base64` decoded; other members are ignored and `null`
-    /// counts as absent. The subscriber writes each back in base64.
+    /// counts as absent. The subscriber writes each back in base64. A line holding a
+    /// near-maximal message in base64 (1,000,000 bytes, a line of 1.33 MB: longer than
+    /// the message) is read whole.
     @Test func jsonInputCarriesTextAndBase64Payloads() throws {
         let input = #"{"payload": "h\u00e9llo \"quoted\""}"# + "\n"
             + #"{"note": [1, {"x": null}], "payload_base64": "AP8K"}"# + "\n"
             + #"{"payload": null, "payload_base64": ""}"# + "\n"
-        let expected = ["aMOpbGxvICJxdW90ZWQi", "AP8K", ""].enumerated().map {
+            + #"{"payload_base64": ""# + String(repeating: "/+/+", count: 333_333) + "/w==" + #""}"# + "\n"
+        let expected = ["aMOpbGxvICJxdW90ZWQi", "AP8K", "", String(repeating: "/+/+", count: 333_333) + "/w=="].enumerated().map {
             #"{"group":"json","sender":82,"sequence":"# + "\($0.offset + 1)" + #","payload_base64":""# + $0.element + #""}"#
         }
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            try Self.published(Array(input.utf8), group: "json", ids: (81, 82), count: 3, flags: ["--format", "json"], expect: expected)
+            try Self.published(Array(input.utf8), group: "json", ids: (81, 82), count: 4, flags: ["--format", "json"], expect: expected)
         }
         #expect(failure == nil, "\(failure ?? "")")
     }
