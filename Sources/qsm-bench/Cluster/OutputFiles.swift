@@ -26,8 +26,15 @@ struct OutputFiles {
         return path
     }
 
-    /// A CSV document: a header row, then rows (values never contain commas here).
+    /// A CSV document (RFC 4180): a header row, then rows. A value holding a comma, a
+    /// quote or a line break is quoted, its quotes doubled ("ratio to raw, 4 receivers"
+    /// and "0.14 (0.14, 0.16, 0.11)" are one field each).
     static func csv(_ header: [String], _ rows: [[String]]) -> String {
-        ([header] + rows).map { $0.joined(separator: ",") }.joined(separator: "\n") + "\n"
+        ([header] + rows).map { $0.map(csvField).joined(separator: ",") }.joined(separator: "\n") + "\n"
+    }
+
+    private static func csvField(_ value: String) -> String {
+        guard value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return value }
+        return "\"" + value.replacing("\"", with: "\"\"") + "\""
     }
 }
