@@ -174,7 +174,10 @@ final class MessageReader {
     private func fill(_ wanted: Int) throws(ConfigurationError) -> Bool {
         while end - start < wanted {
             if inputEnded { return false }
-            if start > 0, buffer.count - start < wanted {
+            // Reads of 64 KB (or what is missing), and unread bytes moved to the front once
+            // 64 KB are consumed: only the longest line and a read's worth of the buffer
+            // are ever touched, though it is sized for the longest JSON line.
+            if start > 0, buffer.count - start < wanted || start >= 64 << 10 {
                 let unread = end - start
                 if unread > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: unread) }
                 start = 0
@@ -183,7 +186,7 @@ final class MessageReader {
             guard end < buffer.count else {
                 throw lineTooLong(count + 1)
             }
-            let read = Glibc.read(0, buffer.baseAddress! + end, buffer.count - end)
+            let read = Glibc.read(0, buffer.baseAddress! + end, min(buffer.count - end, max(64 << 10, wanted - (end - start))))
             if read == 0 { inputEnded = true; continue }
             if read < 0 {
                 if errno == EINTR { continue }
