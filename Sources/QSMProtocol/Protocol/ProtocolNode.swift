@@ -71,7 +71,7 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var regionSend: [RegionID: RegionSendState] = [:]
     /// Per group: what publishing needs. Kept when a group leaves the views, so that its
     /// sequence numbers continue if it comes back.
-    @exclusivity(unchecked) var publishTargets: IdentifierTable<GroupID, PublishTarget>
+    @exclusivity(unchecked) var publishTargets: GroupIDTable<PublishTarget>
     @exclusivity(unchecked) var nextMessageID: UInt64 = 1
     /// Sent messages kept while their group is out of view (a restarting GMS), to be
     /// carried into its regions when it is back (see `LosslessReconfiguration`).
@@ -272,7 +272,7 @@ package final class ProtocolNode {
         // what they were for a given seed.
         var tableSeeds = SplitMix64(seed: seed ^ id.value &* 0xC2B2_AE3D_27D4_EB4F ^ 0x5851_F42D_4C95_7F2D)
         lastDelivered = DeliveryStreamTable(seed: tableSeeds.next())
-        publishTargets = IdentifierTable(seed: tableSeeds.next())
+        publishTargets = GroupIDTable(seed: tableSeeds.next())
         heldTally.tableSlotLimit = configuration.maximumTableSlots
     }
 
@@ -516,8 +516,8 @@ package final class ProtocolNode {
     func updatePublishTargets() {
         var shared = ArrayInterner<RegionReference>()
         for target in publishTargets.values { target.inView = false }
-        publishTargets.reserveCapacity(groups.count)
-        for view in groups.values {
+        // In id order: new targets are allocated in the order publications find them.
+        for view in groups.values.sorted(by: { $0.id.value < $1.id.value }) {
             let regions = shared.intern(view.regions)
             let target = publishTargets[view.id] ?? PublishTarget()
             target.inView = true
