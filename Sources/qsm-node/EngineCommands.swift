@@ -196,6 +196,7 @@ enum PublishCommand {
                 }
             }
             var published = 0
+            let publisher = node.publisher(for: group)
             let reader = MessageReader(format: format, maximumBytes: configuration.protocolConfiguration.maximumMessageBytes)
             while true {
                 let message: UnsafeRawBufferPointer
@@ -209,7 +210,7 @@ enum PublishCommand {
                 }
                 // Copied once, into an array the node reuses (the reader's buffer is
                 // not touched until the next message is read).
-                try await node.publish(copying: message, to: group)
+                try await node.publish(copying: message, to: publisher)
                 published += 1
             }
             do throws(QSMError) {

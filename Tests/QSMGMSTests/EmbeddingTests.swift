@@ -51,8 +51,15 @@ struct EmbeddingTests {
             }
             return messages
         }
+        // Every other message goes through a handle (`publisher(for:)`): the same group,
+        // the same order.
+        let handle = publisher.publisher(for: group)
+        #expect(handle == publisher.publisher(for: group) && handle.group == group)
         try await within(seconds: 60) {
-            for index in 1...count { try? await publisher.publish(Array("message \(index)".utf8), to: group) }
+            for index in 1...count {
+                let payload = Array("message \(index)".utf8)
+                if index.isMultiple(of: 2) { try? await publisher.publish(payload, to: handle) } else { try? await publisher.publish(payload, to: group) }
+            }
         }
         let received = try await within(seconds: 60) { await receiver.value }
         #expect(received == (1...count).map { "message \($0)" })

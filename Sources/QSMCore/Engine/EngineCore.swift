@@ -78,8 +78,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     func addPublisher(_ group: GroupName) { machine.publishWithoutJoining(group, now: core.now); settle() }
 
     /// Publishes; the caller reserved a slot of the window mirror for it already.
-    func publishRequested(_ payload: [UInt8], to group: GroupName) {
-        switch machine.publish(payload, to: group, now: core.now) {
+    func publishRequested(_ payload: [UInt8], to group: GroupName, slot: Int32) {
+        switch machine.publish(payload, to: group, slot: Int(slot), now: core.now) {
         case .accepted:
             break
         case .wouldBlock:

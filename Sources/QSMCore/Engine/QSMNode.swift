@@ -28,20 +28,20 @@ public final class QSMNode: Sendable {
     /// The unicast address this node listens on (control traffic).
     public let address: QSMSocketAddress
 
-    private let handle: EventCoreHandle
+    let handle: EventCoreHandle
     private let engine: CoreConfined<EngineCore>
-    private let window: PublishWindow
-    private let recycler: PayloadRecycler
+    let window: PublishWindow
+    let recycler: PayloadRecycler
     /// Arrays of deliveries handed to an `onDelivery` handler only, given back to the core
     /// for later payloads (no allocation per message received).
     private let returnedPayloads: RequestQueue<[UInt8]>
     private let outputs: RequestQueue<EngineOutput>
     private let outputWakeup: ConsumerWakeup
     private let outputsHeld = HeldOutputsFlag()
-    private let state: Mutex<DispatcherState>
+    let state: Mutex<DispatcherState>
     private let coreThread: Mutex<SystemThread?> = Mutex(nil)
     private let dispatcherThread: Mutex<SystemThread?> = Mutex(nil)
-    private let stopping = Atomic<Bool>(false)
+    let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
 
     struct DispatcherState {
@@ -63,6 +63,8 @@ public final class QSMNode: Sendable {
         /// `waitForMembers` need. (Whole views here were a third copy of every group's
         /// view, about 270 bytes a group with 8,192 groups: issue 15, the sender's RSS.)
         var memberCounts: [GroupName: Int] = [:]
+        /// The slot of each group given a `publisher(for:)` handle.
+        var publisherSlots: [GroupName: Int32] = [:]
         var registered = false
         var lastConnectionProblem: String?
         var authenticationProblem: String?
@@ -284,7 +286,7 @@ public final class QSMNode: Sendable {
     /// fresh token (or resumes it at once); a timer after `timeout` and the task's
     /// cancellation each `withdraw` it and resume it with `.timedOut` or `.cancelled`,
     /// unless the awaited event withdrew and resumed it first. Exactly one resumes it.
-    private func awaitWaiter<T: Sendable>(
+    func awaitWaiter<T: Sendable>(
         timeout: Duration, awaiting what: String,
         register: (UInt64, CheckedContinuation<Result<T, QSMError>, Never>) -> Void,
         withdraw: @escaping @Sendable (QSMNode, UInt64) -> CheckedContinuation<Result<T, QSMError>, Never>?
@@ -302,125 +304,6 @@ public final class QSMNode: Sendable {
         }
         return try result.get()
     }
-
-    // MARK: Publishing
-
-    /// What `tryPublish` did with a message.
-    public enum PublishOutcome: Equatable, Sendable {
-        /// Taken, and sent as soon as the window and the group's view allow.
-        case accepted
-        /// The flow-control window is full; try again once messages are acknowledged.
-        case wouldBlock
-        /// Refused for good, with the reason (too large, or the node has stopped).
-        case rejected(String)
-    }
-
-    /// Publishes without waiting: `.wouldBlock` while the window is full.
-    public func tryPublish(_ payload: [UInt8], to group: GroupName) -> PublishOutcome {
-        if let refusal = refusal(ofBytes: payload.count) { return refusal }
-        guard window.tryReserve() else { return .wouldBlock }
-        return submit(payload, to: group)
-    }
-
-    /// Publishes a copy of `bytes` without waiting: `.wouldBlock` while the window is full.
-    ///
-    /// The bytes are copied once, into an array the node reuses from messages already
-    /// acknowledged, and sent from there: a publisher that writes each message into the
-    /// same buffer allocates nothing per message. `bytes` is read during the call only.
-    public func tryPublish(copying bytes: UnsafeRawBufferPointer, to group: GroupName) -> PublishOutcome {
-        if let refusal = refusal(ofBytes: bytes.count) { return refusal }
-        // The slot first: a full window costs no copy.
-        guard window.tryReserve() else { return .wouldBlock }
-        var payload = recycler.take()
-        payload.append(contentsOf: bytes)
-        return submit(payload, to: group)
-    }
-
-    /// Why a message of `count` bytes cannot be published at all, if it cannot.
-    private func refusal(ofBytes count: Int) -> PublishOutcome? {
-        let maximum = configuration.protocolConfiguration.maximumMessageBytes
-        guard count <= maximum else { return .rejected("message of \(count) bytes exceeds the maximum of \(maximum)") }
-        guard !stopping.load(ordering: .acquiring) else { return .rejected("the node is stopped") }
-        return nil
-    }
-
-    /// Hands a publication, whose window slot is reserved, to the core; a full request
-    /// queue gives the slot (and the array, for reuse) back.
-    private func submit(_ payload: [UInt8], to group: GroupName) -> PublishOutcome {
-        guard handle.trySubmit(.publish(payload: payload, group: group)) else {
-            window.release(1)
-            recycler.put(payload)
-            return .wouldBlock
-        }
-        return .accepted
-    }
-
-    /// Publishes a copy of `bytes`, waiting while the flow-control window is full (see
-    /// `tryPublish(copying:to:)`).
-    /// - Throws: as `publish(_:to:)`.
-    public func publish(copying bytes: UnsafeRawBufferPointer, to group: GroupName) async throws(QSMError) {
-        try await publishWaiting { tryPublish(copying: bytes, to: group) }
-    }
-
-    /// Tries until the attempt is accepted, waiting for the window between tries.
-    private func publishWaiting(_ attempt: () -> PublishOutcome) async throws(QSMError) {
-        while true {
-            switch attempt() {
-            case .accepted: return
-            case .rejected(let reason):
-                throw stopping.load(ordering: .acquiring) ? .stopped : .invalid(ConfigurationError(reason))
-            case .wouldBlock:
-                if Task.isCancelled { throw .cancelled }
-                await waitForWindow()
-            }
-        }
-    }
-
-    /// Publishes, waiting while the flow-control window is full.
-    /// - Throws: `QSMError.invalid` if the message is too large, `.stopped` if the node
-    ///   stopped, `.cancelled` if the calling task was cancelled while it waited.
-    public func publish(_ payload: [UInt8], to group: GroupName) async throws(QSMError) {
-        try await publishWaiting { tryPublish(payload, to: group) }
-    }
-
-    /// Waits until the flow-control window has room for another message, the node
-    /// stops, or the calling task is cancelled (check `Task.isCancelled` after). For
-    /// publishers that build each message just before `tryPublish`.
-    public func waitForWindow() async {
-        let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let free = state.withLock { state -> Bool in
-                    if window.inUse < window.capacity || stopping.load(ordering: .acquiring) || Task.isCancelled { return true }
-                    state.windowWaiters[token] = continuation
-                    return false
-                }
-                if free { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.windowWaiters.removeValue(forKey: token) }?.resume()
-        }
-    }
-
-    /// Waits until every message this node published has been acknowledged by every
-    /// region it went to (each member has it, or the crash rules settled it).
-    /// - Throws: `QSMError.timedOut` if that does not happen within `timeout`,
-    ///   `.cancelled` when the calling task is cancelled, `.stopped` when the node stops.
-    public func waitForAcknowledgements(timeout: Duration) async throws(QSMError) {
-        try await awaitWaiter(timeout: timeout, awaiting: "acknowledgements", register: { token, continuation in
-            let immediate = state.withLock { state -> Result<Void, QSMError>? in
-                if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
-                if window.inUse == 0 { return .success(()) }
-                if Task.isCancelled { return .failure(.cancelled) }
-                state.acknowledgementWaiters[token] = continuation
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
-        }, withdraw: { node, token in node.state.withLock { $0.acknowledgementWaiters.removeValue(forKey: token) } })
-    }
-
-    /// Messages published and not yet acknowledged by every region they went to.
-    public var unacknowledgedMessages: Int { window.inUse }
 
     // MARK: Receiving
 

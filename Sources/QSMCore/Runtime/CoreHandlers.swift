@@ -80,11 +80,12 @@ package enum CoreRequest: Sendable {
     /// Runs the closure on the core thread with the core.
     case perform(@Sendable (EventCore) -> Void)
     /// A message to publish, for the core's `PublishHandler`: a typed request, so the
-    /// per-message path allocates no closure.
-    case publish(payload: [UInt8], group: GroupName)
+    /// per-message path allocates no closure. `slot` is the group's publisher slot, or
+    /// -1 (`QSMNode.publisher(for:)`).
+    case publish(payload: [UInt8], group: GroupName, slot: Int32)
 }
 
 /// Takes the `.publish` requests of an event core (set once, on the core thread).
 package protocol PublishHandler: AnyObject {
-    func publishRequested(_ payload: [UInt8], to group: GroupName)
+    func publishRequested(_ payload: [UInt8], to group: GroupName, slot: Int32)
 }

@@ -633,7 +633,7 @@ package final class EventCore {
         while handled < limit, let request = handle.requests.dequeue() {
             switch request {
             case .perform(let body): body(self)
-            case .publish(let payload, let group): publishHandler?.publishRequested(payload, to: group)
+            case .publish(let payload, let group, let slot): publishHandler?.publishRequested(payload, to: group, slot: slot)
             }
             handled += 1
             if let end, MonotonicClock.now() >= end { break }

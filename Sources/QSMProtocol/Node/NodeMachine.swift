@@ -44,7 +44,7 @@ package final class NodeMachine {
     @exclusivity(unchecked) private var addressBook: [NodeID: QSMSocketAddress] = [:]
     /// Multicast addresses of the regions this node is in or sends to, from the views.
     @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:]
-    @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, payload: [UInt8])>(initialCapacity: 64)
+    @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, slot: Int, payload: [UInt8])>(initialCapacity: 64)
     /// Ids of the groups in the current views, by name (looked up per publication).
     @exclusivity(unchecked) private var groupIDs: IdentifierTable<GroupName, GroupID>
     /// Names of every group ever seen (a delivery may come after its group's view went).
@@ -129,15 +129,16 @@ package final class NodeMachine {
     }
 
     /// Takes a message for `group`. It is sent once the group's view is known and flow
-    /// control admits it; until then it waits in order behind earlier ones.
-    package func publish(_ payload: [UInt8], to group: GroupName, now: Instant) -> PublishAdmission {
+    /// control admits it; until then it waits in order behind earlier ones. `slot` is the
+    /// application's handle for the group (`PublisherSlots`), or -1: publish by name.
+    package func publish(_ payload: [UInt8], to group: GroupName, slot: Int = -1, now: Instant) -> PublishAdmission {
         enter(now)
         let maximum = configuration.protocolConfiguration.maximumMessageBytes
         guard payload.count <= maximum else {
             return .rejected("message of \(payload.count) bytes exceeds the maximum of \(maximum)")
         }
         guard pending.count < configuration.maximumPendingPublishes else { return .wouldBlock }
-        pending.append((group, payload))
+        pending.append((group, slot, payload))
         admitPending()
         return .accepted
     }
@@ -178,10 +179,15 @@ package final class NodeMachine {
     /// older epoch are looked up again.
     @exclusivity(unchecked) private var namesEpoch = 1
 
-    private func id(of group: GroupName) -> GroupID? {
+    /// Ids of the groups published to through handles.
+    @exclusivity(unchecked) private var publisherSlots = PublisherSlots()
+
+    private func id(of group: GroupName, slot: Int) -> GroupID? {
+        if let id = publisherSlots.id(of: group, slot: slot, epoch: namesEpoch) { return id }
         if let lastPublished, lastPublished.name == group { return lastPublished.id }
         guard let id = groupIDs[group] else { return nil }
         lastPublished = (group, id)
+        publisherSlots.remember(group, id: id, slot: slot, epoch: namesEpoch)
         return id
     }
 
@@ -500,8 +506,8 @@ package final class NodeMachine {
     /// Moves waiting publications into the protocol, in order, while their groups are
     /// known and flow control admits them.
     private func admitPending() {
-        while let (group, payload) = pending.first {
-            guard let groupID = id(of: group) else {
+        while let (group, slot, payload) = pending.first {
+            guard let groupID = id(of: group, slot: slot) else {
                 // Waiting for the group's view, unless this node no longer belongs or
                 // publishes to it (it left before the view came): then it never will.
                 guard !membership.wantedMemberships.contains(group), !membership.wantedPublications.contains(group) else { break }

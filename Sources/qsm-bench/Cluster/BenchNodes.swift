@@ -212,7 +212,8 @@ final class BenchSender: Sendable {
         let start = MonotonicClock.now()
         let deadline = seconds.map { start.advanced(byNanoseconds: Int64($0 * 1e9)) }
         var payload = [UInt8](repeating: 0, count: size)
-        let groupNames = (0..<groups).map(BenchGroups.name)
+        // Handles, not names: the node finds each group's id without hashing its name.
+        let publishers = (0..<groups).map { node.publisher(for: BenchGroups.name($0)) }
         var sequence: UInt64 = 0
         let watchdog = watchForStalls()
         defer { watchdog.cancel() }
@@ -228,7 +229,7 @@ final class BenchSender: Sendable {
                     now = MonotonicClock.now()
                 }
             }
-            let group = groupNames[Int(sequence % UInt64(groups))]
+            let group = publishers[Int(sequence % UInt64(groups))]
             BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: now)
             publishing: while true {
                 // Copied into an array the node reuses: no allocation per message.
