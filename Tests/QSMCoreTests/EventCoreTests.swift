@@ -165,7 +165,11 @@ struct EventCoreTests {
         }
         let backlog = 100
         let outcome = try NetworkNamespace.runIsolated { () throws -> [Int] in
-            let core = try EventCore()
+            // The whole backlog read in one turn: the plain path (a coalescing socket reads
+            // at most `coalescedBatchCapacity` messages a turn).
+            var configuration = EventCoreConfiguration()
+            configuration.receiveOffload = false
+            let core = try EventCore(configuration: configuration)
             let (dataSocket, dataAddress) = try loopbackSocket()
             let (controlSocket, _) = try loopbackSocket()
             let (sink, sinkAddress) = try loopbackSocket()
@@ -335,6 +339,8 @@ struct EventCoreTests {
             var configuration = EventCoreConfiguration()
             configuration.packetBufferCount = 4
             configuration.datagramBatchSize = 4
+            // Received into packet buffers (a coalescing socket reads into its own batch).
+            configuration.receiveOffload = false
             let core = try EventCore(configuration: configuration)
             let (socket, address) = try loopbackSocket()
             let (sender, _) = try loopbackSocket()
@@ -357,6 +363,8 @@ struct EventCoreTests {
             var configuration = EventCoreConfiguration()
             configuration.packetBufferCount = 4
             configuration.datagramBatchSize = 4
+            // Received into packet buffers (a coalescing socket reads into its own batch).
+            configuration.receiveOffload = false
             let (receiver, address) = try loopbackSocket()
             let (sender, _) = try loopbackSocket()
             try receiver.setReceiveBufferSize(4 << 20)
@@ -382,6 +390,8 @@ struct EventCoreTests {
             var configuration = EventCoreConfiguration()
             configuration.packetBufferCount = 4
             configuration.datagramBatchSize = 4
+            // Received into packet buffers (a coalescing socket reads into its own batch).
+            configuration.receiveOffload = false
             let core = try EventCore(configuration: configuration)
             let (receiver, address) = try loopbackSocket()
             let (sender, _) = try loopbackSocket()

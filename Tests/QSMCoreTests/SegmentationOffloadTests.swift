@@ -157,6 +157,56 @@ struct SegmentationOffloadTests {
 }
 
 extension SegmentationOffloadTests {
+    /// Datagrams handled in place in a socket's coalesced batch: with two coalescing
+    /// sockets, many more messages than one receive takes, and an I/O quantum so short
+    /// that turns end with datagrams of a batch still queued, each socket still yields
+    /// exactly its datagrams, in order, once (a socket is not read again, overwriting its
+    /// batch, while any of its datagrams waits).
+    @Test func datagramsLeftInABatchAcrossTurnsAreHandledBeforeTheSocketIsReadAgain() throws {
+        let outcome = try NetworkNamespace.runIsolated { () throws -> ([[UInt8]], [[UInt8]], [[UInt8]], [[UInt8]], EventCoreStatistics) in
+            var configuration = EventCoreConfiguration()
+            configuration.ioQuantum = .nanoseconds(1)
+            let core = try EventCore(configuration: configuration)
+            let (first, firstAddress) = try loopbackSocket()
+            let (second, secondAddress) = try loopbackSocket()
+            _ = try first.setReceiveBufferSize(8 << 20)
+            _ = try second.setReceiveBufferSize(8 << 20)
+            var all: [(QSMSocketAddress, [UInt8])] = []
+            for round in 0..<6 {
+                all += Self.shapes(firstAddress, secondAddress).map { ($0.0, $0.1 + [UInt8(round)]) }
+                all += Self.shapes(secondAddress, firstAddress).map { ($0.0, $0.1 + [UInt8(round), 1]) }
+            }
+            let handler = RecordingHandler { recorder, core in
+                if recorder.datagrams.count == all.count { core.handle.stop() }
+            }
+            let firstID = try core.registerDatagramSocket(first, traffic: .data, handler: handler)
+            _ = try core.registerDatagramSocket(second, traffic: .data, handler: handler)
+            let (sender, _) = try loopbackSocket()
+            let pool = PacketBufferPool(bufferCount: 2048, bufferCapacity: 2048)
+            let batch = DatagramBatch(capacity: 128, pool: pool)
+            batch.segmentsSends = sender.supportsSegmentationOffload
+            for (destination, bytes) in all {
+                if batch.isFull { while !batch.isEmpty { _ = try batch.send(on: sender) } }
+                let buffer = pool.acquire()!
+                pool.bytes(of: buffer).copyBytes(from: bytes)
+                batch.append(buffer, length: bytes.count, to: destination)
+            }
+            while !batch.isEmpty { _ = try batch.send(on: sender) }
+            core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: StopAlarm())
+            try core.run()
+            let received = handler.datagrams
+            return (received.filter { $0.registration == firstID }.map(\.bytes), all.filter { $0.0 == firstAddress }.map(\.1),
+                    received.filter { $0.registration != firstID }.map(\.bytes), all.filter { $0.0 == secondAddress }.map(\.1),
+                    core.statistics)
+        }
+        let (first, expectedFirst, second, expectedSecond, statistics) = outcome
+        #expect(first == expectedFirst)
+        #expect(second == expectedSecond)
+        #expect(statistics.datagramsReceived == expectedFirst.count + expectedSecond.count)
+        #expect(statistics.ioQuantumExpirations > 0, "no turn ended early: nothing was left queued")
+        if statistics.receiveOffload { #expect(statistics.coalescedReceives > 2 * EventCore.coalescedMessagesPerReceive) }
+    }
+
     /// A kernel that refuses a segmented send (here: Linux refuses it on a socket without
     /// UDP checksums, SO_NO_CHECK) turns segmentation off for that batch, counted, and the
     /// same datagrams go plain: none lost, none twice.

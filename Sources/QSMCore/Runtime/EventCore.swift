@@ -24,12 +24,14 @@ package final class EventCore {
 
     private let epoll: Epoll
     private let receiveBatch: DatagramBatch
-    /// For sockets that receive coalesced datagrams; made with the first of them.
-    private var coalescedBatch: CoalescedDatagramBatch?
-    /// Coalesced messages per receive: 16 of up to 64 KB each.
-    static let coalescedBatchCapacity = 16
-    /// The most datagrams the kernel coalesces into one message (UDP_GRO_CNT_MAX).
-    static let maximumCoalescedDatagrams = 64
+    /// A socket that receives coalesced datagrams is read into its own batch of this
+    /// many messages (64 KB each), `coalescedMessagesPerReceive` at a time, until about
+    /// `coalescedBytesPerDrain` have come or the batch is full. Its datagrams are handled
+    /// in place, before the socket is read again: few enough bytes that they are still in
+    /// the processor's cache when the protocol reads them (issue 15, `bench/README.md`).
+    static let coalescedBatchCapacity = 64
+    static let coalescedMessagesPerReceive = 8
+    static let coalescedBytesPerDrain = 256 << 10
     @exclusivity(unchecked) private var registrations: [Registration?] = []
     @exclusivity(unchecked) private var generations: [UInt32] = []
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
@@ -111,13 +113,9 @@ package final class EventCore {
             state.pending.segmentsSends = true
             statistics.segmentationOffload = true
         }
-        // Only with a pool that can take several coalesced messages at once: a receive is
-        // made only while every datagram it may bring has a buffer.
-        if configuration.receiveOffload, handler != nil,
-           configuration.packetBufferCount >= 4 * Self.maximumCoalescedDatagrams, socket.enableReceiveOffload() {
+        if configuration.receiveOffload, handler != nil, socket.enableReceiveOffload() {
             state.coalesces = true
             statistics.receiveOffload = true
-            if coalescedBatch == nil { coalescedBatch = CoalescedDatagramBatch(capacity: Self.coalescedBatchCapacity) }
         }
         return try register(descriptor: socket.descriptor, medium: .network, traffic: traffic,
                             interest: state.restingInterest, kind: .datagramSocket(state))
@@ -410,8 +408,8 @@ package final class EventCore {
     /// Reads everything queued on a datagram socket (batched recvmmsg) into the inbound
     /// queue of its class, stopping early only if the buffer pool runs dry.
     private func drain(_ registration: Registration) {
-        if case .datagramSocket(let state) = registration.kind, state.coalesces, let coalescedBatch {
-            return drainCoalesced(registration, with: coalescedBatch)
+        if case .datagramSocket(let state) = registration.kind, state.coalesces {
+            return drainCoalesced(registration, state)
         }
         let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
         let token = registration.id.token
@@ -450,35 +448,46 @@ package final class EventCore {
         }
     }
 
-    /// `drain` for a socket that receives coalesced datagrams: each message is cut into
-    /// its datagrams, copied into packet buffers. A receive is only made while the pool
-    /// can take every datagram it may bring, so nothing taken from the kernel is dropped
-    /// for want of a buffer (the rest waits in the kernel, as in `drain`).
-    private func drainCoalesced(_ registration: Registration, with batch: CoalescedDatagramBatch) {
+    /// `drain` for a socket that receives coalesced datagrams: receives into the socket's
+    /// own batch, each message cut into its datagrams, which are queued where they lie.
+    /// The socket is read again only once they have all been handled; until then its
+    /// data waits in the kernel (and epoll, level-triggered, reports it again).
+    ///
+    /// Copying each datagram into a packet buffer, as `drain` does, cost about 5% of a
+    /// 4-receiver run's samples in `memmove`, and a drain of up to 2,048 of them left the
+    /// first ones out of the cache by the time they were handled (issue 15).
+    private func drainCoalesced(_ registration: Registration, _ state: DatagramSocketState) {
+        guard state.coalescedInQueue == 0 else { return }
+        let batch: CoalescedDatagramBatch
+        if let made = state.coalescedBatch {
+            batch = made
+        } else {
+            batch = CoalescedDatagramBatch(capacity: Self.coalescedBatchCapacity)
+            state.coalescedBatch = batch
+        }
         let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
         let token = registration.id.token
-        while true {
-            guard pool.availableCount >= Self.maximumCoalescedDatagrams else {
-                statistics.poolExhaustions += 1
-                return
-            }
-            let asked = min(batch.capacity, pool.availableCount / Self.maximumCoalescedDatagrams)
+        var used = 0
+        var bytes = 0
+        while used < batch.capacity {
+            let asked = min(Self.coalescedMessagesPerReceive, batch.capacity - used)
             let result: IOResult<Int>
             do throws(SystemError) {
-                result = try batch.receive(on: registration.descriptor, count: asked)
+                result = try batch.receive(on: registration.descriptor, startingAt: used, count: asked)
             } catch {
                 statistics.receiveErrors += 1
                 statistics.lastSocketError = error
                 return
             }
             guard case .completed(let received) = result else { return }
-            for index in 0..<received {
+            for index in used..<(used + received) {
                 if batch.isTruncated(at: index) {
                     statistics.droppedTruncated += 1
                     continue
                 }
                 let datagrams = batch.datagrams(at: index)
                 let source = batch.address(at: index)
+                bytes += batch.bytes(at: index).count
                 if datagrams.count > 1 {
                     statistics.coalescedReceives += 1
                     statistics.coalescedDatagrams += datagrams.count
@@ -489,16 +498,17 @@ package final class EventCore {
                         continue
                     }
                     guard datagram.count <= pool.bufferCapacity else {
+                        // Longer than any datagram the core accepts uncoalesced.
                         statistics.droppedTruncated += 1
                         continue
                     }
-                    // Checked above: there is a buffer for each of the message's datagrams.
-                    let buffer = pool.acquire()!
-                    pool.bytes(of: buffer).copyMemory(from: datagram)
-                    queues[queue].append(.datagram(registration: token, buffer: buffer, length: Int32(datagram.count), source: source))
+                    queues[queue].append(.coalescedDatagram(registration: token, offset: Int32(batch.offset(of: datagram)),
+                                                            length: Int32(datagram.count), source: source))
+                    state.coalescedInQueue += 1
                 }
             }
-            if received < asked { return }
+            used += received
+            if received < asked || bytes >= Self.coalescedBytesPerDrain { return }
         }
     }
 
@@ -511,6 +521,14 @@ package final class EventCore {
             statistics.bytesReceived += Int(length)
             let bytes = UnsafeRawBufferPointer(rebasing: pool.bytes(of: buffer)[0..<Int(length)])
             state.handler?.datagramReceived(bytes, from: source, on: registration.id, core: self)
+        case .coalescedDatagram(let token, let offset, let length, let source):
+            guard let registration = lookup(token), case .datagramSocket(let state) = registration.kind,
+                  let batch = state.coalescedBatch else { return }
+            state.coalescedInQueue -= 1
+            statistics.datagramsReceived += 1
+            statistics.bytesReceived += Int(length)
+            state.handler?.datagramReceived(batch.bytes(offset: Int(offset), length: Int(length)), from: source,
+                                            on: registration.id, core: self)
         case .output(let token):
             guard let registration = lookup(token), case .datagramSocket(let state) = registration.kind else { return }
             state.outputQueued = false

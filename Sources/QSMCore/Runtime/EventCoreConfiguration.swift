@@ -27,7 +27,7 @@ public struct EventCoreConfiguration: Sendable {
     /// Let the kernel hand receiving sockets runs of datagrams from one source as one
     /// coalesced message (UDP generic receive offload), where it offers it: a segmented
     /// send from a peer then costs one receive instead of one per datagram. The core cuts
-    /// each message back into datagrams, into its packet buffers.
+    /// each message back into datagrams and hands them over where they lie (no copy).
     public var receiveOffload = true
 
     /// After handling I/O or a request, the core keeps polling (yielding the processor

@@ -33,6 +33,10 @@ package enum IOPriority: Int, CaseIterable, Sendable {
 enum IOEvent {
     /// A received datagram whose buffer the event now owns.
     case datagram(registration: UInt64, buffer: PacketBuffer, length: Int32, source: QSMSocketAddress)
+    /// A received datagram still in its socket's `CoalescedDatagramBatch`, at `offset`:
+    /// read in place, with no copy (the socket is not read again until every such event
+    /// of it has been handled).
+    case coalescedDatagram(registration: UInt64, offset: Int32, length: Int32, source: QSMSocketAddress)
     /// A datagram socket that may take more output: pull from its feeds.
     case output(registration: UInt64)
     case descriptorReadable(registration: UInt64)

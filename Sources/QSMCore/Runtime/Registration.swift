@@ -43,9 +43,13 @@ final class DatagramSocketState {
     @exclusivity(unchecked) var writeBlocked = false
     /// An `.output` event for this socket is already queued.
     @exclusivity(unchecked) var outputQueued = false
-    /// The kernel hands this socket coalesced datagrams (UDP GRO): read it with the
-    /// core's `CoalescedDatagramBatch`.
+    /// The kernel hands this socket coalesced datagrams (UDP GRO): it is read into its
+    /// own `coalescedBatch`, made on the first read.
     @exclusivity(unchecked) var coalesces = false
+    @exclusivity(unchecked) var coalescedBatch: CoalescedDatagramBatch?
+    /// Datagrams of `coalescedBatch` queued and not yet handled: until none is left, the
+    /// socket is not read again (its data waits in the kernel).
+    @exclusivity(unchecked) var coalescedInQueue = 0
 
     init(socket: UDPSocket, handler: (any DatagramHandler)?, pending: DatagramBatch) {
         self.socket = socket

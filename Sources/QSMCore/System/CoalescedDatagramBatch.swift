@@ -18,7 +18,8 @@ package final class CoalescedDatagramBatch {
     private let controls: UnsafeMutableRawPointer
     private let storage: UnsafeMutableRawPointer
 
-    /// - Parameter capacity: messages per call, 1...64.
+    /// - Parameter capacity: messages it holds, 1...64 (64 KB of address space each,
+    ///   made resident only as the kernel writes into it).
     package init(capacity: Int) {
         precondition(capacity > 0 && capacity <= 64, "a coalesced batch holds 1...64 messages")
         self.capacity = capacity
@@ -37,13 +38,17 @@ package final class CoalescedDatagramBatch {
         storage.deallocate()
     }
 
-    /// Receives up to `count` (at most `capacity`) messages without waiting; `.wouldBlock`
-    /// when none was queued. Entries `0..<n` stay valid until the next call.
-    package func receive(on descriptor: Int32, count: Int) throws(SystemError) -> IOResult<Int> {
-        let count = min(max(count, 1), capacity)
-        for index in 0..<count {
+    /// Receives up to `count` messages without waiting, into entries `start...` (at most
+    /// up to `capacity`); `.wouldBlock` when none was queued. Entries `start..<start + n`
+    /// stay valid until a later call reuses them.
+    package func receive(on descriptor: Int32, startingAt start: Int = 0, count: Int) throws(SystemError) -> IOResult<Int> {
+        precondition(start >= 0 && start < capacity)
+        let count = min(max(count, 1), capacity - start)
+        let headers = self.headers + start
+        for slot in start..<(start + count) {
+            let index = slot - start
             headers[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-            headers[index].msg_hdr.msg_control = controls + index * Int(CQSM_UDP_GRO_CONTROL_BYTES)
+            headers[index].msg_hdr.msg_control = controls + slot * Int(CQSM_UDP_GRO_CONTROL_BYTES)
             headers[index].msg_hdr.msg_controllen = Int(CQSM_UDP_GRO_CONTROL_BYTES)
             headers[index].msg_hdr.msg_flags = 0
             headers[index].msg_len = 0
@@ -69,6 +74,19 @@ package final class CoalescedDatagramBatch {
     }
 
     package func address(at index: Int) -> QSMSocketAddress { QSMSocketAddress(arrays.addresses[index]) }
+
+    /// Where `datagram` (one of `datagrams(at:)`'s) starts in this batch's storage: with
+    /// its length, it names the datagram until the next `receive`.
+    package func offset(of datagram: UnsafeRawBufferPointer) -> Int {
+        UnsafeRawPointer(storage).distance(to: datagram.baseAddress ?? UnsafeRawPointer(storage))
+    }
+
+    /// The `length` bytes at `offset` in this batch's storage (a datagram named by
+    /// `offset(of:)`), valid until the next `receive`.
+    package func bytes(offset: Int, length: Int) -> UnsafeRawBufferPointer {
+        precondition(offset >= 0 && length >= 0 && offset + length <= capacity * Self.bufferBytes)
+        return UnsafeRawBufferPointer(start: storage + offset, count: length)
+    }
 
     /// The datagrams of message `index`, in order: cut from it by its segment size.
     package func datagrams(at index: Int) -> CoalescedDatagrams {
