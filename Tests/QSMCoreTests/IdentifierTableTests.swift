@@ -2,8 +2,8 @@ import Testing
 @testable import QSMProtocol
 
 @Suite struct IdentifierTableTests {
-    /// Against a dictionary, over many seeds: inserts, replacements, removals (which shift
-    /// later entries back into the hole) and lookups, with keys drawn from a small range
+    /// Against a dictionary, over many seeds: inserts, replacements, changes in place,
+    /// removals (which shift later entries back into the hole) and lookups, with keys drawn from a small range
     /// so that probe runs form, wrap around the end of the slots and are cut by removals,
     /// and through growth.
     @Test func matchesADictionaryModel() {
@@ -37,6 +37,18 @@ import Testing
                 case 6:
                     table[probe] = nil
                     model[probe] = nil
+                case 7 where random.next() % 2 == 0:
+                    // In place: the value changes, nothing else does; absent keys stay absent.
+                    let added = Int(random.next() % 9)
+                    let result = table.modifyValue(forKey: probe) { value -> Int in
+                        value += added
+                        return value
+                    }
+                    if let old = model[probe] { model[probe] = old + added }
+                    if result != model[probe] {
+                        Issue.record("seed \(seed), step \(step): modify \(probe) returned \(String(describing: result))")
+                        return
+                    }
                 default:
                     if random.next() % 50 == 0 {
                         table.removeAll()

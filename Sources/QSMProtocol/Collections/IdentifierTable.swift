@@ -99,6 +99,14 @@ package struct IdentifierTable<Key: IdentifierKey, Value> {
         return removed
     }
 
+    /// Runs `body` on `key`'s value where it lies (one probe, no copy); nil when `key` has
+    /// no entry.
+    @inline(__always)
+    package mutating func modifyValue<Result>(forKey key: Key, _ body: (inout Value) -> Result) -> Result? {
+        guard let index = index(of: key) else { return nil }
+        return body(&slotValues[index]!)
+    }
+
     /// Removes every entry, keeping the slots.
     package mutating func removeAll() {
         for index in keys.indices {

@@ -34,7 +34,10 @@ package final class DatagramSeal {
     private let sender: NodeID
     private let epoch: UInt64
     private let own: AESGCM
-    @exclusivity(unchecked) private var peers: [NodeID: (epoch: UInt64, key: AESGCM)] = [:]
+    /// The keys of peers' incarnations, looked up for every datagram: an
+    /// `IdentifierTable`, seeded from the secret (entries are added only for authentic
+    /// datagrams, so an outsider can neither choose nor learn where they go).
+    @exclusivity(unchecked) private var peers: IdentifierTable<NodeID, (epoch: UInt64, key: AESGCM)>
 
     package init(secret: [UInt8], sender: NodeID, epoch: UInt64, mode: Mode, backend: AESGCM.Backend,
                  blockFunction: SHA256.BlockFunction?) {
@@ -44,6 +47,9 @@ package final class DatagramSeal {
         self.sender = sender
         self.epoch = epoch
         own = AESGCM(key: Self.key(derivation, mode: mode, sender: sender, epoch: epoch), backend: backend)
+        let derivation = self.derivation
+        let seedBytes = Array("QSM datagram peer table".utf8).withUnsafeBytes { derivation.code(for: $0) }
+        peers = IdentifierTable(seed: seedBytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
     }
 
     static func key(_ derivation: PacketAuthenticator, mode: Mode, sender: NodeID, epoch: UInt64) -> [UInt8] {
