@@ -78,6 +78,32 @@ import QSMCore
         #expect(unbundled.count == 10 && unbundled.allSatisfy { $0[0] == PacketKind.data.rawValue })
     }
 
+    /// Messages too large to share a datagram go plain, one each; in a mix of sizes, one
+    /// that cannot join the datagram being written starts the next: every message once,
+    /// in order, no datagram over the bundle size.
+    @Test func aPacketThatCannotJoinStartsTheNextDatagram() throws {
+        let (sender, group) = try Self.machine(1)
+        for index in 0..<6 { _ = sender.publish([UInt8](repeating: UInt8(index), count: 1000), to: group, now: .zero) }
+        let large = Self.drain(sender)
+        #expect(large.count == 6 && large.allSatisfy { $0[0] == PacketKind.data.rawValue && $0.count <= 1_472 })
+        #expect(sender.statistics.bundlesSent == 0)
+
+        let sizes = [1000, 100, 100, 1000, 100, 1000, 1000, 100, 600, 600, 600, 100]
+        for (index, size) in sizes.enumerated() {
+            #expect(sender.publish([UInt8](repeating: UInt8(index), count: size), to: group, now: .zero) == .accepted)
+        }
+        let mixed = Self.drain(sender)
+        #expect(mixed.allSatisfy { $0.count <= 1_472 })
+        let sent = mixed.flatMap(Self.packets).compactMap { packet -> (UInt64, Int)? in
+            if case .data(let data, false) = packet { return (data.sequence, data.payload.count) } else { return nil }
+        }
+        #expect(sent.map(\.0) == Array(7...UInt64(6 + sizes.count)))
+        #expect(sent.map(\.1) == sizes)
+        // In a bundle a message takes 79 bytes more, a bundle 3: 1000 100 100 (1,440) |
+        // 1000 100 | 1000 | 1000 100 | 600 600 | 600 100.
+        #expect(mixed.count == 6)
+    }
+
     @Test func aBundlesPacketsAreReceivedEachInTurn() throws {
         let (sender, group) = try Self.machine(1)
         let (receiver, _) = try Self.machine(2)
