@@ -31,6 +31,21 @@ struct SegmentationOffloadTests {
         return datagrams
     }
 
+    /// Sends `datagrams` from `sender` through a `DatagramBatch` of 128, segmented where
+    /// the kernel offers it, a full batch at a time.
+    static func sendThroughBatch(_ datagrams: [(QSMSocketAddress, [UInt8])], from sender: UDPSocket) throws {
+        let pool = PacketBufferPool(bufferCount: 256, bufferCapacity: 2048)
+        let batch = DatagramBatch(capacity: 128, pool: pool)
+        batch.segmentsSends = sender.supportsSegmentationOffload
+        for (destination, bytes) in datagrams {
+            if batch.isFull { while !batch.isEmpty { _ = try batch.send(on: sender) } }
+            let buffer = pool.acquire()!
+            pool.bytes(of: buffer).copyBytes(from: bytes)
+            batch.append(buffer, length: bytes.count, to: destination)
+        }
+        while !batch.isEmpty { _ = try batch.send(on: sender) }
+    }
+
     /// Everything queued on `socket`, read plainly.
     static func readAll(_ socket: UDPSocket) throws -> [[UInt8]] {
         var received: [[UInt8]] = []
@@ -129,16 +144,7 @@ struct SegmentationOffloadTests {
                 if recorder.datagrams.count == expected.count { core.handle.stop() }
             }
             _ = try core.registerDatagramSocket(socket, traffic: .data, handler: handler)
-            let (sender, _) = try loopbackSocket()
-            let pool = PacketBufferPool(bufferCount: 256, bufferCapacity: 2048)
-            let batch = DatagramBatch(capacity: 128, pool: pool)
-            batch.segmentsSends = sender.supportsSegmentationOffload
-            for (destination, bytes) in expected {
-                let buffer = pool.acquire()!
-                pool.bytes(of: buffer).copyBytes(from: bytes)
-                batch.append(buffer, length: bytes.count, to: destination)
-            }
-            while !batch.isEmpty { _ = try batch.send(on: sender) }
+            try Self.sendThroughBatch(expected, from: try loopbackSocket().0)
             core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: StopAlarm())
             try core.run()
             return (handler.datagrams.map(\.bytes), expected.map(\.1), core.statistics)
@@ -181,17 +187,7 @@ extension SegmentationOffloadTests {
             }
             let firstID = try core.registerDatagramSocket(first, traffic: .data, handler: handler)
             _ = try core.registerDatagramSocket(second, traffic: .data, handler: handler)
-            let (sender, _) = try loopbackSocket()
-            let pool = PacketBufferPool(bufferCount: 2048, bufferCapacity: 2048)
-            let batch = DatagramBatch(capacity: 128, pool: pool)
-            batch.segmentsSends = sender.supportsSegmentationOffload
-            for (destination, bytes) in all {
-                if batch.isFull { while !batch.isEmpty { _ = try batch.send(on: sender) } }
-                let buffer = pool.acquire()!
-                pool.bytes(of: buffer).copyBytes(from: bytes)
-                batch.append(buffer, length: bytes.count, to: destination)
-            }
-            while !batch.isEmpty { _ = try batch.send(on: sender) }
+            try Self.sendThroughBatch(all, from: try loopbackSocket().0)
             core.scheduleAlarm(at: core.now.advanced(by: .seconds(30)), handler: StopAlarm())
             try core.run()
             let received = handler.datagrams

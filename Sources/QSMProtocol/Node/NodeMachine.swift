@@ -417,18 +417,14 @@ package final class NodeMachine {
             // The next datagram is looked at before the first is written: when it cannot
             // join, the first goes plain, encoded in place. (Written into the bundle first,
             // a 1000-byte message, which never has company under a 1,472-byte bundle, was
-            // then moved back to the start: about 2% of a run's samples, issue 15.)
+            // then moved back to the start.) Either way it is carried: the loop below, or
+            // the next datagram, takes it back.
             let joining = hasDatagram ? nextAddressedDatagram(now: now) : nil
+            carried = joining
             guard let (following, address) = joining, address == destination, !following.redundantCopy,
                   start + 2 * DatagramBundle.lengthBytes + first.byteCount + following.byteCount <= room else {
-                if let joining { carried = joining }
                 return first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<room]))
             }
-            buffer.storeBytes(of: UInt16(first.byteCount).bigEndian, toByteOffset: offset, as: UInt16.self)
-            _ = first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(offset + DatagramBundle.lengthBytes)..<(offset + DatagramBundle.lengthBytes + first.byteCount)]))
-            offset += DatagramBundle.lengthBytes + first.byteCount
-            count = 1
-            next = following
         }
         while true {
             let size = next.byteCount
