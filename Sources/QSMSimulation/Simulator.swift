@@ -458,11 +458,16 @@ package final class Simulator {
         let machine = node.machine
         if now >= node.readingBacklogUntil { machine.inputCaughtUp(now: now) }
         // The application's window mirror (as `QSMNode` keeps one): publish while the
-        // machine's flow control has room for what is in flight.
+        // machine's flow control has room for what is in flight, in messages and bytes.
         let capacity = scenario.protocolConfiguration.windowMessages
+        let byteCapacity = scenario.protocolConfiguration.windowBytes
+        func hasRoom() -> Bool {
+            machine.messagesInFlight == 0
+                || (machine.messagesInFlight < capacity && machine.bytesInFlight + scenario.messageBytes <= byteCapacity)
+        }
         // A sender that left every group has nothing to publish to.
         if node.groups.isEmpty { node.backlog = 0 }
-        while node.backlog > 0 && !node.groups.isEmpty && machine.messagesInFlight < capacity {
+        while node.backlog > 0 && !node.groups.isEmpty && hasRoom() {
             let groups = node.groups.sorted()
             let group = groups[node.nextGroup % groups.count]
             node.publishIndex += 1

@@ -328,6 +328,7 @@ import QSMCore
         #expect(machine.protocolNode.unacknowledgedMessageCount == 8, "the window admits 8")
         #expect(machine.statistics.pendingPublishes == 12)
         var released = 0
+        var releasedBytes = 0
         var mostInFlight = 0
         var buffer = [UInt8](repeating: 0, count: 8_192)
         var now = Instant.zero
@@ -335,10 +336,13 @@ import QSMCore
             now = now.advanced(by: .milliseconds(5))
             while buffer.withUnsafeMutableBytes({ machine.pollDatagram(into: $0, now: now) }) != nil {}
             machine.tick(now: now)
-            while let event = machine.pollEvent() { if case .released(let count) = event { released += count } }
+            while let event = machine.pollEvent() {
+                if case .released(let count, let bytes) = event { released += count; releasedBytes += bytes }
+            }
             mostInFlight = max(mostInFlight, machine.protocolNode.unacknowledgedMessageCount)
         }
         #expect(released == 20, "every message released exactly once")
+        #expect(releasedBytes == 20 * 3, "with its payload's bytes, for the window mirror")
         #expect(mostInFlight <= 8)
         #expect(machine.messagesInFlight == 0)
         #expect(machine.protocolNode.statistics.acknowledged == 20)

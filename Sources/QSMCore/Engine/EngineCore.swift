@@ -85,11 +85,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         case .wouldBlock:
             // The mirror holds no more than the machine's window, so this does not happen;
             // if it did, the slot must not leak and the message must not vanish unsaid.
-            window.release(1)
+            window.release(messages: 1, bytes: payload.count)
             emit(.acknowledged(count: 1))
             emit(.membership(.rejected(request: "publish to \(group)", reason: "too many publications waiting")))
         case .rejected(let reason):
-            window.release(1)
+            window.release(messages: 1, bytes: payload.count)
             emit(.acknowledged(count: 1))
             emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))
         }
@@ -154,9 +154,9 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         while let event = machine.pollEvent() {
             switch event {
             case .membership(let change): emit(.membership(change))
-            case .released(let messages):
+            case .released(let messages, let bytes):
                 while let payload = machine.protocolNode.takeReleasedPayload() { recycler.put(payload) }
-                window.release(messages)
+                window.release(messages: messages, bytes: bytes)
                 emit(.acknowledged(count: messages))
             case .publishRejected(let group, let reason):
                 emit(.membership(.rejected(request: "publish to \(group)", reason: reason)))

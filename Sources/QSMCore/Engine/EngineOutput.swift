@@ -15,28 +15,67 @@ enum EngineOutput: Sendable {
 }
 
 /// The flow-control window as application threads see it: a publisher reserves a slot
-/// before its message goes to the core, and the core returns slots as messages are
-/// acknowledged, so "would block" is answered without asking the core.
+/// (one message and its payload's bytes) before its message goes to the core, and the
+/// core returns slots as messages are acknowledged, so "would block" is answered without
+/// asking the core. Both bounds hold at once: the bytes bound memory and the time to
+/// stability for large messages, the messages bound per-message state for small ones.
 final class PublishWindow: Sendable {
+    /// Messages at most.
     let capacity: Int
-    private let reserved = Atomic<Int>(0)
-    private let released = Atomic<Int>(0)
+    /// Payload bytes at most (an empty window takes one message of any size, as the
+    /// machine's flow control does, so no message waits forever).
+    let byteCapacity: Int
+    /// Messages (above `byteBits`) and bytes (below) reserved and not yet released, in one
+    /// word, so that a reservation checks and takes both in one step.
+    private let used = Atomic<UInt64>(0)
+    /// The size of the last message refused for want of room: what a waiter for room
+    /// waits for (waking for less would only have it refused again, in a busy loop).
+    private let refusedBytes = Atomic<Int>(0)
+    private static let byteBits: UInt64 = 40
+    private static let byteMask: UInt64 = (1 << byteBits) - 1
+    /// The largest capacities the packed word can count (with one message of the largest
+    /// size above the byte capacity).
+    static let largestMessageCapacity = 1 << 23
+    static let largestByteCapacity = 1 << 38
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, byteCapacity: Int) {
+        precondition(capacity >= 1 && capacity <= Self.largestMessageCapacity)
+        precondition(byteCapacity >= 1 && byteCapacity <= Self.largestByteCapacity)
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
 
-    func tryReserve() -> Bool {
+    /// Takes a slot for a message of `bytes` (at most `largestByteCapacity`), or says
+    /// there is no room.
+    func tryReserve(bytes: Int) -> Bool {
+        var current = used.load(ordering: .acquiring)
         while true {
-            let taken = reserved.load(ordering: .acquiring)
-            if taken - released.load(ordering: .acquiring) >= capacity { return false }
-            if reserved.compareExchange(expected: taken, desired: taken + 1, ordering: .acquiringAndReleasing).exchanged {
-                return true
+            let messages = Int(current >> Self.byteBits), held = Int(current & Self.byteMask)
+            if messages > 0, messages >= capacity || held + bytes > byteCapacity {
+                refusedBytes.store(bytes, ordering: .relaxed)
+                return false
             }
+            let desired = current &+ (1 << Self.byteBits) &+ UInt64(bytes)
+            let (exchanged, original) = used.compareExchange(expected: current, desired: desired, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
         }
     }
 
-    func release(_ count: Int) { released.add(count, ordering: .releasing) }
+    /// Gives back the slots of `messages` messages that held `bytes` in all.
+    func release(messages: Int, bytes: Int) {
+        used.wrappingSubtract((UInt64(messages) << Self.byteBits) &+ UInt64(bytes), ordering: .releasing)
+    }
 
-    var inUse: Int { reserved.load(ordering: .acquiring) - released.load(ordering: .acquiring) }
+    /// Messages reserved and not yet released.
+    var inUse: Int { Int(used.load(ordering: .acquiring) >> Self.byteBits) }
+
+    /// Whether a message the size of the last one refused would find room now.
+    var hasRoom: Bool {
+        let current = used.load(ordering: .acquiring)
+        let messages = Int(current >> Self.byteBits), held = Int(current & Self.byteMask)
+        return messages == 0 || (messages < capacity && held + refusedBytes.load(ordering: .relaxed) <= byteCapacity)
+    }
 }
 
 /// Set by the core while it holds outputs back because the queue to the application was

@@ -53,7 +53,7 @@ extension QSMNode {
     /// Publishes without waiting through a handle: `.wouldBlock` while the window is full.
     public func tryPublish(_ payload: [UInt8], to publisher: GroupPublisher) -> PublishOutcome {
         if let refusal = refusal(ofBytes: payload.count) { return refusal }
-        guard window.tryReserve() else { return .wouldBlock }
+        guard window.tryReserve(bytes: payload.count) else { return .wouldBlock }
         return submit(payload, to: publisher)
     }
 
@@ -71,7 +71,7 @@ extension QSMNode {
     public func tryPublish(copying bytes: UnsafeRawBufferPointer, to publisher: GroupPublisher) -> PublishOutcome {
         if let refusal = refusal(ofBytes: bytes.count) { return refusal }
         // The slot first: a full window costs no copy.
-        guard window.tryReserve() else { return .wouldBlock }
+        guard window.tryReserve(bytes: bytes.count) else { return .wouldBlock }
         var payload = recycler.take()
         payload.append(contentsOf: bytes)
         return submit(payload, to: publisher)
@@ -89,7 +89,7 @@ extension QSMNode {
     /// queue gives the slot (and the array, for reuse) back.
     private func submit(_ payload: [UInt8], to publisher: GroupPublisher) -> PublishOutcome {
         guard handle.trySubmit(.publish(payload: payload, group: publisher.group, slot: publisher.slot)) else {
-            window.release(1)
+            window.release(messages: 1, bytes: payload.count)
             recycler.put(payload)
             return .wouldBlock
         }
@@ -137,15 +137,16 @@ extension QSMNode {
         try await publishWaiting { tryPublish(payload, to: publisher) }
     }
 
-    /// Waits until the flow-control window has room for another message, the node
-    /// stops, or the calling task is cancelled (check `Task.isCancelled` after). For
-    /// publishers that build each message just before `tryPublish`.
+    /// Waits until the flow-control window has room for another message (of the size of
+    /// the last one it refused), the node stops, or the calling task is cancelled (check
+    /// `Task.isCancelled` after). For publishers that build each message just before
+    /// `tryPublish`.
     public func waitForWindow() async {
         let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let free = state.withLock { state -> Bool in
-                    if window.inUse < window.capacity || stopping.load(ordering: .acquiring) || Task.isCancelled { return true }
+                    if window.hasRoom || stopping.load(ordering: .acquiring) || Task.isCancelled { return true }
                     state.windowWaiters[token] = continuation
                     return false
                 }

@@ -101,7 +101,8 @@ public final class QSMNode: Sendable {
         self.configuration = configuration
         var seed = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()))
         id = NodeID(configuration.nodeID ?? max(1, seed.next() >> 1))
-        window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages)
+        window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages,
+                               byteCapacity: configuration.protocolConfiguration.windowBytes)
         recycler = PayloadRecycler(capacity: 2 * configuration.protocolConfiguration.windowMessages,
                                    budgetBytes: configuration.protocolConfiguration.windowBytes)
         returnedPayloads = RequestQueue(capacity: 32_768)

@@ -45,6 +45,8 @@ package final class NodeMachine {
     /// Multicast addresses of the regions this node is in or sends to, from the views.
     @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:]
     @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, slot: Int, payload: [UInt8])>(initialCapacity: 64)
+    /// The payload bytes of `pending`.
+    @exclusivity(unchecked) private var pendingBytes = 0
     /// Ids of the groups in the current views, by name (looked up per publication).
     @exclusivity(unchecked) private var groupIDs: IdentifierTable<GroupName, GroupID>
     /// Names of every group ever seen (a delivery may come after its group's view went).
@@ -142,12 +144,15 @@ package final class NodeMachine {
         }
         guard pending.count < configuration.maximumPendingPublishes else { return .wouldBlock }
         pending.append((group, slot, payload))
+        pendingBytes += payload.count
         admitPending()
         return .accepted
     }
 
     /// Publications not yet acknowledged by every region, waiting ones included.
     package var messagesInFlight: Int { pending.count + protocolNode.unacknowledgedMessageCount }
+    /// Their payload bytes.
+    package var bytesInFlight: Int { pendingBytes + protocolNode.unacknowledgedByteCount }
 
     // MARK: Network and GMS inputs
 
@@ -523,13 +528,15 @@ package final class NodeMachine {
                 // publishes to it (it left before the view came): then it never will.
                 guard !membership.wantedMemberships.contains(group), !membership.wantedPublications.contains(group) else { break }
                 _ = pending.popFirst()
+                pendingBytes -= payload.count
                 events.append(.publishRejected(group: group, reason: "not a member of or publisher to '\(group)' any more"))
-                events.append(.released(messages: 1))
+                events.append(.released(messages: 1, bytes: payload.count))
                 continue
             }
             guard flowControl.admits(bytes: payload.count, inFlightMessages: protocolNode.unacknowledgedMessageCount,
                                      inFlightBytes: protocolNode.unacknowledgedByteCount) else { break }
             _ = pending.popFirst()
+            pendingBytes -= payload.count
             switch protocolNode.publish(group: groupID, payload: payload, now: now) {
             case .accepted(let sequence):
                 if configuration.reportsCommits, let view = membership.groups[groupID] {
@@ -537,7 +544,7 @@ package final class NodeMachine {
                 }
             case .rejected(let reason):
                 events.append(.publishRejected(group: group, reason: reason))
-                events.append(.released(messages: 1))
+                events.append(.released(messages: 1, bytes: payload.count))
             case .wouldBlock:
                 break
             }
@@ -547,7 +554,7 @@ package final class NodeMachine {
 
     private func takeReleased() {
         let released = protocolNode.takeReleased()
-        if released.messages > 0 { events.append(.released(messages: released.messages)) }
+        if released.messages > 0 { events.append(.released(messages: released.messages, bytes: released.bytes)) }
     }
 
     /// Carries out what the membership client asked for and acts on its events, all the

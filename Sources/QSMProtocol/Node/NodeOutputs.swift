@@ -32,8 +32,9 @@ package struct CommittedMessage: Sendable {
 package enum NodeEvent: Sendable {
     case membership(MembershipEvent)
     /// Published messages that left the window (acknowledged by every region, or refused
-    /// after being accepted): an API thread's window mirror gives these slots back.
-    case released(messages: Int)
+    /// after being accepted), and their payload bytes: an API thread's window mirror
+    /// gives these slots back.
+    case released(messages: Int, bytes: Int)
     /// A publication accepted earlier could not be sent (say, the node does not publish
     /// to that group); its slot is released too.
     case publishRejected(group: GroupName, reason: String)

@@ -10,10 +10,17 @@ public struct ProtocolConfiguration: Sendable {
     public var maximumPacketBytes = 8_176
     /// Largest message accepted for publishing.
     public var maximumMessageBytes = 1 << 20
-    /// Flow control: unacknowledged messages and bytes a sender may have outstanding.
-    public var windowMessages = 4_096
-    /// See `windowMessages`.
-    public var windowBytes = 16 << 20
+    /// Flow control: unacknowledged messages a sender may have outstanding (its
+    /// publications waiting to be sent included). Together with `windowBytes`, whichever
+    /// binds first: the bytes bound memory (at the sender, and in every member's cache)
+    /// and the time to stability for large messages; this bounds per-message state for
+    /// small ones, which a window in bytes alone would let grow into the hundreds of
+    /// thousands. At most 8,388,608.
+    public var windowMessages = 16_384
+    /// Unacknowledged payload bytes a sender may have outstanding (see
+    /// `windowMessages`): 4 MiB is about 4,000 messages of 1,000 bytes. At least
+    /// `maximumMessageBytes`, at most 256 GiB.
+    public var windowBytes = 4 << 20
     /// Token interval under load, and when the region is idle (the interval adapts
     /// between them: short while anything is unstable, long when all is quiet).
     public var busyTokenInterval: Duration = .milliseconds(5)
@@ -185,6 +192,9 @@ public struct ProtocolConfiguration: Sendable {
         }
         guard windowMessages >= 1, windowBytes >= maximumMessageBytes else {
             throw ConfigurationError("the window must hold at least one message of the maximum size")
+        }
+        guard windowMessages <= 1 << 23, windowBytes <= 1 << 38 else {
+            throw ConfigurationError("the window must be at most 8388608 messages and 256 GiB, got \(windowMessages) messages, \(windowBytes) bytes")
         }
         guard busyTokenInterval > .zero, idleTokenInterval >= busyTokenInterval else {
             throw ConfigurationError("token intervals must be positive, busy <= idle")

@@ -84,6 +84,7 @@ struct ClusterRun {
             var fields: [(String, Any)] = [("gms", gmsAddress), ("index", index), ("groups", options.groups),
                                            ("receivers", options.receivers), ("interface", sender.interface)]
             if let window = options.window { fields.append(("window", window)) }
+            if let bytes = options.windowBytes { fields.append(("window-bytes", bytes)) }
             if let bundle = options.bundleBytes { fields.append(("bundle", bundle)) }
             if let attempts = options.peerAttempts { fields.append(("peer_attempts", attempts)) }
             if let members = options.senderFirstUpTo { fields.append(("sender_first_up_to", members)) }

@@ -89,7 +89,9 @@ enum RunCommand {
                                duration here takes 250ms, 5s or 2m, bare numbers are
                                seconds)
           --window N           sender flow-control window in messages (default: the
-                               engine's, 4096)
+                               engine's, 16384)
+          --window-bytes N     and in payload bytes, whichever binds first (default:
+                               the engine's, 4194304: about 4,000 1000-byte messages)
           --peer-attempts N    recovery: asks of caching peers for a missing packet between
                                two asks of the sender (default: the engine's, \(ProtocolConfiguration().peerAttemptsBeforeSender); 0: the
                                sender every time while it is thought live)
@@ -131,7 +133,7 @@ enum RunCommand {
     static func parse(_ arguments: [String]) throws(ConfigurationError) -> (RunOptions, json: Bool) {
         let flags = try CommandLineFlags(arguments, valued: [
             "--senders", "--receivers", "--groups", "--size", "--seconds", "--count", "--rate", "--perturb",
-            "--window", "--peer-attempts", "--sender-first-up-to", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
+            "--window", "--window-bytes", "--peer-attempts", "--sender-first-up-to", "--bundle-bytes", "--raw-trial-seconds", "--drain-seconds", "--fault-at", "--loss-percent", "--fault-start",
             "--fault-seconds", "--churn-events", "--partition-size", "--heartbeat-timeout",
         ], switches: ["--json", "--no-raw", "--raw-latency", "--no-gso", "--verbose", "--authenticate", "--insecure", "--encrypt", "--hosts", "-h", "--help"])
         if flags.has("-h") || flags.has("--help") {
@@ -176,8 +178,14 @@ enum RunCommand {
             options.senderFirstUpTo = members
         }
         if let text = try flags.value("--window") {
-            guard let window = Int(text), (1...1_000_000).contains(window) else { throw ConfigurationError("--window must be 1...1000000, got '\(text)'") }
+            guard let window = Int(text), (1...65_536).contains(window) else { throw ConfigurationError("--window must be 1...65536 (the engine's largest sequence jump), got '\(text)'") }
             options.window = window
+        }
+        if let text = try flags.value("--window-bytes") {
+            guard let bytes = Int(text), ((1 << 20)...(1 << 32)).contains(bytes) else {
+                throw ConfigurationError("--window-bytes must be 1048576...4294967296 (at least the largest message), got '\(text)'")
+            }
+            options.windowBytes = bytes
         }
         if flags.has("--bundle-bytes") { options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: 1_472) }
         options.measureRaw = !flags.has("--no-raw")

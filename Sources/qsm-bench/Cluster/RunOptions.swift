@@ -66,6 +66,8 @@ struct RunOptions {
     var rawTrialSeconds = 0.5
     /// The sender's flow-control window in messages (nil: the engine's default).
     var window: Int?
+    /// The sender's flow-control window in payload bytes (nil: the engine's default).
+    var windowBytes: Int?
     /// How many times a node asks caching peers for a missing packet between two asks of
     /// the sender (nil: the engine's default; 0: the sender every time).
     var peerAttempts: Int?

@@ -202,6 +202,7 @@ enum WorkerCommand {
         var configuration = QSMNodeConfiguration(gms: try address(command, "gms"))
         configuration.interface = try interface(command)
         if let window = command.int("window") { configuration.protocolConfiguration.windowMessages = window }
+        if let bytes = command.int("window-bytes") { configuration.protocolConfiguration.windowBytes = bytes }
         if let attempts = command.int("peer_attempts") { configuration.protocolConfiguration.peerAttemptsBeforeSender = attempts }
         if let members = command.int("sender_first_up_to") { configuration.protocolConfiguration.senderFirstUpToMembers = members }
         if let bundle = command.int("bundle") {
