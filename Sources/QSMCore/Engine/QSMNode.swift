@@ -150,8 +150,11 @@ public final class QSMNode: Sendable {
         // drops a started node without `stop()` gets it stopped (by `deinit`), not leaked
         // with its threads, sockets and group memberships.
         let wakeup = outputWakeup.event.descriptor
+        let busyPollAttempts = configuration.eventCoreConfiguration.busyPollAttempts
+        let busyPollNanoseconds = configuration.eventCoreConfiguration.busyPoll.totalNanoseconds
         let dispatcher = try SystemThread(name: "qsm-dispatch") { [weak self] in
-            var loop = DispatchLoop(descriptor: pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0))
+            var loop = DispatchLoop(descriptor: pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0),
+                                    busyPollAttempts: busyPollAttempts, busyPollNanoseconds: busyPollNanoseconds)
             while let node = self, node.dispatchRound(&loop) {}
         }
         dispatcherThread.withLock { $0 = dispatcher }
@@ -420,6 +423,9 @@ public final class QSMNode: Sendable {
         var descriptor: pollfd
         var emptyPolls = 0
         var lastWork = MonotonicClock.now()
+        /// The busy-polling settings, converted once (not per round).
+        var busyPollAttempts: Int
+        var busyPollNanoseconds: Int64
     }
 
     /// One round of the dispatcher thread: takes what the core produced and hands it to
@@ -454,8 +460,7 @@ public final class QSMNode: Sendable {
         }
         // Deliveries are flowing: look again soon rather than sleep and be woken for
         // every few of them.
-        if loop.emptyPolls < configuration.eventCoreConfiguration.busyPollAttempts,
-           MonotonicClock.now().nanoseconds(since: loop.lastWork) < configuration.eventCoreConfiguration.busyPoll.totalNanoseconds {
+        if loop.emptyPolls < loop.busyPollAttempts, MonotonicClock.now().nanoseconds(since: loop.lastWork) < loop.busyPollNanoseconds {
             loop.emptyPolls += 1
             SystemThread.yieldProcessor()
             return true

@@ -34,10 +34,15 @@ package struct WireReader {
         return T(bigEndian: value)
     }
 
+    @inline(__always)
     package mutating func readUInt8() throws(WireError) -> UInt8 { try read() }
+    @inline(__always)
     package mutating func readUInt16() throws(WireError) -> UInt16 { try read() }
+    @inline(__always)
     package mutating func readUInt32() throws(WireError) -> UInt32 { try read() }
+    @inline(__always)
     package mutating func readUInt64() throws(WireError) -> UInt64 { try read() }
+    @inline(__always)
     package mutating func readInt64() throws(WireError) -> Int64 { try read() }
 
     /// Reads `count` bytes as a view into the same buffer (no copy).
