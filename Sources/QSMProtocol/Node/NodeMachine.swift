@@ -43,7 +43,9 @@ package final class NodeMachine {
     @exclusivity(unchecked) private var now = Instant.zero
     @exclusivity(unchecked) private var addressBook: [NodeID: QSMSocketAddress] = [:]
     /// Multicast addresses of the regions this node is in or sends to, from the views.
-    @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:]
+    @exclusivity(unchecked) private var regionAddresses: [RegionID: QSMSocketAddress] = [:] { didSet { lastRegionAddress = nil } }
+    /// The last region looked up in `regionAddresses`, and what it gave.
+    @exclusivity(unchecked) private var lastRegionAddress: (region: RegionID, address: QSMSocketAddress?)?
     @exclusivity(unchecked) private var pending = RingBuffer<(group: GroupName, slot: Int, payload: [UInt8])>(initialCapacity: 64)
     /// The payload bytes of `pending`.
     @exclusivity(unchecked) private var pendingBytes = 0
@@ -514,7 +516,12 @@ package final class NodeMachine {
     private func address(of destination: ProtocolDestination) -> QSMSocketAddress? {
         switch destination {
         case .node(let node): return addressBook[node]
-        case .region(let region): return regionAddresses[region]
+        case .region(let region):
+            // Most datagrams go to the region of the one before (one hash each saved).
+            if let last = lastRegionAddress, last.region == region { return last.address }
+            let address = regionAddresses[region]
+            lastRegionAddress = (region, address)
+            return address
         case .group(let group): return membership.groups[group]?.hybridAddress
         }
     }

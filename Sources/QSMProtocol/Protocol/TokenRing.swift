@@ -128,11 +128,16 @@ extension ProtocolNode {
     func quickenRounds(in region: RegionID) {
         // A node that leads no ring has nothing to quicken (and looks nothing up).
         guard !partitionRounds.isEmpty || !regionRounds.isEmpty else { return }
+        // The packets of one batch share a time: after the first, the rest find nothing
+        // to do unless a round changed in between (a token in the same batch). Two
+        // hashes per packet saved (about 1% of a 100-byte run).
+        if let last = lastQuickened, last.region == region, last.at == now, last.changes == roundsChanges { return }
         // Only rounds slowed for idleness are woken; rounds paced by traffic keep pace.
-        let soon = now.advanced(by: configuration.busyTokenInterval)
+        let soon = now.advanced(byNanoseconds: busyTokenIntervalNanoseconds)
         if var round = partitionRounds[region], round.quicken(to: soon, idleOnly: true) { partitionRounds[region] = round }
         if var round = regionRounds[region], round.quicken(to: soon, idleOnly: true) { regionRounds[region] = round }
         quickenLeaderRounds(region, by: soon, idleOnly: true)
+        lastQuickened = (region, now, roundsChanges)
     }
 
     /// The next interval for a round that just completed: paced to the region's arrival
