@@ -353,6 +353,48 @@ import QSMCore
         #expect(machine.traffic.groups[group] == nil)
     }
 
+    /// New data wakes a ring slowed to the idle pace (1 s between rounds when nothing is
+    /// unstable): the first packet after a quiet spell brings the next round within the
+    /// busy interval, so the message is acknowledged in milliseconds. Checked after earlier
+    /// packets of the same region, since `quickenRounds` is memoized per region and time.
+    @Test func newDataWakesARoundSlowedForIdleness() throws {
+        let machine = try NodeMachine(configuration: NodeMachineConfiguration(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5)))
+        let group = GroupName("g")!
+        machine.start(now: .zero)
+        machine.join(group, now: .zero)
+        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
+                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: address)
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
+                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil)
+        try registerAndInstall(machine, regions: [region], groups: [view])
+        var buffer = [UInt8](repeating: 0, count: 8_192)
+        var now = Instant.zero
+        /// Runs the machine in 1 ms steps until `count` messages are released; the time it took.
+        func untilReleased(_ count: Int, within limit: Duration) -> Duration? {
+            let start = now
+            var released = 0
+            while now.nanoseconds(since: start) < limit.totalNanoseconds {
+                now = now.advanced(by: .milliseconds(1))
+                while buffer.withUnsafeMutableBytes({ machine.pollDatagram(into: $0, now: now) }) != nil {}
+                machine.tick(now: now)
+                while let event = machine.pollEvent() { if case .released(let messages, _) = event { released += messages } }
+                if released >= count { return .nanoseconds(now.nanoseconds(since: start)) }
+            }
+            return nil
+        }
+        for quiet in [Duration.seconds(3), .milliseconds(2_500), .milliseconds(3_300)] {
+            // Two messages published at the same instant (the second finds the memo).
+            for _ in 0..<2 { #expect(machine.publish([1, 2, 3], to: group, now: now) == .accepted) }
+            let took = try #require(untilReleased(2, within: .seconds(5)))
+            #expect(took < .milliseconds(100), "acknowledged after \(took)")
+            // Quiet until the rounds have slowed to the idle pace.
+            #expect(untilReleased(1, within: quiet) == nil)
+        }
+    }
+
     /// Installing thousands of group views queues an event per view; once the
     /// application has taken them, the queue goes back to a small one instead of keeping
     /// the burst's capacity (issue 15, RSS). Every view event is still delivered.
