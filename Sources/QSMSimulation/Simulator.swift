@@ -459,11 +459,11 @@ package final class Simulator {
         if now >= node.readingBacklogUntil { machine.inputCaughtUp(now: now) }
         // The application's window mirror (as `QSMNode` keeps one): publish while the
         // machine's flow control has room for what is in flight, in messages and bytes.
-        let capacity = scenario.protocolConfiguration.windowMessages
-        let byteCapacity = scenario.protocolConfiguration.windowBytes
+        let window = WindowFlowControl(messages: scenario.protocolConfiguration.windowMessages,
+                                       bytes: scenario.protocolConfiguration.windowBytes)
         func hasRoom() -> Bool {
-            machine.messagesInFlight == 0
-                || (machine.messagesInFlight < capacity && machine.bytesInFlight + scenario.messageBytes <= byteCapacity)
+            window.admits(bytes: scenario.messageBytes, inFlightMessages: machine.messagesInFlight,
+                          inFlightBytes: machine.bytesInFlight)
         }
         // A sender that left every group has nothing to publish to.
         if node.groups.isEmpty { node.backlog = 0 }

@@ -1,4 +1,5 @@
 import Synchronization
+import QSMProtocol
 
 /// What the core hands to the application side, through a lock-free queue.
 enum EngineOutput: Sendable {
@@ -20,38 +21,33 @@ enum EngineOutput: Sendable {
 /// asking the core. Both bounds hold at once: the bytes bound memory and the time to
 /// stability for large messages, the messages bound per-message state for small ones.
 final class PublishWindow: Sendable {
-    /// Messages at most.
-    let capacity: Int
-    /// Payload bytes at most (an empty window takes one message of any size, as the
-    /// machine's flow control does, so no message waits forever).
-    let byteCapacity: Int
+    /// The machine's own rule, applied to what this mirror counts (an empty window takes
+    /// one message of any size, so no message waits forever).
+    private let rule: WindowFlowControl
     /// Messages (above `byteBits`) and bytes (below) reserved and not yet released, in one
     /// word, so that a reservation checks and takes both in one step.
     private let used = Atomic<UInt64>(0)
     /// The size of the last message refused for want of room: what a waiter for room
     /// waits for (waking for less would only have it refused again, in a busy loop).
     private let refusedBytes = Atomic<Int>(0)
+    /// Room for `ProtocolConfiguration.largestWindowMessages` and `largestWindowBytes`,
+    /// with one message of the largest size above the byte capacity.
     private static let byteBits: UInt64 = 40
     private static let byteMask: UInt64 = (1 << byteBits) - 1
-    /// The largest capacities the packed word can count (with one message of the largest
-    /// size above the byte capacity).
-    static let largestMessageCapacity = 1 << 23
-    static let largestByteCapacity = 1 << 38
 
     init(capacity: Int, byteCapacity: Int) {
-        precondition(capacity >= 1 && capacity <= Self.largestMessageCapacity)
-        precondition(byteCapacity >= 1 && byteCapacity <= Self.largestByteCapacity)
-        self.capacity = capacity
-        self.byteCapacity = byteCapacity
+        precondition(capacity >= 1 && capacity <= ProtocolConfiguration.largestWindowMessages)
+        precondition(byteCapacity >= 1 && byteCapacity <= ProtocolConfiguration.largestWindowBytes)
+        rule = WindowFlowControl(messages: capacity, bytes: byteCapacity)
     }
 
-    /// Takes a slot for a message of `bytes` (at most `largestByteCapacity`), or says
+    /// Takes a slot for a message of `bytes` (at most the largest message), or says
     /// there is no room.
     func tryReserve(bytes: Int) -> Bool {
         var current = used.load(ordering: .acquiring)
         while true {
-            let messages = Int(current >> Self.byteBits), held = Int(current & Self.byteMask)
-            if messages > 0, messages >= capacity || held + bytes > byteCapacity {
+            guard rule.admits(bytes: bytes, inFlightMessages: Int(current >> Self.byteBits),
+                              inFlightBytes: Int(current & Self.byteMask)) else {
                 refusedBytes.store(bytes, ordering: .relaxed)
                 return false
             }
@@ -73,8 +69,8 @@ final class PublishWindow: Sendable {
     /// Whether a message the size of the last one refused would find room now.
     var hasRoom: Bool {
         let current = used.load(ordering: .acquiring)
-        let messages = Int(current >> Self.byteBits), held = Int(current & Self.byteMask)
-        return messages == 0 || (messages < capacity && held + refusedBytes.load(ordering: .relaxed) <= byteCapacity)
+        return rule.admits(bytes: refusedBytes.load(ordering: .relaxed), inFlightMessages: Int(current >> Self.byteBits),
+                           inFlightBytes: Int(current & Self.byteMask))
     }
 }
 

@@ -23,6 +23,7 @@ package struct WindowFlowControl: FlowControl {
         self.bytes = bytes
     }
 
+    @inlinable
     package func admits(bytes: Int, inFlightMessages: Int, inFlightBytes: Int) -> Bool {
         // An empty window admits anything the protocol accepts, so that no single message
         // can block forever.

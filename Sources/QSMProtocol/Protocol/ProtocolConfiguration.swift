@@ -21,6 +21,10 @@ public struct ProtocolConfiguration: Sendable {
     /// `windowMessages`): 4 MiB is about 4,000 messages of 1,000 bytes. At least
     /// `maximumMessageBytes`, at most 256 GiB.
     public var windowBytes = 4 << 20
+    /// The largest `windowMessages` and `windowBytes` (what an API thread's window mirror
+    /// can count in one 64-bit word).
+    package static let largestWindowMessages = 1 << 23
+    package static let largestWindowBytes = 1 << 38
     /// Token interval under load, and when the region is idle (the interval adapts
     /// between them: short while anything is unstable, long when all is quiet).
     public var busyTokenInterval: Duration = .milliseconds(5)
@@ -193,7 +197,7 @@ public struct ProtocolConfiguration: Sendable {
         guard windowMessages >= 1, windowBytes >= maximumMessageBytes else {
             throw ConfigurationError("the window must hold at least one message of the maximum size")
         }
-        guard windowMessages <= 1 << 23, windowBytes <= 1 << 38 else {
+        guard windowMessages <= Self.largestWindowMessages, windowBytes <= Self.largestWindowBytes else {
             throw ConfigurationError("the window must be at most 8388608 messages and 256 GiB, got \(windowMessages) messages, \(windowBytes) bytes")
         }
         guard busyTokenInterval > .zero, idleTokenInterval >= busyTokenInterval else {
