@@ -112,9 +112,11 @@ final class BenchReceiver: Sendable {
     func knowSenders(_ ids: [NodeID]) { check.withLock { $0.knowSenders(ids) } }
 
     func result() async throws(QSMError) -> WorkerLine {
+        // The peak is read before the statistics snapshot: the run's memory, not the
+        // snapshot's (its tables of every group's counters are the harness's request).
+        let memory = ProcessMetrics.residentMegabytes()
         let statistics = try await node.statistics()
         let check = self.check.withLock { $0 }
-        let memory = ProcessMetrics.residentMegabytes()
         let protocolStatistics = statistics.protocolStatistics
         return WorkerLine("result", [
             ("delivered", check.delivered), ("duplicates", check.duplicates), ("gaps", check.gaps),
@@ -274,9 +276,9 @@ final class BenchSender: Sendable {
     }
 
     func result() async throws(QSMError) -> WorkerLine {
+        let memory = ProcessMetrics.residentMegabytes()  // before the snapshot, as above
         let statistics = try await node.statistics()
         let protocolStatistics = statistics.protocolStatistics
-        let memory = ProcessMetrics.residentMegabytes()
         return WorkerLine("result", [
             ("sent", sentCount), ("cpu_s", ProcessMetrics.cpuSeconds - cpuBaseline), ("rss_mb", memory.peak),
             ("eviction_notices", evictionNotices.load(ordering: .relaxed)), ("first_notice_ns", firstNoticeAt.load(ordering: .relaxed)),
