@@ -219,6 +219,8 @@ public final class QSMNode: Sendable {
         dispatcherThread.withLock { $0 }?.join()
         // The core thread has ended (or never ran): the engine is nobody's now.
         let final = engine.value.statistics()
+        // Its sockets close once nothing holds the engine (see `EventCore.shutDown`).
+        engine.value.core.shutDown()
         state.withLock { state in
             for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }

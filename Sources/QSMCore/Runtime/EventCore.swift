@@ -153,6 +153,22 @@ package final class EventCore {
         freeSlots.append(id.slot)
     }
 
+    /// Lets go of everything the core holds once its thread has ended for good: every
+    /// registration, alarm, queued event and request, and the handlers. Registrations
+    /// and alarms hold their handlers (the engine) strongly, and the engine holds this
+    /// core: without this, a stopped node's engine, sockets and epoll descriptor were
+    /// never freed (4 descriptors per node). Only from the thread that owns the core
+    /// now, after `run()` has returned (or never ran).
+    package func shutDown() {
+        for registration in registrations { if let registration { unregister(registration.id) } }
+        while alarms.popFirst(notAfter: Instant(nanoseconds: .max)) != nil {}
+        for index in queues.indices { while queues[index].popFirst() != nil {} }
+        deferredOutput.removeAll()
+        while handle.requests.dequeue() != nil {}
+        publishHandler = nil
+        ioTurnObserver = nil
+    }
+
     /// Records that `feed` wants to send on the socket `id`; the socket will pull from it
     /// (control feeds first) when it can take output. Idempotent while the intent stands.
     package func registerIntent(_ feed: any PacketFeed, on id: RegistrationID, traffic: TrafficClass) {
