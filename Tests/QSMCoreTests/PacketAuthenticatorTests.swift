@@ -94,4 +94,23 @@ struct PacketAuthenticatorTests {
             }
         }
     }
+
+    /// The two-part tag (a GMS frame's counter, then the frame where it lies) is the tag
+    /// of the two joined, for every split, including empty parts and block boundaries.
+    @Test func aTagOfTwoPartsIsTheTagOfTheirJoin() {
+        var random = SplitMix64(seed: 15)
+        let authenticator = PacketAuthenticator(secret: (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+        for _ in 0..<200 {
+            let whole = (0..<Int(random.next() % 300)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let split = whole.isEmpty ? 0 : Int(random.next() % UInt64(whole.count + 1))
+            let prefix = Array(whole[..<split]), rest = Array(whole[split...])
+            var joined = [UInt8](repeating: 0, count: 32), parts = [UInt8](repeating: 0, count: 32)
+            whole.withUnsafeBytes { message in joined.withUnsafeMutableBytes { authenticator.write(code: message, into: $0, length: 32) } }
+            prefix.withUnsafeBytes { first in
+                rest.withUnsafeBytes { second in parts.withUnsafeMutableBytes { authenticator.write(code: first, second, into: $0, length: 32) } }
+            }
+            #expect(parts == joined, "\(whole.count) bytes split at \(split)")
+            #expect(joined == whole.withUnsafeBytes { authenticator.code(for: $0) })
+        }
+    }
 }

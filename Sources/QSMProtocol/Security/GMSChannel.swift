@@ -102,9 +102,12 @@ package struct GMSChannel: Sendable {
     /// Adds the tag to an outgoing message. Only on an open channel.
     package mutating func seal(_ payload: [UInt8]) -> [UInt8] {
         precondition(isOpen, "sealing on a channel that is not open")
-        let tag = Self.tag(payload, counter: sent, key: sendKey!)
+        var sealed = [UInt8]()
+        sealed.reserveCapacity(payload.count + Self.tagBytes)
+        sealed.append(contentsOf: payload)
+        sealed.append(contentsOf: payload.withUnsafeBytes { Self.tag($0, counter: sent, key: sendKey!) })
         sent += 1
-        return payload + tag
+        return sealed
     }
 
     /// Handles one received frame.
@@ -118,13 +121,15 @@ package struct GMSChannel: Sendable {
             guard frame.count >= Self.tagBytes, !Self.isHandshake(frame) else {
                 return fail("a frame without a valid tag")
             }
-            let payload = Array(frame[0..<(frame.count - Self.tagBytes)])
-            let expected = Self.tag(payload, counter: received, key: receiveKey!)
+            // Verified where it lies, then copied once: a frame with thousands of group
+            // views is megabytes, and each copy of it raised a node's peak memory.
+            let body = UnsafeRawBufferPointer(rebasing: frame[0..<(frame.count - Self.tagBytes)])
+            let expected = Self.tag(body, counter: received, key: receiveKey!)
             guard Self.constantTimeEqual(expected, frame[(frame.count - Self.tagBytes)...]) else {
                 return fail("a frame whose tag does not verify (altered, replayed or from another connection)")
             }
             received += 1
-            return .message(payload)
+            return .message(Array(body))
         case .closed:
             return .failed(reason: "the channel is closed", reply: nil)
         case .awaitingHello:
@@ -178,11 +183,15 @@ package struct GMSChannel: Sendable {
         return message.withUnsafeBytes { secret.code(for: $0) }
     }
 
-    private static func tag(_ payload: [UInt8], counter: UInt64, key: PacketAuthenticator) -> [UInt8] {
-        var message = WireEncoder(reservingCapacity: 8 + payload.count)
-        message.write(counter)
-        message.write(bytes: payload)
-        return Array(message.bytes.withUnsafeBytes { key.code(for: $0) }.prefix(tagBytes))
+    /// The tag of `payload` as the `counter`th frame: HMAC of the counter (8 bytes, big
+    /// endian, as `WireEncoder` writes it) followed by the payload, truncated.
+    private static func tag(_ payload: UnsafeRawBufferPointer, counter: UInt64, key: PacketAuthenticator) -> [UInt8] {
+        var counterBytes = counter.bigEndian
+        var tag = [UInt8](repeating: 0, count: tagBytes)
+        withUnsafeBytes(of: &counterBytes) { prefix in
+            tag.withUnsafeMutableBytes { key.write(code: prefix, payload, into: $0, length: tagBytes) }
+        }
+        return tag
     }
 
     private static func body(_ frame: UnsafeRawBufferPointer, _ kind: Kind) -> UnsafeRawBufferPointer.SubSequence? {

@@ -31,7 +31,16 @@ package struct PacketAuthenticator: Sendable {
 
     /// Writes the first `length` bytes of the HMAC of `message` into `output`.
     package func write(code message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, length: Int) {
+        write(code: UnsafeRawBufferPointer(start: nil, count: 0), message, into: output, length: length)
+    }
+
+    /// Writes the first `length` bytes of the HMAC of `prefix` followed by `message` into
+    /// `output`, as if they were one buffer (a frame's tag covers a counter and the frame,
+    /// and a frame can be megabytes: no copy is made to join them).
+    package func write(code prefix: UnsafeRawBufferPointer, _ message: UnsafeRawBufferPointer,
+                       into output: UnsafeMutableRawBufferPointer, length: Int) {
         var innerHash = inner
+        if !prefix.isEmpty { innerHash.update(prefix) }
         innerHash.update(message)
         var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digest) { raw in

@@ -25,6 +25,15 @@ package struct FrameDecoder {
             start = 0
         }
         buffer.append(contentsOf: bytes)
+        // Once a frame's length is known, room for all of it is made at once: grown by
+        // doubling, a frame of 2 MB (8,192 group views) went through every smaller buffer
+        // and ended in one of 4 MB (issue 15, a node's peak memory). Bounded by
+        // `maximumFrameBytes`, and its pages are touched only as the bytes arrive.
+        if buffer.count - start >= 4 {
+            let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+            let end = start + 4 + length
+            if length <= maximumFrameBytes, end > buffer.capacity { buffer.reserveCapacity(end) }
+        }
     }
 
     /// The next complete frame's payload, nil if more bytes are needed.
