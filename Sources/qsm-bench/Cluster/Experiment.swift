@@ -27,6 +27,7 @@ struct Experiment {
         if !delivered { allDelivered = false }
         log("   -> \(formatRate(report.messagesPerSecondMinimum)) msg/s at the slowest receiver"
             + (report.rawLossless.map { ", raw \(formatRate($0)), ratio \(formatRatio(report.messagesPerSecondMinimum / $0))" } ?? "")
+            + ", sender peak RSS \(format(report.senderRSSMegabytes, 1)) MB"
             + (delivered ? ", all delivered" : ", DELIVERY FAILED"))
         return report
     }
