@@ -117,13 +117,7 @@ import QSMCore
         let group = GroupName("g")!
         machine.join(group, now: .zero)
         // The membership a GMS would send: this node alone in one region of the group.
-        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
-                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
-                                address: QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9))
-        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
-                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: region.address)], hybridAddress: nil)
-        try registerAndInstall(machine, regions: [region], groups: [view])
+        try installAlone(machine, in: group)
         #expect(machine.publish([UInt8](repeating: 1, count: 1_000), to: group, now: .zero) == .accepted)
         var small = [UInt8](repeating: 0, count: 200)
         let written = small.withUnsafeMutableBytes { machine.pollDatagram(into: $0, now: .zero) }
@@ -317,14 +311,7 @@ import QSMCore
         #expect(machine.statistics.pendingPublishes == 20)
         // This node alone in the group's one region: its messages are acknowledged by its
         // own token rounds, after they are sent.
-        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
-        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
-                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
-                                address: address)
-        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
-                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil)
-        try registerAndInstall(machine, regions: [region], groups: [view])
+        try installAlone(machine, in: group)
         #expect(machine.protocolNode.unacknowledgedMessageCount == 8, "the window admits 8")
         #expect(machine.statistics.pendingPublishes == 12)
         var released = 0
@@ -362,14 +349,7 @@ import QSMCore
         let group = GroupName("g")!
         machine.start(now: .zero)
         machine.join(group, now: .zero)
-        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
-        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
-                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
-                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
-                                address: address)
-        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
-                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil)
-        try registerAndInstall(machine, regions: [region], groups: [view])
+        try installAlone(machine, in: group)
         var buffer = [UInt8](repeating: 0, count: 8_192)
         var now = Instant.zero
         /// Runs the machine in 1 ms steps until `count` messages are released; the time it took.
@@ -423,6 +403,19 @@ import QSMCore
         #expect(machine.eventQueueCapacity <= 64)
         while machine.pollGMSAction() != nil {}
         #expect(machine.gmsActionQueueCapacity <= NodeMachine.keptGMSActionCapacity)
+    }
+
+    /// Installs node 1 (the machine) alone in region 1 (one partition, itself its leader)
+    /// and in `group` (id 1), mapped to that region.
+    func installAlone(_ machine: NodeMachine, in group: GroupName) throws {
+        let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
+        let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: [GroupID(1)],
+                                members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
+                                partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
+                                address: address)
+        let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1)], mappingVersion: 1,
+                             regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil)
+        try registerAndInstall(machine, regions: [region], groups: [view])
     }
 
     /// Feeds a machine the frames a GMS would send: registered, then one full update.
