@@ -44,4 +44,20 @@ struct NodeLifetimeTests {
         // is compared with the nodes' number: each node leaked 4 before the fix (96 here).
         #expect(result.after - result.before < 24, "\(result.after - result.before) more descriptors open after 24 nodes came and went")
     }
+
+    /// Publications accepted while the node never got to them (here: it never started)
+    /// are let go at stop, and counted in its final statistics, not lost unsaid.
+    @Test func publicationsQueuedAtStopAreCounted() async throws {
+        let node = try NetworkNamespace.runIsolated { () throws -> QSMNode in
+            var configuration = QSMNodeConfiguration(gms: QSMSocketAddress(.loopback, port: 9))
+            configuration.insecure = true
+            return try QSMNode(configuration: configuration)
+        }
+        let group = GroupName("never-started")!
+        for index in 0..<5 { #expect(node.tryPublish([UInt8(index)], to: group) == .accepted) }
+        node.stop()
+        let final = try await node.statistics()
+        #expect(final.core.publicationsDiscardedAtStop == 5)
+        #expect(final.core.requestsProcessed == 0)
+    }
 }

@@ -218,9 +218,10 @@ public final class QSMNode: Sendable {
         // `deinit`; `join` then returns at once and the thread ends after this round.)
         dispatcherThread.withLock { $0 }?.join()
         // The core thread has ended (or never ran): the engine is nobody's now.
-        let final = engine.value.statistics()
-        // Its sockets close once nothing holds the engine (see `EventCore.shutDown`).
-        engine.value.core.shutDown()
+        var final = engine.value.statistics()
+        // Its sockets close once nothing holds the engine (see `EventCore.shutDown`);
+        // publications the core never got to are counted.
+        final.core.publicationsDiscardedAtStop = engine.value.core.shutDown()
         state.withLock { state in
             for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }

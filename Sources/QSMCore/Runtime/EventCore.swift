@@ -162,15 +162,22 @@ package final class EventCore {
     /// and alarms hold their handlers (the engine) strongly, and the engine holds this
     /// core: without this, a stopped node's engine, sockets and epoll descriptor were
     /// never freed (4 descriptors per node). Only from the thread that owns the core
-    /// now, after `run()` has returned (or never ran).
-    package func shutDown() {
+    /// now, after `run()` has returned (or never ran). Returns the publications it let go
+    /// unsent (also counted in `statistics.publicationsDiscardedAtStop`).
+    @discardableResult
+    package func shutDown() -> Int {
         for registration in registrations { if let registration { unregister(registration.id) } }
         while alarms.popFirst(notAfter: Instant(nanoseconds: .max)) != nil {}
         for index in queues.indices { while queues[index].popFirst() != nil {} }
         deferredOutput.removeAll()
-        while handle.requests.dequeue() != nil {}
+        var discarded = 0
+        while let request = handle.requests.dequeue() {
+            if case .publish = request { discarded += 1 }
+        }
+        statistics.publicationsDiscardedAtStop += discarded
         publishHandler = nil
         ioTurnObserver = nil
+        return discarded
     }
 
     /// Records that `feed` wants to send on the socket `id`; the socket will pull from it

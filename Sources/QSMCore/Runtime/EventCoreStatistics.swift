@@ -23,6 +23,9 @@ public struct EventCoreStatistics: Sendable, Equatable {
     public var alarmsFired = 0
     /// Requests from application threads that the core carried out.
     public var requestsProcessed = 0
+    /// Publications accepted from the application but still queued for the core when the
+    /// node stopped: never sent, let go with the queue.
+    public var publicationsDiscardedAtStop = 0
     /// Times the I/O or alarm quantum ran out with work left for the next turn.
     public var ioQuantumExpirations = 0
     /// Times the alarm quantum ran out with alarms left for the next turn.
