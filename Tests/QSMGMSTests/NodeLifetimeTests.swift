@@ -5,28 +5,49 @@ import QSMCore
 import QSMHarness
 import Testing
 
-/// A stopped and dropped node gives back what it held: its descriptors (sockets, epoll,
-/// event descriptors) are closed, so an application can start and stop nodes for ever.
+/// A stopped and dropped node gives back what it held: its sockets are closed (and with
+/// them the engine that owns them, its epoll and event descriptors), so an application can
+/// start and stop nodes for ever.
 @Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
 struct NodeLifetimeTests {
-    private static func openDescriptors() -> Int {
-        guard let directory = opendir("/proc/self/fd") else { return -1 }
-        defer { closedir(directory) }
+    /// The UDP sockets open in the calling thread's network namespace. The test runs in a
+    /// namespace of its own, where only its nodes and its GMS have sockets, so suites
+    /// running in parallel in this process do not disturb the count (the process-wide
+    /// descriptor count did: CI once saw 55 more descriptors from other suites).
+    private static func udpSocketsInThisNamespace() -> Int {
         var count = 0
-        while readdir(directory) != nil { count += 1 }
+        for table in ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"] {
+            guard let file = fopen(table, "r") else { continue }
+            defer { fclose(file) }
+            var line = [CChar](repeating: 0, count: 512)
+            var lines = 0
+            while fgets(&line, Int32(line.count), file) != nil { lines += 1 }
+            count += max(0, lines - 1)  // the first line is the header
+        }
         return count
     }
 
-    @Test func startedAndStoppedNodesCloseTheirDescriptors() async throws {
-        let result = try NetworkNamespace.runIsolated { () throws -> (before: Int, after: Int, pid: Int32) in
+    @Test func startedAndStoppedNodesCloseTheirSockets() async throws {
+        struct Counts: Sendable { var before = 0, running = 0, stoppedButHeld = 0, after = 0; var restart: QSMError?; var pid: Int32 = 0 }
+        let counts = try NetworkNamespace.runIsolated { () throws -> Counts in
             let (gms, address) = try startTestGMS(["--insecure"])
             _ = Unmanaged.passRetained(gms)
+            var counts = Counts(pid: gms.pid)
             var configuration = QSMNodeConfiguration(gms: address)
             configuration.insecure = true
+            counts.before = Self.udpSocketsInThisNamespace()
+            // A node still referenced after `stop()` has closed its sockets already.
+            configuration.nodeID = 100
+            let held = try QSMNode(configuration: configuration)
+            try held.start()
+            counts.running = Self.udpSocketsInThisNamespace()
+            held.stop()
+            counts.stoppedButHeld = Self.udpSocketsInThisNamespace()
+            do { try held.start() } catch let error as QSMError { counts.restart = error }
             // Stopped explicitly, dropped while running (stopped by `deinit`), or never
             // started at all.
-            func cycle(_ id: UInt64) throws {
-                configuration.nodeID = id
+            for id in 1...24 {
+                configuration.nodeID = UInt64(id)
                 let node = try QSMNode(configuration: configuration)
                 switch id % 3 {
                 case 0: try node.start(); node.stop()
@@ -34,15 +55,14 @@ struct NodeLifetimeTests {
                 default: break
                 }
             }
-            for id in 1...3 { try cycle(UInt64(id)) }  // what a process makes once is made now
-            let before = Self.openDescriptors()
-            for id in 4...27 { try cycle(UInt64(id)) }
-            return (before, Self.openDescriptors(), gms.pid)
+            counts.after = Self.udpSocketsInThisNamespace()
+            return counts
         }
-        kill(result.pid, SIGTERM)
-        // Other suites open and close descriptors in this process meanwhile, so the count
-        // is compared with the nodes' number: each node leaked 4 before the fix (96 here).
-        #expect(result.after - result.before < 24, "\(result.after - result.before) more descriptors open after 24 nodes came and went")
+        kill(counts.pid, SIGTERM)
+        #expect(counts.running > counts.before, "a running node's sockets were not seen")
+        #expect(counts.stoppedButHeld == counts.before, "\(counts.stoppedButHeld - counts.before) UDP sockets open after stop() while the node is still referenced")
+        #expect(counts.restart == QSMError.stopped, "a stopped node started again: \(String(describing: counts.restart))")
+        #expect(counts.after == counts.before, "\(counts.after - counts.before) UDP sockets still open after 24 nodes came and went")
     }
 
     /// Publications accepted while the node never got to them (here: it never started)

@@ -43,6 +43,8 @@ public final class QSMNode: Sendable {
     private let dispatcherThread: Mutex<SystemThread?> = Mutex(nil)
     let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
+    /// Holds `start()` and `stop()` apart: a stop never runs while a start is halfway.
+    private let lifecycle = Mutex(())
 
     struct DispatcherState {
         var deliveryHandler: (@Sendable (QSMDelivery) -> Void)?
@@ -120,7 +122,8 @@ public final class QSMNode: Sendable {
     }
 
     /// Starts the core and dispatcher threads and registers with the GMS.
-    /// - Throws: `QSMError.system` if a thread cannot be started.
+    /// - Throws: `QSMError.system` if a thread cannot be started; `QSMError.stopped` once
+    ///   `stop()` was called (a stopped node has closed its sockets and does not start again).
     public func start() throws(QSMError) {
         do {
             try startThreads()
@@ -130,7 +133,13 @@ public final class QSMNode: Sendable {
     }
 
     private func startThreads() throws {
+        try lifecycle.withLock { _ throws in try startThreadsOnce() }
+    }
+
+    private func startThreadsOnce() throws {
         let engine = self.engine
+        // A stopped node has let its engine go: it does not start again.
+        guard !stopping.load(ordering: .acquiring) else { throw QSMError.stopped }
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if configuration.insecure {
             warn("node runs without a cluster secret (insecure): anyone who can send it a datagram "
@@ -204,6 +213,10 @@ public final class QSMNode: Sendable {
 
     /// Leaves every group cleanly, stops the threads and waits for them.
     public func stop() {
+        lifecycle.withLock { _ in stopOnce() }
+    }
+
+    private func stopOnce() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let engine = self.engine
         let handle = self.handle
@@ -219,9 +232,12 @@ public final class QSMNode: Sendable {
         dispatcherThread.withLock { $0 }?.join()
         // The core thread has ended (or never ran): the engine is nobody's now.
         var final = engine.value.statistics()
-        // Its sockets close once nothing holds the engine (see `EventCore.shutDown`);
-        // publications the core never got to are counted.
+        // It lets go of the engine's handlers (see `EventCore.shutDown`); publications the
+        // core never got to are counted.
         final.core.publicationsDiscardedAtStop = engine.value.core.shutDown()
+        // Its sockets close now (the port is free for another node), not when the last
+        // reference to this node goes.
+        engine.release()
         state.withLock { state in
             for consumer in state.deliveryConsumers { consumer.continuation.finish() }
             for continuation in state.eventContinuations { continuation.finish() }
@@ -552,9 +568,13 @@ public final class QSMNode: Sendable {
 }
 
 /// A value confined to the core thread, carried through the request queue to it.
-final class CoreConfined<Value>: @unchecked Sendable {
-    let value: Value
+/// `release()` lets it go once the core thread has ended, so that what it owns (the
+/// engine's sockets, its GMS connection) is freed at `stop()`, not when the last
+/// reference to the node goes.
+final class CoreConfined<Value: AnyObject>: @unchecked Sendable {
+    private(set) var value: Value!
     init(_ value: Value) { self.value = value }
+    func release() { value = nil }
 }
 
 private final class StopCore: AlarmHandler {
