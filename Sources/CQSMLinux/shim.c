@@ -2,6 +2,7 @@
 #include "CQSMLinux.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -189,6 +190,8 @@ int cqsm_stop_signal_eventfd(void) {
 }
 
 void cqsm_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int cqsm_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *const argv[], char *const envp[]) {
     posix_spawn_file_actions_t actions;

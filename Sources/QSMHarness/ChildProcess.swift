@@ -21,9 +21,11 @@ public final class ChildProcess {
         cqsm_ignore_sigpipe()
         var toChild: [Int32] = [0, 0]
         var fromChild: [Int32] = [0, 0]
-        _ = try systemCall("pipe") { pipe(&toChild) }
-        _ = try systemCall("pipe") { pipe(&fromChild) }
-        for fd in [toChild[1], fromChild[0]] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Close-on-exec from birth: set afterwards, a child spawned meanwhile by another
+        // thread would inherit these ends, and this child's output would not end when it
+        // exits. The spawn's dup2 onto 0 and 1 gives the child its ends without the flag.
+        _ = try systemCall("pipe2") { cqsm_pipe_cloexec(&toChild) }
+        _ = try systemCall("pipe2") { cqsm_pipe_cloexec(&fromChild) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var child: pid_t = 0

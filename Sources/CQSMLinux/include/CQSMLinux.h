@@ -81,6 +81,8 @@ int cqsm_accept(int fd);
 /// (the handler only writes to it), and ignores SIGPIPE so a closed peer is an EPIPE
 /// error rather than a dead process. Call once per process.
 int cqsm_stop_signal_eventfd(void);
+/// pipe2(fds, O_CLOEXEC): a pipe whose ends no child inherits unless given them.
+int cqsm_pipe_cloexec(int fds[2]);
 /// posix_spawn with stdin/stdout redirected, an empty signal mask and default signal
 /// dispositions in the child. Returns 0 or an errno value.
 int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *const argv[], char *const envp[]);
