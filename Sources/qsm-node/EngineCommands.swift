@@ -24,7 +24,11 @@ struct NodeFlags {
           --bundle-bytes N         packets ready together for one address (small
                                    messages) share a datagram of up to N bytes; 0: each
                                    alone (default 1472: an Ethernet MTU without IP
-                                   fragmentation; on loopback or jumbo frames up to 65507)
+                                   fragmentation; on loopback or jumbo frames up to
+                                   65507). It also sets the largest datagram this node
+                                   accepts (at least 8192): give every node of a cluster
+                                   the same value, or one that receives drops the larger
+                                   datagrams (counted, and warned of)
           --no-offload             neither hand runs of datagrams to the kernel as one
                                    segmented send (UDP GSO) nor take coalesced ones (UDP
                                    GRO); by default both are used where the kernel offers
@@ -362,6 +366,7 @@ enum RunCommand {
                     ("dropped_out_of_window", p.outOfOrderDropped), ("dropped_unauthenticated", s.machine.droppedUnauthenticated),
                     ("dropped_replayed", s.machine.droppedReplayed), ("dropped_too_old", s.machine.droppedTooOld),
                     ("dropped_dead_incarnation", s.machine.droppedDeadIncarnation), ("pool_exhausted", s.core.poolExhaustions),
+                    ("dropped_longer_than_buffer", s.core.droppedTruncated),
                     ("gms_auth_failures", s.machine.gmsAuthenticationFailures),
                     ("gso", s.core.segmentationOffload), ("gso_datagrams", s.core.segmentedDatagrams),
                     ("gro", s.core.receiveOffload), ("gro_datagrams", s.core.coalescedDatagrams),

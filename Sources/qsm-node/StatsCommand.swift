@@ -13,7 +13,7 @@ enum StatsCommand {
 
         Prints the counters of the qsm-node processes (publish, subscribe, run, gms)
         running on this machine, read from their local stats sockets in
-        \\(MetricsServer.runDirectory) ($QSM_RUN_DIR overrides it). Reading never waits on
+        \(MetricsServer.runDirectory) ($QSM_RUN_DIR overrides it). Reading never waits on
         a node's core thread.
 
         flags:

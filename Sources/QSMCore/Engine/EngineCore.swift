@@ -38,6 +38,9 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     @exclusivity(unchecked) private var outputsSinceSignal = 0
     /// Datagrams arrived since the last settle: settle once per batch, not per datagram.
     @exclusivity(unchecked) private var settlePending = false
+    /// The count of inbound datagrams dropped as longer than the packet buffers that earns
+    /// the next warning: 1, 10, 100, ... (said at once, and never a flood).
+    @exclusivity(unchecked) private var nextTruncationWarning = 1
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow, recycler: PayloadRecycler,
          returnedPayloads: RequestQueue<[UInt8]>, outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -125,11 +128,26 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     func ioBatchEnded(core: EventCore) {
         while let payload = returnedPayloads.dequeue() { machine.protocolNode.recyclePayload(payload) }
+        if core.statistics.droppedTruncated >= nextTruncationWarning { warnOfTruncation() }
         if !core.hasQueuedInput, machine.inputCaughtUp(now: core.now) { settlePending = true }
         if settlePending {
             settlePending = false
             settle()
         }
+    }
+
+    /// Datagrams longer than this node's packet buffers are dropped (counted in
+    /// `droppedTruncated`): a sender that bundles more than this node accepts can never
+    /// reach it, retransmissions included. The operator hears so, and how to mend it.
+    private func warnOfTruncation() {
+        let dropped = core.statistics.droppedTruncated
+        while nextTruncationWarning <= dropped { nextTruncationWarning *= 10 }
+        let capacity = configuration.eventCoreConfiguration.packetBufferCapacity
+        emit(.warning("dropped \(dropped) inbound datagram(s) so far that were longer than this node's packet buffers "
+                      + "(\(capacity) bytes): a sender bundles or sends larger datagrams than this node accepts, and nothing "
+                      + "it sends that way can arrive here; give this node a bundle size at least as large as every sender's "
+                      + "(qsm-node --bundle-bytes; in code, bundleBytes with eventCoreConfiguration.packetBufferCapacity)"))
+        flushOutputs()
     }
 
     func produceDatagram(into buffer: UnsafeMutableRawBufferPointer, core: EventCore) -> OutboundDatagram? {

@@ -13,6 +13,8 @@ enum EngineOutput: Sendable {
     /// refused after being taken (frees window slots; wakes window and acknowledgement
     /// waiters).
     case acknowledged(count: Int)
+    /// Something the operator must hear about (rare; see `QSMNodeConfiguration.onWarning`).
+    case warning(String)
 }
 
 /// The flow-control window as application threads see it: a publisher reserves a slot

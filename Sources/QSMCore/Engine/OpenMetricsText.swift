@@ -160,6 +160,11 @@ extension QSMNodeStatistics {
             ([("reason", "second_copy")], Int64(p.secondCopiesDropped)),
             ([("reason", "not_member_when_committed")], Int64(p.notMemberDropped)),
             ([("reason", "pool_exhausted")], Int64(core.poolExhaustions)),
+            ([("reason", "longer_than_packet_buffer")], Int64(core.droppedTruncated)),
+            ([("reason", "send_refused")], Int64(core.droppedSendErrors)),
+            ([("reason", "oversized_output")], Int64(core.droppedOversizedOutput)),
+            ([("reason", "injected_loss")], Int64(core.droppedByInjectedLoss)),
+            ([("reason", "receive_error")], Int64(core.receiveErrors)),
         ])
         let groups = traffic.groups.sorted { $0.key < $1.key }
         func perGroup(_ value: (GroupTraffic) -> Int) -> [([(String, String)], Int64)] {

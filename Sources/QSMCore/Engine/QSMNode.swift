@@ -551,6 +551,8 @@ public final class QSMNode: Sendable {
             for waiter in ready { waiter.resume(returning: .success(())) }
         case .statistics(let token, let snapshot):
             resumeStatisticsWaiter(token, with: .success(snapshot))
+        case .warning(let text):
+            warn(text)
         case .acknowledged:
             let (waiters, settled) = state.withLock { state in
                 defer { state.windowWaiters.removeAll() }
