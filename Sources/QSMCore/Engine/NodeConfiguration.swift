@@ -16,6 +16,11 @@ public struct QSMNodeConfiguration: Sendable {
     /// packet alone. The default, 1,472, fits an Ethernet MTU of 1,500 without IP
     /// fragmentation; on loopback or a jumbo-frame network more pays (up to 65,507).
     /// Packing happens as the socket takes datagrams: a lone message never waits.
+    ///
+    /// Above 8,192 bytes, raise `eventCoreConfiguration.packetBufferCapacity` with it:
+    /// that is also the largest datagram a node accepts. Every node a sender reaches needs
+    /// packet buffers at least as large as the sender's bundles; a node with smaller ones
+    /// drops them (counted in `EventCoreStatistics.droppedTruncated`, and warned of).
     public var bundleBytes = QSMNodeConfiguration.defaultBundleBytes
     /// See `bundleBytes`.
     public static let defaultBundleBytes = 1_472
