@@ -99,6 +99,11 @@ struct ObservabilityProcessTests {
                 #"qsm_sender_last_sequence{"group": "obs \"quoted\" \\ group", "sender": "4102"} "# + "\(count)",
                 "qsm_node_registered{} 1",
                 #"qsm_dropped_datagrams_total{"reason": "unauthenticated"} 0"#,
+                // What the event core drops, and bundles and deliveries the machine drops,
+                // are counted there too.
+                #"qsm_dropped_datagrams_total{"reason": "longer_than_packet_buffer"} 0"#,
+                #"qsm_dropped_datagrams_total{"reason": "malformed_bundle"} 0"#,
+                #"qsm_dropped_datagrams_total{"reason": "delivery_of_unnamed_group"} 0"#,
                 // Offloads are on by default where the kernel has them; --no-offload says
                 // off, whatever the kernel.
                 "qsm_segmentation_offload{} 0", "qsm_receive_offload{} 0", "qsm_coalesced_datagrams_total{} 0",
@@ -109,7 +114,8 @@ struct ObservabilityProcessTests {
             // Recovery and ring counters are there (their values depend on the run).
             for family in ["qsm_multicast_repairs_total", "qsm_repair_requests_not_held_total", "qsm_tokens_held_for_view_total",
                            "qsm_token_copies_dropped_total", "qsm_senders_presumed_gone_total",
-                           "qsm_io_quantum_expirations_total", "qsm_inbound_data_slices_total"]
+                           "qsm_io_quantum_expirations_total", "qsm_inbound_data_slices_total",
+                           "qsm_debt_start_queries_total", "qsm_debt_starts_given_up_total"]
                 where !samples.contains(where: { $0.hasPrefix(family + "{} ") }) {
                 return "/metrics lacks \(family)"
             }

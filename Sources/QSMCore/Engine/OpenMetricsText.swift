@@ -138,6 +138,10 @@ extension QSMNodeStatistics {
         out.family("qsm_messages_given_up", .counter,
                    "Unacknowledged messages this node stopped carrying: their group was left while out of view, or members awaited after a GMS restart never came back.",
                    p.messagesGivenUp)
+        out.family("qsm_debt_start_queries", .counter,
+                   "Queries to a sender for where this node's debt begins in a region it joined.", p.viewStartQueriesSent)
+        out.family("qsm_debt_starts_given_up", .counter,
+                   "Streams whose debt start went unanswered: begun at the earliest view seen.", p.debtStartsGivenUp)
         out.family("qsm_released_unchecked", .counter,
                    "Messages acknowledged from a newer region view, released unchecked for moved members (group out of view).",
                    p.releasedUnchecked)
@@ -151,6 +155,10 @@ extension QSMNodeStatistics {
             ([("reason", "no_address")], Int64(machine.droppedNoAddress)),
             ([("reason", "oversized")], Int64(machine.droppedOversized)),
             ([("reason", "malformed")], Int64(p.malformedDropped)),
+            ([("reason", "malformed_bundle")], Int64(machine.droppedMalformedBundles)),
+            ([("reason", "duplicate")], Int64(p.duplicatesDropped)),
+            ([("reason", "not_owed")], Int64(p.notOwedDropped)),
+            ([("reason", "delivery_of_unnamed_group")], Int64(machine.droppedUnnamedGroup)),
             ([("reason", "own_multicast")], Int64(p.ownMulticastIgnored)),
             ([("reason", "unknown_sender")], Int64(p.unknownDropped)),
             ([("reason", "out_of_window")], Int64(p.outOfOrderDropped)),
