@@ -38,9 +38,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     @exclusivity(unchecked) private var outputsSinceSignal = 0
     /// Datagrams arrived since the last settle: settle once per batch, not per datagram.
     @exclusivity(unchecked) private var settlePending = false
-    /// The count of inbound datagrams dropped as longer than the packet buffers that earns
-    /// the next warning: 1, 10, 100, ... (said at once, and never a flood).
-    @exclusivity(unchecked) private var nextTruncationWarning = 1
+    /// Drops the operator must hear of: datagrams longer than the packet buffers, and
+    /// datagrams that failed authentication.
+    @exclusivity(unchecked) private var truncationWarning = DecadeWarning()
+    @exclusivity(unchecked) private var authenticationWarning = DecadeWarning()
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow, recycler: PayloadRecycler,
          returnedPayloads: RequestQueue<[UInt8]>, outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
@@ -128,7 +129,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     func ioBatchEnded(core: EventCore) {
         while let payload = returnedPayloads.dequeue() { machine.protocolNode.recyclePayload(payload) }
-        if core.statistics.droppedTruncated >= nextTruncationWarning { warnOfTruncation() }
+        if truncationWarning.isDue(core.statistics.droppedTruncated) { warnOfTruncation() }
+        if authenticationWarning.isDue(machine.statistics.droppedUnauthenticated) { warnOfAuthenticationFailures() }
         if !core.hasQueuedInput, machine.inputCaughtUp(now: core.now) { settlePending = true }
         if settlePending {
             settlePending = false
@@ -141,12 +143,25 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// reach it, retransmissions included. The operator hears so, and how to mend it.
     private func warnOfTruncation() {
         let dropped = core.statistics.droppedTruncated
-        while nextTruncationWarning <= dropped { nextTruncationWarning *= 10 }
+        truncationWarning.said(dropped)
         let capacity = configuration.eventCoreConfiguration.packetBufferCapacity
         emit(.warning("dropped \(dropped) inbound datagram(s) so far that were longer than this node's packet buffers "
                       + "(\(capacity) bytes): a sender bundles or sends larger datagrams than this node accepts, and nothing "
                       + "it sends that way can arrive here; give this node a bundle size at least as large as every sender's "
                       + "(qsm-node --bundle-bytes; in code, bundleBytes with eventCoreConfiguration.packetBufferCapacity)"))
+        flushOutputs()
+    }
+
+    /// Datagrams that fail authentication are dropped (counted in `droppedUnauthenticated`):
+    /// forged or corrupted ones, and every one from a node with another cluster secret or
+    /// another encryption setting, which can then never reach this node (nor this node
+    /// it). The operator hears so, and what must match.
+    private func warnOfAuthenticationFailures() {
+        let dropped = machine.statistics.droppedUnauthenticated
+        authenticationWarning.said(dropped)
+        emit(.warning("dropped \(dropped) inbound datagram(s) so far that failed authentication: forged or corrupted, "
+                      + "or sent by a node with another cluster secret or another encryption setting; every node of a "
+                      + "cluster needs the same secret (--secret-file), and encryption (--encrypt) on all of them or none"))
         flushOutputs()
     }
 
@@ -254,5 +269,20 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     func stop() {
         machine.stop(now: core.now)
         gmsLink.carryOut(core: core)
+    }
+}
+
+/// A count that earns a warning at 1, 10, 100, ...: the first is said at once, and however
+/// many follow (an attacker's forgeries, say), the log never floods.
+struct DecadeWarning {
+    private var next = 1
+
+    /// Whether `count` has reached the next warning (one comparison: asked every batch).
+    @inline(__always)
+    func isDue(_ count: Int) -> Bool { count >= next }
+
+    /// The warning for `count` was said: the next is due at the next power of ten above it.
+    mutating func said(_ count: Int) {
+        while next <= count { next = next > Int.max / 10 ? Int.max : next * 10 }
     }
 }

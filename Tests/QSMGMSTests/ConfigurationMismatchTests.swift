@@ -6,11 +6,12 @@ import QSMHarness
 import Synchronization
 import Testing
 
-/// A sender that bundles into datagrams larger than a receiver's packet buffers can never
-/// reach that receiver: the receiver drops them. It must say so (a counted drop and a
-/// warning naming the cure), not stall in silence; and the cure it names must work.
+/// Nodes of one cluster configured apart can never reach each other: a sender that bundles
+/// into datagrams larger than a receiver's packet buffers, or one that encrypts where the
+/// receiver does not. The receiver must say so (a counted drop and a warning naming what
+/// must match), not stall in silence; and the cure it names must work.
 @Suite(.enabled(if: NetworkNamespace.isAvailable, "needs CAP_SYS_ADMIN to create a private network namespace (run as root)"))
-struct BundleSizeMismatchTests {
+struct ConfigurationMismatchTests {
     @Test func aReceiverWithSmallerBuffersCountsAndWarnsAndTheCureWorks() async throws {
         let warnings = Mutex<[String]>([])
         let (gmsPID, sender, small, large) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode, QSMNode) in
@@ -64,5 +65,46 @@ struct BundleSizeMismatchTests {
         // Warned once at the first drop, again only at 10, 100, ...: never a flood.
         let later = try await small.statistics()
         #expect(said.count <= 1 + Int(log10(Double(later.core.droppedTruncated))), "\(said.count) warnings for \(later.core.droppedTruncated) drops")
+    }
+
+    @Test func aReceiverThatDoesNotEncryptWarnsOfAnEncryptingSender() async throws {
+        let warnings = Mutex<[String]>([])
+        let secret = [UInt8](repeating: 7, count: 32)
+        let (gmsPID, sender, receiver) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
+            let secretFile = "/tmp/qsm-mismatch-\(getpid()).key"
+            let handle = fopen(secretFile, "w")
+            _ = secret.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, handle) }
+            fclose(handle)
+            defer { unlink(secretFile) }
+            let (gms, address) = try startTestGMS(["--secret-file", secretFile])
+            _ = Unmanaged.passRetained(gms)
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.clusterSecret = secret
+            configuration.nodeID = 1
+            configuration.encrypt = true
+            let sender = try QSMNode(configuration: configuration)
+            configuration.nodeID = 2
+            configuration.encrypt = false
+            configuration.onWarning = { text in warnings.withLock { $0.append(text) } }
+            let receiver = try QSMNode(configuration: configuration)
+            for node in [sender, receiver] { try node.start() }
+            return (gms.pid, sender, receiver)
+        }
+        defer {
+            for node in [sender, receiver] { node.stop() }
+            kill(gmsPID, SIGTERM)
+        }
+        let group = try sender.join("sealed")
+        _ = try receiver.join("sealed")
+        for node in [sender, receiver] { try await node.waitForMembers(2, in: group, timeout: .seconds(30)) }
+        for index in 0..<20 { _ = sender.tryPublish([UInt8(index)], to: group) }
+        let dropped = try await awaitStatistics(of: receiver, within: 30) { $0.machine.droppedUnauthenticated > 0 }
+        #expect(dropped.machine.droppedUnauthenticated > 0)
+        #expect(dropped.protocolStatistics.delivered == 0, "an encrypted message was delivered to a node that does not encrypt")
+        func authenticationWarnings() -> [String] { warnings.withLock { $0 }.filter { $0.contains("failed authentication") } }
+        let deadline = MonotonicClock.now().advanced(byNanoseconds: 10_000_000_000)
+        while authenticationWarnings().isEmpty, MonotonicClock.now() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        #expect(authenticationWarnings().contains { $0.contains("--encrypt") && $0.contains("--secret-file") },
+                "warnings: \(warnings.withLock { $0 })")
     }
 }
