@@ -220,8 +220,22 @@ enum PublishCommand {
             do throws(QSMError) {
                 try await node.waitForAcknowledgements(timeout: .nanoseconds(Int64(timeout * 1e9)))
             } catch {
-                log(.error, "qsm-node publish", "\(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(timeout) s",
-                    ["reason": "\(error)"])
+                var fields: [(String, any Sendable)] = [("reason", "\(error)")]
+                if let s = try? await node.statistics() {
+                    let p = s.protocolStatistics
+                    fields += [("recovery_requests_received", p.requestsReceived), ("retransmissions_sent", p.retransmissionsSent),
+                               ("dropped_unauthenticated", s.machine.droppedUnauthenticated),
+                               ("dropped_longer_than_buffer", s.core.droppedTruncated)]
+                    if p.requestsReceived > 0 || s.machine.droppedUnauthenticated > 0 || s.core.droppedTruncated > 0 {
+                        // Members that ask again and again, or datagrams this node cannot
+                        // take: most often settings that differ between nodes.
+                        fields.append(("hint", "members asked for repairs, or their datagrams failed here: look for warnings "
+                                       + "in their logs; every node needs the same secret, the same --encrypt, and a "
+                                       + "--bundle-bytes at least as large as this node's"))
+                    }
+                }
+                logFields(.error, "qsm-node publish", "\(node.unacknowledgedMessages) of \(published) messages not acknowledged within \(timeout) s",
+                          fields)
                 node.stop()
                 exit(1)
             }
