@@ -3,6 +3,7 @@ import Glibc
 #endif
 import QSMCore
 import QSMHarness
+import Synchronization
 import Testing
 
 /// A stopped and dropped node gives back what it held: its sockets are closed (and with
@@ -79,5 +80,61 @@ struct NodeLifetimeTests {
         let final = try await node.statistics()
         #expect(final.core.publicationsDiscardedAtStop == 5)
         #expect(final.core.requestsProcessed == 0)
+    }
+
+    /// A handler that calls `stop()` while another thread is stopping the node returns at
+    /// once, and so does that thread's `stop()` (which waits for the handler's thread).
+    @Test func aHandlerMayStopTheNodeWhileAnotherThreadStopsIt() async throws {
+        final class Flags: Sendable {
+            let inHandler = Atomic<Bool>(false), handlerReturned = Atomic<Bool>(false), stopperReturned = Atomic<Bool>(false)
+        }
+        let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
+            let (gms, address) = try startTestGMS(["--insecure"])
+            _ = Unmanaged.passRetained(gms)
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            configuration.nodeID = 1
+            let publisher = try QSMNode(configuration: configuration)
+            configuration.nodeID = 2
+            let subscriber = try QSMNode(configuration: configuration)
+            for node in [publisher, subscriber] { try node.start() }
+            return (gms.pid, publisher, subscriber)
+        }
+        defer {
+            publisher.stop()
+            kill(gmsPID, SIGTERM)
+        }
+        let group = try publisher.join("stopping")
+        _ = try subscriber.join("stopping")
+        for node in [publisher, subscriber] { try await node.waitForMembers(2, in: group, timeout: .seconds(30)) }
+        let flags = Flags()
+        subscriber.onDelivery { _ in
+            guard !flags.inHandler.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            // Until the other thread's stop() has begun (publishing is refused from then on).
+            let deadline = MonotonicClock.now().advanced(byNanoseconds: 10_000_000_000)
+            while MonotonicClock.now() < deadline {
+                if case .rejected = subscriber.tryPublish([0], to: group) { break }
+                sched_yield()
+            }
+            subscriber.stop()
+            flags.handlerReturned.store(true, ordering: .releasing)
+        }
+        _ = publisher.tryPublish([1], to: group)
+        func waitFor(seconds: Int64, _ done: () -> Bool) async -> Bool {
+            let deadline = MonotonicClock.now().advanced(byNanoseconds: seconds * 1_000_000_000)
+            while !done(), MonotonicClock.now() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            return done()
+        }
+        let handled = await waitFor(seconds: 20) { flags.inHandler.load(ordering: .acquiring) }
+        #expect(handled, "no delivery reached the handler")
+        let stopper = try SystemThread(name: "stopper") {
+            subscriber.stop()
+            flags.stopperReturned.store(true, ordering: .releasing)
+        }
+        let stopped = await waitFor(seconds: 20) { flags.stopperReturned.load(ordering: .acquiring) }
+        #expect(stopped, "stop() on another thread never returned")
+        let handlerStopped = flags.handlerReturned.load(ordering: .acquiring)
+        #expect(handlerStopped, "stop() in the handler never returned")
+        _ = stopper
     }
 }

@@ -43,7 +43,11 @@ public final class QSMNode: Sendable {
     private let dispatcherThread: Mutex<SystemThread?> = Mutex(nil)
     let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
-    /// Holds `start()` and `stop()` apart: a stop never runs while a start is halfway.
+    /// Held by `start()` while it starts the threads, and taken (empty) by `stop()` after
+    /// it has said stopping and before it looks for the threads: a stop never misses a
+    /// thread that a start is halfway through making, and a later start sees `stopping`.
+    /// `stop()` never holds it while it waits, so a handler that calls `stop()` while
+    /// another thread stops the node cannot deadlock.
     private let lifecycle = Mutex(())
 
     struct DispatcherState {
@@ -213,11 +217,9 @@ public final class QSMNode: Sendable {
 
     /// Leaves every group cleanly, stops the threads and waits for them.
     public func stop() {
-        lifecycle.withLock { _ in stopOnce() }
-    }
-
-    private func stopOnce() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // A start halfway through finishes first (and one after this sees `stopping`).
+        lifecycle.withLock { _ in }
         let engine = self.engine
         let handle = self.handle
         if !handle.tryPerform({ core in
