@@ -29,17 +29,20 @@ package struct FrameDecoder {
         // doubling, a frame of 2 MB (8,192 group views) went through every smaller buffer
         // and ended in one of 4 MB (issue 15, a node's peak memory). Bounded by
         // `maximumFrameBytes`, and its pages are touched only as the bytes arrive.
-        if buffer.count - start >= 4 {
-            let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
-            let end = start + 4 + length
-            if length <= maximumFrameBytes, end > buffer.capacity { buffer.reserveCapacity(end) }
+        if let length = announcedLength, length <= maximumFrameBytes, start + 4 + length > buffer.capacity {
+            buffer.reserveCapacity(start + 4 + length)
         }
+    }
+
+    /// The length the next frame's 4-byte big-endian prefix announces, once it is here.
+    private var announcedLength: Int? {
+        guard buffer.count - start >= 4 else { return nil }
+        return Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
     }
 
     /// The next complete frame's payload, nil if more bytes are needed.
     package mutating func nextFrame() throws(Failure) -> [UInt8]? {
-        guard buffer.count - start >= 4 else { compact(); return nil }
-        let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+        guard let length = announcedLength else { compact(); return nil }
         guard length <= maximumFrameBytes else { throw .frameTooLarge(length: length, limit: maximumFrameBytes) }
         guard buffer.count - start - 4 >= length else { compact(); return nil }
         let frame = Array(buffer[(start + 4)..<(start + 4 + length)])
