@@ -172,8 +172,9 @@ extension QSMNodeStatistics {
             ([("reason", "send_refused")], Int64(core.droppedSendErrors)),
             ([("reason", "oversized_output")], Int64(core.droppedOversizedOutput)),
             ([("reason", "injected_loss")], Int64(core.droppedByInjectedLoss)),
-            ([("reason", "receive_error")], Int64(core.receiveErrors)),
         ])
+        // A failed receive call is not a datagram dropped (the kernel keeps what it holds).
+        out.family("qsm_receive_errors", .counter, "Receive calls on a socket that failed (other than would-block).", core.receiveErrors)
         let groups = traffic.groups.sorted { $0.key < $1.key }
         func perGroup(_ value: (GroupTraffic) -> Int) -> [([(String, String)], Int64)] {
             groups.map { ([("group", $0.key.text)], Int64(value($0.value))) }
