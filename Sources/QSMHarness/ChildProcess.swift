@@ -25,7 +25,13 @@ public final class ChildProcess {
         // thread would inherit these ends, and this child's output would not end when it
         // exits. The spawn's dup2 onto 0 and 1 gives the child its ends without the flag.
         _ = try systemCall("pipe2") { cqsm_pipe_cloexec(&toChild) }
-        _ = try systemCall("pipe2") { cqsm_pipe_cloexec(&fromChild) }
+        do throws(SystemError) {
+            _ = try systemCall("pipe2") { cqsm_pipe_cloexec(&fromChild) }
+        } catch {
+            close(toChild[0])
+            close(toChild[1])
+            throw error
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var child: pid_t = 0
