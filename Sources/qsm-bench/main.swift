@@ -42,8 +42,8 @@ let usage = """
     """
 
 func fail(_ message: String) -> Never {
-    benchLog("qsm-bench: \(message)")
-    benchLog("see qsm-bench --help")
+    benchLog("qsm-bench: \(message)", level: .error)
+    benchLog("see qsm-bench --help", level: .error)
     exit(2)
 }
 

@@ -205,6 +205,9 @@ struct BenchCommandTests {
         (["run", "--sender-first-up-to", "-1"], "--sender-first-up-to"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
+        (["experiment"], "small, all or targets"),
+        (["experiment", "latency", "--seconds", "2h"], "within (0, 3600] seconds"),
+        (["experiment", "latency", "--seconds", "soon"], "--seconds must be a duration"),
         (["nonsense"], "unknown subcommand"),
     ])
     func badFlagsAreRefusedWithAReason(arguments: [String], reason: String) throws {

@@ -40,8 +40,8 @@ enum ExperimentCommand {
 
         flags:
           --out DIR      output directory (default: bench/results)
-          --seconds S    sending time per run (default 5; perturbation runs take at least
-                         12, the freeze run 20)
+          --seconds S    sending time per run, up to an hour: 10, 2500ms, 1m (default 5;
+                         perturbation runs take at least 12, the freeze run 20)
           --quick        fewer points per sweep
           -h, --help     show this help
         """
@@ -63,13 +63,16 @@ enum ExperimentCommand {
                 print(usage)
                 exit(0)
             }
-            guard !names.isEmpty else { throw ConfigurationError("name an experiment: receivers, groups, latency, perturbations or all") }
+            guard !names.isEmpty else { throw ConfigurationError("name an experiment: receivers, groups, latency, perturbations, small, all or targets (--help tells what each runs)") }
             if let out = try flags.value("--out") { settings.output = out }
             if let text = try flags.value("--seconds") {
-                guard let seconds = Double(text), seconds > 0, seconds <= 3600 else {
-                    throw ConfigurationError("--seconds must be a number of seconds in (0, 3600], got '\(text)'")
+                // The same spellings as `run --seconds` (2.5, 2500ms, 1m); each run of an
+                // experiment is bounded to an hour, since an experiment makes dozens.
+                guard let duration = CommandLineFlags.parseDuration(text, bareUnit: .seconds(1)),
+                      duration > .zero, duration <= .seconds(3600) else {
+                    throw ConfigurationError("--seconds must be a duration within (0, 3600] seconds like 10, 2500ms or 1m (bare numbers are seconds), got '\(text)'")
                 }
-                settings.seconds = seconds
+                settings.seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
             }
             settings.quick = flags.has("--quick")
             let known = ["receivers", "groups", "latency", "perturbations", "all", "targets", "small"]
