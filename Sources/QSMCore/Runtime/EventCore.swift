@@ -20,10 +20,10 @@ package final class EventCore {
     // receiver's CPU (perf, `qsm-bench run`).
     /// When the current event began being handled (refreshed at least every 16 events).
     @exclusivity(unchecked) package private(set) var now: Instant
-    @exclusivity(unchecked) package private(set) var statistics = EventCoreStatistics()
+    @exclusivity(unchecked) package internal(set) var statistics = EventCoreStatistics()
 
     private let epoll: Epoll
-    private let receiveBatch: DatagramBatch
+    let receiveBatch: DatagramBatch
     /// A socket that receives coalesced datagrams is read into its own batch of this
     /// many messages (64 KB each), `coalescedMessagesPerReceive` at a time, until about
     /// `coalescedBytesPerDrain` have come or the batch is full. Its datagrams are handled
@@ -32,16 +32,16 @@ package final class EventCore {
     static let coalescedBatchCapacity = 64
     static let coalescedMessagesPerReceive = 8
     static let coalescedBytesPerDrain = 256 << 10
-    @exclusivity(unchecked) private var registrations: [Registration?] = []
+    @exclusivity(unchecked) var registrations: [Registration?] = []
     @exclusivity(unchecked) private var generations: [UInt32] = []
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
-    @exclusivity(unchecked) private var queues: [RingBuffer<IOEvent>]
-    @exclusivity(unchecked) private var deferredOutput: [UInt64] = []
-    @exclusivity(unchecked) private var discardInboundUntil = Instant.zero
+    @exclusivity(unchecked) var queues: [RingBuffer<IOEvent>]
+    @exclusivity(unchecked) var deferredOutput: [UInt64] = []
+    @exclusivity(unchecked) var discardInboundUntil = Instant.zero
     /// Injected faults (experiments only): a share of inbound datagrams, and outbound
     /// ones too if asked, thrown away until `injectedFaultUntil`.
     @exclusivity(unchecked) private var injectedLossPercent: UInt64 = 100
-    @exclusivity(unchecked) private var injectedOutboundDrop = false
+    @exclusivity(unchecked) var injectedOutboundDrop = false
     @exclusivity(unchecked) private var injectionRandom = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds))
     /// Called after every I/O turn that handled at least one event, and between slices
     /// of inbound data within a turn. Held strongly, as registrations hold their
@@ -235,7 +235,7 @@ package final class EventCore {
         return registration
     }
 
-    private func updateInterest(_ registration: Registration, _ interest: Epoll.Interest) throws(SystemError) {
+    func updateInterest(_ registration: Registration, _ interest: Epoll.Interest) throws(SystemError) {
         guard interest != registration.interest else { return }
         if interest.isEmpty {
             try epoll.remove(registration.descriptor)
@@ -288,7 +288,7 @@ package final class EventCore {
         discardInboundUntil = deadline
     }
 
-    private func injectedInboundLoss() -> Bool {
+    func injectedInboundLoss() -> Bool {
         guard now < discardInboundUntil else { return false }
         return injectedLossPercent >= 100 || injectionRandom.next() % 100 < injectedLossPercent
     }
@@ -432,113 +432,6 @@ package final class EventCore {
         }
     }
 
-    /// Reads everything queued on a datagram socket (batched recvmmsg) into the inbound
-    /// queue of its class, stopping early only if the buffer pool runs dry.
-    private func drain(_ registration: Registration) {
-        if case .datagramSocket(let state) = registration.kind, state.coalesces {
-            return drainCoalesced(registration, state)
-        }
-        let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
-        let token = registration.id.token
-        while true {
-            let result: IOResult<Int>
-            do throws(SystemError) {
-                result = try receiveBatch.receive(on: registration.descriptor)
-            } catch {
-                statistics.receiveErrors += 1
-                statistics.lastSocketError = error
-                return
-            }
-            guard case .completed(let received) = result else { return }
-            if received == 0 {
-                statistics.poolExhaustions += 1
-                return
-            }
-            for index in 0..<received {
-                let buffer = receiveBatch.buffer(at: index)
-                if receiveBatch.isTruncated(at: index) {
-                    statistics.droppedTruncated += 1
-                    pool.release(buffer)
-                    continue
-                }
-                if injectedInboundLoss() {
-                    statistics.droppedByInjectedLoss += 1
-                    pool.release(buffer)
-                    continue
-                }
-                queues[queue].append(.datagram(registration: token, buffer: buffer,
-                                               length: Int32(receiveBatch.length(at: index)),
-                                               source: receiveBatch.address(at: index)))
-            }
-            receiveBatch.detachAll()
-            if received < receiveBatch.capacity { return }
-        }
-    }
-
-    /// `drain` for a socket that receives coalesced datagrams: receives into the socket's
-    /// own batch, each message cut into its datagrams, which are queued where they lie.
-    /// The socket is read again only once they have all been handled; until then its
-    /// data waits in the kernel (and epoll, level-triggered, reports it again).
-    ///
-    /// Copying each datagram into a packet buffer, as `drain` does, cost about 5% of a
-    /// 4-receiver run's samples in `memmove`, and a drain of up to 2,048 of them left the
-    /// first ones out of the cache by the time they were handled (issue 15).
-    private func drainCoalesced(_ registration: Registration, _ state: DatagramSocketState) {
-        guard state.coalescedInQueue == 0 else { return }
-        let batch: CoalescedDatagramBatch
-        if let made = state.coalescedBatch {
-            batch = made
-        } else {
-            batch = CoalescedDatagramBatch(capacity: Self.coalescedBatchCapacity)
-            state.coalescedBatch = batch
-        }
-        let queue = IOPriority.inbound(registration.medium, registration.traffic).rawValue
-        let token = registration.id.token
-        var used = 0
-        var bytes = 0
-        while used < batch.capacity {
-            let asked = min(Self.coalescedMessagesPerReceive, batch.capacity - used)
-            let result: IOResult<Int>
-            do throws(SystemError) {
-                result = try batch.receive(on: registration.descriptor, startingAt: used, count: asked)
-            } catch {
-                statistics.receiveErrors += 1
-                statistics.lastSocketError = error
-                return
-            }
-            guard case .completed(let received) = result else { return }
-            for index in used..<(used + received) {
-                if batch.isTruncated(at: index) {
-                    statistics.droppedTruncated += 1
-                    continue
-                }
-                let datagrams = batch.datagrams(at: index)
-                let source = batch.address(at: index)
-                bytes += batch.bytes(at: index).count
-                if datagrams.count > 1 {
-                    statistics.coalescedReceives += 1
-                    statistics.coalescedDatagrams += datagrams.count
-                }
-                for datagram in datagrams {
-                    if injectedInboundLoss() {
-                        statistics.droppedByInjectedLoss += 1
-                        continue
-                    }
-                    guard datagram.count <= pool.bufferCapacity else {
-                        // Longer than any datagram the core accepts uncoalesced.
-                        statistics.droppedTruncated += 1
-                        continue
-                    }
-                    queues[queue].append(.coalescedDatagram(registration: token, offset: Int32(batch.offset(of: datagram)),
-                                                            length: Int32(datagram.count), source: source))
-                    state.coalescedInQueue += 1
-                }
-            }
-            used += received
-            if received < asked || bytes >= Self.coalescedBytesPerDrain { return }
-        }
-    }
-
     private func process(_ event: IOEvent) {
         switch event {
         case .datagram(let token, let buffer, let length, let source):
@@ -566,91 +459,6 @@ package final class EventCore {
         case .descriptorWritable(let token):
             guard let registration = lookup(token), case .descriptor(let handler) = registration.kind else { return }
             handler.descriptorWritable(registration.id, core: self)
-        }
-    }
-
-    // MARK: Pull-based output
-
-    private func queueOutputIfReady(_ registration: Registration, _ state: DatagramSocketState) {
-        guard !state.outputQueued, !state.writeBlocked, state.hasOutput else { return }
-        state.outputQueued = true
-        queues[IOPriority.outbound(registration.medium, registration.traffic).rawValue]
-            .append(.output(registration: registration.id.token))
-    }
-
-    /// The socket can take output: build datagrams from registered feeds just in time and
-    /// send them in batches until the kernel pushes back, the feeds run dry, or the
-    /// per-turn allowance is used (then the rest waits for the next turn).
-    private func pullOutput(_ registration: Registration, _ state: DatagramSocketState) {
-        let batch = state.pending
-        let fallbacks = batch.segmentationFallbacks
-        defer { if batch.segmentationFallbacks > fallbacks { noteSegmentationFallback() } }
-        pulling: for _ in 0..<configuration.outputBatchesPerTurn {
-            while !batch.isFull, let (feed, traffic) = state.takeNextFeed() {
-                guard let buffer = pool.acquire() else {
-                    statistics.poolExhaustions += 1
-                    state.requeue(feed, traffic: traffic)
-                    break
-                }
-                let bytes = pool.bytes(of: buffer)
-                guard let datagram = feed.produceDatagram(into: bytes, core: self) else {
-                    pool.release(buffer)
-                    state.withdraw(feed)
-                    continue
-                }
-                if datagram.hasMore { state.requeue(feed, traffic: traffic) } else { state.withdraw(feed) }
-                if injectedOutboundDrop, now < discardInboundUntil {
-                    statistics.droppedByInjectedLoss += 1
-                    pool.release(buffer)
-                    continue
-                }
-                guard datagram.length >= 0, datagram.length <= bytes.count else {
-                    statistics.droppedOversizedOutput += 1
-                    pool.release(buffer)
-                    continue
-                }
-                batch.append(buffer, length: datagram.length, to: datagram.destination)
-            }
-            // Empty: the feeds ran dry, or the pool did (then the intent stands and the
-            // socket is offered again next turn, once buffers have come back).
-            if batch.isEmpty { break pulling }
-            do throws(SystemError) {
-                switch try batch.send(on: registration.descriptor) {
-                case .wouldBlock:
-                    do throws(SystemError) {
-                        try updateInterest(registration, state.restingInterest.union(.writable))
-                        state.writeBlocked = true
-                        return
-                    } catch {
-                        // Without EPOLLOUT nobody would wake this socket: retry next turn.
-                        statistics.lastSocketError = error
-                        break pulling
-                    }
-                case .completed(let sent):
-                    statistics.datagramsSent += sent
-                    statistics.bytesSent += batch.lastSentByteCount
-                    statistics.segmentedSends += batch.lastSegmentedMessages
-                    statistics.segmentedDatagrams += batch.lastSegmentedDatagrams
-                }
-            } catch {
-                statistics.droppedSendErrors += 1
-                statistics.lastSocketError = error
-                batch.dropFirst()
-            }
-        }
-        if state.hasOutput && !state.writeBlocked && !state.outputQueued {
-            state.outputQueued = true
-            deferredOutput.append(registration.id.token)
-        }
-    }
-
-    /// Counts a socket whose batch just turned segmentation off (the kernel refused it;
-    /// a batch does so once).
-    private func noteSegmentationFallback() {
-        statistics.segmentationFallbacks += 1
-        statistics.segmentationOffload = registrations.contains { registration in
-            guard let registration, case .datagramSocket(let state) = registration.kind else { return false }
-            return state.pending.segmentsSends
         }
     }
 

@@ -27,18 +27,18 @@ package final class NodeMachine {
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
     // receiver's CPU (perf, `qsm-bench run`).
-    @exclusivity(unchecked) package private(set) var statistics = NodeMachineStatistics()
+    @exclusivity(unchecked) package internal(set) var statistics = NodeMachineStatistics()
     /// Per-group and per-sender counts of what was sent and delivered.
     package var traffic: TrafficCounters { tally.named(groupNames, publications: protocolNode.publications()) }
-    @exclusivity(unchecked) private var tally = TrafficTally()
+    @exclusivity(unchecked) var tally = TrafficTally()
     /// The multicast addresses this node must receive: its regions', and those of the
     /// hybrid groups it belongs to.
     @exclusivity(unchecked) package private(set) var listenAddresses: Set<QSMSocketAddress> = []
 
-    private let seal: DatagramSeal?
+    let seal: DatagramSeal?
     /// Where encrypted packets are decrypted to (only with encryption).
     private let scratch: UnsafeMutableRawBufferPointer
-    private let tagBytes: Int
+    let tagBytes: Int
     private let flowControl: any FlowControl
     @exclusivity(unchecked) private var now = Instant.zero
     @exclusivity(unchecked) private var addressBook: [NodeID: QSMSocketAddress] = [:]
@@ -56,14 +56,14 @@ package final class NodeMachine {
     /// The id each group name had last (see `GroupRenumbering`).
     @exclusivity(unchecked) var knownGroupIDs: [GroupName: GroupID] = [:]
     @exclusivity(unchecked) var nextParkedGroupID = UInt32.max
-    @exclusivity(unchecked) private var events = RingBuffer<NodeEvent>(initialCapacity: 64)
-    @exclusivity(unchecked) private var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
+    @exclusivity(unchecked) var events = RingBuffer<NodeEvent>(initialCapacity: 64)
+    @exclusivity(unchecked) var gmsActions = RingBuffer<MembershipClientAction>(initialCapacity: 16)
     /// The GMS connection's authentication (with a cluster secret).
     @exclusivity(unchecked) private var gmsSession: GMSClientSession
     @exclusivity(unchecked) private var nonces: NonceSource?
     /// With a cluster secret: this incarnation's datagram counter, and what each sender's
     /// incarnation has been seen to send (see `DatagramEnvelope`).
-    @exclusivity(unchecked) private var datagramsSent: UInt64 = 0
+    @exclusivity(unchecked) var datagramsSent: UInt64 = 0
     /// Per sender, looked up for every authenticated datagram: an `IdentifierTable`, not a
     /// `Dictionary`, whose SipHash cost about as much as the rest of the check (issue 15).
     @exclusivity(unchecked) private var replayWindows: IdentifierTable<NodeID, ReplayWindow>
@@ -95,6 +95,10 @@ package final class NodeMachine {
     }
 
     deinit { scratch.deallocate() }
+
+    /// A datagram the protocol produced that did not fit the bundle being built: the
+    /// next datagram starts with it.
+    @exclusivity(unchecked) var carried: (datagram: ProtocolDatagram, destination: QSMSocketAddress)?
 
     // MARK: Application commands
 
@@ -203,7 +207,7 @@ package final class NodeMachine {
 
     /// The name of a delivery stream's group, kept in the stream: deliveries cost no
     /// hashing however many groups take turns.
-    private func name(of stream: DeliveryStream) -> GroupName? {
+    func name(of stream: DeliveryStream) -> GroupName? {
         if stream.nameEpoch == namesEpoch, let name = stream.name { return name }
         guard let name = groupNames[stream.group] else { return nil }
         stream.name = name
@@ -354,166 +358,11 @@ package final class NodeMachine {
         return deadline
     }
 
-    // MARK: Outputs
-
-    /// Whether `pollDatagram` has something to write.
-    package var hasDatagram: Bool { carried != nil || protocolNode.hasOutput }
-
-    /// Writes the next datagram into `buffer` (at least `maximumDatagramBytes` long is
-    /// best; a smaller buffer is honoured the same way) and says where it goes. Packets
-    /// the protocol has ready for the same address are packed into it, up to
-    /// `bundleBytes` (see `DatagramBundle`); the first that does not fit starts the next.
-    package func pollDatagram(into buffer: UnsafeMutableRawBufferPointer, now: Instant) -> OutgoingDatagram? {
-        enter(now)
-        let limit = min(buffer.count, configuration.maximumDatagramBytes)
-        // Room for packets, the tag left out.
-        let packetRoom = max(0, limit - tagBytes)
-        let bundleRoom = min(packetRoom, configuration.bundleBytes - tagBytes)
-        while let (first, destination) = nextAddressedDatagram(now: now) {
-            let written: Int?
-            if first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes <= bundleRoom,
-               hasDatagram || first.redundantCopy {
-                written = bundle(first, to: destination, into: buffer, room: bundleRoom, now: now)
-            } else {
-                // Encoded in place, in the driver's buffer, leaving room for the tag.
-                written = first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packetRoom]))
-            }
-            guard var length = written else {
-                statistics.droppedOversized += 1
-                continue
-            }
-            if let seal {
-                datagramsSent += 1
-                _ = seal.seal(buffer, length: length, counter: datagramsSent)
-                length += tagBytes
-            }
-            return OutgoingDatagram(destination: destination, length: length)
-        }
-        return nil
-    }
-
-    /// A datagram the protocol produced that did not fit the bundle being built: the
-    /// next datagram starts with it.
-    @exclusivity(unchecked) private var carried: (datagram: ProtocolDatagram, destination: QSMSocketAddress)?
-
-    private func nextAddressedDatagram(now: Instant) -> (ProtocolDatagram, QSMSocketAddress)? {
-        if let carried {
-            self.carried = nil
-            return carried
-        }
-        while let datagram = protocolNode.nextDatagram(now: now) {
-            guard let destination = address(of: datagram.destination) else {
-                statistics.droppedNoAddress += 1
-                continue
-            }
-            return (datagram, destination)
-        }
-        return nil
-    }
-
-    /// Writes `first` and whatever else is ready for `destination` and fits in `room`
-    /// bytes; returns the length (nil if `first`, alone, did not fit). A single packet is
-    /// written plain, without the bundle header.
-    private func bundle(_ first: ProtocolDatagram, to destination: QSMSocketAddress, into buffer: UnsafeMutableRawBufferPointer,
-                        room: Int, now: Instant) -> Int? {
-        let start = DatagramBundle.headerBytes
-        var offset = start
-        var count = 0
-        var next = first
-        if !first.redundantCopy {
-            // The next datagram is looked at before the first is written: when it cannot
-            // join, the first goes plain, encoded in place. (Written into the bundle first,
-            // a 1000-byte message, which never has company under a 1,472-byte bundle, was
-            // then moved back to the start.) Either way it is carried: the loop below, or
-            // the next datagram, takes it back.
-            let joining = hasDatagram ? nextAddressedDatagram(now: now) : nil
-            carried = joining
-            guard let (following, address) = joining, address == destination, !following.redundantCopy,
-                  start + 2 * DatagramBundle.lengthBytes + first.byteCount + following.byteCount <= room else {
-                return first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<room]))
-            }
-        }
-        while true {
-            let size = next.byteCount
-            buffer.storeBytes(of: UInt16(size).bigEndian, toByteOffset: offset, as: UInt16.self)
-            _ = next.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(offset + DatagramBundle.lengthBytes)..<(offset + DatagramBundle.lengthBytes + size)]))
-            offset += DatagramBundle.lengthBytes + size
-            count += 1
-            guard count < DatagramBundle.maximumPackets, hasDatagram, let (following, address) = nextAddressedDatagram(now: now) else { break }
-            guard address == destination, !following.redundantCopy,
-                  offset + DatagramBundle.lengthBytes + following.byteCount <= room else {
-                carried = (following, address)
-                break
-            }
-            next = following
-        }
-        buffer[0] = PacketKind.bundle.rawValue
-        buffer.storeBytes(of: UInt16(count).bigEndian, toByteOffset: 1, as: UInt16.self)
-        statistics.bundlesSent += 1
-        statistics.packetsBundled += count
-        return offset
-    }
-
-    /// Whether `pollDelivery` has something.
-    package var hasDelivery: Bool { protocolNode.hasDelivery }
-
-    /// The next delivery, in order.
-    package func pollDelivery() -> NodeDelivery? {
-        while let delivery = protocolNode.takeDelivery() {
-            guard let group = name(of: delivery.stream) else {
-                statistics.droppedUnnamedGroup += 1
-                continue
-            }
-            tally.delivered(on: delivery.stream, sequence: delivery.groupSequence, bytes: delivery.payload.count)
-            return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
-                                publishedAt: delivery.publishedAt, region: delivery.region,
-                                regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
-        }
-        return nil
-    }
-
-    package func pollEvent() -> NodeEvent? {
-        takeReleased()
-        guard let event = events.popFirst() else {
-            // A burst (one view event per group when thousands of views arrive at once)
-            // grew the queue far beyond its working size: once drained, it goes back to a
-            // small one rather than keeping a megabyte nothing uses (issue 15, RSS).
-            if events.capacity > Self.keptEventCapacity { events = RingBuffer(initialCapacity: 64) }
-            return nil
-        }
-        return event
-    }
-
-    /// The largest capacity the event queue keeps once drained: above its bursts in steady
-    /// state (with `reportsCommits`, an event per message admitted, up to a window of
-    /// them at once), so that those never reallocate it; below the burst of installing
-    /// thousands of group views (an event per view: 16,384 slots for 8,192 groups).
-    static let keptEventCapacity = 8192
-    /// The same for the GMS-action queue, whose steady state is a heartbeat a second.
-    static let keptGMSActionCapacity = 1024
-
-    /// The queues' capacities now (for tests of the above).
-    var eventQueueCapacity: Int { events.capacity }
-    var gmsActionQueueCapacity: Int { gmsActions.capacity }
-
-    /// What the GMS connection should do next: connect, send a frame, or close.
-    package func pollGMSAction() -> MembershipClientAction? {
-        guard let action = gmsActions.popFirst() else {
-            if gmsActions.capacity > Self.keptGMSActionCapacity { gmsActions = RingBuffer(initialCapacity: 16) }
-            return nil
-        }
-        return action
-    }
-
-    /// Whether `pollGMSAction` has something: lets a driver skip its GMS link on the
-    /// per-message path.
-    package var hasGMSAction: Bool { !gmsActions.isEmpty }
-
     // MARK: Internals
 
-    private func enter(_ time: Instant) { now = max(now, time) }
+    func enter(_ time: Instant) { now = max(now, time) }
 
-    private func address(of destination: ProtocolDestination) -> QSMSocketAddress? {
+    func address(of destination: ProtocolDestination) -> QSMSocketAddress? {
         switch destination {
         case .node(let node): return addressBook[node]
         case .region(let region):
@@ -559,7 +408,7 @@ package final class NodeMachine {
         if statistics.pendingPublishes != pending.count { statistics.pendingPublishes = pending.count }
     }
 
-    private func takeReleased() {
+    func takeReleased() {
         let released = protocolNode.takeReleased()
         if released.messages > 0 { events.append(.released(messages: released.messages, bytes: released.bytes)) }
     }
