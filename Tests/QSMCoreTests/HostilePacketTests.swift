@@ -95,3 +95,42 @@ struct HostilePacketTests {
         #expect(node.heldForDebt == 0)
     }
 }
+
+/// A message of several fragments costs no allocation in steady state: it is joined into
+/// a whole-message spare, and its fragments' arrays become spares for later packets.
+struct FragmentReassemblyTests {
+    static func address(_ bytes: ArraySlice<UInt8>) -> UInt? {
+        bytes.withUnsafeBufferPointer { $0.baseAddress.map { UInt(bitPattern: $0) } }
+    }
+
+    @Test func aReassembledMessageReusesTheArrayOfTheOneBeforeAndRecyclesItsFragments() throws {
+        let node = try HostilePacketTests.member()
+        var sequence: UInt64 = 0
+        var wholes: [UInt?] = []
+        for message in 0..<5 {
+            let parts = (0..<3).map { [UInt8](repeating: UInt8(message * 3 + $0), count: 1_000 + $0) }
+            for (index, part) in parts.enumerated() {
+                sequence += 1
+                let packet = DataPacket(sender: NodeID(2), region: HostilePacketTests.region, regionView: 1, viewStartSequence: 1,
+                                        sequence: sequence, group: GroupID(1), groupView: 1, groupSequence: UInt64(message + 1),
+                                        fragmentIndex: UInt16(index), fragmentCount: 3, publishedAt: 0, payload: part[...])
+                node.receive(ProtocolPacket.data(packet, retransmitted: false).encoded(), now: Instant(nanoseconds: Int64(sequence + 1)))
+            }
+            let sparesBefore = node.payloadSpares.count
+            do {
+                let delivery = try #require(node.takeDelivery())
+                #expect(Array(delivery.payload) == parts.flatMap { $0 })
+                wholes.append(Self.address(delivery.payload))
+                #expect(node.takeDelivery() == nil)
+                // The driver hands the array back once the application is done with it.
+                node.recyclePayload(Array(delivery.payload))
+            }
+            #expect(node.payloadSpares.count == sparesBefore + 1)
+            // The three fragments' arrays went to the spares when they were joined.
+            #expect(sparesBefore >= 3)
+        }
+        // Each message after the first was joined into the array its predecessor left.
+        #expect(Set(wholes.dropFirst()).count == 1 && wholes[1] == wholes[0], "whole-message arrays: \(wholes)")
+        #expect(node.statistics.delivered == 5)
+    }
+}

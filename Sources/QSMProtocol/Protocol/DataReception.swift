@@ -385,20 +385,41 @@ extension ProtocolNode {
             deliver(packet, payload: packet.payload)
             return
         }
-        if packet.fragmentIndex == 0 { stream.fragments.removeAll() }
+        if packet.fragmentIndex == 0 { recycleFragments(of: stream) }
         guard Int(packet.fragmentIndex) == stream.fragments.count else {
             // Joined mid-message: the rest of that message was not addressed to us.
-            stream.fragments.removeAll()
+            recycleFragments(of: stream)
             return
         }
         stream.fragments.append(packet)
         if packet.fragmentIndex + 1 == packet.fragmentCount {
-            var whole: [UInt8] = []
-            whole.reserveCapacity(stream.fragments.reduce(0) { $0 + $1.payload.count })
-            for fragment in stream.fragments { whole += fragment.payload }
-            stream.fragments.removeAll()
+            var bytes = 0
+            for fragment in stream.fragments { bytes += fragment.payload.count }
+            // Into a spare whole-message array, and the fragments' arrays become spares
+            // for the next packets: a message of many fragments allocates nothing in
+            // steady state (it made one array per fragment, and one for the whole).
+            var whole = payloadSpares.spare(reserving: bytes)
+            for fragment in stream.fragments { whole.append(contentsOf: fragment.payload) }
+            recycleFragments(of: stream)
             deliver(packet, payload: whole[...])
         }
+    }
+
+    /// Lets go of a stream's fragments, their payload arrays going to the spares (those
+    /// still cached are shared, and are not written to until the cache lets go too).
+    private func recycleFragments(of stream: ReceiveStream) {
+        guard !stream.fragments.isEmpty else { return }
+        // Received payloads were decoded each into an array of its own (see
+        // `PayloadSpares.copy`), and such a slice becomes its array without a copy. This
+        // node's own packets (a sender that is a member) are slices of the message.
+        if stream.fragments[0].sender != id {
+            for index in stream.fragments.indices {
+                let payload = stream.fragments[index].payload
+                stream.fragments[index].payload = []
+                payloadSpares.put(Array(payload))
+            }
+        }
+        stream.fragments.removeAll(keepingCapacity: true)
     }
 
     func deliver(_ packet: DataPacket, payload: ArraySlice<UInt8>) {

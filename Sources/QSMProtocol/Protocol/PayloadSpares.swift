@@ -8,30 +8,41 @@
 /// messages not yet stable: rate x stability lag, thousands at full rate) with room
 /// besides for spares that are free.
 struct PayloadSpares {
+    /// Arrays for one packet's payload each (capacity below `wholeFrom`).
     private var arrays = RingBuffer<[UInt8]>(initialCapacity: 16)
+    /// Arrays of at least `wholeFrom` bytes: whole messages reassembled from fragments
+    /// come back in these, and the next reassembly takes one (see `spare(reserving:)`).
+    /// Kept apart so that a message of many fragments takes one large array rather than
+    /// trying small ones that cannot hold it.
+    private var wholes = RingBuffer<[UInt8]>(initialCapacity: 16)
     let limit: Int
     let budgetBytes: Int
+    /// The capacity from which an array counts as a whole message's: above any one
+    /// packet's payload (`ProtocolConfiguration.maximumFragmentBytes`, with room for the
+    /// allocator's rounding).
+    let wholeFrom: Int
     private(set) var heldBytes = 0
     /// Arrays larger than this are not kept.
     static let largestKeptBytes = 64 << 10
 
-    init(limit: Int, budgetBytes: Int = 16 << 20) {
+    init(limit: Int, budgetBytes: Int = 16 << 20, maximumFragmentBytes: Int = 1_400) {
         precondition(MemoryLayout<[UInt8]>.size == MemoryLayout<AnyObject?>.size, "an array is not one reference here")
         self.limit = limit
         self.budgetBytes = budgetBytes
+        wholeFrom = maximumFragmentBytes + 64
     }
 
-    var count: Int { arrays.count }
+    var count: Int { arrays.count + wholes.count }
 
     mutating func put(_ bytes: [UInt8]) {
         let size = bytes.capacity
-        guard arrays.count < limit, size > 0, size <= Self.largestKeptBytes, heldBytes + size <= budgetBytes else { return }
+        guard count < limit, size > 0, size <= Self.largestKeptBytes, heldBytes + size <= budgetBytes else { return }
         heldBytes += size
-        arrays.append(bytes)
+        if size >= wholeFrom { wholes.append(bytes) } else { arrays.append(bytes) }
     }
 
-    private mutating func take() -> [UInt8]? {
-        guard let bytes = arrays.popFirst() else { return nil }
+    private mutating func take(whole: Bool) -> [UInt8]? {
+        guard let bytes = whole ? wholes.popFirst() : arrays.popFirst() else { return nil }
         heldBytes -= bytes.capacity
         return bytes
     }
@@ -41,17 +52,38 @@ struct PayloadSpares {
     /// to: it goes to the back, to be tried again later; after a couple of those, a new
     /// array is allocated (the bound keeps each message's cost constant).
     mutating func copy(_ source: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
+        guard var bytes = takeSpare(whole: false, reserving: source.count) else { return ArraySlice(source) }
+        bytes.append(contentsOf: source)
+        return ArraySlice(bytes)
+    }
+
+    /// An empty array with room for `count` bytes, for a message reassembled from its
+    /// fragments: a whole-message spare that nothing else shares and that is large
+    /// enough, else a new one (of at least `wholeFrom` bytes, so that it comes back to
+    /// the whole-message spares). Spares found shared go to the back, as in `copy(_:)`;
+    /// one found too small is let go, so that the arrays kept come to fit the messages
+    /// that arrive.
+    mutating func spare(reserving count: Int) -> [UInt8] {
+        if let bytes = takeSpare(whole: true, reserving: count) { return bytes }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(max(count, wholeFrom))
+        return bytes
+    }
+
+    private mutating func takeSpare(whole: Bool, reserving count: Int) -> [UInt8]? {
         for _ in 0..<2 {
-            guard var bytes = take() else { break }
+            guard var bytes = take(whole: whole) else { break }
             guard isSoleOwner(&bytes) else {
                 put(bytes)
                 continue
             }
+            // A whole-message array too small for this message is let go (a new one is
+            // made to measure); a small one grows as it is written, once.
+            guard !whole || bytes.capacity >= count else { continue }
             bytes.removeAll(keepingCapacity: true)
-            bytes.append(contentsOf: source)
-            return ArraySlice(bytes)
+            return bytes
         }
-        return ArraySlice(source)
+        return nil
     }
 }
 

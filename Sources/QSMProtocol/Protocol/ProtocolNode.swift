@@ -125,7 +125,7 @@ package final class ProtocolNode {
 
     /// Arrays of delivered payloads the driver handed back (`recyclePayload`), which
     /// received payloads are decoded into.
-    @exclusivity(unchecked) var payloadSpares = PayloadSpares(limit: 32_768)
+    @exclusivity(unchecked) var payloadSpares: PayloadSpares
     /// Reused by each recovery check for the missing numbers due (see `GapRecovery`).
     @exclusivity(unchecked) var recoveryScratch: [UInt64] = []
 
@@ -290,6 +290,7 @@ package final class ProtocolNode {
         lastDelivered = DeliveryStreamTable(seed: tableSeeds.next())
         publishTargets = GroupIDTable(seed: tableSeeds.next())
         heldTally.tableSlotLimit = configuration.maximumTableSlots
+        payloadSpares = PayloadSpares(limit: 32_768, maximumFragmentBytes: configuration.maximumFragmentBytes)
     }
 
     /// Every event enters here with its time: `now` follows it, `runningNow` too but
