@@ -24,7 +24,8 @@ final class PayloadRecycler: Sendable {
     ///   - capacity: spares kept at most. Twice the window suits: the spares that are
     ///     still shared for a while after their acknowledgement (a member publisher's
     ///     own cached copies) need room beside those ready for reuse.
-    ///   - budgetBytes: their capacity in all, at most (the window's bytes suit).
+    ///   - budgetBytes: their capacity in all, at most (twice the window's bytes suit,
+    ///     for the same reason).
     init(capacity: Int, budgetBytes: Int) {
         spares = RequestQueue(capacity: max(2, capacity))
         self.budgetBytes = budgetBytes

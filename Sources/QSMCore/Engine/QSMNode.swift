@@ -109,8 +109,12 @@ public final class QSMNode: Sendable {
         id = NodeID(configuration.nodeID ?? max(1, seed.next() >> 1))
         window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages,
                                byteCapacity: configuration.protocolConfiguration.windowBytes)
+        // Twice the window, in count and in bytes: a member publisher's arrays stay shared
+        // with its own cache for a while after their acknowledgement, and need room beside
+        // those ready for reuse (with the window's bytes alone, 4,000-byte messages
+        // overflowed it and allocated 0.2 arrays per message).
         recycler = PayloadRecycler(capacity: 2 * configuration.protocolConfiguration.windowMessages,
-                                   budgetBytes: configuration.protocolConfiguration.windowBytes)
+                                   budgetBytes: 2 * configuration.protocolConfiguration.windowBytes)
         returnedPayloads = RequestQueue(capacity: 32_768)
         outputs = RequestQueue(capacity: configuration.deliveryQueueCapacity)
         outputWakeup = try ConsumerWakeup()
