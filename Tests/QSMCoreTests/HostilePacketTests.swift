@@ -134,3 +134,28 @@ struct FragmentReassemblyTests {
         #expect(node.statistics.delivered == 5)
     }
 }
+
+extension FragmentReassemblyTests {
+    /// A publisher that is a member of its group gets its own message of many fragments
+    /// as the very array it published, not joined into a new one.
+    @Test func aMemberPublishersOwnFragmentedMessageIsDeliveredAsPublished() throws {
+        typealias Fixture = SenderCrashRecoveryTests
+        var configuration = ProtocolConfiguration()
+        configuration.viewChangePauseLimit = .zero
+        let node = try ProtocolNode(id: NodeID(1), configuration: configuration, seed: 1)
+        node.installMembership(regions: [Fixture.view(1, members: [1, 2], partitions: [[1, 2]])],
+                               groups: [Fixture.groupView(1, members: [1, 2], publishers: [1])], now: Fixture.ms(1))
+        let payload = (0..<(3 * configuration.maximumFragmentBytes + 17)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let published = payload.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        guard case .accepted = node.publish(group: Fixture.group, payload: payload, now: Fixture.ms(2)) else {
+            Issue.record("not accepted")
+            return
+        }
+        _ = try Fixture.drain(node, now: Fixture.ms(2))
+        let delivery = try #require(node.takeDelivery())
+        #expect(delivery.fragments == 4)
+        #expect(Array(delivery.payload) == payload)
+        #expect(Self.address(delivery.payload) == published)
+        #expect(node.takeDelivery() == nil)
+    }
+}

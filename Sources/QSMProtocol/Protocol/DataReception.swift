@@ -36,7 +36,9 @@ extension ProtocolNode {
     /// once: a second one, for the origin, copied the data packet (and retained its
     /// payload) again, about 3% of a receiver's samples (issue 15).
     private func handle(_ packet: consuming ProtocolPacket, _ bytes: UnsafeRawBufferPointer) -> PacketOrigin {
-        switch packet {
+        // Consumed: the cases own what they bind (a token's records are then changed in
+        // place by a ring leader, not copied each round).
+        switch consume packet {
         case .data(let data, let retransmitted):
             let origin: PacketOrigin = retransmitted ? .unknown : .sender(data.sender)
             let installed: UInt64
@@ -393,6 +395,13 @@ extension ProtocolNode {
         }
         stream.fragments.append(packet)
         if packet.fragmentIndex + 1 == packet.fragmentCount {
+            if let looped = loopedMessage, looped.sequence == packet.sequence, packet.sender == id {
+                // This node's own message, every fragment accepted: the array it was
+                // published in is the whole.
+                recycleFragments(of: stream)
+                deliver(packet, payload: looped.payload[...])
+                return
+            }
             var bytes = 0
             for fragment in stream.fragments { bytes += fragment.payload.count }
             // Into a spare whole-message array, and the fragments' arrays become spares

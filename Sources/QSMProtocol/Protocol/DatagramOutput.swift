@@ -17,7 +17,9 @@ extension ProtocolNode {
             return datagram
         }
         while let item = control.popFirst() {
-            switch item {
+            // Consumed, so that the token's records are this function's alone and grow
+            // in place (a copy left in `item` made every hop copy them).
+            switch consume item {
             case .token(var token, let target, let contribute):
                 if contribute { mergeOwnState(into: &token) }
                 statistics.maximumTokenRecords = max(statistics.maximumTokenRecords, token.records.count)
@@ -193,7 +195,16 @@ extension ProtocolNode {
             state.awaiting.append((sequence, message))
         }
         // The sender is a member like any other: it receives its own message.
-        if member { receiveData(packet) }
+        if member {
+            let count = fragmentCount(message)
+            if count > 1, Int(fragment) + 1 == count {
+                loopedMessage = (sequence, message.payload)
+                receiveData(packet)
+                loopedMessage = nil
+            } else {
+                receiveData(packet)
+            }
+        }
         return packet
     }
 

@@ -12,11 +12,13 @@ extension ProtocolNode {
     /// A partition token visits: learn what exists and what is stable, then ask for what
     /// is missing, a bounded number per stream (no node reacts to loss with a flood).
     /// Missing tails wait for `inputCaughtUp(now:)`.
-    func learnAndRecover(from records: [TokenRecord], in region: RegionView) {
+    /// `learningStable: false` ignores the records' stability (a token whose stable
+    /// fields are not this node's to act on yet).
+    func learnAndRecover(from records: [TokenRecord], in region: RegionView, learningStable: Bool = true) {
         for record in records {
             let key = StreamKey(sender: record.sender, region: region.id)
             guard record.maximumSeen > 0 || streams[key] != nil else {
-                if record.stable > 0 { streams[key]?.learnStable(record.stable) }
+                if learningStable, record.stable > 0 { streams[key]?.learnStable(record.stable) }
                 continue
             }
             guard let stream = stream(key, firstPacket: nil) else {
@@ -31,7 +33,7 @@ extension ProtocolNode {
                 continue
             }
             learnMaximum(record.maximumSeen, in: stream)
-            if record.stable > 0 { stream.learnStable(record.stable) }
+            if learningStable, record.stable > 0 { stream.learnStable(record.stable) }
             streams[key] = stream
         }
         askForMissing(in: region, includingTails: false)
@@ -57,11 +59,18 @@ extension ProtocolNode {
         }
         guard !tailsAwaitingInput.isEmpty else { return false }
         enter(now)
-        let due = tailsAwaitingInput.sorted()
-        tailsAwaitingInput.removeAll()
+        // In order (the simulator replays runs exactly), in a reused buffer, and the set
+        // keeps its storage: tails wait after most token visits under load.
+        var due = regionScratch
+        regionScratch = []
+        due.removeAll(keepingCapacity: true)
+        due.append(contentsOf: tailsAwaitingInput)
+        due.sort()
+        tailsAwaitingInput.removeAll(keepingCapacity: true)
         for id in due {
             if let region = regions[id] { askForMissing(in: region, includingTails: true) }
         }
+        regionScratch = due
         return true
     }
 
@@ -75,8 +84,17 @@ extension ProtocolNode {
         // for all but the first and outgrew the datagram limit.
         var requests: [RequestTarget: RequestPacket] = [:]
         var tailsWaiting = false
-        for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
-            where key.region == region.id && !stream.missing.isEmpty {
+        // The streams with gaps, by sender (the simulator replays runs exactly), in a
+        // reused buffer: most rounds find none.
+        var due = streamScratch
+        streamScratch = []
+        for (key, stream) in streams where key.region == region.id && !stream.missing.isEmpty { due.append((key, stream)) }
+        due.sort { $0.key.sender < $1.key.sender }
+        defer {
+            due.removeAll(keepingCapacity: true)
+            streamScratch = due
+        }
+        for (key, stream) in due {
             // A departed sender's gaps are sought where the view they were sent in cached
             // them, and skipped once everyone who could hold them said they do not.
             let gone = departed.contains(key.sender) || presumeGone(key, stream, region)

@@ -198,9 +198,8 @@ extension ProtocolNode {
 
     /// A leader ring's token came back: what its members reported becomes this ring's
     /// report to the level above.
-    func completeLeaderRound(_ received: TokenPacket, _ region: RegionView, level: Int) {
+    func completeLeaderRound(_ token: consuming TokenPacket, _ region: RegionView, level: Int) {
         guard var state = leaderRounds[region.id]?[level] else { return }
-        var token = received
         mergeOwnState(into: &token)
         let length = state.ring.members.count
         if length > 1 {

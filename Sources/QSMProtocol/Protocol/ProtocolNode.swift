@@ -128,6 +128,18 @@ package final class ProtocolNode {
     @exclusivity(unchecked) var payloadSpares: PayloadSpares
     /// Reused by each recovery check for the missing numbers due (see `GapRecovery`).
     @exclusivity(unchecked) var recoveryScratch: [UInt64] = []
+    /// Buffers the token rounds reuse for their sorted walks and lookups, so that a round
+    /// allocates nothing in steady state but its token. Each user takes the buffer out
+    /// (leaving an empty one) and puts it back, so a nested use only costs an allocation.
+    @exclusivity(unchecked) var regionScratch: [RegionID] = []
+    /// The message whose last fragment this node, a member, is looping back to itself
+    /// (set only during that call): it is delivered as the array it was published in,
+    /// not joined from its fragments into a new one.
+    @exclusivity(unchecked) var loopedMessage: (sequence: UInt64, payload: [UInt8])?
+    @exclusivity(unchecked) var streamScratch: [(key: StreamKey, stream: ReceiveStream)] = []
+    @exclusivity(unchecked) var senderScratch: [NodeID] = []
+    @exclusivity(unchecked) var recordIndexScratch: [NodeID: Int] = [:]
+    @exclusivity(unchecked) var recordScratch: [NodeID: TokenRecord] = [:]
 
     /// Hands back the array of a delivery the application is done with, for a later
     /// payload to be decoded into (see `PayloadSpares`).

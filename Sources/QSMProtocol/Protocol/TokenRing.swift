@@ -79,7 +79,13 @@ extension ProtocolNode {
             }
             nextSenderStatusAt = now.advanced(byNanoseconds: interval)
         }
-        for regionID in partitionRounds.keys.sorted() {
+        // Sorted (the simulator replays runs exactly) in a reused buffer.
+        var due = regionScratch
+        regionScratch = []
+        due.removeAll(keepingCapacity: true)
+        due.append(contentsOf: partitionRounds.keys)
+        due.sort()
+        for regionID in due {
             guard var round = partitionRounds[regionID] else { continue }
             let outstanding = round.inProgress
             guard roundIsDue(&round) else { continue }
@@ -89,7 +95,10 @@ extension ProtocolNode {
             startPartitionRound(region)
         }
         tickLeaderRounds()
-        for regionID in regionRounds.keys.sorted() {
+        due.removeAll(keepingCapacity: true)
+        due.append(contentsOf: regionRounds.keys)
+        due.sort()
+        for regionID in due {
             guard var round = regionRounds[regionID] else { continue }
             let outstanding = round.inProgress
             guard roundIsDue(&round) else { continue }
@@ -98,6 +107,7 @@ extension ProtocolNode {
             if outstanding { probeAfterTimeout(region: regionID, ring: regionRing(region)) }
             startRegionRound(region)
         }
+        regionScratch = due
         updateHeldBytes()
     }
 
@@ -285,7 +295,9 @@ extension ProtocolNode {
     /// contiguous prefix is added when the token returns. Without the highest sequence
     /// numbers here, the member right after the leader would never learn of a lost tail.
     func informationRecords(_ region: RegionID, aggregate: [NodeID: (record: TokenRecord, complete: Bool)]) -> [TokenRecord] {
-        var records: [NodeID: TokenRecord] = [:]
+        var records = recordScratch
+        recordScratch = [:]
+        records.removeAll(keepingCapacity: true)
         for (key, stream) in streams where key.region == region && stream.isActive {
             records[key.sender] = TokenRecord(sender: key.sender, contiguous: .max, maximumSeen: stream.maximumSeen,
                                               stable: stream.stable, coverage: 0)
@@ -300,12 +312,14 @@ extension ProtocolNode {
             record.stable = max(record.stable, announcement.stable)
             records[sender] = record
         }
-        return records.values.sorted { $0.sender < $1.sender }
+        // The token's own array: the one allocation of a round.
+        let sorted = records.values.sorted { $0.sender < $1.sender }
+        recordScratch = records
+        return sorted
     }
 
-    func completePartitionRound(_ received: TokenPacket, _ region: RegionView) {
+    func completePartitionRound(_ token: consuming TokenPacket, _ region: RegionView) {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
-        var token = received
         // Back at the leader in this view: every member has installed it.
         partitionSettledView[region.id] = region.viewNumber
         mergeOwnState(into: &token)
@@ -318,7 +332,9 @@ extension ProtocolNode {
             // What the others saw tells the leader of its own gaps, the tail included.
             learnAndRecover(from: token.records, in: region)
         }
-        var aggregate: [NodeID: (record: TokenRecord, complete: Bool)] = [:]
+        // The last round's table, emptied and refilled in place.
+        var aggregate = partitionAggregate.removeValue(forKey: region.id) ?? [:]
+        aggregate.removeAll(keepingCapacity: true)
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
             let complete = record.coverage >= UInt32(ring.count)
             // Settled everywhere here: nothing left for the region to do about it.
@@ -328,11 +344,10 @@ extension ProtocolNode {
         partitionAggregate[region.id] = aggregate
         // Announcements age by one round each time they have gone around (and, at a
         // leader of leaders, around the rings it leads too: see `announcementsMayAge`).
-        if var pending = announcements[region.id], region.regionLeader != id,
-           announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: false) {
-            for (sender, entry) in pending {
-                pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1)
-            }
+        if announcements[region.id] != nil, region.regionLeader != id,
+           announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: false),
+           var pending = announcements.removeValue(forKey: region.id) {
+            age(&pending)
             announcements[region.id] = pending
         }
         round.inProgress = false
@@ -349,6 +364,20 @@ extension ProtocolNode {
         if region.regionLeader == id, region.partitions.count == 1, regionRounds[region.id]?.inProgress == false {
             startRegionRound(region)
         }
+    }
+
+    /// Ages announcements by one round, in place: one in its last round goes.
+    func age(_ pending: inout [NodeID: (stable: UInt64, rounds: Int)]) {
+        var senders = senderScratch
+        senderScratch = []
+        senders.removeAll(keepingCapacity: true)
+        senders.append(contentsOf: pending.keys)
+        for sender in senders {
+            guard let entry = pending[sender] else { continue }
+            pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1)
+        }
+        senders.removeAll(keepingCapacity: true)
+        senderScratch = senders
     }
 
     /// Round trips of tokens that went around a ring of more than one node, timed by
@@ -384,9 +413,8 @@ extension ProtocolNode {
         }
     }
 
-    func completeRegionRound(_ received: TokenPacket, _ region: RegionView) {
+    func completeRegionRound(_ token: consuming TokenPacket, _ region: RegionView) {
         guard var round = regionRounds[region.id] else { return }
-        var token = received
         mergeOwnState(into: &token)
         let rings = regionRings(region)
         let ringLength = rings.leaders.count
@@ -396,11 +424,11 @@ extension ProtocolNode {
             statistics.regionTokenRoundTripNanoseconds += now.nanoseconds(since: round.startedAt)
             learnHopTime(&round)
         }
-        var pending = announcements[region.id] ?? [:]
+        // Taken out and put back below, changed in place (a second reference would copy
+        // the table each round).
+        var pending = announcements.removeValue(forKey: region.id) ?? [:]
         // Announcements age; fresh stability replaces them.
-        if announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: true) {
-            for (sender, entry) in pending { pending[sender] = entry.rounds <= 1 ? nil : (entry.stable, entry.rounds - 1) }
-        }
+        if announcementsMayAge(region.id, since: round.lastCompletion, partitionRing: true) { age(&pending) }
         var active = false
         var repairing = false
         for record in token.records where record.coverage > 0 || record.maximumSeen > 0 {
@@ -458,7 +486,9 @@ extension ProtocolNode {
 
     // MARK: Receiving tokens
 
-    func receiveToken(_ token: TokenPacket) {
+    /// (`consuming`, here and in the rounds' completions, so that a token's records are
+    /// changed in place rather than copied at every round.)
+    func receiveToken(_ token: consuming TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else {
             if regions[token.region].map({ token.regionView > $0.viewNumber }) ?? true {
                 // Of a view this node has not installed yet (section 4.3.8, 4b): the
@@ -504,7 +534,7 @@ extension ProtocolNode {
                     statistics.staleTokensDropped += 1
                     return
                 }
-                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
+                learnAndRecover(from: token.records, in: region, learningStable: false)
                 if level == rings.depth {
                     completeRegionRound(token, region)
                 } else {
@@ -516,7 +546,7 @@ extension ProtocolNode {
                     return
                 }
                 learnSettled(from: token, region)
-                learnAndRecover(from: token.records.map { var r = $0; r.stable = 0; return r }, in: region)
+                learnAndRecover(from: token.records, in: region, learningStable: false)
                 // Stability the region leader announced: pass it on to this partition
                 // (and to the ring this node leads below, if any).
                 // (Never lowered: a record a lagging member put on the token carries the
@@ -537,7 +567,10 @@ extension ProtocolNode {
     func mergeOwnState(into token: inout TokenPacket) {
         guard let region = regions[token.region], token.regionView == region.viewNumber else { return }
         stampSettled(&token, region)
-        var index: [NodeID: Int] = [:]
+        var index = recordIndexScratch
+        recordIndexScratch = [:]
+        index.removeAll(keepingCapacity: true)
+        defer { recordIndexScratch = index }
         for (position, record) in token.records.enumerated() { index[record.sender] = position }
         if token.kind == .partitionToken {
             // Every sender the token mentions gets this node's view of it, even if that
@@ -564,17 +597,33 @@ extension ProtocolNode {
             // A sender keeps its own record going while it waits for acknowledgements, so a
             // lost ACK is repeated.
             let awaiting = !(regionSend[region.id]?.awaiting.isEmpty ?? true)
-            for (key, stream) in streams.sorted(by: { $0.key.sender < $1.key.sender })
+            var unlisted = streamScratch
+            streamScratch = []
+            for (key, stream) in streams
                 where key.region == region.id && index[key.sender] == nil && (stream.isActive || (key.sender == id && awaiting)) {
+                unlisted.append((key, stream))
+            }
+            unlisted.sort { $0.key.sender < $1.key.sender }
+            for (key, stream) in unlisted {
                 var record = TokenRecord(sender: key.sender, contiguous: stream.contiguous,
                                          maximumSeen: stream.maximumSeen, stable: stream.stable, coverage: 0)
                 contributeLack(to: &record, stream)
                 record.coverage = 1
                 token.records.append(record)
             }
+            unlisted.removeAll(keepingCapacity: true)
+            streamScratch = unlisted
         } else {
             guard let level = tokenLevel(token, regionRings(region)) else { return }
-            for (sender, entry) in lowerAggregate(region.id, level: level).sorted(by: { $0.key < $1.key }) {
+            let aggregate = lowerAggregate(region.id, level: level)
+            var senders = senderScratch
+            senderScratch = []
+            senders.removeAll(keepingCapacity: true)
+            senders.append(contentsOf: aggregate.keys)
+            senders.sort()
+            defer { senderScratch = senders }
+            for sender in senders {
+                guard let entry = aggregate[sender] else { continue }
                 if let position = index[sender] {
                     token.records[position].maximumSeen = max(token.records[position].maximumSeen, entry.record.maximumSeen)
                     if entry.complete {
