@@ -181,6 +181,42 @@ import QSMHarness
         #expect(spares.count == 1)
     }
 
+    static func record(_ sender: UInt64) -> TokenRecord {
+        TokenRecord(sender: NodeID(sender), contiguous: sender, maximumSeen: sender + 1, stable: 0, coverage: 1)
+    }
+
+    static func address<Element>(_ array: [Element]) -> UInt? {
+        array.withUnsafeBufferPointer { $0.baseAddress.map { UInt(bitPattern: $0) } }
+    }
+
+    /// A token decoded with spares at hand takes its records' array from them, and a kept
+    /// array that something else still holds is never written to.
+    @Test func tokenRecordArraysAreReusedOnlyWhenNothingElseHoldsThem() throws {
+        var spares = PayloadSpares(limit: 8)
+        var kept: [TokenRecord] = []
+        kept.reserveCapacity(8)
+        kept.append(Self.record(9))
+        let keptAddress = Self.address(kept)
+        spares.put(records: kept)
+        kept = []
+        let token = TokenPacket(kind: .partitionToken, region: RegionID(3), regionView: 1, partition: 0, round: 2,
+                                startedAt: 5, records: [Self.record(1), Self.record(2)])
+        let bytes = ProtocolPacket.token(token).encoded()
+        let decoded = try bytes.withUnsafeBytes { try ProtocolPacket(decoding: $0, spares: &spares) }
+        guard case .token(let received) = decoded else {
+            Issue.record("not a token")
+            return
+        }
+        #expect(received.records == token.records)
+        #expect(Self.address(received.records) == keptAddress)
+        // Shared: handed back, but a new array is made rather than writing to it.
+        spares.put(records: received.records)
+        var fresh = spares.recordArray(reserving: 1)
+        fresh.append(Self.record(7))
+        #expect(received.records == token.records)
+        #expect(Self.address(fresh) != Self.address(received.records))
+    }
+
     @Test func aSoleSpareIsReused() {
         var spares = PayloadSpares(limit: 8)
         var spare = [UInt8](repeating: 0, count: 64)

@@ -23,6 +23,7 @@ extension NodeMachine {
                 // Encoded in place, in the driver's buffer, leaving room for the tag.
                 written = first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packetRoom]))
             }
+            protocolNode.written(first)
             guard var length = written else {
                 statistics.droppedOversized += 1
                 continue
@@ -78,6 +79,8 @@ extension NodeMachine {
             let size = next.byteCount
             buffer.storeBytes(of: UInt16(size).bigEndian, toByteOffset: offset, as: UInt16.self)
             _ = next.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(offset + DatagramBundle.lengthBytes)..<(offset + DatagramBundle.lengthBytes + size)]))
+            // (The first is the caller's to hand back.)
+            if count > 0 { protocolNode.written(next) }
             offset += DatagramBundle.lengthBytes + size
             count += 1
             guard count < DatagramBundle.maximumPackets, hasDatagram, let (following, address) = nextAddressedDatagram(now: now) else { break }

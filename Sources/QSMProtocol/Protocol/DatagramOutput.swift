@@ -7,6 +7,12 @@ extension ProtocolNode {
             || sendQueue.first.map { !headWaitsForViewChange($0) } ?? false
     }
 
+    /// The driver has written `datagram` out: a token's records are kept for the next
+    /// token (see `PayloadSpares.recordArray`).
+    package func written(_ datagram: borrowing ProtocolDatagram) {
+        if case .token(let token) = datagram.packet { payloadSpares.put(records: token.records) }
+    }
+
     /// Builds the next datagram, freshest state first: control, then retransmissions,
     /// then new data. Nil when there is nothing to send.
     package func nextDatagram(now: Instant) -> ProtocolDatagram? {

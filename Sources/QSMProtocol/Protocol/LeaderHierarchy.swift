@@ -200,6 +200,7 @@ extension ProtocolNode {
     /// report to the level above.
     func completeLeaderRound(_ token: consuming TokenPacket, _ region: RegionView, level: Int) {
         guard var state = leaderRounds[region.id]?[level] else { return }
+        defer { payloadSpares.put(records: token.records) }
         mergeOwnState(into: &token)
         let length = state.ring.members.count
         if length > 1 {

@@ -34,6 +34,33 @@ struct PayloadSpares {
 
     var count: Int { arrays.count + wholes.count }
 
+    /// Arrays of token records from tokens that were sent, or whose round completed, for
+    /// the next token decoded or made here: token rounds then allocate nothing either.
+    private var recordArrays: [[TokenRecord]] = []
+    /// The most record arrays kept (a node has a token or two per ring in hand at once).
+    static let recordArraysKept = 64
+
+    /// An empty array of token records with room for `count`: a kept one that nothing
+    /// else holds (a copy of a token still queued shares its records), else a new one.
+    mutating func recordArray(reserving count: Int) -> [TokenRecord] {
+        while var records = recordArrays.popLast() {
+            guard isSoleOwner(&records) else { continue }
+            records.removeAll(keepingCapacity: true)
+            records.reserveCapacity(count)
+            return records
+        }
+        var records: [TokenRecord] = []
+        records.reserveCapacity(count)
+        return records
+    }
+
+    /// Keeps a token's records for a later token (within `recordArraysKept`).
+    mutating func put(records: [TokenRecord]) {
+        guard records.capacity > 0, recordArrays.count < Self.recordArraysKept else { return }
+        if recordArrays.capacity == 0 { recordArrays.reserveCapacity(Self.recordArraysKept) }
+        recordArrays.append(records)
+    }
+
     mutating func put(_ bytes: [UInt8]) {
         let size = bytes.capacity
         guard count < limit, size > 0, size <= Self.largestKeptBytes, heldBytes + size <= budgetBytes else { return }
@@ -92,7 +119,7 @@ struct PayloadSpares {
 /// one reference to its storage object, so the test is the one classes have, applied to
 /// that reference in place (no retain, no copy).
 @inline(__always)
-package func isSoleOwner(_ array: inout [UInt8]) -> Bool {
+package func isSoleOwner<Element>(_ array: inout [Element]) -> Bool {
     withUnsafeMutablePointer(to: &array) { pointer in
         // As an optional reference: the non-optional form copies the reference in an
         // unoptimized build, and then never sees it unique.

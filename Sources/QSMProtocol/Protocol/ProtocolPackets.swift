@@ -361,8 +361,7 @@ extension ProtocolPacket {
             let settled = try r.readUInt16()
             let count = Int(try r.readUInt16())
             guard count * TokenPacket.recordBytes <= r.remainingCount else { throw .malformed(reason: "token record count \(count)", offset: r.offset) }
-            var records: [TokenRecord] = []
-            records.reserveCapacity(count)
+            var records = spares.recordArray(reserving: count)
             for _ in 0..<count {
                 records.append(TokenRecord(sender: NodeID(try r.readUInt64()), contiguous: try r.readUInt64(),
                                            maximumSeen: try r.readUInt64(), stable: try r.readUInt64(),

@@ -312,14 +312,17 @@ extension ProtocolNode {
             record.stable = max(record.stable, announcement.stable)
             records[sender] = record
         }
-        // The token's own array: the one allocation of a round.
-        let sorted = records.values.sorted { $0.sender < $1.sender }
+        // The token's own array, kept from an earlier token.
+        var sorted = payloadSpares.recordArray(reserving: records.count)
+        sorted.append(contentsOf: records.values)
+        sorted.sort { $0.sender < $1.sender }
         recordScratch = records
         return sorted
     }
 
     func completePartitionRound(_ token: consuming TokenPacket, _ region: RegionView) {
         guard var round = partitionRounds[region.id], let (_, ring) = partitionRing(region) else { return }
+        defer { payloadSpares.put(records: token.records) }
         // Back at the leader in this view: every member has installed it.
         partitionSettledView[region.id] = region.viewNumber
         mergeOwnState(into: &token)
@@ -415,6 +418,7 @@ extension ProtocolNode {
 
     func completeRegionRound(_ token: consuming TokenPacket, _ region: RegionView) {
         guard var round = regionRounds[region.id] else { return }
+        defer { payloadSpares.put(records: token.records) }
         mergeOwnState(into: &token)
         let rings = regionRings(region)
         let ringLength = rings.leaders.count
