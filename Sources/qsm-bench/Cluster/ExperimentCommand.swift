@@ -65,15 +65,10 @@ enum ExperimentCommand {
             }
             guard !names.isEmpty else { throw ConfigurationError("name an experiment: receivers, groups, latency, perturbations, small, all or targets (--help tells what each runs)") }
             if let out = try flags.value("--out") { settings.output = out }
-            if let text = try flags.value("--seconds") {
-                // The same spellings as `run --seconds` (2.5, 2500ms, 1m); each run of an
-                // experiment is bounded to an hour, since an experiment makes dozens.
-                guard let duration = CommandLineFlags.parseDuration(text, bareUnit: .seconds(1)),
-                      duration > .zero, duration <= .seconds(3600) else {
-                    throw ConfigurationError("--seconds must be a duration within (0, 3600] seconds like 10, 2500ms or 1m (bare numbers are seconds), got '\(text)'")
-                }
-                settings.seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-            }
+            // The same spellings as `run --seconds` (2.5, 2500ms, 1m); each run of an
+            // experiment is bounded to an hour, since an experiment makes dozens.
+            let seconds = try flags.duration("--seconds", in: .milliseconds(1)...(.seconds(3600)), default: .seconds(5))
+            settings.seconds = Double(seconds.components.seconds) + Double(seconds.components.attoseconds) / 1e18
             settings.quick = flags.has("--quick")
             let known = ["receivers", "groups", "latency", "perturbations", "all", "targets", "small"]
             for name in names where !known.contains(name) {
