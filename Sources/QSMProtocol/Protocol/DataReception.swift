@@ -422,11 +422,7 @@ extension ProtocolNode {
         // `PayloadSpares.copy`), and such a slice becomes its array without a copy. This
         // node's own packets (a sender that is a member) are slices of the message.
         if stream.fragments[0].sender != id {
-            for index in stream.fragments.indices {
-                let payload = stream.fragments[index].payload
-                stream.fragments[index].payload = []
-                payloadSpares.put(Array(payload))
-            }
+            for fragment in stream.fragments { payloadSpares.put(Array(fragment.payload)) }
         }
         stream.fragments.removeAll(keepingCapacity: true)
     }

@@ -7,6 +7,9 @@
 /// must cover what is still shared for a while after delivery (the cached share of the
 /// messages not yet stable: rate x stability lag, thousands at full rate) with room
 /// besides for spares that are free.
+///
+/// The other arrays a decoded packet needs live here too, since decoding takes these
+/// spares: the records of tokens (`recordArray(reserving:)`, at most `recordArraysKept`).
 struct PayloadSpares {
     /// Arrays for one packet's payload each (capacity below `wholeFrom`).
     private var arrays = RingBuffer<[UInt8]>(initialCapacity: 16)
