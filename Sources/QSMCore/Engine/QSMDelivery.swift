@@ -5,20 +5,27 @@
 /// written against `withPayload` keeps working, and gets faster, when deliveries come
 /// straight from receive buffers.
 public struct QSMDelivery: Sendable {
+    /// The node machine's delivery, kept whole: wrapping it moves it, where taking its
+    /// fields apart copied the group's name and the bytes and released the rest, four
+    /// reference-count operations per message.
+    private let delivery: NodeDelivery
+
     /// The group it was published to.
-    public let group: GroupName
+    public var group: GroupName { delivery.group }
     /// The node that published it.
-    public let sender: NodeID
+    public var sender: NodeID { delivery.sender }
     /// The sender's sequence number for this group: consecutive per sender and group.
-    public let sequence: UInt64
+    public var sequence: UInt64 { delivery.sequence }
     /// Where the bytes are (shared with what the node received; never written).
-    @usableFromInline let bytes: ArraySlice<UInt8>
+    @usableFromInline var bytes: ArraySlice<UInt8> { delivery.payload }
+
+    package init(_ delivery: consuming NodeDelivery) {
+        self.delivery = delivery
+    }
 
     package init(group: GroupName, sender: NodeID, sequence: UInt64, bytes: ArraySlice<UInt8>) {
-        self.group = group
-        self.sender = sender
-        self.sequence = sequence
-        self.bytes = bytes
+        delivery = NodeDelivery(group: group, sender: sender, sequence: sequence, publishedAt: .zero,
+                                region: RegionID(0), regionSequence: 0, fragments: 1, payload: bytes)
     }
 
     /// The message's length in bytes.

@@ -464,13 +464,16 @@ public final class QSMNode: Sendable {
         var receivers: DeliveryReceivers?
         while let output = outputs.dequeue() {
             taken += 1
-            if case .delivery(let delivery) = output {
+            switch consume output {
+            case .delivery(let delivery):
                 if receivers == nil {
                     receivers = state.withLock { DeliveryReceivers(handler: $0.deliveryHandler, consumers: $0.deliveryConsumers) }
                 }
                 deliver(delivery, to: receivers!)
-            } else {
-                handle(output)
+            case .membership(let event): handle(.membership(event))
+            case .statistics(let token, let statistics): handle(.statistics(token: token, statistics))
+            case .acknowledged(let count): handle(.acknowledged(count: count))
+            case .warning(let text): handle(.warning(text))
             }
         }
         if taken > 0 {

@@ -87,5 +87,10 @@ package enum CoreRequest: Sendable {
 
 /// Takes the `.publish` requests of an event core (set once, on the core thread).
 package protocol PublishHandler: AnyObject {
-    func publishRequested(_ payload: [UInt8], to group: GroupName, slot: Int32)
+    func publishRequested(_ payload: consuming [UInt8], to group: GroupName, slot: Int32)
+    /// A run of `publishRequested` calls ended (the request queue was drained, its turn's
+    /// share was used up, or another kind of request follows): work that only needs
+    /// doing once per run (pulling outputs, arming the send intent and the timer), not
+    /// once per message, is done now.
+    func publishesEnded()
 }

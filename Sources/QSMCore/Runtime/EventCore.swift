@@ -486,9 +486,14 @@ package final class EventCore {
         // Loaded (and retained) once per turn, not per request.
         var publishHandler: (any PublishHandler)?
         var loadedHandler = false
+        // Whether `publishHandler` took publications since it was last told they ended.
+        var publishing = false
         while handled < limit, let request = handle.requests.dequeue() {
-            switch request {
+            // Consumed: the payload and the group's name move on to the handler, where
+            // binding them from a borrowed request copied and released each.
+            switch consume request {
             case .perform(let body):
+                if publishing { publishHandler?.publishesEnded(); publishing = false }
                 body(self)
                 loadedHandler = false  // the body may have changed the handler
             case .publish(let payload, let group, let slot):
@@ -497,10 +502,12 @@ package final class EventCore {
                     loadedHandler = true
                 }
                 publishHandler?.publishRequested(payload, to: group, slot: slot)
+                publishing = true
             }
             handled += 1
             if let end, MonotonicClock.now() >= end { break }
         }
+        if publishing { publishHandler?.publishesEnded() }
         statistics.requestsProcessed += handled
         if handled > 0 {
             now = MonotonicClock.now()

@@ -29,9 +29,10 @@ public struct RingBuffer<Element> {
     @inlinable
     public var capacity: Int { storage.count }
 
-    /// Adds `element` at the back.
+    /// Adds `element` at the back. The element is taken, not copied: a caller handing
+    /// over its last use of a value stores it without a retain and a release.
     @inlinable
-    public mutating func append(_ element: Element) {
+    public mutating func append(_ element: consuming Element) {
         if count == storage.count { grow() }
         storage[(head + count) & (storage.count - 1)] = element
         storedCount += 1
@@ -56,7 +57,7 @@ public struct RingBuffer<Element> {
     /// Inserts `element` so that it is `offset` places from the front (0...count),
     /// moving the later elements back by one.
     @inlinable
-    public mutating func insert(_ element: Element, at offset: Int) {
+    public mutating func insert(_ element: consuming Element, at offset: Int) {
         precondition(offset >= 0 && offset <= count, "ring offset out of range")
         if count == storage.count { grow() }
         let mask = storage.count - 1
@@ -71,7 +72,7 @@ public struct RingBuffer<Element> {
 
     /// Puts an element back at the front (it becomes the next `popFirst()`).
     @inlinable
-    public mutating func prepend(_ element: Element) {
+    public mutating func prepend(_ element: consuming Element) {
         if count == storage.count { grow() }
         head = (head - 1 + storage.count) & (storage.count - 1)
         storage[head] = element

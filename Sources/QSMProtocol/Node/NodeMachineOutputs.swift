@@ -103,15 +103,18 @@ extension NodeMachine {
 
     /// The next delivery, in order.
     package func pollDelivery() -> NodeDelivery? {
-        while let delivery = protocolNode.takeDelivery() {
+        while var delivery = protocolNode.takeDelivery() {
             guard let group = name(of: delivery.stream) else {
                 statistics.droppedUnnamedGroup += 1
                 continue
             }
             tally.delivered(on: delivery.stream, sequence: delivery.groupSequence, bytes: delivery.payload.count)
+            // The bytes are moved over, not copied and released again.
+            var payload = ArraySlice<UInt8>()
+            swap(&payload, &delivery.payload)
             return NodeDelivery(group: group, sender: delivery.sender, sequence: delivery.groupSequence,
                                 publishedAt: delivery.publishedAt, region: delivery.region,
-                                regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: delivery.payload)
+                                regionSequence: delivery.regionSequence, fragments: delivery.fragments, payload: payload)
         }
         return nil
     }

@@ -12,6 +12,18 @@ package struct NodeDelivery: Sendable {
     package var fragments: Int
     /// The message; shares storage with the packet that carried it.
     package var payload: ArraySlice<UInt8>
+
+    package init(group: GroupName, sender: NodeID, sequence: UInt64, publishedAt: Instant, region: RegionID,
+                 regionSequence: UInt64, fragments: Int, payload: ArraySlice<UInt8>) {
+        self.group = group
+        self.sender = sender
+        self.sequence = sequence
+        self.publishedAt = publishedAt
+        self.region = region
+        self.regionSequence = regionSequence
+        self.fragments = fragments
+        self.payload = payload
+    }
 }
 
 /// A datagram the machine wrote into the driver's buffer.

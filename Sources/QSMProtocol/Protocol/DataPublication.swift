@@ -5,15 +5,17 @@ extension ProtocolNode {
     /// Queues a message to a group, committed to the group's current view. Flow control
     /// is the driver's (`NodeMachine` admits a message only while its window has room);
     /// `unacknowledgedMessageCount` and `takeReleased()` are what it counts with.
-    package func publish(group: GroupID, payload: [UInt8], now: Instant) -> PublishResult {
+    package func publish(group: GroupID, payload: consuming [UInt8], now: Instant) -> PublishResult {
         enter(now)
         guard let target = publishTargets[group], target.inView else { return .rejected("not publishing to group \(group)") }
-        guard payload.count <= configuration.maximumMessageBytes else {
-            return .rejected("message of \(payload.count) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
+        // Counted before the payload moves into its message (taken, not copied).
+        let bytes = payload.count
+        guard bytes <= configuration.maximumMessageBytes else {
+            return .rejected("message of \(bytes) bytes exceeds the maximum of \(configuration.maximumMessageBytes)")
         }
         target.lastSequence += 1
         target.publishedMessages += 1
-        target.publishedBytes += payload.count
+        target.publishedBytes += bytes
         let sequence = target.lastSequence
         let message: OutgoingMessage
         if var retired = retiredMessages.popFirst(), isKnownUniquelyReferenced(&retired) {
@@ -31,11 +33,11 @@ extension ProtocolNode {
             // A group with no members: nothing to send, nothing to wait for.
             statistics.acknowledged += 1
             releasedMessages += 1
-            releasedBytes += payload.count
+            releasedBytes += bytes
             return .accepted(groupSequence: sequence)
         }
         unacknowledgedMessages += 1
-        unacknowledgedBytes += payload.count
+        unacknowledgedBytes += bytes
         message.queued = true
         sendQueue.append(message)
         return .accepted(groupSequence: sequence)

@@ -484,20 +484,12 @@ extension ProtocolNode {
         return taken
     }
 
-    /// The next delivery, in order; nil when none is waiting. Allocates nothing: the
-    /// list is reused once it has been taken to its end.
+    /// The next delivery, in order; nil when none is waiting. Allocates nothing once the
+    /// ring has grown to the largest run of deliveries between two takes.
     package func takeDelivery() -> ProtocolDelivery? {
-        guard deliveryCursor < deliveries.count else {
-            if !deliveries.isEmpty {
-                deliveries.removeAll(keepingCapacity: true)
-                deliveryCursor = 0
-            }
-            return nil
-        }
-        defer { deliveryCursor += 1 }
-        return deliveries[deliveryCursor]
+        deliveries.popFirst()
     }
 
     /// Whether a delivery is waiting.
-    package var hasDelivery: Bool { deliveryCursor < deliveries.count }
+    package var hasDelivery: Bool { !deliveries.isEmpty }
 }

@@ -64,7 +64,7 @@ struct PayloadSpares {
         recordArrays.append(records)
     }
 
-    mutating func put(_ bytes: [UInt8]) {
+    mutating func put(_ bytes: consuming [UInt8]) {
         let size = bytes.capacity
         guard count < limit, size > 0, size <= Self.largestKeptBytes, heldBytes + size <= budgetBytes else { return }
         heldBytes += size

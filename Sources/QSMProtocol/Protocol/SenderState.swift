@@ -32,7 +32,7 @@ final class OutgoingMessage {
     /// (see `ProtocolNode.acknowledgedUnderNewerView`).
     @exclusivity(unchecked) var viewCheck: [(region: RegionID, view: UInt64)] = []
 
-    init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
+    init(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: consuming [UInt8], publishedAt: Instant,
          regions: [RegionReference]) {
         reuse(id: id, group: group, groupView: groupView, groupSequence: groupSequence, payload: payload,
               publishedAt: publishedAt, regions: regions)
@@ -40,7 +40,7 @@ final class OutgoingMessage {
 
     /// Makes a retired message (acknowledged everywhere, referenced by nothing else) a
     /// new one.
-    func reuse(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: [UInt8], publishedAt: Instant,
+    func reuse(id: UInt64, group: GroupID, groupView: UInt64, groupSequence: UInt64, payload: consuming [UInt8], publishedAt: Instant,
                regions: [RegionReference]) {
         self.id = id
         self.group = group
@@ -55,8 +55,9 @@ final class OutgoingMessage {
         hybrid = false
         queued = false
         carriedAhead = false
-        deferredCarry = []
-        viewCheck = []
+        // Emptied only when not empty: storing an empty array costs a release per message.
+        if !deferredCarry.isEmpty { deferredCarry = [] }
+        if !viewCheck.isEmpty { viewCheck = [] }
     }
 
     /// Whether no transmission of it has gone yet (it can still be committed to other
@@ -93,11 +94,15 @@ final class OutgoingMessage {
     /// that were in the group before the restart and still are; see `memberSince`).
     func forgetGroupView() { groupView = 0 }
 
-    /// Lets go of the payload and regions of a message that is done (so a retired message
-    /// does not keep the application's bytes alive); returns the payload.
+    /// Lets go of the payload of a message that is done (so a retired message does not
+    /// keep the application's bytes alive), and returns it: moved out, not copied. The
+    /// regions are kept until `reuse` replaces them (they are the group's shared list,
+    /// and storing an empty one between would cost two more reference-count operations
+    /// per message).
     func retire() -> [UInt8] {
-        defer { payload = []; regions = [] }
-        return payload
+        var taken: [UInt8] = []
+        swap(&taken, &payload)
+        return taken
     }
 }
 
