@@ -171,7 +171,8 @@ public final class QSMNode: Sendable {
         let busyPollNanoseconds = configuration.eventCoreConfiguration.busyPoll.totalNanoseconds
         let dispatcher = try SystemThread(name: "qsm-dispatch") { [weak self] in
             var loop = DispatchLoop(descriptor: pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0),
-                                    busyPollAttempts: busyPollAttempts, busyPollNanoseconds: busyPollNanoseconds)
+                                    busyPolling: BusyPolling(attempts: busyPollAttempts, windowNanoseconds: busyPollNanoseconds,
+                                                             extendsWhileFrequent: false, now: MonotonicClock.now()))
             while let node = self, node.dispatchRound(&loop) {}
         }
         dispatcherThread.withLock { $0 = dispatcher }
@@ -446,11 +447,8 @@ public final class QSMNode: Sendable {
     /// The dispatcher thread's own state between rounds.
     struct DispatchLoop {
         var descriptor: pollfd
-        var emptyPolls = 0
-        var lastWork = MonotonicClock.now()
-        /// The busy-polling settings, converted once (not per round).
-        var busyPollAttempts: Int
-        var busyPollNanoseconds: Int64
+        /// Whether to look again for outputs rather than sleep (the core's rule).
+        var busyPolling: BusyPolling
     }
 
     /// One round of the dispatcher thread: takes what the core produced and hands it to
@@ -477,8 +475,7 @@ public final class QSMNode: Sendable {
             }
         }
         if taken > 0 {
-            loop.lastWork = MonotonicClock.now()
-            loop.emptyPolls = 0
+            loop.busyPolling.worked(at: MonotonicClock.now())
             if outputsHeld.isSet {
                 // Room in the queue again, and the core is holding outputs back.
                 let engine = self.engine
@@ -487,9 +484,8 @@ public final class QSMNode: Sendable {
             return true
         }
         // Deliveries are flowing: look again soon rather than sleep and be woken for
-        // every few of them.
-        if loop.emptyPolls < loop.busyPollAttempts, MonotonicClock.now().nanoseconds(since: loop.lastWork) < loop.busyPollNanoseconds {
-            loop.emptyPolls += 1
+        // the next of them.
+        if loop.busyPolling.looksAgain(now: MonotonicClock.now()) {
             SystemThread.yieldProcessor()
             return true
         }

@@ -64,11 +64,9 @@ package final class EventCore {
     private let alarms = SplayAlarmQueue<AlarmEntry>(initialCapacity: 256)
     @exclusivity(unchecked) private var lateness = AlarmLatenessMeter()
     private let ioQuantumNanoseconds: Int64
-    private let busyPollNanoseconds: Int64
-    /// When the core last handled an I/O event or a request (for busy polling).
-    @exclusivity(unchecked) private var lastActivity = Instant.zero
-    /// Polls in a row that found nothing.
-    @exclusivity(unchecked) private var emptyPolls = 0
+    /// When the core looks again rather than sleep (it has worked when it handled an
+    /// I/O event or a request).
+    @exclusivity(unchecked) private var busyPolling: BusyPolling
     private let alarmQuantumNanoseconds: Int64
     private let requestQuantumNanoseconds: Int64?
 
@@ -92,10 +90,12 @@ package final class EventCore {
         receiveBatch = DatagramBatch(capacity: configuration.datagramBatchSize, pool: pool)
         queues = IOPriority.allCases.map { _ in RingBuffer<IOEvent>(initialCapacity: 256) }
         ioQuantumNanoseconds = configuration.ioQuantum.totalNanoseconds
-        busyPollNanoseconds = configuration.busyPoll.totalNanoseconds
         alarmQuantumNanoseconds = configuration.alarmQuantum.totalNanoseconds
         requestQuantumNanoseconds = configuration.requestQuantum?.totalNanoseconds
         now = MonotonicClock.now()
+        busyPolling = BusyPolling(attempts: configuration.busyPollAttempts,
+                                  windowNanoseconds: configuration.busyPoll.totalNanoseconds,
+                                  extendsWhileFrequent: true, now: now)
         try epoll.add(handle.wakeup.descriptor, interest: .readable, token: Self.wakeupToken)
     }
 
@@ -331,13 +331,10 @@ package final class EventCore {
     private func ioTurn(maximumWaitNanoseconds: Int64?) throws(SystemError) {
         var wait = idleWaitNanoseconds(cap: maximumWaitNanoseconds)
         var sleeping = false
-        if wait != 0, emptyPolls < configuration.busyPollAttempts,
-           MonotonicClock.now().nanoseconds(since: lastActivity) < busyPollNanoseconds {
+        if wait != 0, busyPolling.looksAgain(now: MonotonicClock.now()) {
             // Traffic is flowing: look again after letting other threads run, instead of
-            // paying a sleep and a wake-up for every few packets. Under light traffic the
-            // attempts run out long before the next packet and the core sleeps as usual.
+            // paying a sleep and a wake-up for the next packets (see `BusyPolling`).
             statistics.busyPolls += 1
-            emptyPolls += 1
             SystemThread.yieldProcessor()
             wait = 0
         }
@@ -368,10 +365,7 @@ package final class EventCore {
         let end = now.advanced(byNanoseconds: ioQuantumNanoseconds)
         var handled = 0
         defer {
-            if handled > 0 {
-                lastActivity = now
-                emptyPolls = 0
-            }
+            if handled > 0 { busyPolling.worked(at: now) }
         }
         // Inbound data is handled in slices: after each, the observer settles (what the
         // slice produced, a token to pass on or a repair to send, is queued as output)
@@ -511,8 +505,7 @@ package final class EventCore {
         statistics.requestsProcessed += handled
         if handled > 0 {
             now = MonotonicClock.now()
-            lastActivity = now
-            emptyPolls = 0
+            busyPolling.worked(at: now)
         }
     }
 }
