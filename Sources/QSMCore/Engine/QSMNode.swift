@@ -447,7 +447,8 @@ public final class QSMNode: Sendable {
     /// The dispatcher thread's own state between rounds.
     struct DispatchLoop {
         var descriptor: pollfd
-        /// Whether to look again for outputs rather than sleep (the core's rule).
+        /// Whether to look again for outputs rather than sleep: the core's rule, without
+        /// its looking on while work is frequent (see `BusyPolling`).
         var busyPolling: BusyPolling
     }
 

@@ -24,14 +24,15 @@ struct BusyPolling {
     /// The longest a thread goes on looking after its last work (0: never looks).
     let windowNanoseconds: Int64
     /// When the thread last had work.
-    private(set) var lastWork: Instant
+    private var lastWork: Instant
     /// Looks in a row that found nothing.
     private var emptyLooks = 0
     /// When the thread last looked (or worked).
     private var lastLook: Instant
-    /// A moving average of the gaps between the end of one burst of work and the next
-    /// (each gap capped at twice `window`, so one long silence is forgotten after a few
-    /// bursts).
+    /// A moving average of the gaps from one turn that found work to the next, over the
+    /// gaps that had an empty look in them (work found turn after turn says nothing of
+    /// the pace); each gap capped at twice `window`, so one long silence is forgotten
+    /// after a few bursts.
     private var gapNanoseconds: Int64
 
     init(attempts: Int, windowNanoseconds: Int64, extendsWhileFrequent: Bool, now: Instant) {
