@@ -66,17 +66,11 @@ import QSMHarness
     }
 
     @Test func elementsLeftInTheQueueAreReleased() {
-        let counter = Mutex(0)
-        final class Probe: Sendable {
-            let onDeinit: @Sendable () -> Void
-            init(_ onDeinit: @escaping @Sendable () -> Void) { self.onDeinit = onDeinit }
-            deinit { onDeinit() }
-        }
-        do {
-            let queue = RequestQueue<Probe>(capacity: 8)
-            for _ in 0..<5 { #expect(queue.tryEnqueue(Probe { counter.withLock { $0 += 1 } })) }
+        let released = releasedProbes { make in
+            let queue = RequestQueue<DeinitProbe>(capacity: 8)
+            for _ in 0..<5 { #expect(queue.tryEnqueue(make())) }
             _ = queue.dequeue()
         }
-        #expect(counter.withLock { $0 } == 5)
+        #expect(released == 5)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Testing
 @testable import QSMCore
 @testable import QSMProtocol
@@ -93,4 +94,19 @@ func runOpenSSL(on inputs: [[UInt8]], linesPerInput: Int,
     #expect(process.waitForExit(timeoutMilliseconds: 60_000) == 0)
     try #require(lines.count == expected, "openssl printed \(lines.count) lines for \(expected) results")
     return lines
+}
+
+/// An object that says when it is let go (containers must release what they still hold).
+final class DeinitProbe: Sendable {
+    let onDeinit: @Sendable () -> Void
+    init(_ onDeinit: @escaping @Sendable () -> Void) { self.onDeinit = onDeinit }
+    deinit { onDeinit() }
+}
+
+/// How many of the probes that `body` makes (with the function it is given) were let go
+/// by the time it returned.
+func releasedProbes(_ body: (_ make: () -> DeinitProbe) -> Void) -> Int {
+    let counter = Mutex(0)
+    body { DeinitProbe { counter.withLock { $0 += 1 } } }
+    return counter.withLock { $0 }
 }

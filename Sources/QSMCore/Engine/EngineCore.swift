@@ -19,8 +19,8 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     let recycler: PayloadRecycler
     /// Arrays of deliveries the application is done with, handed back by the dispatcher:
     /// received payloads are decoded into them.
-    let returnedPayloads: RequestQueue<[UInt8]>
-    let outputs: RequestQueue<EngineOutput>
+    let returnedPayloads: HandoffQueue<[UInt8]>
+    let outputs: HandoffQueue<EngineOutput>
     let outputWakeup: ConsumerWakeup
     let outputsHeld: HeldOutputsFlag
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
@@ -44,7 +44,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     @exclusivity(unchecked) private var authenticationWarning = DecadeWarning()
 
     init(configuration: QSMNodeConfiguration, core: EventCore, node: NodeID, window: PublishWindow, recycler: PayloadRecycler,
-         returnedPayloads: RequestQueue<[UInt8]>, outputs: RequestQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
+         returnedPayloads: HandoffQueue<[UInt8]>, outputs: HandoffQueue<EngineOutput>, outputWakeup: ConsumerWakeup, outputsHeld: HeldOutputsFlag) throws {
         self.configuration = configuration
         self.core = core
         self.window = window
@@ -121,8 +121,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                                  registered: machine.membership.isRegistered)
     }
 
-    func emit(_ output: EngineOutput) {
-        if !waitingOutputs.isEmpty || !outputs.tryEnqueue(output) {
+    /// Queues `output` for the dispatcher, or holds it while the queue is full. Moved
+    /// all the way (room is checked first, so the enqueue cannot refuse and drop it): a
+    /// copy retained each delivery's payload here and released it again.
+    func emit(_ output: consuming EngineOutput) {
+        if !waitingOutputs.isEmpty || !outputs.tryEnqueue(copy output) {
             waitingOutputs.append(output)
         } else {
             outputsSinceSignal += 1
@@ -254,12 +257,12 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// Moves held outputs to the queue as room appears, wakes the application side, and
     /// pauses or resumes reading data accordingly.
     func flushOutputs() {
-        while let output = waitingOutputs.first, outputs.tryEnqueue(output) {
-            _ = waitingOutputs.popFirst()
+        while outputs.hasRoom, let output = waitingOutputs.popFirst() {
+            _ = outputs.tryEnqueue(output)
             outputsSinceSignal += 1
         }
         if outputsSinceSignal > 0 {
-            outputWakeup.signalIfSleeping()
+            outputWakeup.signalIfSleepingAfterFence()
             outputsSinceSignal = 0
         }
         let shouldPause = waitingOutputs.count > 0

@@ -74,7 +74,7 @@ extension QSMNode {
         guard window.tryReserve(bytes: bytes.count) else { return .wouldBlock }
         var payload = recycler.take()
         payload.append(contentsOf: bytes)
-        return submit(payload, to: publisher)
+        return submit(consume payload, to: publisher)
     }
 
     /// Why a message of `count` bytes cannot be published at all, if it cannot.
@@ -86,11 +86,12 @@ extension QSMNode {
     }
 
     /// Hands a publication, whose window slot is reserved, to the core; a full request
-    /// queue gives the slot (and the array, for reuse) back.
-    private func submit(_ payload: [UInt8], to publisher: GroupPublisher) -> PublishOutcome {
-        guard handle.trySubmit(.publish(payload: payload, group: publisher.group, slot: publisher.slot)) else {
-            window.release(messages: 1, bytes: payload.count)
-            recycler.put(payload)
+    /// queue gives the slot back. The array moves into the request (a copy retained it
+    /// and released the caller's, per message); on a full queue it is let go.
+    private func submit(_ payload: consuming [UInt8], to publisher: GroupPublisher) -> PublishOutcome {
+        let bytes = payload.count
+        guard handle.trySubmit(.publish(payload: consume payload, group: publisher.group, slot: publisher.slot)) else {
+            window.release(messages: 1, bytes: bytes)
             return .wouldBlock
         }
         return .accepted

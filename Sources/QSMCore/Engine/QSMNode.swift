@@ -34,8 +34,8 @@ public final class QSMNode: Sendable {
     let recycler: PayloadRecycler
     /// Arrays of deliveries handed to an `onDelivery` handler only, given back to the core
     /// for later payloads (no allocation per message received).
-    private let returnedPayloads: RequestQueue<[UInt8]>
-    private let outputs: RequestQueue<EngineOutput>
+    private let returnedPayloads: HandoffQueue<[UInt8]>
+    private let outputs: HandoffQueue<EngineOutput>
     private let outputWakeup: ConsumerWakeup
     private let outputsHeld = HeldOutputsFlag()
     let state: Mutex<DispatcherState>
@@ -115,8 +115,8 @@ public final class QSMNode: Sendable {
         // overflowed it and allocated 0.2 arrays per message).
         recycler = PayloadRecycler(capacity: 2 * configuration.protocolConfiguration.windowMessages,
                                    budgetBytes: 2 * configuration.protocolConfiguration.windowBytes)
-        returnedPayloads = RequestQueue(capacity: 32_768)
-        outputs = RequestQueue(capacity: configuration.deliveryQueueCapacity)
+        returnedPayloads = HandoffQueue(capacity: 32_768)
+        outputs = HandoffQueue(capacity: configuration.deliveryQueueCapacity)
         outputWakeup = try ConsumerWakeup()
         let core = try EventCore(configuration: configuration.eventCoreConfiguration)
         handle = core.handle

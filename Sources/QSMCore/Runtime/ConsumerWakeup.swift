@@ -25,6 +25,16 @@ final class ConsumerWakeup: Sendable {
         return true
     }
 
+    /// Producer side, for a queue that publishes with release stores (`HandoffQueue`):
+    /// a full fence first, so that the publication is visible before the check reads
+    /// the consumer's announcement (a release store may otherwise wait in the store
+    /// buffer past the load, and both sides miss each other).
+    @discardableResult
+    func signalIfSleepingAfterFence() -> Bool {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return signalIfSleeping()
+    }
+
     /// Consumer side: announces sleep. Returns false (announcement withdrawn) if
     /// `hasWork` finds something after all, in which case the consumer must not block.
     func prepareToSleep(hasWork: () -> Bool) -> Bool {

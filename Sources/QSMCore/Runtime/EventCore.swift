@@ -474,7 +474,11 @@ package final class EventCore {
     }
 
     private func requestTurn() {
-        let limit = handle.requests.capacity
+        // Held once per turn: read through `handle` inside the loop, the queue was
+        // retained and released per request, on a count line the submitting threads
+        // share (3% of a publishing core's samples at 100 bytes).
+        let requests = handle.requests
+        let limit = requests.capacity
         let end = requestQuantumNanoseconds.map { MonotonicClock.now().advanced(byNanoseconds: $0) }
         var handled = 0
         // Loaded (and retained) once per turn, not per request.
@@ -482,7 +486,7 @@ package final class EventCore {
         var loadedHandler = false
         // Whether `publishHandler` took publications since it was last told they ended.
         var publishing = false
-        while handled < limit, let request = handle.requests.dequeue() {
+        while handled < limit, let request = requests.dequeue() {
             // Consumed: the payload and the group's name move on to the handler, where
             // binding them from a borrowed request copied and released each.
             switch consume request {

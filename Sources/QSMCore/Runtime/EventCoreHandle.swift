@@ -18,9 +18,9 @@ package final class EventCoreHandle: Sendable {
     }
 
     /// Queues a request for the core thread. Returns false if the request queue is full
-    /// (the request is not queued); never blocks.
-    package func trySubmit(_ request: CoreRequest) -> Bool {
-        guard requests.tryEnqueue(request) else { return false }
+    /// (the request is not queued, and is let go); never blocks.
+    package func trySubmit(_ request: consuming CoreRequest) -> Bool {
+        guard requests.tryEnqueue(consume request) else { return false }
         wakeCoreIfSleeping()
         return true
     }

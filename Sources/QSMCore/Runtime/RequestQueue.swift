@@ -34,9 +34,7 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
 
     /// - Parameter capacity: slots wanted; rounded up to a power of two, at least 2.
     package init(capacity: Int) {
-        precondition(capacity > 0 && capacity <= 1 << 30, "request queue capacity must be 1...2^30")
-        var size = 2
-        while size < capacity { size <<= 1 }
+        let size = ringSlots(forCapacity: capacity, of: "request queue")
         self.capacity = size
         mask = size - 1
         sequences = .allocate(capacity: size)
@@ -59,8 +57,8 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Adds `element` unless the queue is full. Safe from any thread.
-    /// - Returns: false when full (the element is not queued).
-    package func tryEnqueue(_ element: Element) -> Bool {
+    /// - Returns: false when full (the element is not queued, and is let go).
+    package func tryEnqueue(_ element: consuming Element) -> Bool {
         var position = enqueuePosition.pointee.load(ordering: .relaxed)
         while true {
             let slot = position & mask
@@ -70,7 +68,9 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
                 let (exchanged, current) = enqueuePosition.pointee.compareExchange(
                     expected: position, desired: position + 1, ordering: .relaxed)
                 if exchanged {
-                    (elements + slot).initialize(to: element)
+                    // Moved in: a copy retained the payload of a publication here and
+                    // released the submitter's, on a count line the core then touches.
+                    (elements + slot).initialize(to: consume element)
                     sequences[slot].store(position + 1, ordering: .sequentiallyConsistent)
                     return true
                 }
