@@ -70,7 +70,9 @@ final class BenchReceiver: Sendable {
             }
         }
         node.onDelivery { [self] delivery in
-            let now = MonotonicClock.now()
+            // Timed only if its sender stamped it (see `BenchPayload.isTimed`), and the
+            // first delivery always (where the delivery rate's span starts).
+            let now = delivery.withPayload { BenchPayload.isTimed($0) } || deliveredCount == 0 ? MonotonicClock.now() : nil
             let group = BenchGroups.index(of: delivery.group) ?? Int.max
             check.withLock { $0.observe(sender: delivery.sender, group: group, sequence: delivery.sequence, delivery: delivery, at: now) }
             delivered.add(1, ordering: .relaxed)
@@ -124,6 +126,7 @@ final class BenchReceiver: Sendable {
             ("unique", check.uniqueBySender.map(String.init).joined(separator: ",")),
             ("last", check.lastBySender.map(String.init).joined(separator: ",")), ("skipped", check.skipped),
             ("first_ns", check.firstAt?.nanoseconds ?? 0), ("last_ns", check.lastAt?.nanoseconds ?? 0),
+            ("span_delivered", check.deliveredInSpan),
             ("latency", check.latency.encoded.isEmpty ? "-" : check.latency.encoded),
             ("latency_max_us", check.latency.maximumMicroseconds),
             ("recovery", protocolStatistics.recoveryMicroseconds.encoded.isEmpty ? "-" : protocolStatistics.recoveryMicroseconds.encoded),
@@ -220,9 +223,18 @@ final class BenchSender: Sendable {
         var sequence: UInt64 = 0
         let watchdog = watchForStalls()
         defer { watchdog.cancel() }
+        // At a set rate every message is timed; as fast as possible, one in
+        // `timedEveryAtFullRate` (the clock is then read for those only, here and at the
+        // receivers).
+        let timedEvery: UInt64 = rate > 0 ? 1 : BenchPayload.timedEveryAtFullRate
+        var now = start
         while count.map({ Int(sequence) < $0 }) ?? true {
-            var now = MonotonicClock.now()
-            if let deadline, now >= deadline { break }
+            // (And the last of a counted run: a short run's delivery rate spans first to last.)
+            let timed = sequence % timedEvery == 0 || count.map { Int(sequence) == $0 - 1 } ?? false
+            if timed {
+                now = MonotonicClock.now()
+                if let deadline, now >= deadline { break }
+            }
             if rate > 0 {
                 let due = start.advanced(byNanoseconds: Int64(Double(sequence) / rate * 1e9))
                 if due > now {
@@ -233,7 +245,7 @@ final class BenchSender: Sendable {
                 }
             }
             let group = publishers[Int(sequence % UInt64(groups))]
-            BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: now)
+            BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: timed ? now : .zero)
             publishing: while true {
                 // Copied into an array the node reuses: no allocation per message.
                 switch payload.withUnsafeBytes({ node.tryPublish(copying: $0, to: group) }) {
@@ -242,7 +254,8 @@ final class BenchSender: Sendable {
                 case .wouldBlock:
                     // Window full: wait for acknowledgements, then stamp the message again.
                     await node.waitForWindow()
-                    BenchPayload.fill(&payload, sender: index, sequence: sequence, publishedAt: MonotonicClock.now())
+                    BenchPayload.fill(&payload, sender: index, sequence: sequence,
+                                      publishedAt: timed ? MonotonicClock.now() : .zero)
                 }
             }
             sequence += 1

@@ -4,7 +4,8 @@ import QSMHarness
 /// What a benchmark receiver checks of every delivery, against what the senders sent:
 /// per sender and group the sequence numbers must be consecutive (FIFO, nothing
 /// skipped), none may come twice, and the payload must be intact. It also keeps the
-/// send-to-deliver latency and the times of the first and last delivery.
+/// send-to-deliver latency of the messages their senders timed, and the times of the
+/// first and last timed delivery (see `BenchPayload.timedEveryAtFullRate`).
 struct DeliveryCheck {
     private(set) var delivered = 0
     private(set) var duplicates = 0
@@ -17,8 +18,12 @@ struct DeliveryCheck {
     /// The run's senders, once known, in the order of the index their payloads carry
     /// (at most 64: a scan costs less per delivery than hashing the id).
     private var senderIDs: [NodeID] = []
+    /// The first and last delivery that was timed, and how many deliveries came after
+    /// the first one up to the last one (what a rate over that span counts).
     private(set) var firstAt: Instant?
     private(set) var lastAt: Instant?
+    private(set) var deliveredInSpan = 0
+    private var deliveredAtFirst = 0
     private(set) var latency = LatencyHistogram()
     /// Distinct messages per sender index.
     private(set) var uniqueBySender: [Int]
@@ -50,21 +55,31 @@ struct DeliveryCheck {
         senderIDs = ids
     }
 
-    mutating func observe(sender: NodeID, group: Int, sequence: UInt64, delivery: QSMDelivery, at now: Instant) {
+    /// Checks one delivery; `now` is when it was delivered, if it was timed (its
+    /// sender stamped it, or it is the first).
+    mutating func observe(sender: NodeID, group: Int, sequence: UInt64, delivery: QSMDelivery, at now: Instant?) {
         let senderIndex = senderIDs.firstIndex(of: sender)
         if !senderIDs.isEmpty, senderIndex == nil {
             foreign += 1
             return
         }
         delivered += 1
-        if firstAt == nil { firstAt = now }
-        lastAt = now
+        if let now {
+            if firstAt == nil {
+                firstAt = now
+                deliveredAtFirst = delivered
+            }
+            lastAt = now
+            deliveredInSpan = delivered - deliveredAtFirst
+        }
         guard let header = delivery.withPayload({ BenchPayload.check($0) }), header.sender < uniqueBySender.count,
               senderIDs.isEmpty || senderIndex == header.sender, group < expected[header.sender].count else {
             corrupt += 1
             return
         }
-        latency.record(microseconds: Int(now.nanoseconds(since: header.publishedAt) / 1000))
+        if let now, header.publishedAt != .zero {
+            latency.record(microseconds: Int(now.nanoseconds(since: header.publishedAt) / 1000))
+        }
         let next = expected[header.sender][group]
         if resynchronize[header.sender][group], sequence >= next {
             resynchronize[header.sender][group] = false

@@ -175,8 +175,10 @@ final class RawSender {
     }
 
     /// Returns the seconds the trial took to send. With `segmenting`, runs of the batch
-    /// go as segmented sends (UDP GSO) where the kernel has them.
-    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress, segmenting: Bool = false) throws -> Double {
+    /// go as segmented sends (UDP GSO) where the kernel has them; with `stamped`, each
+    /// datagram carries its send time (for a latency trial).
+    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress, segmenting: Bool = false,
+               stamped: Bool = true) throws -> Double {
         batch.segmentsSends = segmenting && socket.supportsSegmentationOffload
         let start = MonotonicClock.now()
         var sent = 0
@@ -198,7 +200,7 @@ final class RawSender {
                 let bytes = pool.bytes(of: buffer)
                 bytes.storeBytes(of: UInt32(trial).bigEndian, toByteOffset: 0, as: UInt32.self)
                 bytes.storeBytes(of: UInt32(truncatingIfNeeded: sent + batch.count).bigEndian, toByteOffset: 4, as: UInt32.self)
-                if size >= Self.headerBytes {
+                if stamped, size >= Self.headerBytes {
                     bytes.storeBytes(of: UInt64(bitPattern: MonotonicClock.now().nanoseconds), toByteOffset: 8, as: UInt64.self)
                 }
                 batch.append(buffer, length: size, to: group)

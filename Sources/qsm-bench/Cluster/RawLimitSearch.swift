@@ -113,7 +113,7 @@ struct RawLimitSearch {
             for receiver in receivers { try? receiver.send(WorkerLine("raw-close")) }
             for receiver in receivers { _ = try? receiver.expect("raw-closed", within: 10) }
         }
-        _ = try trial(rate: rate, seconds: seconds)
+        _ = try trial(rate: rate, seconds: seconds, stamped: true)
         var merged = LatencyHistogram()
         for receiver in receivers {
             try receiver.send(WorkerLine("raw-latency"))
@@ -142,15 +142,18 @@ struct RawLimitSearch {
         return total
     }
 
-    private mutating func trial(rate: Double, seconds: Double,
-                                measuringCPU: Bool = false) throws -> (lossless: Bool, achieved: Double, count: Int, cpuSeconds: Double?) {
+    /// One trial; `stamped`: the datagrams carry their send time (the latency trial's;
+    /// the throughput trials read no clock per datagram, like the engine's senders at
+    /// full rate, see `BenchPayload.timedEveryAtFullRate`).
+    private mutating func trial(rate: Double, seconds: Double, measuringCPU: Bool = false,
+                                stamped: Bool = false) throws -> (lossless: Bool, achieved: Double, count: Int, cpuSeconds: Double?) {
         let trial = nextTrial
         nextTrial += 1
         let count = max(1000, Int(rate * seconds))
         let cpuBefore = measuringCPU ? try processesCPU() : 0
         try sender.send(WorkerLine("raw-blast", [("trial", trial), ("count", count), ("rate", rate), ("size", size),
                                                  ("group", group), ("interface", sender.interface),
-                                                 ("gso", mode == .offload ? 1 : 0)]))
+                                                 ("gso", mode == .offload ? 1 : 0), ("stamp", stamped ? 1 : 0)]))
         let blasted = try sender.expect("raw-blasted", within: 60)
         let achieved = Double(count) / max(1e-6, blasted.double("seconds") ?? 1)
         // Let the receivers drain their sockets: done when all have everything, or when

@@ -38,6 +38,7 @@ enum RunCommand {
                                the time limit)
           --rate R             messages per second per sender (default 0: as fast as
                                flow control allows); latency is meaningful at a fixed rate
+                               (every message is timed then; at full rate, 1 in 16)
           --perturb KIND       what is done during the run (to "receiver 0": a receiver
                                picked for its role where that matters):
                                  none    (default)

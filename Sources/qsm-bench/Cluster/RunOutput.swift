@@ -57,7 +57,8 @@ enum RunTable {
         let latency = report.latency
         if let p50 = latency.percentile(0.5), let p99 = latency.percentile(0.99) {
             lines.append("latency, send to deliver: p50 \(p50) us, p99 \(p99) us, max \(latency.maximumMicroseconds) us"
-                         + (report.options.rate > 0 ? "" : " (as fast as possible: includes queueing in the window)"))
+                         + (report.options.rate > 0 ? "" : " (as fast as possible: includes queueing in the window; "
+                                                          + "1 message in \(BenchPayload.timedEveryAtFullRate) timed)"))
         }
         if let raw = report.rawLatency, let p50 = raw.percentile(0.5), let p99 = raw.percentile(0.99) {
             lines.append("raw latency floor at the same rate, send to receive: p50 \(p50) us, p99 \(p99) us, max \(raw.maximumMicroseconds) us")

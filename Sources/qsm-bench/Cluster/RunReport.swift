@@ -169,13 +169,13 @@ struct RunReport {
     }
 
     /// Delivered messages per second at the slowest checked receiver, between its first
-    /// and last delivery.
+    /// and last timed delivery (the deliveries after the first, up to the last).
     var messagesPerSecondMinimum: Double {
         checked.map { line -> Double in
             let first = line.int("first_ns") ?? 0
             let last = line.int("last_ns") ?? 0
             let seconds = Double(last - first) / 1e9
-            return seconds > 0 ? Double(line.int("delivered") ?? 0) / seconds : 0
+            return seconds > 0 ? Double(line.int("span_delivered") ?? line.int("delivered") ?? 0) / seconds : 0
         }.min() ?? 0
     }
 

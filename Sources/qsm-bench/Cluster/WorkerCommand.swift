@@ -116,7 +116,8 @@ enum WorkerCommand {
                 if rawSender == nil { rawSender = try RawSender(interface: try interface(command), timeToLive: 1) }
                 let seconds = try rawSender!.blast(trial: command.int("trial") ?? 0, count: command.int("count") ?? 0,
                                                    rate: command.double("rate") ?? 1000, size: command.int("size") ?? 1000,
-                                                   to: try address(command, "group"), segmenting: command.int("gso") == 1)
+                                                   to: try address(command, "group"), segmenting: command.int("gso") == 1,
+                                                   stamped: command.int("stamp") != 0)
                 say(WorkerLine("raw-blasted", [("seconds", seconds)]))
             case "receive":
                 let groups = command.int("groups") ?? 1
