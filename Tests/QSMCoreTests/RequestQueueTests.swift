@@ -54,6 +54,8 @@ import QSMHarness
         #expect(queue.dequeue() == 0)
         #expect(queue.tryEnqueue(4))
         #expect(!queue.tryEnqueue(100))
+        // Refused, and handed back for the caller to reuse.
+        #expect(queue.enqueueOrReturn(101) == 101)
         var drained: [Int] = []
         while let value = queue.dequeue() { drained.append(value) }
         #expect(drained == [1, 2, 3, 4])

@@ -86,12 +86,13 @@ extension QSMNode {
     }
 
     /// Hands a publication, whose window slot is reserved, to the core; a full request
-    /// queue gives the slot back. The array moves into the request (a copy retained it
-    /// and released the caller's, per message); on a full queue it is let go.
+    /// queue gives the slot (and the array, for reuse) back. The array moves into the
+    /// request: a copy retained it and released the caller's, per message.
     private func submit(_ payload: consuming [UInt8], to publisher: GroupPublisher) -> PublishOutcome {
         let bytes = payload.count
-        guard handle.trySubmit(.publish(payload: consume payload, group: publisher.group, slot: publisher.slot)) else {
+        if let refused = handle.submitOrReturn(.publish(payload: consume payload, group: publisher.group, slot: publisher.slot)) {
             window.release(messages: 1, bytes: bytes)
+            if case .publish(let payload, _, _) = consume refused { recycler.put(payload) }
             return .wouldBlock
         }
         return .accepted

@@ -20,9 +20,15 @@ package final class EventCoreHandle: Sendable {
     /// Queues a request for the core thread. Returns false if the request queue is full
     /// (the request is not queued, and is let go); never blocks.
     package func trySubmit(_ request: consuming CoreRequest) -> Bool {
-        guard requests.tryEnqueue(consume request) else { return false }
+        submitOrReturn(request) == nil
+    }
+
+    /// Queues a request for the core thread, or hands it back if the request queue is
+    /// full; never blocks.
+    package func submitOrReturn(_ request: consuming CoreRequest) -> CoreRequest? {
+        if let refused = requests.enqueueOrReturn(consume request) { return refused }
         wakeCoreIfSleeping()
-        return true
+        return nil
     }
 
     /// Queues `body` to run on the core thread; false if the queue is full.

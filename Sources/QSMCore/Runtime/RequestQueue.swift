@@ -59,6 +59,12 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     /// Adds `element` unless the queue is full. Safe from any thread.
     /// - Returns: false when full (the element is not queued, and is let go).
     package func tryEnqueue(_ element: consuming Element) -> Bool {
+        enqueueOrReturn(element) == nil
+    }
+
+    /// Adds `element` unless the queue is full, in which case it comes back (for the
+    /// caller to reuse what it holds). Safe from any thread.
+    package func enqueueOrReturn(_ element: consuming Element) -> Element? {
         var position = enqueuePosition.pointee.load(ordering: .relaxed)
         while true {
             let slot = position & mask
@@ -72,11 +78,11 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
                     // released the submitter's, on a count line the core then touches.
                     (elements + slot).initialize(to: consume element)
                     sequences[slot].store(position + 1, ordering: .sequentiallyConsistent)
-                    return true
+                    return nil
                 }
                 position = current
             } else if difference < 0 {
-                return false
+                return element
             } else {
                 position = enqueuePosition.pointee.load(ordering: .relaxed)
             }
