@@ -24,8 +24,15 @@ import QSMHarness
             let run = Int(random.next() % UInt64(2 * capacity)) + 1
             if random.next() % 2 == 0 {
                 for _ in 0..<run {
-                    #expect(queue.hasRoom == (model.count < capacity))
-                    let accepted = queue.tryEnqueue(next)
+                    // Both ways in: a refusal lets the element go, or hands it back.
+                    let accepted: Bool
+                    if next % 2 == 0 {
+                        accepted = queue.tryEnqueue(next)
+                    } else {
+                        let refused = queue.enqueueOrReturn(next)
+                        #expect(refused == nil || refused == next)
+                        accepted = refused == nil
+                    }
                     #expect(accepted == (model.count < capacity))
                     if accepted { model.append(next) }
                     next += 1

@@ -121,11 +121,10 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
                                  registered: machine.membership.isRegistered)
     }
 
-    /// Queues `output` for the dispatcher, or holds it while the queue is full. Moved
-    /// all the way (room is checked first, so the enqueue cannot refuse and drop it): a
-    /// copy retained each delivery's payload here and released it again.
-    func emit(_ output: consuming EngineOutput) {
-        if !waitingOutputs.isEmpty || !outputs.tryEnqueue(copy output) {
+    /// Queues `output` for the dispatcher, or holds it while the queue is full or others
+    /// are held already (they keep their order).
+    func emit(_ output: EngineOutput) {
+        if !waitingOutputs.isEmpty || !outputs.tryEnqueue(output) {
             waitingOutputs.append(output)
         } else {
             outputsSinceSignal += 1
@@ -257,8 +256,11 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
     /// Moves held outputs to the queue as room appears, wakes the application side, and
     /// pauses or resumes reading data accordingly.
     func flushOutputs() {
-        while outputs.hasRoom, let output = waitingOutputs.popFirst() {
-            _ = outputs.tryEnqueue(output)
+        while let output = waitingOutputs.popFirst() {
+            if let refused = outputs.enqueueOrReturn(output) {
+                waitingOutputs.prepend(refused)
+                break
+            }
             outputsSinceSignal += 1
         }
         if outputsSinceSignal > 0 {

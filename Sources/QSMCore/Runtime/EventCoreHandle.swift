@@ -20,7 +20,7 @@ package final class EventCoreHandle: Sendable {
     /// Queues a request for the core thread. Returns false if the request queue is full
     /// (the request is not queued, and is let go); never blocks.
     package func trySubmit(_ request: consuming CoreRequest) -> Bool {
-        submitOrReturn(request) == nil
+        submitOrReturn(consume request) == nil
     }
 
     /// Queues a request for the core thread, or hands it back if the request queue is

@@ -12,8 +12,8 @@ import Synchronization
 /// 30 elements waiting takes them all on one read of the producer's position (the
 /// classic Lamport queue with cached indices).
 ///
-/// Exactly one thread may call `tryEnqueue` and exactly one (possibly another) may call
-/// `dequeue` and `hasReadyElement`; that is the caller's contract, not checked.
+/// Exactly one thread may enqueue and exactly one (possibly another) may call `dequeue`
+/// and `hasReadyElement`; that is the caller's contract, not checked.
 ///
 /// Waking a sleeping consumer: publication is a release store, which a processor may
 /// hold in its store buffer past a later load. A producer that then checks whether the
@@ -69,24 +69,21 @@ package final class HandoffQueue<Element: Sendable>: @unchecked Sendable {
     /// Adds `element` unless the queue is full. Producer thread only.
     /// - Returns: false when full (the element is not queued, and is let go).
     package func tryEnqueue(_ element: consuming Element) -> Bool {
+        enqueueOrReturn(consume element) == nil
+    }
+
+    /// Adds `element` unless the queue is full, in which case it comes back (for the
+    /// caller to hold on to). Producer thread only.
+    package func enqueueOrReturn(_ element: consuming Element) -> Element? {
         let tail = producer.pointee.tail
         if tail - producer.pointee.knownHead == capacity {
             producer.pointee.knownHead = publishedHead.pointee.load(ordering: .acquiring)
-            if tail - producer.pointee.knownHead == capacity { return false }
+            if tail - producer.pointee.knownHead == capacity { return element }
         }
         (elements + (tail & mask)).initialize(to: consume element)
         producer.pointee.tail = tail + 1
         publishedTail.pointee.store(tail + 1, ordering: .releasing)
-        return true
-    }
-
-    /// Whether `tryEnqueue` would take an element now. Producer thread only (and then
-    /// it stays true until the producer enqueues).
-    package var hasRoom: Bool {
-        let tail = producer.pointee.tail
-        if tail - producer.pointee.knownHead < capacity { return true }
-        producer.pointee.knownHead = publishedHead.pointee.load(ordering: .acquiring)
-        return tail - producer.pointee.knownHead < capacity
+        return nil
     }
 
     /// Removes the oldest element. Consumer thread only.

@@ -59,7 +59,7 @@ package final class RequestQueue<Element: Sendable>: @unchecked Sendable {
     /// Adds `element` unless the queue is full. Safe from any thread.
     /// - Returns: false when full (the element is not queued, and is let go).
     package func tryEnqueue(_ element: consuming Element) -> Bool {
-        enqueueOrReturn(element) == nil
+        enqueueOrReturn(consume element) == nil
     }
 
     /// Adds `element` unless the queue is full, in which case it comes back (for the
