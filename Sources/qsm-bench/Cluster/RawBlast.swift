@@ -177,8 +177,8 @@ final class RawSender {
     /// Returns the seconds the trial took to send. With `segmenting`, runs of the batch
     /// go as segmented sends (UDP GSO) where the kernel has them; with `stamped`, each
     /// datagram carries its send time (for a latency trial).
-    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress, segmenting: Bool = false,
-               stamped: Bool = true) throws -> Double {
+    func blast(trial: Int, count: Int, rate: Double, size: Int, to group: QSMSocketAddress, segmenting: Bool,
+               stamped: Bool) throws -> Double {
         batch.segmentsSends = segmenting && socket.supportsSegmentationOffload
         let start = MonotonicClock.now()
         var sent = 0
