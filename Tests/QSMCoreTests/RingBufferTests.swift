@@ -45,6 +45,35 @@ import QSMHarness
         }
     }
 
+    final class Box {}
+
+    /// `objectAddress(at:)` against the elements' identities, over seeds: at every offset
+    /// after growth and wrap-around, nil past either end, and nil for elements that are
+    /// not one reference.
+    @Test func objectAddressesAreTheElementsIdentities() {
+        for seed in UInt64(1)...50 {
+            var random = SplitMix64(seed: seed)
+            var ring = RingBuffer<Box>(initialCapacity: 2)
+            var model: [Box] = []
+            for step in 0..<200 {
+                if random.next() % 3 == 0, !model.isEmpty {
+                    _ = ring.popFirst(); model.removeFirst()
+                } else {
+                    let box = Box()
+                    ring.append(box); model.append(box)
+                }
+                for offset in -1...model.count {
+                    let address = ring.objectAddress(at: offset).map { UInt(bitPattern: $0) }
+                    let expected = model.indices.contains(offset) ? UInt(bitPattern: Unmanaged.passUnretained(model[offset]).toOpaque()) : nil
+                    if address != expected { Issue.record("seed \(seed), step \(step), offset \(offset): address differs"); return }
+                }
+            }
+        }
+        var numbers = RingBuffer<Int>()
+        numbers.append(7)
+        #expect(numbers.objectAddress(at: 0) == nil)
+    }
+
     static func packet(_ sequence: UInt64, bytes: Int = 3) -> DataPacket {
         DataPacket(sender: NodeID(1), region: RegionID(1), regionView: 1, viewStartSequence: 1, sequence: sequence, group: GroupID(1),
                    groupView: 1, groupSequence: sequence, fragmentIndex: 0, fragmentCount: 1, publishedAt: 0,

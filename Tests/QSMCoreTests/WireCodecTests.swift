@@ -217,6 +217,38 @@ import QSMHarness
         #expect(Self.address(fresh) != Self.address(received.records))
     }
 
+    /// The address offered for prefetching is the storage of the spare that many copies
+    /// later takes (its elements follow the object's header), and the plan guesses the
+    /// payloads of the next datagram from the size of the last one copied.
+    @Test func prefetchAddressesAreTheSparesTakenNext() {
+        var spares = PayloadSpares(limit: 8)
+        var elements: [UInt] = []
+        for _ in 0..<4 {
+            var spare: [UInt8] = []
+            spare.reserveCapacity(1_100)
+            elements.append(spare.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) })
+            spares.put(spare)
+        }
+        #expect(spares.spareAddress(ahead: 4) == nil)
+        let header = UInt(PayloadSpares.arrayHeaderBytes)
+        #expect(spares.spareAddress(ahead: 2).map { UInt(bitPattern: $0) + header } == elements[2])
+        let payload = [UInt8](repeating: 5, count: 1_000)
+        let copied = payload.withUnsafeBytes { spares.copy($0) }
+        #expect(copied.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == elements[0])
+        // One spare taken: the one that was two ahead is now one ahead.
+        #expect(spares.spareAddress(ahead: 1).map { UInt(bitPattern: $0) + header } == elements[2])
+        // One 1000-byte payload per datagram: the spare past the next one, as long as it.
+        let single = spares.prefetchPlan(datagramBytes: 1_100)
+        #expect(single.offset == 2 && single.count == 1 && single.bytes == 1_000 + PayloadSpares.arrayHeaderBytes)
+        // A bundle of 100-byte payloads: as many spares as it holds, past its own.
+        let small = [UInt8](repeating: 1, count: 100).withUnsafeBytes { spares.copy($0) }
+        #expect(small.count == 100)
+        let bundle = spares.prefetchPlan(datagramBytes: 1_472)
+        let perPacket = 100 + DataPacket.hybridHeaderBytes
+        #expect(bundle.count == 1_472 / perPacket && bundle.offset == bundle.count + 1)
+        #expect(spares.prefetchPlan(datagramBytes: 65_000).count == PayloadSpares.prefetchedAtMost)
+    }
+
     @Test func aSoleSpareIsReused() {
         var spares = PayloadSpares(limit: 8)
         var spare = [UInt8](repeating: 0, count: 64)

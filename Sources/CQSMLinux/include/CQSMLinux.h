@@ -127,6 +127,20 @@ int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uin
 /// glibc raising it each time a large block is freed. Returns 1 on success, 0 if refused.
 int cqsm_fix_mmap_threshold(int bytes);
 
+/// Asks the processor to bring `bytes` from `address` into its cache for writing
+/// (PREFETCHW, one per 64-byte line): a hint only, never a fault, whatever the address.
+static inline void cqsm_prefetch_for_write(const void *address, size_t bytes) {
+    for (size_t offset = 0; offset < bytes; offset += 64) {
+#if defined(__x86_64__)
+        // As an instruction: the compiler's builtin emits a read prefetch unless the
+        // whole target is built for PRFCHW. Processors without it run it as a no-op.
+        __asm__ volatile("prefetchw %0" : : "m"(*((const char *)address + offset)));
+#else
+        __builtin_prefetch((const char *)address + offset, 1, 3);
+#endif
+    }
+}
+
 #ifdef __cplusplus
 }
 #endif

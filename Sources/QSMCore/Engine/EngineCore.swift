@@ -135,8 +135,21 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
 
     func datagramReceived(_ datagram: UnsafeRawBufferPointer, from source: QSMSocketAddress, on registration: RegistrationID,
                           core: EventCore) {
+        prefetchSpares(forDatagramOf: datagram.count)
         machine.datagramReceived(datagram, from: source, now: core.now)
         settlePending = true
+    }
+
+    /// Has the spare arrays the next datagram's payloads will be copied into fetched into
+    /// the cache while this one is handled (see `PayloadSpares.spareAddress(ahead:)`).
+    /// Measured at 1000 bytes, 4 receivers: 396k-417k became 435k-442k msg/s.
+    private func prefetchSpares(forDatagramOf length: Int) {
+        let node = machine.protocolNode
+        let plan = node.sparePrefetchPlan(datagramBytes: length)
+        for index in 0..<plan.count {
+            guard let spare = node.spareAddress(ahead: plan.offset + index) else { return }
+            CachePrefetch.forWrite(spare, bytes: plan.bytes)
+        }
     }
 
     func ioBatchEnded(core: EventCore) {

@@ -54,6 +54,18 @@ public struct RingBuffer<Element> {
         return storage[(head + offset) & (storage.count - 1)]!
     }
 
+    /// The bits of the element `offset` places from the front, read as an address without
+    /// copying (no retain), or nil past the end: for an element that is one reference
+    /// (an array, a class instance), where its object lies. Only for hints to the
+    /// processor (a prefetch); never dereferenced, and stale once the element is gone.
+    @inlinable
+    public func objectAddress(at offset: Int) -> UnsafeRawPointer? {
+        guard offset >= 0, offset < count, MemoryLayout<Element?>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
+        return storage.withUnsafeBufferPointer { slots in
+            UnsafeRawPointer(slots.baseAddress! + ((head + offset) & (slots.count - 1))).load(as: UnsafeRawPointer?.self)
+        }
+    }
+
     /// Inserts `element` so that it is `offset` places from the front (0...count),
     /// moving the later elements back by one.
     @inlinable

@@ -77,11 +77,39 @@ struct PayloadSpares {
         return bytes
     }
 
+    /// Where the spare array `ahead` places from the next one lies (its storage object:
+    /// header, then elements), for the driver to have it fetched into the cache before
+    /// a payload is copied into it; nil when there is none.
+    ///
+    /// Spares are taken oldest first (the newest are the likeliest still shared with the
+    /// cache), so the one taken has not been touched for about a window of messages: at
+    /// full rate its lines are out of the cache, and the copy into it waited on each
+    /// (issue 15: 1000-byte messages, the copy's stores were a sixth of a receiver core).
+    func spareAddress(ahead: Int) -> UnsafeRawPointer? { arrays.objectAddress(at: ahead) }
+
+    /// Which spares the payloads of the datagram after one of `datagramBytes` will most
+    /// likely be copied into: as many as this one's payloads (guessed from the size of
+    /// the last payload), from one past those this one takes (one may be skipped, still
+    /// shared), each `bytes` long from its object's start (header, then payload).
+    func prefetchPlan(datagramBytes: Int) -> (offset: Int, count: Int, bytes: Int) {
+        let payload = max(lastCopiedBytes, 1)
+        let packets = min(max(1, datagramBytes / (payload + DataPacket.hybridHeaderBytes)), Self.prefetchedAtMost)
+        return (packets + 1, packets, payload + Self.arrayHeaderBytes)
+    }
+
+    /// The size of the payload last copied in, the guess at the next ones'.
+    private(set) var lastCopiedBytes = 0
+    /// A prefetch plan's most spares (a bundle of tiny messages holds dozens).
+    static let prefetchedAtMost = 16
+    /// An array's storage object ahead of its elements (object header, count, capacity).
+    static let arrayHeaderBytes = 32
+
     /// `source` copied into a spare array (or a new one), as a slice of all of it. A
     /// spare still shared (its payload is cached, or a delivery was kept) is not written
     /// to: it goes to the back, to be tried again later; after a couple of those, a new
     /// array is allocated (the bound keeps each message's cost constant).
     mutating func copy(_ source: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
+        lastCopiedBytes = source.count
         guard var bytes = takeSpare(whole: false, reserving: source.count) else { return ArraySlice(source) }
         bytes.append(contentsOf: source)
         return ArraySlice(bytes)

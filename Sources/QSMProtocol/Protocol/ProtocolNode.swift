@@ -146,6 +146,12 @@ package final class ProtocolNode {
     /// Hands back the array of a delivery the application is done with, for a later
     /// payload to be decoded into (see `PayloadSpares`).
     package func recyclePayload(_ bytes: consuming [UInt8]) { payloadSpares.put(bytes) }
+    /// See `PayloadSpares.spareAddress(ahead:)`.
+    package func spareAddress(ahead: Int) -> UnsafeRawPointer? { payloadSpares.spareAddress(ahead: ahead) }
+    /// See `PayloadSpares.prefetchPlan(datagramBytes:)`.
+    package func sparePrefetchPlan(datagramBytes: Int) -> (offset: Int, count: Int, bytes: Int) {
+        payloadSpares.prefetchPlan(datagramBytes: datagramBytes)
+    }
     @exclusivity(unchecked) var unacknowledgedMessages = 0
     @exclusivity(unchecked) var unacknowledgedBytes = 0
     @exclusivity(unchecked) var lastDataSentAt = Instant.zero
