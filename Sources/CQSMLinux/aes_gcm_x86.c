@@ -166,8 +166,8 @@ TARGET static inline __m128i ghash(const expanded *e, __m128i state, const uint8
 
 // GHASH sixteen blocks at a time on 512-bit registers: four blocks per register, each
 // lane multiplied by its own power of H (the first block by H^16, the last by H^1), the
-// products of all sixteen summed lane by lane and across lanes, then reduced once. The
-// rest (under 256 bytes) goes through `ghash`.
+// products of all sixteen summed lane by lane and across lanes, then reduced once.
+// `length` is a multiple of 256; the caller folds the rest.
 WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context, const expanded *e, __m128i state,
                                                          const uint8_t *data, size_t length) {
     const __m512i reverse = _mm512_broadcast_i32x4(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -198,7 +198,48 @@ WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context,
         data += 256;
         length -= 256;
     }
-    return ghash(e, state, data, length);
+    (void)e;
+    return state;
+}
+
+// H^k (1 <= k <= 16), from the powers the context keeps highest first.
+TARGET static inline __m128i power_of_h(const uint8_t *context, int k) {
+    return _mm_loadu_si128((const __m128i *)(context + WIDE_POWERS + 16 * (16 - k)));
+}
+
+// Folds the last `length` bytes (the final block zero-padded) and then the lengths block
+// into the hash state, and returns it. With m blocks in all (the state folded into the
+// first), block j is multiplied by H^(m-j) and the products summed before one reduction:
+// one reduction for the whole tail instead of one per block, each waiting on the one
+// before (Horner's rule). Blocks beyond what sixteen powers cover go through `ghash` first.
+TARGET static inline __m128i ghash_finish(const uint8_t *context, const expanded *e, __m128i state,
+                                          const uint8_t *data, size_t length, __m128i lengths) {
+    size_t blocks = (length + 15) / 16;
+    if (blocks > 15) {
+        const size_t lead = (blocks - 15) * 16;
+        state = ghash(e, state, data, lead);
+        data += lead;
+        length -= lead;
+        blocks = 15;
+    }
+    const int m = (int)blocks + 1;
+    __m128i low = _mm_setzero_si128(), high = _mm_setzero_si128(), l, h;
+    for (size_t j = 0; j < blocks; j++) {
+        __m128i x;
+        if (length - 16 * j >= 16) {
+            x = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 16 * j)));
+        } else {
+            uint8_t block[16] = {0};
+            memcpy(block, data + 16 * j, length - 16 * j);
+            x = byte_reverse(_mm_loadu_si128((const __m128i *)block));
+        }
+        if (j == 0) x = _mm_xor_si128(x, state);
+        carryless_product(x, power_of_h(context, m - (int)j), &l, &h);
+        low = _mm_xor_si128(low, l);
+        high = _mm_xor_si128(high, h);
+    }
+    carryless_product(blocks == 0 ? _mm_xor_si128(lengths, state) : lengths, e->h, &l, &h);
+    return reduce(_mm_xor_si128(low, l), _mm_xor_si128(high, h));
 }
 
 TARGET static inline __m128i counter_block(const uint8_t *nonce, uint32_t counter) {
@@ -248,11 +289,19 @@ TARGET static inline void counter_mode(const expanded *e, const uint8_t *nonce, 
 TARGET static inline __m128i tag_of(const uint8_t *context, const expanded *e, const uint8_t *nonce, const uint8_t *aad,
                                     size_t aad_length, const uint8_t *ciphertext, size_t length) {
     const int wide = context[WIDE_FLAG];
-    __m128i state = wide && aad_length >= 256 ? ghash_wide(context, e, _mm_setzero_si128(), aad, aad_length)
-                                              : ghash(e, _mm_setzero_si128(), aad, aad_length);
-    state = wide && length >= 256 ? ghash_wide(context, e, state, ciphertext, length) : ghash(e, state, ciphertext, length);
     const __m128i lengths = _mm_set_epi64x((long long)((uint64_t)aad_length * 8), (long long)((uint64_t)length * 8));
-    state = gf_multiply(_mm_xor_si128(state, lengths), e->h);
+    __m128i state = _mm_setzero_si128();
+    const size_t aad_wide = wide ? aad_length & ~(size_t)255 : 0;
+    if (aad_wide > 0) state = ghash_wide(context, e, state, aad, aad_wide);
+    if (length == 0) {
+        // GMAC (a datagram authenticated, not encrypted): the data's tail ends the hash.
+        state = ghash_finish(context, e, state, aad + aad_wide, aad_length - aad_wide, lengths);
+    } else {
+        state = ghash(e, state, aad + aad_wide, aad_length - aad_wide);
+        const size_t text_wide = wide ? length & ~(size_t)255 : 0;
+        if (text_wide > 0) state = ghash_wide(context, e, state, ciphertext, text_wide);
+        state = ghash_finish(context, e, state, ciphertext + text_wide, length - text_wide, lengths);
+    }
     return _mm_xor_si128(byte_reverse(state), encrypt_block(e->rk, counter_block(nonce, 1)));
 }
 
