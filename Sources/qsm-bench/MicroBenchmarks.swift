@@ -13,6 +13,7 @@ struct MicroBenchmarks {
         case alarms
         case requests
         case multicast
+        case seal
     }
 
     func run() throws {
@@ -96,7 +97,23 @@ struct MicroBenchmarks {
             multicastNote = "loopback multicast skipped: cannot create a private network namespace (\(error)); run as root"
         } }
 
-        for table in [alarms, requests, multicast] where !table.rows.isEmpty {
+        var seals = Table("sealing a datagram (AES-128-GMAC)", "backend", "bytes", "ns per datagram", "vs portable")
+        for size in SealBenchmark.sizes where parts.contains(.seal) {
+            var times: [String: [Double]] = [:]
+            for round in 1...rounds {
+                for backend in SealBenchmark.backends {
+                    progress("  seal: \(backend.name), \(size) bytes, round \(round)/\(rounds)")
+                    times[backend.name, default: []].append(SealBenchmark.nanosecondsPerSeal(backend, size: size, seconds: seconds))
+                }
+            }
+            let portable = median(times["portable"]!)
+            for backend in SealBenchmark.backends {
+                let time = median(times[backend.name]!)
+                seals.add(backend.name, "\(size)", format(time, 1), formatRatio(portable / time))
+            }
+        }
+
+        for table in [alarms, requests, multicast, seals] where !table.rows.isEmpty {
             print("")
             print(table.render())
         }

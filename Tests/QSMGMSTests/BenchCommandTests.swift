@@ -61,6 +61,26 @@ struct BenchCommandTests {
         }
     }
 
+    /// `micro --only seal` measures every backend this CPU runs at each size (a row each,
+    /// a time per datagram), and a part it does not know is refused.
+    @Test func theSealMicroBenchmarkReportsEveryBackendAndSize() throws {
+        let (status, output) = try Self.run(["micro", "--only", "seal", "--rounds", "1", "--seconds", "0.01"])
+        #expect(status == 0, "\(output)")
+        for backend in ["portable"] + (HardwareAESGCM.hardware.map { [$0.name] } ?? []) {
+            for size in ["150", "1070", "1472"] {
+                let row = output.split(separator: "\n").first { line in
+                    let fields = line.split(separator: " ")
+                    return fields.first.map(String.init) == backend && fields.count > 2 && String(fields[1]) == size
+                        && Double(fields[2]).map { $0 > 0 } == true
+                }
+                #expect(row != nil, "no \(backend) row for \(size) bytes in: \(output)")
+            }
+        }
+        // (Its message goes to standard error, which `run` does not read.)
+        let (refused, _) = try Self.run(["micro", "--only", "seals"])
+        #expect(refused == 2)
+    }
+
     @Test func aShortRunWithTheRawSearchReportsEveryKeyAndCompleteDelivery() throws {
         let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--raw-trial-seconds", "0.2", "--json"])
         #expect(status == 0, "output: \(output)")
