@@ -25,9 +25,26 @@ int cqsm_cpu_has_aes_gcm(void) {
 #define TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
 #define WIDE __attribute__((target("aes,pclmul,ssse3,sse4.1,avx512f,avx512bw,avx512vl,vpclmulqdq")))
 
-enum { WIDE_POWERS = 240, WIDE_FLAG = 496 };
+// The context (AESGCM.contextBytes): round keys, H..H^4, H^16..H^1 for the wide hash,
+// the wide flag, and H^96..H^1 for folding a whole datagram with one reduction.
+enum { WIDE_POWERS = 240, WIDE_FLAG = 496, ALL_POWERS = 512, ALL_POWER_COUNT = 96 };
+
+// CPUID traps to the hypervisor in a virtual machine (microseconds each), and every
+// key set up asks (`cqsm_aes128_gcm_set_wide`): a datagram claiming a new sender epoch
+// costs a key, so the answer is found once and kept.
+static int wide_ghash_supported(void);
 
 int cqsm_cpu_has_wide_ghash(void) {
+    static int known = -1;
+    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (answer < 0) {
+        answer = wide_ghash_supported();
+        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
+    }
+    return answer;
+}
+
+static int wide_ghash_supported(void) {
     unsigned int eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !((ecx >> 27) & 1)) return 0;  // OSXSAVE
     unsigned int low, high;
@@ -114,11 +131,14 @@ TARGET void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key) {
     rk[9] = expand_step(rk[8], _mm_aeskeygenassist_si128(rk[8], 0x1b));
     rk[10] = expand_step(rk[9], _mm_aeskeygenassist_si128(rk[9], 0x36));
     for (int i = 0; i < 11; i++) _mm_storeu_si128((__m128i *)(context + 16 * i), rk[i]);
-    __m128i powers[16];
+    __m128i powers[ALL_POWER_COUNT];
     powers[0] = byte_reverse(encrypt_block(rk, _mm_setzero_si128()));
-    for (int i = 1; i < 16; i++) powers[i] = gf_multiply(powers[i - 1], powers[0]);
+    for (int i = 1; i < ALL_POWER_COUNT; i++) powers[i] = gf_multiply(powers[i - 1], powers[0]);
     for (int i = 0; i < 4; i++) _mm_storeu_si128((__m128i *)(context + 176 + 16 * i), powers[i]);
     for (int i = 0; i < 16; i++) _mm_storeu_si128((__m128i *)(context + WIDE_POWERS + 16 * i), powers[15 - i]);
+    for (int i = 0; i < ALL_POWER_COUNT; i++) {
+        _mm_storeu_si128((__m128i *)(context + ALL_POWERS + 16 * i), powers[ALL_POWER_COUNT - 1 - i]);
+    }
     cqsm_aes128_gcm_set_wide(context, 1);
 }
 
@@ -202,6 +222,15 @@ WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context,
     return state;
 }
 
+// Block `j` of `length` bytes at `data`, byte-reversed for the hash; the final block,
+// if short, zero-padded.
+TARGET static inline __m128i hash_block(const uint8_t *data, size_t j, size_t length) {
+    if (length - 16 * j >= 16) return byte_reverse(_mm_loadu_si128((const __m128i *)(data + 16 * j)));
+    uint8_t block[16] = {0};
+    memcpy(block, data + 16 * j, length - 16 * j);
+    return byte_reverse(_mm_loadu_si128((const __m128i *)block));
+}
+
 // H^k (1 <= k <= 16), from the powers the context keeps highest first.
 TARGET static inline __m128i power_of_h(const uint8_t *context, int k) {
     return _mm_loadu_si128((const __m128i *)(context + WIDE_POWERS + 16 * (16 - k)));
@@ -225,14 +254,7 @@ TARGET static inline __m128i ghash_finish(const uint8_t *context, const expanded
     const int m = (int)blocks + 1;
     __m128i low = _mm_setzero_si128(), high = _mm_setzero_si128(), l, h;
     for (size_t j = 0; j < blocks; j++) {
-        __m128i x;
-        if (length - 16 * j >= 16) {
-            x = byte_reverse(_mm_loadu_si128((const __m128i *)(data + 16 * j)));
-        } else {
-            uint8_t block[16] = {0};
-            memcpy(block, data + 16 * j, length - 16 * j);
-            x = byte_reverse(_mm_loadu_si128((const __m128i *)block));
-        }
+        __m128i x = hash_block(data, j, length);
         if (j == 0) x = _mm_xor_si128(x, state);
         carryless_product(x, power_of_h(context, m - (int)j), &l, &h);
         low = _mm_xor_si128(low, l);
@@ -240,6 +262,56 @@ TARGET static inline __m128i ghash_finish(const uint8_t *context, const expanded
     }
     carryless_product(blocks == 0 ? _mm_xor_si128(lengths, state) : lengths, e->h, &l, &h);
     return reduce(_mm_xor_si128(low, l), _mm_xor_si128(high, h));
+}
+
+// `ghash_finish` on 512-bit registers, for the whole of a datagram at once: with m
+// blocks in all (the lengths block last, the state folded into the first), block j is
+// multiplied by H^(m-j), four blocks per register against four consecutive powers from
+// the context's descending table, and everything is summed before one reduction. Data
+// longer than the table covers goes through `ghash_wide` first, 256 bytes at a time.
+WIDE __attribute__((noinline)) static __m128i ghash_finish_wide(const uint8_t *context, const expanded *e, __m128i state,
+                                                                const uint8_t *data, size_t length, __m128i lengths) {
+    size_t blocks = (length + 15) / 16;
+    if (blocks + 1 > ALL_POWER_COUNT) {
+        const size_t lead = ((blocks + 1 - ALL_POWER_COUNT + 15) / 16) * 256;
+        state = ghash_wide(context, e, state, data, lead);
+        data += lead;
+        length -= lead;
+        blocks = (length + 15) / 16;
+    }
+    const __m512i reverse = _mm512_broadcast_i32x4(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const size_t m = blocks + 1;
+    // H^(m-j) for block j lies at index ALL_POWER_COUNT - m + j of the table.
+    const uint8_t *table = context + ALL_POWERS + 16 * (ALL_POWER_COUNT - m);
+    __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512(), middle = _mm512_setzero_si512();
+    __m128i pending = state;
+    size_t j = 0;
+    for (; j + 4 <= length / 16; j += 4) {
+        __m512i x = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(data + 16 * j)), reverse);
+        x = _mm512_xor_si512(x, _mm512_zextsi128_si512(pending));
+        pending = _mm_setzero_si128();
+        const __m512i p = _mm512_loadu_si512((const void *)(table + 16 * j));
+        low = _mm512_xor_si512(low, _mm512_clmulepi64_epi128(x, p, 0x00));
+        high = _mm512_xor_si512(high, _mm512_clmulepi64_epi128(x, p, 0x11));
+        middle = _mm512_xor_si512(middle, _mm512_xor_si512(_mm512_clmulepi64_epi128(x, p, 0x10), _mm512_clmulepi64_epi128(x, p, 0x01)));
+    }
+    low = _mm512_xor_si512(low, _mm512_bslli_epi128(middle, 8));
+    high = _mm512_xor_si512(high, _mm512_bsrli_epi128(middle, 8));
+    const __m256i low4 = _mm256_xor_si256(_mm512_castsi512_si256(low), _mm512_extracti64x4_epi64(low, 1));
+    const __m256i high4 = _mm256_xor_si256(_mm512_castsi512_si256(high), _mm512_extracti64x4_epi64(high, 1));
+    __m128i low1 = _mm_xor_si128(_mm256_castsi256_si128(low4), _mm256_extracti128_si256(low4, 1));
+    __m128i high1 = _mm_xor_si128(_mm256_castsi256_si128(high4), _mm256_extracti128_si256(high4, 1));
+    __m128i l, h;
+    // The last few blocks (the final one zero-padded), then the lengths block (H^1).
+    for (; j < blocks; j++) {
+        __m128i x = hash_block(data, j, length);
+        carryless_product(_mm_xor_si128(x, pending), _mm_loadu_si128((const __m128i *)(table + 16 * j)), &l, &h);
+        pending = _mm_setzero_si128();
+        low1 = _mm_xor_si128(low1, l);
+        high1 = _mm_xor_si128(high1, h);
+    }
+    carryless_product(_mm_xor_si128(lengths, pending), e->h, &l, &h);
+    return reduce(_mm_xor_si128(low1, l), _mm_xor_si128(high1, h));
 }
 
 TARGET static inline __m128i counter_block(const uint8_t *nonce, uint32_t counter) {
@@ -291,10 +363,13 @@ TARGET static inline __m128i tag_of(const uint8_t *context, const expanded *e, c
     const int wide = context[WIDE_FLAG];
     const __m128i lengths = _mm_set_epi64x((long long)((uint64_t)aad_length * 8), (long long)((uint64_t)length * 8));
     __m128i state = _mm_setzero_si128();
-    const size_t aad_wide = wide ? aad_length & ~(size_t)255 : 0;
+    const size_t aad_wide = wide && length > 0 ? aad_length & ~(size_t)255 : 0;
     if (aad_wide > 0) state = ghash_wide(context, e, state, aad, aad_wide);
-    if (length == 0) {
-        // GMAC (a datagram authenticated, not encrypted): the data's tail ends the hash.
+    if (length == 0 && wide) {
+        // GMAC (a datagram authenticated, not encrypted), with the wide hash: all at once.
+        state = ghash_finish_wide(context, e, _mm_setzero_si128(), aad, aad_length, lengths);
+    } else if (length == 0) {
+        // GMAC without it: the data's tail ends the hash.
         state = ghash_finish(context, e, state, aad + aad_wide, aad_length - aad_wide, lengths);
     } else {
         state = ghash(e, state, aad + aad_wide, aad_length - aad_wide);

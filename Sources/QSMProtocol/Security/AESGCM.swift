@@ -49,7 +49,8 @@ package final class AESGCM: @unchecked Sendable {
     package static let nonceBytes = 12
     package static let tagBytes = 16
     /// Bytes of an expanded key, whatever the backend.
-    package static let contextBytes = 512
+    /// (The hardware backend's: round keys and powers of H up to H^96, 2 KB.)
+    package static let contextBytes = 2048
 
     package let backend: Backend
     private let context: UnsafeMutablePointer<UInt8>
