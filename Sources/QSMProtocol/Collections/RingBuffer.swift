@@ -58,8 +58,8 @@ public struct RingBuffer<Element> {
     /// copying (no retain), or nil past the end: for an element that is one reference
     /// (an array, a class instance), where its object lies. Only for hints to the
     /// processor (a prefetch); never dereferenced, and stale once the element is gone.
-    @inlinable
-    public func objectAddress(at offset: Int) -> UnsafeRawPointer? {
+    /// (Internal: the payload spares are its only user.)
+    func objectAddress(at offset: Int) -> UnsafeRawPointer? {
         guard offset >= 0, offset < count, MemoryLayout<Element?>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
         return storage.withUnsafeBufferPointer { slots in
             UnsafeRawPointer(slots.baseAddress! + ((head + offset) & (slots.count - 1))).load(as: UnsafeRawPointer?.self)
