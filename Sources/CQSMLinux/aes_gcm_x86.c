@@ -25,9 +25,9 @@ int cqsm_cpu_has_aes_gcm(void) {
 #define TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
 #define WIDE __attribute__((target("aes,pclmul,ssse3,sse4.1,avx512f,avx512bw,avx512vl,vpclmulqdq")))
 
-// The context (AESGCM.contextBytes): round keys, H..H^4, H^16..H^1 for the wide hash,
-// the wide flag, and H^96..H^1 for folding a whole datagram with one reduction.
-enum { WIDE_POWERS = 240, WIDE_FLAG = 496, ALL_POWERS = 512, ALL_POWER_COUNT = 96 };
+// The context (AESGCM.contextBytes): round keys, H..H^4, the wide flag, and the table
+// of H^96..H^1 (highest first) the folds take their powers from.
+enum { WIDE_FLAG = 496, ALL_POWERS = 512, ALL_POWER_COUNT = 96 };
 
 // CPUID traps to the hypervisor in a virtual machine (microseconds each), and every
 // key set up asks (`cqsm_aes128_gcm_set_wide`): a datagram claiming a new sender epoch
@@ -135,7 +135,6 @@ TARGET void cqsm_aes128_gcm_init(uint8_t *context, const uint8_t *key) {
     powers[0] = byte_reverse(encrypt_block(rk, _mm_setzero_si128()));
     for (int i = 1; i < ALL_POWER_COUNT; i++) powers[i] = gf_multiply(powers[i - 1], powers[0]);
     for (int i = 0; i < 4; i++) _mm_storeu_si128((__m128i *)(context + 176 + 16 * i), powers[i]);
-    for (int i = 0; i < 16; i++) _mm_storeu_si128((__m128i *)(context + WIDE_POWERS + 16 * i), powers[15 - i]);
     for (int i = 0; i < ALL_POWER_COUNT; i++) {
         _mm_storeu_si128((__m128i *)(context + ALL_POWERS + 16 * i), powers[ALL_POWER_COUNT - 1 - i]);
     }
@@ -184,17 +183,25 @@ TARGET static inline __m128i ghash(const expanded *e, __m128i state, const uint8
     return state;
 }
 
+// Where a run of m blocks (the lengths block last) finds its powers: block j is
+// multiplied by H^(m-j), which lies at index j from here in the context's table of
+// H^96..H^1 (m <= ALL_POWER_COUNT).
+TARGET static inline const uint8_t *powers_for(const uint8_t *context, size_t m) {
+    return context + ALL_POWERS + 16 * (ALL_POWER_COUNT - m);
+}
+
 // GHASH sixteen blocks at a time on 512-bit registers: four blocks per register, each
 // lane multiplied by its own power of H (the first block by H^16, the last by H^1), the
 // products of all sixteen summed lane by lane and across lanes, then reduced once.
 // `length` is a multiple of 256; the caller folds the rest.
-WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context, const expanded *e, __m128i state,
-                                                         const uint8_t *data, size_t length) {
+WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context, __m128i state, const uint8_t *data,
+                                                         size_t length) {
     const __m512i reverse = _mm512_broadcast_i32x4(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    const __m512i p0 = _mm512_loadu_si512((const void *)(context + WIDE_POWERS));
-    const __m512i p1 = _mm512_loadu_si512((const void *)(context + WIDE_POWERS + 64));
-    const __m512i p2 = _mm512_loadu_si512((const void *)(context + WIDE_POWERS + 128));
-    const __m512i p3 = _mm512_loadu_si512((const void *)(context + WIDE_POWERS + 192));
+    const uint8_t *powers = powers_for(context, 16);
+    const __m512i p0 = _mm512_loadu_si512((const void *)powers);
+    const __m512i p1 = _mm512_loadu_si512((const void *)(powers + 64));
+    const __m512i p2 = _mm512_loadu_si512((const void *)(powers + 128));
+    const __m512i p3 = _mm512_loadu_si512((const void *)(powers + 192));
     while (length >= 256) {
         __m512i x0 = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)data), reverse);
         const __m512i x1 = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(data + 64)), reverse);
@@ -218,7 +225,6 @@ WIDE __attribute__((noinline)) static __m128i ghash_wide(const uint8_t *context,
         data += 256;
         length -= 256;
     }
-    (void)e;
     return state;
 }
 
@@ -231,37 +237,41 @@ TARGET static inline __m128i hash_block(const uint8_t *data, size_t j, size_t le
     return byte_reverse(_mm_loadu_si128((const __m128i *)block));
 }
 
-// H^k (1 <= k <= 16), from the powers the context keeps highest first.
-TARGET static inline __m128i power_of_h(const uint8_t *context, int k) {
-    return _mm_loadu_si128((const __m128i *)(context + WIDE_POWERS + 16 * (16 - k)));
+// Ends a fold: adds blocks `j` up to `blocks` of the `length` bytes at `data` (the final
+// block zero-padded), each times its power from `table`, with `pending` (the state,
+// if no block took it yet) folded into the first, then the lengths block times H, to
+// the running products `low` and `high`, and reduces the sum once.
+TARGET static inline __m128i fold_rest(const uint8_t *table, const expanded *e, const uint8_t *data, size_t j, size_t blocks,
+                                       size_t length, __m128i pending, __m128i low, __m128i high, __m128i lengths) {
+    __m128i l, h;
+    for (; j < blocks; j++) {
+        carryless_product(_mm_xor_si128(hash_block(data, j, length), pending),
+                          _mm_loadu_si128((const __m128i *)(table + 16 * j)), &l, &h);
+        pending = _mm_setzero_si128();
+        low = _mm_xor_si128(low, l);
+        high = _mm_xor_si128(high, h);
+    }
+    carryless_product(_mm_xor_si128(lengths, pending), e->h, &l, &h);
+    return reduce(_mm_xor_si128(low, l), _mm_xor_si128(high, h));
 }
 
 // Folds the last `length` bytes (the final block zero-padded) and then the lengths block
 // into the hash state, and returns it. With m blocks in all (the state folded into the
-// first), block j is multiplied by H^(m-j) and the products summed before one reduction:
-// one reduction for the whole tail instead of one per block, each waiting on the one
-// before (Horner's rule). Blocks beyond what sixteen powers cover go through `ghash` first.
+// first), block j is multiplied by H^(m-j) and the products summed before one reduction,
+// instead of one reduction per four blocks, each waiting on the one before (Horner's
+// rule). Blocks beyond what the table covers go through `ghash` first.
 TARGET static inline __m128i ghash_finish(const uint8_t *context, const expanded *e, __m128i state,
                                           const uint8_t *data, size_t length, __m128i lengths) {
     size_t blocks = (length + 15) / 16;
-    if (blocks > 15) {
-        const size_t lead = (blocks - 15) * 16;
+    if (blocks + 1 > ALL_POWER_COUNT) {
+        const size_t lead = (blocks + 1 - ALL_POWER_COUNT) * 16;
         state = ghash(e, state, data, lead);
         data += lead;
         length -= lead;
-        blocks = 15;
+        blocks = ALL_POWER_COUNT - 1;
     }
-    const int m = (int)blocks + 1;
-    __m128i low = _mm_setzero_si128(), high = _mm_setzero_si128(), l, h;
-    for (size_t j = 0; j < blocks; j++) {
-        __m128i x = hash_block(data, j, length);
-        if (j == 0) x = _mm_xor_si128(x, state);
-        carryless_product(x, power_of_h(context, m - (int)j), &l, &h);
-        low = _mm_xor_si128(low, l);
-        high = _mm_xor_si128(high, h);
-    }
-    carryless_product(blocks == 0 ? _mm_xor_si128(lengths, state) : lengths, e->h, &l, &h);
-    return reduce(_mm_xor_si128(low, l), _mm_xor_si128(high, h));
+    return fold_rest(powers_for(context, blocks + 1), e, data, 0, blocks, length, state, _mm_setzero_si128(),
+                     _mm_setzero_si128(), lengths);
 }
 
 // `ghash_finish` on 512-bit registers, for the whole of a datagram at once: with m
@@ -274,15 +284,13 @@ WIDE __attribute__((noinline)) static __m128i ghash_finish_wide(const uint8_t *c
     size_t blocks = (length + 15) / 16;
     if (blocks + 1 > ALL_POWER_COUNT) {
         const size_t lead = ((blocks + 1 - ALL_POWER_COUNT + 15) / 16) * 256;
-        state = ghash_wide(context, e, state, data, lead);
+        state = ghash_wide(context, state, data, lead);
         data += lead;
         length -= lead;
         blocks = (length + 15) / 16;
     }
     const __m512i reverse = _mm512_broadcast_i32x4(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    const size_t m = blocks + 1;
-    // H^(m-j) for block j lies at index ALL_POWER_COUNT - m + j of the table.
-    const uint8_t *table = context + ALL_POWERS + 16 * (ALL_POWER_COUNT - m);
+    const uint8_t *table = powers_for(context, blocks + 1);
     __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512(), middle = _mm512_setzero_si512();
     __m128i pending = state;
     size_t j = 0;
@@ -299,19 +307,10 @@ WIDE __attribute__((noinline)) static __m128i ghash_finish_wide(const uint8_t *c
     high = _mm512_xor_si512(high, _mm512_bsrli_epi128(middle, 8));
     const __m256i low4 = _mm256_xor_si256(_mm512_castsi512_si256(low), _mm512_extracti64x4_epi64(low, 1));
     const __m256i high4 = _mm256_xor_si256(_mm512_castsi512_si256(high), _mm512_extracti64x4_epi64(high, 1));
-    __m128i low1 = _mm_xor_si128(_mm256_castsi256_si128(low4), _mm256_extracti128_si256(low4, 1));
-    __m128i high1 = _mm_xor_si128(_mm256_castsi256_si128(high4), _mm256_extracti128_si256(high4, 1));
-    __m128i l, h;
-    // The last few blocks (the final one zero-padded), then the lengths block (H^1).
-    for (; j < blocks; j++) {
-        __m128i x = hash_block(data, j, length);
-        carryless_product(_mm_xor_si128(x, pending), _mm_loadu_si128((const __m128i *)(table + 16 * j)), &l, &h);
-        pending = _mm_setzero_si128();
-        low1 = _mm_xor_si128(low1, l);
-        high1 = _mm_xor_si128(high1, h);
-    }
-    carryless_product(_mm_xor_si128(lengths, pending), e->h, &l, &h);
-    return reduce(_mm_xor_si128(low1, l), _mm_xor_si128(high1, h));
+    // The last few blocks, then the lengths block.
+    return fold_rest(table, e, data, j, blocks, length, pending,
+                     _mm_xor_si128(_mm256_castsi256_si128(low4), _mm256_extracti128_si256(low4, 1)),
+                     _mm_xor_si128(_mm256_castsi256_si128(high4), _mm256_extracti128_si256(high4, 1)), lengths);
 }
 
 TARGET static inline __m128i counter_block(const uint8_t *nonce, uint32_t counter) {
@@ -364,7 +363,7 @@ TARGET static inline __m128i tag_of(const uint8_t *context, const expanded *e, c
     const __m128i lengths = _mm_set_epi64x((long long)((uint64_t)aad_length * 8), (long long)((uint64_t)length * 8));
     __m128i state = _mm_setzero_si128();
     const size_t aad_wide = wide && length > 0 ? aad_length & ~(size_t)255 : 0;
-    if (aad_wide > 0) state = ghash_wide(context, e, state, aad, aad_wide);
+    if (aad_wide > 0) state = ghash_wide(context, state, aad, aad_wide);
     if (length == 0 && wide) {
         // GMAC (a datagram authenticated, not encrypted), with the wide hash: all at once.
         state = ghash_finish_wide(context, e, _mm_setzero_si128(), aad, aad_length, lengths);
@@ -374,7 +373,7 @@ TARGET static inline __m128i tag_of(const uint8_t *context, const expanded *e, c
     } else {
         state = ghash(e, state, aad + aad_wide, aad_length - aad_wide);
         const size_t text_wide = wide ? length & ~(size_t)255 : 0;
-        if (text_wide > 0) state = ghash_wide(context, e, state, ciphertext, text_wide);
+        if (text_wide > 0) state = ghash_wide(context, state, ciphertext, text_wide);
         state = ghash_finish(context, e, state, ciphertext + text_wide, length - text_wide, lengths);
     }
     return _mm_xor_si128(byte_reverse(state), encrypt_block(e->rk, counter_block(nonce, 1)));

@@ -244,7 +244,8 @@ import QSMHarness
         let small = [UInt8](repeating: 1, count: 100).withUnsafeBytes { spares.copy($0) }
         #expect(small.count == 100)
         let bundle = spares.prefetchPlan(datagramBytes: 1_472)
-        let perPacket = 100 + DataPacket.hybridHeaderBytes
+        // (Each packet of a bundle: its header, its payload, its length.)
+        let perPacket = 100 + DataPacket.headerBytes + DatagramBundle.lengthBytes
         #expect(bundle.count == 1_472 / perPacket && bundle.offset == bundle.count + 1)
         #expect(spares.prefetchPlan(datagramBytes: 65_000).count == PayloadSpares.prefetchedAtMost)
     }

@@ -93,7 +93,8 @@ struct PayloadSpares {
     /// shared), each `bytes` long from its object's start (header, then payload).
     func prefetchPlan(datagramBytes: Int) -> (offset: Int, count: Int, bytes: Int) {
         let payload = max(lastCopiedBytes, 1)
-        let packets = min(max(1, datagramBytes / (payload + DataPacket.hybridHeaderBytes)), Self.prefetchedAtMost)
+        let packets = min(max(1, datagramBytes / (payload + DataPacket.headerBytes + DatagramBundle.lengthBytes)),
+                          Self.prefetchedAtMost)
         return (packets + 1, packets, payload + Self.arrayHeaderBytes)
     }
 
