@@ -12,12 +12,21 @@ import Testing
 struct EngineProcessTests {
     static var qsmNode: String { ChildProcess.currentExecutableDirectory + "/qsm-node" }
 
+    /// What a process that did not start as expected printed (its first line, then any
+    /// more) and whether it exited, for a failure message.
+    static func account(of process: ChildProcess, firstLine: String?) -> String {
+        let said = ([firstLine].compactMap { $0 } + process.availableLines()).joined(separator: " | ")
+        let status = process.waitForExit(timeoutMilliseconds: 1_000).map { "exit status \($0)" } ?? "still running"
+        return (said.isEmpty ? "no output" : said) + "; " + status
+    }
+
     /// A `qsm-node gms` on a free loopback port, and its address: insecure unless
     /// `security` says otherwise (`["--secret-file", PATH]`).
     static func startGMS(_ security: [String] = ["--insecure"]) throws -> (ChildProcess, String) {
         let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--listen", "127.0.0.1:0", "--stats-seconds", "0"] + security)
-        guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
-            throw ConfigurationError("the GMS did not start")
+        let first = gms.readLine(timeoutMilliseconds: 20_000)
+        guard let ready = first, ready.hasPrefix("gms listening on ") else {
+            throw ConfigurationError("the GMS did not start: " + account(of: gms, firstLine: first))
         }
         return (gms, String(ready.dropFirst("gms listening on ".count)))
     }

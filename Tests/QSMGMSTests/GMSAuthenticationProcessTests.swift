@@ -38,8 +38,11 @@ struct GMSAuthenticationProcessTests {
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
             let gms = try Self.shell("\(node) gms --listen 127.0.0.1:0 --stats-seconds 1 --secret-file \(secret)")
             defer { gms.signal(SIGTERM) }
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
-                return "the GMS did not start"
+            let first = gms.readLine(timeoutMilliseconds: 20_000)
+            guard let ready = first, ready.hasPrefix("gms listening on ") else {
+                // What it said instead, and whether it is still running: a failure here
+                // says why.
+                return "the GMS did not start: " + EngineProcessTests.account(of: gms, firstLine: first)
             }
             let address = String(ready.dropFirst("gms listening on ".count))
             for (label, secretFlag) in [("no secret (--insecure)", "--insecure"), ("another secret", "--secret-file \(wrong)")] {
