@@ -383,7 +383,7 @@ import QSMCore
                                                                               address: QSMSocketAddress(.loopback, port: 5)))
         machine.start(now: .zero)
         let address = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
-        let count = 9_000
+        let count = 8_192
         let region = RegionView(id: RegionID(1), viewNumber: 1, hierarchy: 0, groups: (0..<count).map { GroupID(UInt32($0)) },
                                 members: [NodeEntry(id: NodeID(1), address: QSMSocketAddress(.loopback, port: 5))],
                                 partitions: [Partition(members: [NodeID(1)], leader: NodeID(1))], regionLeader: NodeID(1),
@@ -396,7 +396,7 @@ import QSMCore
                                    regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: address)], hybridAddress: nil))
         }
         try registerAndInstall(machine, regions: [region], groups: views)
-        #expect(machine.eventQueueCapacity > NodeMachine.keptEventCapacity, "the burst grew the queue")
+        #expect(machine.eventQueueCapacity > machine.keptEventCapacity, "the burst grew the queue")
         var groupViews = 0
         while let event = machine.pollEvent() { if case .membership(.groupView) = event { groupViews += 1 } }
         #expect(groupViews == count)

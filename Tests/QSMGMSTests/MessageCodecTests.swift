@@ -199,4 +199,31 @@ import Testing
         FrameDecoder.frame([UInt8](repeating: 0, count: 101)).withUnsafeBytes { decoder.append($0) }
         #expect(throws: FrameDecoder.Failure.frameTooLarge(length: 101, limit: 100)) { _ = try decoder.nextFrame() }
     }
+
+    /// A buffer grown for one large frame (a full update of thousands of group views) is
+    /// let go once the frame is out, whether it arrived in one read or in pieces, and
+    /// whether it ended a read or a smaller frame followed it; what follows decodes as before.
+    @Test func frameDecoderLetsGoOfALargeFramesBuffer() throws {
+        let large = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        for pieces in [1, 7, 4096] {
+            var decoder = FrameDecoder(maximumFrameBytes: 2_000_000)
+            let stream = FrameDecoder.frame(large) + FrameDecoder.frame([5, 6])
+            var frames: [[UInt8]] = []
+            var largest = 0
+            let step = (stream.count + pieces - 1) / pieces
+            for offset in stride(from: 0, to: stream.count, by: step) {
+                stream[offset..<min(offset + step, stream.count)].withUnsafeBytes { decoder.append($0) }
+                largest = max(largest, decoder.retainedCapacity)
+                while let frame = try decoder.nextFrame() { frames.append(frame) }
+            }
+            #expect(frames == [large, [5, 6]], "\(pieces) pieces")
+            #expect(largest >= large.count, "the frame was held whole")
+            #expect(decoder.retainedCapacity <= FrameDecoder.keptCapacity, "\(pieces) pieces: kept \(decoder.retainedCapacity) bytes")
+            #expect(decoder.bufferedByteCount == 0)
+            // Small frames afterwards still come out, and keep their small buffer.
+            FrameDecoder.frame([1, 2, 3]).withUnsafeBytes { decoder.append($0) }
+            #expect(try decoder.nextFrame() == [1, 2, 3])
+            #expect(decoder.retainedCapacity <= FrameDecoder.keptCapacity)
+        }
+    }
 }

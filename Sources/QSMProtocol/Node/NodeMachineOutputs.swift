@@ -125,17 +125,23 @@ extension NodeMachine {
             // A burst (one view event per group when thousands of views arrive at once)
             // grew the queue far beyond its working size: once drained, it goes back to a
             // small one rather than keeping a megabyte nothing uses (issue 15, RSS).
-            if events.capacity > Self.keptEventCapacity { events = RingBuffer(initialCapacity: 64) }
+            if events.capacity > keptEventCapacity { events = RingBuffer(initialCapacity: 64) }
             return nil
         }
         return event
     }
 
     /// The largest capacity the event queue keeps once drained: above its bursts in steady
-    /// state (with `reportsCommits`, an event per message admitted, up to a window of
-    /// them at once), so that those never reallocate it; below the burst of installing
-    /// thousands of group views (an event per view: 16,384 slots for 8,192 groups).
-    static let keptEventCapacity = 8192
+    /// state, so that those never reallocate it, and below the burst of installing
+    /// thousands of group views (an event per view: 8,192 slots of 120 bytes for 8,192
+    /// groups, which the sender of issue 15 kept for good while this was 8,192).
+    /// Without `reportsCommits` the steady bursts are a few releases and warnings; with it,
+    /// an event per message admitted, up to a window of them at once.
+    var keptEventCapacity: Int {
+        configuration.reportsCommits ? Self.keptCommitEventCapacity : Self.keptQuietEventCapacity
+    }
+    static let keptQuietEventCapacity = 1024
+    static let keptCommitEventCapacity = 8192
     /// The same for the GMS-action queue, whose steady state is a heartbeat a second.
     static let keptGMSActionCapacity = 1024
 

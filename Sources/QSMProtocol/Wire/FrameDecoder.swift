@@ -20,10 +20,7 @@ package struct FrameDecoder {
 
     /// Adds bytes read from the stream.
     package mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        if start > 0 && start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
-        }
+        if start > 0 && start == buffer.count { releaseIfDrained() }
         buffer.append(contentsOf: bytes)
         // Once a frame's length is known, room for all of it is made at once: grown by
         // doubling, a frame of 2 MB (8,192 group views) went through every smaller buffer
@@ -47,7 +44,27 @@ package struct FrameDecoder {
         guard buffer.count - start - 4 >= length else { compact(); return nil }
         let frame = Array(buffer[(start + 4)..<(start + 4 + length)])
         start += 4 + length
+        if start == buffer.count { releaseIfDrained() }
         return frame
+    }
+
+    /// The most a drained buffer keeps for the next frames: more than any heartbeat or
+    /// small update needs. A buffer grown for one large frame (a full membership update of
+    /// 8,192 group views is about 1 MB) is let go once that frame is out, instead of staying
+    /// resident for the life of the connection (issue 15, the sender's RSS).
+    package static let keptCapacity = 64 * 1024
+
+    /// The bytes the decoder holds on to (its buffer's capacity).
+    package var retainedCapacity: Int { buffer.capacity }
+
+    /// Everything was returned: starts over, with a small buffer if it had grown large.
+    private mutating func releaseIfDrained() {
+        if buffer.capacity > Self.keptCapacity {
+            buffer = []
+        } else {
+            buffer.removeAll(keepingCapacity: true)
+        }
+        start = 0
     }
 
     /// Moves the unread tail to the front once the consumed part dominates, so the
