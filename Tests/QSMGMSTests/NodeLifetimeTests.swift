@@ -82,6 +82,40 @@ struct NodeLifetimeTests {
         #expect(final.core.requestsProcessed == 0)
     }
 
+    /// A wait that is already satisfied returns without filing a waiter or starting a
+    /// timer task: a sender that waits for its receivers in each of thousands of groups
+    /// made and freed a task of about 1 KB per group, just as its first window of payloads
+    /// was allocated, and its heap kept the holes (issue 15, sender RSS). Waits not yet
+    /// satisfied are filed and still end in time.
+    @Test func satisfiedWaitsFileNothing() async throws {
+        let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
+            let (gms, address) = try startTestGMS(["--insecure"])
+            _ = Unmanaged.passRetained(gms)
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            configuration.nodeID = 1
+            let node = try QSMNode(configuration: configuration)
+            try node.start()
+            return (gms.pid, node)
+        }
+        defer {
+            node.stop()
+            kill(gmsPID, SIGTERM)
+        }
+        let groups = try (0..<50).map { try node.join("satisfied-\($0)") }
+        for group in groups { try await node.waitForMembers(1, in: group, timeout: .seconds(30)) }
+        try await node.waitForAcknowledgements(timeout: .seconds(30))
+        let filed = node.filedWaits
+        for _ in 0..<20 {
+            for group in groups { try await node.waitForMembers(1, in: group, timeout: .seconds(30)) }
+            try await node.waitForAcknowledgements(timeout: .seconds(30))
+        }
+        #expect(node.filedWaits == filed, "\(node.filedWaits - filed) waits filed for conditions already true")
+        // One that is not satisfied is filed, and times out.
+        await #expect(throws: QSMError.self) { try await node.waitForMembers(2, in: groups[0], timeout: .milliseconds(50)) }
+        #expect(node.filedWaits == filed + 1)
+    }
+
     /// A handler that calls `stop()` while another thread is stopping the node returns at
     /// once, and so does that thread's `stop()` (which waits for the handler's thread).
     @Test func aHandlerMayStopTheNodeWhileAnotherThreadStopsIt() async throws {

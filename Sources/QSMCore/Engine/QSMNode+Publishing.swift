@@ -164,6 +164,8 @@ extension QSMNode {
     /// - Throws: `QSMError.timedOut` if that does not happen within `timeout`,
     ///   `.cancelled` when the calling task is cancelled, `.stopped` when the node stops.
     public func waitForAcknowledgements(timeout: Duration) async throws(QSMError) {
+        // Nothing outstanding: no timer task (see `waitForMembers`).
+        if !stopping.load(ordering: .acquiring), window.inUse == 0 { return }
         try await awaitWaiter(timeout: timeout, awaiting: "acknowledgements", register: { token, continuation in
             let immediate = state.withLock { state -> Result<Void, QSMError>? in
                 if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
