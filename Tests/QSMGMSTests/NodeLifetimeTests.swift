@@ -88,16 +88,8 @@ struct NodeLifetimeTests {
     /// was allocated, and its heap kept the holes (issue 15, sender RSS). Waits not yet
     /// satisfied are filed and still end in time.
     @Test func satisfiedWaitsFileNothing() async throws {
-        let (gmsPID, node) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode) in
-            let (gms, address) = try startTestGMS(["--insecure"])
-            _ = Unmanaged.passRetained(gms)
-            var configuration = QSMNodeConfiguration(gms: address)
-            configuration.insecure = true
-            configuration.nodeID = 1
-            let node = try QSMNode(configuration: configuration)
-            try node.start()
-            return (gms.pid, node)
-        }
+        let (gmsPID, nodes) = try startedInsecureNodes(1)
+        let node = nodes[0]
         defer {
             node.stop()
             kill(gmsPID, SIGTERM)
@@ -122,18 +114,8 @@ struct NodeLifetimeTests {
         final class Flags: Sendable {
             let inHandler = Atomic<Bool>(false), handlerReturned = Atomic<Bool>(false), stopperReturned = Atomic<Bool>(false)
         }
-        let (gmsPID, publisher, subscriber) = try NetworkNamespace.runIsolated { () throws -> (Int32, QSMNode, QSMNode) in
-            let (gms, address) = try startTestGMS(["--insecure"])
-            _ = Unmanaged.passRetained(gms)
-            var configuration = QSMNodeConfiguration(gms: address)
-            configuration.insecure = true
-            configuration.nodeID = 1
-            let publisher = try QSMNode(configuration: configuration)
-            configuration.nodeID = 2
-            let subscriber = try QSMNode(configuration: configuration)
-            for node in [publisher, subscriber] { try node.start() }
-            return (gms.pid, publisher, subscriber)
-        }
+        let (gmsPID, nodes) = try startedInsecureNodes(2)
+        let (publisher, subscriber) = (nodes[0], nodes[1])
         defer {
             publisher.stop()
             kill(gmsPID, SIGTERM)
@@ -170,5 +152,23 @@ struct NodeLifetimeTests {
         let handlerStopped = flags.handlerReturned.load(ordering: .acquiring)
         #expect(handlerStopped, "stop() in the handler never returned")
         _ = stopper
+    }
+
+    /// A GMS and `count` started nodes (ids 1...count) in a private network namespace,
+    /// without a cluster secret; the GMS process's id to stop it with.
+    func startedInsecureNodes(_ count: Int) throws -> (gmsPID: Int32, nodes: [QSMNode]) {
+        try NetworkNamespace.runIsolated { () throws -> (Int32, [QSMNode]) in
+            let (gms, address) = try startTestGMS(["--insecure"])
+            _ = Unmanaged.passRetained(gms)
+            var configuration = QSMNodeConfiguration(gms: address)
+            configuration.insecure = true
+            var nodes: [QSMNode] = []
+            for id in 1...count {
+                configuration.nodeID = UInt64(id)
+                nodes.append(try QSMNode(configuration: configuration))
+            }
+            for node in nodes { try node.start() }
+            return (gms.pid, nodes)
+        }
     }
 }
