@@ -215,3 +215,7 @@ int cqsm_spawn(pid_t *pid, const char *path, int stdin_fd, int stdout_fd, char *
 }
 
 int cqsm_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
+void cqsm_prefetch_object(const void *address) {
+    if (address != NULL) cqsm_prefetch_for_write(address, 128);
+}

@@ -44,6 +44,15 @@ import Testing
                 Issue.record("seed \(seed), step \(step): \(each) is \(String(describing: table.stream(for: each))), model \(String(describing: model[each]))")
                 return
             }
+            // The cache hint's address: the object held, or nothing (it tries only the
+            // last sender's lane, and only the array part), never another object.
+            for each in probes.suffix(50) {
+                guard let address = table.streamAddress(for: each) else { continue }
+                if address != model[each].map({ UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }) {
+                    Issue.record("seed \(seed), step \(step): the address of \(each) is not its stream's")
+                    return
+                }
+            }
             if table.count != model.count {
                 Issue.record("seed \(seed), step \(step): count \(table.count), model \(model.count)")
                 return
@@ -63,6 +72,12 @@ import Testing
         for group in UInt32(0)..<8_192 { table[DeliveryKey(sender: sender, group: GroupID(group))] = DeliveryStream(sender: sender, group: GroupID(group)) }
         #expect(table.count == 8_192)
         #expect((UInt32(0)..<8_192).allSatisfy { table.stream(for: DeliveryKey(sender: sender, group: GroupID($0)))?.group == GroupID($0) })
+        // After a lookup of the sender, the hint finds every one of its dense streams.
+        _ = table.stream(for: DeliveryKey(sender: sender, group: GroupID(0)))
+        #expect((UInt32(0)..<8_192).allSatisfy { group in
+            let key = DeliveryKey(sender: sender, group: GroupID(group))
+            return table.streamAddress(for: key) == table.stream(for: key).map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
+        })
         #expect(table.stream(for: DeliveryKey(sender: NodeID(4), group: GroupID(5))) == nil)
         let lonely = DeliveryKey(sender: NodeID(9), group: GroupID(1_000_000))
         table[lonely] = DeliveryStream(sender: lonely.sender, group: lonely.group)

@@ -127,6 +127,11 @@ int cqsm_aes128_gcm_open(const uint8_t *context, const uint8_t *nonce, const uin
 /// glibc raising it each time a large block is freed. Returns 1 on success, 0 if refused.
 int cqsm_fix_mmap_threshold(int bytes);
 
+/// Asks the processor to bring the first 128 bytes of the object at `address` into its
+/// cache for writing (`cqsm_prefetch_for_write`), as a function a pure Swift target can be
+/// handed as a `@convention(c)` pointer. Never faults: any address will do.
+void cqsm_prefetch_object(const void *address);
+
 /// Asks the processor to bring `bytes` from `address` into its cache for writing
 /// (PREFETCHW, one per 64-byte line): a hint only, never a fault, whatever the address.
 static inline void cqsm_prefetch_for_write(const void *address, size_t bytes) {

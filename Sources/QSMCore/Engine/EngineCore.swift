@@ -63,6 +63,7 @@ final class EngineCore: PacketFeed, DatagramHandler, AlarmHandler, IOTurnObserve
         try unicast.setMulticastLoop(true)
         machine = try NodeMachine(configuration: configuration.machineConfiguration(id: node, address: localAddress))
         machine.protocolNode.keepsReleasedPayloads = true
+        machine.protocolNode.cacheHint = CachePrefetch.forWritingObject
         unicastID = try core.registerDatagramSocket(unicast, traffic: .control, handler: self)
         core.ioTurnObserver = self
         core.publishHandler = self

@@ -8,4 +8,8 @@ enum CachePrefetch {
     static func forWrite(_ address: UnsafeRawPointer, bytes: Int) {
         cqsm_prefetch_for_write(address, bytes)
     }
+
+    /// The same for an object's first two cache lines, as a C function pointer: what a
+    /// pure target (`ProtocolNode.cacheHint`) can be handed without importing C.
+    static let forWritingObject: @convention(c) (UnsafeRawPointer?) -> Void = cqsm_prefetch_object
 }

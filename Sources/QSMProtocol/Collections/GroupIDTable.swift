@@ -40,6 +40,16 @@ struct GroupIDTable<Value: AnyObject> {
         }
     }
 
+    /// Where the object of `id` lies, read without a retain, if it is in the array part:
+    /// only for a hint to the processor (a prefetch), never dereferenced.
+    func objectAddress(of id: GroupID) -> UnsafeRawPointer? {
+        let index = Int(id.value)
+        guard index < dense.count, MemoryLayout<Value?>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
+        return dense.withUnsafeBufferPointer { slots in
+            UnsafeRawPointer(slots.baseAddress! + index).load(as: UnsafeRawPointer?.self)
+        }
+    }
+
     /// Removes the value of `id`; returns it.
     @discardableResult
     mutating func removeValue(forKey id: GroupID) -> Value? {

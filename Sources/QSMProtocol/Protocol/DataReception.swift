@@ -21,6 +21,9 @@ extension ProtocolNode {
             statistics.ownMulticastIgnored += 1
             return .unknown
         }
+        if let cacheHint, let key = ProtocolPacket.deliveryKey(of: bytes), let stream = lastDelivered.streamAddress(for: key) {
+            cacheHint(stream)
+        }
         let packet: ProtocolPacket
         do throws(WireError) {
             packet = try ProtocolPacket(decoding: bytes, spares: &payloadSpares)

@@ -33,6 +33,13 @@ struct DeliveryStreamTable {
         lane(of: key.sender)?.streams[key.group]
     }
 
+    /// Where the stream of `key` lies, without a retain and without a lookup of its
+    /// sender (only the last sender's lane is tried): for a cache hint, never dereferenced.
+    func streamAddress(for key: DeliveryKey) -> UnsafeRawPointer? {
+        guard let lastLane, lastLane.sender == key.sender else { return nil }
+        return lastLane.lane.streams.objectAddress(of: key.group)
+    }
+
     /// The stream of `key`; assigning nil removes it.
     subscript(key: DeliveryKey) -> DeliveryStream? {
         mutating get { stream(for: key) }

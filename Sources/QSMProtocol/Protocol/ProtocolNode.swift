@@ -70,6 +70,12 @@ package final class ProtocolNode {
     /// Per sender and group, the last sequence number delivered, in a box raised in
     /// place: a delivery of another sender or group than the last costs one lookup.
     @exclusivity(unchecked) var lastDelivered: DeliveryStreamTable
+    /// A hint to the processor's cache that the driver may give (the epoll engine: the C
+    /// target's PREFETCHW; the simulator: none): called with the address of the delivery
+    /// stream a data packet will update, before the packet is decoded, so that with
+    /// thousands of groups its cold line is on its way while the payload is copied.
+    /// Must never fault, whatever the address (the packet is not verified yet).
+    package var cacheHint: (@convention(c) (UnsafeRawPointer?) -> Void)?
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0

@@ -448,6 +448,21 @@ extension ProtocolPacket {
         return (try? reader.readUInt64()).map(NodeID.init)
     }
 
+    /// A (multicast, non-hybrid) data packet's sender and group, read from its fixed
+    /// header without decoding the rest: for a cache hint before the packet is decoded,
+    /// so nothing here is trusted (a wrong answer fetches the wrong line, no more).
+    static func deliveryKey(of bytes: UnsafeRawBufferPointer) -> DeliveryKey? {
+        guard bytes.count >= groupOffset + 4, bytes[0] == PacketKind.data.rawValue else { return nil }
+        var sender = WireReader(UnsafeRawBufferPointer(rebasing: bytes[1..<9]))
+        var group = WireReader(UnsafeRawBufferPointer(rebasing: bytes[groupOffset..<(groupOffset + 4)]))
+        guard let senderID = try? sender.readUInt64(), let groupID = try? group.readUInt32() else { return nil }
+        return DeliveryKey(sender: NodeID(senderID), group: GroupID(groupID))
+    }
+
+    /// Where a data packet's group id starts: after its kind, sender, region, region
+    /// view, view start and sequence (see `encode(into:)`).
+    static let groupOffset = 1 + 8 + 8 + 8 + 8 + 8
+
     static func originalSender(of bytes: UnsafeRawBufferPointer) -> NodeID? {
         guard bytes.count >= 9, let kind = PacketKind(rawValue: bytes[0]),
               kind == .data || kind == .hybridData || kind == .senderStatus else { return nil }
