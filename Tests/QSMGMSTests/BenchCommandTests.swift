@@ -44,7 +44,7 @@ struct BenchCommandTests {
         "ack_latency_ms", "retransmissions", "raw_one_per_datagram_msgs_per_sec", "raw_bundled_msgs_per_sec",
         "raw_messages_per_datagram", "sender_allocations_per_message", "receiver_allocations_per_message_max",
         "raw_offload_msgs_per_sec", "segmentation_offload", "receive_offload", "cpu_us_per_delivered_message",
-        "raw_cpu_us_per_delivered_message",
+        "raw_cpu_us_per_delivered_message", "kernel_receive_drops", "receiver_out_of_order_drops", "receiver_pool_exhaustions",
     ]
 
     /// `--version` works on both tools, alone and after any subcommand, and exits 0.

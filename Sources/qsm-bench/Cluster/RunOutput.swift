@@ -175,6 +175,8 @@ enum RunJSON {
             ("messages_carried", "\(report.messagesCarried)"),
             ("duplicate_packets_received", "\(report.duplicatePacketsReceived)"),
             ("kernel_receive_drops", "\(report.kernelReceiveDrops)"),
+            ("receiver_out_of_order_drops", "\(report.receiverOutOfOrderDrops)"),
+            ("receiver_pool_exhaustions", "\(report.receiverPoolExhaustions)"),
             ("packets_dropped_by_injection", "\(report.injectedDrops)"),
             ("packets_dropped_by_nftables", "\(report.networkDrops)"),
             ("fault_burst_ms", optional(report.meanBurstMilliseconds)),

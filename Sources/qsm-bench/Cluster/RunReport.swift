@@ -277,6 +277,15 @@ struct RunReport {
     /// namespace (each worker reads the namespace-wide counter; the largest is the total).
     var kernelReceiveDrops: Int { (senderResults + live).map { $0.int("udp_rcvbuf_errors") ?? 0 }.max() ?? 0 }
 
+    /// Data packets the receivers' engines let go on arrival, summed: beyond a gap with as
+    /// many held ahead as allowed. Each is asked for again, so a run that retransmits with
+    /// no kernel or injected drop shows here whether the engine lost it.
+    var receiverOutOfOrderDrops: Int { live.map { $0.int("out_of_order_dropped") ?? 0 }.reduce(0, +) }
+
+    /// Times a receiver found no free packet buffer, summed: not a drop (its reading
+    /// pauses), but a long pause ends in the kernel's (`kernelReceiveDrops`).
+    var receiverPoolExhaustions: Int { live.map { $0.int("pool_exhaustions") ?? 0 }.reduce(0, +) }
+
     /// Data packets that reached a receiver which already had them: retransmissions
     /// asked for needlessly (or answered twice).
     var duplicatePacketsReceived: Int { live.map { $0.int("duplicates_dropped") ?? 0 }.reduce(0, +) }
