@@ -164,17 +164,11 @@ extension QSMNode {
     /// - Throws: `QSMError.timedOut` if that does not happen within `timeout`,
     ///   `.cancelled` when the calling task is cancelled, `.stopped` when the node stops.
     public func waitForAcknowledgements(timeout: Duration) async throws(QSMError) {
-        // Nothing outstanding: no timer task (see `waitForMembers`).
-        if !stopping.load(ordering: .acquiring), window.inUse == 0 { return }
-        try await awaitWaiter(timeout: timeout, awaiting: "acknowledgements", register: { token, continuation in
-            let immediate = state.withLock { state -> Result<Void, QSMError>? in
-                if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
-                if window.inUse == 0 { return .success(()) }
-                if Task.isCancelled { return .failure(.cancelled) }
-                state.acknowledgementWaiters[token] = continuation
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
+        try await awaitWaiter(timeout: timeout, awaiting: "acknowledgements", settled: { _ in
+            if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
+            return window.inUse == 0 ? .success(()) : nil
+        }, file: { state, token, continuation in
+            state.acknowledgementWaiters[token] = continuation
         }, withdraw: { node, token in node.state.withLock { $0.acknowledgementWaiters.removeValue(forKey: token) } })
     }
 

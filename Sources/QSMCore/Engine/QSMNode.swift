@@ -293,8 +293,8 @@ public final class QSMNode: Sendable {
     /// share a cluster secret), if it did: retrying does not fix this.
     public var authenticationProblem: String? { state.withLock { $0.authenticationProblem } }
 
-    /// Waits that had to be filed (and, with a deadline, to start a timer task) so far:
-    /// for tests that a wait already satisfied costs nothing.
+    /// Waits that had to be filed (each with a token; those with a deadline, a timer task)
+    /// so far: for tests that a wait already over costs nothing.
     package var filedWaits: UInt64 { state.withLock { $0.nextToken - 1 } }
 
     /// How many members this node's current view of `group` has; nil before it has one.
@@ -304,41 +304,50 @@ public final class QSMNode: Sendable {
     /// - Throws: `QSMError.timedOut` after `timeout`, `.cancelled` when the calling task
     ///   is cancelled, `.stopped` when the node stops (or was stopped).
     public func waitForMembers(_ members: Int, in group: GroupName, timeout: Duration) async throws(QSMError) {
-        // Already so (a caller walking thousands of groups once their views are in): no
-        // timer task, no continuation. Each timer is a task of about 1 KB; a sender that
-        // waited on 8,192 groups made and freed 8 MB of them just as it filled its first
-        // window of payloads, and the heap kept the holes (issue 15: its peak RSS 3-5 MB
-        // higher in about one run in six).
-        if let count = memberCount(of: group), count >= members { return }
-        try await awaitWaiter(timeout: timeout, awaiting: "\(members) members in \(group.text)", register: { token, continuation in
-            let immediate = state.withLock { state -> Result<Void, QSMError>? in
-                if let count = state.memberCounts[group], count >= members { return .success(()) }
-                if stopping.load(ordering: .acquiring) { return .failure(.stopped) }
-                if Task.isCancelled { return .failure(.cancelled) }
-                state.viewWaiters[token] = (group, members, continuation)
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
+        try await awaitWaiter(timeout: timeout, awaiting: "\(members) members in \(group.text)", settled: { state in
+            if let count = state.memberCounts[group], count >= members { return .success(()) }
+            return stopping.load(ordering: .acquiring) ? .failure(.stopped) : nil
+        }, file: { state, token, continuation in
+            state.viewWaiters[token] = (group, members, continuation)
         }, withdraw: { node, token in node.state.withLock { $0.viewWaiters.removeValue(forKey: token) }?.continuation })
     }
 
-    /// The shape of every wait with a deadline: `register` files the continuation under a
-    /// fresh token (or resumes it at once); a timer after `timeout` and the task's
-    /// cancellation each `withdraw` it and resume it with `.timedOut` or `.cancelled`,
-    /// unless the awaited event withdrew and resumed it first. Exactly one resumes it.
+    /// The shape of every wait with a deadline. `settled` says, under the state's lock,
+    /// whether the wait is over already (and how), else nil. One that is over returns at
+    /// once: no token, no timer task, no continuation. (Callers walk thousands of groups
+    /// once their views are in: each timer is a task of about 1 KB, and a sender that
+    /// waited on 8,192 groups made and freed 8 MB of them just as it filled its first
+    /// window of payloads; its heap kept the holes, its peak RSS 3-5 MB higher in about
+    /// one run in six. Issue 15.) Otherwise `file` files the continuation under a fresh
+    /// token, in the same hold of the lock as a second look at `settled` and at the task's
+    /// cancellation, so the awaited event cannot slip between; `filed` runs after that. A
+    /// timer after `timeout` and the task's cancellation each `withdraw` the continuation
+    /// and resume it with `.timedOut` or `.cancelled`, unless the awaited event withdrew
+    /// and resumed it first. Exactly one resumes it.
     func awaitWaiter<T: Sendable>(
-        timeout: Duration, awaiting what: String,
-        register: (UInt64, CheckedContinuation<Result<T, QSMError>, Never>) -> Void,
+        timeout: Duration, awaiting what: @escaping @Sendable @autoclosure () -> String,
+        settled: (inout DispatcherState) -> Result<T, QSMError>?,
+        file: (inout DispatcherState, UInt64, CheckedContinuation<Result<T, QSMError>, Never>) -> Void,
+        filed: (UInt64) -> Void = { _ in },
         withdraw: @escaping @Sendable (QSMNode, UInt64) -> CheckedContinuation<Result<T, QSMError>, Never>?
     ) async throws(QSMError) -> T {
+        if let result = state.withLock({ settled(&$0) }) { return try result.get() }
         let token = state.withLock { state in defer { state.nextToken += 1 }; return state.nextToken }
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
-            if let self { withdraw(self, token)?.resume(returning: .failure(.timedOut("\(what) (\(timeout))"))) }
+            if let self { withdraw(self, token)?.resume(returning: .failure(.timedOut("\(what()) (\(timeout))"))) }
         }
         defer { timer.cancel() }
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { register(token, $0) }
+            await withCheckedContinuation { continuation in
+                let immediate = state.withLock { state -> Result<T, QSMError>? in
+                    if let result = settled(&state) { return result }
+                    if Task.isCancelled { return .failure(.cancelled) }
+                    file(&state, token, continuation)
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) } else { filed(token) }
+            }
         } onCancel: {
             withdraw(self, token)?.resume(returning: .failure(.cancelled))
         }
@@ -407,14 +416,11 @@ public final class QSMNode: Sendable {
     /// - Throws: `QSMError.timedOut` if the core does not answer within `timeout` (it
     ///   answers only once started), `.cancelled` when the calling task is cancelled.
     public func statistics(timeout: Duration = .seconds(10)) async throws(QSMError) -> QSMNodeStatistics {
-        try await awaitWaiter(timeout: timeout, awaiting: "statistics", register: { token, continuation in
-            let immediate = state.withLock { state -> Result<QSMNodeStatistics, QSMError>? in
-                if let final = state.finalStatistics { return .success(final) }
-                if Task.isCancelled { return .failure(.cancelled) }
-                state.statisticsWaiters[token] = continuation
-                return nil
-            }
-            if let immediate { return continuation.resume(returning: immediate) }
+        try await awaitWaiter(timeout: timeout, awaiting: "statistics", settled: { state in
+            state.finalStatistics.map { .success($0) }
+        }, file: { state, token, continuation in
+            state.statisticsWaiters[token] = continuation
+        }, filed: { token in
             submit { engine in engine.emit(.statistics(token: token, engine.statistics())); engine.flushOutputs() }
         }, withdraw: { node, token in node.state.withLock { $0.statisticsWaiters.removeValue(forKey: token) } })
     }
