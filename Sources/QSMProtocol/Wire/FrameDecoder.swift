@@ -20,7 +20,6 @@ package struct FrameDecoder {
 
     /// Adds bytes read from the stream.
     package mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        if start > 0 && start == buffer.count { releaseIfDrained() }
         buffer.append(contentsOf: bytes)
         // Once a frame's length is known, room for all of it is made at once: grown by
         // doubling, a frame of 2 MB (8,192 group views) went through every smaller buffer
