@@ -44,10 +44,7 @@ struct GroupIDTable<Value: AnyObject> {
     /// only for a hint to the processor (a prefetch), never dereferenced.
     func objectAddress(of id: GroupID) -> UnsafeRawPointer? {
         let index = Int(id.value)
-        guard index < dense.count, MemoryLayout<Value?>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
-        return dense.withUnsafeBufferPointer { slots in
-            UnsafeRawPointer(slots.baseAddress! + index).load(as: UnsafeRawPointer?.self)
-        }
+        return index < dense.count ? dense.objectAddress(at: index) : nil
     }
 
     /// Removes the value of `id`; returns it.

@@ -60,10 +60,8 @@ public struct RingBuffer<Element> {
     /// processor (a prefetch); never dereferenced, and stale once the element is gone.
     /// (Internal: the payload spares are its only user.)
     func objectAddress(at offset: Int) -> UnsafeRawPointer? {
-        guard offset >= 0, offset < count, MemoryLayout<Element?>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
-        return storage.withUnsafeBufferPointer { slots in
-            UnsafeRawPointer(slots.baseAddress! + ((head + offset) & (slots.count - 1))).load(as: UnsafeRawPointer?.self)
-        }
+        guard offset >= 0, offset < count else { return nil }
+        return storage.objectAddress(at: (head + offset) & (storage.count - 1))
     }
 
     /// Inserts `element` so that it is `offset` places from the front (0...count),
