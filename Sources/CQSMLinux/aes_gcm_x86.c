@@ -361,16 +361,15 @@ TARGET static inline __m128i tag_of(const uint8_t *context, const expanded *e, c
                                     size_t aad_length, const uint8_t *ciphertext, size_t length) {
     const int wide = context[WIDE_FLAG];
     const __m128i lengths = _mm_set_epi64x((long long)((uint64_t)aad_length * 8), (long long)((uint64_t)length * 8));
-    __m128i state = _mm_setzero_si128();
-    const size_t aad_wide = wide && length > 0 ? aad_length & ~(size_t)255 : 0;
-    if (aad_wide > 0) state = ghash_wide(context, state, aad, aad_wide);
-    if (length == 0 && wide) {
-        // GMAC (a datagram authenticated, not encrypted), with the wide hash: all at once.
-        state = ghash_finish_wide(context, e, _mm_setzero_si128(), aad, aad_length, lengths);
-    } else if (length == 0) {
-        // GMAC without it: the data's tail ends the hash.
-        state = ghash_finish(context, e, state, aad + aad_wide, aad_length - aad_wide, lengths);
+    const __m128i zero = _mm_setzero_si128();
+    __m128i state;
+    if (length == 0) {
+        // GMAC (a datagram authenticated, not encrypted): the whole of it in one fold.
+        state = wide ? ghash_finish_wide(context, e, zero, aad, aad_length, lengths)
+                     : ghash_finish(context, e, zero, aad, aad_length, lengths);
     } else {
+        const size_t aad_wide = wide ? aad_length & ~(size_t)255 : 0;
+        state = aad_wide > 0 ? ghash_wide(context, zero, aad, aad_wide) : zero;
         state = ghash(e, state, aad + aad_wide, aad_length - aad_wide);
         const size_t text_wide = wide ? length & ~(size_t)255 : 0;
         if (text_wide > 0) state = ghash_wide(context, state, ciphertext, text_wide);
