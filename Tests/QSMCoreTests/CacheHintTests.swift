@@ -4,6 +4,8 @@ import Testing
 /// What `cacheHintTests` recorded (only that test sets it: a C function pointer cannot
 /// capture, so the hint writes here).
 nonisolated(unsafe) private var hinted: [UnsafeRawPointer?] = []
+/// What `removalsNameWhatLiesAhead` recorded, the same way.
+nonisolated(unsafe) private var removalHints: [UnsafeRawPointer?] = []
 
 /// The cache hint a driver may give a protocol node (`ProtocolNode.cacheHint`): before a
 /// data packet is decoded, the node names the delivery stream it will update, read from
@@ -56,5 +58,48 @@ nonisolated(unsafe) private var hinted: [UnsafeRawPointer?] = []
                 #expect(noise[0] == PacketKind.data.rawValue && noise.count >= ProtocolPacket.groupOffset + 4, "\(key)")
             }
         }
+    }
+
+    /// A cache removing its stable packets with a hint names, for each removal, the pool
+    /// entry of the packet `2 * hintDistance` numbers on and the array object of the
+    /// payload `hintDistance` numbers on (checked against the arrays' own references),
+    /// only for numbers held and not past the end; what is removed is as without it.
+    @Test(arguments: [1, 3]) func removalsNameWhatLiesAhead(every step: Int) {
+        let distance = Int(SequencedPackets.hintDistance)
+        var withHint = SequencedPackets(), without = SequencedPackets()
+        var arrays: [UInt64: [UInt8]] = [:]
+        for sequence in stride(from: UInt64(1), through: 60, by: step) {
+            let bytes = [UInt8](repeating: UInt8(truncatingIfNeeded: sequence), count: 100)
+            arrays[sequence] = bytes
+            let packet = DataPacket(sender: NodeID(9), region: SenderCrashRecoveryTests.region, regionView: 1,
+                                    viewStartSequence: 1, sequence: sequence, group: SenderCrashRecoveryTests.group,
+                                    groupView: 1, groupSequence: sequence, fragmentIndex: 0, fragmentCount: 1,
+                                    publishedAt: 0, payload: ArraySlice(bytes))
+            withHint.insert(packet)
+            without.insert(packet)
+        }
+        removalHints = []
+        defer { removalHints = [] }
+        var removed: [UInt64] = [], removedWithout: [UInt64] = []
+        withHint.removeThrough(45, hint: { removalHints.append($0) }) { removed.append($0.sequence) }
+        without.removeThrough(45) { removedWithout.append($0.sequence) }
+        #expect(removed == removedWithout)
+        #expect(removed == Array(stride(from: UInt64(1), through: 45, by: step)))
+
+        // Per number n walked (from the lowest held to 45, held or not): the entry of
+        // n + 2d, then the payload of n + d, each if held and at most 45.
+        var expectedPayloads: [UnsafeRawPointer] = []
+        var expectedEntries = 0
+        for number in UInt64(1)...45 {
+            let far = number + UInt64(2 * distance), near = number + UInt64(distance)
+            if far <= 45, arrays[far] != nil { expectedEntries += 1 }
+            if near <= 45, let bytes = arrays[near] { expectedPayloads.append(unsafeBitCast(bytes, to: UnsafeRawPointer.self)) }
+        }
+        let payloadObjects = Set(arrays.values.map { unsafeBitCast($0, to: UnsafeRawPointer.self) })
+        let named = removalHints.compactMap { $0 }
+        #expect(named.count == removalHints.count, "no empty entry is named")
+        #expect(named.filter { payloadObjects.contains($0) } == expectedPayloads)
+        #expect(named.filter { !payloadObjects.contains($0) }.count == expectedEntries)
+        #expect(expectedPayloads.count > 0 && expectedEntries > 0)
     }
 }

@@ -1,3 +1,9 @@
+/// A hint to the processor's cache, given by the driver (the epoll engine: the C target's
+/// PREFETCHW of an object's first two lines; the simulator: none): called with an address
+/// soon to be written. It must never fault, whatever the address, so that a pure target
+/// can name addresses without importing C or reading through them.
+package typealias CacheHint = @convention(c) (UnsafeRawPointer?) -> Void
+
 extension ContiguousArray {
     /// The bits of the element at `index`, read as an address without copying it (no
     /// retain): for an element that is one reference (an optional array or class
@@ -9,6 +15,27 @@ extension ContiguousArray {
         guard MemoryLayout<Element>.size == MemoryLayout<UnsafeRawPointer?>.size else { return nil }
         return withUnsafeBufferPointer { slots in
             UnsafeRawPointer(slots.baseAddress! + index).load(as: UnsafeRawPointer?.self)
+        }
+    }
+}
+
+extension Array where Element == DataPacket? {
+    /// Where the entry at `index` lies (for a hint; not read).
+    func elementAddress(at index: Int) -> UnsafeRawPointer? {
+        withUnsafeBufferPointer { entries in UnsafeRawPointer(entries.baseAddress! + index) }
+    }
+
+    /// Where the array object behind the payload of the packet at `index` starts (its
+    /// header, with the reference count), borrowed in place (no retain); nil for an empty
+    /// entry. Only for hints: never dereferenced here. Payloads are decoded into whole
+    /// arrays (`PayloadSpares.copy`), whose elements start after the array's header.
+    func payloadObjectAddress(at index: Int) -> UnsafeRawPointer? {
+        withUnsafeBufferPointer { entries in
+            guard let packet = entries[index] else { return nil }
+            let start = packet.payload.startIndex
+            return packet.payload.withUnsafeBytes { bytes in
+                bytes.baseAddress.map { $0 - start - PayloadSpares.arrayHeaderBytes }
+            }
         }
     }
 }

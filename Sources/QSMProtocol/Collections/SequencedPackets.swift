@@ -88,12 +88,25 @@ struct SequencedPackets {
         return true
     }
 
+    /// How many numbers ahead of the one being removed `removeThrough` hints at a payload's
+    /// header; at a pool entry, twice as far.
+    static let hintDistance: UInt64 = 8
+
     /// Removes every packet numbered `sequence` or lower, oldest first, calling `removed`
     /// with each.
-    mutating func removeThrough(_ sequence: UInt64, _ removed: (DataPacket) -> Void) {
+    ///
+    /// With a `hint`, tells the processor's cache what the removals ahead will touch: the
+    /// pool entry of the packet `2 * hintDistance` numbers on (read next to find its
+    /// payload), and the header of the payload `hintDistance` numbers on, whose
+    /// reference count the removal writes. Packets leave a window after they came, when
+    /// both are cold, and the application's thread may have written the header last
+    /// (about 4% of a receiver core's samples were these misses, twice that with 8,192
+    /// groups).
+    mutating func removeThrough(_ sequence: UInt64, hint: CacheHint? = nil, _ removed: (DataPacket) -> Void) {
         guard count > 0, sequence >= lowest else { return }
         let end = min(sequence, highest)
         for number in lowest...end {
+            if let hint { hintAhead(of: number, through: end, hint) }
             let slot = Int(truncatingIfNeeded: number & mask)
             let entry = slots[slot]
             guard entry != 0 else { continue }
@@ -113,6 +126,20 @@ struct SequencedPackets {
         // The next lowest is at most `highest`, which is still held.
         lowest = end + 1
         while slots[Int(truncatingIfNeeded: lowest & mask)] == 0 { lowest += 1 }
+    }
+
+    @inline(__always)
+    private func hintAhead(of number: UInt64, through end: UInt64, _ hint: CacheHint) {
+        let far = number &+ 2 * Self.hintDistance
+        if far <= end {
+            let entry = slots[Int(truncatingIfNeeded: far & mask)]
+            if entry != 0 { hint(pool.elementAddress(at: Int(entry - 1))) }
+        }
+        let near = number &+ Self.hintDistance
+        if near <= end {
+            let entry = slots[Int(truncatingIfNeeded: near & mask)]
+            if entry != 0 { hint(pool.payloadObjectAddress(at: Int(entry - 1))) }
+        }
     }
 
     /// Removes and returns the packet numbered `sequence` if it is the lowest held (the

@@ -18,7 +18,7 @@ extension ProtocolNode {
         for record in records {
             let key = StreamKey(sender: record.sender, region: region.id)
             guard record.maximumSeen > 0 || streams[key] != nil else {
-                if learningStable, record.stable > 0 { streams[key]?.learnStable(record.stable) }
+                if learningStable, record.stable > 0 { streams[key]?.learnStable(record.stable, hint: cacheHint) }
                 continue
             }
             guard let stream = stream(key, firstPacket: nil) else {
@@ -33,7 +33,7 @@ extension ProtocolNode {
                 continue
             }
             learnMaximum(record.maximumSeen, in: stream)
-            if learningStable, record.stable > 0 { stream.learnStable(record.stable) }
+            if learningStable, record.stable > 0 { stream.learnStable(record.stable, hint: cacheHint) }
             streams[key] = stream
         }
         askForMissing(in: region, includingTails: false)

@@ -75,7 +75,7 @@ package final class ProtocolNode {
     /// stream a data packet will update, before the packet is decoded, so that with
     /// thousands of groups its cold line is on its way while the payload is copied.
     /// Must never fault, whatever the address (the packet is not verified yet).
-    package var cacheHint: (@convention(c) (UnsafeRawPointer?) -> Void)?
+    package var cacheHint: CacheHint?
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0

@@ -123,8 +123,9 @@ final class ReceiveStream {
         return nil
     }
 
-    /// Drops cached packets now known stable.
-    func learnStable(_ value: UInt64) {
+    /// Drops cached packets now known stable (with the driver's cache `hint`, if any: see
+    /// `SequencedPackets.removeThrough`).
+    func learnStable(_ value: UInt64, hint: CacheHint?) {
         guard value > stable else { return }
         let previous = stable
         stable = min(value, contiguous)
@@ -132,7 +133,7 @@ final class ReceiveStream {
         // The cache is in sequence order: the newly stable packets are at its front, so
         // the work is in proportion to what became stable, not to the cache's size.
         var released = 0
-        cache.removeThrough(stable) { released += $0.payload.count }
+        cache.removeThrough(stable, hint: hint) { released += $0.payload.count }
         cachedBytes -= released
     }
 }

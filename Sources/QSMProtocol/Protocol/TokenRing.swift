@@ -241,7 +241,7 @@ extension ProtocolNode {
                 let stable = record.contiguous
                 pending[record.sender] = (stable, 2)
                 lastAcknowledged[region.id, default: [:]][record.sender] = stable
-                streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable)
+                streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(stable, hint: cacheHint)
                 acknowledge(region.id, sender: record.sender, stable: stable)
             } else if previous > 0 {
                 // Still circulating though nothing new is stable: someone missed an
@@ -349,7 +349,7 @@ extension ProtocolNode {
                 for record in token.records where record.stable > 0 {
                     let known = announcements[region.id]?[record.sender]?.stable ?? 0
                     announcements[region.id, default: [:]][record.sender] = (max(known, record.stable), 2)
-                    streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable)
+                    streams[StreamKey(sender: record.sender, region: region.id)]?.learnStable(record.stable, hint: cacheHint)
                 }
                 control.append(.token(token, to: next(after: id, in: ring), contribute: true))
             }
