@@ -60,10 +60,11 @@ nonisolated(unsafe) private var removalHints: [UnsafeRawPointer?] = []
         }
     }
 
-    /// A cache removing its stable packets with a hint names, for each removal, the pool
-    /// entry of the packet `2 * hintDistance` numbers on and the array object of the
-    /// payload `hintDistance` numbers on (checked against the arrays' own references),
-    /// only for numbers held and not past the end; what is removed is as without it.
+    /// A cache removing its stable packets with a hint names, for each number walked, the
+    /// pool entry of the packet `2 * hintDistance` numbers on (consecutive entries) and
+    /// the array object of the payload `hintDistance` numbers on (checked against the
+    /// arrays' own references), only for numbers held and not past the end; what is
+    /// removed is as without it.
     @Test(arguments: [1, 3]) func removalsNameWhatLiesAhead(every step: Int) {
         let distance = Int(SequencedPackets.hintDistance)
         var withHint = SequencedPackets(), without = SequencedPackets()
@@ -99,7 +100,11 @@ nonisolated(unsafe) private var removalHints: [UnsafeRawPointer?] = []
         let named = removalHints.compactMap { $0 }
         #expect(named.count == removalHints.count, "no empty entry is named")
         #expect(named.filter { payloadObjects.contains($0) } == expectedPayloads)
-        #expect(named.filter { !payloadObjects.contains($0) }.count == expectedEntries)
+        // Fresh pool entries are taken in insertion order, so the entries named for
+        // successive held numbers lie one entry's stride apart.
+        let entries = named.filter { !payloadObjects.contains($0) }
+        #expect(entries.count == expectedEntries)
+        #expect(zip(entries, entries.dropFirst()).allSatisfy { $1 - $0 == MemoryLayout<DataPacket?>.stride })
         #expect(expectedPayloads.count > 0 && expectedEntries > 0)
     }
 }

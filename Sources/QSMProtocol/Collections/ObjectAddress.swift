@@ -18,24 +18,3 @@ extension ContiguousArray {
         }
     }
 }
-
-extension Array where Element == DataPacket? {
-    /// Where the entry at `index` lies (for a hint; not read).
-    func elementAddress(at index: Int) -> UnsafeRawPointer? {
-        withUnsafeBufferPointer { entries in UnsafeRawPointer(entries.baseAddress! + index) }
-    }
-
-    /// Where the array object behind the payload of the packet at `index` starts (its
-    /// header, with the reference count), borrowed in place (no retain); nil for an empty
-    /// entry. Only for hints: never dereferenced here. Payloads are decoded into whole
-    /// arrays (`PayloadSpares.copy`), whose elements start after the array's header.
-    func payloadObjectAddress(at index: Int) -> UnsafeRawPointer? {
-        withUnsafeBufferPointer { entries in
-            guard let packet = entries[index] else { return nil }
-            let start = packet.payload.startIndex
-            return packet.payload.withUnsafeBytes { bytes in
-                bytes.baseAddress.map { $0 - start - PayloadSpares.arrayHeaderBytes }
-            }
-        }
-    }
-}

@@ -99,9 +99,9 @@ struct SequencedPackets {
     /// pool entry of the packet `2 * hintDistance` numbers on (read next to find its
     /// payload), and the header of the payload `hintDistance` numbers on, whose
     /// reference count the removal writes. Packets leave a window after they came, when
-    /// both are cold, and the application's thread may have written the header last
-    /// (about 4% of a receiver core's samples were these misses, twice that with 8,192
-    /// groups).
+    /// both are cold, and the application's thread may have written the header last.
+    /// (Share of a receiver core's samples in this walk, its releases and hints, 1000-byte
+    /// messages: 4.8% without hints and 3.6% with at one group; 5.9% and 3.8% at 8,192.)
     mutating func removeThrough(_ sequence: UInt64, hint: CacheHint? = nil, _ removed: (DataPacket) -> Void) {
         guard count > 0, sequence >= lowest else { return }
         let end = min(sequence, highest)
@@ -128,17 +128,25 @@ struct SequencedPackets {
         while slots[Int(truncatingIfNeeded: lowest & mask)] == 0 { lowest += 1 }
     }
 
+    /// Names to `hint` the pool entry `2 * hintDistance` numbers after `number` and the
+    /// payload header `hintDistance` after it, each if held and not past `end`. Entries
+    /// and payloads are read in place (no retain); nothing named is dereferenced.
     @inline(__always)
     private func hintAhead(of number: UInt64, through end: UInt64, _ hint: CacheHint) {
-        let far = number &+ 2 * Self.hintDistance
-        if far <= end {
-            let entry = slots[Int(truncatingIfNeeded: far & mask)]
-            if entry != 0 { hint(pool.elementAddress(at: Int(entry - 1))) }
-        }
-        let near = number &+ Self.hintDistance
-        if near <= end {
-            let entry = slots[Int(truncatingIfNeeded: near & mask)]
-            if entry != 0 { hint(pool.payloadObjectAddress(at: Int(entry - 1))) }
+        let far = number &+ 2 * Self.hintDistance, near = number &+ Self.hintDistance
+        let farEntry = far <= end ? slots[Int(truncatingIfNeeded: far & mask)] : 0
+        let nearEntry = near <= end ? slots[Int(truncatingIfNeeded: near & mask)] : 0
+        guard farEntry != 0 || nearEntry != 0 else { return }
+        pool.withUnsafeBufferPointer { entries in
+            if farEntry != 0 { hint(UnsafeRawPointer(entries.baseAddress! + Int(farEntry - 1))) }
+            // Payloads are decoded into whole arrays (`PayloadSpares.copy`): the array's
+            // object, with its reference count, starts a header before its elements.
+            if nearEntry != 0, let packet = entries[Int(nearEntry - 1)] {
+                let start = packet.payload.startIndex
+                hint(packet.payload.withUnsafeBytes { bytes in
+                    bytes.baseAddress.map { $0 - start - PayloadSpares.arrayHeaderBytes }
+                })
+            }
         }
     }
 

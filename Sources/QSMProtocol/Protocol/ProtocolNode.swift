@@ -70,11 +70,11 @@ package final class ProtocolNode {
     /// Per sender and group, the last sequence number delivered, in a box raised in
     /// place: a delivery of another sender or group than the last costs one lookup.
     @exclusivity(unchecked) var lastDelivered: DeliveryStreamTable
-    /// A hint to the processor's cache that the driver may give (the epoll engine: the C
-    /// target's PREFETCHW; the simulator: none): called with the address of the delivery
-    /// stream a data packet will update, before the packet is decoded, so that with
-    /// thousands of groups its cold line is on its way while the payload is copied.
-    /// Must never fault, whatever the address (the packet is not verified yet).
+    /// The driver's hint to the processor's cache, if it gives one (see `CacheHint`).
+    /// Called with the delivery stream a data packet will update, before the packet is
+    /// decoded (with thousands of groups its line is cold; the packet is not verified yet,
+    /// so a forged header names a wrong line, no more), and with what removing stable
+    /// packets will touch a few packets ahead (`SequencedPackets.removeThrough`).
     package var cacheHint: CacheHint?
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
