@@ -56,7 +56,9 @@ public struct CommandLineFlags {
         return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
     }
 
-    public func has(_ flag: String) -> Bool { switches.contains(flag) }
+    /// Whether `flag` was given: a switch, or a valued flag with any value. (A valued flag
+    /// once read only as a switch was silently ignored: `qsm-bench run --bundle-bytes`.)
+    public func has(_ flag: String) -> Bool { switches.contains(flag) || values[flag] != nil }
 
     /// Every value given for a repeatable flag, in order.
     public func all(_ flag: String) -> [String] { values[flag] ?? [] }

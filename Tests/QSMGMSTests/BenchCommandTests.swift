@@ -45,6 +45,7 @@ struct BenchCommandTests {
         "raw_messages_per_datagram", "sender_allocations_per_message", "receiver_allocations_per_message_max",
         "raw_offload_msgs_per_sec", "segmentation_offload", "receive_offload", "cpu_us_per_delivered_message",
         "raw_cpu_us_per_delivered_message", "kernel_receive_drops", "receiver_out_of_order_drops", "receiver_pool_exhaustions",
+        "bundled_share", "packets_per_bundle",
     ]
 
     /// `--version` works on both tools, alone and after any subcommand, and exits 0.
@@ -120,6 +121,19 @@ struct BenchCommandTests {
         #expect(one > 0 && bundled > 0 && best == max(one, bundled, offload))
         let rate = try #require(result["msgs_per_sec_min"] as? Double)
         #expect(abs(try #require(result["ratio_to_raw"] as? Double) - rate / best) < 0.01)
+        #expect(result["complete"] as? Bool == true)
+        // The engine packed them as well: most of its packets went several to a datagram.
+        #expect(try #require(result["bundled_share"] as? Double) > 0.5)
+        #expect(try #require(result["packets_per_bundle"] as? Double) > 2)
+    }
+
+    /// `--bundle-bytes 0` reaches the nodes: with it, no packet goes in a bundle.
+    @Test func bundlingCanBeTurnedOff() throws {
+        let (status, output) = try Self.run(["run", "--receivers", "2", "--seconds", "1", "--size", "100", "--no-raw",
+                                             "--bundle-bytes", "0", "--json"])
+        #expect(status == 0, "output: \(output)")
+        let result = try Self.json(output)
+        #expect(result["bundled_share"] as? Double == 0, "\(result["bundled_share"] ?? "nothing")")
         #expect(result["complete"] as? Bool == true)
     }
 
@@ -223,6 +237,8 @@ struct BenchCommandTests {
         (["run", "--hosts", "--loss-percent", "0"], "--loss-percent"),
         (["run", "--peer-attempts", "-1"], "--peer-attempts"),
         (["run", "--sender-first-up-to", "-1"], "--sender-first-up-to"),
+        (["run", "--bundle-bytes", "70000"], "--bundle-bytes"),
+        (["run", "--bundle-bytes=-1"], "--bundle-bytes"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
         (["experiment"], "small, all or targets"),

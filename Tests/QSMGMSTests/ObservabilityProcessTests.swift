@@ -115,7 +115,8 @@ struct ObservabilityProcessTests {
             for family in ["qsm_multicast_repairs_total", "qsm_repair_requests_not_held_total", "qsm_tokens_held_for_view_total",
                            "qsm_token_copies_dropped_total", "qsm_senders_presumed_gone_total",
                            "qsm_io_quantum_expirations_total", "qsm_inbound_data_slices_total",
-                           "qsm_debt_start_queries_total", "qsm_debt_starts_given_up_total", "qsm_receive_errors_total"]
+                           "qsm_debt_start_queries_total", "qsm_debt_starts_given_up_total", "qsm_receive_errors_total",
+                           "qsm_bundles_sent_total", "qsm_bundled_packets_total", "qsm_bundles_received_total"]
                 where !samples.contains(where: { $0.hasPrefix(family + "{} ") }) {
                 return "/metrics lacks \(family)"
             }

@@ -127,6 +127,10 @@ extension QSMNodeStatistics {
         out.family("qsm_coalesced_receives", .counter, "Coalesced messages received (UDP GRO), each of two datagrams or more.",
                    core.coalescedReceives)
         out.family("qsm_coalesced_datagrams", .counter, "Datagrams received in coalesced messages.", core.coalescedDatagrams)
+        out.family("qsm_bundles_sent", .counter, "Datagrams sent carrying several packets (bundles).", machine.bundlesSent)
+        out.family("qsm_bundled_packets", .counter, "Packets sent inside bundles.", machine.packetsBundled)
+        out.family("qsm_bundles_received", .counter, "Bundles received (their packets are counted one by one as well).",
+                   machine.bundlesReceived)
         out.family("qsm_io_quantum_expirations", .counter,
                    "Times the event core's I/O or alarm quantum ran out with work left for the next turn.", core.ioQuantumExpirations)
         out.family("qsm_inbound_data_slices", .counter,

@@ -314,6 +314,7 @@ final class BenchSender: Sendable {
             ("datagrams_sent", statistics.core.datagramsSent),
             ("gso", statistics.core.segmentationOffload ? 1 : 0), ("gso_sends", statistics.core.segmentedSends),
             ("gso_datagrams", statistics.core.segmentedDatagrams),
+            ("bundles", statistics.machine.bundlesSent), ("bundled_packets", statistics.machine.packetsBundled),
         ])
     }
 }

@@ -73,6 +73,10 @@ enum RunTable {
         lines.append("heap allocations per message in steady state: sender "
                      + (report.senderAllocationsPerMessage.map { format($0, 3) } ?? "-")
                      + ", receivers at most " + (report.receiverAllocationsPerMessage.map { format($0, 3) } ?? "-"))
+        lines.append("bundling at the senders: " + (report.senderBundledShare.map { share in
+            "\(format(100 * share, 0))% of packets went in bundles"
+                + (report.senderPacketsPerBundle.map { " of \(format($0, 1)) on average" } ?? "")
+        } ?? "-"))
         lines.append("segmentation offload (UDP GSO) at the senders: "
                      + (report.senderSegmentationOffload
                         ? "in use, \(format(100 * (report.senderSegmentedShare ?? 0), 0))% of datagrams in segmented sends of "
@@ -155,6 +159,8 @@ enum RunJSON {
             ("receiver_allocations_per_message_max", optional(report.receiverAllocationsPerMessage)),
             ("receiver_rss_mb_max", number(report.receiverRSSMegabytesMaximum)),
             ("sender_held_mb_max", number(report.senderHeldMegabytesMaximum)),
+            ("bundled_share", optional(report.senderBundledShare)),
+            ("packets_per_bundle", optional(report.senderPacketsPerBundle)),
             ("segmentation_offload", report.senderSegmentationOffload ? "true" : "false"),
             ("segmented_share", optional(report.senderSegmentedShare)),
             ("datagrams_per_segmented_send", optional(report.senderDatagramsPerSegmentedSend)),

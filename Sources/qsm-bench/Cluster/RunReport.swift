@@ -247,6 +247,19 @@ struct RunReport {
         let receives = live.map { $0.int("gro_receives") ?? 0 }.reduce(0, +)
         return receives > 0 ? Double(live.map { $0.int("gro_datagrams") ?? 0 }.reduce(0, +)) / Double(receives) : nil
     }
+    /// The share of the packets senders wrote that went in bundles (several to a
+    /// datagram, `--bundle-bytes`), and how many a bundle held on average.
+    var senderBundledShare: Double? {
+        let datagrams = senderResults.map { $0.int("datagrams_sent") ?? 0 }.reduce(0, +)
+        let bundles = senderResults.map { $0.int("bundles") ?? 0 }.reduce(0, +)
+        let bundled = senderResults.map { $0.int("bundled_packets") ?? 0 }.reduce(0, +)
+        let packets = datagrams - bundles + bundled
+        return packets > 0 ? Double(bundled) / Double(packets) : nil
+    }
+    var senderPacketsPerBundle: Double? {
+        let bundles = senderResults.map { $0.int("bundles") ?? 0 }.reduce(0, +)
+        return bundles > 0 ? Double(senderResults.map { $0.int("bundled_packets") ?? 0 }.reduce(0, +)) / Double(bundles) : nil
+    }
     var senderDatagramsPerSegmentedSend: Double? {
         let sends = senderResults.map { $0.int("gso_sends") ?? 0 }.reduce(0, +)
         return sends > 0 ? Double(senderResults.map { $0.int("gso_datagrams") ?? 0 }.reduce(0, +)) / Double(sends) : nil
