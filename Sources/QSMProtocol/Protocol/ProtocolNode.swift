@@ -19,7 +19,7 @@ package final class ProtocolNode {
     private let pauseAllowanceNanoseconds: Int64
     /// `configuration.busyTokenInterval` in nanoseconds (read for every data packet).
     let busyTokenIntervalNanoseconds: Int64
-    package internal(set) var statistics = ProtocolStatistics()
+    @exclusivity(unchecked) package internal(set) var statistics = ProtocolStatistics()
 
     // Stored properties are `@exclusivity(unchecked)`: this state is confined to one thread
     // and never accessed overlappingly; the runtime's dynamic checks cost about 5% of a
@@ -75,7 +75,7 @@ package final class ProtocolNode {
     /// decoded (with thousands of groups its line is cold; the packet is not verified yet,
     /// so a forged header names a wrong line, no more), and with what removing stable
     /// packets will touch a few packets ahead (`SequencedPackets.removeThrough`).
-    package var cacheHint: CacheHint?
+    @exclusivity(unchecked) package var cacheHint: CacheHint?
     /// Senders whose stream waits to learn where this node's debt begins (DebtStart).
     @exclusivity(unchecked) var debtQueries: [StreamKey: DebtQuery] = [:]
     @exclusivity(unchecked) var heldForDebt = 0
@@ -119,7 +119,7 @@ package final class ProtocolNode {
     var retiredMessagesKept: Int { max(4_096, configuration.windowMessages) }
     /// Whether the payloads of acknowledged messages are kept for the driver to reuse
     /// (`takeReleasedPayload()`); off unless a driver asks (the simulator does not).
-    package var keepsReleasedPayloads = false
+    @exclusivity(unchecked) package var keepsReleasedPayloads = false
     /// The application is behind (its driver stopped reading data meanwhile): this node
     /// asks for nothing it misses until it catches up. Retransmissions come on the
     /// control path, which is still read, and would pile up deliveries without bound
