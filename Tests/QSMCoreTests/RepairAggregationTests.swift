@@ -334,3 +334,38 @@ import Testing
         #expect(alone.retransmissions >= 10 * alone.regionWideDropped)
     }
 }
+
+/// What the recovery-time histogram counts: gaps that were asked for or filled by a
+/// retransmission, never packets that were only late.
+@Suite struct RecoveryTimeTests {
+    typealias Fixture = SenderCrashRecoveryTests
+
+    /// A token or status tells of packets still queued here: they are noted missing, and
+    /// arrive by themselves before any ask. Not a recovery.
+    @Test func packetsATokenToldOfThatArriveByThemselvesAreNoRecovery() throws {
+        let member = try RepairAggregationTests.node(3, members: [1, 2, 3], received: [1, 2])
+        let stream = try RepairAggregationTests.stream(member)
+        #expect(member.learnMaximum(6, in: stream))
+        #expect(stream.missing.count == 4)
+        for sequence: UInt64 in 3...6 {
+            member.receive(Fixture.data(from: 9, view: 1, viewStart: 1, sequence: sequence), now: Fixture.ms(2))
+        }
+        #expect(stream.missing.isEmpty && stream.contiguous == 6)
+        #expect(member.statistics.recoveryMicroseconds.count == 0)
+    }
+
+    /// A hole asked for and then filled counts, whether the repair or the late original
+    /// fills it; so does a hole a retransmission fills before any ask.
+    @Test(arguments: [false, true])
+    func aHoleAskedForCountsWhateverFillsIt(retransmitted: Bool) throws {
+        let member = try RepairAggregationTests.node(3, members: [1, 2, 3], received: [1, 2, 4])
+        member.tick(now: Fixture.ms(3))
+        #expect(member.statistics.holesAsked == 1)
+        member.receive(Fixture.data(from: 9, view: 1, viewStart: 1, sequence: 3, retransmitted: retransmitted), now: Fixture.ms(5))
+        #expect(member.statistics.recoveryMicroseconds.count == 1)
+        #expect(member.statistics.recoveryMicroseconds.maximumMicroseconds >= 2_000)
+        let unasked = try RepairAggregationTests.node(3, members: [1, 2, 3], received: [1, 2, 4])
+        unasked.receive(Fixture.data(from: 9, view: 1, viewStart: 1, sequence: 3, retransmitted: true), now: Fixture.ms(2))
+        #expect(unasked.statistics.recoveryMicroseconds.count == 1)
+    }
+}

@@ -255,7 +255,13 @@ extension ProtocolNode {
         arrivalRun!.arrivals.add(bytes: packet.payload.count)
         if !stream.missing.isEmpty, let noticed = stream.missing.removeValue(forKey: sequence) {
             if !stream.denials.isEmpty { stream.denials[sequence] = nil }
-            statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
+            // A recovery only if it was asked for or came as a repair. Most numbers noted
+            // missing are a token's news of packets still queued here (`learnMaximum`):
+            // they arrive by themselves, and counted, they made a loss-free run report
+            // recovery times (p50 2 ms, p99 6 ms with no retransmission at all).
+            if noticed.attempts > 0 || retransmitted {
+                statistics.recoveryMicroseconds.record(microseconds: Int(runningNow.nanoseconds(since: noticed.since) / 1000))
+            }
         }
         let inOrder = sequence == stream.contiguous + 1
         // New gaps below this packet (none when it is in order). Walking the whole range

@@ -287,8 +287,10 @@ public struct ProtocolStatistics: Sendable, Equatable {
     /// The most bytes held on the receive side at once (cache and out-of-order packets).
     public var maximumCachedBytes = 0
     /// Time from noticing a gap to repairing it, in microseconds of the node's running
-    /// time (see `ProtocolConfiguration.pauseAllowance`). A histogram: bounded however
-    /// many packets are repaired.
+    /// time (see `ProtocolConfiguration.pauseAllowance`), for the gaps this node asked
+    /// for or that a retransmission filled (not for packets that were only late: still
+    /// queued here when a token told of them). A histogram: bounded however many packets
+    /// are repaired.
     public var recoveryMicroseconds = LatencyHistogram()
 }
 
