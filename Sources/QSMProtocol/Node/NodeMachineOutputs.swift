@@ -16,9 +16,13 @@ extension NodeMachine {
         let bundleRoom = min(packetRoom, configuration.bundleBytes - tagBytes)
         while let (first, destination) = nextAddressedDatagram(now: now) {
             let written: Int?
-            if first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes <= bundleRoom,
-               hasDatagram || first.redundantCopy {
-                written = bundle(first, to: destination, into: buffer, room: bundleRoom, now: now)
+            let alone = first.byteCount + DatagramBundle.headerBytes + DatagramBundle.lengthBytes
+            // A token's redundant copy is a bundle (of one at least) whatever the bundle
+            // size, `bundleBytes` 0 included: written plain, it was as long as the
+            // original, and segmentation offload could join the two into one send.
+            let room = first.redundantCopy ? min(packetRoom, max(bundleRoom, alone)) : bundleRoom
+            if alone <= room, hasDatagram || first.redundantCopy {
+                written = bundle(first, to: destination, into: buffer, room: room, now: now)
             } else {
                 // Encoded in place, in the driver's buffer, leaving room for the tag.
                 written = first.encode(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packetRoom]))
@@ -93,8 +97,11 @@ extension NodeMachine {
         }
         buffer[0] = PacketKind.bundle.rawValue
         buffer.storeBytes(of: UInt16(count).bigEndian, toByteOffset: 1, as: UInt16.self)
-        statistics.bundlesSent += 1
-        statistics.packetsBundled += count
+        // A bundle of one (a token's redundant copy) carries no company: not counted.
+        if count > 1 {
+            statistics.bundlesSent += 1
+            statistics.packetsBundled += count
+        }
         return offset
     }
 
