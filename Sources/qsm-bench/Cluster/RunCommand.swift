@@ -188,7 +188,9 @@ enum RunCommand {
             }
             options.windowBytes = bytes
         }
-        if flags.has("--bundle-bytes") { options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: 1_472) }
+        if flags.has("--bundle-bytes") {
+            options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: QSMNodeConfiguration.defaultBundleBytes)
+        }
         options.measureRaw = !flags.has("--no-raw")
         options.measureRawLatency = flags.has("--raw-latency")
         if options.measureRawLatency, options.rate <= 0 {
