@@ -84,6 +84,15 @@ public struct CommandLineFlags {
         return number
     }
 
+    /// An integer from `flag` that is either 0 (a feature off) or in `range`, or `fallback`.
+    public func integer(_ flag: String, zeroOr range: ClosedRange<Int>, default fallback: Int) throws(ConfigurationError) -> Int {
+        guard let text = try value(flag) else { return fallback }
+        guard let number = Int(text), number == 0 || range.contains(number) else {
+            throw ConfigurationError("\(flag) must be 0 (off) or an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return number
+    }
+
     /// A duration: a number with a unit, `250ms`, `5s` or `2m` (a bare number is seconds),
     /// from `flag`, or from `alias` (an older name whose bare numbers are in `aliasUnit`),
     /// or `fallback`; it must lie in `range`.

@@ -22,10 +22,10 @@ struct NodeFlags {
           --id N                   this node's id (default: random)
           --ttl N                  multicast time to live, 0...255 (default 1)
           --bundle-bytes N         packets ready together for one address (small
-                                   messages) share a datagram of up to N bytes; 0: each
-                                   alone (default 1472: an Ethernet MTU without IP
-                                   fragmentation; on loopback or jumbo frames up to
-                                   65507). It also sets the largest datagram this node
+                                   messages) share a datagram of up to N bytes, 256 at
+                                   least; 0: each alone (default 1472: an Ethernet MTU
+                                   without IP fragmentation; on loopback or jumbo frames
+                                   up to 65507). It also sets the largest datagram this node
                                    accepts (at least 8192): give every node of a cluster
                                    the same value, or one that receives drops the larger
                                    datagrams (counted, and warned of)
@@ -74,7 +74,8 @@ struct NodeFlags {
             configuration.nodeID = id
         }
         configuration.multicastTimeToLive = UInt8(try flags.integer("--ttl", in: 0...255, default: 1))
-        configuration.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: configuration.bundleBytes)
+        configuration.bundleBytes = try flags.integer("--bundle-bytes", zeroOr: QSMNodeConfiguration.bundleBytesRange,
+                                                      default: configuration.bundleBytes)
         if configuration.bundleBytes > configuration.eventCoreConfiguration.packetBufferCapacity {
             configuration.eventCoreConfiguration.packetBufferCapacity = configuration.bundleBytes
         }

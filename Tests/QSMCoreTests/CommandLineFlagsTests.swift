@@ -28,4 +28,16 @@ import Testing
         #expect(throws: ConfigurationError.self) { try flags(["--json=yes"]) }
         #expect(throws: ConfigurationError.self) { try flags(["--size"]) }
     }
+
+    /// A size that is 0 (off) or in a range: the values between are refused, as are
+    /// those around the range; the ends and 0 are taken.
+    @Test func zeroOrARange() throws {
+        for (text, expected) in [("0", 0), ("256", 256), ("65507", 65507), ("1472", 1472)] {
+            #expect(try flags(["--size", text]).integer("--size", zeroOr: 256...65_507, default: 7) == expected)
+        }
+        #expect(try flags([]).integer("--size", zeroOr: 256...65_507, default: 7) == 7)
+        for text in ["1", "100", "255", "65508", "-1", "x"] {
+            #expect(throws: ConfigurationError.self, "\(text)") { try flags(["--size", text]).integer("--size", zeroOr: 256...65_507, default: 7) }
+        }
+    }
 }

@@ -239,6 +239,7 @@ struct BenchCommandTests {
         (["run", "--sender-first-up-to", "-1"], "--sender-first-up-to"),
         (["run", "--bundle-bytes", "70000"], "--bundle-bytes"),
         (["run", "--bundle-bytes=-1"], "--bundle-bytes"),
+        (["run", "--bundle-bytes", "100"], "0 (off) or an integer in 256...65507"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
         (["experiment"], "small, all or targets"),

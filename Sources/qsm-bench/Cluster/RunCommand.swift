@@ -102,7 +102,8 @@ enum RunCommand {
                                (default: the engine's, \(ProtocolConfiguration().senderFirstUpToMembers); 0: peers first everywhere)
           --bundle-bytes N     packets ready together for one address share a datagram of
                                up to N bytes (default: the engine's, 1472, an Ethernet
-                               MTU; 0: one packet per datagram; up to 65507 on loopback)
+                               MTU; 0: one packet per datagram; else 256...65507, above
+                               the MTU on loopback only)
           --no-gso             nodes neither hand runs of datagrams to the kernel as one
                                segmented send (UDP GSO) nor take coalesced ones (UDP
                                GRO), and the raw search leaves them out too; both are
@@ -189,7 +190,8 @@ enum RunCommand {
             options.windowBytes = bytes
         }
         if flags.has("--bundle-bytes") {
-            options.bundleBytes = try flags.integer("--bundle-bytes", in: 0...65_507, default: QSMNodeConfiguration.defaultBundleBytes)
+            options.bundleBytes = try flags.integer("--bundle-bytes", zeroOr: QSMNodeConfiguration.bundleBytesRange,
+                                                    default: QSMNodeConfiguration.defaultBundleBytes)
         }
         options.measureRaw = !flags.has("--no-raw")
         options.measureRawLatency = flags.has("--raw-latency")
