@@ -10,10 +10,17 @@ import QSMCore
     static let address = QSMSocketAddress(.loopback, port: 5)
     static let regionAddress = QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9)
 
-    /// Node `id` alone (or with node 1 as the sender) in one region of group "g".
-    static func machine(_ id: UInt64, bundleBytes: Int = 1_472) throws -> (NodeMachine, GroupName) {
+    /// Node `id` alone (or with node 1 as the sender) in one region of group "g" (with
+    /// `secret`: authenticated).
+    static func machine(_ id: UInt64, bundleBytes: Int = 1_472, secret: [UInt8]? = nil,
+                        window: WindowFlowControl = WindowFlowControl()) throws -> (NodeMachine, GroupName) {
         var configuration = NodeMachineConfiguration(id: NodeID(id), address: QSMSocketAddress(.loopback, port: UInt16(4 + id)))
         configuration.bundleBytes = bundleBytes
+        configuration.flowControl = window
+        if let secret {
+            configuration.clusterSecret = secret
+            configuration.entropy = [UInt8](repeating: UInt8(id), count: 32)
+        }
         // Views are installed by hand here, with no rings to say they are in everywhere:
         // no pause for them (that rule has tests of its own, `ViewChangePauseTests`).
         configuration.protocolConfiguration.viewChangePauseLimit = .zero
@@ -28,7 +35,7 @@ import QSMCore
                                 address: regionAddress)
         let view = GroupView(id: GroupID(1), name: group, viewNumber: 1, members: [NodeID(1), NodeID(2)], mappingVersion: 1,
                              regions: [RegionReference(id: RegionID(1), viewNumber: 1, address: regionAddress)], hybridAddress: nil)
-        try NodeMachineSpecTests().registerAndInstall(machine, regions: [region], groups: [view])
+        try NodeMachineSpecTests().registerAndInstall(machine, regions: [region], groups: [view], secret: secret)
         return (machine, group)
     }
 

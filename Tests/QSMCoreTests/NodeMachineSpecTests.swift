@@ -258,6 +258,12 @@ import QSMCore
         receive(Self.seal(status(7), sender: NodeID(9), epoch: 7 << 32 | 1, counter: 10_001, secret: secret))
         #expect(machine.statistics.droppedDeadIncarnation == 1)
         #expect(machine.protocolNode.statistics == seen)
+        // On another channel too (a multicast address's, whose window never saw the
+        // restart: each channel's window knows only its own counters).
+        let multicast = UInt64(ReplayChannel.of(QSMSocketAddress(IPv4Address(239, 1, 1, 1), port: 9))) << ReplayChannel.countBits
+        receive(Self.seal(status(8), sender: NodeID(9), epoch: 7 << 32 | 1, counter: multicast | 1, secret: secret))
+        #expect(machine.statistics.droppedDeadIncarnation == 2)
+        #expect(machine.protocolNode.statistics == seen)
         #expect(machine.statistics.droppedUnauthenticated == 0)
     }
 
@@ -418,14 +424,26 @@ import QSMCore
         try registerAndInstall(machine, regions: [region], groups: [view])
     }
 
-    /// Feeds a machine the frames a GMS would send: registered, then one full update.
-    func registerAndInstall(_ machine: NodeMachine, regions: [RegionView], groups: [GroupView]) throws {
+    /// Feeds a machine the frames a GMS would send: registered, then one full update
+    /// (with `secret`, the machine's cluster secret, after the GMS handshake, and sealed).
+    func registerAndInstall(_ machine: NodeMachine, regions: [RegionView], groups: [GroupView], secret: [UInt8]? = nil) throws {
         while machine.pollGMSAction() != nil {}
         machine.gmsConnected(now: .zero)
+        var channel = secret.map { GMSChannel(role: .server, secret: $0, nonce: [UInt8](repeating: 5, count: GMSChannel.nonceBytes)) }
+        while var server = channel, !server.isOpen {
+            // The node's hello, then its proof: each answered by the GMS's side.
+            guard case .send(let frame)? = machine.pollGMSAction() else { break }
+            let received = frame.withUnsafeBytes { server.receive($0) }
+            channel = server
+            guard case .handshake(let reply, _) = received else { break }
+            reply?.withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }
+        }
+        try #require(channel?.isOpen ?? true, "the GMS handshake did not complete")
         for message in [ServerMessage.registered(node: machine.id),
                         .update(MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: regions, removedRegions: [],
                                                  groups: groups, removedGroups: []))] {
-            message.encoded().withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }
+            let frame = channel == nil ? message.encoded() : channel!.seal(message.encoded())
+            frame.withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }
         }
     }
 }

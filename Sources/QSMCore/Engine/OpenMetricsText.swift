@@ -158,6 +158,7 @@ extension QSMNodeStatistics {
             ([("reason", "too_many_senders")], Int64(machine.droppedTooManySenders)),
             ([("reason", "no_address")], Int64(machine.droppedNoAddress)),
             ([("reason", "oversized")], Int64(machine.droppedOversized)),
+            ([("reason", "counters_exhausted")], Int64(machine.droppedCountersExhausted)),
             ([("reason", "malformed")], Int64(p.malformedDropped)),
             ([("reason", "malformed_bundle")], Int64(machine.droppedMalformedBundles)),
             ([("reason", "duplicate")], Int64(p.duplicatesDropped)),

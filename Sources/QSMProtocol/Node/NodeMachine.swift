@@ -61,12 +61,14 @@ package final class NodeMachine {
     /// The GMS connection's authentication (with a cluster secret).
     @exclusivity(unchecked) private var gmsSession: GMSClientSession
     @exclusivity(unchecked) private var nonces: NonceSource?
-    /// With a cluster secret: this incarnation's datagram counter, and what each sender's
-    /// incarnation has been seen to send (see `DatagramEnvelope`).
-    @exclusivity(unchecked) var datagramsSent: UInt64 = 0
-    /// Per sender, looked up for every authenticated datagram: an `IdentifierTable`, not a
-    /// `Dictionary`, whose SipHash cost about as much as the rest of the check (issue 15).
-    @exclusivity(unchecked) private var replayWindows: IdentifierTable<NodeID, ReplayWindow>
+    /// With a cluster secret: this incarnation's datagram counters, one per channel, and
+    /// what each sender's incarnation has been seen to send on each (see `DatagramEnvelope`
+    /// and `ReplayChannel`).
+    @exclusivity(unchecked) var datagramCounters: DatagramCounters
+    /// Per sender and channel, looked up for every authenticated datagram: an
+    /// `IdentifierTable`, not a `Dictionary`, whose SipHash cost about as much as the rest
+    /// of the check (issue 15).
+    @exclusivity(unchecked) private var replayWindows: IdentifierTable<ReplayChannelKey, ReplayWindow>
     static let maximumReplayWindows = 65_536
     @exclusivity(unchecked) private var slowConsumer: SlowConsumerPolicy
 
@@ -87,6 +89,7 @@ package final class NodeMachine {
         var tableSeeds = SplitMix64(seed: configuration.seed ^ 0x94D0_49BB_1331_11EB)
         groupIDs = IdentifierTable(seed: tableSeeds.next())
         replayWindows = IdentifierTable(seed: tableSeeds.next())
+        datagramCounters = DatagramCounters(seed: tableSeeds.next())
         protocolNode = try ProtocolNode(id: configuration.id, configuration: configuration.effectiveProtocolConfiguration,
                                         seed: configuration.seed)
         membership = MembershipClient(node: configuration.id, address: configuration.address,
@@ -183,6 +186,11 @@ package final class NodeMachine {
                 statistics.droppedUnauthenticated += 1
                 return
             }
+            guard !opened.superseded else {
+                // An incarnation older than one seen on any channel: dead.
+                statistics.droppedDeadIncarnation += 1
+                return
+            }
             guard admitReplayCheck(sender: opened.sender, epoch: opened.epoch, counter: opened.counter) else { return }
             body = opened.packet
         }
@@ -246,11 +254,13 @@ package final class NodeMachine {
     }
 
     /// The replay check of an authentic datagram's envelope: true if the sender's
-    /// incarnation has not sent this counter before; else counted by reason.
+    /// incarnation has not sent this counter before (on the counter's channel); else
+    /// counted by reason.
     @inline(__always)
     private func admitReplayCheck(sender: NodeID, epoch: UInt64, counter: UInt64) -> Bool {
         let verdict: ReplayWindow.Verdict
-        if let known = replayWindows.modifyValue(forKey: sender, { $0.admit(epoch: epoch, counter: counter) }) {
+        let key = ReplayChannelKey(sender: sender, channel: ReplayChannel.of(counter: counter))
+        if let known = replayWindows.modifyValue(forKey: key, { $0.admit(epoch: epoch, counter: counter) }) {
             // One probe per datagram: the window is updated where it lies.
             verdict = known
         } else {
@@ -260,7 +270,7 @@ package final class NodeMachine {
             }
             var window = ReplayWindow(epoch: epoch)
             verdict = window.admit(epoch: epoch, counter: counter)
-            replayWindows[sender] = window
+            replayWindows[key] = window
         }
         switch verdict {
         case .fresh: return true

@@ -33,8 +33,12 @@ extension NodeMachine {
                 continue
             }
             if let seal {
-                datagramsSent += 1
-                _ = seal.seal(buffer, length: length, counter: datagramsSent)
+                guard let counter = datagramCounters.next(to: destination) else {
+                    // This incarnation has numbered all it can to this destination.
+                    statistics.droppedCountersExhausted += 1
+                    continue
+                }
+                _ = seal.seal(buffer, length: length, counter: counter)
                 length += tagBytes
             }
             return OutgoingDatagram(destination: destination, length: length)

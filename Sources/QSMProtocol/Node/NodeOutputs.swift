@@ -74,15 +74,20 @@ public struct NodeMachineStatistics: Sendable, Equatable {
     /// side, or a frame whose tag did not verify).
     public var gmsAuthenticationFailures = 0
     /// Authenticated datagrams dropped as replays: a counter already seen, a counter
-    /// older than the replay window, or an epoch of a dead incarnation of the sender.
+    /// older than the replay window of its channel (see `ReplayChannel`), or an epoch of
+    /// a dead incarnation of the sender.
     public var droppedReplayed = 0
     /// See `droppedReplayed`.
     public var droppedTooOld = 0
     /// See `droppedReplayed`.
     public var droppedDeadIncarnation = 0
-    /// Authenticated datagrams from a new sender when `maximumReplayWindows` senders
-    /// are tracked already (only holders of the secret can cause this).
+    /// Authenticated datagrams from a new sender or channel when `maximumReplayWindows`
+    /// (sender, channel) windows are kept already (only holders of the secret can cause
+    /// this).
     public var droppedTooManySenders = 0
+    /// Datagrams not sent because this incarnation had numbered all it can to their
+    /// destination's channel (`ReplayChannel.countLimit`; a nonce must never repeat).
+    public var droppedCountersExhausted = 0
     /// Datagrams addressed to a node whose address is not known (in no view, never heard).
     public var droppedNoAddress = 0
     /// Datagrams larger than `maximumDatagramBytes` (the protocol bounds its packets, so

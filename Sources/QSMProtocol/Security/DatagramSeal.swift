@@ -12,8 +12,9 @@
 ///   the key and the nonce. The kernel routes by the IP and UDP headers alone.
 ///
 /// Keys: HMAC-SHA256(secret, "QSM datagram key" | mode | sender | epoch), first 16
-/// bytes. A nonce never repeats under one key: the counter rises with every datagram of
-/// an incarnation, and each incarnation (epoch) of each sender has its own key. The mode
+/// bytes. A nonce never repeats under one key: the counter (channel and count, see
+/// `ReplayChannel`) is used once per incarnation, and each incarnation (epoch) of each
+/// sender has its own key. The mode
 /// is in the key, so a node that encrypts and one that does not cannot read each
 /// other: every datagram between them is dropped as unauthenticated.
 package final class DatagramSeal {
@@ -92,9 +93,10 @@ package final class DatagramSeal {
     /// Opens `datagram`: nil if it is too short or its tag does not hold. Otherwise its
     /// envelope, and the packet: in place when only authenticated, decrypted into
     /// `scratch` (at least as long as the datagram) when encrypted. Valid until the next
-    /// call.
+    /// call. `superseded`: a newer incarnation of the sender has been seen (on any
+    /// channel: each channel's replay window knows only its own).
     package func open(_ datagram: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer)
-        -> (packet: UnsafeRawBufferPointer, sender: NodeID, epoch: UInt64, counter: UInt64)? {
+        -> (packet: UnsafeRawBufferPointer, sender: NodeID, epoch: UInt64, counter: UInt64, superseded: Bool)? {
         guard datagram.count >= Self.overheadBytes else { return nil }
         let tagAt = datagram.count - AESGCM.tagBytes
         let length = tagAt - DatagramEnvelope.bytes
@@ -127,6 +129,6 @@ package final class DatagramSeal {
         }
         let packet = mode == .encrypt ? UnsafeRawBufferPointer(rebasing: scratch[0..<length])
             : UnsafeRawBufferPointer(rebasing: datagram[0..<length])
-        return (packet, envelope.sender, envelope.epoch, envelope.counter)
+        return (packet, envelope.sender, envelope.epoch, envelope.counter, cached.map { $0.epoch > envelope.epoch } ?? false)
     }
 }

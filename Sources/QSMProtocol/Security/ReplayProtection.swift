@@ -8,14 +8,17 @@
 /// - `epoch` names the node's incarnation. Its high 32 bits are the start time in
 ///   seconds and its low 32 bits are random, both supplied by the driver, so a
 ///   restarted node's epoch is higher than its old ones.
-/// - `counter` numbers the incarnation's datagrams from 1.
+/// - `counter` numbers the incarnation's datagrams from 1, per channel (the destination's
+///   socket: unicast, or one multicast address; see `ReplayChannel`), with the channel in
+///   its top 16 bits.
 ///
-/// A receiver keeps a window of the last `ReplayWindow.width` counters per sender. It
-/// drops and counts, by reason:
+/// A receiver keeps a window of the last `ReplayWindow.width` counters per sender and
+/// channel. It drops and counts, by reason:
 /// - a counter it has seen (a replay);
-/// - a counter older than the window (a replay, or a datagram so late that recovery
-///   treats it as lost);
-/// - an epoch lower than the sender's current one (a dead incarnation).
+/// - a counter older than its channel's window (a replay, or a datagram so late that
+///   recovery treats it as lost);
+/// - an epoch lower than the sender's current one, as seen on any channel (a dead
+///   incarnation).
 ///
 /// Data packets were already deduplicated by sequence number. Now a replayed one costs a
 /// tag check and a bit test, and never reaches the protocol.
