@@ -255,6 +255,20 @@ import Testing
         #expect(member.statistics.askedAgain == 1)
     }
 
+    /// Asks that keep going unanswered back off: three at the retry interval (4 ms), then
+    /// doubling to 16 times as long. A node whose repairs keep being lost is most likely
+    /// overrun, and asking every 4 ms fed the overload (see `retryInterval`).
+    @Test func unansweredAsksBackOffAfterTheThird() throws {
+        let member = try Self.node(3, members: [1, 2, 3], received: [1, 2, 4])
+        var times: [Int64] = []
+        for time in Int64(3)...300 {
+            member.tick(now: Fixture.ms(time))
+            if try Self.asked(member, at: time) == [3] { times.append(time) }
+        }
+        #expect(times == [3, 7, 11, 15, 23, 39, 71, 135, 199, 263])
+        #expect(member.statistics.askedAgain == 9)
+    }
+
     @Test func afterAPauseAQuestionIsAskedAgainOnlyOnceTheInputCaughtUp() throws {
         let member = try Self.node(3, members: [1, 2, 3], received: [1, 2, 4])
         member.tick(now: Fixture.ms(5))
