@@ -125,6 +125,13 @@ struct NodeFlags {
 }
 
 /// Waits until the node is registered with the GMS, or gives up with the last reason.
+/// Says so when the GMS excludes this node (it registers again at once, but what its
+/// groups sent meanwhile is not owed to it): an exclusion was silent before.
+func warnOfExclusion(_ event: MembershipEvent, command: String) {
+    guard case .excluded(let reason) = event else { return }
+    log(.warning, "qsm-node \(command)", "excluded by the GMS: \(reason); registering again")
+}
+
 func waitForRegistration(_ node: QSMNode, timeoutSeconds: Double, command: String) async {
     let deadline = MonotonicClock.now().advanced(byNanoseconds: Int64(timeoutSeconds * 1e9))
     while !node.isRegistered {
@@ -185,6 +192,7 @@ enum PublishCommand {
         }
         do {
             let node = try QSMNode(configuration: configuration)
+            node.onMembershipEvent { warnOfExclusion($0, command: "publish") }
             try node.start()
             _ = NodeMetrics.serve(node, listen: metricsListen, command: "publish")
             stopOnSignals(node, exitCode: 130)
@@ -299,6 +307,7 @@ enum SubscribeCommand {
             // Evicted for a slow reader: said, after the deliveries handed over before it.
             let evicted = Atomic<Bool>(false)
             node.onMembershipEvent { event in
+                warnOfExclusion(event, command: "subscribe")
                 guard case .evicted(let name, let reason) = event, name == group else { return }
                 log(.error, "qsm-node subscribe", "evicted from '\(name)': \(reason)")
                 evicted.store(true, ordering: .releasing)
@@ -358,6 +367,7 @@ enum RunCommand {
             let node = try QSMNode(configuration: configuration)
             let received = Atomic<Int>(0)
             node.onDelivery { _ in received.add(1, ordering: .relaxed) }
+            node.onMembershipEvent { warnOfExclusion($0, command: "run") }
             try node.start()
             _ = NodeMetrics.serve(node, listen: metricsListen, command: "run")
             stopOnSignals(node, exitCode: 0)

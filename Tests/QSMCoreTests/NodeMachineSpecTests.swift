@@ -439,7 +439,7 @@ import QSMCore
             reply?.withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }
         }
         try #require(channel?.isOpen ?? true, "the GMS handshake did not complete")
-        for message in [ServerMessage.registered(node: machine.id),
+        for message in [ServerMessage.registered(node: machine.id, heartbeatTimeout: .seconds(5)),
                         .update(MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: regions, removedRegions: [],
                                                  groups: groups, removedGroups: []))] {
             let frame = channel == nil ? message.encoded() : channel!.seal(message.encoded())

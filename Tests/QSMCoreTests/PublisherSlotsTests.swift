@@ -58,7 +58,7 @@ import Testing
         }
         while machine.pollGMSAction() != nil {}
         machine.gmsConnected(now: .zero)
-        for message in [ServerMessage.registered(node: machine.id),
+        for message in [ServerMessage.registered(node: machine.id, heartbeatTimeout: .seconds(5)),
                         .update(MembershipUpdate(baseVersion: 0, version: 1, isFull: true, regions: [region], removedRegions: [],
                                                  groups: views, removedGroups: []))] {
             message.encoded().withUnsafeBytes { machine.gmsFrameReceived($0, now: .zero) }

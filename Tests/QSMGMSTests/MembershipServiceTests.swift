@@ -29,6 +29,27 @@ import Testing
         #expect(harness.end(2).client.groups.isEmpty)
     }
 
+    /// A GMS timeout shorter than the nodes' heartbeat interval (a second by default):
+    /// the GMS says its timeout when a node registers, and the node heartbeats four times
+    /// within it. Before, every node was excluded and registered again five times a
+    /// second (`qsm-node gms --heartbeat-timeout 100ms`), and nobody said so.
+    @Test func nodesHeartbeatOftenEnoughForTheGMSsTimeout() throws {
+        var configuration = MembershipConfiguration()
+        configuration.heartbeatTimeout = .milliseconds(200)
+        let harness = try MembershipHarness(configuration)
+        harness.addNode(1, groups: ["a"])
+        harness.addNode(2, groups: ["a"])
+        harness.run(seconds: 3)
+        #expect(harness.service.statistics.heartbeatFailures == 0)
+        #expect(harness.end(1).client.heartbeatInterval == .milliseconds(50))
+        #expect(harness.service.groupViews.first { $0.name.text == "a" }!.members == [NodeID(1), NodeID(2)])
+        // A node that stops is still found out.
+        harness.end(2).frozen = true
+        harness.run(seconds: 0.5)
+        #expect(harness.service.statistics.heartbeatFailures == 1)
+        #expect(harness.service.groupViews.first { $0.name.text == "a" }!.members == [NodeID(1)])
+    }
+
     @Test func aShortFreezeIsRiddenOutALongOneExcludesAndTheNodeRejoins() throws {
         let harness = try MembershipHarness()
         harness.addNode(1, groups: ["a"])

@@ -62,7 +62,8 @@ import Testing
 
     static func randomServerMessage(_ random: inout SplitMix64) -> ServerMessage {
         switch Int.random(in: 0..<5, using: &random) {
-        case 0: return .registered(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)))
+        case 0: return .registered(node: NodeID(UInt64.random(in: 0...UInt64.max, using: &random)),
+                                   heartbeatTimeout: .nanoseconds(Int64.random(in: 1...Int64.max, using: &random)))
         case 1: return .accepted(request: 7)
         case 2: return .rejected(request: 9, reason: "no: \(randomName(&random).text)")
         case 3: return .excluded(reason: "no heartbeat")

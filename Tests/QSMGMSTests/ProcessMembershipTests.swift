@@ -125,15 +125,17 @@ struct ProcessMembershipTests {
         #expect(failure == nil)
     }
 
+    /// An insecure `qsm-node gms` on a free loopback port, with `flags`, and its address
+    /// (nil if it did not report one).
+    static func startGMS(_ flags: [String]) throws -> (ChildProcess, String)? {
+        let gms = try ChildProcess(executable: qsmNode, arguments: ["gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0"] + flags)
+        guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else { return nil }
+        return (gms, String(ready.dropFirst("gms listening on ".count)))
+    }
+
     @Test func aNodeFrozenPastTheTimeoutIsExcludedAndRejoinsByItself() throws {
         let failure = try NetworkNamespace.runIsolated { () throws -> String? in
-            let gms = try ChildProcess(executable: Self.qsmNode, arguments: [
-                "gms", "--insecure", "--listen", "127.0.0.1:0", "--stats-seconds", "0", "--heartbeat-timeout-ms", "1000",
-            ])
-            guard let ready = gms.readLine(timeoutMilliseconds: 20_000), ready.hasPrefix("gms listening on ") else {
-                return "the GMS did not report its address"
-            }
-            let address = String(ready.dropFirst("gms listening on ".count))
+            guard let (gms, address) = try Self.startGMS(["--heartbeat-timeout-ms", "1000"]) else { return "the GMS did not report its address" }
             var members: [UInt64: ChildProcess] = [:]
             for id: UInt64 in [1, 2] {
                 members[id] = try ChildProcess(executable: Self.qsmNode, arguments: [
@@ -165,6 +167,42 @@ struct ProcessMembershipTests {
             }
             gms.signal(SIGTERM)
             return gms.waitForExit(timeoutMilliseconds: 10_000) == 0 ? nil : "the GMS did not stop cleanly"
+        }
+        #expect(failure == nil)
+    }
+
+    /// A GMS whose timeout is shorter than a node's heartbeat interval (a second for
+    /// `qsm-node subscribe`): the node heartbeats within it and stays in; frozen past it,
+    /// it is excluded and says so. Before, such a node was excluded five times a second
+    /// and printed nothing.
+    @Test func aShortGMSTimeoutKeepsLiveNodesAndAnExclusionIsSaid() throws {
+        let failure = try NetworkNamespace.runIsolated { () throws -> String? in
+            guard let (gms, address) = try Self.startGMS(["--heartbeat-timeout", "300ms"]) else { return "the GMS did not report its address" }
+            // Through a shell, so that its log (standard error) is read too.
+            let subscriber = try ChildProcess(executable: "/bin/sh", arguments: [
+                "-c", "exec \"$0\" \"$@\" 2>&1", Self.qsmNode, "subscribe", "--insecure", "--gms", address, "--group", "a",
+            ])
+            // Two seconds, more than six timeouts: no exclusion.
+            let watchUntil = MonotonicClock.now().advanced(byNanoseconds: 2_000_000_000)
+            while MonotonicClock.now() < watchUntil {
+                if let line = subscriber.readLine(timeoutMilliseconds: 100), line.contains("excluded") { return "excluded while live: \(line)" }
+            }
+            subscriber.signal(SIGSTOP)
+            // Frozen: the GMS counts a heartbeat failure (seen in its statistics at exit).
+            let frozenUntil = MonotonicClock.now().advanced(byNanoseconds: 1_000_000_000)
+            while MonotonicClock.now() < frozenUntil { _ = gms.readLine(timeoutMilliseconds: 100) }
+            subscriber.signal(SIGCONT)
+            var said: String?
+            let deadline = MonotonicClock.now().advanced(byNanoseconds: 10_000_000_000)
+            while said == nil, MonotonicClock.now() < deadline {
+                if let line = subscriber.readLine(timeoutMilliseconds: 100), line.contains("excluded by the GMS") { said = line }
+            }
+            subscriber.signal(SIGTERM)
+            _ = subscriber.waitForExit(timeoutMilliseconds: 10_000)
+            gms.signal(SIGTERM)
+            _ = gms.waitForExit(timeoutMilliseconds: 10_000)
+            guard let said else { return "the frozen subscriber did not say it was excluded" }
+            return said.contains(#""level":"warning""#) && said.contains("no heartbeat for") ? nil : "unexpected line: \(said)"
         }
         #expect(failure == nil)
     }

@@ -261,7 +261,7 @@ package final class MembershipService {
         for (id, node) in nodes where now.nanoseconds(since: node.lastHeard) > heartbeatTimeoutNanoseconds {
             statistics.heartbeatFailures += 1
             let seconds = Double(now.nanoseconds(since: node.lastHeard)) / 1e9
-            send(.excluded(reason: "no heartbeat for \(Int(seconds * 10) / 10) s (timeout \(configuration.heartbeatTimeout))"),
+            send(.excluded(reason: "no heartbeat for \(Double(Int(seconds * 10)) / 10) s (timeout \(configuration.heartbeatTimeout))"),
                  to: node.connection)
             actions.append(.close(node.connection))
             connections[node.connection]?.node = nil
@@ -313,7 +313,7 @@ package final class MembershipService {
         nodes[node] = NodeRecord(address: address, connection: connection, lastHeard: now)
         connections[connection]?.node = node
         statistics.registrations += 1
-        send(.registered(node: node), to: connection)
+        send(.registered(node: node, heartbeatTimeout: configuration.heartbeatTimeout), to: connection)
         markDirty(now)
     }
 

@@ -72,7 +72,10 @@ package final class MembershipClient {
     @exclusivity(unchecked) private var lastHeartbeat = Instant.zero
     @exclusivity(unchecked) private var reconnectAt: Instant?
     @exclusivity(unchecked) private var reconnectDelayNanoseconds: Int64
-    private let heartbeatIntervalNanoseconds: Int64
+    /// The interval asked for, and the one in use: shorter while the GMS's timeout is
+    /// under four of them (it says its timeout when the node registers).
+    private let configuredHeartbeatNanoseconds: Int64
+    @exclusivity(unchecked) private var heartbeatIntervalNanoseconds: Int64
     private let minimumReconnectDelay: Int64
     private let maximumReconnectDelay: Int64 = 5_000_000_000
     @exclusivity(unchecked) private var actions: [MembershipClientAction] = []
@@ -85,11 +88,20 @@ package final class MembershipClient {
         case registered
     }
 
+    /// Heartbeats at least this many per GMS heartbeat timeout, and at most one per
+    /// `shortestHeartbeatNanoseconds`.
+    static let heartbeatsPerTimeout: Int64 = 4
+    static let shortestHeartbeatNanoseconds: Int64 = 10_000_000
+
+    /// The heartbeat interval in use (see `heartbeatsPerTimeout`).
+    package var heartbeatInterval: Duration { .nanoseconds(heartbeatIntervalNanoseconds) }
+
     package init(node: NodeID, address: QSMSocketAddress, heartbeatInterval: Duration = .seconds(1),
                 reconnectDelay: Duration = .milliseconds(200)) {
         self.node = node
         self.address = address
-        heartbeatIntervalNanoseconds = heartbeatInterval.totalNanoseconds
+        configuredHeartbeatNanoseconds = heartbeatInterval.totalNanoseconds
+        heartbeatIntervalNanoseconds = configuredHeartbeatNanoseconds
         minimumReconnectDelay = reconnectDelay.totalNanoseconds
         reconnectDelayNanoseconds = minimumReconnectDelay
     }
@@ -214,7 +226,12 @@ package final class MembershipClient {
             return
         }
         switch message {
-        case .registered:
+        case .registered(_, let timeout):
+            // Four heartbeats in the GMS's timeout at least: with a timeout under the
+            // configured interval (a GMS run with --heartbeat-timeout 100ms, nodes at 1 s),
+            // the node was excluded and registered again five times a second, silently.
+            heartbeatIntervalNanoseconds = min(configuredHeartbeatNanoseconds,
+                                               max(timeout.totalNanoseconds / Self.heartbeatsPerTimeout, Self.shortestHeartbeatNanoseconds))
             // Registered again: the GMS may have excluded this node meanwhile, or be a new
             // one. The views start over from the full update that follows, so every region
             // is joined afresh, owed only what is sent from its new view on. (The agent

@@ -34,7 +34,13 @@ extension ServerMessage {
         var reader = WireReader(bytes)
         let tag = try reader.readUInt8()
         switch tag {
-        case 1: self = .registered(node: NodeID(try reader.readUInt64()))
+        case 1:
+            let node = NodeID(try reader.readUInt64())
+            let timeout = try reader.readUInt64()
+            guard timeout > 0, timeout <= UInt64(Int64.max) else {
+                throw .malformed(reason: "a heartbeat timeout of \(timeout) ns", offset: 9)
+            }
+            self = .registered(node: node, heartbeatTimeout: .nanoseconds(Int64(timeout)))
         case 2: self = .accepted(request: try reader.readUInt32())
         case 3: self = .rejected(request: try reader.readUInt32(), reason: try reader.readString())
         case 4: self = .excluded(reason: try reader.readString())

@@ -1,6 +1,6 @@
 
 /// The GMS control protocol's version; a client speaking another is refused clearly.
-package let membershipProtocolVersion: UInt16 = 4
+package let membershipProtocolVersion: UInt16 = 5
 
 /// What a node sends the GMS.
 package enum ClientMessage: Equatable, Sendable {
@@ -26,7 +26,9 @@ package enum ClientMessage: Equatable, Sendable {
 
 /// What the GMS sends a node.
 package enum ServerMessage: Equatable, Sendable {
-    case registered(node: NodeID)
+    /// The node is registered. `heartbeatTimeout` is how long this GMS waits for a silent
+    /// node: the node heartbeats at least four times in it (see `MembershipClient`).
+    case registered(node: NodeID, heartbeatTimeout: Duration)
     case accepted(request: UInt32)
     /// A request (or, with request 0, the connection's last message) was refused.
     case rejected(request: UInt32, reason: String)
@@ -128,9 +130,10 @@ extension ServerMessage {
     package func encoded() -> [UInt8] {
         var encoder = WireEncoder()
         switch self {
-        case .registered(let node):
+        case .registered(let node, let timeout):
             encoder.write(ServerTag.registered.rawValue)
             encoder.write(node.value)
+            encoder.write(UInt64(clamping: timeout.totalNanoseconds))
         case .accepted(let id):
             encoder.write(ServerTag.accepted.rawValue)
             encoder.write(id)

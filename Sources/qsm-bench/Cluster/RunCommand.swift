@@ -86,9 +86,9 @@ enum RunCommand {
           --churn-events N     churn: N join/leave events spread over the run
           --partition-size N   nodes per token ring in the GMS (default 5)
           --heartbeat-timeout D  how long the GMS waits for a silent node before it
-                               excludes it (default 15s: longer than a freeze; every
-                               duration here takes 250ms, 5s or 2m, bare numbers are
-                               seconds)
+                               excludes it, 100ms...1h (default 15s: longer than a
+                               freeze; every duration here takes 250ms, 5s or 2m,
+                               bare numbers are seconds)
           --window N           sender flow-control window in messages (default: the
                                engine's, 16384)
           --window-bytes N     and in payload bytes, whichever binds first (default:
@@ -226,7 +226,13 @@ enum RunCommand {
         }
         options.partitionSize = try flags.integer("--partition-size", in: 1...64, default: 5)
         if let text = try flags.value("--heartbeat-timeout") {
-            options.heartbeatTimeoutMilliseconds = Int(try seconds(text, flag: "--heartbeat-timeout") * 1000)
+            let timeout = try seconds(text, flag: "--heartbeat-timeout")
+            // As qsm-node gms takes it: nodes heartbeat four times within it, at most
+            // every 10 ms (the GMS says its timeout when they register).
+            guard (0.1...3_600).contains(timeout) else {
+                throw ConfigurationError("--heartbeat-timeout must be 100ms...1h, got '\(text)'")
+            }
+            options.heartbeatTimeoutMilliseconds = Int(timeout * 1000)
         }
         try options.validate()
         return (options, flags.has("--json"))
