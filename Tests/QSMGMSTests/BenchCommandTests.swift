@@ -241,6 +241,7 @@ struct BenchCommandTests {
         (["run", "--bundle-bytes=-1"], "--bundle-bytes"),
         (["run", "--bundle-bytes", "100"], "0 (off) or an integer in 256...65507"),
         (["run", "--heartbeat-timeout", "1ms"], "--heartbeat-timeout must be 100ms...1h"),
+        (["run", "--groups", "10001"], "--groups must be an integer in 1...10000"),
         (["run", "--perturb", "crash-partition-leader", "--receivers", "4"], "--partition-size"),
         (["experiment", "colours"], "unknown experiment"),
         (["experiment"], "small, all or targets"),

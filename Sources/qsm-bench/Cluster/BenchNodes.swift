@@ -9,6 +9,16 @@ import Synchronization
 /// them round robin (the seed's Fig. 4.46 workload).
 enum BenchGroups {
     static func name(_ index: Int) -> GroupName { GroupName("bench-\(index)")! }
+
+    /// Membership requests of this process the GMS refused (a join over a limit, say).
+    private static let refusals = Atomic<Int>(0)
+
+    /// Says the first refusal (a run of thousands of groups can draw thousands; the run
+    /// would otherwise only time out waiting for members).
+    static func warnOfRefusal(_ request: String, _ reason: String) {
+        guard refusals.add(1, ordering: .relaxed).newValue == 1 else { return }
+        log(.warning, "qsm-bench worker", "the GMS refused \(request): \(reason) (further refusals not shown)")
+    }
     /// The index in a name `name(_:)` made, read from its bytes: this runs for every
     /// delivery, and the benchmark should measure the engine, not string slicing (nor a
     /// lazily made global: the prefix is compared as two words).
@@ -60,6 +70,8 @@ final class BenchReceiver: Sendable {
                 // Moved to other regions (a new GMS numbers its regions afresh): the
                 // streams resume there, possibly past messages in flight in the old one.
                 check.withLock { $0.rejoined() }
+            case .rejected(let request, let reason):
+                BenchGroups.warnOfRefusal(request, reason)
             case .evicted:
                 // The slow application is told, and stops being slow (it drains what it
                 // was handed; it does not rejoin, so the run measures the others).
@@ -190,6 +202,7 @@ final class BenchSender: Sendable {
         self.index = index
         self.groups = groups
         node.onMembershipEvent { [self] event in
+            if case .rejected(let request, let reason) = event { BenchGroups.warnOfRefusal(request, reason) }
             if case .memberEvicted = event {
                 evictionNotices.add(1, ordering: .relaxed)
                 _ = firstNoticeAt.compareExchange(expected: 0, desired: MonotonicClock.now().nanoseconds, ordering: .relaxed)

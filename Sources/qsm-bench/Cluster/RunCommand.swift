@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import QSMCore
+import QSMGMS
 import QSMHarness
 
 /// `qsm-bench run` (and the default run): one cluster experiment with a table or JSON.
@@ -30,7 +31,8 @@ enum RunCommand {
         flags:
           --senders N          sender processes (default 1, 1...64)
           --receivers N        receiver processes (default 4, 1...256)
-          --groups N           groups (default 1, 1...100000)
+          --groups N           groups (default 1, 1...10000: the GMS's limit of groups
+                               per node)
           --size BYTES         message size (default 1000, 24...65000)
           --seconds S          send for S seconds (default 10)
           --count N            send N messages per sender (stops at whichever of
@@ -145,7 +147,10 @@ enum RunCommand {
         var options = RunOptions()
         options.senders = try flags.integer("--senders", in: 1...64, default: 1)
         options.receivers = try flags.integer("--receivers", in: 1...256, default: 4)
-        options.groups = try flags.integer("--groups", in: 1...100_000, default: 1)
+        // Every receiver joins every group, and the sender publishes to each: more than
+        // the GMS's groups per node were refused, and the run waited two minutes for
+        // members that could not come.
+        options.groups = try flags.integer("--groups", in: 1...MembershipConfiguration().maximumGroupsPerNode, default: 1)
         options.size = try flags.integer("--size", in: BenchPayload.minimumSize...65_000, default: 1000)
         if let text = try flags.value("--perturb") {
             guard let kind = Perturbation(rawValue: text) else {
