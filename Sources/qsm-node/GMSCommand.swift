@@ -27,7 +27,9 @@ enum GMSCommand {
           --min-region-size N            hierarchies mode: smallest region a group may
                                          leave behind when added (default 1)
           --batch D                      apply pending changes every D (default 100ms)
-          --heartbeat-timeout D          exclude a node silent this long (default 5s)
+          --heartbeat-timeout D          exclude a node silent this long, 100ms...1h
+                                         (default 5s); nodes learn it when they
+                                         register and heartbeat four times within it
           --suspect-confirm D            exclude a node whose data path answers no
                                          probe (its ring peers report it, every few
                                          seconds, after several token timeouts) once it

@@ -24,7 +24,8 @@ enum MemberCommand {
           --group NAME[,NAME...]   groups to join (repeatable; --join is the older name)
           --publish NAME[,NAME...] groups to publish to without joining (repeatable)
           --heartbeat D            heartbeat interval (default 1s; a duration like 250ms;
-                                   --heartbeat-ms is the older name)
+                                   --heartbeat-ms is the older name); shorter when the
+                                   GMS's timeout is under four of them
           --secret-file PATH       the cluster secret (as for the GMS and every node): the
                                    GMS connection is mutually authenticated
           --insecure               run without a secret, against a GMS run with --insecure
