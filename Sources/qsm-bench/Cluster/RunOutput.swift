@@ -92,7 +92,7 @@ enum RunTable {
         lines.append("token round trip \(report.tokenRoundTripMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "acknowledgement latency \(report.acknowledgementLatencyMilliseconds.map { format($0, 2) + " ms" } ?? "-"), "
                      + "retransmissions \(report.retransmissions) (\(report.duplicatePacketsReceived) arrived as duplicates), "
-                     + "kernel socket-buffer drops \(report.kernelReceiveDrops)"
+                     + "kernel socket-buffer drops \(report.kernelReceiveDrops) (events: a dropped segmented send, up to 64 datagrams, counts once)"
                      + (report.messagesCarried > 0 ? ", \(report.messagesCarried) unacknowledged messages carried into new regions" : ""))
         if report.options.perturbation == .hostile {
             lines.append("hostile: \(report.hostileDatagrams) datagrams injected; nodes dropped and counted \(report.hostileDrops) "
