@@ -89,7 +89,7 @@ enum GMSCommand {
             configuration.batchInterval = try flags.duration("--batch", alias: "--batch-ms", aliasUnit: .milliseconds(1),
                                                              in: .milliseconds(1)...(.seconds(600)), default: .milliseconds(100))
             configuration.heartbeatTimeout = try flags.duration("--heartbeat-timeout", alias: "--heartbeat-timeout-ms", aliasUnit: .milliseconds(1),
-                                                                in: .milliseconds(100)...(.seconds(3600)), default: .seconds(5))
+                                                                in: MembershipConfiguration.heartbeatTimeoutRange, default: .seconds(5))
             configuration.suspectQuarantine = try flags.duration("--suspect-quarantine", in: .zero...(.seconds(86_400)), default: .seconds(30))
             configuration.suspectConfirmation = try flags.duration("--suspect-confirm", in: .zero...(.seconds(3600)), default: .seconds(5))
             if let pool = try flags.value("--address-pool") {

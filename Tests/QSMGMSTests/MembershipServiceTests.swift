@@ -48,6 +48,9 @@ import Testing
         harness.run(seconds: 0.5)
         #expect(harness.service.statistics.heartbeatFailures == 1)
         #expect(harness.service.groupViews.first { $0.name.text == "a" }!.members == [NodeID(1)])
+        // Shorter than four of the shortest heartbeats (10 ms) and then some: refused.
+        configuration.heartbeatTimeout = .milliseconds(99)
+        #expect(throws: ConfigurationError.self) { try MembershipService(configuration: configuration) }
     }
 
     @Test func aShortFreezeIsRiddenOutALongOneExcludesAndTheNodeRejoins() throws {

@@ -175,7 +175,7 @@ import Testing
         #expect(distinctStorage(received.groups.map(\.publishers).filter { !$0.isEmpty }) == 1)
     }
 
-    @Test func invalidNamesAndTrailingBytesAreMalformed() {
+    @Test func invalidNamesAndTrailingBytesAreMalformed() throws {
         var bad = ClientMessage.join(request: 1, group: GroupName("ok")!).encoded()
         bad[bad.count - 1] = 0x07  // "o\u{7}": a control character
         #expect(throws: WireError.self) { try bad.withUnsafeBytes { try ClientMessage(decoding: $0) } }
@@ -184,6 +184,15 @@ import Testing
         #expect(throws: WireError.self) { try trailing.withUnsafeBytes { try ClientMessage(decoding: $0) } }
         let empty: [UInt8] = []
         #expect(throws: WireError.self) { try empty.withUnsafeBytes { try ClientMessage(decoding: $0) } }
+        // A registration whose heartbeat timeout is 0, or beyond any Duration, or missing.
+        let registered = ServerMessage.registered(node: NodeID(3), heartbeatTimeout: .seconds(5)).encoded()
+        for timeout: UInt64 in [0, UInt64(Int64.max) + 1] {
+            let bad = Array(registered.prefix(9)) + withUnsafeBytes(of: timeout.bigEndian) { Array($0) }
+            #expect(throws: WireError.self) { try bad.withUnsafeBytes { try ServerMessage(decoding: $0) } }
+        }
+        let short = Array(registered.prefix(9))
+        #expect(throws: WireError.self) { try short.withUnsafeBytes { try ServerMessage(decoding: $0) } }
+        #expect(try registered.withUnsafeBytes { try ServerMessage(decoding: $0) } == .registered(node: NodeID(3), heartbeatTimeout: .seconds(5)))
     }
 
     @Test func frameDecoderSplitsAndBoundsFrames() throws {

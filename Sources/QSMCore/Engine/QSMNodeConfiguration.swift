@@ -26,11 +26,7 @@ public struct QSMNodeConfiguration: Sendable {
     public static let defaultBundleBytes = 1_472
     /// The bundle sizes a node accepts besides 0 (off): a bundle smaller than 256 bytes
     /// could not hold two packets, a datagram larger than 65,507 bytes cannot be sent.
-    public static let bundleBytesRange = 256...65_507
-
-    /// Whether `bytes` is a bundle size a node accepts: 0 (off) or in `bundleBytesRange`.
-    /// Command lines check their flags with this before anything starts.
-    public static func isValidBundleSize(_ bytes: Int) -> Bool { bytes == 0 || bundleBytesRange.contains(bytes) }
+    public static let bundleBytesRange = NodeMachineConfiguration.bundleBytesRange
     /// Kernel receive buffer asked for each socket. It should hold a whole flow-control
     /// window as the kernel counts it (about twice the payload for 1000-byte datagrams),
     /// so that a node paused for a while loses nothing the senders could still send;
@@ -82,7 +78,7 @@ public struct QSMNodeConfiguration: Sendable {
         guard gms.port != 0 else { throw ConfigurationError("the GMS address needs a port") }
         guard !interface.isMulticast else { throw ConfigurationError("the interface must be a unicast address, got \(interface)") }
         guard nodeID != 0 else { throw ConfigurationError("node id 0 is reserved") }
-        guard Self.isValidBundleSize(bundleBytes) else {
+        guard bundleBytes == 0 || Self.bundleBytesRange.contains(bundleBytes) else {
             throw ConfigurationError("bundle size must be 0 (off) or 256...65507 bytes, got \(bundleBytes)")
         }
         guard bundleBytes <= eventCoreConfiguration.packetBufferCapacity else {

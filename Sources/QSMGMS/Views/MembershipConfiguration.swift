@@ -29,6 +29,10 @@ package struct MembershipConfiguration: Sendable {
     /// A node whose heartbeats stop for this long is excluded as failed. Long enough that
     /// a node frozen for a couple of seconds rides it out (section 4.1.1, item 8).
     package var heartbeatTimeout: Duration = .seconds(5)
+    /// The heartbeat timeouts a GMS takes: nodes heartbeat four times within it, at most
+    /// every 10 ms (`MembershipClient.heartbeatsPerTimeout`), so a shorter one would
+    /// exclude live nodes.
+    package static let heartbeatTimeoutRange: ClosedRange<Duration> = .milliseconds(100)...(.seconds(3_600))
     /// A node excluded because a ring leader of its region reported that its data path
     /// answers no probe may not register again for this long (so a node cut off on the
     /// data path does not rejoin, stall its regions and be excluded again, over and over).
@@ -88,7 +92,9 @@ package struct MembershipConfiguration: Sendable {
         }
         guard multicastPort != 0 else { throw ConfigurationError("multicast port must not be 0") }
         guard batchInterval > .zero else { throw ConfigurationError("batch interval must be positive") }
-        guard heartbeatTimeout > .zero else { throw ConfigurationError("heartbeat timeout must be positive") }
+        guard Self.heartbeatTimeoutRange.contains(heartbeatTimeout) else {
+            throw ConfigurationError("heartbeat timeout must be 100ms...1h, got \(heartbeatTimeout)")
+        }
         guard suspectQuarantine >= .zero, suspectConfirmation >= .zero else {
             throw ConfigurationError("the suspect quarantine and confirmation cannot be negative")
         }

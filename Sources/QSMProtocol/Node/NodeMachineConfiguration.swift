@@ -48,6 +48,9 @@ package struct NodeMachineConfiguration: Sendable {
     /// and UDP headers). Packing happens when the socket pulls, so a lone packet never
     /// waits for company.
     package var bundleBytes = 1_472
+    /// The bundle sizes a node accepts besides 0 (off): a bundle smaller than 256 bytes
+    /// could not hold two packets, a datagram larger than 65,507 bytes cannot be sent.
+    package static let bundleBytesRange = 256...65_507
     /// How much may be published and not yet acknowledged (see `FlowControl`).
     package var flowControl: any FlowControl = WindowFlowControl()
     /// Publications held while their group's view is not known yet or the window is
@@ -93,7 +96,7 @@ package struct NodeMachineConfiguration: Sendable {
         if clusterSecret != nil, entropy.count < 32 {
             throw ConfigurationError("a node with a cluster secret needs 32 bytes of entropy for its GMS handshake")
         }
-        guard bundleBytes == 0 || (bundleBytes >= 256 && bundleBytes <= 65_507) else {
+        guard bundleBytes == 0 || Self.bundleBytesRange.contains(bundleBytes) else {
             throw ConfigurationError("bundle size must be 0 (off) or 256...65507 bytes, got \(bundleBytes)")
         }
         guard maximumPendingPublishes >= 1 else { throw ConfigurationError("maximum pending publishes must be at least 1") }

@@ -54,13 +54,13 @@ extension ProtocolNode {
     /// --receivers 1`), retransmissions were 1.7M-1.9M for 300k messages at 100k-146k
     /// msg/s; backing off, 470k-640k for 1.0M-1.3M messages at 485k-636k msg/s.
     func retryInterval(attempts: Int, senderGone: Bool) -> Int64 {
-        let base = configuration.requestRetryInterval.totalNanoseconds
-        guard senderGone else { return base << min(max(attempts - 3, 0), 4) }
-        return base << min(max(attempts - 8, 0), 4)
+        let asksAtTheBaseInterval = senderGone ? 8 : 3
+        return configuration.requestRetryInterval.totalNanoseconds << min(max(attempts - asksAtTheBaseInterval, 0), 4)
     }
 
     /// Asks for a gap of a sender that no view of this node names after which it is
-    /// presumed gone (see `presumeGone`): about 130 ms of asking at the retry interval.
+    /// presumed gone (see `presumeGone`): about 130 ms of asking (the fourth and later
+    /// asks wait longer, see `retryInterval`).
     static let unnamedSenderAttempts = 8
 
     /// Whether `key`'s sender, not known to have departed, is presumed gone now: no view

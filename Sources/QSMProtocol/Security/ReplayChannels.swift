@@ -67,14 +67,17 @@ struct DatagramCounters {
             if let current, current.channel == channel {
                 self.current = (destination, channel, current.count)
             } else {
-                if let current { counts[ReplayChannelKey(sender: .init(0), channel: current.channel)] = current.count }
-                current = (destination, channel, counts[ReplayChannelKey(sender: .init(0), channel: channel)] ?? firstCount)
+                if let current { counts[Self.key(current.channel)] = current.count }
+                current = (destination, channel, counts[Self.key(channel)] ?? firstCount)
             }
         }
         guard current!.count < ReplayChannel.countLimit else { return nil }
         current!.count += 1
         return UInt64(current!.channel) << ReplayChannel.countBits | current!.count
     }
+
+    /// This node's own counts are keyed by channel alone (the sender field is unused).
+    private static func key(_ channel: UInt16) -> ReplayChannelKey { ReplayChannelKey(sender: NodeID(0), channel: channel) }
 }
 
 /// A replay window's key: one sender's channel.

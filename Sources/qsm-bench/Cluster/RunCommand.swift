@@ -232,9 +232,8 @@ enum RunCommand {
         options.partitionSize = try flags.integer("--partition-size", in: 1...64, default: 5)
         if let text = try flags.value("--heartbeat-timeout") {
             let timeout = try seconds(text, flag: "--heartbeat-timeout")
-            // As qsm-node gms takes it: nodes heartbeat four times within it, at most
-            // every 10 ms (the GMS says its timeout when they register).
-            guard (0.1...3_600).contains(timeout) else {
+            // The run's GMS takes what qsm-node gms takes.
+            guard MembershipConfiguration.heartbeatTimeoutRange.contains(.milliseconds(timeout * 1000)) else {
                 throw ConfigurationError("--heartbeat-timeout must be 100ms...1h, got '\(text)'")
             }
             options.heartbeatTimeoutMilliseconds = Int(timeout * 1000)
