@@ -69,6 +69,9 @@ enum SimulateCommand {
           --token-budget B    token bytes the rings may send per data byte
                               arriving (default 0.25): in a large region at a low
                               rate, this budget, not the rings, sets the pace
+          --token-allowance B token bytes a second a region's rings may always
+                              send, whatever the data (default 262144; 0: the
+                              budget alone)
           --bursty N          node N drops all inbound packets 10 ms every 1 s (repeatable)
           --freeze N          node N freezes 0.5 s every 5 s (repeatable)
           --crash N@T         node N crashes at T simulated seconds (repeatable)
@@ -109,7 +112,7 @@ enum SimulateCommand {
         do throws(ConfigurationError) {
             let flags = try CommandLineFlags(arguments, valued: ["--nodes", "--groups", "--irregular", "--senders", "--rate", "--size",
                                                                  "--loss", "--region-loss", "--partition-loss", "--duplicate", "--corrupt", "--jitter", "--gms-latency",
-                                                                 "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--peer-attempts", "--drain-seconds",
+                                                                 "--datagram", "--partition-size", "--leader-fanout", "--token-budget", "--token-allowance", "--peer-attempts", "--drain-seconds",
                                                                  "--bursty", "--freeze", "--crash", "--split", "--cut-data", "--gms-crash",
                                                                  "--seconds", "--seed", "--swarm", "--swarm-seed", "--trace"],
                                              switches: ["--json", "--outside", "--unaggregated", "--no-push", "--no-await", "--peers-first", "--authenticate", "--encrypt", "--hierarchies", "--keep-going", "--describe", "-h", "--help"])
@@ -142,6 +145,7 @@ enum SimulateCommand {
             }
             scenario.rate = try number("--rate", 1000, 0.001...1_000_000)
             scenario.protocolConfiguration.tokenBytesPerDataByte = try number("--token-budget", ProtocolConfiguration().tokenBytesPerDataByte, 0.001...1_000_000)
+            scenario.protocolConfiguration.tokenBytesPerSecondAllowance = try number("--token-allowance", ProtocolConfiguration().tokenBytesPerSecondAllowance, 0...1e12)
             scenario.loss = try number("--loss", 0, 0...0.5)
             scenario.regionWideLoss = try number("--region-loss", 0, 0...0.5)
             scenario.partitionLoss = try number("--partition-loss", 0, 0...0.5)

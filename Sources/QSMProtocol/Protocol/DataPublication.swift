@@ -160,6 +160,8 @@ extension ProtocolNode {
         guard let stream = streams[key] ?? (hasRoomForNewStream() ? ReceiveStream(start: start, tally: heldTally) : nil) else { return }
         if learnMaximum(status.maximumSequence, in: stream) { quickenRounds(in: status.region) }
         streams[key] = stream
+        // It waits for what is not stable yet: the rings this node leads hurry.
+        if status.maximumSequence > stream.stable { hastenRounds(in: status.region) }
     }
 
     func receiveRequest(_ request: RequestPacket) {

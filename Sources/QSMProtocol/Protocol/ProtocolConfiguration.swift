@@ -52,8 +52,16 @@ public struct ProtocolConfiguration: Sendable {
     public var initialTokenHopEstimate: Duration = .microseconds(500)
     /// Token traffic a region may cost, in bytes of tokens per byte of new data arriving:
     /// rounds of a large region are spaced so that its rings (whose cost grows with the
-    /// number of members) stay within it while data flows. Small regions never reach it.
+    /// number of members) stay within it while data flows.
     public var tokenBytesPerDataByte = 0.25
+    /// Token traffic a region may always cost, in bytes a second, however little data
+    /// arrives: `tokenBytesPerDataByte` spaces rounds only beyond it. Without it a sender
+    /// held back by its window fed the budget back on itself: its data came only as fast
+    /// as rounds acknowledged it, so rounds spaced by that data came slower still, and
+    /// with a window of one message four receivers acknowledged a message every 730 ms.
+    /// The default lets a ring of a few members run at the busy pace, and holds rings of
+    /// hundreds of members to the budget (their rounds cost hundreds of kilobytes).
+    public var tokenBytesPerSecondAllowance = 262_144.0
     /// Sequence numbers a node asks for per stream per token visit (recovery rate limit).
     public var recoveryRequestsPerRound = 128
     /// How old a hole (a gap below a packet that reached this node in the sender's own
@@ -191,8 +199,9 @@ public struct ProtocolConfiguration: Sendable {
         guard RequestPacket.headerBytes + recoveryRequestsPerRound * 8 <= maximumPacketBytes else {
             throw ConfigurationError("\(recoveryRequestsPerRound) recovery requests per round do not fit one packet of \(maximumPacketBytes) bytes")
         }
-        guard tokenTimeoutRoundTrips >= 1, initialTokenHopEstimate > .zero, tokenBytesPerDataByte > 0 else {
-            throw ConfigurationError("token timeout round trips, hop estimate and token budget must be positive")
+        guard tokenTimeoutRoundTrips >= 1, initialTokenHopEstimate > .zero, tokenBytesPerDataByte > 0,
+              tokenBytesPerSecondAllowance >= 0, tokenBytesPerSecondAllowance.isFinite else {
+            throw ConfigurationError("token timeout round trips, hop estimate and token budget must be positive, the token allowance not negative")
         }
         guard windowMessages >= 1, windowBytes >= maximumMessageBytes else {
             throw ConfigurationError("the window must hold at least one message of the maximum size")

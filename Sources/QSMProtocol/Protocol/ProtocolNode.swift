@@ -300,6 +300,16 @@ package final class ProtocolNode {
             nextStart = soon
             return true
         }
+
+        /// Brings the next round forward to `now`, or to the earliest the pace's floor
+        /// and the token budget allow after the last round (`floor` is the busy
+        /// interval): a sender waits on this ring, whatever the pace had been. Whether it did.
+        mutating func hasten(now: Instant, floor: Int64) -> Bool {
+            let start = max(now, lastCompletion.advanced(byNanoseconds: max(floor, budgetNanoseconds)))
+            guard !inProgress, nextStart > start else { return false }
+            nextStart = start
+            return true
+        }
     }
 
     /// - Parameter seed: seeds the node's choices of peers to recover from.

@@ -59,8 +59,10 @@ extension ProtocolNode {
         // a second would otherwise multicast 200 of them per message).
         if unacknowledgedMessages > 0, sendQueue.isEmpty, now >= nextSenderStatusAt {
             let pace = configuration.busyTokenInterval.totalNanoseconds
-            var interval = pace
-            if now.nanoseconds(since: lastDataSentAt) >= pace {
+            // Not a pace since the last data yet: the first status goes when it is (a
+            // sender held back by its window waits for the round it hastens).
+            var interval = pace - now.nanoseconds(since: lastDataSentAt)
+            if interval <= 0 {
                 for (region, state) in regionSend.sorted(by: { $0.key < $1.key }) where !state.awaiting.isEmpty {
                     control.append(.senderStatus(region))
                 }
@@ -140,6 +142,27 @@ extension ProtocolNode {
         lastQuickened = (region, now, roundsChanges)
     }
 
+    /// A sender said it is waiting for acknowledgements of `region` (its status, sent
+    /// once it has sent everything it may): no more data will come to pace the rounds by
+    /// until they acknowledge what it sent. The rings this node leads there round at the
+    /// busy pace (within the token budget), not the settling one.
+    ///
+    /// Pacing by arrivals alone cannot see a sender held back by a small window: it
+    /// sends a window per acknowledgement, and a window of fewer than
+    /// `messagesPerTokenRound` messages never made a round worth starting before the
+    /// settling pace's four busy intervals. A window of one message was acknowledged
+    /// every 20 ms, so it published 50 messages a second.
+    func hastenRounds(in region: RegionID) {
+        guard !partitionRounds.isEmpty || !regionRounds.isEmpty || !leaderRounds.isEmpty else { return }
+        let floor = busyTokenIntervalNanoseconds
+        if var round = partitionRounds[region], round.hasten(now: now, floor: floor) { partitionRounds[region] = round }
+        if var round = regionRounds[region], round.hasten(now: now, floor: floor) { regionRounds[region] = round }
+        guard let states = leaderRounds[region] else { return }
+        for (level, var state) in states where state.round.hasten(now: now, floor: floor) {
+            leaderRounds[region]?[level] = state
+        }
+    }
+
     /// The next interval for a round that just completed: paced to the region's arrival
     /// rate while data flows, at the busy pace while a gap is being repaired, never
     /// slower than a few busy intervals while anything is unstable, idle when nothing is.
@@ -154,7 +177,9 @@ extension ProtocolNode {
     /// each sending a token of about `hopBytes` per member a round, may together cost at
     /// most `tokenBytesPerDataByte` of the data arriving. At 1,000 members and 1,000
     /// messages a second, rounds every 20 ms cost several bytes of tokens per byte of
-    /// data; spaced by the budget, a fraction of one. How the budget is shared between
+    /// data; spaced by the budget, a fraction of one. Below `tokenBytesPerSecondAllowance`
+    /// the budget does not apply: a sender held back by its window would otherwise slow
+    /// its own acknowledgements round by round. How the budget is shared between
     /// the levels of rings is `RegionRings.budgetHops`: `hops` is this ring's level's.
     func pace(_ round: inout LeaderRound, region: RegionID, active: Bool, repairing: Bool, hopBytes: Int, hops: Double) -> Int64 {
         let floor = configuration.busyTokenInterval.totalNanoseconds
@@ -180,7 +205,10 @@ extension ProtocolNode {
         if !measured {
             round.budgetNanoseconds = 0
         } else if bytes > 0 && elapsed > 0 {
-            let interval = Double(hopBytes) * Double(hops) * Double(elapsed) / (configuration.tokenBytesPerDataByte * Double(bytes))
+            // Token bytes a second the data buys, or the allowance if that is more.
+            let allowed = max(configuration.tokenBytesPerDataByte * Double(bytes) * 1e9 / Double(elapsed),
+                              configuration.tokenBytesPerSecondAllowance)
+            let interval = Double(hopBytes) * Double(hops) * 1e9 / allowed
             round.budgetNanoseconds = Int64(min(interval, Double(ceiling)))
         }
         let budget = round.budgetNanoseconds
