@@ -102,11 +102,18 @@ public final class QSMNode: Sendable {
         }
     }
 
+    /// A node id for a node configured without one: 63 bits from the kernel's CSPRNG,
+    /// never 0. (It was drawn from the monotonic clock XOR the process id: two bench
+    /// workers started together drew the same id, and the GMS refused the second as
+    /// "already registered on another live connection".)
+    static func randomNodeID() -> UInt64 {
+        max(1, SystemRandom.word() >> 1)
+    }
+
     private init(validated configuration: QSMNodeConfiguration) throws {
         try configuration.validate()
         self.configuration = configuration
-        var seed = SplitMix64(seed: UInt64(bitPattern: MonotonicClock.now().nanoseconds) ^ UInt64(getpid()))
-        id = NodeID(configuration.nodeID ?? max(1, seed.next() >> 1))
+        id = NodeID(configuration.nodeID ?? Self.randomNodeID())
         window = PublishWindow(capacity: configuration.protocolConfiguration.windowMessages,
                                byteCapacity: configuration.protocolConfiguration.windowBytes)
         // Twice the window, in count and in bytes: a member publisher's arrays stay shared
