@@ -54,7 +54,20 @@ extension ProtocolNode {
     /// What still keeps the node from being quiescent, for diagnosis.
     package var quiescenceReport: String {
         var parts: [String] = []
-        if unacknowledgedMessages > 0 { parts.append("\(unacknowledgedMessages) unacknowledged") }
+        if unacknowledgedMessages > 0 {
+            // Where they wait: a region's acknowledgement, or a group back in view.
+            var places: [String] = []
+            for (region, state) in regionSend.sorted(by: { $0.key < $1.key }) where !state.awaiting.isEmpty {
+                let groups = Set((0..<state.awaiting.count).map { state.awaiting[$0].message.group }).sorted { $0.value < $1.value }
+                places.append("\(state.awaiting.count) awaiting \(region) (of \(groups), sent through \(state.nextSequence - 1), acknowledged to \(state.acknowledged))")
+            }
+            if !orphans.isEmpty {
+                places.append("\(orphans.count) kept for groups out of view \(Set(orphans.map(\.group)).sorted { $0.value < $1.value })")
+            }
+            if !viewChecks.isEmpty { places.append("\(viewChecks.count) acknowledged under a newer view, to check") }
+            if !restartHeld.isEmpty { places.append("\(restartHeld.count) held after a restart") }
+            parts.append("\(unacknowledgedMessages) unacknowledged" + (places.isEmpty ? "" : " (" + places.joined(separator: ", ") + ")"))
+        }
         if !sendQueue.isEmpty { parts.append("\(sendQueue.count) queued") }
         for (key, stream) in streams where stream.isActive || !stream.cache.isEmpty {
             parts.append("\(key.sender)@\(key.region): contiguous \(stream.contiguous) max \(stream.maximumSeen) stable \(stream.stable) cache \(stream.cache.count) held \(stream.heldAhead) "
