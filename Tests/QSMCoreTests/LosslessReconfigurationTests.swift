@@ -8,6 +8,36 @@ import Testing
 /// group is owed the message whatever regions it passes through); before senders carried
 /// their unacknowledged messages, these runs lost messages at the members that moved.
 @Suite struct LosslessReconfigurationTests {
+    /// A half-sent message gives up the regions it has not gone to that its group's
+    /// newer view left out; the region under way and every hybrid region stay.
+    @Test func aHalfSentMessageDropsOnlyUnsentRegionsItsGroupLeftOut() {
+        let a = RegionReference(id: RegionID(1), viewNumber: 1, address: nil)
+        let b = RegionReference(id: RegionID(2), viewNumber: 1, address: nil)
+        let c = RegionReference(id: RegionID(3), viewNumber: 1, address: nil)
+        func message() -> OutgoingMessage {
+            OutgoingMessage(id: 1, group: GroupID(1), groupView: 1, groupSequence: 1, payload: [1], publishedAt: .zero,
+                            regions: [a, b, c])
+        }
+        let between = message()
+        between.regionCursor = 1
+        #expect(between.dropUnsentRegions(notIn: [a, c]) == 1)
+        #expect(between.regions == [a, c] && between.unacknowledgedRegions == 2)
+        // B's fragments are under way: it stays, C goes (A was sent already).
+        let midRegion = message()
+        midRegion.regionCursor = 1
+        midRegion.fragmentCursor = 1
+        #expect(midRegion.dropUnsentRegions(notIn: [RegionReference(id: RegionID(9), viewNumber: 1, address: nil)]) == 1)
+        #expect(midRegion.regions == [a, b] && midRegion.unacknowledgedRegions == 2)
+        // A newer view of a region still listed keeps it.
+        let newer = message()
+        newer.regionCursor = 1
+        #expect(newer.dropUnsentRegions(notIn: [a, RegionReference(id: RegionID(2), viewNumber: 5, address: nil), c]) == 0)
+        let hybrid = message()
+        hybrid.hybrid = true
+        hybrid.fragmentCursor = 1
+        #expect(hybrid.dropUnsentRegions(notIn: []) == 0 && hybrid.regions.count == 3)
+    }
+
     static func scenario(nodes: Int, groups: Int, seconds: Double = 3) -> SimulationScenario {
         var s = SimulationScenario()
         s.nodes = nodes

@@ -113,6 +113,15 @@ extension ProtocolNode {
                 return !sentThere || mayHaveMovedIn(reference, group: message.group, previousRegions: previousRegions,
                                                     previousGroups: previousGroups)
             }
+            if message.queued, message.dropUnsentRegions(notIn: target.regions) > 0,
+               message.regionCursor == message.regions.count, sendQueue.first === message {
+                // Half sent, and the regions it still had to go to left its group's view:
+                // nobody there would ever acknowledge it (a swarm seed's sender waited
+                // forever). Sent everywhere it still goes, it is done transmitting.
+                _ = sendQueue.popFirst()
+                message.queued = false
+                message.carriedAhead = false
+            }
             if message.queued {
                 // Half sent: its copies in the new regions follow the older carried ones.
                 if !new.isEmpty { message.deferredCarry = new }

@@ -86,6 +86,22 @@ final class OutgoingMessage {
         hybrid = false
     }
 
+    /// Drops the regions it has not been sent to yet that `current` (a newer view of its
+    /// group) no longer lists: nobody is left there to acknowledge it. The region whose
+    /// fragments are under way stays, and so does every region of a hybrid transmission
+    /// (numbered in all of them at once). How many went.
+    func dropUnsentRegions(notIn current: [RegionReference]) -> Int {
+        guard !hybrid else { return 0 }
+        let first = fragmentCursor > 0 ? regionCursor + 1 : regionCursor
+        guard first < regions.count else { return 0 }
+        let kept = regions[first...].filter { unsent in current.contains { $0.id == unsent.id } }
+        let dropped = regions.count - first - kept.count
+        guard dropped > 0 else { return 0 }
+        regions = Array(regions[..<first]) + kept
+        unacknowledgedRegions -= dropped
+        return dropped
+    }
+
     /// The group's id changed (a restarted GMS numbered the groups anew).
     func regroup(_ newGroup: GroupID) { group = newGroup }
 
