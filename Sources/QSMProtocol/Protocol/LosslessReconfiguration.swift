@@ -113,8 +113,10 @@ extension ProtocolNode {
                 return !sentThere || mayHaveMovedIn(reference, group: message.group, previousRegions: previousRegions,
                                                     previousGroups: previousGroups)
             }
-            if message.queued, message.dropUnsentRegions(notIn: target.regions) > 0,
-               message.regionCursor == message.regions.count, sendQueue.first === message {
+            // (Only at the head of the queue, where a half-sent message is popped when its
+            // transmission ends; one behind carried-ahead messages keeps its regions.)
+            if message.queued, sendQueue.first === message, message.dropUnsentRegions(notIn: target.regions) > 0,
+               message.regionCursor == message.regions.count {
                 // Half sent, and the regions it still had to go to left its group's view:
                 // nobody there would ever acknowledge it (a swarm seed's sender waited
                 // forever). Sent everywhere it still goes, it is done transmitting.
