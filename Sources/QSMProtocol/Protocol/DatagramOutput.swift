@@ -181,6 +181,10 @@ extension ProtocolNode {
                 state = existing
             } else {
                 state = RegionSendState()
+                if let next = retiredSendSequences.removeValue(forKey: reference.id) {
+                    state.nextSequence = next
+                    state.viewStartSequence = next
+                }
                 regionSend[reference.id] = state
             }
             member = regions[reference.id] != nil

@@ -135,6 +135,10 @@ extension ProtocolNode {
                 message.unacknowledgedRegions -= 1
                 displaced.append(message)
             }
+            if retiredSendSequences.count >= Self.retiredSendSequencesKept, let any = retiredSendSequences.keys.first {
+                retiredSendSequences[any] = nil
+            }
+            retiredSendSequences[region] = state.nextSequence
             regionSend[region] = nil
         }
         carryUnacknowledged(previousTargets: previousTargets, previousRegions: previous, previousGroups: previousGroups,

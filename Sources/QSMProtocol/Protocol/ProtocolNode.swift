@@ -82,6 +82,13 @@ package final class ProtocolNode {
     // Sending.
     @exclusivity(unchecked) var sendQueue = RingBuffer<OutgoingMessage>(initialCapacity: 64)
     @exclusivity(unchecked) var regionSend: [RegionID: RegionSendState] = [:] { didSet { lastRegionSend = nil } }
+    /// Where a region's sequence had got to when its send state was dropped (the region
+    /// left every view this node had): sending there again continues from it. Numbering
+    /// from 1 again reused sequence numbers the region's members and leader still held,
+    /// and an acknowledgement from the old numbering stopped every later one (a swarm
+    /// seed's sender waited forever). At most `retiredSendSequencesKept` regions.
+    @exclusivity(unchecked) var retiredSendSequences: [RegionID: UInt64] = [:]
+    static let retiredSendSequencesKept = 4_096
     /// The region the last fragment was numbered in, its state, and whether this node is
     /// a member (forgotten when either table changes): a sender to one region numbers
     /// its packets without two hashes each (1.7% of a 100-byte run, perf showed).
